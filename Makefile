@@ -1,0 +1,45 @@
+# The two set-up commands are `make serve` and `make test`; both work on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STORE  ?= model_archives
+# Re-install whenever the project's dependencies change.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: serve test install install-test system-test-deps bench fuzz soak demo-archives clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make serve: install, then serve the bundled archives (dashboard + REST API).
+serve: install
+	$(VENV)/bin/yyai serve --store $(STORE)
+
+## System packages the tests drive: Debian's chromium for the browser test.
+system-test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## make test: install with the test extras and system packages, then run every test.
+test: install system-test-deps
+	$(VENV)/bin/pytest -q -ra --durations=15
+
+## Rebuild the bundled demo archives from package-shipped data (fixed seeds).
+demo-archives: install
+	$(PY) scripts/make_demo_archives.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+## make bench: the peer comparison (installs each peer into bench/.venvs/).
+bench: install
+	$(PY) bench/compare.py

@@ -1,0 +1,425 @@
+"""Turns compare.py's results.json into bench/RESULTS.peers.md and the two PNG plots.
+
+Runs in yyai's venv (matplotlib). Kept apart from the measuring code so that
+``compare.py --report-only`` can redraw a report without measuring again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+LABELS = {
+    "yyai": "yyai (batching)",
+    "yyai-nobatch": "yyai (no batching)",
+    "flask": "Flask + model.predict()",
+    "pytriton": "PyTriton (Triton)",
+    "mlserver": "MLServer",
+    "torchserve": "TorchServe",
+    "ray": "Ray Serve",
+}
+MODELS = ["digits", "cnn64"]
+REF = "yyai"
+
+
+def cells(results: dict, server: str, model: str, endpoint: str, conc: int) -> list[dict]:
+    rounds = results["servers"].get(server, {}).get("rounds", [])
+    return [c for r in rounds for c in r.get("cells", [])
+            if c["model"] == model and c["endpoint"] == endpoint and c["concurrency"] == conc]
+
+
+def agg(results, server, model, endpoint, conc) -> dict | None:
+    """Across rounds: mean req/s with min-max, p50/p99 (pooled exact at c=1, mean of rounds otherwise)."""
+    got = cells(results, server, model, endpoint, conc)
+    if not got:
+        return None
+    rps = [c["rps"] for c in got]
+    out = {"rps": statistics.mean(rps), "rps_min": min(rps), "rps_max": max(rps), "n": len(got),
+           "errors": sum(c["errors"] for c in got), "requests": sum(c["requests"] for c in got),
+           "client_cpu": statistics.mean(c["client_cpu"] for c in got),
+           "server_cpu": statistics.mean(c.get("server_cpu", float("nan")) for c in got)}
+    if conc == 1 and all("latencies_ms" in c for c in got):
+        pooled = sorted(v for c in got for v in c["latencies_ms"])
+        out["p50_ms"], out["p99_ms"] = _pct(pooled, 50), _pct(pooled, 99)
+        out["latencies_ms"] = pooled
+    else:
+        out["p50_ms"] = statistics.mean(c["p50_ms"] for c in got)
+        out["p99_ms"] = statistics.mean(c["p99_ms"] for c in got)
+    return out
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    if not ordered:
+        return float("nan")
+    rank = max(1, math.ceil(q * len(ordered) / 100))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def server_stat(results, server, key) -> tuple[float, float, float] | None:
+    vals = [r[key] for r in results["servers"].get(server, {}).get("rounds", []) if key in r]
+    if not vals:
+        return None
+    return statistics.mean(vals), min(vals), max(vals)
+
+
+def loads(results, server) -> str:
+    """The 1-minute load averages taken after each round of a server."""
+    vals = [r["loadavg_1m_after"] for r in results["servers"][server]["rounds"] if "loadavg_1m_after" in r]
+    return ", ".join(f"{v:.1f}" for v in vals) or "-"
+
+
+def fmt(v, digits=0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:,.{digits}f}"
+
+
+def ratio(v, ref) -> str:
+    if v is None or ref is None or not ref or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v / ref:.2f}x"
+
+
+def spread(mean, lo, hi, digits=0) -> str:
+    if mean is None:
+        return "-"
+    if hi - lo < 10 ** -digits:
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ({fmt(lo, digits)}–{fmt(hi, digits)})"
+
+
+def servers_in(results) -> list[str]:
+    order = list(LABELS)
+    return [s for s in order if s in results["servers"]]
+
+
+def rows_for(results) -> list[tuple[str, str, str]]:
+    """(server, endpoint, label) rows: yyai's /predictions rows follow its v2 rows."""
+    rows = []
+    for s in servers_in(results):
+        rows.append((s, "v2", LABELS[s] + (" v2 infer" if s.startswith("yyai") else "")))
+        if s.startswith("yyai") and any(c["endpoint"] == "predictions" for r in results["servers"][s]["rounds"]
+                                        for c in r.get("cells", [])):
+            rows.append((s, "predictions", LABELS[s] + " /predictions (PNG)"))
+    return rows
+
+
+def write(results: dict, md_path: Path, plots_dir: Path) -> None:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    draw_cdf(results, plots_dir / "latency_cdf_c1.png")
+    draw_throughput(results, plots_dir / "throughput_vs_concurrency.png")
+    md_path.write_text(markdown(results, md_path, plots_dir))
+
+
+def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
+    m = results["machine"]
+    st = results["settings"]
+    rel = Path("plots")
+    lines = [
+        "## Peer comparison",
+        "",
+        f"Measured {results['date']} by `make bench` (`bench/compare.py`"
+        + (", `--quick`" if results.get("quick") else "") + ") on "
+        f"{m['cpu']}, {m['nproc']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}, Python {m['python']}"
+        f" (load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}).",
+        "",
+        "Every server runs the same two Keras models from the same `.keras` files, on 127.0.0.1, one after "
+        f"another in {st['rounds']} round(s) (A B A B ...); each cell ran {st['seconds']} s after a "
+        f"{st['warmup']} s warm-up. Every request carries one sample: the same v2 JSON tensor body for every server "
+        "(TorchServe gets it on its `/predictions` route, parsed by the handler), and yyai's `/predictions` rows "
+        "post the PNG of the same input instead (decode + preprocessing included). "
+        "Concurrency 1: an aiohttp client in its own process, exact percentiles over every request (all rounds "
+        "pooled). Concurrency 8 and 32: `wrk -t1` with a Lua script; req/s counts only 2xx replies and is the "
+        "mean of the rounds (min–max in brackets); p99 is wrk's. Peak RSS is the sum over the server's whole "
+        "process tree (psutil, sampled every 250 ms). Cold start: process start to the first successful "
+        "prediction of both models. Ratios are to yyai (batching on, v2 infer): above 1 means more than yyai.",
+        "",
+        "Models: " + "; ".join(f"`{k}` {v['params']:,} parameters, input {'x'.join(map(str, v['input']))}"
+                               for k, v in results["models"].items()) + ".",
+        "",
+        "Peer settings: PyTriton binds each model with `max_batch_size` 32 and the dynamic batcher "
+        "(`max_queue_delay_microseconds` 2000), started with `LD_LIBRARY_PATH` at the venv interpreter's "
+        "LIBDIR; MLServer runs a custom `MLModel` with adaptive batching (32, 0.002 s) and `parallel_workers` 0; "
+        "TorchServe runs a custom handler, batch 32, max delay 2 ms, one worker per model; Ray Serve runs one "
+        "deployment per model with `@serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)` and "
+        "`RAY_worker_niceness=0`. All peers except the Flask baseline call the model through a traced "
+        "`tf.function`, as yyai does; Flask calls `model.predict()` for every request, as the original "
+        "service did.",
+        "",
+        "### Versions",
+        "",
+        "| component | version |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in results["versions"].items()]
+    for model in MODELS:
+        lines += ["", f"### `{model}`: latency and throughput", "",
+                  "| server | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | "
+                  "c=32 p99 ms | errors | c=8 req/s vs yyai | c=32 req/s vs yyai | c=1 p50 vs yyai |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        ref = {c: agg(results, REF, model, "v2", c) for c in (1, 8, 32)}
+        for server, endpoint, label in rows_for(results):
+            a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
+            if not any(a.values()):
+                continue
+            errs = sum(x["errors"] for x in a.values() if x)
+
+            def g(c, k, d=0):
+                return fmt(a[c][k], d) if a[c] else "-"
+
+            def t(c):
+                return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
+
+            lines.append(
+                f"| {label} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | {g(8, 'p99_ms', 1)} | "
+                f"{t(32)} | {g(32, 'p99_ms', 1)} | {errs} | "
+                f"{ratio(a[8]['rps'] if a[8] else None, ref[8]['rps'] if ref[8] else None)} | "
+                f"{ratio(a[32]['rps'] if a[32] else None, ref[32]['rps'] if ref[32] else None)} | "
+                f"{ratio(a[1]['p50_ms'] if a[1] else None, ref[1]['p50_ms'] if ref[1] else None)} |")
+        lim = (results.get("limit") or {}).get(model)
+        if lim:
+            b1, best = lim["batch1"], lim["best"]
+            lines.append(f"| limit: traced call in-process, batch 1 | {fmt(b1['p50_ms'], 3)} | {fmt(b1['p99_ms'], 3)} | "
+                         f"{fmt(b1['samples_per_s'])} | | | | | | | | |")
+            lines.append(f"| limit: best batch ({best['batch']}) | | | | {fmt(best['samples_per_s'])} samples/s | | | | | "
+                         f"{ratio(best['samples_per_s'], ref[8]['rps'] if ref[8] else None)} | | |")
+    # load generator CPU
+    lines += ["", "### Load generator and server CPU", "",
+              "CPU use as a fraction of one core, mean over cells (client: the wrk or aiohttp process; server: its "
+              "whole process tree). On 2 cores, what the client takes the server cannot use.", "",
+              "| server | model | client c=1 | client c=8 | client c=32 | server c=1 | server c=8 | server c=32 | "
+              "server CPU ms per request at c=32 |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for server, endpoint, label in rows_for(results):
+        for model in MODELS:
+            a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
+            if not any(a.values()):
+                continue
+            cl = " | ".join(f"{a[c]['client_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            sv = " | ".join(f"{a[c]['server_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            per = fmt(1000 * a[32]["server_cpu"] / a[32]["rps"], 2) if a[32] and a[32]["rps"] else "-"
+            lines.append(f"| {label} | {model} | {cl} | {sv} | {per} |")
+    # memory + cold start
+    lines += ["", "### Memory and cold start", "",
+              "Load average (1 min) after each server's cells is shown to judge how quiet the machine was "
+              "(2 cores: a load well above 2 means other work shared them).", "",
+              "| server | peak RSS MB | vs yyai | cold start s | vs yyai | load average after |",
+              "|---|---|---|---|---|---|"]
+    rss_ref, cold_ref = server_stat(results, REF, "peak_rss_mb"), server_stat(results, REF, "cold_start_s")
+    for s in servers_in(results):
+        rss, cold = server_stat(results, s, "peak_rss_mb"), server_stat(results, s, "cold_start_s")
+        lines.append(f"| {LABELS[s]} | {spread(*rss) if rss else '-'} | {ratio(rss[0] if rss else None, rss_ref[0] if rss_ref else None)} | "
+                     f"{spread(*cold, digits=1) if cold else '-'} | {ratio(cold[0] if cold else None, cold_ref[0] if cold_ref else None)} | "
+                     f"{loads(results, s)} |")
+    # failures
+    failures = [(s, r) for s in servers_in(results) for r in results["servers"][s]["rounds"] if r.get("error")]
+    if failures:
+        lines += ["", "### Servers that failed", ""]
+        for s, r in failures:
+            lines.append(f"- {LABELS[s]}, round {r['round']}: `{r['error']}`")
+    # reload
+    if results.get("reload"):
+        lines += ["", "### Reload under load", "",
+                  f"16 aiohttp clients on `{st.get('reload_model', 'digits')}` for {st['reload_seconds']} s while the "
+                  f"model is reloaded every {st['reload_every']:.0f} s (each server's own way, below); steady-state "
+                  f"p99 from {st['steady_seconds']} s of the same load without reloads. \"During\" means requests "
+                  "started between a reload's call and 0.5 s after it returned. Then reloads back to back, up to "
+                  f"{st['reloads']} in all or {st['reload_cap_s']} s, and the RSS of the process tree after them.", "",
+                  "| server | how | reloads | failed / requests | p99 steady ms | p99 during reloads ms | "
+                  "p99 between reloads ms | reload s (median) | RSS before MB | RSS after N reloads MB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        how = {"yyai": "`POST /models/{m}/reload`", "mlserver": "`POST /v2/repository/models/{m}/load`",
+               "pytriton": "Triton `POST /v2/repository/models/{m}/load`",
+               "torchserve": "register other version, set-default, unregister old"}
+        for s, rec in results["reload"].items():
+            if rec.get("error"):
+                lines.append(f"| {LABELS[s]} | {how.get(s, '')} | failed: `{rec['error'][:200]}` | | | | | | | |")
+                continue
+            u = rec.get("under_reload", {})
+            errs = f" ({u.get('reload_error_count')} reload calls failed)" if u.get("reload_error_count") else ""
+            lines.append(
+                f"| {LABELS[s]} | {how.get(s, '')} | {u.get('reloads')}{errs} | {u.get('failed')} / {u.get('requests')}"
+                f"{' (HTTP status ' + ', '.join(map(str, u.get('failed_statuses'))) + ')' if u.get('failed') else ''}"
+                f"{' ' + '; '.join(f'`{e}`' for e in u.get('failed_errors', [])) if u.get('failed_errors') else ''} | "
+                f"{fmt(rec['steady']['p99_ms'], 1)} | {fmt(u.get('p99_during_ms'), 1)} | {fmt(u.get('p99_outside_ms'), 1)} | "
+                f"{fmt(u.get('reload_s_median'), 2)} | {fmt(rec.get('rss_before_mb'))} | "
+                f"{fmt(rec.get('rss_after_mb'))} (N = {rec.get('reloads_total')}) |")
+        notes = {
+            "pytriton": "PyTriton: Triton's repository API is behind PyTriton's access token (403 without it), and "
+                        "with PyTriton's default remote model store there is nothing to reload from (\"failed to poll "
+                        "from model repository\"); the bench therefore runs PyTriton with a local model store. "
+                        "Then a load of the served model fails (HTTP 400 or 500): the new Python-backend stub cannot bind the "
+                        "model's data socket while the old one still holds it (\"OSError: [Errno 98] Address already "
+                        "in use\" in the server log, then EOFError in `initialize`). Triton keeps the old instance "
+                        "serving, so no request fails, but no reload happens: PyTriton has no working hot reload.",
+            "torchserve": "TorchServe: no in-place reload; the swap registers the other version (a new Python worker "
+                          "that imports TensorFlow: seconds), makes it the default and unregisters the old one. "
+                          "Requests still queued for the old version when it is unregistered get no reply: those are "
+                          "the failures (client timeout after 30 s).",
+            "mlserver": "MLServer: a load of a loaded model loads the new instance and then swaps it in.",
+        }
+        for s_, text in notes.items():
+            if s_ in results["reload"]:
+                lines += ["", text]
+    lines += gaps(results)
+    lines += ["", "### Plots", "",
+              f"![latency CDF at concurrency 1]({rel / 'latency_cdf_c1.png'})", "",
+              f"![throughput against concurrency]({rel / 'throughput_vs_concurrency.png'})", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _legend_below(fig, axes) -> None:
+    """One legend for both panels, under them, so that no line hides behind it."""
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=4, fontsize=8, frameon=False)
+
+
+def draw_cdf(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(12, 5.5))
+    for ax, model in zip(axes, MODELS):
+        for server, endpoint, label in rows_for(results):
+            a = agg(results, server, model, endpoint, 1)
+            if not a or not a.get("latencies_ms"):
+                continue
+            xs = a["latencies_ms"]
+            ys = [(i + 1) / len(xs) for i in range(len(xs))]
+            ax.plot(xs, ys, label=label, linestyle="--" if endpoint == "predictions" else "-")
+        lim = (results.get("limit") or {}).get(model)
+        if lim:
+            ax.axvline(lim["batch1"]["p50_ms"], color="grey", linestyle=":", label="limit: traced call, batch 1")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, ms (log)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(f"{model}: latency CDF at concurrency 1")
+        ax.grid(True, which="both", alpha=0.3)
+    _legend_below(fig, axes)
+    fig.suptitle(f"Same Keras model, loopback, {results['machine']['nproc']} cores ({results['date'][:10]})")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_throughput(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(12, 5.5))
+    for ax, model in zip(axes, MODELS):
+        for server, endpoint, label in rows_for(results):
+            pts = [(c, agg(results, server, model, endpoint, c)) for c in (1, 8, 32)]
+            pts = [(c, a) for c, a in pts if a]
+            if not pts:
+                continue
+            ax.errorbar([c for c, _ in pts], [a["rps"] for _, a in pts],
+                        yerr=[[a["rps"] - a["rps_min"] for _, a in pts], [a["rps_max"] - a["rps"] for _, a in pts]],
+                        marker="o", capsize=3, label=label, linestyle="--" if endpoint == "predictions" else "-")
+        lim = (results.get("limit") or {}).get(model)
+        if lim:
+            ax.axhline(lim["best"]["samples_per_s"], color="grey", linestyle=":",
+                       label=f"limit: traced call, batch {lim['best']['batch']}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xticks([1, 8, 32], ["1", "8", "32"])
+        ax.set_xlabel("concurrent clients")
+        ax.set_ylabel("requests/s (log)")
+        ax.set_title(f"{model}: throughput against concurrency")
+        ax.grid(True, which="both", alpha=0.3)
+    _legend_below(fig, axes)
+    fig.suptitle(f"Same Keras model, loopback, {results['machine']['nproc']} cores ({results['date'][:10]})")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+#: Why yyai trails a peer, by kind of figure; measured facts behind each are in the tables above.
+WHY = {
+    "throughput": (
+        "Per-request work in Python, under one GIL. Every yyai request runs Tornado's HTTP parsing and "
+        "jupyter_server's `APIHandler` machinery (token and XSRF checks, Prometheus labels, access log) on the "
+        "IOLoop thread, then hops to a 32-thread pool (decode), on to the batcher thread (TensorFlow) and back. "
+        "Triton's HTTP front end is C++ and TorchServe's is Java (Netty): only batched tensors cross into "
+        "Python, so their server CPU per request is a half to a third of yyai's (CPU table), and on 2 cores that "
+        "CPU is the ceiling. MLServer does everything in one asyncio (uvloop) thread, with no thread hops and "
+        "no GIL hand-offs between threads."),
+    "json": (
+        "The cnn64 request is 12,288 floats as JSON (96 KB); `json.loads` costs about 3 ms of CPU per request "
+        "in every Python server. yyai spends more on top of it: a py-spy profile under `wrk -c8` shows "
+        "`v2codec` turning the list into float64 and then float32, and finiteness checked three times "
+        "(`_json_array`, `model_input`, `ArchiveRuntime.validate`), in 32 pool threads that contend for the "
+        "GIL with the batcher thread that must dispatch TensorFlow. Server CPU per request: yyai v2 JSON about "
+        "twice yyai `/predictions` (PNG) and well above MLServer on the same JSON body (CPU table)."),
+    "latency": (
+        "At concurrency 1 the batcher waits for more requests (up to `max_delay_ms`, 2 ms) even when nothing "
+        "else is in flight, and the request crosses three threads; compare the `yyai (no batching)` rows, "
+        "which answer in about half the time at concurrency 1."),
+    "rss": (
+        "The yyai process tree holds the Voila/jupyter_server app and TensorFlow with both models; the Flask "
+        "baseline and MLServer carry less around the same TensorFlow."),
+    "cold": (
+        "yyai starts Voila and jupyter_server, imports TensorFlow, then verifies (checksums), loads and warms "
+        "every archive (tracing its function) before it answers."),
+}
+
+#: What would close each gap (for the issue's closing note).
+CLOSE = {
+    "throughput": "a lean v2 infer handler (plain Tornado handler with the token check, no XSRF/page "
+                  "machinery), decoding on the IOLoop and awaiting the batch as an asyncio future instead of "
+                  "parking a pool thread; past that, several server processes (SO_REUSEPORT) or the planned "
+                  "Ray Serve / KServe scale-out.",
+    "json": "orjson (several times faster than `json`), `np.asarray(data, dtype=float32)` in one step, one "
+            "finiteness check, and recommending the binary tensor extension (which yyai supports) for big "
+            "tensors.",
+    "latency": "dispatch at once when the queue holds the only request in flight (wait only while other "
+               "requests are running), as adaptive batchers do.",
+    "rss": "nothing cheap: the dashboard app is part of yyai's one-process design.",
+    "cold": "warm up lazily after the first model answers, or load archives in parallel.",
+}
+
+
+def gaps(results: dict) -> list[str]:
+    """Where yyai (batching, v2) is behind a peer by more than 10%: the figure, the factor, and why."""
+    found: dict[str, list[str]] = {}
+    peers = [s for s in servers_in(results) if not s.startswith("yyai")]
+    for model in MODELS:
+        ref = {c: agg(results, REF, model, "v2", c) for c in (1, 8, 32)}
+        for peer in peers:
+            a = {c: agg(results, peer, model, "v2", c) for c in (1, 8, 32)}
+            for c in (8, 32):
+                if a[c] and ref[c] and a[c]["rps"] > 1.1 * ref[c]["rps"]:
+                    kind = "json" if model == "cnn64" else "throughput"
+                    found.setdefault(kind, []).append(
+                        f"`{model}` c={c}: {LABELS[peer]} {a[c]['rps']:,.0f} req/s against yyai {ref[c]['rps']:,.0f} "
+                        f"({a[c]['rps'] / ref[c]['rps']:.2f}x)")
+                if a[c] and ref[c] and a[c]["p99_ms"] < ref[c]["p99_ms"] / 1.1:
+                    found.setdefault("throughput", []).append(
+                        f"`{model}` c={c} p99: {LABELS[peer]} {a[c]['p99_ms']:.1f} ms against yyai {ref[c]['p99_ms']:.1f} ms")
+            if a[1] and ref[1] and a[1]["p50_ms"] < ref[1]["p50_ms"] / 1.1:
+                found.setdefault("latency", []).append(
+                    f"`{model}` c=1 p50: {LABELS[peer]} {a[1]['p50_ms']:.2f} ms against yyai {ref[1]['p50_ms']:.2f} ms")
+    for key, kind in (("peak_rss_mb", "rss"), ("cold_start_s", "cold")):
+        ref = server_stat(results, REF, key)
+        for peer in peers:
+            v = server_stat(results, peer, key)
+            if v and ref and v[0] < ref[0] / 1.1:
+                unit = "MB" if kind == "rss" else "s"
+                found.setdefault(kind, []).append(f"{LABELS[peer]} {v[0]:,.1f} {unit} against yyai {ref[0]:,.1f} {unit}")
+    if not found:
+        return ["", "### Where yyai is behind", "", "Nowhere by more than 10% in this run."]
+    lines = ["", "### Where yyai is behind", ""]
+    for kind in ("throughput", "json", "latency", "rss", "cold"):
+        if kind in found:
+            lines.append(f"- {'; '.join(found[kind])}.")
+            lines.append(f"  Why: {WHY[kind]}")
+            lines.append(f"  What would close it: {CLOSE[kind]}")
+    return lines

@@ -1,0 +1,646 @@
+"""Build the bundled demo archives in ``model_archives/``, reproducibly.
+
+Everything comes from data that ships inside scikit-learn (``load_digits`` and
+``load_sample_images``); nothing is downloaded. Seeds are fixed and TensorFlow runs with
+deterministic ops on the CPU, so a rebuild on the same machine gives the same weights.
+Other machines may differ in the last bits, which is why the committed archives are the
+reference and ``--check`` compares outputs with a tolerance instead of bytes.
+
+Archives written (through ``yyai_kernel.archive.pack``):
+
+* ``digits-1.yyar``: one small CNN saved as legacy ``.h5`` (exercises the h5 path).
+* ``digits-2.yyar``: an ensemble of three ``.keras`` members (CNN, MLP, wider CNN), combine mean.
+* ``colorfulness-1.yyar``: a CNN regressing the Hasler-Suesstrunk colorfulness of a 32x32
+  RGB patch (the model expects RGB, so the BGR decode of OpenCV must be converted).
+
+Each archive bundles its sample images (role ``sample``); the same files are written to
+``model_archives/samples/`` with ``expected.json`` (their outputs through the real
+preprocessing in ``yyai_kernel.images``) and ``model_archives/README.md`` holds the
+held-out scores.
+
+Usage::
+
+    python scripts/make_demo_archives.py            # rebuild model_archives/
+    python scripts/make_demo_archives.py --check    # rebuild in a temp dir, compare outputs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Train on the CPU whatever the machine: same numbers everywhere (as far as floats allow).
+os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_OUT = ROOT / "model_archives"
+SEED = 20261125
+TOLERANCE = 1e-4
+SCALE = 1.0 / 255.0
+DIGIT_LABELS = [str(i) for i in range(10)]
+
+DIGITS_INPUT = {
+    "name": "input",
+    "shape": [8, 8, 1],
+    "dtype": "float32",
+    "color": "grayscale",
+    "resize": "stretch",
+    "scale": SCALE,
+    "offset": 0.0,
+}
+DIGITS_OUTPUT = {"kind": "classification", "labels": DIGIT_LABELS}
+COLOR_INPUT = {
+    "name": "input",
+    "shape": [32, 32, 3],
+    "dtype": "float32",
+    "color": "rgb",
+    "resize": "stretch",
+    "scale": SCALE,
+    "offset": 0.0,
+}
+COLOR_OUTPUT = {"kind": "regression", "names": ["colorfulness"], "rounding": 2}
+
+
+def _tf():
+    """Import TensorFlow and Keras once, with fixed seeds and deterministic ops."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
+    return tf, keras
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow through Keras before building or training a model."""
+    _, keras = _tf()
+    keras.utils.set_random_seed(seed)
+
+
+def to_input(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 model input, exactly as ``images.preprocess`` scales them."""
+    x = pixels.astype(np.float32) * float(SCALE) + 0.0
+    return x.astype(np.float32)
+
+
+# --- digits ---------------------------------------------------------------------------
+
+
+def digits_data():
+    """Digits rendered as 8-bit images (round(value * 255 / 16)), split 75/25 with a fixed state."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    pixels = np.rint(d.images * 255.0 / 16.0).astype(np.uint8)[..., None]  # (N, 8, 8, 1)
+    idx = np.arange(len(pixels))
+    train, test = train_test_split(idx, test_size=0.25, random_state=0, stratify=d.target)
+    return pixels, d.target.astype(np.int64), train, test
+
+
+def digits_cnn(seed: int, filters: tuple[int, int], dense: int, name: str):
+    """A small convolutional digits classifier."""
+    _, keras = _tf()
+    seed_everything(seed)
+    L = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="input"),
+            L.Conv2D(filters[0], 3, padding="same", activation="relu"),
+            L.Conv2D(filters[1], 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(dense, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ],
+        name=name,
+    )
+
+
+def digits_mlp(seed: int, name: str):
+    """A plain multi-layer perceptron on the flattened 8x8 image."""
+    _, keras = _tf()
+    seed_everything(seed)
+    L = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1), name="input"),
+            L.Flatten(),
+            L.Dense(64, activation="relu"),
+            L.Dense(32, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ],
+        name=name,
+    )
+
+
+def fit_classifier(model, x, y, *, seed: int, epochs: int, lr: float = 3e-3):
+    """Train a classifier with Adam and sparse cross-entropy, fixed seed, no shuffling noise."""
+    _, keras = _tf()
+    seed_everything(seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0, shuffle=True)
+    return model
+
+
+def save_weights_only_model(model, path: Path) -> None:
+    """Save an uncompiled copy (architecture + weights, no optimizer state): a third of the size."""
+    _, keras = _tf()
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clone.save(path)
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Offline evaluation (training script, not the serving path)."""
+    return np.asarray(model(x, training=False))
+
+
+# --- colorfulness ---------------------------------------------------------------------
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) colorfulness of an RGB image with values in 0..255."""
+    rgb = rgb.astype(np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    sigma = np.sqrt(rg.std() ** 2 + yb.std() ** 2)
+    mu = np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
+    return float(sigma + 0.3 * mu)
+
+
+# Columns [0, TRAIN_END) of each sample image train the model; [EVAL_START, 640) evaluate it.
+TRAIN_END = 480
+EVAL_START = 496
+
+
+def sample_images() -> list[tuple[str, np.ndarray]]:
+    """The two RGB photos that ship with scikit-learn: ('china', array), ('flower', array)."""
+    from sklearn.datasets import load_sample_images
+
+    data = load_sample_images()
+    return [(Path(f).stem, img) for f, img in zip(data.filenames, data.images)]
+
+
+def resize_to(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize like ``images.py``: INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    shrinking = img.shape[0] > size or img.shape[1] > size
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def random_patch(rng: np.random.Generator, img: np.ndarray, x0: int, x1: int) -> np.ndarray:
+    """A random 32x32 patch from columns [x0, x1): random crop size (rescale), flips, rot90, desaturation."""
+    size = int(rng.integers(16, 97))
+    size = min(size, x1 - x0, img.shape[0])
+    top = int(rng.integers(0, img.shape[0] - size + 1))
+    left = int(rng.integers(x0, x1 - size + 1))
+    patch = resize_to(img[top : top + size, left : left + size], 32)
+    if rng.random() < 0.5:
+        patch = patch[:, ::-1]
+    if rng.random() < 0.5:
+        patch = patch[::-1]
+    patch = np.rot90(patch, int(rng.integers(0, 4)))
+    if rng.random() < 0.3:  # pull towards gray: low-colorfulness examples
+        gray = patch.astype(np.float64).mean(axis=2, keepdims=True)
+        a = rng.random()
+        patch = np.rint(a * patch + (1 - a) * gray)
+    return np.ascontiguousarray(np.clip(patch, 0, 255).astype(np.uint8))
+
+
+def color_data(n_train: int = 4000, n_eval: int = 800):
+    """Augmented patches and their colorfulness labels: train from the left, eval from the right."""
+    rng_train = np.random.default_rng(SEED)
+    rng_eval = np.random.default_rng(SEED + 1)
+    photos = [img for _, img in sample_images()]
+
+    def make(rng, n, x0, x1):
+        patches = [random_patch(rng, photos[i % len(photos)], x0, x1) for i in range(n)]
+        labels = [colorfulness(p) for p in patches]
+        return np.stack(patches), np.asarray(labels, dtype=np.float32)
+
+    xtr, ytr = make(rng_train, n_train, 0, TRAIN_END)
+    xev, yev = make(rng_eval, n_eval, EVAL_START, photos[0].shape[1])
+    return xtr, ytr, xev, yev
+
+
+def color_model(seed: int):
+    """A small CNN regressor; the output is rescaled so that it reads in colorfulness units."""
+    _, keras = _tf()
+    seed_everything(seed)
+    L = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3), name="input"),
+            L.Conv2D(16, 1, activation="relu"),
+            L.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
+            L.Conv2D(32, 1, activation="relu"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(32, activation="relu"),
+            L.Dense(1),
+            L.Rescaling(50.0, name="to_colorfulness"),
+        ],
+        name="colorfulness_cnn",
+    )
+
+
+# --- samples --------------------------------------------------------------------------
+
+
+def write_png(path: Path, image: np.ndarray, *, rgb: bool = False, ext: str = ".png") -> None:
+    """Write uint8 pixels (gray, or RGB when ``rgb``) with OpenCV, deterministically."""
+    if image.ndim == 3 and image.shape[2] == 3 and rgb:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, image, params)
+    if not ok:
+        raise RuntimeError(f"could not encode {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.tobytes())
+
+
+def digit_samples(pixels, target, test, probs_v1, probs_v2, stage: Path) -> list[Path]:
+    """One held-out 8x8 PNG per class, two 64x64 upscales, and one image where v1 and v2 disagree."""
+    out = []
+    for c in range(10):
+        i = next(j for j in test if target[j] == c)
+        p = stage / f"digit-{c}.png"
+        write_png(p, pixels[i])
+        out.append(p)
+    for c in (3, 8):
+        i = next(j for j in test if target[j] == c)
+        big = cv2.resize(pixels[i][:, :, 0], (64, 64), interpolation=cv2.INTER_NEAREST)
+        p = stage / f"digit-{c}-64.png"
+        if c == 8:  # a 3-channel file: the grayscale conversion runs too
+            big = np.repeat(big[:, :, None], 3, axis=2)
+            p = stage / f"digit-{c}-64rgb.png"
+        write_png(p, big)
+        out.append(p)
+    # A held-out image where the two versions pick different classes: useful for swap tests.
+    a1, a2 = probs_v1.argmax(1), probs_v2.argmax(1)
+    gap = np.abs(probs_v1 - probs_v2).max(1)
+    disagree = [k for k in range(len(test)) if a1[k] != a2[k]]
+    if disagree:
+        k = max(disagree, key=lambda k: gap[k])
+        p = stage / f"digit-{target[test[k]]}-disputed.png"
+        write_png(p, pixels[test[k]])
+        out.append(p)
+    return out
+
+
+def color_samples(stage: Path) -> list[Path]:
+    """64x64 crops from the held-out region of each photo (PNG and JPEG), plus a gray one."""
+    rng = np.random.default_rng(SEED + 2)
+    out = []
+    for name, img in sample_images():
+        for k, ext in enumerate((".png", ".jpg")):
+            top = int(rng.integers(0, img.shape[0] - 64))
+            left = int(rng.integers(EVAL_START, img.shape[1] - 64))
+            crop = img[top : top + 64, left : left + 64]
+            p = stage / f"{name}-{k + 1}{ext}"
+            write_png(p, crop, rgb=True, ext=ext)
+            out.append(p)
+            if name == "flower" and k == 0:
+                gray = np.repeat(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+                p = stage / f"{name}-gray.png"
+                write_png(p, gray, rgb=True)
+                out.append(p)
+    return out
+
+
+# --- build ----------------------------------------------------------------------------
+
+
+def pack_archive(out_dir: Path, **kwargs) -> Path:
+    """``archive.pack`` with a few retries: the archive module may still be in the works."""
+    last = None
+    for attempt in range(3):
+        try:
+            from yyai_kernel import archive
+
+            return archive.pack(out_dir=out_dir, **kwargs)
+        except (ImportError, AttributeError) as exc:
+            last = exc
+            print(f"archive.pack unavailable ({exc}); retrying in 60 s", flush=True)
+            time.sleep(60)
+    raise RuntimeError(f"yyai_kernel.archive.pack is not available: {last}")
+
+
+def build(out_dir: Path) -> dict:
+    """Train every model, write samples, pack the archives into ``out_dir``; return the scores."""
+    t0 = time.time()
+    tf, keras = _tf()
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="yyai-demo-"))
+    scores: dict = {"digits": {}, "colorfulness": {}}
+    try:
+        # digits ------------------------------------------------------------------
+        pixels, target, train, test = digits_data()
+        x = to_input(pixels)
+        xtr, ytr, xte, yte = x[train], target[train], x[test], target[test]
+
+        v1 = fit_classifier(digits_cnn(SEED, (8, 16), 32, "cnn"), xtr, ytr, seed=SEED, epochs=8)
+        p1 = predict(v1, xte)
+        scores["digits"]["v1 cnn"] = float((p1.argmax(1) == yte).mean())
+        v1_path = work / "v1" / "cnn.h5"
+        save_weights_only_model(v1, v1_path)
+
+        members = {
+            "cnn_a": fit_classifier(digits_cnn(SEED + 10, (16, 32), 64, "cnn_a"), xtr, ytr, seed=SEED + 10, epochs=20),
+            "mlp": fit_classifier(digits_mlp(SEED + 20, "mlp"), xtr, ytr, seed=SEED + 20, epochs=40),
+            "cnn_wide": fit_classifier(digits_cnn(SEED + 30, (32, 64), 64, "cnn_wide"), xtr, ytr, seed=SEED + 30, epochs=15),
+        }
+        v2_paths, probs = [], []
+        for name, m in members.items():
+            p = predict(m, xte)
+            probs.append(p)
+            scores["digits"][f"v2 {name}"] = float((p.argmax(1) == yte).mean())
+            path = work / "v2" / f"{name}.keras"
+            save_weights_only_model(m, path)
+            v2_paths.append(path)
+        p2 = np.mean(probs, axis=0)
+        scores["digits"]["v2 ensemble (mean)"] = float((p2.argmax(1) == yte).mean())
+        scores["digits_disagree"] = int((p1.argmax(1) != p2.argmax(1)).sum())
+        scores["digits_max_prob_gap"] = float(np.abs(p1 - p2).max())
+        scores["digits_test_size"] = int(len(test))
+        scores["digits_train_size"] = int(len(train))
+
+        dsamples = digit_samples(pixels, target, test, p1, p2, work / "samples")
+
+        # colorfulness -------------------------------------------------------------
+        cxtr, cytr, cxev, cyev = color_data()
+        cm = color_model(SEED + 40)
+        seed_everything(SEED + 40)
+        epochs, batch = 25, 64
+        decay = keras.optimizers.schedules.CosineDecay(3e-3, epochs * -(-len(cytr) // batch))
+        cm.compile(optimizer=keras.optimizers.Adam(decay), loss="huber")
+        cm.fit(to_input(cxtr), cytr, batch_size=batch, epochs=epochs, verbose=0, shuffle=True)
+        pred = predict(cm, to_input(cxev))[:, 0]
+        err = pred - cyev
+        scores["colorfulness"] = {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "r2": float(1 - (err**2).sum() / ((cyev - cyev.mean()) ** 2).sum()),
+            "baseline_mae": float(np.abs(cyev - cytr.mean()).mean()),
+            "label_range": [float(cyev.min()), float(cyev.max())],
+            "n_train": int(len(cytr)),
+            "n_eval": int(len(cyev)),
+        }
+        cpath = work / "colorfulness" / "cnn.keras"
+        save_weights_only_model(cm, cpath)
+        csamples = color_samples(work / "samples")
+        scores["colorfulness_truth"] = {}
+        for p in csamples:
+            rgb = cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            scores["colorfulness_truth"][p.name] = round(colorfulness(resize_to(rgb, 32)), 2)
+        scores["train_seconds"] = round(time.time() - t0, 1)
+
+        # pack ---------------------------------------------------------------------
+        def extras(paths):
+            return [(p, f"samples/{p.name}", "sample") for p in paths]
+
+        archives = [
+            pack_archive(
+                out_dir,
+                name="digits",
+                version=1,
+                models=[v1_path],
+                input_spec=DIGITS_INPUT,
+                output_spec=DIGITS_OUTPUT,
+                description="Handwritten digits (sklearn load_digits, 8x8 gray): one small CNN saved as legacy .h5. "
+                f"Held-out accuracy {scores['digits']['v1 cnn']:.3f}.",
+                combine="mean",
+                extra_files=extras(dsamples),
+            ),
+            pack_archive(
+                out_dir,
+                name="digits",
+                version=2,
+                models=v2_paths,
+                input_spec=DIGITS_INPUT,
+                output_spec=DIGITS_OUTPUT,
+                description="Handwritten digits: ensemble of a CNN, an MLP and a wider CNN (.keras), mean of "
+                f"probabilities. Held-out accuracy {scores['digits']['v2 ensemble (mean)']:.3f}.",
+                combine="mean",
+                extra_files=extras(dsamples),
+            ),
+            pack_archive(
+                out_dir,
+                name="colorfulness",
+                version=1,
+                models=[cpath],
+                input_spec=COLOR_INPUT,
+                output_spec=COLOR_OUTPUT,
+                description="Hasler-Suesstrunk colorfulness of a 32x32 RGB patch (sklearn sample photos). "
+                f"Held-out MAE {scores['colorfulness']['mae']:.2f}, R^2 {scores['colorfulness']['r2']:.3f}.",
+                combine="mean",
+                extra_files=extras(csamples),
+            ),
+        ]
+        scores["archives"] = [str(a) for a in archives]
+
+        samples_dir = out_dir / "samples"
+        if samples_dir.exists():
+            shutil.rmtree(samples_dir)
+        samples_dir.mkdir()
+        for p in dsamples + csamples:
+            shutil.copy2(p, samples_dir / p.name)
+        expected = {a.name: archive_outputs(a) for a in archives}
+        (samples_dir / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+        scores["total_seconds"] = round(time.time() - t0, 1)
+        (out_dir / "README.md").write_text(readme(scores, archives, out_dir))
+        return scores
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --- outputs on the samples (used by expected.json and --check) -------------------------
+
+
+def _load_member(path: Path):
+    try:
+        from yyai_kernel import kerasload
+
+        return kerasload.load_member(path)
+    except ImportError:  # pragma: no cover - kerasload not there yet
+        import keras
+
+        return keras.saving.load_model(path, compile=False)
+
+
+def archive_outputs(path: Path) -> dict:
+    """Every member's (and the mean's) outputs on the archive's own samples, via images.preprocess."""
+    from yyai_kernel import archive, images
+
+    with archive.open_archive(path) as opened:
+        m = opened.manifest
+        samples = sorted(f["path"] for f in m.files if f.get("role") == "sample")
+        x = np.stack([images.preprocess((opened.root / s).read_bytes(), m.input) for s in samples])
+        members = {}
+        for member in m.members:
+            model = _load_member(opened.member_path(member))
+            members[member["name"]] = predict(model, x)
+    mean = np.mean(list(members.values()), axis=0)
+    result = {}
+    for i, s in enumerate(samples):
+        result[Path(s).name] = {
+            "members": {k: [round(float(v), 6) for v in out[i]] for k, out in members.items()},
+            "combined": [round(float(v), 6) for v in mean[i]],
+        }
+    return result
+
+
+def compare(reference: Path, rebuilt: Path) -> tuple[float, list[str]]:
+    """Largest |difference| of member outputs on the samples, and the mismatches past TOLERANCE."""
+    worst, bad = 0.0, []
+    for new in sorted(rebuilt.glob("*.yyar")):
+        old = reference / new.name
+        if not old.exists():
+            bad.append(f"{new.name}: missing from {reference}")
+            continue
+        a, b = archive_outputs(old), archive_outputs(new)
+        if a.keys() != b.keys():
+            bad.append(f"{new.name}: sample sets differ")
+            continue
+        for s in a:
+            if a[s]["members"].keys() != b[s]["members"].keys():
+                bad.append(f"{new.name}: member names differ")
+                break
+            for k in a[s]["members"]:
+                d = float(np.max(np.abs(np.subtract(a[s]["members"][k], b[s]["members"][k]))))
+                worst = max(worst, d)
+                if d > TOLERANCE:
+                    bad.append(f"{new.name} {s} {k}: max |diff| {d:.3g}")
+    return worst, bad
+
+
+def check(reference: Path) -> int:
+    """Rebuild into a temp dir and compare sample outputs with the committed archives."""
+    tmp = Path(tempfile.mkdtemp(prefix="yyai-check-"))
+    try:
+        build(tmp)
+        worst, bad = compare(reference, tmp)
+        print(f"largest difference on any sample output: {worst:.3g} (tolerance {TOLERANCE})")
+        for line in bad:
+            print("MISMATCH", line)
+        print("check: OK" if not bad else "check: FAILED")
+        return 0 if not bad else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def readme(scores: dict, archives: list[Path], out_dir: Path) -> str:
+    """The short model_archives/README.md: what each archive is and its held-out score."""
+    d, c = scores["digits"], scores["colorfulness"]
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in d.items())
+    sizes = "\n".join(f"| `{a.name}` | {a.stat().st_size / 1024:.0f} KiB |" for a in archives)
+    truth = ", ".join(f"`{k}` {v}" for k, v in scores["colorfulness_truth"].items())
+    return f"""# Bundled demo archives
+
+Built by `scripts/make_demo_archives.py` from data that ships with scikit-learn
+(`load_digits`, `load_sample_images`), with fixed seeds, on the CPU. Rebuild with
+`python scripts/make_demo_archives.py`; `--check` rebuilds in a temporary folder and
+compares the outputs on the bundled samples with these archives (tolerance {TOLERANCE}).
+
+| archive | size |
+|---|---|
+{sizes}
+
+## digits (versions 1 and 2)
+
+8x8 grayscale digits rendered as PNG with pixel = round(value * 255 / 16), bright ink on black;
+input `[8, 8, 1]` float32, scale 1/255. Labels "0".."9". Split 75/25 stratified with
+`random_state=0` ({scores['digits_train_size']} train / {scores['digits_test_size']} test images).
+Version 1 is one CNN saved as legacy `.h5`; version 2 is an ensemble of three `.keras`
+members whose probabilities are averaged. On {scores['digits_disagree']} test images the two
+versions pick different classes (largest probability gap {scores['digits_max_prob_gap']:.2f}).
+
+| model | held-out accuracy |
+|---|---|
+{rows}
+
+## colorfulness (version 1)
+
+Regresses the Hasler & Suesstrunk (2003) colorfulness of a 32x32 RGB patch (`color: rgb`,
+scale 1/255). Trained on {c['n_train']} augmented patches (random crop size 16-96 px resized to
+32, flips, 90-degree turns, partial desaturation) from columns 0-{TRAIN_END - 1} of `china.jpg`
+and `flower.jpg`; evaluated on {c['n_eval']} patches from columns {EVAL_START}-639.
+
+| metric | held-out |
+|---|---|
+| MAE | {c['mae']:.2f} |
+| RMSE | {c['rmse']:.2f} |
+| R^2 | {c['r2']:.3f} |
+| MAE of predicting the training mean | {c['baseline_mae']:.2f} |
+
+Labels on the held-out set range from {c['label_range'][0]:.1f} to {c['label_range'][1]:.1f}.
+
+## samples/
+
+The sample images bundled in the archives (role `sample`), as plain files for curl examples
+and tests: `digit-N.png` (held-out 8x8 images, one per class), `digit-3-64.png` and
+`digit-8-64rgb.png` (64x64 upscales, the second with three channels), `digit-*-disputed.png`
+(a held-out image on which versions 1 and 2 disagree), and 64x64 photo crops from the
+held-out region. True colorfulness of the crops as the model sees them (32x32): {truth}.
+`expected.json` holds every member's and the combined output on each sample, computed
+through `yyai_kernel.images.preprocess`.
+"""
+
+
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default model_archives/)")
+    ap.add_argument("--check", action="store_true", help="rebuild in a temp dir and compare with --out")
+    args = ap.parse_args(argv)
+    if args.check:
+        return check(args.out)
+    # Build beside the target, then swap in: a failed run leaves the old archives alone.
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=args.out))
+    try:
+        scores = build(tmp)
+        for stale in list(args.out.glob("*.yyar")) + [args.out / "README.md"]:
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(args.out / "samples", ignore_errors=True)
+        for item in tmp.iterdir():
+            os.replace(item, args.out / item.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    scores["archives"] = sorted(str(p) for p in args.out.glob("*.yyar"))
+    print(json.dumps(scores, indent=1))
+    print(f"total {scores['total_seconds']} s; folder size "
+          f"{sum(p.stat().st_size for p in args.out.rglob('*') if p.is_file()) / 1024:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

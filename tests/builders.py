@@ -1,0 +1,70 @@
+"""Small real Keras models packed into real archives, for registry and server tests.
+
+Every model is tiny (a few hundred weights) and seeded, so a test builds what it needs
+in well under a second and compares against the same Keras model called directly.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+INPUT_SPEC = {"name": "input", "shape": [4, 4, 1], "dtype": "float32", "color": "grayscale",
+              "resize": "stretch", "scale": 1 / 255, "offset": 0.0}
+LABELS = ["cat", "dog", "eel"]
+
+
+def tiny_classifier(seed: int, units: int = 8):
+    """A seeded softmax classifier over 4x4x1 inputs with three classes."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(4, 4, 1), name="input")
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(units, activation="relu")(x)
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"tiny_{seed}")
+
+
+def pack_models(out_dir: Path, name: str, version: int, seeds: list[int], *, fmt: str = "keras",
+                batching: dict | None = None, combine: str = "mean") -> tuple[Path, list]:
+    """Build one seeded member per seed, pack them as ``name`` ``version``; return (path, models)."""
+    from yyai_kernel.archive import pack
+
+    work = Path(out_dir) / f".build-{name}-{version}-{'-'.join(map(str, seeds))}"
+    work.mkdir(parents=True, exist_ok=True)
+    models, files = [], []
+    for seed in seeds:
+        model = tiny_classifier(seed)
+        path = work / f"m{seed}.{fmt}"
+        model.save(path)
+        models.append(model)
+        files.append(path)
+    archive = pack(
+        name=name, version=version, models=files, input_spec=INPUT_SPEC,
+        output_spec={"kind": "classification", "labels": LABELS},
+        combine=combine, batching=batching or {"max_batch_size": 8, "max_delay_ms": 2.0},
+        out_dir=work,
+    )
+    return archive, models
+
+
+def reference(models: list, x: np.ndarray) -> dict:
+    """Each member's output and their mean, from the Keras models called directly."""
+    outputs = [np.asarray(m(x, training=False)) for m in models]
+    return {"members": outputs, "combined": np.mean(outputs, axis=0)}
+
+
+def install(archive: Path, store_dir: Path, filename: str | None = None) -> Path:
+    """Copy an archive into a store folder atomically (copy to a hidden temp, then rename)."""
+    target = Path(store_dir) / (filename or archive.name)
+    temp = target.with_name(f".tmp-{target.name}")
+    shutil.copyfile(archive, temp)
+    temp.replace(target)
+    return target
+
+
+def sample_inputs(n: int = 5, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 4, 4, 1), dtype=np.float32)

@@ -1,0 +1,154 @@
+"""The `yyai` CLI: archive, inspect (good and bad archives), models, and readable errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from yyai_kernel.archive import read_manifest
+from yyai_kernel.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", [[], ["archive"], ["inspect"], ["models"]])
+def test_help_everywhere(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    if command:
+        assert "Example" in result.output
+
+
+def test_archive_then_inspect(models, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    sample = tmp_path / "0.png"
+    sample.write_bytes(b"\x89PNG fake")
+    out = tmp_path / "out"
+    result = run("archive", "--name", "toy", "--version", 2, "--model", models.tiny_keras, "--model", models.tiny_h5,
+                 "--input-shape", "8,8,1", "--scale", "1/255", "--labels-file", labels, "--sample", sample,
+                 "--description", "from the cli", "--max-batch-size", 16, "--convert", "-o", out)
+    assert result.exit_code == 0, result.output
+    path = out / "toy-2.yyar"
+    assert f"wrote {path}" in result.output
+    m = read_manifest(path)
+    assert m.output == {"kind": "classification", "labels": ["a", "b", "c"]}
+    assert m.input["scale"] == pytest.approx(1 / 255) and m.input["color"] == "grayscale"
+    assert m.batching == {"max_batch_size": 16}
+    assert [f["path"] for f in m.files] == ["labels.txt", "samples/0.png"]
+    assert [x["path"] for x in m.members] == ["models/tiny.keras", "models/tiny_2.keras"]  # converted
+
+    result = run("inspect", path)
+    assert result.exit_code == 0, result.output
+    assert "name: toy  version: 2" in result.output
+    assert "member tiny_2: models/tiny_2.keras  keras  Keras 3.15.1, converted from models/tiny_2.h5" in result.output
+    assert "239 params" in result.output and "verified: OK" in result.output
+
+    result = run("inspect", "--json", path)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True and data["manifest"]["name"] == "toy"
+    assert [m["params"] for m in data["members"]] == [239, 239]
+
+    result = run("archive", "--name", "toy", "--version", 2, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+                 "--labels", "a,b,c", "-o", out)
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_archive_regression_and_force(models, tmp_path):
+    args = ["archive", "--name", "reg", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+            "--regression", "r,g,b", "--rounding", 2, "--combine", "each", "-o", tmp_path]
+    assert run(*args).exit_code == 0
+    result = run(*args, "--force")
+    assert result.exit_code == 0, result.output
+    m = read_manifest(tmp_path / "reg-1.yyar")
+    assert m.output == {"kind": "regression", "names": ["r", "g", "b"], "rounding": 2} and m.combine == "each"
+
+
+def test_archive_errors_are_one_line(models, tmp_path):
+    result = run("archive", "--name", "Bad Name", "--version", 1, "--model", models.tiny_keras,
+                 "--input-shape", "8,8,1", "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: invalid manifest: name:")
+    assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+    result = run("archive", "--name", "lam", "--version", 1, "--model", models.lambda_keras,
+                 "--input-shape", "8,8,1", "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 1 and "trusted" in result.stderr and "Traceback" not in result.output
+    result = run("archive", "--name", "lam", "--version", 1, "--model", models.lambda_keras,
+                 "--input-shape", "8,8,1", "--labels", "a,b,c", "--trust", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    result = run("inspect", tmp_path / "lam-1.yyar")
+    assert result.exit_code == 1 and "UnsafeModelError" in result.output
+    assert run("inspect", "--trust", tmp_path / "lam-1.yyar").exit_code == 0
+
+
+@pytest.mark.parametrize("extra, hint", [
+    ([], "exactly one of"),
+    (["--labels", "a", "--regression", "y"], "exactly one of"),
+    (["--labels", "a", "--input-shape", "8,x"], "not a shape"),
+    (["--labels", "a", "--scale", "one"], "fraction"),
+])
+def test_archive_usage_errors(models, tmp_path, extra, hint):
+    args = ["archive", "--name", "u", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1"]
+    result = run(*args, *extra, "-o", tmp_path)
+    assert result.exit_code == 2 and hint in result.output
+    assert not list(tmp_path.glob("*.yyar"))
+
+
+def test_inspect_bad_archive_exits_nonzero(packed, tmp_path, zips):
+    bad = tmp_path / "bad.yyar"
+    bad.write_bytes(packed.read_bytes()[:-40])
+    result = run("inspect", bad)
+    assert result.exit_code == 1
+    assert "INVALID (NotAnArchiveError)" in result.output and "Traceback" not in result.output
+
+    evil = zips.craft_archive(tmp_path / "evil.yyar", extra=[("../x", b"evil")])
+    result = run("inspect", "--json", evil)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["type"] == "UnsafeMemberError"
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    shutil.copy(packed, folder)
+    shutil.copy(bad, folder)
+    result = run("inspect", "--no-load", "--json", folder)
+    assert result.exit_code == 1
+    assert [(r["path"].split("/")[-1], r["ok"]) for r in json.loads(result.stdout)] == [
+        ("bad.yyar", False), ("toy-1.yyar", True)]
+
+
+def test_models_lists_store(make_store):
+    result = run("models", "--store", make_store)
+    assert result.exit_code == 0, result.output
+    assert "toy" in result.output and "1, 2" in result.output
+    assert "problem (unreadable)" in result.output and "junk.yyar" in result.output
+    result = run("models", "--store", make_store, "--json")
+    data = json.loads(result.stdout)
+    assert data["models"] == [{"name": "toy", "versions": [1, 2], "default": 2, "pinned": False}]
+    assert [p["kind"] for p in data["problems"]] == ["unreadable"]
+
+
+def test_models_missing_store(tmp_path):
+    result = run("models", "--store", tmp_path / "nope")
+    assert result.exit_code == 1 and result.stderr.startswith("error:") and "not a folder" in result.stderr
+
+
+@pytest.fixture
+def make_store(tmp_path, zips):
+    root = tmp_path / "store"
+    root.mkdir()
+    for version in (1, 2):
+        members = {"models/m.h5": b"w"}
+        zips.craft_archive(root / f"toy-{version}.yyar", members=members,
+                           manifest=zips.manifest_for(members, name="toy", version=version))
+    (root / "junk.yyar").write_bytes(b"junk")
+    return root

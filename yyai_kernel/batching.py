@@ -1,0 +1,125 @@
+"""Dynamic batching: stack concurrent requests for one runtime into one model call.
+
+A traced call on a batch of 32 costs little more than on a batch of 1, so under load it
+pays to wait a moment for company. Requests queue here; one worker thread takes as many
+rows as are waiting (up to ``max_batch_size``), waiting at most ``max_delay_ms`` after
+the first arrived for the batch to fill, runs the call once and hands each caller its
+own rows. Inputs are validated before they are queued, so a bad request fails alone;
+should a batched call fail anyway, its requests are retried one by one so that only the
+faulty one sees the error.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Callable
+
+import numpy as np
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (its runtime was swapped out); look the runtime up again."""
+
+
+class DynamicBatcher:
+    """Queue requests for ``fn`` and run them in batches on one worker thread.
+
+    ``fn(batch)`` runs the model; ``split(output, bounds)`` cuts its output back into
+    per-request outputs; ``on_batch(size)`` is told each batch's row count.
+    """
+
+    def __init__(
+        self,
+        fn: Callable,
+        split: Callable,
+        *,
+        max_batch_size: int,
+        max_delay_ms: float,
+        on_batch: Callable[[int], None] | None = None,
+        name: str = "batcher",
+    ):
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_delay_s = max(0.0, float(max_delay_ms)) / 1000.0
+        self._fn = fn
+        self._split = split
+        self._on_batch = on_batch or (lambda size: None)
+        self._pending: deque[tuple[np.ndarray, Future, float]] = deque()
+        self._rows = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._worker = threading.Thread(target=self._run, name=f"yyai-{name}", daemon=True)
+        self._worker.start()
+
+    def submit(self, batch: np.ndarray) -> Future:
+        """Queue a validated ``[n, ...]`` array; the Future resolves to its own output."""
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("This runtime is no longer serving.")
+            self._pending.append((batch, future, time.monotonic()))
+            self._rows += len(batch)
+            self._cond.notify()
+        return future
+
+    def __call__(self, batch: np.ndarray):
+        """Submit and wait: the blocking form used by the registry."""
+        return self.submit(batch).result()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop taking requests; those already queued still run. Optionally join the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if wait and threading.current_thread() is not self._worker:
+            self._worker.join()
+
+    def _take_batch(self) -> list[tuple[np.ndarray, Future, float]] | None:
+        """Block until a batch is ready (full, or its first request waited long enough)."""
+        with self._cond:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            deadline = self._pending[0][2] + self.max_delay_s
+            while self._rows < self.max_batch_size and not self._closed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            taken, rows = [], 0
+            while self._pending and (not taken or rows + len(self._pending[0][0]) <= self.max_batch_size):
+                item = self._pending.popleft()
+                taken.append(item)
+                rows += len(item[0])
+            self._rows -= rows
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            taken = self._take_batch()
+            if taken is None:
+                return
+            self._execute(taken)
+            del taken  # drop references to inputs and futures before waiting again
+
+    def _execute(self, taken: list) -> None:
+        arrays = [item[0] for item in taken]
+        try:
+            output = self._fn(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        except BaseException as error:
+            if len(taken) == 1:
+                taken[0][1].set_exception(error)
+            else:  # never let one request poison the others: retry each alone
+                for item in taken:
+                    self._execute([item])
+            return
+        self._on_batch(sum(len(a) for a in arrays))
+        bounds, start = [], 0
+        for array in arrays:
+            bounds.append((start, start + len(array)))
+            start += len(array)
+        for item, part in zip(taken, self._split(output, bounds)):
+            item[1].set_result(part)

@@ -1,0 +1,309 @@
+"""The `yyai` command: pack archives, inspect them, list a store (and, later, serve).
+
+Why a thin module: every command only parses options and calls the library
+(`archive`, `store`), so the CLI and the server share one behaviour. Errors the library
+raises on purpose (`YyaiError`) print as one readable line and exit 1, never as a
+traceback. Keras is imported only by commands that load models, so `yyai --help` and
+`yyai models` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+
+from yyai_kernel.archive import SUFFIX, read_manifest, verify
+from yyai_kernel.errors import YyaiError
+
+app = typer.Typer(
+    name="yyai",
+    help="Serve Keras models from versioned .yyar archives: pack, inspect and list them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+DEFAULT_STORE = os.environ.get("YYAI_STORE", "model_archives")
+
+
+def fail(message: str) -> None:
+    """Print one error line on stderr and exit with status 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _number(text: str, option: str) -> float:
+    """Parse a float or a fraction such as "1/255"."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 1/255", param_hint=option)
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _input_shape(text: str) -> list[int]:
+    try:
+        shape = [int(part) for part in _csv(text)]
+    except ValueError:
+        shape = []
+    if not shape or any(n < 1 for n in shape):
+        raise typer.BadParameter(f"{text!r} is not a shape like 8,8,1", param_hint="--input-shape")
+    return shape
+
+
+@app.command("archive")
+def archive_cmd(
+    name: str = typer.Option(..., "--name", help="Model name: lower case letters, digits, '_', '.', '-'."),
+    version: int = typer.Option(..., "--version", min=1, help="Integer version, 1 or more."),
+    model: List[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
+                                     help="A .h5 or .keras model file; repeat for an ensemble."),
+    input_shape: str = typer.Option(..., "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1."),
+    dtype: str = typer.Option("float32", "--dtype", help="Input dtype the model expects."),
+    color: Optional[str] = typer.Option(
+        None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
+        "Defaults to grayscale for 1 channel; required for 3."),
+    scale: str = typer.Option("1", "--scale", help="x = pixel * scale + offset; a number or a fraction like 1/255."),
+    offset: str = typer.Option("0", "--offset", help="Added after scaling."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
+    labels_file: Optional[Path] = typer.Option(
+        None, "--labels-file", exists=True, dir_okay=False,
+        help="Classification labels, one per line; the file is stored in the archive."),
+    regression: Optional[str] = typer.Option(
+        None, "--regression", help="Regression output names, comma separated: NAME[,NAME]."),
+    rounding: Optional[int] = typer.Option(None, "--rounding", min=0, max=15,
+                                           help="Decimals to round regression outputs to."),
+    combine: str = typer.Option("mean", "--combine", help="How members combine: mean, or each (no combined output)."),
+    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
+    max_delay_ms: Optional[float] = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
+    description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),
+    sample: List[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
+                                      help="A sample input stored as samples/<file name>; repeatable."),
+    convert: bool = typer.Option(False, "--convert", help="Re-save .h5 members in the native .keras format."),
+    trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),
+    output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", file_okay=False,
+                                    help="Folder to write <name>-<version>.yyar into."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing archive of the same name and version."),
+) -> None:
+    """Pack model files and their metadata into a .yyar archive.
+
+    Example:
+
+        yyai archive --name digits --version 1 --model cnn.h5 --input-shape 8,8,1
+        --scale 1/16 --labels 0,1,2,3,4,5,6,7,8,9 -o model_archives
+    """
+    shape = _input_shape(input_shape)
+    if sum(x is not None for x in (labels, labels_file, regression)) != 1:
+        raise typer.BadParameter("give exactly one of --labels, --labels-file or --regression",
+                                 param_hint="--labels")
+    if color is None:
+        if len(shape) == 3 and shape[-1] != 1:
+            raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
+        color = "grayscale"
+    extra = []
+    if regression is not None:
+        output = {"kind": "regression", "names": _csv(regression)}
+        if rounding is not None:
+            output["rounding"] = rounding
+    else:
+        if labels_file is not None:
+            try:
+                text = labels_file.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                fail(f"cannot read {labels_file}: {exc}")
+            label_list = [line.strip() for line in text.splitlines() if line.strip()]
+            extra.append((labels_file, "labels.txt", "labels"))
+        else:
+            label_list = _csv(labels)
+        output = {"kind": "classification", "labels": label_list}
+    used = set()
+    for file in sample:
+        arcname = f"samples/{file.name}"
+        if arcname in used:
+            fail(f"two samples are named {file.name}; rename one")
+        used.add(arcname)
+        extra.append((file, arcname, "sample"))
+    batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
+                if v is not None}
+    target = output_dir / f"{name}-{version}{SUFFIX}"
+    if target.exists() and not force:
+        fail(f"{target} already exists; pass --force to replace it")
+    from yyai_kernel.archive import pack
+
+    try:
+        path = pack(
+            name=name, version=version, models=list(model),
+            input_spec={"shape": shape, "dtype": dtype, "color": color,
+                        "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset")},
+            output_spec=output, description=description, combine=combine, batching=batching,
+            extra_files=extra, out_dir=output_dir, convert=convert, trusted=trust,
+        )
+    except YyaiError as exc:
+        fail(exc.message)
+    except OSError as exc:
+        fail(f"could not write the archive: {exc}")
+    typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def inspect_one(path: Path, *, trusted: bool, load_models: bool) -> dict:
+    """Inspect one archive: {"path", "ok", "error", "manifest", "members"} (JSON-able)."""
+    result = {"path": str(path), "ok": False, "error": None, "manifest": None, "members": []}
+    try:
+        result["manifest"] = read_manifest(path).data
+    except YyaiError:
+        pass  # verify below reports the same error with its type
+    try:
+        report = verify(path, trusted=trusted, load_models=load_models)
+    except YyaiError as exc:
+        result["error"] = exc.to_dict()
+        return result
+    sizes = {m["path"]: m for m in report.manifest.members}
+    result["members"] = [{**row, "size": sizes[row["path"]]["size"], "sha256": sizes[row["path"]]["sha256"],
+                          "source": sizes[row["path"]].get("source")} for row in report.members]
+    result["ok"] = True
+    return result
+
+
+def _print_inspection(result: dict) -> None:
+    echo = typer.echo
+    echo(result["path"])
+    m = result["manifest"]
+    if m:
+        echo(f"  name: {m['name']}  version: {m['version']}  created: {m.get('created', '?')}")
+        if m.get("description"):
+            echo(f"  description: {m['description']}")
+        i = m["input"]
+        echo(f"  input: shape {i['shape']} {i['dtype']} {i['color']}, "
+             f"x = pixel * {i.get('scale', 1.0):g} + {i.get('offset', 0.0):g}")
+        o = m["output"]
+        if o["kind"] == "classification":
+            shown = ", ".join(o["labels"][:12]) + (", ..." if len(o["labels"]) > 12 else "")
+            echo(f"  output: classification, {len(o['labels'])} labels: {shown}")
+        else:
+            rounding = f", rounded to {o['rounding']} decimals" if "rounding" in o else ""
+            echo(f"  output: regression: {', '.join(o['names'])}{rounding}")
+        echo(f"  combine: {m.get('combine', 'mean')}  batching: {m.get('batching') or 'server defaults'}")
+        rows = result["members"] or m["members"]
+        for row in rows:
+            written = f"Keras {row.get('keras_version') or '?'}"
+            if row.get("source"):
+                written += f", converted from {row['source']['path']} (Keras {row['source'].get('keras_version') or '?'})"
+            params = f"  {row['params']} params" if row.get("params") is not None else ""
+            fmt = f"  {row['format']}" if row.get("format") else ""
+            echo(f"  member {row['name']}: {row['path']}{fmt}  {written}{params}  "
+                 f"{row['size']} bytes  sha256 {row['sha256'][:12]}")
+        for f in m.get("files", []):
+            echo(f"  file: {f['path']} ({f['role']}, {f['size']} bytes)")
+    if result["ok"]:
+        echo("  verified: OK")
+    else:
+        echo(f"  INVALID ({result['error']['type']}): {result['error']['error']}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    target: Path = typer.Argument(..., exists=True, help="A .yyar file, or a folder of them."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),
+    load: bool = typer.Option(True, "--load/--no-load", help="Load every member with Keras (default) or only "
+                              "check the zip, manifest and checksums."),
+) -> None:
+    """Print an archive's manifest and verify it; exit 1 if any archive is invalid.
+
+    Example:
+
+        yyai inspect model_archives/digits-1.yyar
+
+        yyai inspect model_archives --json
+    """
+    paths = sorted(target.glob(f"*{SUFFIX}")) if target.is_dir() else [target]
+    paths = [p for p in paths if not p.name.startswith(".")]
+    if not paths:
+        fail(f"no {SUFFIX} archives in {target}")
+    results = [inspect_one(p, trusted=trust, load_models=load) for p in paths]
+    if as_json:
+        typer.echo(json.dumps(results if target.is_dir() else results[0], indent=2))
+    else:
+        for result in results:
+            _print_inspection(result)
+    bad = sum(not r["ok"] for r in results)
+    if bad:
+        if not as_json:
+            typer.echo(f"error: {bad} of {len(results)} archive(s) invalid", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("models")
+def models_cmd(
+    store: Path = typer.Option(Path(DEFAULT_STORE), "--store", help="The store folder (env YYAI_STORE)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the models a store holds: versions, default, pin, and any problems.
+
+    Example:
+
+        yyai models --store model_archives
+    """
+    from yyai_kernel.store import ModelStore
+
+    try:
+        s = ModelStore(store)
+    except YyaiError as exc:
+        fail(exc.message)
+    rows = [{"name": n, "versions": s.versions(n), "default": s.default_version(n), "pinned": n in s.pins()}
+            for n in s.names()]
+    problems = [{"path": str(p.path), "kind": p.kind, "error": p.error} for p in s.problems]
+    if s.state_error:
+        problems.append({"path": str(s.root), "kind": "state", "error": s.state_error})
+    if as_json:
+        typer.echo(json.dumps({"store": str(s.root), "models": rows, "problems": problems}, indent=2))
+        return
+    table = Table("name", "versions", "default", "pinned", title=escape(f"store {s.root}"))
+    for row in rows:
+        table.add_row(row["name"], ", ".join(map(str, row["versions"])), str(row["default"]),
+                      "yes" if row["pinned"] else "no")
+    console.print(table)
+    if not rows:
+        typer.echo("no models")
+    for p in problems:
+        typer.echo(f"problem ({p['kind']}): {p['path']}: {p['error']}")
+
+
+@app.command(
+    "serve",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def serve_cmd(ctx: typer.Context) -> None:
+    """Serve the dashboard and the REST API over a store (default: model_archives/).
+
+    Options: --store DIR, --host 127.0.0.1, --port 8866, --token T | --no-token, --watch,
+    --max-batch-size N, --max-delay-ms MS, --no-batching, --trust NAME (repeatable),
+    --config FILE, and any --YyaiServer.<trait>=value. Example:
+
+        yyai serve --store model_archives --port 8866
+    """
+    from .server.app import main as serve_main
+
+    serve_main(list(ctx.args))
+
+
+def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
+    """Run the CLI."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Typed errors for every refusal yyai makes.
+
+Each class carries the HTTP status the server answers with, so the library raises
+meaningful exceptions and the server maps them to JSON errors in one place, with no
+knowledge of the individual cases. Messages are written for a person: they say what was
+wrong and, where it helps, what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class YyaiError(Exception):
+    """Base class of every error yyai raises on purpose."""
+
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict:
+        """The JSON body the server sends for this error."""
+        body = {"error": self.message, "type": type(self).__name__}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+# --- archives -------------------------------------------------------------------------
+
+
+class ArchiveError(YyaiError):
+    """An archive is unreadable, unsafe or inconsistent with its manifest."""
+
+
+class NotAnArchiveError(ArchiveError):
+    """The file is not a zip file, or it is truncated."""
+
+
+class UnsafeMemberError(ArchiveError):
+    """A zip member has a traversal or absolute name, or is a link."""
+
+
+class ArchiveLimitError(ArchiveError):
+    """A member or the whole archive exceeds a size, count or compression-ratio limit."""
+
+    status = 413
+
+
+class ZipBombError(ArchiveLimitError):
+    """A member's compression ratio is fit for a zip bomb."""
+
+
+class MissingMemberError(ArchiveError):
+    """A file that the manifest lists is not in the archive."""
+
+
+class UnexpectedMemberError(ArchiveError):
+    """The archive holds a file that the manifest does not list."""
+
+
+class ChecksumError(ArchiveError):
+    """A member's sha256 or size differs from the manifest."""
+
+
+class ManifestError(ArchiveError):
+    """MANIFEST.json is missing, not JSON, or does not match the schema."""
+
+
+class FormatVersionError(ManifestError):
+    """The manifest names a format or format version this yyai does not read."""
+
+
+class ModelLoadError(ArchiveError):
+    """A member is not a Keras model that this Keras can load."""
+
+
+class UnsafeModelError(ModelLoadError):
+    """A member needs code execution to load (a Lambda layer) and the archive is not trusted."""
+
+
+class LegacyFormatError(ModelLoadError):
+    """A member was written by a Keras version that cannot be read (Keras 1.x)."""
+
+
+# --- store and registry -----------------------------------------------------------------
+
+
+class ConflictError(YyaiError):
+    """The store already holds this name and version, or two archives claim it."""
+
+    status = 409
+
+
+class StoreWriteError(YyaiError):
+    """Writing to the store failed (disk full, permissions); nothing was changed."""
+
+    status = 507
+
+
+class ModelNotFoundError(YyaiError):
+    """No model of that name, or no such version of it."""
+
+    status = 404
+
+
+class ModelNotReadyError(YyaiError):
+    """The model exists but no runtime is ready to answer (loading, failed or unloaded)."""
+
+    status = 503
+
+
+# --- requests -------------------------------------------------------------------------
+
+
+class InvalidInputError(YyaiError):
+    """A request's input tensor or parameters are malformed."""
+
+
+class ImageError(InvalidInputError):
+    """An image cannot be decoded, or is not an image."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image declares more pixels than the configured limit."""
+
+    status = 413
+
+
+class PayloadTooLargeError(YyaiError):
+    """A request body exceeds the configured limit."""
+
+    status = 413
+
+
+class UnsupportedMediaError(YyaiError):
+    """The request's Content-Type is not one this endpoint accepts."""
+
+    status = 415
+
+
+# --- client side ----------------------------------------------------------------------
+
+
+class AuthError(YyaiError):
+    """The server refused the request's credentials: no token or a wrong one (401), or 403."""
+
+    status = 401
+
+
+class ServerUnavailableError(YyaiError):
+    """The HTTP client cannot reach the yyai server, or it did not answer in time."""
+
+    status = 503

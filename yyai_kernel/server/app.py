@@ -1,0 +1,446 @@
+"""``yyai serve``: one process serving the Voila dashboard and the REST API.
+
+:class:`YyaiServer` subclasses Voila's standalone app (voila 0.5), which builds its
+Tornado application in ``start()`` from ``init_handlers()``. The override puts the REST
+handlers *before* Voila's: in single-notebook mode Voila ends its list with a catch-all
+``/(.*)`` route and Tornado takes the first match, so a route added after it would never
+be reached (``tests/test_server.py`` covers the order). Standalone Voila exposes no
+general Jupyter contents or kernels API, so the only code that runs is the dashboard.
+
+At start-up the server builds a :class:`~yyai_kernel.registry.Registry` over the store,
+starts listening, and loads every default version in the background
+(``/v2/health/ready`` answers 503 until that is done). Token auth is on by default,
+through jupyter_server's identity provider: one token for the dashboard and the REST
+API (``Authorization: token T``, ``Bearer T`` or ``?token=T``). The dashboard kernel gets
+``YYAI_URL`` and ``YYAI_TOKEN`` in its environment (see ``kernels.py``).
+
+SIGTERM or Ctrl-C stops accepting connections, shuts the kernels down, closes the
+registry and removes the server's temporary folders.
+
+Every setting is a traitlets trait, so a config file (``--config yyai_config.py``, with
+``c.YyaiServer.max_body_bytes = ...``) can set it; the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import ipaddress
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.log import log_request
+from jupyter_server.utils import url_path_join
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+from tornado.netutil import bind_sockets
+from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets.config import Config
+from voila.app import Voila
+
+from . import __version__
+from .base import MiB, NotFoundHandler, ServerState
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+TMP_PREFIX = "yyai-server-"
+
+
+def default_notebook() -> str:
+    """The dashboard notebook: ``notebooks/dashboard.ipynb`` of the checkout, or the packaged one."""
+    for candidate in (PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb", PACKAGE_DIR / "notebooks" / "dashboard.ipynb"):
+        if candidate.is_file():
+            return str(candidate)
+    return str(PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class YyaiServer(Voila):
+    """The yyai server: Voila's standalone app with the registry and the REST handlers."""
+
+    name = "yyai"
+    version = __version__
+    description = Unicode(
+        """yyai serve [--store DIR] [--host 127.0.0.1] [--port 8866] [--token T | --no-token]
+
+        Serve the dashboard and the REST API (Open Inference Protocol v2, image
+        predictions, model management, /metrics, /openapi.json) over a folder of .yyar
+        model archives."""
+    )
+    examples = "yyai serve --store model_archives --port 8866"
+
+    aliases = {
+        **Voila.aliases,
+        "store": "YyaiServer.store_dir",
+        "host": "YyaiServer.ip",
+        "ip": "YyaiServer.ip",
+        "port": "YyaiServer.port",
+        "token": "YyaiServer.token",
+        "max-batch-size": "YyaiServer.max_batch_size",
+        "max-delay-ms": "YyaiServer.max_delay_ms",
+        "trust": "YyaiServer.trusted",
+        "config": "YyaiServer.config_file",
+        "notebook": "YyaiServer.notebook_path",
+        "max-body-bytes": "YyaiServer.max_body_bytes",
+        "max-archive-bytes": "YyaiServer.max_archive_bytes",
+        "max-image-pixels": "YyaiServer.max_image_pixels",
+    }
+    flags = {
+        **Voila.flags,
+        "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
+        "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
+        "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
+        "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
+    }
+
+    # --- what to serve ---------------------------------------------------------------
+    store_dir = Unicode("model_archives", config=True, help="The folder of .yyar archives to serve.")
+    config_file = Unicode("", config=True, help="A traitlets config file (Python or JSON) to load.")
+    watch = Bool(False, config=True, help="Poll the store folder and reload what changed.")
+    watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
+    batching = Bool(True, config=True, help="Dynamic batching of concurrent requests.")
+    max_batch_size = Integer(None, allow_none=True, config=True, help="Override every archive's max_batch_size hint.")
+    max_delay_ms = Float(None, allow_none=True, config=True, help="Override every archive's max_delay_ms hint.")
+    trusted = List(Unicode(), config=True, help="Model names whose archives may run code when loaded (Lambda layers).")
+
+    # --- limits ----------------------------------------------------------------------
+    max_body_bytes = Integer(64 * MiB, config=True, help="Largest request body (predictions, v2 infer), in bytes.")
+    max_archive_bytes = Integer(512 * MiB, config=True, help="Largest archive upload (POST /models), in bytes.")
+    max_image_pixels = Integer(40_000_000, config=True, help="Largest image, in pixels (width x height).")
+    max_images_per_request = Integer(64, config=True, help="Most images in one multipart prediction request.")
+    predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
+    manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
+
+    # --- auth and exposure -------------------------------------------------------------
+    public_health = Bool(False, config=True, help="Answer /v2/health/live and /ready without a token.")
+    public_metrics = Bool(False, config=True, help="Answer /metrics without a token.")
+    allow_remote_access = Bool(
+        None, allow_none=True, config=True,
+        help="Accept any Host header. Default: only when bound to a non-loopback address "
+        "(on loopback, a loopback Host is required, which stops DNS-rebinding attacks).",
+    )
+
+    # --- dashboard kernels ---------------------------------------------------------------
+    kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
+    kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
+    cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
+
+    @default("ip")
+    def _default_ip(self):
+        return "127.0.0.1"
+
+    @default("open_browser")
+    def _default_open_browser(self):
+        return False
+
+    @default("auto_token")
+    def _default_auto_token(self):
+        return True
+
+    @default("port_retries")
+    def _default_port_retries(self):
+        return 0
+
+    @default("notebook_path")
+    def _default_notebook_path(self):
+        return default_notebook()
+
+    # --- start-up ----------------------------------------------------------------------
+
+    def initialize(self, argv=None):
+        """Apply yyai's defaults for Voila, kernels and Tornado, then the config file, then the CLI."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        self.update_config(Config({
+            "VoilaConfiguration": {
+                "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
+                "show_tracebacks": False,
+                "file_allowlist": [],
+            },
+        }))
+        config_file = _config_file_from(argv)
+        if config_file:
+            if not Path(config_file).is_file():
+                raise SystemExit(f"yyai: config file {config_file} not found")
+            self.load_config_file(os.path.abspath(config_file))
+        super().initialize(argv)
+        defaults = Config({
+            "VoilaExecutor": {"timeout": self.cell_timeout},
+            "MappingKernelManager": {
+                "cull_idle_timeout": self.kernel_cull_idle_timeout,
+                "cull_interval": self.kernel_cull_interval,
+            },
+        })
+        for section in ("VoilaExecutor", "MappingKernelManager"):
+            if section in self.config:  # what the user set wins
+                defaults[section].merge(self.config[section])
+        self.update_config(defaults)
+        settings = dict(self.tornado_settings)
+        settings.setdefault("websocket_max_message_size", self.max_body_bytes + MiB)
+        self.tornado_settings = settings
+
+    def build_state(self) -> ServerState:
+        """The store, the registry and the shared handler state."""
+        from ..registry import Registry
+        from ..store import ModelStore
+        from .metrics import ServerMetrics
+
+        store = ModelStore(self.store_dir)
+        registry = Registry(
+            store,
+            batching=self.batching,
+            max_batch_size=self.max_batch_size,
+            max_delay_ms=self.max_delay_ms,
+            trusted=self.trusted,
+            max_image_pixels=self.max_image_pixels,
+            watch=self.watch,
+            watch_interval=self.watch_interval,
+        )
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ServerState(
+            registry=registry,
+            metrics=ServerMetrics(registry),
+            tmp_dir=self.tmp_dir,
+            max_body_bytes=self.max_body_bytes,
+            max_archive_bytes=self.max_archive_bytes,
+            max_images_per_request=self.max_images_per_request,
+            public_health=self.public_health,
+            public_metrics=self.public_metrics,
+            predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
+            manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"),
+        )
+
+    def start(self):
+        """Build the registry, then let Voila build the app (our handlers first) and listen."""
+        sweep_stale_temp_dirs(self.log)
+        self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+        self.log.info("Temporary files in %s", self.tmp_dir)
+        self._stopping = False
+        self.state = None
+        try:
+            self.state = self.build_state()
+        except Exception as error:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.log.critical("yyai: cannot start: %s", getattr(error, "message", error))
+            self.exit(2)
+        super().start()
+
+    def init_settings(self) -> dict:
+        settings = super().init_settings()
+        settings["yyai"] = self.state
+        remote = self.allow_remote_access
+        settings["allow_remote_access"] = (not _is_loopback(self.ip)) if remote is None else remote
+        settings["local_hostnames"] = ["localhost"]
+        # jupyter_server's access log: tokens scrubbed from logged URLs, successes at debug level
+        settings["log_function"] = functools.partial(log_request, record_prometheus_metrics=False)
+        return settings
+
+    def rest_handlers(self) -> list:
+        """Every REST route, joined to the server's base URL."""
+        from . import management, metrics, openapi, predictions, samples_handlers, v2
+
+        def prefix(path: str) -> str:
+            return url_path_join(self.server_url or self.base_url, path)
+
+        routes = []
+        for module in (v2, predictions, management, samples_handlers, metrics, openapi):
+            routes.extend(module.handlers(prefix))
+        routes.extend(
+            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*")
+        )
+        return routes
+
+    def init_handlers(self) -> list:
+        """The REST handlers first, then Voila's (which end with a catch-all route)."""
+        return self.rest_handlers() + super().init_handlers()
+
+    def listen(self):
+        """Bind, print the URL with its token, load models in the background, run the loop."""
+        sockets = self._bind()
+        self.http_server = HTTPServer(self.app, max_body_size=self.max_body_bytes, xheaders=False)
+        self.http_server.add_sockets(sockets)
+        token = self.identity_provider.token
+        self.kernel_manager.extra_env = {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
+        self._banner(token)
+        self.ioloop = IOLoop.current()
+        loop = asyncio.get_event_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        self.ioloop.add_callback(self._load_models)
+        try:
+            self.ioloop.start()
+        except KeyboardInterrupt:
+            self.log.info("Interrupted")
+        finally:
+            self.stop()
+
+    def _bind(self) -> list:
+        last_error = None
+        for port in self.random_ports(self.port, self.port_retries + 1):
+            try:
+                sockets = bind_sockets(port, self.ip)
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    last_error = error
+                    self.log.info("Port %d is not available (%s).", port, error.strerror)
+                    continue
+                raise
+            self.port = sockets[0].getsockname()[1]
+            return sockets
+        self.log.critical("yyai: cannot listen on %s port %s: %s", self.ip, self.port, last_error)
+        self.exit(1)
+
+    @property
+    def local_url(self) -> str:
+        """The URL a process on this machine (the dashboard kernel) uses to reach the server."""
+        host = self.ip
+        if host in ("", "0.0.0.0", "::", "localhost"):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}{self.base_url}"
+
+    def _banner(self, token: str) -> None:
+        registry = self.state.registry
+        names = registry.names()
+        self.log.info("yyai %s serving %d model(s) from %s: %s", __version__, len(names),
+                      os.path.abspath(self.store_dir), ", ".join(names) or "(none)")
+        shown = self.local_url if self.ip in ("", "0.0.0.0", "::") else self._url(
+            f"[{self.ip}]" if ":" in self.ip else self.ip)
+        self.log.info("yyai is serving at %s", shown)
+        if token:
+            visible = token if self.identity_provider.token_generated else "..."
+            self.log.info(
+                "\n\n    To open the dashboard, copy and paste this URL into a browser:\n"
+                "        %s?token=%s\n"
+                "    REST clients send the header  'Authorization: token %s'\n",
+                shown, visible, visible,
+            )
+        else:
+            self.log.warning(
+                "\n\n    " + "!" * 72 + "\n"
+                "    !!  AUTHENTICATION IS OFF (--no-token).\n"
+                "    !!  Anyone who can reach %s can upload, load and delete models.\n"
+                "    !!  Use this only on a machine you trust, bound to 127.0.0.1.\n"
+                "    " + "!" * 72 + "\n",
+                shown,
+            )
+
+    async def _load_models(self) -> None:
+        """Load every default version off the loop; then /v2/health/ready answers 200."""
+        state = self.state
+        try:
+            errors = await IOLoop.current().run_in_executor(state.manage_pool, state.registry.load_all)
+        except Exception:
+            self.log.exception("The start-up load failed")
+            errors = None
+        state.ready = True
+        if errors:
+            for name, message in errors.items():
+                self.log.error("Model %s did not load: %s", name, message)
+        self.log.info("Start-up load finished; the server is ready.")
+
+    # --- shut-down ---------------------------------------------------------------------
+
+    def _on_signal(self, sig) -> None:
+        if self._stopping:
+            self.log.warning("Second %s: stopping now.", signal.Signals(sig).name)
+            self.ioloop.stop()
+            return
+        self._stopping = True
+        self.log.info("Received %s: shutting down.", signal.Signals(sig).name)
+        self.ioloop.add_callback(self._graceful_stop)
+
+    async def _graceful_stop(self) -> None:
+        self.http_server.stop()
+        try:
+            await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
+        except Exception as error:
+            self.log.warning("Kernel shut-down: %s", error)
+        self.ioloop.stop()
+
+    def stop(self):
+        """Close the registry and the pools, shut kernels down, remove temporary folders."""
+        if self.state is not None:
+            try:
+                self.state.registry.close()
+            except Exception:
+                self.log.exception("Closing the registry failed")
+            self.state.shutdown()
+        try:
+            super().stop()  # removes the connection folder and shuts remaining kernels down
+        except Exception as error:
+            self.log.warning("Voila shut-down: %s", error)
+        if getattr(self, "tmp_dir", None):
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.log.info("yyai stopped.")
+
+
+def sweep_stale_temp_dirs(log=None) -> list[Path]:
+    """Remove temporary folders left by yyai servers that died without cleaning up (kill -9).
+
+    Each server's folder is named after its process id; a folder whose process is gone
+    holds only half-received uploads, which nothing will ever read.
+    """
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        try:
+            pid = int(path.name[len(TMP_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed and log is not None:
+        log.info("Removed %d temporary folder(s) left by stopped servers.", len(removed))
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _config_file_from(argv: list[str]) -> str | None:
+    """The value of ``--config FILE`` / ``--config=FILE`` in argv, if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the server: ``main(["--store", "model_archives", "--port", "8866"])``.
+
+    Options: --store DIR, --host, --port, --token T | --no-token, --watch,
+    --max-batch-size N, --max-delay-ms MS, --no-batching, --trust NAME (repeatable),
+    --config FILE, and any ``--YyaiServer.<trait>=value``.
+    """
+    logging.getLogger("yyai").setLevel(logging.INFO)
+    YyaiServer.launch_instance(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""The base of every yyai REST handler: auth, JSON errors, body limits, off-loop work.
+
+One place maps errors to replies: a :class:`~yyai_kernel.errors.YyaiError` answers with
+its own ``.status`` and ``to_dict()``; a ``tornado.web.HTTPError`` with its status and
+message; anything else with a bare 500 (the traceback goes to the server log, never to
+the client). Every reply is JSON: ``{"error": "..."}``.
+
+Auth is jupyter_server's: the identity provider accepts the token as
+``Authorization: token T`` (or ``Bearer T``) or ``?token=T``. A request without a valid
+token gets 401 on every method (jupyter_server alone would redirect a GET and fail a POST
+on its XSRF check with 403). A browser request that is cookie-authenticated still needs
+the XSRF token for POST/PUT/DELETE (403 without it).
+
+Bodies are streamed (``@stream_request_body``) so the size limit is checked on the
+declared ``Content-Length`` before any byte is read, and counted while reading chunked
+bodies. An oversized body is drained (up to a cap) rather than cut off, so clients read
+a clean 413 instead of a reset connection. Archives spool to a temporary file outside the
+store; everything else is buffered in memory.
+
+Model calls block, so handlers run them on bounded thread pools (``run``) and the
+IOLoop never waits on TensorFlow, a disk or a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.client import responses
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+from tornado.ioloop import IOLoop
+
+from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, YyaiError
+
+log = logging.getLogger("yyai.server")
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MiB = 1024 * 1024
+
+
+@dataclass
+class ServerState:
+    """What the handlers share: the registry, the limits, the thread pools and the metrics.
+
+    Lives in the Tornado settings under ``"yyai"``.
+    """
+
+    registry: Any
+    metrics: Any
+    tmp_dir: str
+    max_body_bytes: int = 64 * MiB
+    max_archive_bytes: int = 512 * MiB
+    max_images_per_request: int = 64
+    public_health: bool = False
+    public_metrics: bool = False
+    predict_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(32, thread_name_prefix="yyai-predict")
+    )
+    manage_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="yyai-manage")
+    )
+    ready: bool = False  # the start-up load finished
+    started: float = field(default_factory=time.time)
+
+    def shutdown(self) -> None:
+        """Stop the pools: queued work is dropped, running calls finish on their own."""
+        self.predict_pool.shutdown(wait=False, cancel_futures=True)
+        self.manage_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_name(name: str) -> str:
+    """A model name from a URL, checked (400 for ``../x`` and other impossible names)."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"{name!r} is not a model name: names are 1-64 characters of a-z, 0-9, '_', '.', '-'."
+        )
+    return name
+
+
+def check_version(version: str | int | None) -> int | None:
+    """A version from a URL or a body: None, or a positive integer (400 otherwise)."""
+    if version is None:
+        return None
+    if isinstance(version, bool):
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    if isinstance(version, int):
+        value = version
+    elif isinstance(version, str) and version.isdigit() and len(version) <= 9:
+        value = int(version)
+    else:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    if value < 1:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    return value
+
+
+class YyaiHandler(APIHandler):
+    """Base handler: JSON replies and errors, 401 without a token, pools, metric labels."""
+
+    # label of this endpoint in the request metrics; None: not counted
+    metric_endpoint: str | None = None
+
+    def initialize(self, **kwargs) -> None:
+        self.metric_model = ""
+        self.metric_version = ""
+        self._model_confirmed = False
+        self._started = time.perf_counter()
+
+    @property
+    def state(self) -> ServerState:
+        return self.settings["yyai"]
+
+    @property
+    def registry(self):
+        return self.state.registry
+
+    # --- auth ---------------------------------------------------------------------------
+
+    def get_login_url(self) -> str:
+        """API handlers never redirect to a login page: no valid token is a 401."""
+        raise web.HTTPError(401, "Authentication required: send 'Authorization: token <token>' or ?token=<token>.")
+
+    def check_xsrf_cookie(self) -> None:
+        """No token is a 401 before any XSRF question; token-authenticated requests pass.
+
+        With auth disabled (``--no-token``), requests from non-browser clients pass, and
+        browser requests must come from the server's own origin.
+        """
+        if not hasattr(self, "_jupyter_current_user"):
+            return None
+        if self._jupyter_current_user is None:
+            self.get_login_url()
+        if self.token_authenticated:
+            return None
+        if not self.identity_provider.auth_enabled:
+            if self._same_origin_or_script():
+                return None
+            raise web.HTTPError(403, "Cross-origin request refused.")
+        return super().check_xsrf_cookie()
+
+    def _same_origin_or_script(self) -> bool:
+        site = self.request.headers.get("Sec-Fetch-Site")
+        if site in ("same-origin", "none"):
+            return True
+        origin = self.request.headers.get("Origin")
+        if site is None and origin is None:
+            return True  # not a browser
+        if origin is None:
+            return False
+        host = self.request.headers.get("Host", "")
+        return origin.split("://", 1)[-1].rstrip("/") == host
+
+    def require_auth(self) -> None:
+        """Raise 401 unless the request is authenticated (for handlers that may be public)."""
+        if not self.current_user:
+            self.get_login_url()
+
+    # --- replies and errors ---------------------------------------------------------------
+
+    def reply(self, body: Any, status: int = 200) -> None:
+        """Send a JSON reply."""
+        self.set_status(status)
+        self.finish(json.dumps(body, default=_json_default))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        """Give a YyaiError its own status: tornado would make every non-HTTPError a 500."""
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], YyaiError):
+            status_code = exc_info[1].status
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ, value, tb) -> None:
+        """Expected refusals log one line; only real failures log a traceback."""
+        if isinstance(value, YyaiError):
+            log.info("%s %s -> %d %s: %s", self.request.method, self.request.path, value.status,
+                     type(value).__name__, value.message)
+        elif isinstance(value, web.HTTPError):
+            if value.log_message:
+                log.info("%s %s -> %d: %s", self.request.method, self.request.path, value.status_code,
+                         value.log_message % value.args if value.args else value.log_message)
+        else:
+            super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The one place an error becomes a reply: ``{"error": message, ...}``, never a traceback."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if isinstance(exc, YyaiError):
+            body = exc.to_dict()
+        elif isinstance(exc, web.HTTPError):
+            message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+            body = {"error": message or exc.reason or responses.get(status_code, "Error")}
+        elif status_code >= 500:
+            body = {"error": "Internal server error; the server log has the details."}
+        else:
+            body = {"error": responses.get(status_code, "Error")}
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Token realm="yyai"')
+        if getattr(self, "_body_pending", False):
+            # Refused before the body was read: Tornado will close the connection after this
+            # reply, so say so, or a keep-alive client may reuse it and meet a reset.
+            self.set_header("Connection", "close")
+        self.clear_header("Inference-Header-Content-Length")
+        self.finish(json.dumps(body))
+
+    # --- metrics ------------------------------------------------------------------------
+
+    def on_finish(self) -> None:
+        if self.metric_endpoint is not None and self.state.metrics is not None:
+            known = self._model_confirmed
+            try:
+                self.state.metrics.observe(
+                    self.metric_endpoint,
+                    self.metric_model if known else "",
+                    self.metric_version if known else "",
+                    self.get_status(),
+                    time.perf_counter() - self._started,
+                )
+            except Exception:  # metrics must never break a request
+                log.exception("recording metrics failed")
+
+    def label_model(self, name: str | None, version: int | str | None = None) -> None:
+        """Name the model/version of this request's metrics.
+
+        The labels are only used once a registry call (``run``) got past the name without
+        ModelNotFoundError, so names that clients invent never become label values, and
+        the IOLoop never asks the registry (whose lock a slow upload may hold).
+        """
+        if name:
+            self.metric_model = name
+            self.metric_version = "" if version is None else str(version)
+
+    # --- off-loop work --------------------------------------------------------------------
+
+    async def run(self, fn: Callable, *args, manage: bool = False, **kwargs):
+        """Run a blocking call on a bounded pool (``manage`` for loads and uploads)."""
+        pool = self.state.manage_pool if manage else self.state.predict_pool
+        try:
+            if kwargs:
+                result = await IOLoop.current().run_in_executor(pool, lambda: fn(*args, **kwargs))
+            else:
+                result = await IOLoop.current().run_in_executor(pool, fn, *args)
+        except ModelNotFoundError:
+            raise
+        except Exception:
+            self._model_confirmed = bool(self.metric_model)
+            raise
+        self._model_confirmed = bool(self.metric_model)
+        return result
+
+    def json_body(self, body: bytes, *, required: bool = True) -> Any:
+        """Parse a JSON request body (400 when it is not JSON)."""
+        if not body.strip():
+            if required:
+                raise InvalidInputError("The request needs a JSON body.")
+            return None
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"The body is not valid JSON: {exc}.") from None
+
+
+@web.stream_request_body
+class BodyHandler(YyaiHandler):
+    """A handler that reads its request body itself, within a size limit.
+
+    ``spool = True`` writes the body to a temporary file (``self.body_path``) in the
+    server's temp folder; otherwise it is kept in memory (``self.body``).
+    """
+
+    spool = False
+
+    def body_limit(self) -> int:
+        return self.state.max_archive_bytes if self.spool else self.state.max_body_bytes
+
+    async def prepare(self) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_large = False
+        self._spool_file = None
+        self.body_path: str | None = None
+        self._body_pending = True  # a refusal now leaves the body unread: see write_error
+        await super().prepare()
+        if self._finished:
+            return
+        limit = self.body_limit()
+        drain_cap = limit + min(limit, 64 * MiB)
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None:
+            try:
+                declared_n = int(declared)
+            except ValueError:
+                raise InvalidInputError("Content-Length is not a number.") from None
+            if declared_n > drain_cap:
+                raise PayloadTooLargeError(self._too_large_message(declared_n))
+            if declared_n > limit:
+                self._too_large = True
+        self.request.connection.set_max_body_size(drain_cap)
+        if self.spool and not self._too_large and self.request.method in ("POST", "PUT"):
+            fd, self.body_path = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=self.state.tmp_dir)
+            self._spool_file = os.fdopen(fd, "wb")
+        self._body_pending = False  # from here on Tornado reads the whole body before the method runs
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._too_large:
+            return
+        if self._size > self.body_limit():
+            self._too_large = True
+            self._chunks.clear()
+            self._discard_spool()
+            return
+        if self._spool_file is not None:
+            self._spool_file.write(chunk)
+        else:
+            self._chunks.append(chunk)
+
+    def _too_large_message(self, size: int) -> str:
+        what = "archive" if self.spool else "request body"
+        return f"The {what} is {size:,} bytes; the limit is {self.body_limit():,} bytes."
+
+    @property
+    def body(self) -> bytes:
+        """The whole request body (413 when it went over the limit)."""
+        if self._too_large:
+            raise PayloadTooLargeError(self._too_large_message(self._size))
+        return b"".join(self._chunks)
+
+    def spooled_body(self) -> str:
+        """The path of the spooled body, closed and complete (413 when over the limit)."""
+        if self._too_large or self.body_path is None:
+            raise PayloadTooLargeError(self._too_large_message(self._size))
+        if self._spool_file is not None:
+            self._spool_file.close()
+            self._spool_file = None
+        return self.body_path
+
+    def _discard_spool(self) -> None:
+        if self._spool_file is not None:
+            self._spool_file.close()
+            self._spool_file = None
+        if self.body_path is not None:
+            try:
+                os.unlink(self.body_path)
+            except FileNotFoundError:
+                pass
+            self.body_path = None
+
+    def on_finish(self) -> None:
+        self._discard_spool()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._discard_spool()
+        super().on_connection_close()
+
+    def content_type(self) -> str:
+        """The request's media type, lower case, without parameters."""
+        return self.request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+class NotFoundHandler(YyaiHandler):
+    """JSON 404 for any path under the REST prefixes that no route matches."""
+
+    def _missing(self, *args, **kwargs):
+        raise web.HTTPError(404, f"No such endpoint: {self.request.method} {self.request.path}. See /openapi.json.")
+
+    @web.authenticated
+    def get(self, *args, **kwargs):
+        self._missing()
+
+    post = put = delete = patch = head = get
+
+
+def public_if(flag_name: str):
+    """Mark a GET as reachable without a token when ``ServerState.<flag_name>`` is set."""
+
+    def decorate(method):
+        @allow_unauthenticated
+        def wrapper(self, *args, **kwargs):
+            if not getattr(self.state, flag_name):
+                self.require_auth()
+            return method(self, *args, **kwargs)
+
+        wrapper.__name__ = method.__name__
+        wrapper.__doc__ = method.__doc__
+        return wrapper
+
+    return decorate
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
