@@ -48,6 +48,7 @@ class DynamicBatcher:
         self._on_batch = on_batch or (lambda size: None)
         self._pending: deque[tuple[np.ndarray, Future, float]] = deque()
         self._rows = 0
+        self._last_batch_rows = 0
         self._closed = False
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._run, name=f"yyai-{name}", daemon=True)
@@ -84,7 +85,8 @@ class DynamicBatcher:
                     return None
                 self._cond.wait()
             deadline = self._pending[0][2] + self.max_delay_s
-            while self._rows < self.max_batch_size and not self._closed:
+            expect_company = self._rows > 1 or self._last_batch_rows > 1
+            while expect_company and self._rows < self.max_batch_size and not self._closed:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -95,6 +97,7 @@ class DynamicBatcher:
                 taken.append(item)
                 rows += len(item[0])
             self._rows -= rows
+            self._last_batch_rows = rows
             return taken
 
     def _run(self) -> None:

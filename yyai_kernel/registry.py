@@ -25,7 +25,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .archive import read_listed_file, read_manifest
+from .archive import read_listed_file, read_manifest, verify
 from .batching import BatcherClosed, DynamicBatcher
 from .errors import ArchiveError, InvalidInputError, ModelNotFoundError, ModelNotReadyError, YyaiError
 from .images import DEFAULT_MAX_PIXELS, preprocess
@@ -433,8 +433,9 @@ class Registry:
         A new latest version becomes the default unless the model is pinned.
         """
         name = read_manifest(path).name
+        verify(path, trusted=name in self.trusted)  # slow (loads Keras): outside the lock
         with self._lock:
-            record = self.store.add(path, trusted=name in self.trusted)
+            record = self.store.add(path, trusted=name in self.trusted, verify=False)
             self.store.scan()
             self._refresh_defaults()
         entry = self._entry(record.name, create=True)
