@@ -39,11 +39,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 TOKEN = "browser-test-token"
 WAIT_MS = 90_000  # generous: model loads share two cores with everything else
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is missing: apt-get install -y chromium "
-                                                     "(make test does it)"),
-    pytest.mark.skipif(not (DEMO / "digits-2.yyar").exists(), reason="the demo archives are missing"),
-]
+# `make test` installs Debian's chromium; a missing browser or archive fails loudly.
+assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install -y chromium (make test does it)"
+assert (DEMO / "digits-2.yyar").exists(), "the demo archives are missing"
 
 # Recorded in the page: when the first dashboard widget appears (ms since navigation start).
 INTERACTIVE_PROBE = """
@@ -78,7 +76,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    import playwright.sync_api as playwright_api
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium

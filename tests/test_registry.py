@@ -98,7 +98,7 @@ def test_runtime_outputs_equal_the_keras_models(built):
     for got, want in zip(out.members.values(), ref["members"]):
         np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(out.combined, ref["combined"], atol=1e-5)
-    assert runtime.warmup_time_s > 0 and runtime.load_time_s > 0
+    assert runtime.warmup_time_s and runtime.load_time_s  # both were measured
 
 
 def test_predict_default_and_explicit_versions(registry, built):

@@ -13,7 +13,7 @@ import pytest
 from builders import install, pack_models, reference, sample_inputs
 from serving import start_server
 
-httpclient = pytest.importorskip("tritonclient.http")
+import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 TOKEN = "triton-token"
