@@ -4,7 +4,7 @@ This is the TensorFlow 2 form of "one graph/session pair per model". A runtime o
 Keras models and one ``tf.function`` traced over the whole ensemble with a fixed input
 signature (the batch dimension free). That function has its own graph, so loading,
 warming up or dropping one runtime never disturbs another. Nothing here calls
-``keras.backend.clear_session()`` or ``model.predict()``: the first would wipe every other
+Keras's global session reset or its ``predict`` method: the first would wipe every other
 model's state, the second costs ~40 ms a call against ~0.5 ms for the traced call.
 
 A runtime is immutable once built. Hot reload builds a new one and swaps the reference
