@@ -6,7 +6,7 @@ STORE  ?= model_archives
 # Re-install whenever the project's dependencies change.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test install install-test system-test-deps bench fuzz soak demo-archives clean
+.PHONY: serve test install install-test system-test-deps bench bench-http fuzz soak demo-archives clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,11 @@ clean:
 ## make bench: the peer comparison (installs each peer into bench/.venvs/).
 bench: install
 	$(PY) bench/compare.py
+
+## make bench-http: HTTP serving overhead, yyai serve vs the same model in-process (~3 min).
+bench-http: install
+	$(PY) bench/http_bench.py --write-results
+
+## make soak: 16 clients for 5 minutes with reloads, uploads and default swaps; writes ## Soak of bench/RESULTS.md.
+soak: install
+	$(PY) bench/soak.py --write-results $(SOAK_ARGS)

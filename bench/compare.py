@@ -21,7 +21,7 @@ nothing about time. One run:
 5. Reload under load, for yyai and every peer that can reload a model while serving: 16
    clients for 60 s with a reload every 3 s; failed requests, p99 during reloads against
    steady-state p99, and RSS after 100 reloads.
-6. Writes ``bench/.work/compare/results.json``, ``bench/RESULTS.peers.md`` and the plots
+6. Writes ``bench/.work/compare/results.json``, the ``## Peer comparison`` section of ``bench/RESULTS.md`` and the plots
    ``bench/plots/latency_cdf_c1.png`` and ``bench/plots/throughput_vs_concurrency.png``.
 
 Usage::
@@ -41,18 +41,14 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -62,11 +58,12 @@ ROOT = BENCH.parent
 PEERS_DIR = BENCH / "peers"
 WORK = BENCH / ".work" / "compare"
 PLOTS = BENCH / "plots"
-RESULTS_MD = BENCH / "RESULTS.peers.md"
+RESULTS_MD = BENCH / "RESULTS.md"  # compare.py rewrites only its "## Peer comparison" section
 YYAI_PY = Path(sys.executable)
 
 sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
+from benchlib import Target, free_port, http, log, machine, percentile, run_client  # noqa: E402
 
 ALL_SERVERS = ["yyai", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
 RELOADABLE = ["yyai", "mlserver", "pytriton", "torchserve"]
@@ -74,16 +71,6 @@ MODELS = ["digits", "cnn64"]
 TOKEN = "bench-token-0123456789"
 SEED = 20261125
 RELOAD_MODEL = "digits"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- models
@@ -191,16 +178,6 @@ def peer_version(peer: str, dist: str) -> str:
 
 
 # --------------------------------------------------------------------------- servers
-
-
-@dataclass
-class Target:
-    """One endpoint of one model on one server: what the load generator posts where."""
-
-    url: str
-    body: Path
-    content_type: str
-    headers: dict = field(default_factory=dict)
 
 
 class Server:
@@ -543,13 +520,6 @@ class Ray(Server):
 SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiNoBatch, Flask, PyTriton, MLServer, TorchServe, Ray)}
 
 
-def http(method: str, url: str, body: bytes, headers: dict, timeout: float = 10) -> bytes:
-    req = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None, method=method,
-                                 headers=headers)
-    with urllib.request.urlopen(req, timeout=timeout) as reply:
-        return reply.read()
-
-
 def describe_error(exc: Exception) -> str:
     """One line for a failed management call, with the start of the server's reply."""
     text = f"{type(exc).__name__}: {exc}"
@@ -611,23 +581,6 @@ def run_wrk(wrk: str, target: Target, concurrency: int, seconds: int, server: Se
             "errors": errors, "rps": (r["requests"] - r["status"]) / dur, "p50_ms": r["p50_us"] / 1e3,
             "p90_ms": r["p90_us"] / 1e3, "p99_ms": r["p99_us"] / 1e3, "max_ms": r["max_us"] / 1e3,
             "client_cpu": (usage.ru_utime + usage.ru_stime) / dur, "server_cpu": server_cpu / dur}
-
-
-def run_client(target: Target, concurrency: int, seconds: float) -> dict:
-    """The aiohttp client in its own process; every request's (start, latency, status)."""
-    args = [str(YYAI_PY), str(PEERS_DIR / "loadclient.py"), target.url, str(target.body), target.content_type,
-            str(concurrency), str(seconds), *[f"{k}:{v}" for k, v in target.headers.items()]]
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Exact percentile by nearest rank (q in 0..100)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, int(-(-q * len(ordered) // 100)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def c1_cell(target: Target, seconds: float, server: Server) -> dict:
@@ -778,17 +731,6 @@ def limit_test(args, results: dict) -> None:
             results["limit"][row["model"]] = row
             log(f"  {row['model']}: batch 1 {row['batch1']['p50_ms']:.3f} ms ({row['batch1']['samples_per_s']:.0f}/s), "
                 f"best batch {row['best']['batch']} {row['best']['samples_per_s']:.0f}/s")
-
-
-def machine() -> dict:
-    model = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    return {"cpu": model, "nproc": os.cpu_count(), "mem_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "kernel": platform.release(), "python": platform.python_version(),
-            "loadavg_at_start": os.getloadavg()}
 
 
 def versions(servers: list[str]) -> dict:

@@ -10,7 +10,6 @@ import argparse
 import os
 import platform
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
+from benchlib import thread_load  # noqa: E402
 from yyai_kernel.registry import Registry  # noqa: E402
 from yyai_kernel.runtime import ArchiveRuntime  # noqa: E402
 from yyai_kernel.store import ModelStore  # noqa: E402
@@ -40,27 +40,9 @@ def median(values) -> float:
 
 def throughput(registry: Registry, name: str, sample: np.ndarray, concurrency: int, seconds: float):
     """Closed-loop clients, one sample a request: (requests/s, p50 ms, p99 ms)."""
-    stop = time.monotonic() + seconds
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def client():
-        mine = []
-        while time.monotonic() < stop:
-            started = time.perf_counter()
-            registry.predict(name, sample)
-            mine.append((time.perf_counter() - started) * 1000)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    began = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - began
-    return len(latencies) / elapsed, np.percentile(latencies, 50), np.percentile(latencies, 99)
+    got = thread_load(lambda: registry.predict(name, sample), concurrency, seconds)
+    latencies = got["latencies_ms"]
+    return len(latencies) / got["wall_s"], np.percentile(latencies, 50), np.percentile(latencies, 99)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import copy
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import shutil
@@ -226,9 +227,12 @@ def _check_rules(d: dict) -> None:
     shape, color = d["input"]["shape"], d["input"]["color"]
     if len(shape) == 3:
         want = 1 if color == "grayscale" else 3
-        if shape[-1] != want:
+        first = d["input"].get("layout") == "channels_first"
+        if shape[0 if first else -1] != want:
+            axis = "first" if first else "last"
             raise ManifestError(
-                f"invalid manifest: input.color: {color!r} needs {want} channel(s) but input.shape is {shape}",
+                f"invalid manifest: input.color: {color!r} needs {want} channel(s) but input.shape is {shape} "
+                f"(channels {axis}; input.layout says where the channel axis is)",
                 field="input.color",
             )
     elif len(shape) == 2 and color != "grayscale":
@@ -288,6 +292,8 @@ def _check_entries(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]
             raise UnsafeMemberError(f"archive member {name!r} is a symbolic link; links are refused")
         if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise UnsafeMemberError(f"archive member {name!r} is a special file; only plain files are allowed")
+        if info.header_offset < 0:  # bytes cut from the front: zipfile would seek before the file start
+            raise NotAnArchiveError(f"archive member {name!r} starts before the beginning of the file; it is truncated")
         if info.flag_bits & 0x1:
             raise NotAnArchiveError(f"archive member {name!r} is encrypted; yyai archives are never encrypted")
         if info.compress_type not in _COMPRESSIONS:
@@ -314,6 +320,23 @@ def _check_ratio(name: str, size: int, compressed: int, limits: Limits) -> None:
         )
 
 
+class _MemberReader:
+    """A zip member's stream whose corrupt compressed data reads as BadZipFile.
+
+    bz2 reports a corrupt stream as a bare OSError and lzma as LZMAError, neither of which
+    says "zip"; wrapping only the reads keeps a disk error on the writing side an OSError.
+    """
+
+    def __init__(self, src):
+        self._src = src
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._src.read(n)
+        except (OSError, lzma.LZMAError) as exc:
+            raise zipfile.BadZipFile(f"corrupt compressed data: {exc}") from exc
+
+
 def _open_zip(path) -> zipfile.ZipFile:
     path = Path(path)
     try:
@@ -334,14 +357,14 @@ def _read_manifest_from(zf: zipfile.ZipFile, path, limits: Limits) -> Manifest:
         raise ArchiveLimitError(f"{MANIFEST_NAME} is {info.file_size} bytes; the limit is {limits.max_manifest_bytes}")
     try:
         with zf.open(info) as src:
-            raw = src.read(limits.max_manifest_bytes + 1)
+            raw = _MemberReader(src).read(limits.max_manifest_bytes + 1)
     except _ZIP_ERRORS as exc:
         raise NotAnArchiveError(f"{name}: {MANIFEST_NAME} is corrupt or truncated ({exc})") from exc
     if len(raw) > limits.max_manifest_bytes:
         raise ArchiveLimitError(f"{MANIFEST_NAME} exceeds the limit of {limits.max_manifest_bytes} bytes")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nested too deep: RecursionError
         raise ManifestError(f"{name}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
     return Manifest.from_dict(data)
 
@@ -431,7 +454,7 @@ class OpenedArchive:
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
             with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-                n, sha = copy_capped(src, out, cap)
+                n, sha = copy_capped(_MemberReader(src), out, cap)
         except _ZIP_ERRORS as exc:
             raise NotAnArchiveError(f"archive member {name!r} is corrupt or truncated ({exc})") from exc
         _check_ratio(name, n, info.compress_size, self.limits)
@@ -711,7 +734,7 @@ def read_listed_file(path, arcname: str, limits: Limits | None = None) -> bytes:
         buffer = io.BytesIO()
         try:
             with zf.open(arcname) as src:
-                n, sha = copy_capped(src, buffer, min(entry["size"], limits.max_member_bytes))
+                n, sha = copy_capped(_MemberReader(src), buffer, min(entry["size"], limits.max_member_bytes))
         except KeyError:
             raise MissingMemberError(f"{Path(path).name}: the archive does not hold {arcname!r}") from None
         except _ZIP_ERRORS as exc:

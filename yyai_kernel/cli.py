@@ -73,6 +73,8 @@ def archive_cmd(
                                      help="A .h5 or .keras model file; repeat for an ensemble."),
     input_shape: str = typer.Option(..., "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1."),
     dtype: str = typer.Option("float32", "--dtype", help="Input dtype the model expects."),
+    channels_first: bool = typer.Option(False, "--channels-first",
+                                        help="The channel axis comes first, e.g. --input-shape 3,64,64."),
     color: Optional[str] = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
@@ -110,7 +112,7 @@ def archive_cmd(
         raise typer.BadParameter("give exactly one of --labels, --labels-file or --regression",
                                  param_hint="--labels")
     if color is None:
-        if len(shape) == 3 and shape[-1] != 1:
+        if len(shape) == 3 and shape[0 if channels_first else -1] != 1:
             raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
         color = "grayscale"
     extra = []
@@ -147,7 +149,8 @@ def archive_cmd(
         path = pack(
             name=name, version=version, models=list(model),
             input_spec={"shape": shape, "dtype": dtype, "color": color,
-                        "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset")},
+                        "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
+                        **({"layout": "channels_first"} if channels_first else {})},
             output_spec=output, description=description, combine=combine, batching=batching,
             extra_files=extra, out_dir=output_dir, convert=convert, trusted=trust,
         )
@@ -186,7 +189,8 @@ def _print_inspection(result: dict) -> None:
         if m.get("description"):
             echo(f"  description: {m['description']}")
         i = m["input"]
-        echo(f"  input: shape {i['shape']} {i['dtype']} {i['color']}, "
+        layout = " channels_first" if i.get("layout") == "channels_first" else ""
+        echo(f"  input: shape {i['shape']}{layout} {i['dtype']} {i['color']}, "
              f"x = pixel * {i.get('scale', 1.0):g} + {i.get('offset', 0.0):g}")
         o = m["output"]
         if o["kind"] == "classification":

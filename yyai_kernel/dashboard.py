@@ -778,8 +778,7 @@ class Dashboard:
     def _result_column(name, version, spec, data, row, top, *, compact, model_view, encode_png) -> W.VBox:
         """What one version makes of one image: headline, the image as it sees it, its outputs."""
         seen = model_view(data, spec["input"])
-        shape = spec["input"]["shape"]
-        caption = f"{shape[1]}×{shape[0]} {spec['input'].get('color', 'rgb')}"
+        caption = f"{seen.shape[1]}×{seen.shape[0]} {spec['input'].get('color', 'rgb')}"
         side = 96 if compact else DISPLAY_PX
         view = _image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
         view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"),

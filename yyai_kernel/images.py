@@ -58,8 +58,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ImageError("The image could not be decoded: it is truncated or corrupt.")
-    if image.dtype != np.uint8:  # 16-bit PNG/TIFF: scale down to 8 bits
-        image = (image.astype(np.float64) / np.iinfo(image.dtype).max * 255).round().astype(np.uint8)
+    if image.dtype != np.uint8:  # 16-bit or signed PNG/TIFF/PGM, or float TIFF: down to 8 bits
+        image = _to_uint8(image)
     if image.ndim == 3 and image.shape[2] == 4:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -67,9 +67,25 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return image
 
 
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """Map integer pixels by their type's maximum, float pixels from 0..1 (NaN as 0), to uint8."""
+    if np.issubdtype(image.dtype, np.integer):
+        scaled = image.astype(np.float64) / np.iinfo(image.dtype).max * 255
+    else:
+        scaled = np.nan_to_num(image.astype(np.float64), nan=0.0, posinf=1.0, neginf=0.0) * 255
+    return np.clip(scaled, 0, 255).round().astype(np.uint8)
+
+
 def _to_model_pixels(image: np.ndarray, input_spec: dict) -> np.ndarray:
-    """Convert a decoded image to the model's colour order and size, still uint8."""
-    shape = input_spec["shape"]
+    """Convert a decoded image to the model's colour order and size, still uint8, as HxWxC."""
+    shape = list(input_spec["shape"])
+    if len(shape) not in (2, 3):
+        raise ImageError(
+            f"This model takes input of shape {shape}, not an image (height, width[, channels]); "
+            "send it tensors through the v2 inference API instead."
+        )
+    if len(shape) == 3 and input_spec.get("layout") == "channels_first":
+        shape = shape[1:] + shape[:1]  # pixels are worked on as HxWxC; preprocess transposes
     height, width = shape[0], shape[1]
     channels = shape[2] if len(shape) == 3 else 1
     color = input_spec.get("color", "rgb")
@@ -93,6 +109,8 @@ def _to_model_pixels(image: np.ndarray, input_spec: dict) -> np.ndarray:
 def preprocess(data: bytes, input_spec: dict, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Turn image bytes into one model input of ``input_spec['shape']``: decode, colour, resize, scale, cast."""
     pixels = _to_model_pixels(decode_image(data, max_pixels=max_pixels), input_spec)
+    if input_spec.get("layout") == "channels_first" and len(input_spec["shape"]) == 3:
+        pixels = pixels.transpose(2, 0, 1)
     scaled = pixels.astype(np.float32) * float(input_spec.get("scale", 1.0)) + float(
         input_spec.get("offset", 0.0)
     )

@@ -29,7 +29,7 @@ from .archive import read_listed_file, read_manifest, verify
 from .batching import BatcherClosed, DynamicBatcher
 from .errors import ArchiveError, InvalidInputError, ModelNotFoundError, ModelNotReadyError, YyaiError
 from .images import DEFAULT_MAX_PIXELS, preprocess
-from .runtime import ArchiveRuntime, RuntimeOutput, warmup_batch_sizes
+from .runtime import ArchiveRuntime, warmup_batch_sizes
 from .store import ModelStore
 
 log = logging.getLogger("yyai.registry")
@@ -118,8 +118,16 @@ class Serving:
     runtime: ArchiveRuntime
     batcher: DynamicBatcher | None
 
-    def __call__(self, batch: np.ndarray) -> RuntimeOutput:
-        return self.batcher(batch) if self.batcher is not None else self.runtime(batch)
+    def submit(self, batch: np.ndarray) -> Future:
+        """A Future of the output: queued on the batcher, or (no batcher) run here and done."""
+        if self.batcher is not None:
+            return self.batcher.submit(batch)
+        done: Future = Future()
+        try:
+            done.set_result(self.runtime(batch))
+        except Exception as error:
+            done.set_exception(error)
+        return done
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -297,6 +305,15 @@ class Registry:
 
     def predict(self, name: str, inputs, version: int | str | None = None) -> Prediction:
         """Run ``inputs`` (``[B, *input.shape]``) through a version (default: the model's default)."""
+        return self.submit(name, inputs, version).result()
+
+    def submit(self, name: str, inputs, version: int | str | None = None) -> Future:
+        """Queue ``inputs`` on a version and return a Future of its :class:`Prediction`.
+
+        With batching on this returns at once and the batcher's thread completes the
+        Future, so an event loop can await it without parking a thread; with batching
+        off the model runs here, in the calling thread (see :meth:`batches`).
+        """
         version = self.resolve_version(name, version)
         slot = self._entry(name).slots.get(version) if name in self._entries else None
         started = time.perf_counter()
@@ -310,23 +327,47 @@ class Registry:
                 slot.stats.record(0.0, ok=False)
                 raise
             try:
-                output = serving(batch)
+                pending = serving.submit(batch)
             except BatcherClosed:
                 continue
-            except Exception:
-                slot.stats.record(time.perf_counter() - started, ok=False)
-                raise
-            slot.stats.record(time.perf_counter() - started, ok=True)
-            if serving.batcher is None:
-                slot.stats.record_batch(len(batch))
-            return Prediction(name, version, output.members, output.combined, serving.runtime.manifest.output)
+            result: Future = Future()
+            pending.add_done_callback(
+                lambda done, serving=serving, rows=len(batch): self._finish(
+                    done, result, name, version, slot, serving, rows, started
+                )
+            )
+            return result
         raise ModelNotReadyError(f"Model {name!r} version {version} is being swapped; retry.")
+
+    def batches(self, name: str, version: int | str | None = None) -> bool:
+        """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
+        version = self.resolve_version(name, version)
+        slot = self._entry(name).slots.get(version) if name in self._entries else None
+        serving = slot.serving if slot is not None else None
+        return serving is not None and serving.batcher is not None
+
+    @staticmethod
+    def _finish(done: Future, result: Future, name, version, slot, serving, rows: int, started: float) -> None:
+        """Record a finished call's statistics and complete the caller's Future."""
+        error = done.exception()
+        slot.stats.record(time.perf_counter() - started, ok=error is None)
+        if error is not None:
+            result.set_exception(error)
+            return
+        if serving.batcher is None:
+            slot.stats.record_batch(rows)
+        output = done.result()
+        result.set_result(Prediction(name, version, output.members, output.combined, serving.runtime.manifest.output))
 
     def predict_images(self, name: str, images: list[bytes], version: int | str | None = None) -> Prediction:
         """Preprocess image bytes as the version's manifest says, then predict on them all."""
+        return self.submit_images(name, images, version).result()
+
+    def submit_images(self, name: str, images: list[bytes], version: int | str | None = None) -> Future:
+        """:meth:`submit` for image bytes: decoded and preprocessed here, then queued."""
         spec = self.describe(name, version)["input"]
         batch = np.stack([preprocess(data, spec, max_pixels=self.max_image_pixels) for data in images])
-        return self.predict(name, batch, version)
+        return self.submit(name, batch, version)
 
     # --- managing -----------------------------------------------------------------------
 
@@ -475,11 +516,18 @@ class Registry:
         """Recompute each model's default from the store (latest unless pinned). Caller holds _lock.
 
         A model whose archive became unreadable keeps its old default while it still serves.
+        A new default (an upload, a rescan) takes over only once it serves: until its load
+        finishes, requests that name no version keep going to the old one, never to a 503.
+        ``_load_version`` calls this again after every load.
         """
         defaults = {name: self.store.default_version(name) for name in self.store.names()}
         for name, version in self._defaults.items():
             entry = self._entries.get(name)
-            if name not in defaults and entry and version in entry.slots and entry.slots[version].serving:
+
+            def serves(v: int | None) -> bool:
+                return bool(entry and v in entry.slots and entry.slots[v].serving)
+
+            if serves(version) and (name not in defaults or not serves(defaults[name])):
                 defaults[name] = version
         self._defaults = defaults
 
@@ -514,7 +562,8 @@ class Registry:
         name = entry.name
         with self._lock:
             in_store = set(self._store_versions(name))
-            default = self._defaults.get(name)
+            # the store's default, which may not serve yet (see _refresh_defaults)
+            default = self.store.default_version(name) if in_store else self._defaults.get(name)
         first_error = None
         for version, slot in list(entry.slots.items()):
             if version in in_store or slot.serving is None:
@@ -581,6 +630,8 @@ class Registry:
         slot.load_time_s, slot.warmup_time_s = runtime.load_time_s, runtime.warmup_time_s
         slot.loaded_at = time.time()
         entry.last_error = None
+        with self._lock:
+            self._refresh_defaults()  # a new default waiting for this load takes over now
         if old is not None:
             old.close()  # queued requests still run on it; in-flight ones hold their own reference
         log.info(

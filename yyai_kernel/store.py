@@ -273,18 +273,23 @@ class ModelStore:
             return self.record(name, version)
 
     def remove(self, name: str, version: int) -> None:
-        """Delete the archive of `name` at `version`, and its pin if it was pinned to it."""
+        """Delete the archive of `name` at `version`, and its pin if it was pinned to it.
+
+        The pin goes first: on a full disk that write fails with nothing changed, where
+        deleting first would leave a pin to a missing version that a re-upload revives.
+        """
         with self._lock:
             record = self.record(name, version)
+            if self._pins.get(name) == int(version):
+                self._write_state({k: v for k, v in self._pins.items() if k != name})
             try:
                 record.path.unlink()
             except FileNotFoundError:
                 pass
             except OSError as exc:
+                self.scan()
                 raise StoreWriteError(f"could not delete {record.path}: {exc.strerror or exc}") from exc
             fsync_dir(self.root)
-            if self._pins.get(name) == int(version):
-                self._write_state({k: v for k, v in self._pins.items() if k != name})
             self.scan()
 
     def sweep_temp(self, max_age_s: float = 600.0) -> list[Path]:

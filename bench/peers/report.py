@@ -1,4 +1,4 @@
-"""Turns compare.py's results.json into bench/RESULTS.peers.md and the two PNG plots.
+"""Turns compare.py's results.json into the peer section of bench/RESULTS.md and the two PNG plots.
 
 Runs in yyai's venv (matplotlib). Kept apart from the measuring code so that
 ``compare.py --report-only`` can redraw a report without measuring again.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
+
+from resultsfile import replace_section  # bench/, on the path when compare.py runs
 
 LABELS = {
     "yyai": "yyai (batching)",
@@ -109,7 +111,7 @@ def write(results: dict, md_path: Path, plots_dir: Path) -> None:
     plots_dir.mkdir(parents=True, exist_ok=True)
     draw_cdf(results, plots_dir / "latency_cdf_c1.png")
     draw_throughput(results, plots_dir / "throughput_vs_concurrency.png")
-    md_path.write_text(markdown(results, md_path, plots_dir))
+    replace_section(markdown(results, md_path, plots_dir), md_path)
 
 
 def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import ipaddress
 import logging
 import os
@@ -40,12 +39,14 @@ from jupyter_server.log import log_request
 from jupyter_server.utils import url_path_join
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
+from tornado.log import access_log as tornado_access_log
 from tornado.netutil import bind_sockets
 from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Config
 from voila.app import Voila
 
 from . import __version__
+from .auth import YyaiIdentityProvider
 from .base import MiB, NotFoundHandler, ServerState
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -68,6 +69,18 @@ def _is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
+
+
+def access_log(handler) -> None:
+    """jupyter_server's access log (tokens scrubbed from logged URLs), skipped when silent.
+
+    Successes log at debug level; formatting that line costs more than a small
+    prediction, so it is built only when debug logging is on.
+    """
+    logger = getattr(handler, "log", tornado_access_log)
+    if handler.get_status() < 300 and not logger.isEnabledFor(logging.DEBUG):
+        return
+    log_request(handler, record_prometheus_metrics=False)
 
 class YyaiServer(Voila):
     """The yyai server: Voila's standalone app with the registry and the REST handlers."""
@@ -146,6 +159,10 @@ class YyaiServer(Voila):
     @default("open_browser")
     def _default_open_browser(self):
         return False
+
+    @default("identity_provider_class")
+    def _default_identity_provider_class(self):
+        return YyaiIdentityProvider
 
     @default("auto_token")
     def _default_auto_token(self):
@@ -245,8 +262,7 @@ class YyaiServer(Voila):
         remote = self.allow_remote_access
         settings["allow_remote_access"] = (not _is_loopback(self.ip)) if remote is None else remote
         settings["local_hostnames"] = ["localhost"]
-        # jupyter_server's access log: tokens scrubbed from logged URLs, successes at debug level
-        settings["log_function"] = functools.partial(log_request, record_prometheus_metrics=False)
+        settings["log_function"] = access_log
         return settings
 
     def rest_handlers(self) -> list:

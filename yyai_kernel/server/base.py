@@ -17,19 +17,21 @@ bodies. An oversized body is drained (up to a cap) rather than cut off, so clien
 a clean 413 instead of a reset connection. Archives spool to a temporary file outside the
 store; everything else is buffered in memory.
 
-Model calls block, so handlers run them on bounded thread pools (``run``) and the
-IOLoop never waits on TensorFlow, a disk or a lock.
+Blocking work (decoding, loads, uploads) runs on bounded thread pools (``run``), and a
+batched model call is a Future the IOLoop awaits (``model_call``), so the loop never
+waits on TensorFlow, a disk or a lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import responses
 from typing import Any, Callable
@@ -240,14 +242,29 @@ class YyaiHandler(APIHandler):
 
     # --- off-loop work --------------------------------------------------------------------
 
-    async def run(self, fn: Callable, *args, manage: bool = False, **kwargs):
-        """Run a blocking call on a bounded pool (``manage`` for loads and uploads)."""
+    async def run(self, fn: Callable, *args, manage: bool = False, inline: bool = False, **kwargs):
+        """Run a blocking call on a bounded pool (``manage`` for loads and uploads).
+
+        ``inline`` runs it right here on the IOLoop instead: only for work that takes
+        well under a millisecond, where two thread hops would cost more than the work.
+        """
+        if inline:
+            async def here():
+                return fn(*args, **kwargs)
+
+            return await self.model_call(here())
         pool = self.state.manage_pool if manage else self.state.predict_pool
+        if kwargs:
+            return await self.model_call(IOLoop.current().run_in_executor(pool, lambda: fn(*args, **kwargs)))
+        return await self.model_call(IOLoop.current().run_in_executor(pool, fn, *args))
+
+    async def model_call(self, pending):
+        """Await a call on the model (an awaitable or a concurrent Future, such as
+        ``Registry.submit``'s); once the model is known to exist, metrics label it by name."""
+        if isinstance(pending, Future):
+            pending = asyncio.wrap_future(pending)
         try:
-            if kwargs:
-                result = await IOLoop.current().run_in_executor(pool, lambda: fn(*args, **kwargs))
-            else:
-                result = await IOLoop.current().run_in_executor(pool, fn, *args)
+            result = await pending
         except ModelNotFoundError:
             raise
         except Exception:

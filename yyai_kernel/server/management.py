@@ -32,6 +32,7 @@ from ..archive import read_manifest
 from ..errors import InvalidInputError, UnsupportedMediaError
 from .base import BodyHandler, YyaiHandler, check_name, check_version
 
+AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
 
 
@@ -44,6 +45,17 @@ def _flag(value: str | None) -> bool:
     if value in ("", "0", "false", "no"):
         return False
     raise InvalidInputError(f"Expected true or false, not {value!r}.")
+
+
+def version_body(options, *, required: bool) -> int | None:
+    """The version of a ``{"version": N}`` body; any other key is a 400 (no path or URL is ever read)."""
+    example = 'The body must be a JSON object such as {"version": 2}'
+    if not isinstance(options, dict) or (required and "version" not in options):
+        raise InvalidInputError(f"{example}.")
+    unknown = sorted(set(options) - {"version"})
+    if unknown:
+        raise InvalidInputError(f"{example}; unknown field(s) {', '.join(map(repr, unknown))}.")
+    return check_version(options.get("version"))
 
 
 def extract_multipart_file(path: str, content_type: str, out_dir: str) -> str:
@@ -98,6 +110,12 @@ class ModelsHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
+        unknown = sorted(set(self.request.query_arguments) - AUTH_QUERY)
+        if unknown:  # ?url=, ?path=, ?trusted=...: the archive is the body, and trust is the operator's
+            raise InvalidInputError(
+                f"POST /models takes no query parameters (got {', '.join(map(repr, unknown))}); "
+                "send the .yyar archive itself as the request body."
+            )
         media = self.content_type()
         if media not in ARCHIVE_TYPES and media != "multipart/form-data":
             raise UnsupportedMediaError(
@@ -171,10 +189,8 @@ class LoadHandler(BodyHandler):
     @web.authenticated
     async def post(self, name):
         name = check_name(name)
-        options = self.json_body(self.body, required=False) or {}
-        if not isinstance(options, dict):
-            raise InvalidInputError('The body must be a JSON object such as {"version": 2}.')
-        version = check_version(options.get("version"))
+        options = self.json_body(self.body, required=False)
+        version = version_body({} if options is None else options, required=False)
         self.label_model(name, version)
         self.reply(await self.run(self.registry.load, name, version, manage=True))
 
@@ -200,10 +216,7 @@ class DefaultHandler(BodyHandler):
     @web.authenticated
     async def put(self, name):
         name = check_name(name)
-        options = self.json_body(self.body)
-        if not isinstance(options, dict) or "version" not in options:
-            raise InvalidInputError('The body must be a JSON object such as {"version": 2}.')
-        version = check_version(options["version"])
+        version = version_body(self.json_body(self.body), required=True)
         self.label_model(name, version)
         self.reply(await self.run(self.registry.set_default, name, version, manage=True))
 

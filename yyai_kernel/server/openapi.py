@@ -225,6 +225,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["version"],
         "properties": {"version": {"type": "integer", "minimum": 1}},
+        "additionalProperties": False,
     },
     "LabelledOutput": {
         "oneOf": [
@@ -436,7 +437,8 @@ def build_spec(server_version: str = "0") -> dict:
         "/models/{name}/load": {"post": _op(
             "Load a version (the default when none is given)",
             {"200": _json(_ref("ModelStatus"), "Status."), **_errors(400, 404, 503)},
-            params=[NAME], body=optional_json({"type": "object", "properties": {"version": {"type": "integer", "minimum": 1}}}),
+            params=[NAME], body=optional_json({"type": "object", "properties": {"version": {"type": "integer", "minimum": 1}},
+                                            "additionalProperties": False}),
             tags=["management"],
         )},
         "/models/{name}/reload": {"post": _op(

