@@ -51,3 +51,9 @@ bench-http: install
 ## make soak: 16 clients for 5 minutes with reloads, uploads and default swaps; writes ## Soak of bench/RESULTS.md.
 soak: install
 	$(PY) bench/soak.py --write-results $(SOAK_ARGS)
+
+## make fuzz: the long fuzz runs (archive reader, image decoder, the live API under schemathesis),
+## random seeds, a few minutes in all; `make test` runs the same tests short and seeded.
+fuzz: install
+	YYAI_FUZZ=long $(VENV)/bin/pytest -q -ra --durations=10 --hypothesis-show-statistics \
+	  tests/test_fuzz.py tests/test_api_fuzz.py

@@ -47,6 +47,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -171,7 +172,7 @@ class ModelState:
     uploaded: list[int] = field(default_factory=list)  # uploaded versions still in the pool
     retired: dict[int, float] = field(default_factory=dict)  # version -> when it left the pool
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, default from then on)
-    changes: list[tuple[float, float, set]] = field(default_factory=list)  # (begin, end, {old, new})
+    changes: list["Change"] = field(default_factory=list)  # management calls that may move the default
     next_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -184,10 +185,38 @@ class ModelState:
         with self.lock:
             before = [v for t, v in self.history if t <= t0]
             found = {before[-1] if before else self.history[0][1]}
-            for begin, end, versions in self.changes:
-                if begin <= t1 and end >= t0:
-                    found |= versions
+            for change in self.changes:
+                if change.begin <= t1 and change.end >= t0:
+                    found |= change.versions
             return found
+
+    def begin_change(self, *versions: int) -> "Change":
+        """Open a window, before the call is sent, in which the default may become any of ``versions``."""
+        change = Change(time.monotonic(), float("inf"), {self.default, *versions})
+        with self.lock:
+            self.changes.append(change)
+        return change
+
+    def end_change(self, change: "Change", reply) -> None:
+        """Close the window with the default the reply reports (model status ``default``)."""
+        new = self.default
+        if reply is not None and reply.status_code in (200, 201):
+            body = reply.json()
+            new = int((body.get("model") or body)["default"])
+        with self.lock:
+            change.versions.add(new)
+            change.end = time.monotonic()
+            if new != self.default:
+                self.history.append((change.end, new))
+
+
+@dataclass
+class Change:
+    """A management call's window: from before it was sent until its reply was read."""
+
+    begin: float
+    end: float
+    versions: set
 
 
 @dataclass
@@ -373,21 +402,19 @@ def manage(server: RunningServer, state: ModelState, template: Template, tally: 
     session.close()
 
 
-def _default_change(state: ModelState, begin: float, old: int, reply) -> None:
-    """Record a window in which the default moved from ``old`` to what the reply says."""
-    end = time.monotonic()
-    new = old
-    if reply.status_code in (200, 201):
-        body = reply.json()
-        new = int((body.get("model") or body)["default"])
-    with state.lock:
-        state.changes.append((begin, end, {old, new}))
-        if new != old:
-            state.history.append((end, new))
+def call(state: ModelState, candidates: tuple, method, url: str, **kwargs):
+    """A management call inside a default-change window (closed even when the call fails)."""
+    change = state.begin_change(*candidates)
+    reply = None
+    try:
+        reply = method(url, timeout=300, **kwargs)
+        return reply
+    finally:
+        state.end_change(change, reply)
 
 
 def do_reload(server, session, state, template, rng, grace):
-    reply = session.post(f"{server.url}/models/{state.name}/reload", timeout=300)
+    reply = call(state, (), session.post, f"{server.url}/models/{state.name}/reload")
     if reply.status_code >= 400:
         log(f"reload {state.name}: {reply.status_code} {reply.text[:200]}")
     return reply.status_code
@@ -397,7 +424,6 @@ def do_upload(server, session, state, template, rng, grace):
     with state.lock:
         version = state.next_version
         state.next_version += 1
-        old = state.default
     if state.name == "digits":
         members = DIGITS_VARIANTS[version % len(DIGITS_VARIANTS)]
         state.refs[version] = state.refs[-(version % len(DIGITS_VARIANTS)) - 1]
@@ -405,10 +431,8 @@ def do_upload(server, session, state, template, rng, grace):
         members = None
         state.refs[version] = state.refs[-1]
     body = template.repack(version, members)
-    begin = time.monotonic()
-    reply = session.post(f"{server.url}/models", data=body,
-                         headers={"Content-Type": "application/octet-stream"}, timeout=300)
-    _default_change(state, begin, old, reply)
+    reply = call(state, (version,), session.post, f"{server.url}/models", data=body,
+                 headers={"Content-Type": "application/octet-stream"})
     if reply.status_code == 201:
         with state.lock:
             state.pool.append(version)
@@ -425,9 +449,7 @@ def do_swap(server, session, state, template, rng, grace):
     if not choices:
         return None
     target = rng.choice(choices)
-    begin = time.monotonic()
-    reply = session.put(f"{server.url}/models/{state.name}/default", json={"version": target}, timeout=300)
-    _default_change(state, begin, old, reply)
+    reply = call(state, (target,), session.put, f"{server.url}/models/{state.name}/default", json={"version": target})
     if reply.status_code != 200:
         log(f"swap {state.name} -> v{target}: {reply.status_code} {reply.text[:200]}")
     return reply.status_code
@@ -446,10 +468,7 @@ def do_retire(server, session, state, template, rng, grace):
         due = [v for v, t in state.retired.items() if now - t >= grace and v != state.default]
     status = None
     for version in due:
-        old = state.default
-        begin = time.monotonic()
-        reply = session.delete(f"{server.url}/models/{state.name}/versions/{version}?purge=true", timeout=300)
-        _default_change(state, begin, old, reply)
+        reply = call(state, (), session.delete, f"{server.url}/models/{state.name}/versions/{version}?purge=true")
         status = reply.status_code
         if status == 200:
             with state.lock:
@@ -654,6 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop the server on the way out, even from `&` or a timeout
+        signal.signal(sig, lambda number, frame: sys.exit(128 + number))
     work = Path(tempfile.mkdtemp(prefix="yyai-soak-"))
     server = None
     exit_code = None

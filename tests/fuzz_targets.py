@@ -46,14 +46,43 @@ LIMITS = st.sampled_from([None, SMALL_LIMITS])
 # --- byte mutation ----------------------------------------------------------------------------
 
 
+# Zip header fields by signature: (offset, width) of versions, flags, method, sizes, name and
+# extra lengths, attributes, offsets, entry counts. Set to edge values, they reach the parser.
+ZIP_FIELDS = {
+    b"PK\x03\x04": [(4, 2), (6, 2), (8, 2), (18, 4), (22, 4), (26, 2), (28, 2)],
+    b"PK\x01\x02": [(4, 2), (6, 2), (8, 2), (10, 2), (20, 4), (24, 4), (28, 2), (30, 2), (32, 2), (38, 4),
+                     (42, 4), (46, 1)],
+    b"PK\x05\x06": [(8, 2), (10, 2), (12, 4), (16, 4), (20, 2)],
+}
+EDGE_VALUES = [0, 1, 0x7F, 0x80, 0xFF, 0x800, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]
+
+
+def _zip_field_offsets(data: bytes) -> list[tuple[int, int]]:
+    """(absolute offset, width) of every known field of every zip header in `data`."""
+    found = []
+    for signature, fields in ZIP_FIELDS.items():
+        at = data.find(signature)
+        while at != -1 and len(found) < 400:
+            found += [(at + offset, width) for offset, width in fields if at + offset + width <= len(data)]
+            at = data.find(signature, at + 1)
+    return found
+
+
 @st.composite
 def mutated_bytes(draw, seeds: list[bytes], max_edits: int = 6) -> bytes:
-    """One seed with 1..max_edits edits: flips, overwrites, inserts, deletes, truncation, splices."""
+    """One seed with 1..max_edits edits: flips, overwrites, inserts, deletes, truncation, splices,
+    and, in zips, header fields set to edge or random values."""
     data = bytearray(draw(st.sampled_from(seeds)))
     for _ in range(draw(st.integers(1, max_edits))):
-        op = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "splice", "int"]))
+        op = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "splice", "int", "zip"]))
         at = draw(st.integers(0, max(len(data) - 1, 0)))
-        if op == "flip" and data:
+        fields = _zip_field_offsets(bytes(data)) if op == "zip" else []
+        if fields:
+            at, width = draw(st.sampled_from(fields))
+            value = draw(st.one_of(st.sampled_from(EDGE_VALUES), st.integers(0, (1 << (8 * width)) - 1),
+                                   st.just(int.from_bytes(data[at:at + width], "little") ^ 0x800)))
+            data[at:at + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+        elif op == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif op == "set" and data:
             chunk = draw(st.binary(min_size=1, max_size=8))

@@ -253,7 +253,7 @@ def test_a_corrupt_state_file_is_reported_and_the_latest_serves(built, tmp_path,
     install(built["alpha1"].path, folder)
     install(built["alpha2"].path, folder)
     (folder / STATE_FILE).write_bytes(CORRUPT_STATES[case])
-    with caplog.at_level("WARNING", logger="yyai_kernel.store"):
+    with caplog.at_level("WARNING", logger="yyai.store"):
         store = ModelStore(folder)
     assert store.state_error and STATE_FILE in store.state_error
     assert store.pins() == {} and store.default_version("alpha") == 2
@@ -303,9 +303,12 @@ def tiny_disk(built, tmp_path_factory):
         srv = start_server(folder, root / "work")
         yield SimpleNamespace(server=srv, store=folder)
     finally:
-        if srv is not None:
-            assert srv.stop() == 0
-        subprocess.run(["umount", str(folder)], timeout=60, check=False)
+        try:
+            if srv is not None:
+                assert srv.stop() == 0
+        finally:
+            if subprocess.run(["umount", str(folder)], timeout=60).returncode != 0:
+                subprocess.run(["umount", "-l", str(folder)], timeout=60)
 
 
 def test_server_starts_over_a_corrupt_state_file_and_says_so(tiny_disk, built):
@@ -381,6 +384,42 @@ def test_a_store_that_runs_out_of_space_refuses_cleanly_over_http(tiny_disk, bui
     assert srv.request("PUT", "/models/alpha/default", json={"version": 2}).json()["default"] == 2
     assert json.loads((folder / STATE_FILE).read_text()) == {"pins": {"alpha": 2}}
     assert predict(srv, "alpha")[0] == 2
+    assert srv.stop() == 0  # now rather than at the end of the module: one server less running
+
+
+def test_a_full_temporary_folder_refuses_uploads_cleanly(built, tmp_path, monkeypatch):
+    """Uploads spool to, and are unpacked for checking in, the system temporary folder.
+
+    With TMPDIR on a tmpfs that holds the 2 MiB archive once but not twice, the upload
+    spools and then fails while it is unpacked; a body bigger than the tmpfs fails while
+    it spools. Both are a JSON 507, the store is unchanged and the server goes on serving.
+    """
+    tmp = tmp_path / "tmp"
+    big = built["big"].path.read_bytes()
+    mount_tmpfs(tmp, len(big) * 3 // 2)
+    store = tmp_path / "store"
+    store.mkdir()
+    install(built["alpha1"].path, store)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    srv = None
+    try:
+        srv = start_server(store, tmp_path / "work")
+        before = store_files(store)
+        for body, where in [(big, "could not unpack"), (big * 2, "could not be saved to a temporary file")]:
+            reply = srv.post("/models", data=body, headers={"Content-Type": "application/octet-stream"})
+            error = assert_json_error(reply, 507)
+            assert error["type"] == "StoreWriteError" and where in error["error"], error
+            assert store_files(store) == before
+            version, combined = predict(srv, "alpha")
+            assert version == 1
+            np.testing.assert_allclose(combined, expected(built, "alpha", 1), atol=1e-5)
+        assert "Traceback" not in srv.log()
+        assert srv.stop() == 0
+    finally:
+        if srv is not None:
+            srv.stop()
+        if subprocess.run(["umount", str(tmp)], timeout=60).returncode != 0:
+            subprocess.run(["umount", "-l", str(tmp)], timeout=60)
 
 
 # --- one store, three servers: restart after changes, kill -9 mid-upload, delete under load ---
@@ -498,11 +537,10 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
     upload_slowly_then_kill(b, built["big"].path, spool_dir)
     assert b.proc.returncode == -9
     assert store_files(chain.store) == before_files  # nothing of the upload reached the store
-    assert list(spool_dir.glob("upload-*.part"))  # the half-received body is left in the spool
 
     # what a kill during the store's own atomic copy leaves: a partial .tmp- file in the store
     partial = built["big"].path.read_bytes()[: 300 * KiB]
-    stale, fresh = chain.store / f"{TEMP_PREFIX}alpha-3.yyar-stale", chain.store / f"{TEMP_PREFIX}alpha-3.yyar-fresh"
+    stale, fresh = chain.store / f"{TEMP_PREFIX}stale.yyar", chain.store / f"{TEMP_PREFIX}fresh.yyar"
     stale.write_bytes(partial)
     fresh.write_bytes(partial)
     os.utime(stale, (time.time() - 3600, time.time() - 3600))

@@ -100,7 +100,7 @@ def test_corrupt_state_file_falls_back_to_latest(make, caplog, content):
     make("digits", 1)
     make("digits", 2)
     (make.root / STATE_FILE).write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="yyai_kernel.store"):
+    with caplog.at_level(logging.WARNING, logger="yyai.store"):
         s = ModelStore(make.root)
     assert s.state_error and STATE_FILE in s.state_error
     assert any("state file" in r.getMessage() for r in caplog.records)

@@ -49,6 +49,7 @@ from yyai_kernel.errors import (
     MissingMemberError,
     ModelLoadError,
     NotAnArchiveError,
+    StoreWriteError,
     UnexpectedMemberError,
     UnsafeMemberError,
     ZipBombError,
@@ -62,8 +63,11 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 MiB = 1024 * 1024
 _CHUNK = 64 * 1024
-# Zip errors that mean "corrupt or truncated": a CRC mismatch is a BadZipFile.
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struct.error)
+# Zip errors that mean "corrupt or truncated": a CRC mismatch is a BadZipFile; zipfile raises
+# NotImplementedError for a header that claims a newer zip version or feature, and
+# UnicodeDecodeError for a name flagged UTF-8 that is not.
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, struct.error, NotImplementedError,
+               UnicodeDecodeError)
 _COMPRESSIONS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
@@ -450,13 +454,17 @@ class OpenedArchive:
         dest = self.root / name
         if self.root.resolve() not in dest.resolve().parents:  # belt and braces after _check_name
             raise UnsafeMemberError(f"unsafe archive member {name!r}: it leaves the extraction folder")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             with os.fdopen(fd, "wb") as out, zf.open(info) as src:
                 n, sha = copy_capped(_MemberReader(src), out, cap)
         except _ZIP_ERRORS as exc:
             raise NotAnArchiveError(f"archive member {name!r} is corrupt or truncated ({exc})") from exc
+        except OSError as exc:  # the temporary folder is full or unwritable: the server's fault
+            raise StoreWriteError(
+                f"could not unpack archive member {name!r} to check it: {exc.strerror or exc}"
+            ) from exc
         _check_ratio(name, n, info.compress_size, self.limits)
         if n > cap:
             if n > declared:
@@ -703,6 +711,7 @@ def _write_zip(manifest: Manifest, sources: dict, out_dir: Path) -> Path:
             raw.flush()
             os.fsync(raw.fileno())
         open_archive(tmp).close()  # self-check: the file we wrote reads back cleanly
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a server running as another user reads it
         os.replace(tmp, target)
         fsync_dir(out_dir)
     except BaseException:

@@ -477,7 +477,6 @@ class Registry:
         verify(path, trusted=name in self.trusted)  # slow (loads Keras): outside the lock
         with self._lock:
             record = self.store.add(path, trusted=name in self.trusted, verify=False)
-            self.store.scan()
             self._refresh_defaults()
         entry = self._entry(record.name, create=True)
         with entry.load_lock:
@@ -541,7 +540,7 @@ class Registry:
 
     def _coalesced_reload(self, name: str, force: bool) -> dict:
         """Run one reload of ``name``, or join the one already queued behind a running reload."""
-        entry = self._entry(name, create=True)
+        entry = self._entry(name)  # 404 for a name neither the store nor the registry knows
         with self._lock:
             pending, owner = entry.pending_reload, False
             if pending is None:

@@ -29,7 +29,7 @@ from yyai_kernel import archive
 from yyai_kernel.archive import SUFFIX, Limits, Manifest, fsync_dir, read_manifest, sha256_file
 from yyai_kernel.errors import ArchiveError, ConflictError, ModelNotFoundError, StoreWriteError, YyaiError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("yyai.store")
 
 STATE_FILE = ".yyai-state.json"
 TEMP_PREFIX = ".tmp-"
@@ -233,6 +233,7 @@ class ModelStore:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # as any file written with umask 022 would be
             os.replace(tmp, target)
             tmp = None
             fsync_dir(self.root)

@@ -75,10 +75,16 @@ def access_log(handler) -> None:
     """jupyter_server's access log (tokens scrubbed from logged URLs), skipped when silent.
 
     Successes log at debug level; formatting that line costs more than a small
-    prediction, so it is built only when debug logging is on.
+    prediction, so it is built only when debug logging is on. A 503 (not ready yet) is
+    an expected state, logged as one info line rather than an error with the headers.
     """
     logger = getattr(handler, "log", tornado_access_log)
-    if handler.get_status() < 300 and not logger.isEnabledFor(logging.DEBUG):
+    status = handler.get_status()
+    if status < 300 and not logger.isEnabledFor(logging.DEBUG):
+        return
+    if status == 503:  # not ready yet (start-up, a load): expected, so no error with headers
+        request = handler.request
+        logger.info("503 %s %s (%.1f ms): not ready", request.method, request.path, 1000 * request.request_time())
         return
     log_request(handler, record_prometheus_metrics=False)
 
@@ -194,6 +200,10 @@ class YyaiServer(Voila):
                 raise SystemExit(f"yyai: config file {config_file} not found")
             self.load_config_file(os.path.abspath(config_file))
         super().initialize(argv)
+        library_log = logging.getLogger("yyai")  # registry, store, runtime: into the server's log
+        for handler in self.log.handlers:
+            library_log.addHandler(handler)
+        library_log.propagate = not self.log.handlers
         defaults = Config({
             "VoilaExecutor": {"timeout": self.cell_timeout},
             "MappingKernelManager": {

@@ -41,7 +41,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, YyaiError
+from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError, YyaiError
 
 log = logging.getLogger("yyai.server")
 
@@ -294,6 +294,9 @@ class BodyHandler(YyaiHandler):
     """
 
     spool = False
+    # Set again in prepare(); a request refused before prepare() (an unknown method) still finishes.
+    _spool_file = None
+    body_path: str | None = None
 
     def body_limit(self) -> int:
         return self.state.max_archive_bytes if self.spool else self.state.max_body_bytes
@@ -303,6 +306,7 @@ class BodyHandler(YyaiHandler):
         self._size = 0
         self._too_large = False
         self._spool_file = None
+        self._spool_error: str | None = None
         self.body_path: str | None = None
         self._body_pending = True  # a refusal now leaves the body unread: see write_error
         await super().prepare()
@@ -336,8 +340,11 @@ class BodyHandler(YyaiHandler):
             self._discard_spool()
             return
         if self._spool_file is not None:
-            self._spool_file.write(chunk)
-        else:
+            try:
+                self._spool_file.write(chunk)
+            except OSError as exc:  # the temp folder is full: a 507 once the body is read
+                self._spool_failed(exc)
+        elif self._spool_error is None:
             self._chunks.append(chunk)
 
     def _too_large_message(self, size: int) -> str:
@@ -353,16 +360,30 @@ class BodyHandler(YyaiHandler):
 
     def spooled_body(self) -> str:
         """The path of the spooled body, closed and complete (413 when over the limit)."""
+        if self._spool_error is None and self._spool_file is not None:
+            try:
+                self._spool_file.close()
+            except OSError as exc:
+                self._spool_failed(exc)
+            self._spool_file = None
+        if self._spool_error is not None:
+            raise StoreWriteError(
+                f"The upload could not be saved to a temporary file ({self._spool_error}); nothing was changed."
+            )
         if self._too_large or self.body_path is None:
             raise PayloadTooLargeError(self._too_large_message(self._size))
-        if self._spool_file is not None:
-            self._spool_file.close()
-            self._spool_file = None
         return self.body_path
+
+    def _spool_failed(self, exc: OSError) -> None:
+        self._spool_error = exc.strerror or str(exc)
+        self._discard_spool()
 
     def _discard_spool(self) -> None:
         if self._spool_file is not None:
-            self._spool_file.close()
+            try:
+                self._spool_file.close()
+            except OSError:  # flushing into a full disk: the file goes anyway
+                pass
             self._spool_file = None
         if self.body_path is not None:
             try:

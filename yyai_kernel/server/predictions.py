@@ -20,7 +20,7 @@ label order, which the HTTP client uses.
 from __future__ import annotations
 
 from tornado import web
-from tornado.httputil import parse_body_arguments
+from tornado.httputil import HTTPInputError, parse_body_arguments
 
 from ..errors import ImageError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 from .base import BodyHandler, check_name, check_version
@@ -83,7 +83,10 @@ class PredictionsHandler(BodyHandler):
         if media == "multipart/form-data":
             arguments: dict = {}
             files: dict = {}
-            parse_body_arguments(content_type, body, arguments, files)
+            try:
+                parse_body_arguments(content_type, body, arguments, files)
+            except HTTPInputError as exc:  # tornado >= 6.5 raises on a malformed multipart body
+                raise InvalidInputError(f"The multipart upload is malformed: {exc}.") from None
             uploads = [f for field in files.values() for f in field]
             if not uploads:
                 raise InvalidInputError("The multipart upload holds no files; attach one or more images.")
