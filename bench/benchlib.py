@@ -117,6 +117,18 @@ def _cpu_self() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_seconds(processes) -> float:
+    """User + system CPU seconds of some processes (psutil), skipping any that ended."""
+    total = 0.0
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def percentile(values: list[float], q: float) -> float:
     """Exact percentile by nearest rank (q in 0..100)."""
     if not values:

@@ -63,7 +63,7 @@ YYAI_PY = Path(sys.executable)
 
 sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
-from benchlib import Target, free_port, http, log, machine, percentile, run_client  # noqa: E402
+from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client  # noqa: E402
 
 ALL_SERVERS = ["yyai", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
 RELOADABLE = ["yyai", "mlserver", "pytriton", "torchserve"]
@@ -263,14 +263,7 @@ class Server:
         return total
 
     def cpu_seconds(self) -> float:
-        total = 0.0
-        for p in self.tree():
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+        return cpu_seconds(self.tree())
 
     def _sample(self) -> None:
         while self._sampling:

@@ -60,7 +60,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # yyai_kernel, when run as a script from anywhere
 
-from benchlib import Target, free_port, http, log, machine, percentile, run_client, thread_load  # noqa: E402
+from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client, thread_load  # noqa: E402
 from resultsfile import replace_section  # noqa: E402
 
 from yyai_kernel.images import preprocess  # noqa: E402  (OpenCV and numpy only, no TensorFlow)
@@ -122,15 +122,11 @@ class YyaiServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and every process it started."""
-        total = 0.0
         try:
             root = psutil.Process(self.proc.pid)
-            for p in [root, *root.children(recursive=True)]:
-                t = p.cpu_times()
-                total += t.user + t.system
+            return cpu_seconds([root, *root.children(recursive=True)])
         except psutil.Error:
-            pass
-        return total
+            return 0.0
 
     def stop(self) -> None:
         """SIGTERM (a clean shutdown), then SIGKILL to the group if it has not exited."""

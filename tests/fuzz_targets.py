@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 from hypothesis import strategies as st
 
-from conftest import INPUT_SPEC, OUTPUT_SPEC, manifest_for, sha256
+from conftest import manifest_for, sha256
 from yyai_kernel.archive import Limits, read_listed_file, read_manifest, verify
-from yyai_kernel.errors import ArchiveError, ImageError, ImageTooLargeError
+from yyai_kernel.errors import ArchiveError, ImageError
 from yyai_kernel.images import decode_image, preprocess
 
 # Small limits put the count, size, ratio and manifest-size refusals within reach of tiny inputs.
@@ -97,8 +97,7 @@ def mutated_bytes(draw, seeds: list[bytes], max_edits: int = 6) -> bytes:
             src = draw(st.integers(0, max(len(data) - 1, 0)))
             data[at:at] = data[src:src + draw(st.integers(1, 64))]
         elif op == "int" and len(data) >= 4:  # a 16/32-bit field set to an edge value
-            value = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF]))
-            width = draw(st.sampled_from([2, 4]))
+            value, width = draw(st.sampled_from(EDGE_VALUES)), draw(st.sampled_from([2, 4]))
             at = min(at, len(data) - width)
             data[at:at + width] = (value & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
     return bytes(data)
@@ -401,13 +400,15 @@ def huge_header(fmt: str, width: int, height: int) -> bytes:
     if fmt == "jpeg":
         sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, height & 0xFFFF, width & 0xFFFF, 3)
         sof += b"".join(bytes([i, 0x11, 0]) for i in (1, 2, 3))
-        return b"\xff\xd8" + sof + b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00" + b"\x00" * 32 + b"\xff\xd9"
+        scan = b"\xff\xda\x00\x0c\x03\x01\x00\x02\x11\x03\x11\x00\x3f\x00" + b"\x00" * 32
+        return b"\xff\xd8" + sof + scan + b"\xff\xd9"
     if fmt == "bmp":
         info = struct.pack("<IiiHHIIiiII", 40, width & 0x7FFFFFFF, height & 0x7FFFFFFF, 1, 24, 0, 0, 2835, 2835, 0, 0)
         return b"BM" + struct.pack("<IHHI", 54 + 64, 0, 0, 54) + info + b"\x00" * 64
     if fmt == "gif":
-        return (b"GIF89a" + struct.pack("<HHBBB", width & 0xFFFF, height & 0xFFFF, 0, 0, 0)
-                + b"\x2c" + struct.pack("<HHHHB", 0, 0, width & 0xFFFF, height & 0xFFFF, 0) + b"\x02\x02\x44\x01\x00\x3b")
+        w, h = width & 0xFFFF, height & 0xFFFF
+        return (b"GIF89a" + struct.pack("<HHBBB", w, h, 0, 0, 0) + b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0)
+                + b"\x02\x02\x44\x01\x00\x3b")
     if fmt == "tiff":
         tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
                 (273, 4, 8 + 2 + 12 * 8 + 4), (278, 4, height), (279, 4, 16)]
@@ -457,5 +458,59 @@ def image_target(data: bytes, spec: dict, *, max_pixels: int) -> str:
 
 
 __all__ = ["ARCHIVE_BYTES", "HEADER_FORMATS", "IMAGE_BYTES", "LIMITS", "MANIFEST_INPUTS", "SEED_ARCHIVES",
-           "ImageTooLargeError", "archive_target", "huge_header", "image_target", "input_specs",
-           "mutated_bytes", "reseal", "INPUT_SPEC", "OUTPUT_SPEC"]
+           "SEED_IMAGES", "archive_target", "huge_header", "image_target", "input_specs", "mutated_bytes", "reseal"]
+
+
+# --- what the fuzzing found ---------------------------------------------------------------------
+
+
+def _patched(data: bytes, signature: bytes, offset: int, value: bytes) -> bytes:
+    """`data` with `value` written at `offset` into the first header that starts with `signature`."""
+    at = data.index(signature) + offset
+    return data[:at] + value + data[at + len(value):]
+
+
+def _corrupt_after(data: bytes, magic: bytes, skip: int) -> bytes:
+    """`data` with the byte `skip` bytes after `magic` inverted (damage inside a compressed stream)."""
+    at = data.index(magic) + skip
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+def found_archives() -> dict[str, tuple[bytes, str]]:
+    """Archives that once made the reader raise an untyped error, with the refusal they now get."""
+    valid = SEED_ARCHIVES[0]
+    bz2_zip = zip_bytes([(zip_info(i.filename, compress_type=zipfile.ZIP_BZIP2), b) for i, b in valid_entries()])
+    lzma_zip = zip_bytes([(zip_info(i.filename, compress_type=zipfile.ZIP_LZMA), b) for i, b in valid_entries()])
+    return {
+        # OSError (seek before the start of the file): entries' offsets point before byte 0
+        "first byte cut": (valid[1:], "NotAnArchiveError"),
+        # RecursionError from json.loads
+        "manifest nested 5000 deep": (zip_bytes([(zip_info("MANIFEST.json"), b"[" * 5000 + b"]" * 5000)]),
+                                      "ManifestError"),
+        # NotImplementedError: "zip file version 6.4"
+        "needs zip version 6.4": (_patched(valid, b"PK\x01\x02", 6, b"\x40\x00"), "NotAnArchiveError"),
+        # UnicodeDecodeError: a name flagged UTF-8 that is not
+        "name flagged utf-8, not utf-8": (
+            _patched(_patched(valid, b"PK\x01\x02", 8, b"\x00\x08"), b"PK\x01\x02", 46, b"\xff"), "NotAnArchiveError"),
+        # OSError "Invalid data stream" from bz2
+        "corrupt bzip2 member": (_corrupt_after(bz2_zip, b"BZh", 4), "NotAnArchiveError"),
+        # LZMAError "Corrupt input data" from lzma
+        "corrupt lzma member": (_corrupt_after(lzma_zip, b"MANIFEST.json", 40), "NotAnArchiveError"),
+    }
+
+
+def found_images() -> dict[str, tuple[bytes, dict, str]]:
+    """Images and input specs that once made preprocessing raise an untyped error, with the outcome now."""
+    import cv2
+
+    float_tiff = cv2.imencode(".tiff", np.linspace(-0.5, 1.5, 16, dtype=np.float32).reshape(4, 4))[1].tobytes()
+    png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()
+    gray = {"shape": [4, 4], "dtype": "float32", "color": "grayscale"}
+    return {
+        # ValueError from np.iinfo(float32)
+        "float32 TIFF": (float_tiff, gray, "accepted"),
+        # IndexError: a model whose input is not an image
+        "1-D input shape": (png, {"shape": [16], "dtype": "float32", "color": "grayscale"}, "ImageError"),
+        # ValueError from reshape
+        "4-D input shape": (png, {"shape": [1, 4, 4, 1], "dtype": "float32", "color": "grayscale"}, "ImageError"),
+    }

@@ -228,6 +228,16 @@ def test_manifest_not_json(tmp_path, zips):
         read_manifest(path)
 
 
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_manifest_numbers_must_be_finite(token, tmp_path, zips):
+    text = json.dumps(zips.manifest_for({"models/m.h5": b"not really a model"}))
+    text = text.replace('"offset": 0.0', f'"offset": {token}')
+    assert token in text
+    path = zips.craft_archive(tmp_path / "a.yyar", manifest=text.encode())
+    with pytest.raises(ManifestError, match=f"{token} is not a JSON number"):
+        read_manifest(path)
+
+
 def test_manifest_missing(tmp_path, zips):
     path = zips.write_zip(tmp_path / "a.yyar", [("models/m.h5", b"abc")])
     with pytest.raises(ManifestError, match="no MANIFEST.json"):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fuzz_targets import (
     ARCHIVE_BYTES, HEADER_FORMATS, IMAGE_BYTES, LIMITS, MANIFEST_INPUTS, SEED_ARCHIVES, SEED_IMAGES,
-    archive_target, huge_header, image_target, input_specs, mutated_bytes, reseal,
+    archive_target, found_archives, found_images, huge_header, image_target, input_specs, mutated_bytes, reseal,
 )
 from yyai_kernel.archive import Manifest
 from yyai_kernel.errors import ImageError, ImageTooLargeError, ManifestError
@@ -28,12 +29,12 @@ settings.register_profile(
     "yyai-fuzz", max_examples=150, derandomize=True, database=None, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-settings.register_profile("yyai-fuzz-long", settings.get_profile("yyai-fuzz"), max_examples=2500,
+settings.register_profile("yyai-fuzz-long", settings.get_profile("yyai-fuzz"), max_examples=5000,
                           derandomize=False)
 LONG = os.environ.get("YYAI_FUZZ") == "long"
 FUZZ = settings.get_profile("yyai-fuzz-long" if LONG else "yyai-fuzz")
-# Loading a Keras member costs far more than reading a zip: a tenth of the examples.
-FUZZ_MODELS = settings(FUZZ, max_examples=max(FUZZ.max_examples // 10, 15))
+# Loading a Keras member costs more than reading a zip: a quarter of the examples.
+FUZZ_MODELS = settings(FUZZ, max_examples=FUZZ.max_examples // 4)
 PIXEL_LIMITS = st.sampled_from([4096, 1_000_000])
 
 
@@ -42,6 +43,25 @@ def test_the_seeds_are_valid_inputs():
     assert [archive_target(seed) for seed in SEED_ARCHIVES] == ["accepted"] * len(SEED_ARCHIVES)
     spec = {"shape": [4, 4, 3], "dtype": "float32", "color": "rgb"}
     assert {image_target(seed, spec, max_pixels=4096) for seed in SEED_IMAGES} == {"accepted"}
+
+
+@pytest.mark.parametrize("case", sorted(found_archives()))
+def test_archives_the_fuzzing_found_get_typed_refusals(case):
+    data, refusal = found_archives()[case]
+    assert archive_target(data) == refusal
+
+
+@pytest.mark.parametrize("case", sorted(found_images()))
+def test_images_the_fuzzing_found_get_a_result_or_a_typed_refusal(case):
+    data, spec, outcome = found_images()[case]
+    assert image_target(data, spec, max_pixels=4096) == outcome
+
+
+def test_float_images_map_0_to_1_onto_0_to_255_clipped():
+    data, _, _ = found_images()["float32 TIFF"]
+    pixels = decode_image(data)
+    assert pixels.dtype == np.uint8 and pixels.min() == 0 and pixels.max() == 255
+    assert pixels.ravel().tolist() == sorted(pixels.ravel().tolist())  # monotonic, as the values were
 
 
 @FUZZ

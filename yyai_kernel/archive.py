@@ -367,10 +367,15 @@ def _read_manifest_from(zf: zipfile.ZipFile, path, limits: Limits) -> Manifest:
     if len(raw) > limits.max_manifest_bytes:
         raise ArchiveLimitError(f"{MANIFEST_NAME} exceeds the limit of {limits.max_manifest_bytes} bytes")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # nested too deep: RecursionError
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep: RecursionError
         raise ManifestError(f"{name}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
     return Manifest.from_dict(data)
+
+
+def _refuse_constant(token: str):
+    # Python's json reads NaN and Infinity; a manifest's numbers (scale, offset) must be finite.
+    raise ValueError(f"{token} is not a JSON number")
 
 
 def read_manifest(path, limits: Limits | None = None) -> Manifest:

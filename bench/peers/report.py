@@ -348,42 +348,38 @@ def draw_throughput(results: dict, path: Path) -> None:
 WHY = {
     "throughput": (
         "Per-request work in Python, under one GIL. Every yyai request runs Tornado's HTTP parsing and "
-        "jupyter_server's `APIHandler` machinery (token and XSRF checks, Prometheus labels, access log) on the "
-        "IOLoop thread, then hops to a 32-thread pool (decode), on to the batcher thread (TensorFlow) and back. "
+        "jupyter_server's `APIHandler` machinery (host and CORS checks, Prometheus labels, CSP headers) on the "
+        "IOLoop thread. A small v2 body is then parsed on the loop and queued on the batcher, whose thread runs "
+        "TensorFlow and completes a Future the loop awaits (images are decoded on a thread pool first). "
         "Triton's HTTP front end is C++ and TorchServe's is Java (Netty): only batched tensors cross into "
-        "Python, so their server CPU per request is a half to a third of yyai's (CPU table), and on 2 cores that "
-        "CPU is the ceiling. MLServer does everything in one asyncio (uvloop) thread, with no thread hops and "
-        "no GIL hand-offs between threads."),
+        "Python, so their server CPU per request is a fraction of yyai's (CPU table), and on 2 cores that "
+        "CPU is the ceiling. MLServer does everything in one asyncio (uvloop) thread."),
     "json": (
-        "The cnn64 request is 12,288 floats as JSON (96 KB); `json.loads` costs about 3 ms of CPU per request "
-        "in every Python server. yyai spends more on top of it: a py-spy profile under `wrk -c8` shows "
-        "`v2codec` turning the list into float64 and then float32, and finiteness checked three times "
-        "(`_json_array`, `model_input`, `ArchiveRuntime.validate`), in 32 pool threads that contend for the "
-        "GIL with the batcher thread that must dispatch TensorFlow. Server CPU per request: yyai v2 JSON about "
-        "twice yyai `/predictions` (PNG) and well above MLServer on the same JSON body (CPU table)."),
+        "The cnn64 request is 12,288 floats as JSON (96 KB). yyai parses it with orjson on a pool thread, "
+        "then turns the lists into float64 and float32 arrays and checks finiteness more than once "
+        "(`_json_array`, `model_input`, `ArchiveRuntime.validate`), while that pool thread contends for the "
+        "GIL with the batcher thread that must dispatch TensorFlow."),
     "latency": (
-        "At concurrency 1 the batcher waits for more requests (up to `max_delay_ms`, 2 ms) even when nothing "
-        "else is in flight, and the request crosses three threads; compare the `yyai (no batching)` rows, "
-        "which answer in about half the time at concurrency 1."),
+        "At concurrency 1 a request crosses Tornado, jupyter_server's handler machinery and two threads (the "
+        "IOLoop and the batcher); compare the `yyai (no batching)` rows."),
     "rss": (
         "The yyai process tree holds the Voila/jupyter_server app and TensorFlow with both models; the Flask "
         "baseline and MLServer carry less around the same TensorFlow."),
     "cold": (
         "yyai starts Voila and jupyter_server, imports TensorFlow, then verifies (checksums), loads and warms "
-        "every archive (tracing its function) before it answers."),
+        "every archive (tracing its function) before it answers. A profile of the start shows about 5 s of CPU in "
+        "one import chain alone: jupyter_server -> jupyter_events -> jsonschema's format checkers -> "
+        "rfc3987_syntax, which builds lark grammars at import."),
 }
 
 #: What would close each gap (for the issue's closing note).
 CLOSE = {
-    "throughput": "a lean v2 infer handler (plain Tornado handler with the token check, no XSRF/page "
-                  "machinery), decoding on the IOLoop and awaiting the batch as an asyncio future instead of "
-                  "parking a pool thread; past that, several server processes (SO_REUSEPORT) or the planned "
-                  "Ray Serve / KServe scale-out.",
-    "json": "orjson (several times faster than `json`), `np.asarray(data, dtype=float32)` in one step, one "
-            "finiteness check, and recommending the binary tensor extension (which yyai supports) for big "
-            "tensors.",
-    "latency": "dispatch at once when the queue holds the only request in flight (wait only while other "
-               "requests are running), as adaptive batchers do.",
+    "throughput": "a lean inference handler (a plain Tornado handler with the token check, without "
+                  "jupyter_server's page machinery), then several server processes (SO_REUSEPORT) or the "
+                  "planned Ray Serve / KServe scale-out.",
+    "json": "one conversion straight to float32 with one finiteness check, and the binary tensor extension "
+            "(which yyai supports, and tritonclient uses by default) for big tensors.",
+    "latency": "the same lean inference handler; the batcher already dispatches a lone request at once.",
     "rss": "nothing cheap: the dashboard app is part of yyai's one-process design.",
     "cold": "warm up lazily after the first model answers, or load archives in parallel.",
 }

@@ -294,9 +294,11 @@ class BodyHandler(YyaiHandler):
     """
 
     spool = False
-    # Set again in prepare(); a request refused before prepare() (an unknown method) still finishes.
+    # Set again in prepare(). A request refused before prepare() (a 405 for a method the handler
+    # lacks) finishes cleanly, and its reply says the connection closes: the body was never read.
     _spool_file = None
     body_path: str | None = None
+    _body_pending = True
 
     def body_limit(self) -> int:
         return self.state.max_archive_bytes if self.spool else self.state.max_body_bytes
