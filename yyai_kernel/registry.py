@@ -315,7 +315,7 @@ class Registry:
         off the model runs here, in the calling thread (see :meth:`batches`).
         """
         version = self.resolve_version(name, version)
-        slot = self._entry(name).slots.get(version) if name in self._entries else None
+        slot = self._slot(name, version)
         started = time.perf_counter()
         for _attempt in range(3):  # a swap may close the batcher we just looked up
             serving = slot.serving if slot is not None else None
@@ -341,10 +341,13 @@ class Registry:
 
     def batches(self, name: str, version: int | str | None = None) -> bool:
         """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
-        version = self.resolve_version(name, version)
-        slot = self._entry(name).slots.get(version) if name in self._entries else None
+        slot = self._slot(name, self.resolve_version(name, version))
         serving = slot.serving if slot is not None else None
         return serving is not None and serving.batcher is not None
+
+    def _slot(self, name: str, version: int) -> VersionSlot | None:
+        """A resolved version's slot, or None while the registry has not seen it."""
+        return self._entry(name).slots.get(version) if name in self._entries else None
 
     @staticmethod
     def _finish(done: Future, result: Future, name, version, slot, serving, rows: int, started: float) -> None:
