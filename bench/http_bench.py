@@ -228,11 +228,11 @@ def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict) -> N
                 f"server CPU {cell['server_cpu']:.0%}")
 
 
-def measure_inprocess(registry, name: str, inp: dict, args, out: dict) -> None:
+def measure_inprocess(dataplane, name: str, inp: dict, args, out: dict) -> None:
     """``predict`` (tensor) and ``predict_images`` (PNG) at every concurrency, into ``out``."""
     tensor, png = inp["tensor"], inp["png"]
-    calls = {"predict": lambda: registry.predict(name, tensor),
-             "predict_images": lambda: registry.predict_images(name, [png])}
+    calls = {"predict": lambda: dataplane.predict(name, tensor),
+             "predict_images": lambda: dataplane.predict_images(name, [png])}
     for kind, call in calls.items():
         thread_load(call, 8, args.warmup)  # warm-up, discarded
         for conc in args.concurrency:
@@ -278,7 +278,7 @@ def render(results: dict) -> str:
         f"{s['batching']}; `yyai serve` on 127.0.0.1 with token auth, started in {results['server_start_s']:.1f} s. "
         "Load: one closed-loop aiohttp client process (`bench/peers/loadclient.py`, one keep-alive connection per "
         "concurrent request), exact percentiles over every request; in-process: the same closed loop with threads "
-        "calling `Registry.predict` (preprocessed tensor) or `Registry.predict_images` (PNG bytes) on the same store "
+        "calling `Registry.predict` (preprocessed tensor) or `DataPlane.predict_images` (PNG bytes) on the same store "
         "with the same batching settings, after the server stopped. Client, server and in-process threads share the "
         "machine's cores. CPU columns are cores busy (1.00 = one core).",
     ]
@@ -289,7 +289,7 @@ def render(results: dict) -> str:
         labels = {"v2": "HTTP `POST /v2/models/{m}/infer` (JSON tensor)",
                   "predictions": "HTTP `POST /predictions/{m}` (PNG bytes)",
                   "predict": "in-process `Registry.predict` (tensor)",
-                  "predict_images": "in-process `Registry.predict_images` (PNG)"}
+                  "predict_images": "in-process `DataPlane.predict_images` (PNG)"}
         for kind, label in labels.items():
             for c in r["cells"].get(kind, []):
                 lines.append(f"| {label.replace('{m}', name)} | {c['concurrency']} | {c['rps']:,.0f} | "
@@ -387,6 +387,7 @@ def main() -> None:
         server = None
 
         log("in-process: Registry on the same store, same batching settings")
+        from yyai_kernel.dataplane import DataPlane
         from yyai_kernel.registry import Registry  # TensorFlow is imported only now
 
         registry = Registry(ModelStore(store), batching=not args.no_batching, max_batch_size=args.max_batch_size,
@@ -396,7 +397,7 @@ def main() -> None:
             for name, inp in inputs.items():
                 diff = check_same_output(inp["v2_reply"], registry.predict(name, inp["tensor"]), name)
                 log(f"  {name}: v2 reply equals the in-process output (max difference {diff:.1e})")
-                measure_inprocess(registry, name, inp, args, results["models"][name]["cells"])
+                measure_inprocess(DataPlane(registry), name, inp, args, results["models"][name]["cells"])
         finally:
             registry.close()
     finally:

@@ -304,7 +304,7 @@ def test_background_refresh_samples_and_stops(registry):
     try:
         assert deadline_wait(lambda: len(board.history) >= 4)
         assert "refresh every 0.05 s" in board.status_line.value
-        registry.predict_images("digits", [(SAMPLES / "digit-1.png").read_bytes()])
+        board.backend.predict_images("digits", [(SAMPLES / "digit-1.png").read_bytes()])
         assert deadline_wait(lambda: "data-model='digits'" in board.models_table.value)
         board.tabs.selected_index = 1  # showing the Models tab draws the plot
         assert bytes(board.activity_plot.value).startswith(PNG_MAGIC)
@@ -351,7 +351,7 @@ def test_a_new_view_resumes_and_a_closed_page_stops_refreshing(registry):
 
 def test_activity_plot_from_history(dash, registry):
     for _ in range(3):
-        registry.predict_images("digits", [(SAMPLES / "digit-2.png").read_bytes()])
+        dash.backend.predict_images("digits", [(SAMPLES / "digit-2.png").read_bytes()])
         dash.refresh()
     dash.draw_activity()
     assert bytes(dash.activity_plot.value).startswith(PNG_MAGIC)

@@ -59,7 +59,6 @@ FORMAT = "yyar"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "MANIFEST.json"
 SUFFIX = ".yyar"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 MiB = 1024 * 1024
 _CHUNK = 64 * 1024

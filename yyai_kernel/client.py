@@ -1,21 +1,29 @@
-"""HTTP client with the Registry's read, predict and manage methods.
+"""HTTP client with the data plane's methods and result types, over a running yyai server.
 
-The dashboard kernel uses it to reach the one registry in the server process (so a page
-visit costs no TensorFlow import and no model load), and ``yyai predict`` uses it from
-the command line. It needs only ``requests`` and ``numpy``: importing it never imports
-TensorFlow or Keras (a test checks this).
+``Dashboard(YyaiClient(url, token))`` attaches a notebook to a running server; the page
+that ``yyai serve`` shows uses it too, so a page visit costs no TensorFlow import and no
+model load. It needs only ``requests`` and ``numpy``: importing it never imports
+TensorFlow or Keras (a test checks this). Its methods return the same types as the
+in-process :class:`~yyai_kernel.dataplane.DataPlane` (``ModelStatus``, ``Prediction``,
+``InstallResult``...), so the dashboard works the same over either.
 
 ``YyaiClient()`` reads ``YYAI_URL`` and ``YYAI_TOKEN`` from the environment, which the
 server puts into its dashboard kernels. Errors come back as the same typed exceptions
-the Registry raises (``ModelNotFoundError``, ``ModelNotReadyError``, ...), rebuilt from
+the data plane raises (``ModelNotFoundError``, ``ModelNotReadyError``, ...), rebuilt from
 the reply's ``type`` field or, failing that, from the HTTP status.
+
+Example::
+
+    from yyai_kernel.client import YyaiClient
+    client = YyaiClient("http://127.0.0.1:8866", token="...")
+    prediction = client.predict_image_files("digits", ["digit-3.png"])
+    prediction.top(0)        # ("3", 0.98)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
@@ -24,6 +32,9 @@ import numpy as np
 import requests
 
 from . import errors
+from .types import (InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
+                    VersionDescription)
+from .v2codec import DATATYPES, datatype_of
 
 DEFAULT_URL = "http://127.0.0.1:8866"
 
@@ -38,46 +49,6 @@ _BY_STATUS = {
     503: errors.ModelNotReadyError,
     507: errors.StoreWriteError,
 }
-_DTYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1"}
-_V2_TYPES = {np.dtype("float32"): "FP32", np.dtype("float64"): "FP64", np.dtype("float16"): "FP16",
-             np.dtype("int32"): "INT32", np.dtype("int64"): "INT64", np.dtype("uint8"): "UINT8"}
-
-
-@dataclass
-class RemotePrediction:
-    """A prediction answered by the server; the same fields as ``registry.Prediction``.
-
-    ``members`` maps each member to its ``[B, K]`` output, ``combined`` is ``[B, K]`` or
-    None; ``replies`` holds the server's labelled rows when the call was an image call.
-    """
-
-    name: str
-    version: int
-    members: dict[str, np.ndarray]
-    combined: np.ndarray | None
-    output_spec: dict = field(default_factory=dict)
-    replies: list[dict] = field(default_factory=list)
-
-    def rows(self) -> list[dict]:
-        """Per input row, each member's output and the combined one, labelled for people."""
-        if self.replies:
-            return [{"members": r["members"], "combined": r["combined"]} for r in self.replies]
-        return [
-            {
-                "members": {m: _label(out[i], self.output_spec) for m, out in self.members.items()},
-                "combined": None if self.combined is None else _label(self.combined[i], self.output_spec),
-            }
-            for i in range(len(next(iter(self.members.values()))))
-        ]
-
-
-def _label(row: np.ndarray, spec: dict):
-    if spec.get("kind") == "classification":
-        labels = spec["labels"]
-        order = np.argsort(-row, kind="stable")
-        return [{"label": labels[j], "probability": round(float(row[j]), 6)} for j in order]
-    names = spec.get("names") or [f"y{j}" for j in range(len(row))]
-    return {n: round(float(v), spec.get("rounding", 4)) for n, v in zip(names, row)}
 
 
 class YyaiClient:
@@ -129,39 +100,36 @@ class YyaiClient:
 
     def names(self) -> list[str]:
         """Every model name."""
-        return [m["name"] for m in self.list()]
+        return [m.name for m in self.list()]
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[ModelSummary]:
         """A short line per model: versions, default, loaded versions."""
-        return self._json("GET", "/models")
+        return [ModelSummary.from_json(m) for m in self._json("GET", "/models")]
 
-    def status(self, name: str | None = None) -> dict:
-        """One model's status, or ``{"models": {name: status}, "problems", "state_error"}``."""
+    def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
+        """One model's status, or every model's with the store's problems."""
         if name is not None:
-            return self._json("GET", f"/models/{_q(name)}")
-        return self._json("GET", "/models/_status")
+            return ModelStatus.from_json(self._json("GET", f"/models/{_q(name)}"))
+        return ServerStatus.from_json(self._json("GET", "/models/_status"))
 
     def samples(self, name: str, version: int | None = None) -> list[str]:
         """Names of the sample inputs a version bundles."""
-        params = {} if version is None else {"version": int(version)}
-        return self._json("GET", f"/models/{_q(name)}/samples", params=params)["samples"]
+        return self._json("GET", f"/models/{_q(name)}/samples", params=_version_param(version))["samples"]
 
     def sample(self, name: str, sample: str, version: int | None = None) -> bytes:
         """The bytes of one bundled sample, by its name in :meth:`samples`."""
-        params = {} if version is None else {"version": int(version)}
-        return self._request("GET", f"/models/{_q(name)}/samples/{_q(sample)}", params=params).content
+        return self._request("GET", f"/models/{_q(name)}/samples/{_q(sample)}", params=_version_param(version)).content
 
-    def describe(self, name: str, version: int | None = None) -> dict:
-        """What a version (default: the default) takes and gives."""
-        if version is None:
-            version = self.resolve_version(name)
-        return self._json("GET", f"/models/{_q(name)}/versions/{int(version)}")
+    def describe(self, name: str, version: int | None = None) -> VersionDescription:
+        """What a version (default: the default) takes and gives, with its status."""
+        version = self.resolve_version(name, version)
+        return VersionDescription.from_json(self._json("GET", f"/models/{_q(name)}/versions/{int(version)}"))
 
     def resolve_version(self, name: str, version: int | None = None) -> int:
         """The given version, or the model's current default."""
         if version is not None:
             return int(version)
-        default = self.status(name).get("default")
+        default = self.status(name).default
         if default is None:
             raise errors.ModelNotReadyError(f"Model {name!r} has no version in the store.")
         return int(default)
@@ -176,102 +144,102 @@ class YyaiClient:
 
     # --- predicting -----------------------------------------------------------------------
 
-    def predict(self, name: str, inputs, version: int | None = None) -> RemotePrediction:
-        """Run ``inputs`` (``[B, *input.shape]``) through the v2 infer endpoint (binary tensors)."""
+    def predict(self, name: str, inputs, version: int | None = None) -> Prediction:
+        """Run an input tensor ``[B, *input.shape]`` through the v2 infer endpoint (binary tensors).
+
+        v2 takes the tensor after preprocessing (``x = pixel * scale + offset``); to send
+        images, use :meth:`predict_images`.
+        """
         array = np.ascontiguousarray(inputs)
-        if array.dtype not in _V2_TYPES:
-            array = array.astype(np.float32)
-        datatype = _V2_TYPES[array.dtype]
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        input_name = self._input_name(name, version)
+        try:
+            datatype = datatype_of(array.dtype)
+        except errors.InvalidInputError:
+            array, datatype = array.astype(np.float32), "FP32"
+        data = array.astype(DATATYPES[datatype], copy=False).tobytes()
+        described = self.describe(name, version)
         header = json.dumps({
-            "inputs": [{"name": input_name, "datatype": datatype, "shape": list(array.shape),
+            "inputs": [{"name": described.input_name, "datatype": datatype, "shape": list(array.shape),
                         "parameters": {"binary_data_size": len(data)}}],
             "parameters": {"binary_data_output": True},
         }).encode()
-        path = f"/v2/models/{_q(name)}" + (f"/versions/{int(version)}" if version is not None else "") + "/infer"
         response = self._request(
-            "POST", path, data=header + data,
+            "POST", f"/v2/models/{_q(name)}/versions/{described.version}/infer", data=header + data,
             headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
         )
         reply, outputs = _decode_infer(response)
         params = reply.get("parameters") or {}
         combined_name = params.get("combined")
         members = {m: outputs[m] for m in params.get("members", []) if m in outputs}
-        return RemotePrediction(
-            name=name,
-            version=int(reply["model_version"]),
-            members=members,
-            combined=outputs.get(combined_name) if combined_name else None,
-        )
+        combined = outputs.get(combined_name) if combined_name else None
+        return Prediction(name, int(reply["model_version"]), members, combined, described.output)
 
-    def _input_name(self, name: str, version: int | None) -> str:
-        path = f"/v2/models/{_q(name)}" + (f"/versions/{int(version)}" if version is not None else "")
-        return self._json("GET", path)["inputs"][0]["name"]
-
-    def predict_images(self, name: str, images: Iterable[bytes] | bytes, version: int | None = None) -> RemotePrediction:
-        """Send image bytes (one, or several in one multipart upload); labelled and raw outputs."""
+    def predict_images(self, name: str, images: Iterable[bytes] | bytes, version: int | None = None,
+                       filenames: list[str] | None = None) -> Prediction:
+        """Send image bytes (one, or several in one multipart upload); the server preprocesses them."""
         if isinstance(images, (bytes, bytearray, memoryview)):
             images = [bytes(images)]
-        files = [("file", (f"image-{i}", bytes(data), "application/octet-stream")) for i, data in enumerate(images)]
-        if not files:
+        images = [bytes(data) for data in images]
+        if not images:
             raise errors.InvalidInputError("predict_images needs at least one image.")
+        names = filenames or [f"image-{i}" for i in range(len(images))]
+        files = [("file", (n, data, "application/octet-stream")) for n, data in zip(names, images)]
         path = f"/predictions/{_q(name)}" + (f"/{int(version)}" if version is not None else "")
         reply = self._json("POST", path, files=files, params={"raw": "true"})
-        rows = reply["predictions"]
-        members = {m: np.array([r["raw"]["members"][m] for r in rows], dtype=np.float32) for m in rows[0]["raw"]["members"]}
-        combined = None
-        if rows[0]["raw"]["combined"] is not None:
-            combined = np.array([r["raw"]["combined"] for r in rows], dtype=np.float32)
-        for row in rows:
-            row.pop("raw", None)
-        return RemotePrediction(reply["model"], int(reply["version"]), members, combined, replies=rows)
+        output = self.describe(name, reply["version"]).output
+        prediction = Prediction.from_json(reply, output)
+        return prediction if filenames else Prediction(prediction.name, prediction.version, prediction.members,
+                                                       prediction.combined, output)
 
-    def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> dict:
-        """Send local image files (read here, on the client side); the server's labelled reply."""
-        files = [("file", (Path(p).name, Path(p).read_bytes(), "application/octet-stream")) for p in paths]
-        path = f"/predictions/{_q(name)}" + (f"/{int(version)}" if version is not None else "")
-        return self._json("POST", path, files=files)
+    def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> Prediction:
+        """Send image files from THIS machine (read here); a Prediction with their file names."""
+        paths = [Path(p) for p in paths]
+        return self.predict_images(name, [p.read_bytes() for p in paths], version, filenames=[p.name for p in paths])
 
     # --- managing -------------------------------------------------------------------------
 
-    def load(self, name: str, version: int | None = None) -> dict:
+    def load(self, name: str, version: int | None = None) -> ModelStatus:
         """Load a version (default: the default); returns the model's status."""
         body = {} if version is None else {"version": int(version)}
-        return self._json("POST", f"/models/{_q(name)}/load", json=body)
+        return ModelStatus.from_json(self._json("POST", f"/models/{_q(name)}/load", json=body))
 
-    def reload(self, name: str | None = None, *, force: bool = True) -> dict:
-        """Re-read the store and reload one model, or every model when ``name`` is None."""
+    def reload(self, name: str | None = None, *, force: bool = True):
+        """Re-read the store and reload one model (its status), or every model when ``name`` is None."""
         if name is None:
             return self._json("POST", "/models/_rescan", data=b"")
-        return self._json("POST", f"/models/{_q(name)}/reload", params={"force": str(force).lower()}, data=b"")
+        return ModelStatus.from_json(
+            self._json("POST", f"/models/{_q(name)}/reload", params={"force": str(force).lower()}, data=b""))
 
-    def set_default(self, name: str, version: int) -> dict:
-        """Make a version the default (persisted by the server)."""
-        return self._json("PUT", f"/models/{_q(name)}/default", json={"version": int(version)})
+    def set_default(self, name: str, version: int) -> ModelStatus:
+        """Make a version the default and pin it (persisted by the server)."""
+        return ModelStatus.from_json(self._json("PUT", f"/models/{_q(name)}/default", json={"version": int(version)}))
 
-    def unload(self, name: str, version: int | None = None) -> dict:
+    def follow_latest(self, name: str) -> ModelStatus:
+        """Forget the pin: the latest version becomes the default again."""
+        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/default"))
+
+    def unload(self, name: str, version: int | None = None) -> ModelStatus:
         """Stop serving a version, or every version; archives stay in the store."""
         if version is None:
-            return self._json("POST", f"/v2/repository/models/{_q(name)}/unload", json={})
-        return self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}")
+            return ModelStatus.from_json(self._json("POST", f"/v2/repository/models/{_q(name)}/unload", json={}))
+        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}"))
 
-    def remove(self, name: str, version: int, *, purge: bool = False) -> dict:
+    def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved:
         """Unload a version and, with ``purge``, delete its archive from the server's store."""
-        return self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}",
-                          params={"purge": str(purge).lower()})
+        reply = self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}",
+                           params={"purge": str(purge).lower()})
+        return ModelRemoved(reply["name"]) if reply.get("removed") else ModelStatus.from_json(reply)
 
-    def add_archive(self, archive: bytes | str | Path) -> dict:
-        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it.
-
-        Returns ``{"name", "version", "model": status}``.
-        """
+    def add_archive(self, archive: bytes | str | Path) -> InstallResult:
+        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it."""
+        headers = {"Content-Type": "application/octet-stream"}
         if isinstance(archive, (str, Path)):
             with open(archive, "rb") as f:
-                return self._json("POST", "/models", data=f,
-                                  headers={"Content-Type": "application/octet-stream"})
-        return self._json("POST", "/models", data=bytes(archive),
-                          headers={"Content-Type": "application/octet-stream"})
+                return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers))
+        return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers))
+
+
+def _version_param(version: int | None) -> dict:
+    return {} if version is None else {"version": int(version)}
 
 
 def _q(name: str) -> str:
@@ -286,7 +254,7 @@ def _decode_infer(response: requests.Response) -> tuple[dict, dict[str, np.ndarr
     offset = n
     outputs = {}
     for out in reply.get("outputs", []):
-        dtype = np.dtype(_DTYPES.get(out["datatype"], "<f4"))
+        dtype = DATATYPES.get(out["datatype"], DATATYPES["FP32"])
         size = (out.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             array = np.frombuffer(body[offset:offset + size], dtype=dtype).reshape(out["shape"])

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -272,7 +273,7 @@ class Dashboard:
 
     def __init__(self, backend, *, refresh_interval: float | None = 2.0, pause_after: float = 900.0,
                  location: str = ""):
-        self.backend = backend
+        self.backend = _backend(backend)
         self.refresh_interval = refresh_interval
         self.pause_after = pause_after
         self._last_used = time.monotonic()
@@ -909,7 +910,7 @@ class Dashboard:
         folder = None
         try:
             if not filename.lower().endswith(".yyar"):
-                raise ValueError(f"{filename} is not a .yyar archive; build one with `yyai pack`.")
+                raise ValueError(f"{filename} is not a .yyar archive; build one with `yyai archive`.")
             folder = tempfile.mkdtemp(prefix="yyai-upload-")
             path = os.path.join(folder, "upload.yyar")
             with open(path, "wb") as out:
@@ -919,10 +920,7 @@ class Dashboard:
             reply = self.backend.add_archive(path)
             progress.value = 3
             progress.bar_style = "success"
-            from .archive import read_manifest
-
-            manifest = read_manifest(path)
-            message.value = _msg("ok", f"Installed {manifest.name} v{manifest.version} from {filename}.")
+            message.value = _msg("ok", f"Installed {reply.name} v{reply.version} from {filename}.")
             self._describe_cache.clear()
             self.refresh()
             return reply
@@ -936,6 +934,21 @@ class Dashboard:
         finally:
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def _backend(backend):
+    """The backend contract (``yyai_kernel.backend.Backend``) of what the caller handed in.
+
+    A :class:`Registry` is wrapped in the data plane that serves it; anything else (a
+    DataPlane, a YyaiClient) is used as it is. The check never imports the registry:
+    when nothing imported it, the backend cannot be one.
+    """
+    registry_module = sys.modules.get("yyai_kernel.registry")
+    if registry_module is not None and isinstance(backend, registry_module.Registry):
+        from .dataplane import DataPlane
+
+        return DataPlane(backend)
+    return backend
 
 
 def _close_tree(widget: W.Widget) -> None:

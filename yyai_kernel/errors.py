@@ -106,9 +106,14 @@ class ModelNotFoundError(YyaiError):
 
 
 class ModelNotReadyError(YyaiError):
-    """The model exists but no runtime is ready to answer (loading, failed or unloaded)."""
+    """The model exists but no runtime is ready to answer (loading, failed or unloaded).
+
+    ``retry_after`` (seconds) is set when waiting will help, as while a version loads;
+    HTTP replies carry it as a ``Retry-After`` header.
+    """
 
     status = 503
+    retry_after: int | None = None
 
 
 # --- requests -------------------------------------------------------------------------

@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .config import DEFAULT_MAX_PIXELS
 from .errors import ImageError, ImageTooLargeError
-
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

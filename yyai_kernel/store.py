@@ -28,6 +28,7 @@ from pathlib import Path
 from yyai_kernel import archive
 from yyai_kernel.archive import SUFFIX, Limits, Manifest, fsync_dir, read_manifest, sha256_file
 from yyai_kernel.errors import ArchiveError, ConflictError, ModelNotFoundError, StoreWriteError, YyaiError
+from yyai_kernel.types import VersionDescription
 
 log = logging.getLogger("yyai.store")
 
@@ -46,6 +47,13 @@ class ArchiveRecord:
     size: int
     mtime: float
     manifest: Manifest
+
+    def describe(self) -> VersionDescription:
+        """What this version takes and gives: the manifest's input and output specs, its members."""
+        m = self.manifest
+        return VersionDescription(name=self.name, version=self.version, input=m.input, output=m.output,
+                                  members=tuple(x["name"] for x in m.members), combine=m.combine,
+                                  description=m.data.get("description", ""))
 
 
 @dataclass
@@ -139,6 +147,13 @@ class ModelStore:
     def problems(self) -> list[StoreProblem]:
         """Archives skipped by the last scan (unreadable or duplicate)."""
         return list(self._problems)
+
+    def problem_of(self, path) -> str | None:
+        """The last scan's error for the archive at ``path``, if it could not be read."""
+        for problem in self._problems:
+            if path is not None and Path(problem.path) == Path(path):
+                return problem.error
+        return None
 
     def names(self) -> list[str]:
         """The model names the store holds, sorted."""

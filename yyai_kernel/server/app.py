@@ -33,6 +33,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jupyter_core.utils import ensure_async
@@ -42,13 +43,14 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.log import access_log as tornado_access_log
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Float, Integer, List, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Config
 from voila.app import Voila
 
 from . import __version__
 from .auth import YyaiIdentityProvider
-from .base import MiB, NotFoundHandler, ServerState
+from ..config import MiB, ServingConfig
+from .base import NotFoundHandler, ServerState
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 TMP_PREFIX = "yyai-server-"
@@ -106,8 +108,13 @@ def access_log(handler) -> None:
         return
     log_request(handler, record_prometheus_metrics=False)
 
-class YyaiServer(Voila):
-    """The yyai server: Voila's standalone app with the registry and the REST handlers."""
+class YyaiServer(Voila, ServingConfig):
+    """The yyai server: Voila's standalone app with the data plane and the REST handlers.
+
+    It is also the :class:`ServingConfig` it hands to the registry, the data plane and the
+    handlers, so serving settings are set as ``--max-body-bytes``, ``c.YyaiServer.x`` or
+    ``c.ServingConfig.x``.
+    """
 
     name = "yyai"
     version = __version__
@@ -144,27 +151,13 @@ class YyaiServer(Voila):
         "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
     }
 
-    # --- what to serve ---------------------------------------------------------------
+    # --- what to serve (the serving settings are ServingConfig's traits) ----------------
     store_dir = Unicode("model_archives", config=True, help="The folder of .yyar archives to serve.")
     config_file = Unicode("", config=True, help="A traitlets config file (Python or JSON) to load.")
-    watch = Bool(False, config=True, help="Poll the store folder and reload what changed.")
-    watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
-    batching = Bool(True, config=True, help="Dynamic batching of concurrent requests.")
-    max_batch_size = Integer(None, allow_none=True, config=True, help="Override every archive's max_batch_size hint.")
-    max_delay_ms = Float(None, allow_none=True, config=True, help="Override every archive's max_delay_ms hint.")
-    trusted = List(Unicode(), config=True, help="Model names whose archives may run code when loaded (Lambda layers).")
-
-    # --- limits ----------------------------------------------------------------------
-    max_body_bytes = Integer(64 * MiB, config=True, help="Largest request body (predictions, v2 infer), in bytes.")
-    max_archive_bytes = Integer(512 * MiB, config=True, help="Largest archive upload (POST /models), in bytes.")
-    max_image_pixels = Integer(40_000_000, config=True, help="Largest image, in pixels (width x height).")
-    max_images_per_request = Integer(64, config=True, help="Most images in one multipart prediction request.")
     predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
     manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
 
     # --- auth and exposure -------------------------------------------------------------
-    public_health = Bool(False, config=True, help="Answer /v2/health/live and /ready without a token.")
-    public_metrics = Bool(False, config=True, help="Answer /metrics without a token.")
     allow_remote_access = Bool(
         None, allow_none=True, config=True,
         help="Accept any Host header. Default: only when bound to a non-loopback address "
@@ -238,33 +231,17 @@ class YyaiServer(Voila):
         self.tornado_settings = settings
 
     def build_state(self) -> ServerState:
-        """The store, the registry and the shared handler state."""
+        """The store, the registry, the data plane and the shared handler state."""
+        from ..dataplane import DataPlane
         from ..registry import Registry
         from ..store import ModelStore
         from .metrics import ServerMetrics
 
-        store = ModelStore(self.store_dir)
-        registry = Registry(
-            store,
-            batching=self.batching,
-            max_batch_size=self.max_batch_size,
-            max_delay_ms=self.max_delay_ms,
-            trusted=self.trusted,
-            max_image_pixels=self.max_image_pixels,
-            watch=self.watch,
-            watch_interval=self.watch_interval,
-        )
-        from concurrent.futures import ThreadPoolExecutor
-
+        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self))
         return ServerState(
-            registry=registry,
-            metrics=ServerMetrics(registry),
+            dataplane=dataplane,
+            metrics=ServerMetrics(dataplane),
             tmp_dir=self.tmp_dir,
-            max_body_bytes=self.max_body_bytes,
-            max_archive_bytes=self.max_archive_bytes,
-            max_images_per_request=self.max_images_per_request,
-            public_health=self.public_health,
-            public_metrics=self.public_metrics,
             predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
             manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"),
         )
@@ -294,15 +271,13 @@ class YyaiServer(Voila):
         return settings
 
     def rest_handlers(self) -> list:
-        """Every REST route, joined to the server's base URL."""
-        from . import management, metrics, openapi, predictions, samples_handlers, v2
+        """Every REST route (``routes.all_routes``), joined to the server's base URL."""
+        from .routes import all_routes
 
         def prefix(path: str) -> str:
             return url_path_join(self.server_url or self.base_url, path)
 
-        routes = []
-        for module in (v2, predictions, management, samples_handlers, metrics, openapi):
-            routes.extend(module.handlers(prefix))
+        routes = [(prefix(route.pattern()), route.handler) for route in all_routes()]
         routes.extend(
             (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*")
         )
@@ -359,8 +334,7 @@ class YyaiServer(Voila):
         return f"http://{host}:{self.port}{self.base_url}"
 
     def _banner(self, token: str) -> None:
-        registry = self.state.registry
-        names = registry.names()
+        names = self.state.dataplane.registry.names()
         self.log.info("yyai %s serving %d model(s) from %s: %s", __version__, len(names),
                       os.path.abspath(self.store_dir), ", ".join(names) or "(none)")
         shown = self.local_url if self.ip in ("", "0.0.0.0", "::") else self._url(
@@ -388,11 +362,12 @@ class YyaiServer(Voila):
         """Load every default version off the loop; then /v2/health/ready answers 200."""
         state = self.state
         try:
-            errors = await IOLoop.current().run_in_executor(state.manage_pool, _freeze_imports_then_load, state.registry)
+            errors = await IOLoop.current().run_in_executor(state.manage_pool, _freeze_imports_then_load,
+                                                            state.dataplane.registry)
         except Exception:
             self.log.exception("The start-up load failed")
             errors = None
-        state.ready = True
+        state.dataplane.mark_ready()
         if errors:
             for name, message in errors.items():
                 self.log.error("Model %s did not load: %s", name, message)
@@ -421,7 +396,7 @@ class YyaiServer(Voila):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
         if self.state is not None:
             try:
-                self.state.registry.close()
+                self.state.dataplane.registry.close()
             except Exception:
                 self.log.exception("Closing the registry failed")
             self.state.shutdown()

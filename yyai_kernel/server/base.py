@@ -28,7 +28,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,68 +40,38 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from ..config import MiB, ServingConfig
+from ..dataplane import DataPlane
 from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError, YyaiError
 
 log = logging.getLogger("yyai.server")
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-MiB = 1024 * 1024
-
-
 @dataclass
 class ServerState:
-    """What the handlers share: the registry, the limits, the thread pools and the metrics.
+    """What the handlers share: the data plane, the serving config, the pools and the metrics.
 
     Lives in the Tornado settings under ``"yyai"``.
     """
 
-    registry: Any
+    dataplane: DataPlane
     metrics: Any
     tmp_dir: str
-    max_body_bytes: int = 64 * MiB
-    max_archive_bytes: int = 512 * MiB
-    max_images_per_request: int = 64
-    public_health: bool = False
-    public_metrics: bool = False
     predict_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(32, thread_name_prefix="yyai-predict")
     )
     manage_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="yyai-manage")
     )
-    ready: bool = False  # the start-up load finished
     started: float = field(default_factory=time.time)
+
+    @property
+    def config(self) -> ServingConfig:
+        return self.dataplane.config
 
     def shutdown(self) -> None:
         """Stop the pools: queued work is dropped, running calls finish on their own."""
         self.predict_pool.shutdown(wait=False, cancel_futures=True)
         self.manage_pool.shutdown(wait=False, cancel_futures=True)
-
-
-def check_name(name: str) -> str:
-    """A model name from a URL, checked (400 for ``../x`` and other impossible names)."""
-    if not NAME_RE.match(name) or ".." in name:
-        raise InvalidInputError(
-            f"{name!r} is not a model name: names are 1-64 characters of a-z, 0-9, '_', '.', '-'."
-        )
-    return name
-
-
-def check_version(version: str | int | None) -> int | None:
-    """A version from a URL or a body: None, or a positive integer (400 otherwise)."""
-    if version is None:
-        return None
-    if isinstance(version, bool):
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    if isinstance(version, int):
-        value = version
-    elif isinstance(version, str) and version.isdigit() and len(version) <= 9:
-        value = int(version)
-    else:
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    if value < 1:
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    return value
 
 
 class YyaiHandler(APIHandler):
@@ -122,13 +91,24 @@ class YyaiHandler(APIHandler):
         return self.settings["yyai"]
 
     @property
-    def registry(self):
-        return self.state.registry
+    def dataplane(self) -> DataPlane:
+        return self.state.dataplane
+
+    @property
+    def config(self) -> ServingConfig:
+        return self.state.config
 
     # --- auth ---------------------------------------------------------------------------
 
     def get_login_url(self) -> str:
-        """API handlers never redirect to a login page: no valid token is a 401."""
+        """API handlers never redirect to a login page: no valid token is a 401.
+
+        The message tells a wrong token from a missing one: the fix differs.
+        """
+        sent = self.request.headers.get("Authorization") or self.get_query_argument("token", None)
+        if sent:
+            raise web.HTTPError(401, "Invalid token: it is not the token this server printed at start "
+                                     "(or set with --token / YYAI_TOKEN).")
         raise web.HTTPError(401, "Authentication required: send 'Authorization: token <token>' or ?token=<token>.")
 
     def check_xsrf_cookie(self) -> None:
@@ -206,6 +186,8 @@ class YyaiHandler(APIHandler):
             body = {"error": responses.get(status_code, "Error")}
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Token realm="yyai"')
+        if getattr(exc, "retry_after", None):
+            self.set_header("Retry-After", str(exc.retry_after))
         if getattr(self, "_body_pending", False):
             # Refused before the body was read: Tornado will close the connection after this
             # reply, so say so, or a keep-alive client may reuse it and meet a reset.
@@ -301,7 +283,7 @@ class BodyHandler(YyaiHandler):
     _body_pending = True
 
     def body_limit(self) -> int:
-        return self.state.max_archive_bytes if self.spool else self.state.max_body_bytes
+        return self.config.max_archive_bytes if self.spool else self.config.max_body_bytes
 
     async def prepare(self) -> None:
         self._chunks: list[bytes] = []
@@ -421,12 +403,12 @@ class NotFoundHandler(YyaiHandler):
 
 
 def public_if(flag_name: str):
-    """Mark a GET as reachable without a token when ``ServerState.<flag_name>`` is set."""
+    """Mark a GET as reachable without a token when ``ServingConfig.<flag_name>`` is set."""
 
     def decorate(method):
         @allow_unauthenticated
         def wrapper(self, *args, **kwargs):
-            if not getattr(self.state, flag_name):
+            if not getattr(self.config, flag_name):
                 self.require_auth()
             return method(self, *args, **kwargs)
 

@@ -1,16 +1,17 @@
 """Management REST API: list, describe, upload, reload, promote, unload and remove models.
 
-Routes:
-  GET    /models                              one line per model (``Registry.list()``)
+Routes (each a thin adapter over ``DataPlane``):
+  GET    /models                              one line per model
   POST   /models                              upload a .yyar (raw body or multipart): verified in
                                               a temporary file outside the store, moved in
-                                              atomically, then loaded; 201 {name, version, model: status}
+                                              atomically, then loaded; 201 {name, version, message, model}
   POST   /models/_rescan                      re-read the store folder and reload what changed
   GET    /models/_status                      every model's status, the store's problems, state error
-  GET    /models/{m}                          the model's status (``Registry.status(m)``)
+  GET    /models/{m}                          the model's status
   POST   /models/{m}/load                     load a version (``{"version": N}``, default: the default)
   POST   /models/{m}/reload                   re-read the store and reload this model
   PUT    /models/{m}/default                  ``{"version": N}``: make N the default (persisted pin)
+  DELETE /models/{m}/default                  forget the pin: the latest version is the default again
   GET    /models/{m}/versions/{v}             what version v takes and gives, and its status
   DELETE /models/{m}/versions/{v}[?purge=true] unload v; with purge, delete its archive too
 
@@ -21,16 +22,17 @@ uploader's.
 
 from __future__ import annotations
 
-import mmap
 import os
-import re
 import tempfile
 
 from tornado import web
 
-from ..archive import read_manifest
 from ..errors import InvalidInputError, UnsupportedMediaError
-from .base import BodyHandler, YyaiHandler, check_name, check_version
+from ..multipart import file_chunks, read_files
+from ..types import check_name, parse_version
+from .base import BodyHandler, YyaiHandler
+from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
+from .routes import Route
 
 AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
@@ -47,52 +49,56 @@ def _flag(value: str | None) -> bool:
     raise InvalidInputError(f"Expected true or false, not {value!r}.")
 
 
-def version_body(options, *, required: bool) -> int | None:
+def version_body(options, *, required: bool, hint: str = "") -> int | None:
     """The version of a ``{"version": N}`` body; any other key is a 400 (no path or URL is ever read)."""
     example = 'The body must be a JSON object such as {"version": 2}'
     if not isinstance(options, dict) or (required and "version" not in options):
-        raise InvalidInputError(f"{example}.")
+        raise InvalidInputError(f"{example}.{hint}")
     unknown = sorted(set(options) - {"version"})
     if unknown:
-        raise InvalidInputError(f"{example}; unknown field(s) {', '.join(map(repr, unknown))}.")
-    return check_version(options.get("version"))
+        raise InvalidInputError(f"{example}; unknown field(s) {', '.join(map(repr, unknown))}.{hint}")
+    return parse_version(options.get("version"))
 
 
-def extract_multipart_file(path: str, content_type: str, out_dir: str) -> str:
-    """Copy the first file part of a spooled multipart body into its own temporary file.
+class _Discard:
+    """A sink for the file parts after the first: an upload carries one archive."""
 
-    Works on a memory map of the spooled body, so a large archive is never held in memory.
-    """
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not match:
-        raise InvalidInputError("The multipart Content-Type has no boundary.")
-    delimiter = b"--" + match.group(1).encode("latin-1")
-    size = os.path.getsize(path)
-    if size == 0:
+    def write(self, data) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
+    """Copy the first file part of a spooled multipart body into its own temporary file."""
+    if os.path.getsize(path) == 0:
         raise InvalidInputError("The upload is empty; attach the .yyar archive.")
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as body:
-        position = body.find(delimiter)
-        while position != -1:
-            start = position + len(delimiter)
-            if body[start:start + 2] == b"--":
-                break  # closing delimiter
-            header_end = body.find(b"\r\n\r\n", start)
-            if header_end == -1:
-                break
-            headers = body[start:header_end].decode("utf-8", "replace")
-            content_start = header_end + 4
-            next_position = body.find(b"\r\n" + delimiter, content_start)
-            if next_position == -1:
-                raise InvalidInputError("The multipart body is truncated: its closing boundary is missing.")
-            if re.search(r'filename\*?=', headers, re.IGNORECASE):
-                fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=".yyar", dir=out_dir)
-                with os.fdopen(fd, "wb") as out:
-                    chunk = 1024 * 1024
-                    for offset in range(content_start, next_position, chunk):
-                        out.write(body[offset:min(offset + chunk, next_position)])
-                return out_path
-            position = next_position + 2
-    raise InvalidInputError("The multipart upload holds no file; attach the .yyar archive as a file field.")
+    created: list[str] = []
+    sinks: list = []
+
+    def open_sink(_filename: str):
+        if created:
+            sinks.append(_Discard())
+        else:
+            fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=".yyar", dir=out_dir)
+            created.append(out_path)
+            sinks.append(os.fdopen(fd, "wb"))
+        return sinks[-1]
+
+    try:
+        with open(path, "rb") as body:
+            files = read_files(content_type, file_chunks(body), open_sink=open_sink, max_files=1)
+    except BaseException:
+        for out_path in created:
+            os.unlink(out_path)
+        raise
+    finally:
+        for sink in sinks:
+            sink.close()
+    if not files:
+        raise InvalidInputError("The multipart upload holds no file; attach the .yyar archive as a file field.")
+    return created[0]
 
 
 class ModelsHandler(BodyHandler):
@@ -102,11 +108,12 @@ class ModelsHandler(BodyHandler):
     metric_endpoint = "management"
 
     def body_limit(self) -> int:
-        return self.state.max_archive_bytes if self.request.method == "POST" else self.state.max_body_bytes
+        return self.config.max_archive_bytes if self.request.method == "POST" else self.config.max_body_bytes
 
     @web.authenticated
     async def get(self):
-        self.reply(await self.run(self.registry.list))
+        summaries = await self.run(self.dataplane.list)
+        self.reply([s.to_json() for s in summaries])
 
     @web.authenticated
     async def post(self):
@@ -126,27 +133,20 @@ class ModelsHandler(BodyHandler):
         archive_path = spooled
         try:
             if media == "multipart/form-data":
-                archive_path = await self.run(
-                    extract_multipart_file, spooled, self.request.headers["Content-Type"], self.state.tmp_dir,
-                    manage=True,
-                )
+                archive_path = await self.run(extract_archive_part, spooled, self.request.headers["Content-Type"],
+                                              self.state.tmp_dir, manage=True)
             elif os.path.getsize(spooled) == 0:
                 raise InvalidInputError("The request body is empty; send the .yyar archive.")
-            reply = await self.run(self._add, archive_path, manage=True)
+            result = await self.run(self.dataplane.add_archive, archive_path, manage=True)
         finally:
             if archive_path != spooled:
                 try:
                     os.unlink(archive_path)
                 except FileNotFoundError:
                     pass
-        self.label_model(reply["name"], reply["version"])
+        self.label_model(result.name, result.version)
         self._model_confirmed = True
-        self.reply(reply, status=201)
-
-    def _add(self, path: str) -> dict:
-        manifest = read_manifest(path)
-        status = self.registry.add_archive(path)
-        return {"name": manifest.name, "version": manifest.version, "model": status}
+        self.reply(result.to_json(), status=201)
 
 
 class RescanHandler(BodyHandler):
@@ -156,7 +156,8 @@ class RescanHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
-        self.reply(await self.run(self.registry.reload, None, force=False, manage=True))
+        results = await self.run(self.dataplane.reload, None, force=False, manage=True)
+        self.reply({name: result.to_json() for name, result in results.items()})
 
 
 class StatusHandler(YyaiHandler):
@@ -166,7 +167,7 @@ class StatusHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self):
-        self.reply(await self.run(self.registry.status))
+        self.reply((await self.run(self.dataplane.status)).to_json())
 
 
 class ModelHandler(YyaiHandler):
@@ -176,9 +177,8 @@ class ModelHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name):
-        name = check_name(name)
         self.label_model(name)
-        self.reply(await self.run(self.registry.status, name))
+        self.reply((await self.run(self.dataplane.status, name)).to_json())
 
 
 class LoadHandler(BodyHandler):
@@ -188,11 +188,11 @@ class LoadHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name):
-        name = check_name(name)
+        check_name(name)
         options = self.json_body(self.body, required=False)
         version = version_body({} if options is None else options, required=False)
         self.label_model(name, version)
-        self.reply(await self.run(self.registry.load, name, version, manage=True))
+        self.reply((await self.run(self.dataplane.load, name, version, manage=True)).to_json())
 
 
 class ReloadHandler(BodyHandler):
@@ -202,23 +202,30 @@ class ReloadHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name):
-        name = check_name(name)
+        check_name(name)
         self.label_model(name)
         force = _flag(self.get_query_argument("force", "true"))
-        self.reply(await self.run(self.registry.reload, name, force=force, manage=True))
+        self.reply((await self.run(self.dataplane.reload, name, force=force, manage=True)).to_json())
 
 
 class DefaultHandler(BodyHandler):
-    """PUT /models/{m}/default with ``{"version": N}``: promote (or roll back) and pin."""
+    """PUT /models/{m}/default with ``{"version": N}``: promote (or roll back) and pin.
+    DELETE /models/{m}/default: forget the pin, so that the latest version is the default."""
 
     metric_endpoint = "management"
 
     @web.authenticated
     async def put(self, name):
-        name = check_name(name)
-        version = version_body(self.json_body(self.body), required=True)
+        check_name(name)
+        hint = f" To follow the latest version again, send DELETE /models/{name}/default."
+        version = version_body(self.json_body(self.body), required=True, hint=hint)
         self.label_model(name, version)
-        self.reply(await self.run(self.registry.set_default, name, version, manage=True))
+        self.reply((await self.run(self.dataplane.set_default, name, version, manage=True)).to_json())
+
+    @web.authenticated
+    async def delete(self, name):
+        self.label_model(name)
+        self.reply((await self.run(self.dataplane.follow_latest, name, manage=True)).to_json())
 
 
 class VersionHandler(YyaiHandler):
@@ -228,34 +235,89 @@ class VersionHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name, version):
-        name, version = check_name(name), check_version(version)
         self.label_model(name, version)
-
-        def work():
-            described = self.registry.describe(name, version)
-            described["status"] = self.registry.status(name)["versions"].get(str(described["version"]))
-            return described
-
-        self.reply(await self.run(work))
+        described = await self.run(self.dataplane.describe, name, version)
+        self.reply(described.to_json())
 
     @web.authenticated
     async def delete(self, name, version):
-        name, version = check_name(name), check_version(version)
+        check_name(name), parse_version(version)
         self.label_model(name, version)
         purge = _flag(self.get_query_argument("purge", "false"))
-        self.reply(await self.run(self.registry.remove, name, version, purge=purge, manage=True))
+        self.reply((await self.run(self.dataplane.remove, name, version, purge=purge, manage=True)).to_json())
 
 
-def handlers(prefix) -> list:
-    """The management routes."""
-    m = r"(?P<name>[^/]+)"
-    return [
-        (prefix(r"/models/?"), ModelsHandler),
-        (prefix(r"/models/_rescan"), RescanHandler),
-        (prefix(r"/models/_status"), StatusHandler),
-        (prefix(rf"/models/{m}"), ModelHandler),
-        (prefix(rf"/models/{m}/load"), LoadHandler),
-        (prefix(rf"/models/{m}/reload"), ReloadHandler),
-        (prefix(rf"/models/{m}/default"), DefaultHandler),
-        (prefix(rf"/models/{m}/versions/(?P<version>[^/]+)"), VersionHandler),
-    ]
+_STATUS = json_reply(ref("ModelStatus"), "The model's status.")
+_VERSION_BODY = {"type": "object", "properties": {"version": {"type": "integer", "minimum": 1}},
+                 "additionalProperties": False}
+_STATUS_ALL = {
+    "type": "object",
+    "required": ["models", "problems"],
+    "properties": {
+        "models": {"type": "object", "additionalProperties": ref("ModelStatus")},
+        "problems": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "kind": {"type": "string"}, "error": {"type": "string"}},
+        }},
+        "state_error": {"type": "string", "nullable": True},
+    },
+}
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {"type": "object", "properties": {"archive": {"type": "string", "format": "binary"}}}
+        },
+    },
+}
+
+ROUTES = [
+    Route("/models", ModelsHandler, {
+        "get": op("List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")},
+                                                     "One line per model."), **errors()}, tags=["management"]),
+        "post": op("Upload an archive (.yyar): verify, store atomically, load",
+                   {"201": json_reply(ref("UploadReply"), "Stored and loaded."),
+                    **errors(400, 409, 413, 415, 503, 507)}, body=_UPLOAD_BODY, tags=["management"]),
+    }, trailing_slash=True),
+    Route("/models/_rescan", RescanHandler, {"post": op(
+        "Re-read the store folder and reload what changed",
+        {"200": json_reply({"type": "object", "additionalProperties": {"type": "object"}},
+                           "Per model: status or error."), **errors()}, tags=["management"],
+    )}),
+    Route("/models/_status", StatusHandler, {"get": op(
+        "Every model's status, the store's problems and its state-file error",
+        {"200": json_reply(_STATUS_ALL, "The registry's status."), **errors()}, tags=["management"],
+    )}),
+    Route("/models/{name}", ModelHandler, {"get": op(
+        "A model's status", {"200": _STATUS, **errors(400, 404)}, params=[NAME], tags=["management"])}),
+    Route("/models/{name}/load", LoadHandler, {"post": op(
+        "Load a version (the default when none is given)", {"200": _STATUS, **errors(400, 404, 503)},
+        params=[NAME], body=optional_json(_VERSION_BODY), tags=["management"],
+    )}),
+    Route("/models/{name}/reload", ReloadHandler, {"post": op(
+        "Re-read the store and reload the model; the old runtime serves until the new one is ready",
+        {"200": _STATUS, **errors(400, 404, 503)},
+        params=[NAME, {"name": "force", "in": "query", "required": False,
+                       "schema": {"type": "boolean", "default": True}}],
+        tags=["management"],
+    )}),
+    Route("/models/{name}/default", DefaultHandler, {
+        "put": op("Make a version the default (persisted pin)", {"200": _STATUS, **errors(400, 404, 503)},
+                  params=[NAME], body={"required": True,
+                                       "content": {"application/json": {"schema": ref("VersionRequest")}}},
+                  tags=["management"]),
+        "delete": op("Forget the pin: the latest version becomes the default again (once it serves)",
+                     {"200": _STATUS, **errors(400, 404, 503, 507)}, params=[NAME], tags=["management"]),
+    }),
+    Route("/models/{name}/versions/{version}", VersionHandler, {
+        "get": op("What a version takes and gives, and its status",
+                  {"200": json_reply(ref("VersionDescription"), "Description."), **errors(400, 404)},
+                  params=[NAME, VERSION], tags=["management"]),
+        "delete": op("Unload a version; with purge=true also delete its archive",
+                     {"200": _STATUS, **errors(400, 404, 507)},
+                     params=[NAME, VERSION, {"name": "purge", "in": "query", "required": False,
+                                             "schema": {"type": "boolean", "default": False}}],
+                     tags=["management"]),
+    }),
+]

@@ -8,7 +8,7 @@ several servers). Two kinds of series:
   ``yyai_http_request_duration_seconds{endpoint, model}`` (histogram). The model label is
   only ever a name the registry knows, so unknown names from clients cannot grow the
   label set (they count under ``model=""``).
-* Models, read from ``Registry.status()`` at scrape time by a custom collector:
+* Models, read from the data plane's status at scrape time by a custom collector:
   ``yyai_model_loaded``, ``yyai_model_state``, ``yyai_model_default_version``,
   ``yyai_model_load_seconds``, ``yyai_model_warmup_seconds``,
   ``yyai_model_predictions_total``, ``yyai_model_prediction_errors_total``,
@@ -26,65 +26,67 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from ..types import VersionState
 from .base import YyaiHandler, public_if
+from .openapi import errors, op
+from .routes import Route
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-STATES = ("available", "loading", "ready", "failed", "unloaded")
 
 
 class RegistryCollector:
-    """Reads the registry's status at scrape time and turns it into metric families."""
+    """Reads every model's status at scrape time and turns it into metric families."""
 
-    def __init__(self, registry):
-        self.registry = registry
+    def __init__(self, dataplane):
+        self.dataplane = dataplane
 
     def describe(self):
         return []  # collected lazily; no names reserved up front
 
     def collect(self):
-        status = self.registry.status()
-        models = status.get("models", {})
+        models = self.dataplane.status().models
         loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.", labels=["model", "version"])
         state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).", labels=["model", "version", "state"])
         default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.", labels=["model"])
         load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.", labels=["model", "version"])
         warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.", labels=["model", "version"])
         requests = CounterMetricFamily("yyai_model_predictions", "Prediction calls on the version.", labels=["model", "version"])
-        errors = CounterMetricFamily("yyai_model_prediction_errors", "Prediction calls on the version that failed.", labels=["model", "version"])
+        failures = CounterMetricFamily("yyai_model_prediction_errors", "Prediction calls on the version that failed.", labels=["model", "version"])
         batches = HistogramMetricFamily("yyai_model_batch_size", "Sizes of the batches the version ran.", labels=["model", "version"])
         count = 0
         for name, model in models.items():
-            if model.get("default") is not None:
-                default.add_metric([name], model["default"])
-            for key, info in model.get("versions", {}).items():
-                is_ready = info.get("state") == "ready"
-                count += is_ready
-                loaded.add_metric([name, key], 1.0 if is_ready else 0.0)
-                for s in STATES:
-                    state.add_metric([name, key, s], 1.0 if info.get("state") == s else 0.0)
-                if info.get("load_time_s") is not None:
-                    load_s.add_metric([name, key], info["load_time_s"])
-                if info.get("warmup_time_s") is not None:
-                    warm_s.add_metric([name, key], info["warmup_time_s"])
-                requests.add_metric([name, key], info.get("requests", 0))
-                errors.add_metric([name, key], info.get("errors", 0))
-                sizes = {int(k): v for k, v in (info.get("batch_sizes") or {}).items()}
-                if sizes:
-                    buckets, running = [], 0
-                    for bound in BATCH_BUCKETS:
-                        running = sum(v for k, v in sizes.items() if k <= bound)
-                        buckets.append((str(bound), running))
-                    buckets.append(("+Inf", sum(sizes.values())))
-                    batches.add_metric([name, key], buckets, sum(k * v for k, v in sizes.items()))
+            if model.default is not None:
+                default.add_metric([name], model.default)
+            for version, info in model.versions.items():
+                key = str(version)
+                count += info.ready
+                loaded.add_metric([name, key], 1.0 if info.ready else 0.0)
+                for s in VersionState:
+                    state.add_metric([name, key, s.value], 1.0 if info.state is s else 0.0)
+                if info.load_time_s is not None:
+                    load_s.add_metric([name, key], info.load_time_s)
+                if info.warmup_time_s is not None:
+                    warm_s.add_metric([name, key], info.warmup_time_s)
+                requests.add_metric([name, key], info.requests)
+                failures.add_metric([name, key], info.errors)
+                if info.batch_sizes:
+                    batches.add_metric([name, key], _histogram(info.batch_sizes),
+                                       sum(k * v for k, v in info.batch_sizes.items()))
         total = GaugeMetricFamily("yyai_models_loaded", "Model versions loaded and serving.", value=count)
-        yield from (loaded, state, default, load_s, warm_s, requests, errors, batches, total)
+        yield from (loaded, state, default, load_s, warm_s, requests, failures, batches, total)
+
+
+def _histogram(sizes: dict[int, int]) -> list[tuple[str, int]]:
+    """Cumulative buckets of a batch-size count."""
+    buckets = [(str(bound), sum(v for k, v in sizes.items() if k <= bound)) for bound in BATCH_BUCKETS]
+    return buckets + [("+Inf", sum(sizes.values()))]
 
 
 class ServerMetrics:
     """The metrics of one server: HTTP series plus the registry collector."""
 
-    def __init__(self, registry=None):
+    def __init__(self, dataplane=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "yyai_http_requests", "HTTP requests by endpoint, model, version and status code.",
@@ -94,8 +96,8 @@ class ServerMetrics:
             "yyai_http_request_duration_seconds", "HTTP request latency by endpoint and model.",
             ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
-        if registry is not None:
-            self.registry.register(RegistryCollector(registry))
+        if dataplane is not None:
+            self.registry.register(RegistryCollector(dataplane))
 
     def observe(self, endpoint: str, model: str, version: str, code: int, seconds: float) -> None:
         """Record one finished request."""
@@ -116,6 +118,9 @@ class MetricsHandler(YyaiHandler):
         self.finish(payload, set_content_type=CONTENT_TYPE_LATEST)
 
 
-def handlers(prefix) -> list:
-    """The metrics route."""
-    return [(prefix(r"/metrics"), MetricsHandler)]
+ROUTES = [
+    Route("/metrics", MetricsHandler, {"get": op("Prometheus metrics", {
+        "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors(),
+    }, tags=["ops"])}),
+]

@@ -1,8 +1,9 @@
 """The OpenAPI 3.0 document of every REST endpoint, served at ``GET /openapi.json``.
 
-Written by hand as a Python dict so it ships inside the package with no data files.
-``tests/test_server.py`` validates it with openapi-spec-validator and checks it against
-the server's real routes in both directions, so a new endpoint cannot go undocumented.
+The paths come from the route table (``routes.all_routes()``): each handler module
+declares its routes once, with their operations, using the helpers and shared schemas
+here. ``tests/test_server.py`` validates the document with openapi-spec-validator and
+checks it against the server's real routes in both directions.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import copy
 
 from tornado import web
 
+from ..types import NAME_PATTERN, VersionState
 from .base import YyaiHandler
+from .routes import Route, all_routes
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
-
-def _ref(name: str) -> dict:
+def ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict, description: str) -> dict:
+def json_reply(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict:
+def errors(*codes: int) -> dict:
     text = {
         400: "Bad input (malformed body, bad name or version, bad tensor or image).",
         401: "No valid token.",
@@ -36,7 +37,7 @@ def _errors(*codes: int) -> dict:
         503: "Not ready: the model (or the server) is loading, failed or unloaded.",
         507: "The store could not be written (disk full or permissions); nothing changed.",
     }
-    return {str(c): _json(_ref("Error"), text[c]) for c in (401, *codes)}
+    return {str(c): json_reply(ref("Error"), text[c]) for c in (401, *codes)}
 
 
 NAME = {"name": "name", "in": "path", "required": True, "description": "Model name.",
@@ -82,8 +83,16 @@ SCHEMAS = {
             "name": {"type": "string"},
             "versions": {"type": "array", "items": {"type": "string"}},
             "platform": {"type": "string"},
-            "inputs": {"type": "array", "items": _ref("TensorMetadata")},
-            "outputs": {"type": "array", "items": _ref("TensorMetadata")},
+            "inputs": {"type": "array", "items": ref("TensorMetadata")},
+            "outputs": {"type": "array", "items": ref("TensorMetadata")},
+            "parameters": {
+                "type": "object",
+                "description": "How images become the input tensor. v2 takes the tensor AFTER preprocessing "
+                "(x = pixel * scale + offset, in the colour order given); POST /predictions takes images.",
+                "properties": {"preprocessed": {"type": "boolean"}, "scale": {"type": "number"},
+                               "offset": {"type": "number"}, "color": {"type": "string"},
+                               "description": {"type": "string"}},
+            },
         },
     },
     "InferRequestInput": {
@@ -112,8 +121,8 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "string"},
             "parameters": {"type": "object", "properties": {"binary_data_output": {"type": "boolean"}}},
-            "inputs": {"type": "array", "minItems": 1, "items": _ref("InferRequestInput")},
-            "outputs": {"type": "array", "items": _ref("InferRequestOutput")},
+            "inputs": {"type": "array", "minItems": 1, "items": ref("InferRequestInput")},
+            "outputs": {"type": "array", "items": ref("InferRequestOutput")},
         },
     },
     "InferResponseOutput": {
@@ -141,7 +150,7 @@ SCHEMAS = {
                     "members": {"type": "array", "items": {"type": "string"}},
                 },
             },
-            "outputs": {"type": "array", "items": _ref("InferResponseOutput")},
+            "outputs": {"type": "array", "items": ref("InferResponseOutput")},
         },
     },
     "RepositoryIndexEntry": {
@@ -150,7 +159,7 @@ SCHEMAS = {
         "properties": {
             "name": {"type": "string"},
             "version": {"type": "string"},
-            "state": {"type": "string", "enum": ["READY", "LOADING", "UNAVAILABLE"]},
+            "state": {"type": "string", "enum": ["READY", "LOADING", "UNLOADING", "UNAVAILABLE"]},
             "reason": {"type": "string"},
         },
     },
@@ -159,7 +168,8 @@ SCHEMAS = {
         "required": ["version", "state"],
         "properties": {
             "version": {"type": "integer"},
-            "state": {"type": "string", "enum": ["available", "loading", "ready", "failed", "unloaded", "removed"]},
+            "state": {"type": "string", "enum": [s.value for s in VersionState]},
+            "reason": {"type": "string", "description": "Why the version is not serving, for people."},
             "in_store": {"type": "boolean"},
             "load_time_s": {"type": "number", "nullable": True},
             "warmup_time_s": {"type": "number", "nullable": True},
@@ -181,8 +191,9 @@ SCHEMAS = {
             "name": {"type": "string"},
             "default": {"type": "integer", "nullable": True},
             "pinned": {"type": "boolean"},
+            "default_reason": {"type": "string", "description": "Which version is the default, and why."},
             "last_error": {"type": "string", "nullable": True},
-            "versions": {"type": "object", "additionalProperties": _ref("VersionStatus")},
+            "versions": {"type": "object", "additionalProperties": ref("VersionStatus")},
             "removed": {"type": "boolean", "description": "Present (true) when the last version was purged."},
         },
     },
@@ -209,7 +220,7 @@ SCHEMAS = {
             "members": {"type": "array", "items": {"type": "string"}},
             "combine": {"type": "string", "enum": ["mean", "each"]},
             "has_combined": {"type": "boolean"},
-            "status": {"allOf": [_ref("VersionStatus")], "nullable": True},
+            "status": {"allOf": [ref("VersionStatus")], "nullable": True},
         },
     },
     "UploadReply": {
@@ -218,7 +229,8 @@ SCHEMAS = {
         "properties": {
             "name": {"type": "string"},
             "version": {"type": "integer"},
-            "model": _ref("ModelStatus"),
+            "message": {"type": "string", "description": "What happened, and which version is the default now."},
+            "model": ref("ModelStatus"),
         },
     },
     "VersionRequest": {
@@ -249,8 +261,8 @@ SCHEMAS = {
         "type": "object",
         "required": ["members", "combined", "top"],
         "properties": {
-            "members": {"type": "object", "additionalProperties": _ref("LabelledOutput")},
-            "combined": {"allOf": [_ref("LabelledOutput")], "nullable": True},
+            "members": {"type": "object", "additionalProperties": ref("LabelledOutput")},
+            "combined": {"allOf": [ref("LabelledOutput")], "nullable": True},
             "top": {"type": "string", "nullable": True},
             "filename": {"type": "string"},
             "raw": {"type": "object", "description": "With ?raw=true: raw vectors in label order."},
@@ -262,225 +274,44 @@ SCHEMAS = {
         "properties": {
             "model": {"type": "string"},
             "version": {"type": "integer"},
-            "predictions": {"type": "array", "items": _ref("ImagePrediction")},
+            "predictions": {"type": "array", "items": ref("ImagePrediction")},
         },
     },
 }
 
 
-def _op(summary: str, responses: dict, *, params=None, body=None, tags=None, description=None) -> dict:
-    op = {"summary": summary, "responses": responses}
+def op(summary: str, responses: dict, *, params=None, body=None, tags=None, description=None) -> dict:
+    """One OpenAPI operation."""
+    operation = {"summary": summary, "responses": responses}
     if description:
-        op["description"] = description
+        operation["description"] = description
     if params:
-        op["parameters"] = params
+        operation["parameters"] = params
     if body:
-        op["requestBody"] = body
+        operation["requestBody"] = body
     if tags:
-        op["tags"] = tags
-    return op
+        operation["tags"] = tags
+    return operation
 
 
-def _v2_model_paths(with_version: bool) -> dict:
-    base = "/v2/models/{name}" + ("/versions/{version}" if with_version else "")
-    params = [NAME, VERSION] if with_version else [NAME]
-    which = "that version" if with_version else "the default version"
-    infer_body = {
-        "required": True,
-        "description": "JSON tensors; or, with the binary tensor data extension, the JSON request (its "
-        "length in the Inference-Header-Content-Length header) followed by each binary input's bytes.",
-        "content": {
-            "application/json": {"schema": _ref("InferRequest")},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-    return {
-        base: {"get": _op(f"Model metadata of {which}", {"200": _json(_ref("ModelMetadata"), "Inputs and outputs."),
-                                                         **_errors(400, 404)}, params=params, tags=["v2"])},
-        base + "/ready": {"get": _op(f"Is {which} ready?", {"200": EMPTY_200, **_errors(400, 404, 503)},
-                                     params=params, tags=["v2"])},
-        base + "/infer": {"post": _op(
-            f"Inference on {which}",
-            {
-                "200": {
-                    "description": "Outputs: JSON, or JSON followed by binary outputs when "
-                    "Inference-Header-Content-Length is set on the response.",
-                    "content": {
-                        "application/json": {"schema": _ref("InferResponse")},
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                    },
-                },
-                **_errors(400, 404, 413, 503),
-            },
-            params=[*params, {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
-                              "schema": {"type": "integer", "minimum": 0},
-                              "description": "Length of the JSON part when binary tensors follow it."}],
-            body=infer_body,
-            tags=["v2"],
-        )},
-    }
+def optional_json(schema: dict) -> dict:
+    """An optional JSON request body."""
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
 
 
-def build_spec(server_version: str = "0") -> dict:
-    """The OpenAPI document (a fresh dict on every call)."""
-    optional_json = lambda schema: {"required": False, "content": {"application/json": {"schema": schema}}}  # noqa: E731
-    image_body = {
-        "required": True,
-        "content": {
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                }
-            },
-        },
-    }
-    predict_responses = {"200": _json(_ref("PredictionReply"), "Each image's predictions."),
-                         **_errors(400, 404, 413, 415, 503)}
-    paths = {
-        "/v2": {"get": _op("Server metadata", {"200": _json(_ref("ServerMetadata"), "Name, version, extensions.")},
-                           tags=["v2"])},
-        "/v2/health/live": {"get": _op("Liveness", {"200": EMPTY_200, **_errors()}, tags=["v2"])},
-        "/v2/health/ready": {"get": _op("Readiness (start-up load finished)", {"200": EMPTY_200, **_errors(503)},
-                                        tags=["v2"])},
-        **_v2_model_paths(False),
-        **_v2_model_paths(True),
-        "/v2/repository/index": {"post": _op(
-            "Every model version in the store, with its state",
-            {"200": _json({"type": "array", "items": _ref("RepositoryIndexEntry")}, "The index."), **_errors(400)},
-            body=optional_json({"type": "object", "properties": {"ready": {"type": "boolean"}}}),
-            tags=["v2"],
-        )},
-        "/v2/repository/models/{name}/load": {"post": _op(
-            "Load the model's default version",
-            {"200": _json(_ref("ModelStatus"), "The model's status."), **_errors(400, 404, 503)},
-            params=[NAME], body=optional_json({"type": "object"}), tags=["v2"],
-            description="Model config and file overrides (parameters.config, parameters.file:*) are refused.",
-        )},
-        "/v2/repository/models/{name}/unload": {"post": _op(
-            "Unload every version of the model",
-            {"200": _json(_ref("ModelStatus"), "The model's status."), **_errors(400, 404)},
-            params=[NAME], body=optional_json({"type": "object"}), tags=["v2"],
-        )},
-        "/predictions/{name}": {"post": _op(
-            "Predict on images with the default version", predict_responses, params=[NAME], body=image_body,
-            tags=["images"],
-            description="Raw image bytes (Content-Type image/*) or a multipart upload of one or more files.",
-        )},
-        "/predictions/{name}/{version}": {"post": _op(
-            "Predict on images with a given version", predict_responses, params=[NAME, VERSION], body=image_body,
-            tags=["images"],
-        )},
-        "/models": {
-            "get": _op("List models", {"200": _json({"type": "array", "items": _ref("ModelSummary")}, "One line per model."),
-                                       **_errors()}, tags=["management"]),
-            "post": _op(
-                "Upload an archive (.yyar): verify, store atomically, load",
-                {"201": _json(_ref("UploadReply"), "Stored and loaded."), **_errors(400, 409, 413, 415, 503, 507)},
-                body={
-                    "required": True,
-                    "content": {
-                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                        "multipart/form-data": {
-                            "schema": {"type": "object", "properties": {"archive": {"type": "string", "format": "binary"}}}
-                        },
-                    },
-                },
-                tags=["management"],
-            ),
-        },
-        "/models/_rescan": {"post": _op(
-            "Re-read the store folder and reload what changed",
-            {"200": _json({"type": "object", "additionalProperties": {"type": "object"}}, "Per model: status or error."),
-             **_errors()},
-            tags=["management"],
-        )},
-        "/models/_status": {"get": _op(
-            "Every model's status, the store's problems and its state-file error",
-            {"200": _json({
-                "type": "object",
-                "required": ["models", "problems"],
-                "properties": {
-                    "models": {"type": "object", "additionalProperties": _ref("ModelStatus")},
-                    "problems": {"type": "array", "items": {
-                        "type": "object",
-                        "properties": {"path": {"type": "string"}, "kind": {"type": "string"},
-                                       "error": {"type": "string"}},
-                    }},
-                    "state_error": {"type": "string", "nullable": True},
-                },
-            }, "The registry's status."), **_errors()},
-            tags=["management"],
-        )},
-        "/models/{name}/samples": {"get": _op(
-            "The sample inputs a version bundles",
-            {"200": _json({
-                "type": "object",
-                "required": ["name", "version", "samples"],
-                "properties": {"name": {"type": "string"}, "version": {"type": "integer"},
-                               "samples": {"type": "array", "items": {"type": "string"}}},
-            }, "Sample names, as the manifest lists them."), **_errors(400, 404)},
-            params=[NAME, VERSION_QUERY], tags=["management"],
-        )},
-        "/models/{name}/samples/{sample}": {"get": _op(
-            "One bundled sample's bytes (read from inside the archive, by its manifest name)",
-            {"200": {"description": "The sample.", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
-             **_errors(400, 404)},
-            params=[NAME, {"name": "sample", "in": "path", "required": True,
-                           "description": "A sample name from the list (URL-encode its '/').",
-                           "schema": {"type": "string"}}, VERSION_QUERY],
-            tags=["management"],
-        )},
-        "/models/{name}": {"get": _op("A model's status", {"200": _json(_ref("ModelStatus"), "Status."),
-                                                          **_errors(400, 404)}, params=[NAME], tags=["management"])},
-        "/models/{name}/load": {"post": _op(
-            "Load a version (the default when none is given)",
-            {"200": _json(_ref("ModelStatus"), "Status."), **_errors(400, 404, 503)},
-            params=[NAME], body=optional_json({"type": "object", "properties": {"version": {"type": "integer", "minimum": 1}},
-                                            "additionalProperties": False}),
-            tags=["management"],
-        )},
-        "/models/{name}/reload": {"post": _op(
-            "Re-read the store and reload the model; the old runtime serves until the new one is ready",
-            {"200": _json(_ref("ModelStatus"), "Status."), **_errors(400, 404, 503)},
-            params=[NAME, {"name": "force", "in": "query", "required": False, "schema": {"type": "boolean", "default": True}}],
-            tags=["management"],
-        )},
-        "/models/{name}/default": {"put": _op(
-            "Make a version the default (persisted)",
-            {"200": _json(_ref("ModelStatus"), "Status."), **_errors(400, 404, 503)},
-            params=[NAME], body={"required": True, "content": {"application/json": {"schema": _ref("VersionRequest")}}},
-            tags=["management"],
-        )},
-        "/models/{name}/versions/{version}": {
-            "get": _op("What a version takes and gives, and its status",
-                       {"200": _json(_ref("VersionDescription"), "Description."), **_errors(400, 404)},
-                       params=[NAME, VERSION], tags=["management"]),
-            "delete": _op(
-                "Unload a version; with purge=true also delete its archive",
-                {"200": _json(_ref("ModelStatus"), "Status."), **_errors(400, 404, 507)},
-                params=[NAME, VERSION, {"name": "purge", "in": "query", "required": False,
-                                        "schema": {"type": "boolean", "default": False}}],
-                tags=["management"],
-            ),
-        },
-        "/metrics": {"get": _op("Prometheus metrics", {
-            "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-            **_errors(),
-        }, tags=["ops"])},
-        "/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"}, "OpenAPI 3.0 document."),
-                                                       **_errors()}, tags=["ops"])},
-    }
+INFO = ("Keras model serving with hot reload: Open Inference Protocol v2, image predictions "
+        "and model management. Every endpoint needs the server's token: 'Authorization: token <T>' "
+        "(or 'Bearer <T>'), or ?token=<T>.")
+
+
+def build_spec(server_version: str = "0", routes: list[Route] | None = None) -> dict:
+    """The OpenAPI document of ``routes`` (default: every REST route), a fresh dict on every call."""
+    paths: dict = {}
+    for route in routes if routes is not None else all_routes():
+        paths.setdefault(route.path, {}).update(route.operations)
     return copy.deepcopy({
         "openapi": "3.0.3",
-        "info": {
-            "title": "yyai",
-            "version": server_version,
-            "description": "Keras model serving with hot reload: Open Inference Protocol v2, image predictions "
-            "and model management. Every endpoint needs the server's token: 'Authorization: token <T>' "
-            "(or 'Bearer <T>'), or ?token=<T>.",
-        },
+        "info": {"title": "yyai", "version": server_version, "description": INFO},
         "servers": [{"url": "/"}],
         "security": [{"tokenHeader": []}, {"bearer": []}, {"tokenQuery": []}],
         "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "ops"}],
@@ -502,11 +333,10 @@ class OpenAPIHandler(YyaiHandler):
 
     @web.authenticated
     def get(self):
-        from . import __version__
-
-        self.reply(build_spec(__version__))
+        self.reply(build_spec(self.dataplane.version))
 
 
-def handlers(prefix) -> list:
-    """The OpenAPI route."""
-    return [(prefix(r"/openapi\.json"), OpenAPIHandler)]
+ROUTES = [
+    Route("/openapi.json", OpenAPIHandler, {"get": op(
+        "This document", {"200": json_reply({"type": "object"}, "OpenAPI 3.0 document."), **errors()}, tags=["ops"])}),
+]

@@ -2,9 +2,9 @@
 
 The body is either raw image bytes (``Content-Type: image/*``, so that
 ``curl --data-binary @digit.png -H 'Content-Type: image/png'`` works) or a
-``multipart/form-data`` upload with one or more files. Anything else is a 415. Images are
-decoded and preprocessed as the version's manifest says (pixel limit included), off the
-IOLoop. The reply:
+``multipart/form-data`` upload with one or more files. Anything else is a 415. The data
+plane decodes and preprocesses the images as the version's manifest says (pixel limit
+included), off the IOLoop. The reply (``Prediction.to_json``):
 
     {"model": "digits", "version": 2,
      "predictions": [{"members": {"cnn_a": [{"label": "3", "probability": 0.97}, ...]},
@@ -13,35 +13,19 @@ IOLoop. The reply:
 Classification entries are sorted by probability, highest first; regression outputs are
 ``{"name": value}`` rounded as the manifest says. ``top`` is the best label of the
 combined output (or of the only member), or null for regression. ``?raw=true`` adds each
-row's raw vectors under ``"raw"`` (``{"members": {m: [...]}, "combined": [...]}``), in
-label order, which the HTTP client uses.
+row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
 """
 
 from __future__ import annotations
 
 from tornado import web
-from tornado.httputil import HTTPInputError, parse_body_arguments
 
-from ..errors import ImageError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
-from .base import BodyHandler, check_name, check_version
-
-
-def format_rows(prediction, filenames: list[str | None] | None = None, *, raw: bool = False) -> list[dict]:
-    """Per image: each member's labelled output, the combined one, and the top label."""
-    rows = prediction.rows()
-    for i, row in enumerate(rows):
-        best = row["combined"]
-        if best is None and len(row["members"]) == 1:
-            best = next(iter(row["members"].values()))
-        row["top"] = best[0]["label"] if isinstance(best, list) and best else None
-        if filenames and filenames[i] is not None:
-            row["filename"] = filenames[i]
-        if raw:
-            row["raw"] = {
-                "members": {m: out[i].tolist() for m, out in prediction.members.items()},
-                "combined": None if prediction.combined is None else prediction.combined[i].tolist(),
-            }
-    return rows
+from ..errors import ImageError, InvalidInputError, UnsupportedMediaError
+from ..multipart import read_files
+from ..types import check_name, parse_version
+from .base import BodyHandler
+from .openapi import NAME, VERSION, errors, json_reply, op, ref
+from .routes import Route
 
 
 class PredictionsHandler(BodyHandler):
@@ -51,7 +35,7 @@ class PredictionsHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name, version=None):
-        name, version = check_name(name), check_version(version)
+        check_name(name), parse_version(version)
         self.label_model(name, version)
         raw = self.get_query_argument("raw", "false").lower() in ("1", "true", "yes")
         media = self.content_type()
@@ -62,48 +46,54 @@ class PredictionsHandler(BodyHandler):
             )
         body = self.body
         content_type = self.request.headers.get("Content-Type", "")
-        registry = self.registry
+        dataplane, most = self.dataplane, self.config.max_images_per_request
 
         def work():  # multipart parsing and image decoding are CPU work: off the loop
-            resolved = registry.resolve_version(name, version)
-            images, filenames = self._images(media, content_type, body)
-            return filenames, registry.submit_images(name, images, resolved)
+            images, filenames = _images(media, content_type, body, most)
+            return dataplane.submit_images(name, version, images, filenames)
 
-        filenames, pending = await self.run(work)
-        prediction = await self.model_call(pending)  # the batcher's thread completes it
+        prediction = await self.model_call(await self.run(work))  # the batcher's thread completes it
         self.metric_version = str(prediction.version)
-        rows = format_rows(prediction, filenames, raw=raw)
-        self.reply({"model": name, "version": prediction.version, "predictions": rows})
-
-    def _images(self, media: str, content_type: str, body: bytes) -> tuple[list[bytes], list[str | None] | None]:
-        if media.startswith("image/"):
-            if not body:
-                raise ImageError("The request body is empty; send the image bytes.")
-            return [body], None
-        if media == "multipart/form-data":
-            arguments: dict = {}
-            files: dict = {}
-            try:
-                parse_body_arguments(content_type, body, arguments, files)
-            except HTTPInputError as exc:  # tornado >= 6.5 raises on a malformed multipart body
-                raise InvalidInputError(f"The multipart upload is malformed: {exc}.") from None
-            uploads = [f for field in files.values() for f in field]
-            if not uploads:
-                raise InvalidInputError("The multipart upload holds no files; attach one or more images.")
-            if len(uploads) > self.state.max_images_per_request:
-                raise PayloadTooLargeError(
-                    f"The upload holds {len(uploads)} images; the limit is {self.state.max_images_per_request}."
-                )
-            for upload in uploads:
-                if not upload["body"]:
-                    raise ImageError(f"The uploaded file {upload.get('filename')!r} is empty.")
-            return [u["body"] for u in uploads], [u.get("filename") or None for u in uploads]
-        raise UnsupportedMediaError(f"Content-Type {media!r} is not accepted here.")
+        self.reply(prediction.to_json(raw=raw))
 
 
-def handlers(prefix) -> list:
-    """The image prediction routes."""
-    return [
-        (prefix(r"/predictions/(?P<name>[^/]+)"), PredictionsHandler),
-        (prefix(r"/predictions/(?P<name>[^/]+)/(?P<version>[^/]+)"), PredictionsHandler),
-    ]
+def _images(media: str, content_type: str, body: bytes, most: int) -> tuple[list[bytes], list[str] | None]:
+    """The images of a request and, for an upload, their file names."""
+    if media.startswith("image/"):
+        if not body:
+            raise ImageError("The request body is empty; send the image bytes.")
+        return [body], None
+    uploads = read_files(content_type, [body], max_files=most)
+    if not uploads:
+        raise InvalidInputError("The multipart upload holds no files; attach one or more images.")
+    for upload in uploads:
+        if not upload.size:
+            raise ImageError(f"The uploaded file {upload.filename!r} is empty.")
+    return [u.data() for u in uploads], [u.filename or None for u in uploads]
+
+
+_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            }
+        },
+    },
+}
+_REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."), **errors(400, 404, 413, 415, 503)}
+
+ROUTES = [
+    Route("/predictions/{name}", PredictionsHandler, {"post": op(
+        "Predict on images with the default version", _REPLIES, params=[NAME], body=_IMAGE_BODY, tags=["images"],
+        description="Raw image bytes (Content-Type image/*) or a multipart upload of one or more files. "
+        "The server decodes and preprocesses them as the archive's manifest says.",
+    )}),
+    Route("/predictions/{name}/{version}", PredictionsHandler, {"post": op(
+        "Predict on images with a given version", _REPLIES, params=[NAME, VERSION], body=_IMAGE_BODY,
+        tags=["images"],
+    )}),
+]

@@ -1,13 +1,12 @@
 """Bundled sample images over REST, for the dashboard's "pick a sample" list.
 
-Routes (add ``SAMPLE_HANDLERS``, or ``handlers(prefix)``, before the ``/models/.*``
-catch-all):
+Routes:
 
   GET /models/{m}/samples[?version=v]           {"name", "version", "samples": ["samples/3.png", ...]}
   GET /models/{m}/samples/{sample}[?version=v]  the sample's bytes (Content-Type from its name)
 
 A sample is looked up by the name the archive's manifest lists with role ``sample``
-(``Registry.sample``), read from inside the archive, never as a path on the server's
+(``DataPlane.sample``), read from inside the archive, never as a path on the server's
 disk: an unknown name is a 404, whatever it contains.
 """
 
@@ -19,7 +18,9 @@ from pathlib import PurePosixPath
 
 from tornado import web
 
-from .base import YyaiHandler, check_name, check_version
+from .base import YyaiHandler
+from .openapi import NAME, VERSION_QUERY, errors, json_reply, op
+from .routes import Route
 
 
 class SamplesHandler(YyaiHandler):
@@ -29,16 +30,10 @@ class SamplesHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name):
-        name = check_name(name)
-        version = check_version(self.get_query_argument("version", None))
+        version = self.get_query_argument("version", None)
         self.label_model(name, version)
-        registry = self.registry
-
-        def work():
-            resolved = registry.resolve_version(name, version)
-            return {"name": name, "version": resolved, "samples": registry.samples(name, resolved)}
-
-        self.reply(await self.run(work))
+        resolved, samples = await self.run(self.dataplane.sample_list, name, version)
+        self.reply({"name": name, "version": resolved, "samples": samples})
 
 
 class SampleHandler(YyaiHandler):
@@ -48,10 +43,9 @@ class SampleHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name, sample):
-        name = check_name(name)
-        version = check_version(self.get_query_argument("version", None))
+        version = self.get_query_argument("version", None)
         self.label_model(name, version)
-        data = await self.run(self.registry.sample, name, sample, version)
+        data = await self.run(self.dataplane.sample, name, sample, version)
         media = mimetypes.guess_type(sample)[0] or "application/octet-stream"
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")  # inert, even if SVG
@@ -60,13 +54,24 @@ class SampleHandler(YyaiHandler):
         self.finish(data, set_content_type=media)  # APIHandler.finish would say JSON
 
 
-def handlers(prefix) -> list:
-    """The sample routes, joined to the server's base URL by ``prefix``."""
-    m = r"(?P<name>[^/]+)"
-    return [
-        (prefix(rf"/models/{m}/samples/?"), SamplesHandler),
-        (prefix(rf"/models/{m}/samples/(?P<sample>.+)"), SampleHandler),
-    ]
-
-
-SAMPLE_HANDLERS = handlers(lambda path: path)
+ROUTES = [
+    Route("/models/{name}/samples", SamplesHandler, {"get": op(
+        "The sample inputs a version bundles",
+        {"200": json_reply({
+            "type": "object",
+            "required": ["name", "version", "samples"],
+            "properties": {"name": {"type": "string"}, "version": {"type": "integer"},
+                           "samples": {"type": "array", "items": {"type": "string"}}},
+        }, "Sample names, as the manifest lists them."), **errors(400, 404)},
+        params=[NAME, VERSION_QUERY], tags=["management"],
+    )}, trailing_slash=True),
+    Route("/models/{name}/samples/{sample}", SampleHandler, {"get": op(
+        "One bundled sample's bytes (read from inside the archive, by its manifest name)",
+        {"200": {"description": "The sample.", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+         **errors(400, 404)},
+        params=[NAME, {"name": "sample", "in": "path", "required": True,
+                       "description": "A sample name from the list (URL-encode its '/').",
+                       "schema": {"type": "string"}}, VERSION_QUERY],
+        tags=["management"],
+    )}),
+]

@@ -1,12 +1,10 @@
 """Open Inference Protocol v2 handlers (the KServe / Triton HTTP/REST protocol).
 
-Routes: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``, ``GET /v2/models/{m}``
-and ``.../versions/{v}`` (metadata), ``.../ready``, ``POST .../infer``,
-``POST /v2/repository/index``, ``POST /v2/repository/models/{m}/load|unload``.
-
-A yyai model has one input (named by the manifest's ``input.name``, shape
-``[-1, *input.shape]``) and these outputs, all FP32 ``[-1, K]``: ``output`` (the combined
-output, when the archive has one) and one per ensemble member, named after the member.
+Each handler reads the request, calls the data plane and writes the reply: the protocol's
+logic lives in ``yyai_kernel/dataplane.py`` and its HTTP encoding in
+``yyai_kernel/v2codec.py``. A yyai model has one input (the manifest's ``input.name``,
+shape ``[-1, *input.shape]``: the tensor after preprocessing) and FP32 ``[-1, K]``
+outputs: ``output`` (the combined output, when the archive has one) and one per member.
 Errors follow the protocol: ``{"error": "..."}`` with the HTTP status.
 """
 
@@ -14,38 +12,19 @@ from __future__ import annotations
 
 from tornado import web
 
-from ..errors import InvalidInputError, ModelNotReadyError
-from . import v2codec
-from .base import BodyHandler, YyaiHandler, check_name, check_version, public_if
+from .. import v2codec
+from ..errors import InvalidInputError
+from ..types import check_name, parse_version
+from .base import BodyHandler, YyaiHandler, public_if
+from .openapi import EMPTY_200, NAME, VERSION, errors, json_reply, op, optional_json, ref
+from .routes import Route
 
-COMBINED = "output"
-TRITON_STATES = {"ready": "READY", "loading": "LOADING"}
 INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
 
 
-def output_names(described: dict) -> list[str]:
-    """The v2 output names of a described version: ``output`` (if combined), then members."""
-    names = [COMBINED] if described.get("has_combined") else []
-    return names + [m for m in described["members"] if m != COMBINED or not names]
-
-
-def model_metadata(described: dict, versions: list[int]) -> dict:
-    """The v2 model metadata object of a described version."""
-    spec = described["input"]
-    width = described["output_width"]
-    return {
-        "name": described["name"],
-        "versions": [str(v) for v in versions],
-        "platform": "keras",
-        "inputs": [
-            {
-                "name": spec.get("name", "input"),
-                "datatype": v2codec.datatype_of(spec.get("dtype", "float32")),
-                "shape": [-1, *[int(d) for d in spec["shape"]]],
-            }
-        ],
-        "outputs": [{"name": n, "datatype": "FP32", "shape": [-1, width]} for n in output_names(described)],
-    }
+def _empty_ok(handler) -> None:
+    handler.set_status(200)
+    handler.finish(b"", set_content_type="text/plain")
 
 
 class ServerMetadataHandler(YyaiHandler):
@@ -53,13 +32,7 @@ class ServerMetadataHandler(YyaiHandler):
 
     @web.authenticated
     def get(self):
-        from . import __version__
-
-        self.reply({
-            "name": "yyai",
-            "version": __version__,
-            "extensions": ["binary_tensor_data", "model_repository"],
-        })
+        self.reply(self.dataplane.server_metadata().to_json())
 
 
 class LiveHandler(YyaiHandler):
@@ -67,8 +40,7 @@ class LiveHandler(YyaiHandler):
 
     @public_if("public_health")
     def get(self):
-        self.set_status(200)
-        self.finish(b"", set_content_type="text/plain")
+        _empty_ok(self)
 
 
 class ReadyHandler(YyaiHandler):
@@ -76,10 +48,8 @@ class ReadyHandler(YyaiHandler):
 
     @public_if("public_health")
     def get(self):
-        if not self.state.ready:
-            raise ModelNotReadyError("The server is still loading its models.")
-        self.set_status(200)
-        self.finish(b"", set_content_type="text/plain")
+        self.dataplane.check_ready()
+        _empty_ok(self)
 
 
 class ModelMetadataHandler(YyaiHandler):
@@ -89,19 +59,9 @@ class ModelMetadataHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name, version=None):
-        name, version = check_name(name), check_version(version)
         self.label_model(name, version)
-
-        def work():
-            described = self.registry.describe(name, version)
-            if version is None:
-                versions = [m["versions"] for m in self.registry.list() if m["name"] == name]
-                versions = versions[0] if versions else [described["version"]]
-            else:
-                versions = [described["version"]]
-            return model_metadata(described, versions)
-
-        self.reply(await self.run(work))
+        metadata = await self.run(self.dataplane.model_metadata, name, version)
+        self.reply(metadata.to_json())
 
 
 class ModelReadyHandler(YyaiHandler):
@@ -111,19 +71,9 @@ class ModelReadyHandler(YyaiHandler):
 
     @web.authenticated
     async def get(self, name, version=None):
-        name, version = check_name(name), check_version(version)
         self.label_model(name, version)
-
-        def work():
-            resolved = self.registry.resolve_version(name, version)
-            state = self.registry.status(name)["versions"][str(resolved)]["state"]
-            if state != "ready":
-                raise ModelNotReadyError(f"Model {name!r} version {resolved} is {state}.")
-            return resolved
-
-        self.metric_version = str(await self.run(work))
-        self.set_status(200)
-        self.finish(b"", set_content_type="text/plain")
+        self.metric_version = str(await self.run(self.dataplane.model_ready, name, version))
+        _empty_ok(self)
 
 
 class InferHandler(BodyHandler):
@@ -133,45 +83,26 @@ class InferHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name, version=None):
-        name, version = check_name(name), check_version(version)
+        check_name(name), parse_version(version)  # a bad name or version is a 400 before the body matters
         self.label_model(name, version)
         raw = self.body
         encoding = self.request.headers.get("Content-Encoding")
         header_length = self.request.headers.get("Inference-Header-Content-Length")
-        limit = self.state.max_body_bytes
-        registry = self.registry
+        limit = self.config.max_body_bytes
+        dataplane = self.dataplane
 
         def submit():
-            described = registry.describe(name, version)
             request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
-            x = v2codec.model_input(request, described["input"])
-            return described, request, registry.submit(name, x, described["version"])
-
-        def encode(described, request, prediction):
-            available = {}
-            if described.get("has_combined") and prediction.combined is not None:
-                available[COMBINED] = prediction.combined
-            for member, array in prediction.members.items():
-                available.setdefault(member, array)
-            chosen = v2codec.select_outputs(available, request)
-            return prediction.version, v2codec.encode_infer_response(
-                name,
-                prediction.version,
-                chosen,
-                request_id=request.id,
-                parameters={
-                    "combined": COMBINED if COMBINED in available else None,
-                    "members": list(prediction.members),
-                },
-            )
+            return dataplane.infer(name, version, request)
 
         # A small body for a batching version is parsed, queued and answered on the loop:
         # two thread hops would cost more than that work. Large tensors parse off the loop.
-        inline = len(raw) <= INLINE_BODY_BYTES and not encoding and registry.batches(name, version)
-        described, request, pending = await self.run(submit, inline=inline)
-        prediction = await self.model_call(pending)
-        resolved, (payload, header_length_out) = await self.run(encode, described, request, prediction, inline=inline)
-        self.metric_version = str(resolved)
+        batching = dataplane.batches(name, version)
+        inline = batching and len(raw) <= INLINE_BODY_BYTES and not encoding
+        pending = await self.run(submit, inline=inline)
+        result = await self.model_call(pending)
+        payload, header_length_out = await self.run(v2codec.encode_result, result, inline=inline)
+        self.metric_version = str(result.model_version)
         if header_length_out is None:
             self.finish(payload)
         else:
@@ -192,22 +123,8 @@ class RepositoryIndexHandler(BodyHandler):
         only_ready = options.get("ready", False)
         if not isinstance(only_ready, bool):
             raise InvalidInputError("'ready' must be true or false.")
-
-        def work():
-            index = []
-            for name in self.registry.names():
-                status = self.registry.status(name)
-                for key, info in status["versions"].items():
-                    state = TRITON_STATES.get(info["state"], "UNAVAILABLE")
-                    if only_ready and state != "READY":
-                        continue
-                    reason = ""
-                    if state == "UNAVAILABLE":
-                        reason = info.get("last_error") or info["state"]
-                    index.append({"name": name, "version": key, "state": state, "reason": reason})
-            return index
-
-        self.reply(await self.run(work))
+        index = await self.run(self.dataplane.repository_index, only_ready)
+        self.reply([entry.to_json() for entry in index])
 
 
 class RepositoryLoadHandler(BodyHandler):
@@ -221,19 +138,14 @@ class RepositoryLoadHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name):
-        name = check_name(name)
         self.label_model(name)
         options = self.json_body(self.body, required=False) or {}
         params = options.get("parameters") if isinstance(options, dict) else None
         if not isinstance(options, dict) or (params is not None and not isinstance(params, dict)):
             raise InvalidInputError("The body must be a JSON object.")
-        if params and any(k == "config" or k.startswith("file:") for k in params):
-            raise InvalidInputError(
-                "Model config and file overrides are not accepted; upload an archive with POST /models."
-            )
-        status = await self.run(self.registry.load, name, manage=True)
-        self.metric_version = str(status.get("default") or "")
-        self.reply(status)
+        status = await self.run(self.dataplane.repository_load, name, params, manage=True)
+        self.metric_version = str(status.default or "")
+        self.reply(status.to_json())
 
 
 class RepositoryUnloadHandler(BodyHandler):
@@ -243,29 +155,79 @@ class RepositoryUnloadHandler(BodyHandler):
 
     @web.authenticated
     async def post(self, name):
-        name = check_name(name)
         self.label_model(name)
         options = self.json_body(self.body, required=False) or {}
         if not isinstance(options, dict):
             raise InvalidInputError("The body must be a JSON object.")
-        self.reply(await self.run(self.registry.unload, name, manage=True))
+        status = await self.run(self.dataplane.unload, name, manage=True)
+        self.reply(status.to_json())
 
 
-def handlers(prefix) -> list:
-    """The v2 routes, ``prefix(path)`` joining each to the server's base URL."""
-    m = r"(?P<name>[^/]+)"
-    v = r"(?P<version>[^/]+)"
+_INFER_BODY = {
+    "required": True,
+    "description": "JSON tensors; or, with the binary tensor data extension, the JSON request (its "
+    "length in the Inference-Header-Content-Length header) followed by each binary input's bytes. "
+    "The input is the model's tensor AFTER preprocessing (x = pixel * scale + offset, as the model "
+    "metadata's parameters say); to send image bytes, use POST /predictions/{name}.",
+    "content": {
+        "application/json": {"schema": ref("InferRequest")},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_INFER_REPLY = {
+    "description": "Outputs: JSON, or JSON followed by binary outputs when "
+    "Inference-Header-Content-Length is set on the response.",
+    "content": {
+        "application/json": {"schema": ref("InferResponse")},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_HEADER_LENGTH = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+                  "schema": {"type": "integer", "minimum": 0},
+                  "description": "Length of the JSON part when binary tensors follow it."}
+
+
+def _model_routes(with_version: bool) -> list[Route]:
+    base = "/v2/models/{name}" + ("/versions/{version}" if with_version else "")
+    params = [NAME, VERSION] if with_version else [NAME]
+    which = "that version" if with_version else "the default version"
     return [
-        (prefix(r"/v2/?"), ServerMetadataHandler),
-        (prefix(r"/v2/health/live"), LiveHandler),
-        (prefix(r"/v2/health/ready"), ReadyHandler),
-        (prefix(rf"/v2/models/{m}"), ModelMetadataHandler),
-        (prefix(rf"/v2/models/{m}/versions/{v}"), ModelMetadataHandler),
-        (prefix(rf"/v2/models/{m}/ready"), ModelReadyHandler),
-        (prefix(rf"/v2/models/{m}/versions/{v}/ready"), ModelReadyHandler),
-        (prefix(rf"/v2/models/{m}/infer"), InferHandler),
-        (prefix(rf"/v2/models/{m}/versions/{v}/infer"), InferHandler),
-        (prefix(r"/v2/repository/index"), RepositoryIndexHandler),
-        (prefix(rf"/v2/repository/models/{m}/load"), RepositoryLoadHandler),
-        (prefix(rf"/v2/repository/models/{m}/unload"), RepositoryUnloadHandler),
+        Route(base, ModelMetadataHandler, {"get": op(
+            f"Model metadata of {which}", {"200": json_reply(ref("ModelMetadata"), "Inputs and outputs."),
+                                           **errors(400, 404)}, params=params, tags=["v2"],
+            description="The parameters say how images become the input tensor (scale, offset, colour).",
+        )}),
+        Route(base + "/ready", ModelReadyHandler, {"get": op(
+            f"Is {which} ready?", {"200": EMPTY_200, **errors(400, 404, 503)}, params=params, tags=["v2"])}),
+        Route(base + "/infer", InferHandler, {"post": op(
+            f"Inference on {which}", {"200": _INFER_REPLY, **errors(400, 404, 413, 503)},
+            params=[*params, _HEADER_LENGTH], body=_INFER_BODY, tags=["v2"])}),
     ]
+
+
+ROUTES = [
+    Route("/v2", ServerMetadataHandler, {"get": op(
+        "Server metadata", {"200": json_reply(ref("ServerMetadata"), "Name, version, extensions.")}, tags=["v2"])},
+        trailing_slash=True),
+    Route("/v2/health/live", LiveHandler, {"get": op("Liveness", {"200": EMPTY_200, **errors()}, tags=["v2"])}),
+    Route("/v2/health/ready", ReadyHandler, {"get": op(
+        "Readiness (start-up load finished)", {"200": EMPTY_200, **errors(503)}, tags=["v2"])}),
+    *_model_routes(False),
+    *_model_routes(True),
+    Route("/v2/repository/index", RepositoryIndexHandler, {"post": op(
+        "Every model version in the store, with its state",
+        {"200": json_reply({"type": "array", "items": ref("RepositoryIndexEntry")}, "The index."), **errors(400)},
+        body=optional_json({"type": "object", "properties": {"ready": {"type": "boolean"}}}), tags=["v2"],
+    )}),
+    Route("/v2/repository/models/{name}/load", RepositoryLoadHandler, {"post": op(
+        "Load the model's default version",
+        {"200": json_reply(ref("ModelStatus"), "The model's status."), **errors(400, 404, 503)},
+        params=[NAME], body=optional_json({"type": "object"}), tags=["v2"],
+        description="Model config and file overrides (parameters.config, parameters.file:*) are refused.",
+    )}),
+    Route("/v2/repository/models/{name}/unload", RepositoryUnloadHandler, {"post": op(
+        "Unload every version of the model",
+        {"200": json_reply(ref("ModelStatus"), "The model's status."), **errors(400, 404)},
+        params=[NAME], body=optional_json({"type": "object"}), tags=["v2"],
+    )}),
+]

@@ -1,6 +1,8 @@
-"""Open Inference Protocol (KServe v2 / Triton) request and response encoding.
+"""Open Inference Protocol (KServe v2 / Triton): its typed messages and their HTTP encoding.
 
-Pure functions, no server: the v2 handlers call them, and tests drive them directly.
+Pure types and functions, no server: the data plane speaks in these types, the REST
+handlers encode and decode them here, the gRPC adapter maps them to protobuf, and tests
+drive them directly.
 They cover the JSON tensor form (``data`` flattened row-major; nested lists are accepted
 too) and the binary tensor data extension: a JSON header whose length the
 ``Inference-Header-Content-Length`` HTTP header gives, followed by each binary tensor's
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from ..errors import InvalidInputError, PayloadTooLargeError
+from .errors import InvalidInputError, PayloadTooLargeError
 
 # v2 datatype -> numpy dtype (little-endian, as the binary extension requires)
 DATATYPES = {
@@ -80,6 +82,77 @@ class InferRequest:
     outputs: list[RequestedOutput] | None
     binary_data_output: bool = False
     parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """A decoded inference response: the outputs chosen by the request, in order.
+
+    ``outputs`` holds ``(name, array, binary)`` triples; ``binary`` says whether the
+    HTTP encoding sends that output as binary data (gRPC always does).
+    """
+
+    model_name: str
+    model_version: int
+    outputs: list[tuple[str, np.ndarray, bool]]
+    id: str | None = None
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorMetadata:
+    """One input or output of a model: name, v2 datatype, shape (-1 for the batch axis)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """The v2 model metadata object."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict | None = None
+
+    def to_json(self) -> dict:
+        body = {"name": self.name, "versions": list(self.versions), "platform": self.platform,
+                "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs]}
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return body
+
+
+@dataclass(frozen=True)
+class ServerMetadata:
+    """The v2 server metadata object."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "extensions": list(self.extensions)}
+
+
+@dataclass(frozen=True)
+class RepositoryEntry:
+    """One model version in the repository index, with Triton's state and a reason for people."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "state": self.state, "reason": self.reason}
 
 
 # --- request -------------------------------------------------------------------------
@@ -378,3 +451,9 @@ def encode_infer_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def encode_result(result: InferResult) -> tuple[bytes, int | None]:
+    """:func:`encode_infer_response` of a data-plane :class:`InferResult`."""
+    return encode_infer_response(result.model_name, result.model_version, result.outputs,
+                                 request_id=result.id, parameters=result.parameters)

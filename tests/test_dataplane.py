@@ -1,0 +1,147 @@
+"""The data plane called directly (no HTTP): the operations every front end shares.
+
+Real tiny Keras models in a real store, a real Registry; each test checks a typed result
+against the Keras models called directly or against the store's state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from builders import LABELS, install, pack_models, reference, sample_inputs
+from yyai_kernel import v2codec
+from yyai_kernel.dataplane import DataPlane
+from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
+from yyai_kernel.registry import Registry
+from yyai_kernel.store import ModelStore
+from yyai_kernel.types import ModelStatus, Prediction, VersionState
+
+X = sample_inputs(3)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dp-built")
+    return {"alpha1": pack_models(out, "alpha", 1, [1, 2]), "alpha2": pack_models(out, "alpha", 2, [3]),
+            "beta1": pack_models(out, "beta", 1, [4])}
+
+
+@pytest.fixture
+def plane(built, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    for key in ("alpha1", "beta1"):
+        install(built[key][0], store)
+    registry = Registry(ModelStore(store))
+    dataplane = DataPlane(registry)
+    yield dataplane
+    registry.close()
+
+
+def _request(name: str = "input", x: np.ndarray = X, outputs=None) -> v2codec.InferRequest:
+    requested = [v2codec.RequestedOutput(o) for o in outputs] if outputs else None
+    return v2codec.InferRequest(id="r1", inputs=[v2codec.RequestInput(name, "FP32", list(x.shape), x)],
+                                outputs=requested)
+
+
+def test_infer_returns_every_output_equal_to_keras(plane, built):
+    plane.registry.load_all()
+    result = plane.infer("alpha", None, _request()).result()
+    ref = reference(built["alpha1"][1], X)
+    assert result.model_name == "alpha" and result.model_version == 1 and result.id == "r1"
+    names = [name for name, _, _ in result.outputs]
+    assert names == ["output", "m1", "m2"]
+    np.testing.assert_allclose(result.outputs[0][1], ref["combined"], atol=1e-5)
+    np.testing.assert_allclose(result.outputs[1][1], ref["members"][0], atol=1e-5)
+    assert result.parameters == {"combined": "output", "members": ["m1", "m2"]}
+
+
+def test_infer_refuses_an_unknown_output_before_running(plane):
+    plane.registry.load_all()
+    with pytest.raises(InvalidInputError, match="Unknown output 'nope'"):
+        plane.infer("alpha", 1, _request(outputs=["nope"]))
+    with pytest.raises(InvalidInputError, match="input is named 'input'"):
+        plane.infer("alpha", 1, _request(name="x"))
+
+
+def test_names_and_versions_follow_one_rule(plane):
+    for bad in ("../x", "Alpha", ""):
+        with pytest.raises(InvalidInputError, match="not a model name"):
+            plane.status(bad)
+    for bad in ("+1", " 1 ", "1.0", True, 0, "0"):
+        with pytest.raises(InvalidInputError, match="positive integer"):
+            plane.describe("alpha", bad)
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'alpha'"):
+        plane.status("alpah")
+
+
+def test_metadata_states_the_preprocessing(plane):
+    meta = plane.model_metadata("alpha")
+    assert meta.to_json()["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4, 4, 1]}]
+    assert [o.name for o in meta.outputs] == ["output", "m1", "m2"]
+    assert meta.parameters["preprocessed"] is True and meta.parameters["scale"] == pytest.approx(1 / 255)
+
+
+def test_readiness_says_why_a_version_does_not_serve(plane):
+    index = {(e.name, e.version): e for e in plane.repository_index()}
+    assert index[("alpha", "1")].state == "UNAVAILABLE" and "not loaded" in index[("alpha", "1")].reason
+    with pytest.raises(ModelNotReadyError, match="not ready: not loaded"):
+        plane.model_ready("alpha")
+    with pytest.raises(ModelNotReadyError, match="still loading"):
+        plane.check_ready()
+    plane.registry.load_all()
+    plane.mark_ready()
+    plane.check_ready()
+    assert plane.model_ready("alpha") == 1
+    plane.unload("alpha")
+    entry = {(e.name, e.version): e for e in plane.repository_index()}[("alpha", "1")]
+    assert (entry.state, entry.reason) == ("UNAVAILABLE", "unloaded")
+    assert [e.name for e in plane.repository_index(ready_only=True)] == ["beta"]
+    with pytest.raises(ModelNotReadyError, match="was unloaded"):
+        plane.infer("alpha", None, _request())
+
+
+def test_a_default_version_being_loaded_answers_loading_with_retry_after(plane):
+    slot = plane.registry._model("alpha", create=True).slot(1)
+    slot.state = VersionState.LOADING  # what load_all marks before it starts loading
+    with pytest.raises(ModelNotReadyError, match="is loading") as caught:
+        plane.infer("alpha", None, _request())
+    assert caught.value.retry_after
+
+
+def test_images_are_preprocessed_and_named(plane, built):
+    from yyai_kernel.images import encode_png
+
+    plane.registry.load_all()
+    pixels = (X[:2, :, :, 0] * 255).round().astype(np.uint8)
+    pngs = [encode_png(p, rgb=False) for p in pixels]
+    prediction = plane.submit_images("alpha", None, pngs, ["a.png", "b.png"]).result()
+    assert isinstance(prediction, Prediction) and prediction.filenames == ("a.png", "b.png")
+    ref = reference(built["alpha1"][1], (pixels[..., None] / 255).astype(np.float32))
+    np.testing.assert_allclose(prediction.combined, ref["combined"], atol=1e-5)
+    reply = prediction.to_json()
+    assert [row["filename"] for row in reply["predictions"]] == ["a.png", "b.png"]
+    assert reply["predictions"][0]["top"] == LABELS[int(np.argmax(ref["combined"][0]))]
+    assert prediction.top(0)[0] == reply["predictions"][0]["top"]
+    assert len(prediction.top_k(0, 2)) == 2
+
+
+def test_pin_and_follow_latest_say_which_version_is_the_default_and_why(plane, built):
+    plane.registry.load_all()
+    status = plane.set_default("alpha", 1)
+    assert status.pinned and status.default == 1
+    result = plane.add_archive(built["alpha2"][0])
+    assert (result.name, result.version) == ("alpha", 2)
+    assert result.model.default == 1 and "v1 is the default: pinned" in result.message
+    assert "DELETE /models/alpha/default" in result.message
+    status = plane.follow_latest("alpha")
+    assert isinstance(status, ModelStatus) and not status.pinned
+    assert status.default == 2 and "the latest version" in status.default_reason
+    assert plane.predict("alpha", X).version == 2
+
+
+def test_samples_are_looked_up_by_manifest_name_only(plane):
+    assert plane.samples("alpha") == []
+    with pytest.raises(ModelNotFoundError, match="bundles no sample"):
+        plane.sample("alpha", "../../etc/passwd")

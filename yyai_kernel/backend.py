@@ -1,0 +1,50 @@
+"""The backend contract: what the dashboard (and any other client of yyai) calls.
+
+Two classes implement it with the same methods and the same result types:
+:class:`~yyai_kernel.dataplane.DataPlane` in-process (a plain Jupyter notebook, over a
+Registry) and :class:`~yyai_kernel.client.YyaiClient` over HTTP (the page that
+``yyai serve`` shows, or a notebook attached to a running server). A test calls both on
+the same store and checks that they agree.
+
+This module holds only the Protocol: importing it imports no TensorFlow and no HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Protocol, runtime_checkable
+
+from .types import InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus, VersionDescription
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Reading, predicting and managing models, whatever the transport."""
+
+    def list(self) -> list[ModelSummary]: ...
+
+    def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
+
+    def describe(self, name: str, version: int | None = None) -> VersionDescription: ...
+
+    def samples(self, name: str, version: int | None = None) -> list[str]: ...
+
+    def sample(self, name: str, sample: str, version: int | None = None) -> bytes: ...
+
+    def predict(self, name: str, inputs, version: int | None = None) -> Prediction: ...
+
+    def predict_images(self, name: str, images: Iterable[bytes], version: int | None = None) -> Prediction: ...
+
+    def load(self, name: str, version: int | None = None) -> ModelStatus: ...
+
+    def unload(self, name: str, version: int | None = None) -> ModelStatus: ...
+
+    def reload(self, name: str | None = None, *, force: bool = True): ...
+
+    def set_default(self, name: str, version: int) -> ModelStatus: ...
+
+    def follow_latest(self, name: str) -> ModelStatus: ...
+
+    def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
+
+    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult: ...

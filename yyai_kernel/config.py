@@ -1,0 +1,77 @@
+"""ServingConfig: the settings that shape serving, in one traitlets ``Configurable``.
+
+In the manner of Voila's ``VoilaConfiguration``: one object holds the limits, the batching
+defaults, the trusted model names and the public endpoints, and it is handed whole to the
+registry, the data plane and every front end, instead of being copied field by field.
+``yyai serve`` is itself a ServingConfig (the Voila app subclasses it), so these settings
+come from the command line (``--max-body-bytes``), a config file
+(``c.YyaiServer.max_body_bytes`` or ``c.ServingConfig.max_body_bytes``) or, in a notebook
+or a Ray replica, from keyword arguments: ``ServingConfig(batching=False)``.
+
+Every default limit lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from traitlets import Bool, Float, Integer, List, Unicode
+from traitlets.config import Configurable
+
+MiB = 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_BODY_BYTES = 64 * MiB
+DEFAULT_MAX_ARCHIVE_BYTES = 512 * MiB
+DEFAULT_MAX_IMAGES = 64
+DEFAULT_MAX_BATCH_SIZE = 32
+DEFAULT_MAX_DELAY_MS = 2.0
+
+
+class ServingConfig(Configurable):
+    """Limits, batching, trust and exposure: what every layer that serves needs to know."""
+
+    # --- batching ------------------------------------------------------------------------
+    batching = Bool(True, config=True, help="Dynamic batching of concurrent requests.")
+    max_batch_size = Integer(None, allow_none=True, config=True,
+                             help="Override every archive's max_batch_size hint (default: the hint, else 32).")
+    max_delay_ms = Float(None, allow_none=True, config=True,
+                         help="Override every archive's max_delay_ms hint (default: the hint, else 2 ms).")
+
+    # --- trust ------------------------------------------------------------------------------
+    trusted = List(Unicode(), config=True,
+                   help="Model names whose archives may run code when loaded (Keras Lambda layers).")
+
+    # --- the store ---------------------------------------------------------------------------
+    watch = Bool(False, config=True, help="Poll the store folder and reload what changed.")
+    watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
+
+    # --- limits ------------------------------------------------------------------------------
+    max_body_bytes = Integer(DEFAULT_MAX_BODY_BYTES, config=True,
+                             help="Largest request body (predictions, v2 infer), in bytes.")
+    max_archive_bytes = Integer(DEFAULT_MAX_ARCHIVE_BYTES, config=True,
+                                help="Largest archive upload (POST /models), in bytes.")
+    max_image_pixels = Integer(DEFAULT_MAX_PIXELS, config=True, help="Largest image, in pixels (width x height).")
+    max_images_per_request = Integer(DEFAULT_MAX_IMAGES, config=True,
+                                     help="Most images in one multipart prediction request.")
+
+    # --- exposure ------------------------------------------------------------------------------
+    public_health = Bool(False, config=True, help="Answer /v2/health/live and /ready without a token.")
+    public_metrics = Bool(False, config=True, help="Answer /metrics without a token.")
+
+    def is_trusted(self, name: str) -> bool:
+        return name in self.trusted
+
+    def batching_for(self, hints: dict | None) -> tuple[int, float]:
+        """(max batch size, max delay in ms) for an archive: the override, its hint, or the default."""
+        hints = hints or {}
+        size = self.max_batch_size or hints.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
+        delay = self.max_delay_ms if self.max_delay_ms is not None else hints.get("max_delay_ms",
+                                                                                 DEFAULT_MAX_DELAY_MS)
+        return int(size), float(delay)
+
+
+def serving_config(config: ServingConfig | None = None, **settings) -> ServingConfig:
+    """``config`` as given, or a new ServingConfig from keyword settings (not both)."""
+    if config is not None:
+        if settings:
+            raise TypeError("pass either a ServingConfig or keyword settings, not both")
+        return config
+    return ServingConfig(**settings)

@@ -1,0 +1,297 @@
+"""The data plane: every operation a front end offers, once, with no framework types.
+
+Front ends (the Tornado REST handlers, the dashboard's in-process backend, and the
+worker, gRPC and Ray adapters) are thin: they read bytes and headers, call one method
+here, and write the reply. They never re-derive a version, a label or an error. In the
+manner of MLServer's ``handlers/dataplane.py``, the logic lives here and the front ends
+only translate. This module imports no Tornado, jupyter_server, ipywidgets or Ray.
+
+Calls that run a model return a ``concurrent.futures.Future`` completed by the version's
+batcher thread (or, with batching off, already done), so an event loop awaits it without
+parking a thread. Which thread parses and decodes is the front end's choice; everything
+here is safe to call from any thread (the registry does the locking).
+
+Results are typed (``yyai_kernel.types``, ``yyai_kernel.v2codec``); errors are the typed
+errors of ``yyai_kernel.errors``, each with its HTTP status.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+
+from . import v2codec
+from .archive import read_listed_file
+from .config import ServingConfig
+from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError
+from .images import preprocess
+from .registry import Registry
+from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
+                    VersionDescription, VersionState, check_name, parse_version)
+from .v2codec import InferRequest, InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
+
+SERVER_NAME = "yyai"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+SAMPLE_ROLE = "sample"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("yyai")
+    except Exception:  # pragma: no cover - a bare checkout without metadata
+        return "0.0.0"
+
+
+class DataPlane:
+    """The operations of yyai over one :class:`Registry`.
+
+    ``ready`` turns true once the server's start-up load finished (``mark_ready``); until
+    then the server answers not-ready, and requests for a model still loading are told
+    to retry.
+    """
+
+    def __init__(self, registry: Registry, config: ServingConfig | None = None):
+        self.registry = registry
+        self.config = config or registry.config
+        self._ready = False
+        self.version = _version()
+
+    # --- health and server metadata --------------------------------------------------------
+
+    def mark_ready(self) -> None:
+        self._ready = True
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def check_ready(self) -> None:
+        """Raise ModelNotReadyError (503) until the start-up load finished."""
+        if not self._ready:
+            error = ModelNotReadyError("The server is still loading its models.")
+            error.retry_after = 2
+            raise error
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(SERVER_NAME, self.version, list(EXTENSIONS))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def list(self) -> list[ModelSummary]:
+        return self.registry.list()
+
+    def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
+        return self.registry.status(None if name is None else check_name(name))
+
+    def describe(self, name: str, version=None) -> VersionDescription:
+        """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
+        described = self._describe(name, version)
+        return described.with_status(self.registry.version_status(described.name, described.version))
+
+    def _describe(self, name: str, version) -> VersionDescription:
+        """What a version takes and gives (the request path: no status to compute)."""
+        return self.registry.describe(check_name(name), parse_version(version))
+
+    def sample_list(self, name: str, version=None) -> tuple[int, list[str]]:
+        """(the version, the names of the sample inputs it bundles: files with role "sample")."""
+        record = self.registry.record(check_name(name), parse_version(version))
+        return record.version, [f["path"] for f in record.manifest.files if f.get("role") == SAMPLE_ROLE]
+
+    def samples(self, name: str, version=None) -> list[str]:
+        """The names of the sample inputs a version bundles."""
+        return self.sample_list(name, version)[1]
+
+    def sample(self, name: str, sample: str, version=None) -> bytes:
+        """One bundled sample's bytes, by its manifest name (never a path on the server's disk)."""
+        resolved, names = self.sample_list(name, version)
+        if sample not in names:
+            raise ModelNotFoundError(f"Model {name!r} v{resolved} bundles no sample named {sample!r}.")
+        return read_listed_file(self.registry.record(name, resolved).path, sample)
+
+    # --- Open Inference Protocol ---------------------------------------------------------------
+
+    def model_metadata(self, name: str, version=None) -> ModelMetadata:
+        """The v2 metadata: one input (the model's tensor after preprocessing) and the outputs."""
+        named = parse_version(version)
+        described = self._describe(name, named)
+        if named is None:
+            summary = [m for m in self.registry.list() if m.name == described.name]
+            versions = list(summary[0].versions) if summary else [described.version]
+        else:
+            versions = [described.version]
+        spec = described.input
+        tensor_input = TensorMetadata(described.input_name, v2codec.datatype_of(spec.get("dtype", "float32")),
+                                      [-1, *[int(d) for d in spec["shape"]]])
+        outputs = [TensorMetadata(n, "FP32", [-1, described.output_width]) for n in described.output_names]
+        return ModelMetadata(described.name, [str(v) for v in versions], "keras", [tensor_input], outputs,
+                             parameters=_preprocessing(spec))
+
+    def model_ready(self, name: str, version=None) -> int:
+        """The resolved version when it serves; ModelNotReadyError (503) with the reason otherwise."""
+        status = self.registry.version_status(check_name(name), parse_version(version))
+        if not status.ready:
+            error = ModelNotReadyError(f"Model {name!r} version {status.version} is not ready: {status.reason}.")
+            if status.state is VersionState.LOADING:
+                error.retry_after = 2
+            raise error
+        return status.version
+
+    def batches(self, name: str, version=None) -> bool:
+        """Whether the version answers through a batcher, so that :meth:`infer` never blocks."""
+        return self.registry.batches(check_name(name), parse_version(version))
+
+    def infer(self, name: str, version, request: InferRequest) -> Future:
+        """Queue a v2 inference request; a Future of its :class:`InferResult`."""
+        described = self._describe(name, version)
+        x = v2codec.model_input(request, described.input)
+        outputs = described.output_names
+        requested = [o.name for o in request.outputs or ()]
+        unknown = [n for n in requested if n not in outputs]
+        if unknown:
+            raise InvalidInputError(f"Unknown output {unknown[0]!r}; the model's outputs are {outputs}.")
+        pending = self.registry.submit(described.name, x, described.version)
+        return _then(pending, lambda prediction: _infer_result(prediction, described, request))
+
+    def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        """Every version of every model with its Triton state and the reason it is not ready."""
+        index = []
+        for name in self.registry.names():
+            try:
+                status = self.registry.status(name)
+            except ModelNotFoundError:  # removed meanwhile
+                continue
+            for version, info in sorted(status.versions.items()):
+                state = info.state.triton
+                if ready_only and state != "READY":
+                    continue
+                index.append(RepositoryEntry(name, str(version), state, info.reason))
+        return index
+
+    def repository_load(self, name: str, parameters: dict | None = None) -> ModelStatus:
+        """Triton's load: the default version. Config and file overrides are refused."""
+        if parameters and any(k == "config" or k.startswith("file:") for k in parameters):
+            raise InvalidInputError(
+                "Model config and file overrides are not accepted; upload an archive with POST /models."
+            )
+        return self.load(name)
+
+    # --- images --------------------------------------------------------------------------------
+
+    def submit_images(self, name: str, version, images: list[bytes],
+                      filenames: list[str | None] | None = None) -> Future:
+        """Decode and preprocess images as the version's manifest says, then queue them.
+
+        The decoding runs in the calling thread; the Future completes with a
+        :class:`Prediction` that carries the file names.
+        """
+        if not images:
+            raise InvalidInputError("Send at least one image.")
+        if len(images) > self.config.max_images_per_request:
+            raise PayloadTooLargeError(
+                f"The upload holds {len(images)} images; the limit is {self.config.max_images_per_request}."
+            )
+        described = self._describe(name, version)
+        pixels = self.config.max_image_pixels
+        batch = np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
+        pending = self.registry.submit(described.name, batch, described.version)
+        if not filenames:
+            return pending
+        return _then(pending, lambda p: Prediction(p.name, p.version, p.members, p.combined, p.output,
+                                                   tuple(filenames)))
+
+    def predict_images(self, name: str, images: list[bytes], version=None) -> Prediction:
+        """:meth:`submit_images`, waited for (the dashboard's backend contract)."""
+        return self.submit_images(name, version, list(images)).result()
+
+    def predict(self, name: str, inputs, version=None) -> Prediction:
+        """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version."""
+        return self.registry.predict(check_name(name), inputs, parse_version(version))
+
+    # --- managing ------------------------------------------------------------------------------
+
+    def load(self, name: str, version=None) -> ModelStatus:
+        return self.registry.load(check_name(name), parse_version(version))
+
+    def unload(self, name: str, version=None) -> ModelStatus:
+        return self.registry.unload(check_name(name), parse_version(version))
+
+    def reload(self, name: str | None = None, *, force: bool = True):
+        """Re-read the store and reload one model, or every model when ``name`` is None."""
+        return self.registry.reload(None if name is None else check_name(name), force=force)
+
+    def set_default(self, name: str, version) -> ModelStatus:
+        version = parse_version(version)
+        if version is None:
+            raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
+        return self.registry.set_default(check_name(name), version)
+
+    def follow_latest(self, name: str) -> ModelStatus:
+        return self.registry.follow_latest(check_name(name))
+
+    def remove(self, name: str, version, *, purge: bool = False):
+        return self.registry.remove(check_name(name), parse_version(version), purge=purge)
+
+    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
+        """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
+        if isinstance(archive, (str, os.PathLike)):
+            return self.registry.install(archive)
+        with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
+            path = Path(folder) / "upload.yyar"
+            path.write_bytes(bytes(archive))
+            return self.registry.install(path)
+
+
+def _preprocessing(spec: dict) -> dict:
+    """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
+    return {
+        "preprocessed": True,
+        "scale": float(spec.get("scale", 1.0)),
+        "offset": float(spec.get("offset", 0.0)),
+        "color": spec.get("color", "rgb"),
+        "description": (
+            "v2 takes the model's input tensor after preprocessing: x = pixel * scale + offset, "
+            "in the colour order and shape given. POST /predictions/{model} takes image bytes and "
+            "preprocesses them for you."
+        ),
+    }
+
+
+def _infer_result(prediction: Prediction, described: VersionDescription, request: InferRequest) -> InferResult:
+    available = {}
+    if described.has_combined and prediction.combined is not None:
+        available[COMBINED_OUTPUT] = prediction.combined
+    for member, array in prediction.members.items():
+        available.setdefault(member, array)
+    return InferResult(
+        model_name=described.name,
+        model_version=prediction.version,
+        outputs=v2codec.select_outputs(available, request),
+        id=request.id,
+        parameters={"combined": COMBINED_OUTPUT if COMBINED_OUTPUT in available else None,
+                    "members": list(prediction.members)},
+    )
+
+
+def _then(pending: Future, transform) -> Future:
+    """A Future of ``transform(result)``, completed in the thread that completes ``pending``
+    (at once, here, when it is already done)."""
+    chained: Future = Future()
+
+    def finish(source: Future) -> None:
+        error = source.exception()
+        if error is not None:
+            chained.set_exception(error)
+            return
+        try:
+            chained.set_result(transform(source.result()))
+        except BaseException as failure:  # a transform bug must reach the caller, not the batcher
+            chained.set_exception(failure)
+
+    pending.add_done_callback(finish)
+    return chained

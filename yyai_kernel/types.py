@@ -1,0 +1,486 @@
+"""The typed results every layer shares: states, statuses, descriptions, predictions.
+
+Why one module: the registry, the data plane, the REST handlers, the HTTP client, the
+dashboard and the metrics all speak about the same facts (a version's state, a model's
+default, a prediction's labels). Each fact is defined here once, as an enum or a frozen
+dataclass, and each type writes its own JSON (``to_json``) and, where a client reads it
+back, parses it (``from_json``). JSON is made at the edge; the layers pass these types.
+
+The rules for names and versions live here too (:func:`check_name`,
+:func:`parse_version`), so every front end refuses the same inputs with the same words.
+
+For scripts that index replies as dicts, every result also reads like its JSON
+(``status["versions"]["2"]["state"]``): :class:`JsonView` maps ``[]`` and ``get`` onto
+``to_json()``. Code inside yyai uses the attributes.
+
+This module imports only numpy and the errors: every layer may import it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+NAME_RE = re.compile(NAME_PATTERN)
+MAX_VERSION_DIGITS = 9
+
+
+def check_name(name: str) -> str:
+    """A model name, checked: 1-64 characters of a-z, 0-9, '_', '.', '-', and no '..'."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"{name!r} is not a model name: names are 1-64 characters of a-z, 0-9, '_', '.', '-'."
+        )
+    return name
+
+
+def parse_version(version: Any) -> int | None:
+    """A version from a URL, a body or a caller: None, or a positive integer.
+
+    Accepts an int or a string of digits only ("2"); refuses booleans, signs, spaces,
+    fractions and zero, so ``+1`` and `` 7 `` mean the same thing everywhere: nothing.
+    """
+    if version is None:
+        return None
+    if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+        value = int(version)
+    elif isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS:
+        value = int(version)
+    else:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    if value < 1:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    return value
+
+
+class JsonView:
+    """Read access to a result through its JSON form, for scripts that index dicts."""
+
+    def to_json(self) -> Any:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __getitem__(self, key):
+        return self.to_json()[key]
+
+    def get(self, key, default=None):
+        return self.to_json().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self.to_json()
+
+
+# --- states ---------------------------------------------------------------------------
+
+
+class VersionState(str, Enum):
+    """Where one version of a model stands in this server."""
+
+    AVAILABLE = "available"  # in the store, never loaded here
+    LOADING = "loading"  # a first load is running
+    READY = "ready"  # loaded and serving
+    FAILED = "failed"  # its last load failed and nothing older serves
+    UNLOADED = "unloaded"  # an operator (or a deleted archive) stopped it
+    REMOVED = "removed"  # its archive left the store; a request in flight may still finish
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def triton(self) -> str:
+        """The state name of Triton's repository extension."""
+        return _TRITON_STATES.get(self, "UNAVAILABLE")
+
+
+_TRITON_STATES = {VersionState.READY: "READY", VersionState.LOADING: "LOADING"}
+
+
+# --- statuses ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Percentiles of the recent latencies of one version, in milliseconds (None: no data)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+
+    def to_json(self) -> dict:
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
+
+
+@dataclass(frozen=True)
+class VersionStatus(JsonView):
+    """One version of one model: state, load figures, traffic and its manifest's headline."""
+
+    version: int
+    state: VersionState
+    in_store: bool = True
+    load_time_s: float | None = None
+    warmup_time_s: float | None = None
+    loaded_at: float | None = None
+    last_error: str | None = None
+    requests: int = 0
+    errors: int = 0
+    latency_ms: Latency = field(default_factory=Latency)
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    description: str = ""
+    created: str | None = None
+    members: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state is VersionState.READY
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "state": self.state.value,
+            "reason": self.reason,
+            "in_store": self.in_store,
+            "load_time_s": self.load_time_s,
+            "warmup_time_s": self.warmup_time_s,
+            "loaded_at": self.loaded_at,
+            "last_error": self.last_error,
+            "requests": self.requests,
+            "errors": self.errors,
+            "latency_ms": self.latency_ms.to_json(),
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "description": self.description,
+            "created": self.created,
+            "members": list(self.members),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VersionStatus":
+        return cls(
+            version=int(d["version"]),
+            state=VersionState(d["state"]),
+            in_store=d.get("in_store", True),
+            load_time_s=d.get("load_time_s"),
+            warmup_time_s=d.get("warmup_time_s"),
+            loaded_at=d.get("loaded_at"),
+            last_error=d.get("last_error"),
+            requests=d.get("requests", 0),
+            errors=d.get("errors", 0),
+            latency_ms=Latency(**(d.get("latency_ms") or {})),
+            batch_sizes={int(k): v for k, v in (d.get("batch_sizes") or {}).items()},
+            description=d.get("description", ""),
+            created=d.get("created"),
+            members=tuple(d.get("members", ())),
+            reason=d.get("reason", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ModelStatus(JsonView):
+    """Everything about one model: its versions, which one is the default, and why."""
+
+    name: str
+    default: int | None
+    pinned: bool
+    versions: dict[int, VersionStatus]
+    last_error: str | None = None
+    default_reason: str = ""
+
+    def version(self, version: int) -> VersionStatus | None:
+        return self.versions.get(version)
+
+    @property
+    def loaded(self) -> list[int]:
+        return sorted(v for v, s in self.versions.items() if s.ready)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "default": self.default,
+            "pinned": self.pinned,
+            "default_reason": self.default_reason,
+            "last_error": self.last_error,
+            "versions": {str(v): s.to_json() for v, s in sorted(self.versions.items())},
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelStatus":
+        return cls(
+            name=d["name"],
+            default=d.get("default"),
+            pinned=bool(d.get("pinned")),
+            versions={int(k): VersionStatus.from_json(v) for k, v in (d.get("versions") or {}).items()},
+            last_error=d.get("last_error"),
+            default_reason=d.get("default_reason", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ModelSummary(JsonView):
+    """One line of ``GET /models``: the versions in the store, the default, the loaded ones."""
+
+    name: str
+    versions: tuple[int, ...]
+    default: int | None
+    loaded: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "versions": list(self.versions), "default": self.default,
+                "loaded": list(self.loaded)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelSummary":
+        return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
+
+
+@dataclass(frozen=True)
+class StoreProblemInfo:
+    """An archive the store skipped (``kind``: unreadable or duplicate)."""
+
+    path: str
+    kind: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "error": self.error}
+
+
+@dataclass(frozen=True)
+class ServerStatus(JsonView):
+    """Every model's status, plus the store's skipped archives and state-file error."""
+
+    models: dict[str, ModelStatus]
+    problems: tuple[StoreProblemInfo, ...] = ()
+    state_error: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "models": {n: m.to_json() for n, m in self.models.items()},
+            "problems": [p.to_json() for p in self.problems],
+            "state_error": self.state_error,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ServerStatus":
+        return cls(
+            models={n: ModelStatus.from_json(m) for n, m in (d.get("models") or {}).items()},
+            problems=tuple(StoreProblemInfo(p["path"], p["kind"], p["error"]) for p in d.get("problems") or ()),
+            state_error=d.get("state_error"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRemoved(JsonView):
+    """The reply when a model's last version was purged: the model is gone."""
+
+    name: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "removed": True}
+
+
+@dataclass(frozen=True)
+class ModelError(JsonView):
+    """One model's failure inside a reply about several (a rescan)."""
+
+    name: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "error": self.error}
+
+
+@dataclass(frozen=True)
+class InstallResult(JsonView):
+    """What an upload did: the name and version installed, the model's status, and a line for people."""
+
+    name: str
+    version: int
+    model: ModelStatus
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "message": self.message, "model": self.model.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "InstallResult":
+        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""))
+
+
+# --- descriptions -------------------------------------------------------------------------
+
+
+COMBINED_OUTPUT = "output"  # the v2 name of an ensemble's combined output
+
+
+@dataclass(frozen=True)
+class VersionDescription(JsonView):
+    """What a version takes and gives: the manifest's input and output specs, and its members.
+
+    ``input`` and ``output`` are the manifest's own objects (documented in the archive
+    format), so they travel as the manifest writes them.
+    """
+
+    name: str
+    version: int
+    input: dict
+    output: dict
+    members: tuple[str, ...]
+    combine: str = "mean"
+    description: str = ""
+    status: VersionStatus | None = None
+
+    @property
+    def classification(self) -> bool:
+        return self.output["kind"] == "classification"
+
+    @property
+    def labels(self) -> list[str]:
+        """The classification labels, or the regression output names."""
+        return list(self.output.get("labels") or self.output.get("names") or [])
+
+    @property
+    def output_width(self) -> int:
+        return len(self.labels)
+
+    @property
+    def has_combined(self) -> bool:
+        return self.combine == "mean" or len(self.members) == 1
+
+    @property
+    def input_name(self) -> str:
+        return self.input.get("name", "input")
+
+    @property
+    def output_names(self) -> list[str]:
+        """The v2 output names: ``output`` (when combined), then one per member."""
+        names = [COMBINED_OUTPUT] if self.has_combined else []
+        return names + [m for m in self.members if m != COMBINED_OUTPUT or not names]
+
+    def preprocessing(self) -> str:
+        """How image pixels become the model's input, in one line."""
+        spec = self.input
+        return (f"x = pixel * {spec.get('scale', 1.0):g} + {spec.get('offset', 0.0):g}, "
+                f"{spec.get('color', 'rgb')}, shape {list(spec['shape'])} {spec.get('dtype', 'float32')}")
+
+    def with_status(self, status: VersionStatus | None) -> "VersionDescription":
+        return VersionDescription(self.name, self.version, self.input, self.output, self.members,
+                                  self.combine, self.description, status)
+
+    def to_json(self) -> dict:
+        body = {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "input": self.input,
+            "output": self.output,
+            "output_width": self.output_width,
+            "members": list(self.members),
+            "combine": self.combine,
+            "has_combined": self.has_combined,
+        }
+        if self.status is not None:
+            body["status"] = self.status.to_json()
+        return body
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VersionDescription":
+        status = d.get("status")
+        return cls(d["name"], int(d["version"]), d["input"], d["output"], tuple(d["members"]),
+                   d.get("combine", "mean"), d.get("description", ""),
+                   VersionStatus.from_json(status) if status else None)
+
+
+# --- predictions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction(JsonView):
+    """One answer: the version that gave it, each member's ``[B, K]`` output and the combined one.
+
+    It owns how outputs read for people: labelled rows, the top label, the top k.
+    ``filenames`` names the images of an image request, row by row, when known.
+    """
+
+    name: str
+    version: int
+    members: dict[str, np.ndarray]
+    combined: np.ndarray | None
+    output: dict
+    filenames: tuple[str | None, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.members.values())))
+
+    @property
+    def classification(self) -> bool:
+        return self.output.get("kind") == "classification"
+
+    def best(self) -> np.ndarray:
+        """The output that answers for the whole model: combined, else the first member's."""
+        return self.combined if self.combined is not None else next(iter(self.members.values()))
+
+    def label(self, row: np.ndarray):
+        """One output row for people: labels by probability (highest first), or named values."""
+        if self.classification:
+            labels = self.output["labels"]
+            order = np.argsort(-row, kind="stable")
+            return [{"label": labels[j], "probability": round(float(row[j]), 6)} for j in order]
+        names = self.output.get("names") or [f"y{j}" for j in range(len(row))]
+        return {n: round(float(v), self.output.get("rounding", 4)) for n, v in zip(names, row)}
+
+    def top(self, i: int = 0) -> tuple[str, float] | None:
+        """The best (label, probability) of row ``i``: from the combined output, or the only member."""
+        k = self.top_k(i, 1)
+        return k[0] if k else None
+
+    def top_k(self, i: int = 0, k: int = 5) -> list[tuple[str, float]]:
+        """The k best (label, probability) of row ``i``; empty for regression or an ensemble without a combined output."""
+        if not self.classification or (self.combined is None and len(self.members) != 1):
+            return []
+        row = self.best()[i]
+        order = np.argsort(-row, kind="stable")[:k]
+        return [(self.output["labels"][j], float(row[j])) for j in order]
+
+    def rows(self) -> list[dict]:
+        """Per input row, each member's output and the combined one, labelled for people."""
+        return [
+            {
+                "members": {name: self.label(out[i]) for name, out in self.members.items()},
+                "combined": None if self.combined is None else self.label(self.combined[i]),
+            }
+            for i in range(len(self))
+        ]
+
+    def to_json(self, *, raw: bool = False) -> dict:
+        """The reply of ``POST /predictions``: model, version and one labelled row per image."""
+        rows = self.rows()
+        for i, row in enumerate(rows):
+            top = self.top(i)
+            row["top"] = top[0] if top else None
+            if self.filenames and self.filenames[i] is not None:
+                row["filename"] = self.filenames[i]
+            if raw:
+                row["raw"] = {
+                    "members": {m: out[i].tolist() for m, out in self.members.items()},
+                    "combined": None if self.combined is None else self.combined[i].tolist(),
+                }
+        return {"model": self.name, "version": self.version, "predictions": rows}
+
+    @classmethod
+    def from_json(cls, reply: dict, output: dict) -> "Prediction":
+        """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec."""
+        rows = reply["predictions"]
+        names = list(rows[0]["raw"]["members"]) if rows else []
+        members = {m: np.array([r["raw"]["members"][m] for r in rows], dtype=np.float32) for m in names}
+        combined = None
+        if rows and rows[0]["raw"]["combined"] is not None:
+            combined = np.array([r["raw"]["combined"] for r in rows], dtype=np.float32)
+        filenames = tuple(r.get("filename") for r in rows)
+        return cls(reply["model"], int(reply["version"]), members, combined, output,
+                   filenames if any(filenames) else None)
