@@ -228,6 +228,21 @@ def test_manifest_not_json(tmp_path, zips):
         read_manifest(path)
 
 
+@pytest.mark.parametrize("text", [b"[" * 5000 + b"]" * 5000, b"[" * 5000, b'{"name": ' + b"[" * 65 + b"]" * 65 + b"}"])
+def test_manifest_nested_too_deep_is_a_manifest_error(text, tmp_path, zips):
+    path = zips.craft_archive(tmp_path / "a.yyar", manifest=text)
+    with pytest.raises(ManifestError, match="a.yyar: MANIFEST.json nests deeper than 64 levels"):
+        read_manifest(path)
+
+
+def test_manifest_nested_64_deep_reaches_the_schema(tmp_path, zips):
+    d = _valid()
+    d["description"] = json.loads("[" * 63 + "]" * 63)  # 64 levels with the manifest object itself
+    path = zips.craft_archive(tmp_path / "a.yyar", members={"models/m.h5": b"abc"}, manifest=d)
+    with pytest.raises(ManifestError, match="description"):
+        read_manifest(path)
+
+
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_manifest_numbers_must_be_finite(token, tmp_path, zips):
     text = json.dumps(zips.manifest_for({"models/m.h5": b"not really a model"}))

@@ -159,12 +159,14 @@ def assert_unharmed(ctx, first: bool = False) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """One bad request: ``send(ctx)`` makes it; the reply must be ``status`` (and ``error_type``)."""
+    """One bad request: ``send(ctx)`` makes it; the reply must be ``status`` (and ``error_type``,
+    and hold ``words`` in its message)."""
 
     id: str
     status: int
     send: Callable
     error_type: str | None = None
+    words: str | None = None
 
 
 def post(path: str, **kwargs) -> Callable:
@@ -493,12 +495,56 @@ PATH_CASES = [
          "ModelNotFoundError"),
 ]
 
-BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES
+# --- JSON nested deeper than the parser's limit (yyai_kernel.jsonparse.MAX_DEPTH, 64) -----------
+
+DEEP = 5000  # Python's json recursed once per level: RecursionError, a 500
+NESTS = "nests deeper than 64 levels"
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+NESTED_BODIES = {
+    "array": nested(DEEP),
+    "inputs": '{"inputs": ' + nested(DEEP) + "}",
+    "unclosed": "[" * DEEP,
+    "just-over-the-limit": '{"inputs": ' + nested(64) + "}",  # 65 levels; orjson reads it, the limit refuses it
+}
+JSON_ENDPOINTS = [
+    ("PUT", "/models/alpha/default"),
+    ("POST", "/models/alpha/load"),
+    ("POST", "/v2/repository/index"),
+    ("POST", "/v2/repository/models/alpha/load"),
+    ("POST", "/v2/repository/models/alpha/unload"),
+    ("POST", "/v2/models/alpha/infer"),
+    ("POST", "/v2/models/alpha/versions/1/infer"),
+]
+
+
+def send_json(method: str, path: str, text: str) -> Callable:
+    return lambda ctx: ctx.server.request(method, path, data=text.encode(),
+                                          headers={"Content-Type": "application/json"})
+
+
+NESTED_CASES = [
+    Case(f"nested-{form}-{method}-{path.strip('/').replace('/', '-')}", 400, send_json(method, path, text),
+         "InvalidInputError", NESTS)
+    for method, path in JSON_ENDPOINTS for form, text in NESTED_BODIES.items()
+] + [
+    Case("archive-manifest-nested-5000-deep", 400, upload(crafted(manifest=nested(DEEP).encode())), "ManifestError",
+         NESTS),
+    Case("archive-manifest-field-nested-65-deep", 400, upload(crafted(
+        members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))), "ManifestError", NESTS),
+]
+
+BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES + NESTED_CASES
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES, ids=[c.id for c in BAD_INPUT_CASES])
 def test_bad_input_is_refused_and_harms_nothing(ctx, case):
-    assert_refused(case.send(ctx), case.status, case.error_type)
+    refusal = assert_refused(case.send(ctx), case.status, case.error_type)
+    assert case.words is None or case.words in refusal["error"], refusal
     assert_unharmed(ctx)
 
 

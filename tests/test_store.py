@@ -95,7 +95,11 @@ def test_pin_to_missing_version_falls_back_to_latest(make):
     assert s.pins() == {"digits": 2}  # kept: it applies again if version 2 comes back
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"pins": {"digits": "two"}}', b"[]", b"\xff\xfe"])
+@pytest.mark.parametrize("content", [
+    b"{not json", b'{"pins": {"digits": "two"}}', b"[]", b"\xff\xfe",
+    b"[" * 5000 + b"]" * 5000, b'{"pins": {"digits": ' + b"[" * 70 + b"1" + b"]" * 70 + b"}}",  # too deep
+    b'{"pins": {"digits": 1}}' + b" " * (1024 * 1024),  # valid, but over the 1 MiB cap for JSON
+], ids=["not-json", "not-an-int", "not-an-object", "not-utf8", "nested-5000", "nested-71", "over-1-MiB"])
 def test_corrupt_state_file_falls_back_to_latest(make, caplog, content):
     make("digits", 1)
     make("digits", 2)

@@ -100,6 +100,11 @@ def test_per_output_binary_flag_overrides_the_request_parameter():
     [
         (b"", None, "empty"),
         (b"{not json", None, "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, None, "nests deeper than 64 levels"),
+        (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", None, "nests deeper than 64 levels"),
+        (b'{"inputs": ' + b"[" * 5000, None, "nests deeper than 64 levels"),
+        (b'{"inputs": ' + b"[" * 64 + b"]" * 64 + b"}", None, "nests deeper than 64 levels"),
+        (b"[" * 5000 + b"]" * 5000 + bytes(16), "10000", "nests deeper than 64 levels"),
         (b"[]", None, "JSON object"),
         (json.dumps({"inputs": []}).encode(), None, "non-empty 'inputs'"),
         (_request([1, 2, 3]), None, "3 values but shape"),

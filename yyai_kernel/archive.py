@@ -40,6 +40,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from yyai_kernel import jsonparse
 from yyai_kernel.errors import (
     ArchiveError,
     ArchiveLimitError,
@@ -365,16 +366,9 @@ def _read_manifest_from(zf: zipfile.ZipFile, path, limits: Limits) -> Manifest:
         raise NotAnArchiveError(f"{name}: {MANIFEST_NAME} is corrupt or truncated ({exc})") from exc
     if len(raw) > limits.max_manifest_bytes:
         raise ArchiveLimitError(f"{MANIFEST_NAME} exceeds the limit of {limits.max_manifest_bytes} bytes")
-    try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep: RecursionError
-        raise ManifestError(f"{name}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
+    # the size was capped above; a manifest's numbers (scale, offset) must be finite
+    data = jsonparse.loads(raw, what=f"{name}: {MANIFEST_NAME}", error=ManifestError, max_bytes=None, finite=True)
     return Manifest.from_dict(data)
-
-
-def _refuse_constant(token: str):
-    # Python's json reads NaN and Infinity; a manifest's numbers (scale, offset) must be finite.
-    raise ValueError(f"{token} is not a JSON number")
 
 
 def read_manifest(path, limits: Limits | None = None) -> Manifest:

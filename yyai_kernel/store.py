@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from yyai_kernel import archive
+from yyai_kernel import archive, jsonparse
 from yyai_kernel.archive import SUFFIX, Limits, Manifest, fsync_dir, read_manifest, sha256_file
 from yyai_kernel.errors import ArchiveError, ConflictError, ModelNotFoundError, StoreWriteError, YyaiError
 from yyai_kernel.types import VersionDescription
@@ -210,11 +210,11 @@ class ModelStore:
         path = self.root / STATE_FILE
         previous, self.state_error = self.state_error, None
         try:
-            data = json.loads(path.read_text("utf-8"))
+            data = jsonparse.loads(path.read_bytes(), what="it")
         except FileNotFoundError:
             self._pins = {}
             return
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, YyaiError) as exc:  # not JSON, nested too deep, over 1 MiB: forgiven
             self._state_failed(f"cannot read {path}: {exc}", previous)
             return
         pins = data.get("pins") if isinstance(data, dict) else None

@@ -40,6 +40,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.ioloop import IOLoop
 
+from .. import jsonparse
 from ..config import MiB, ServingConfig
 from ..dataplane import DataPlane
 from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError, YyaiError
@@ -256,15 +257,12 @@ class YyaiHandler(APIHandler):
         return result
 
     def json_body(self, body: bytes, *, required: bool = True) -> Any:
-        """Parse a JSON request body (400 when it is not JSON)."""
+        """Parse a JSON request body: 400 when it is not JSON or nests too deep, 413 over 1 MiB."""
         if not body.strip():
             if required:
                 raise InvalidInputError("The request needs a JSON body.")
             return None
-        try:
-            return json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"The body is not valid JSON: {exc}.") from None
+        return jsonparse.loads(body, what="The body")
 
 
 @web.stream_request_body
