@@ -21,7 +21,8 @@ from sklearn import metrics as skm
 
 import yyai_kernel
 from yyai_kernel import archive, images, kerasload
-from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError
+from yyai_kernel.errors import (ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError,
+                                ZipBombError)
 from yyai_kernel.evalsets import open_set, set_from_archive, set_from_zip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +227,7 @@ def test_every_form_reads_the_same_set(registry, digits_reference, tmp_path):
         for item in dataset.items[::40]:
             assert dataset.read(item.key) == ref["data"]["images/" + Path(item.key).name], form
         results[form] = yyai_kernel.evaluate(registry, "digits", [1], dataset)
+    results["a path and one version"] = yyai_kernel.evaluate(registry, "digits", 1, tmp_path / "classes.zip")
     first = results["csv-folder"].version(1).scores
     for form, result in results.items():
         assert result.version(1).scores == first, form
@@ -285,6 +287,11 @@ def test_unsafe_or_unusable_sets_are_refused(tmp_path):
         set_from_zip(buffer.getvalue())
     with pytest.raises(ArchiveError):
         set_from_zip(b"not a zip at all")
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("3/a.png", bytes(32 * 1024 * 1024))
+    with pytest.raises(ZipBombError):
+        set_from_zip(bomb.getvalue())
     (tmp_path / "labels.csv").write_text("path,class\na.png,1\n")
     with pytest.raises(InvalidInputError, match="'file' column"):
         open_set(tmp_path / "labels.csv")

