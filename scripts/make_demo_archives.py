@@ -16,12 +16,17 @@ Archives written (through ``yyai_kernel.archive.pack``):
 Each archive bundles its sample images (role ``sample``); the same files are written to
 ``model_archives/samples/`` with ``expected.json`` (their outputs through the real
 preprocessing in ``yyai_kernel.images``) and ``model_archives/README.md`` holds the
-held-out scores.
+held-out scores. Each also bundles a small held-out labelled set (role ``eval``): one zip,
+``eval/<model>-eval.zip``, in the form a user uploads (``labels.csv`` + ``images/``). One
+zip rather than one manifest entry per image, because an archive holds at most 64 entries.
+The sets need no training, so ``--add-eval`` adds them to the committed archives while
+their member files stay byte-identical (a rebuild may not reproduce the weights exactly).
 
 Usage::
 
-    python scripts/make_demo_archives.py            # rebuild model_archives/
-    python scripts/make_demo_archives.py --check    # rebuild in a temp dir, compare outputs
+    python scripts/make_demo_archives.py              # rebuild model_archives/
+    python scripts/make_demo_archives.py --check      # rebuild in a temp dir, compare outputs
+    python scripts/make_demo_archives.py --add-eval   # only (re)add the eval sets
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -230,20 +237,20 @@ def random_patch(rng: np.random.Generator, img: np.ndarray, x0: int, x1: int) ->
     return np.ascontiguousarray(np.clip(patch, 0, 255).astype(np.uint8))
 
 
+def color_patches(seed: int, n: int, train: bool) -> tuple[np.ndarray, list[float]]:
+    """n augmented patches (from the training or the held-out columns) and their colorfulness."""
+    rng = np.random.default_rng(seed)
+    photos = [img for _, img in sample_images()]
+    x0, x1 = (0, TRAIN_END) if train else (EVAL_START, photos[0].shape[1])
+    patches = [random_patch(rng, photos[i % len(photos)], x0, x1) for i in range(n)]
+    return np.stack(patches), [colorfulness(p) for p in patches]
+
+
 def color_data(n_train: int = 4000, n_eval: int = 800):
     """Augmented patches and their colorfulness labels: train from the left, eval from the right."""
-    rng_train = np.random.default_rng(SEED)
-    rng_eval = np.random.default_rng(SEED + 1)
-    photos = [img for _, img in sample_images()]
-
-    def make(rng, n, x0, x1):
-        patches = [random_patch(rng, photos[i % len(photos)], x0, x1) for i in range(n)]
-        labels = [colorfulness(p) for p in patches]
-        return np.stack(patches), np.asarray(labels, dtype=np.float32)
-
-    xtr, ytr = make(rng_train, n_train, 0, TRAIN_END)
-    xev, yev = make(rng_eval, n_eval, EVAL_START, photos[0].shape[1])
-    return xtr, ytr, xev, yev
+    xtr, ytr = color_patches(SEED, n_train, train=True)
+    xev, yev = color_patches(SEED + 1, n_eval, train=False)
+    return xtr, np.asarray(ytr, dtype=np.float32), xev, np.asarray(yev, dtype=np.float32)
 
 
 def color_model(seed: int):
@@ -269,8 +276,8 @@ def color_model(seed: int):
 # --- samples --------------------------------------------------------------------------
 
 
-def write_png(path: Path, image: np.ndarray, *, rgb: bool = False, ext: str = ".png") -> None:
-    """Write uint8 pixels (gray, or RGB when ``rgb``) with OpenCV, deterministically."""
+def encode_image(image: np.ndarray, *, rgb: bool = False, ext: str = ".png") -> bytes:
+    """Encode uint8 pixels (gray, or RGB when ``rgb``) with OpenCV, deterministically."""
     if image.ndim == 3 and image.shape[2] == 3 and rgb:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -278,9 +285,14 @@ def write_png(path: Path, image: np.ndarray, *, rgb: bool = False, ext: str = ".
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext == ".jpg" else []
     ok, buf = cv2.imencode(ext, image, params)
     if not ok:
-        raise RuntimeError(f"could not encode {path}")
+        raise RuntimeError(f"could not encode an image as {ext}")
+    return buf.tobytes()
+
+
+def write_png(path: Path, image: np.ndarray, *, rgb: bool = False, ext: str = ".png") -> None:
+    """Write uint8 pixels (gray, or RGB when ``rgb``) to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.tobytes())
+    path.write_bytes(encode_image(image, rgb=rgb, ext=ext))
 
 
 def digit_samples(pixels, target, test, probs_v1, probs_v2, stage: Path) -> list[Path]:
@@ -330,6 +342,112 @@ def color_samples(stage: Path) -> list[Path]:
                 write_png(p, gray, rgb=True)
                 out.append(p)
     return out
+
+
+# --- labelled evaluation sets (manifest role "eval") ------------------------------------
+
+EVAL_DIGITS_PER_CLASS = 20
+EVAL_COLOR_ITEMS = 150
+SUMMARY = ("n", "accuracy", "top_k", "macro_f1", "mae", "rmse", "r2")  # the scores the README shows
+
+
+def write_set_zip(path: Path, column: str, rows: list[tuple[str, bytes, str]]) -> Path:
+    """A labelled-set zip: labels.csv (file,<column>) and images/<name>; the same bytes every run."""
+    lines = [f"file,{column}"] + [f"images/{name},{value}" for name, _, value in rows]
+    entries = [("labels.csv", ("\n".join(lines) + "\n").encode())]
+    entries += [(f"images/{name}", data) for name, data, _ in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for arcname, data in entries:
+            info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return path
+
+
+def digits_eval_set(stage: Path) -> Path:
+    """20 test-split images per class, drawn with a fixed seed, as PNG with their labels."""
+    pixels, target, _, test = digits_data()
+    rng = np.random.default_rng(SEED + 3)
+    chosen = []
+    for c in range(10):
+        of_class = [int(j) for j in test if target[j] == c]
+        chosen += sorted(int(j) for j in rng.choice(of_class, EVAL_DIGITS_PER_CLASS, replace=False))
+    rows = [(f"digit-{j:04d}.png", encode_image(pixels[j]), str(int(target[j]))) for j in chosen]
+    return write_set_zip(stage / "digits-eval.zip", "label", rows)
+
+
+def color_eval_set(stage: Path) -> Path:
+    """The first held-out patches (the same as the README's held-out scores start with), as RGB PNG."""
+    patches, labels = color_patches(SEED + 1, EVAL_COLOR_ITEMS, train=False)
+    rows = [(f"patch-{i:03d}.png", encode_image(p, rgb=True), f"{y:.6f}") for i, (p, y) in enumerate(zip(patches, labels))]
+    return write_set_zip(stage / "colorfulness-eval.zip", "target", rows)
+
+
+def eval_sets(stage: Path) -> dict[str, Path]:
+    """Each demo model's labelled set, by model name."""
+    return {"digits": digits_eval_set(stage), "colorfulness": color_eval_set(stage)}
+
+
+def eval_scores(out_dir: Path) -> dict:
+    """Every version of every archive in ``out_dir`` evaluated on its bundled set, through a Registry."""
+    from yyai_kernel.evalsets import set_from_archive
+    from yyai_kernel.evaluation import evaluate
+    from yyai_kernel.registry import Registry
+    from yyai_kernel.store import ModelStore
+
+    registry = Registry(ModelStore(out_dir), batching=False)
+    scores = {}
+    try:
+        for name in registry.names():
+            versions = registry.store.versions(name)
+            for v in versions:
+                registry.load(name, v)
+            dataset = set_from_archive(registry.store.record(name, versions[-1]).path)
+            result = evaluate(registry, name, versions, dataset)
+            scores[name] = {
+                "set": dataset.description.split(":", 1)[1], "n": len(result.items),
+                "versions": {r.version: {k: v for k, v in r.scores.to_json().items() if k in SUMMARY}
+                             for r in result.versions},
+                "disagree": {f"v{p.a}/v{p.b}": len(p.disagreements) for p in result.pairs},
+            }
+    finally:
+        registry.close()
+    return scores
+
+
+def repack_with_eval(path: Path, eval_zip: Path, out_dir: Path) -> Path:
+    """``path`` re-packed into ``out_dir`` with ``eval_zip`` as its eval set; members and samples unchanged."""
+    from yyai_kernel import archive
+
+    with archive.open_archive(path) as opened:
+        m = opened.manifest
+        kept = [(opened.member_path(f), f["path"], f["role"]) for f in m.files if f["role"] != "eval"]
+        new = archive.pack(
+            name=m.name, version=m.version, models=[opened.member_path(x) for x in m.members],
+            input_spec=m.data["input"], output_spec=m.output, description=m.description, combine=m.combine,
+            batching=m.batching, extra_files=kept + [(eval_zip, f"eval/{eval_zip.name}", "eval")], out_dir=out_dir,
+        )
+    if archive.read_manifest(new).members != m.members:
+        raise RuntimeError(f"{path.name}: re-packing changed a member; refusing to replace it")
+    return new
+
+
+def add_eval(out_dir: Path) -> dict:
+    """Add (or replace) the bundled eval sets of the archives in ``out_dir`` without retraining."""
+    work = Path(tempfile.mkdtemp(prefix="yyai-eval-"))
+    try:
+        sets = eval_sets(work / "sets")
+        staged = [repack_with_eval(p, sets[p.name.rsplit("-", 1)[0]], work / "out") for p in sorted(out_dir.glob("*.yyar"))]
+        for new in staged:
+            os.replace(new, out_dir / new.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    scores = eval_scores(out_dir)
+    readme_path = out_dir / "README.md"
+    readme_path.write_text(patch_readme(readme_path.read_text(), scores, sorted(out_dir.glob("*.yyar"))))
+    return scores
 
 
 # --- build ----------------------------------------------------------------------------
@@ -421,8 +539,11 @@ def build(out_dir: Path) -> dict:
         scores["train_seconds"] = round(time.time() - t0, 1)
 
         # pack ---------------------------------------------------------------------
-        def extras(paths):
-            return [(p, f"samples/{p.name}", "sample") for p in paths]
+        sets = eval_sets(work / "eval")
+
+        def extras(paths, model):
+            return [(p, f"samples/{p.name}", "sample") for p in paths] + [
+                (sets[model], f"eval/{sets[model].name}", "eval")]
 
         archives = [
             pack_archive(
@@ -435,7 +556,7 @@ def build(out_dir: Path) -> dict:
                 description="Handwritten digits (sklearn load_digits, 8x8 gray): one small CNN saved as legacy .h5. "
                 f"Held-out accuracy {scores['digits']['v1 cnn']:.3f}.",
                 combine="mean",
-                extra_files=extras(dsamples),
+                extra_files=extras(dsamples, "digits"),
             ),
             pack_archive(
                 out_dir,
@@ -447,7 +568,7 @@ def build(out_dir: Path) -> dict:
                 description="Handwritten digits: ensemble of a CNN, an MLP and a wider CNN (.keras), mean of "
                 f"probabilities. Held-out accuracy {scores['digits']['v2 ensemble (mean)']:.3f}.",
                 combine="mean",
-                extra_files=extras(dsamples),
+                extra_files=extras(dsamples, "digits"),
             ),
             pack_archive(
                 out_dir,
@@ -459,7 +580,7 @@ def build(out_dir: Path) -> dict:
                 description="Hasler-Suesstrunk colorfulness of a 32x32 RGB patch (sklearn sample photos). "
                 f"Held-out MAE {scores['colorfulness']['mae']:.2f}, R^2 {scores['colorfulness']['r2']:.3f}.",
                 combine="mean",
-                extra_files=extras(csamples),
+                extra_files=extras(csamples, "colorfulness"),
             ),
         ]
         scores["archives"] = [str(a) for a in archives]
@@ -472,6 +593,7 @@ def build(out_dir: Path) -> dict:
             shutil.copy2(p, samples_dir / p.name)
         expected = {a.name: archive_outputs(a) for a in archives}
         (samples_dir / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+        scores["eval"] = eval_scores(out_dir)
         scores["total_seconds"] = round(time.time() - t0, 1)
         (out_dir / "README.md").write_text(readme(scores, archives, out_dir))
         return scores
@@ -603,6 +725,7 @@ and `flower.jpg`; evaluated on {c['n_eval']} patches from columns {EVAL_START}-6
 
 Labels on the held-out set range from {c['label_range'][0]:.1f} to {c['label_range'][1]:.1f}.
 
+{eval_readme(scores["eval"])}
 ## samples/
 
 The sample images bundled in the archives (role `sample`), as plain files for curl examples
@@ -615,14 +738,57 @@ through `yyai_kernel.images.preprocess`.
 """
 
 
+def eval_readme(scores: dict) -> str:
+    """The README section on the bundled labelled sets and the scores they give."""
+    rows = []
+    for name, s in scores.items():
+        for v, sc in s["versions"].items():
+            score = (f"accuracy {sc['accuracy']:.3f}, top-2 {sc['top_k']['2']:.3f}, macro F1 {sc['macro_f1']:.3f}"
+                     if "accuracy" in sc else f"MAE {sc['mae']:.2f}, RMSE {sc['rmse']:.2f}, R^2 {sc['r2']:.3f}")
+            rows.append(f"| {name} v{v} | `{s['set']}` | {s['n']} | {score} |")
+    disagree = "; ".join(f"{name} {pair}: {n} items" for name, s in scores.items() for pair, n in s["disagree"].items())
+    return f"""## Evaluation sets
+
+Each archive bundles a small held-out labelled set (manifest role `eval`): a zip holding
+`labels.csv` (`file,label`, or `file,target` for regression) and `images/*.png`, the same
+form a user uploads. The digits set is {EVAL_DIGITS_PER_CLASS} test-split images per class
+drawn with a fixed seed; the colorfulness set is the first {EVAL_COLOR_ITEMS} held-out patches.
+Scores through `yyai_kernel.evaluate` over an in-process Registry:
+
+| model | set | items | scores |
+|---|---|---|---|
+{chr(10).join(rows)}
+
+Disagreements between versions on these sets: {disagree or "none"}.
+`python scripts/make_demo_archives.py --add-eval` re-adds the sets to the archives
+without retraining (the member files stay byte-identical).
+"""
+
+
+def patch_readme(text: str, scores: dict, archives: list[Path]) -> str:
+    """The README with fresh archive sizes and evaluation-set section (for --add-eval)."""
+    for a in archives:
+        text = re.sub(rf"^\| `{re.escape(a.name)}` \| \d+ KiB \|$", f"| `{a.name}` | {a.stat().st_size / 1024:.0f} KiB |",
+                      text, flags=re.M)
+    section = eval_readme(scores)
+    if "## Evaluation sets" in text:
+        return re.sub(r"## Evaluation sets\n.*?(?=\n## )", lambda _: section.rstrip("\n") + "\n", text, flags=re.S)
+    return text.replace("## samples/", section + "\n## samples/", 1)
+
+
 def main(argv=None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default model_archives/)")
     ap.add_argument("--check", action="store_true", help="rebuild in a temp dir and compare with --out")
+    ap.add_argument("--add-eval", action="store_true",
+                    help="only (re)add the bundled eval sets to the archives in --out, without retraining")
     args = ap.parse_args(argv)
     if args.check:
         return check(args.out)
+    if args.add_eval:
+        print(eval_readme(add_eval(args.out)))
+        return 0
     # Build beside the target, then swap in: a failed run leaves the old archives alone.
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=args.out))

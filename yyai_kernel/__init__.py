@@ -1,0 +1,23 @@
+"""yyai: preview and serve Keras models from versioned archives.
+
+The package root re-exports the few entry points a notebook needs. They are imported on
+first use (PEP 562), so `import yyai_kernel` stays cheap for the CLI and the server.
+"""
+
+_EXPORTS = {
+    "evaluate": ("yyai_kernel.evaluation", "evaluate"),
+    "pack_model": ("yyai_kernel.packmodel", "pack_model"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'yyai_kernel' has no attribute {name!r}")
+    from importlib import import_module
+
+    module, attribute = _EXPORTS[name]
+    value = getattr(import_module(module), attribute)
+    globals()[name] = value
+    return value

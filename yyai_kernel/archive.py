@@ -751,8 +751,59 @@ def read_listed_file(path, arcname: str, limits: Limits | None = None) -> bytes:
     return buffer.getvalue()
 
 
+# --- other zips under the same checks (labelled data sets) ---------------------------
+
+
+def check_entry_name(name: str) -> None:
+    """Refuse a relative path that could leave its folder (absolute, '..', backslash...).
+
+    The rule archive members obey, for other relative names from outside, such as the file
+    column of an evaluation set's CSV. Raises UnsafeMemberError.
+    """
+    _check_name(name)
+
+
+def open_checked_zip(source: bytes | str | Path, limits: Limits) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    """Open any zip (a path, or its bytes) and check its directory as an archive's is checked.
+
+    Returns the open ZipFile (the caller closes it) and its file entries. The same refusals
+    as for archives: names, links, counts, sizes and ratios, each a typed ArchiveError.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(bytes(source)))
+        except _ZIP_ERRORS as exc:
+            raise NotAnArchiveError(f"the upload is not a zip file, or it is truncated ({exc})") from exc
+    else:
+        zf = _open_zip(source)
+    try:
+        return zf, _check_entries(zf, limits)
+    except BaseException:
+        zf.close()
+        raise
+
+
+def read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> bytes:
+    """The bytes of one entry that `open_checked_zip` returned, read under a cap.
+
+    Raises NotAnArchiveError when the data is corrupt, ArchiveLimitError or ZipBombError
+    when it holds more than its header says or expands past the ratio limit.
+    """
+    buffer = io.BytesIO()
+    cap = min(info.file_size, limits.max_member_bytes)
+    try:
+        with zf.open(info) as src:
+            n, _ = copy_capped(_MemberReader(src), buffer, cap)
+    except _ZIP_ERRORS as exc:
+        raise NotAnArchiveError(f"zip entry {info.filename!r} is corrupt or truncated ({exc})") from exc
+    _check_ratio(info.filename, n, info.compress_size, limits)
+    if n > cap:
+        raise ArchiveLimitError(f"zip entry {info.filename!r} holds more than the {cap} bytes its header declares")
+    return buffer.getvalue()
+
+
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "Limits", "Manifest", "OpenedArchive", "VerifyReport",
     "ArchiveError", "open_archive", "pack", "read_manifest", "verify", "sha256_file", "fsync_dir",
-    "read_listed_file",
+    "read_listed_file", "check_entry_name", "open_checked_zip", "read_zip_entry",
 ]

@@ -223,7 +223,7 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferR
     offset = 0
     inputs = []
     for i, raw in enumerate(raw_inputs):
-        tensor, used = _parse_input(raw, i, rest[offset:])
+        tensor, used = parse_input(raw, i, rest[offset:])
         offset += used
         inputs.append(tensor)
     if offset != len(rest):
@@ -239,7 +239,7 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferR
         raw_outputs = header["outputs"]
         if not isinstance(raw_outputs, list):
             raise InvalidInputError("'outputs' must be a list.")
-        outputs = [_parse_requested_output(o, i) for i, o in enumerate(raw_outputs)]
+        outputs = [parse_requested_output(o, i) for i, o in enumerate(raw_outputs)]
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInputError("'id' must be a string.")
@@ -266,7 +266,8 @@ def _flag(value, where: str) -> bool:
     return value
 
 
-def _parse_input(raw, index: int, rest: memoryview) -> tuple[RequestInput, int]:
+def parse_input(raw, index: int, rest: memoryview) -> tuple[RequestInput, int]:
+    """One entry of ``inputs`` (a dict) and the bytes it used of ``rest`` (binary data), checked."""
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{where} must be an object with name, datatype, shape and data.")
@@ -342,7 +343,8 @@ def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
         return array.astype(dtype)
 
 
-def _parse_requested_output(raw, index: int) -> RequestedOutput:
+def parse_requested_output(raw, index: int) -> RequestedOutput:
+    """One entry of ``outputs``: a name and its optional binary_data flag."""
     where = f"outputs[{index}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
         raise InvalidInputError(f"{where} must be an object with a 'name'.")

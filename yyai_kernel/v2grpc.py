@@ -26,8 +26,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from .errors import InvalidInputError, YyaiError
-from .server import v2codec
-from .server.v2codec import DATATYPES, InferRequest, RequestInput
+from . import v2codec
+from .v2codec import DATATYPES, InferRequest, RequestInput
 
 # The typed field of InferTensorContents that carries each numeric datatype (the
 # protocol's table). FP16 has none: it travels only in raw_input_contents. BOOL and
@@ -98,7 +98,7 @@ def parse_model_infer_request(request: service_pb2.ModelInferRequest) -> InferRe
     outputs = None
     if request.outputs:
         outputs = [
-            v2codec._parse_requested_output({"name": out.name, "parameters": parameters_to_dict(out.parameters)}, i)
+            v2codec.parse_requested_output({"name": out.name, "parameters": parameters_to_dict(out.parameters)}, i)
             for i, out in enumerate(request.outputs)
         ]
     return InferRequest(
@@ -120,10 +120,10 @@ def _parse_input(tensor, index: int, raw: bytes | None) -> RequestInput:
             )
         _check_raw_size(header, where, index, len(raw))
         header["parameters"] = {"binary_data_size": len(raw)}
-        parsed, _ = v2codec._parse_input(header, index, memoryview(raw))
+        parsed, _ = v2codec.parse_input(header, index, memoryview(raw))
         return parsed
     header["data"] = _typed_values(tensor, where) if tensor.datatype in v2codec.NUMERIC else []
-    parsed, _ = v2codec._parse_input(header, index, memoryview(b""))
+    parsed, _ = v2codec.parse_input(header, index, memoryview(b""))
     return parsed
 
 
