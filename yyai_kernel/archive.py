@@ -627,16 +627,8 @@ def pack(
     the file stems (made unique); `convert=True` re-saves `.h5` members as `.keras` and
     records the original file under "source". `extra_files` is a sequence of
     (file, arcname, role). The file appears atomically (temp file, fsync, rename);
-    an existing archive of the same name is replaced.
-
-    Example:
-        pack(name="digits", version=1, models=[Path("cnn.h5")],
-             input_spec={"shape": [8, 8, 1], "dtype": "float32", "color": "grayscale",
-                         "scale": 1 / 16}, output_spec={"kind": "classification",
-             "labels": [str(i) for i in range(10)]}, out_dir=Path("model_archives"))
+    an existing archive of the same name is replaced. ``yyai archive`` is its command line.
     """
-    from yyai_kernel import kerasload
-
     out_dir = Path(out_dir)
     if not models:
         raise ManifestError("an archive needs at least one model member", field="members")
@@ -651,29 +643,7 @@ def pack(
     try:
         members, sources, used = [], {}, set()
         for src in map(Path, models):
-            if not src.is_file():
-                raise ModelLoadError(f"model file {src} does not exist")
-            suffix = _model_suffix(src)
-            base = member_name_for(src.stem)
-            mname, k = base, 2
-            while mname in used:
-                mname, k = f"{base}_{k}", k + 1
-            used.add(mname)
-            model = kerasload.load_member(src, trusted=trusted)
-            check_model_fits(model, mname, input_spec, output_spec)
-            del model
-            info = kerasload.member_info(src)
-            file, source = src, None
-            if convert and suffix == ".h5":
-                file = kerasload.convert_to_keras(src, work / f"{mname}.keras", trusted=trusted)
-                source = {"path": f"models/{mname}.h5", "sha256": sha256_file(src),
-                          "size": src.stat().st_size, "keras_version": info["keras_version"]}
-                info = kerasload.member_info(file)
-                suffix = ".keras"
-            entry = {"name": mname, "path": f"models/{mname}{suffix}", "sha256": sha256_file(file),
-                     "size": file.stat().st_size, "keras_version": info["keras_version"]}
-            if source:
-                entry["source"] = source
+            entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted)
             members.append(entry)
             sources[entry["path"]] = file
         files = []
@@ -693,6 +663,38 @@ def pack(
         return _write_zip(manifest, sources, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _pack_member(src: Path, used: set, input_spec: dict, output_spec: dict, work: Path, *,
+                 convert: bool, trusted: bool) -> tuple[dict, Path]:
+    """One member's manifest entry and the file to store: loaded, checked against the specs,
+    named uniquely (``used`` collects the names), converted to .keras when asked."""
+    from yyai_kernel import kerasload
+
+    if not src.is_file():
+        raise ModelLoadError(f"model file {src} does not exist")
+    suffix = _model_suffix(src)
+    base = member_name_for(src.stem)
+    mname, k = base, 2
+    while mname in used:
+        mname, k = f"{base}_{k}", k + 1
+    used.add(mname)
+    model = kerasload.load_member(src, trusted=trusted)
+    check_model_fits(model, mname, input_spec, output_spec)
+    del model
+    info = kerasload.member_info(src)
+    file, source = src, None
+    if convert and suffix == ".h5":
+        file = kerasload.convert_to_keras(src, work / f"{mname}.keras", trusted=trusted)
+        source = {"path": f"models/{mname}.h5", "sha256": sha256_file(src),
+                  "size": src.stat().st_size, "keras_version": info["keras_version"]}
+        info = kerasload.member_info(file)
+        suffix = ".keras"
+    entry = {"name": mname, "path": f"models/{mname}{suffix}", "sha256": sha256_file(file),
+             "size": file.stat().st_size, "keras_version": info["keras_version"]}
+    if source:
+        entry["source"] = source
+    return entry, file
 
 
 def _write_zip(manifest: Manifest, sources: dict, out_dir: Path) -> Path:

@@ -65,10 +65,6 @@ class DynamicBatcher:
             self._cond.notify()
         return future
 
-    def __call__(self, batch: np.ndarray):
-        """Submit and wait: the blocking form used by the registry."""
-        return self.submit(batch).result()
-
     def close(self, wait: bool = True) -> None:
         """Stop taking requests; those already queued still run. Optionally join the worker."""
         with self._cond:
