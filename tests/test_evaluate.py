@@ -45,10 +45,12 @@ def registry(store):
     from yyai_kernel.registry import Registry
     from yyai_kernel.store import ModelStore
 
+    from yyai_kernel.dataplane import DataPlane
+
     reg = Registry(ModelStore(store))
     for name, version in (("digits", 1), ("digits", 2), ("colorfulness", 1)):
         reg.load(name, version)
-    yield reg
+    yield DataPlane(reg)  # the in-process Backend
     reg.close()
 
 

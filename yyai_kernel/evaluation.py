@@ -5,10 +5,8 @@ What: `evaluate(backend, name, versions, dataset)` sends the set's images throug
 returns an `Evaluation` (see evalresults.py): scores per version and per ensemble
 member, the items where each pair of versions disagrees, and one row per item.
 
-The backend is anything with the data plane's image call and description:
-`predict_images(name, images, version)` returning an object with `.version`,
-`.members` ({name: [B, K]}) and `.combined` ([B, K] or None), and `describe(name,
-version)`; the in-process `Registry` and the HTTP `YyaiClient` both qualify.
+The backend is any `yyai_kernel.backend.Backend`: the in-process `DataPlane` or the HTTP
+`YyaiClient`; only its `describe` and `predict_images` are used.
 
 Bad items never fail the run. A row whose label the model does not know is left out
 before anything is sent; an image that cannot be read from the set is left out when its
@@ -109,10 +107,10 @@ def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:
     targets: list[_Version] = []
     for requested in versions:
         description = backend.describe(name, requested)
-        version = int(description["version"])
+        version = description.version
         if any(t.version == version for t in targets):
             continue
-        output = description["output"]
+        output = description.output
         if output["kind"] != kind:
             raise InvalidInputError(
                 f"Model {name!r} v{version} is a {output['kind']} model but the set is labelled for {kind}."
@@ -122,7 +120,7 @@ def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:
                 f"Model {name!r} v{version} has {len(output['names'])} regression outputs; a set's "
                 "target column scores a model with exactly one."
             )
-        targets.append(_Version(version, output, list(description["members"])))
+        targets.append(_Version(version, output, list(description.members)))
     if not targets:
         raise InvalidInputError("Name at least one version to evaluate.")
     return targets
