@@ -72,17 +72,26 @@ class RunningServer:
 
 
 def start_server(store: Path, work_dir: Path, *, token: str | None = "test-token", args=(),
-                 wait_ready: bool = True, timeout: float = 180) -> RunningServer:
-    """Start ``yyai serve`` on a free loopback port over ``store``; wait until it is ready."""
+                 wait_ready: bool = True, timeout: float = 180, env_extra: dict | None = None,
+                 token_arg: bool = True) -> RunningServer:
+    """Start ``yyai serve`` on a free loopback port over ``store``; wait until it is ready.
+
+    ``env_extra`` adds environment variables; ``token_arg=False`` leaves ``--token`` off the
+    command line (the server then finds the token elsewhere, such as ``YYAI_TOKEN`` in ``env_extra``).
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / f"server-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "yyai_kernel.server.app", "--store", str(store), "--port", "0"]
-    cmd += ["--no-token"] if token is None else ["--token", token]
+    if token is None:
+        cmd += ["--no-token"]
+    elif token_arg:
+        cmd += ["--token", token]
     cmd += list(args)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     env.pop("YYAI_URL", None)
     env.pop("YYAI_TOKEN", None)
     env.pop("JUPYTER_TOKEN", None)
+    env.update(env_extra or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=work_dir, env=env)
     deadline = time.monotonic() + timeout

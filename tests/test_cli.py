@@ -1,15 +1,21 @@
-"""The `yyai` CLI: archive, inspect (good and bad archives), models, and readable errors."""
+"""The `yyai` CLI: archive, inspect (good and bad archives), models, readable errors, and
+TensorFlow's start-up log kept off the terminal (real subprocesses)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from yyai_kernel.archive import read_manifest
 from yyai_kernel.cli import app
+from yyai_kernel.quiet import TF_LOG_LINE
 
 runner = CliRunner()
 
@@ -152,3 +158,102 @@ def make_store(tmp_path, zips):
                            manifest=zips.manifest_for(members, name="toy", version=version))
     (root / "junk.yyar").write_bytes(b"junk")
     return root
+
+
+# --- preprocessing in `yyai archive` -------------------------------------------------------
+
+
+def test_archive_prints_the_preprocessing_and_records_resize(models, tmp_path):
+    result = run("archive", "--name", "pre", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+                 "--scale", "1/255", "--offset", "-0.5", "--resize", "stretch", "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "input: shape [8, 8, 1] float32 grayscale, resize stretch, x = pixel * 0.00392157 + -0.5" in result.stdout
+    assert "warning" not in result.output
+    assert read_manifest(tmp_path / "pre-1.yyar").input["resize"] == "stretch"
+
+
+def test_archive_warns_when_float_inputs_get_unscaled_pixels(models, tmp_path):
+    result = run("archive", "--name", "raw", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+                 "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "x = pixel * 1 + 0" in result.stdout
+    assert result.stderr.startswith("warning:")
+    assert "pixels 0-255 reach the model unscaled; pass --scale 1/255" in result.stderr
+    result = run("archive", "--name", "ints", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+                 "--dtype", "uint8", "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output  # uint8 models take pixels as they are
+
+
+def test_archive_refuses_an_unknown_resize_mode(models, tmp_path):
+    result = run("archive", "--name", "rs", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
+                 "--resize", "crop", "--labels", "a,b,c", "-o", tmp_path)
+    assert result.exit_code == 1 and "input.resize" in result.stderr and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.yyar"))
+
+
+def test_archive_help_example_scales_like_the_bundled_digits():
+    result = runner.invoke(app, ["archive", "--help"], env={"COLUMNS": "200"})
+    assert "--scale 1/255" in result.output and "1/16" not in result.output
+    assert "--resize" in result.output
+
+
+def test_models_table_title_names_the_folder_once(make_store, monkeypatch):
+    monkeypatch.chdir(make_store.parent)
+    result = runner.invoke(app, ["models", "--store", "store"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "models in store" in result.output and "store store" not in result.output
+
+
+# --- TensorFlow's C++ start-up log ---------------------------------------------------------
+
+NOISE = ("oneDNN", "cuInit", "absl::InitializeLog")
+
+
+def yyai_subprocess(*args, **env) -> subprocess.CompletedProcess:
+    """``yyai ARGS`` in a fresh process (TensorFlow not imported yet), with no log settings inherited."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "YYAI_LOG_LEVEL")}
+    return subprocess.run([sys.executable, "-m", "yyai_kernel.cli", *map(str, args)], capture_output=True,
+                          text=True, env={**clean, **env}, timeout=600)
+
+
+def tf_log_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if TF_LOG_LINE.match(line)]
+
+
+def test_inspect_and_archive_keep_tensorflow_start_up_log_off_stderr(packed, models, tmp_path):
+    inspected = yyai_subprocess("inspect", packed)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "verified: OK" in inspected.stdout
+    packed_again = yyai_subprocess("archive", "--name", "q", "--version", 1, "--model", models.tiny_keras,
+                                   "--input-shape", "8,8,1", "--scale", "1/255", "--labels", "a,b,c", "-o", tmp_path)
+    assert packed_again.returncode == 0, packed_again.stderr
+    for result in (inspected, packed_again):
+        assert not [line for line in result.stderr.splitlines() if any(word in line for word in NOISE)], result.stderr
+        assert not tf_log_lines(result.stderr), result.stderr
+
+
+def test_verbose_and_yyai_log_level_debug_bring_tensorflow_log_back(packed, models, tmp_path):
+    verbose = yyai_subprocess("inspect", "--verbose", packed)
+    assert verbose.returncode == 0, verbose.stderr
+    debug = yyai_subprocess("archive", "--name", "d", "--version", 1, "--model", models.tiny_keras,
+                            "--input-shape", "8,8,1", "--scale", "1/255", "--labels", "a,b,c", "-o", tmp_path,
+                            YYAI_LOG_LEVEL="debug")
+    assert debug.returncode == 0, debug.stderr
+    for result in (verbose, debug):
+        assert tf_log_lines(result.stderr), result.stderr  # TensorFlow's own lines, as it printed them
+
+
+def test_the_notebook_path_keeps_tensorflow_start_up_log_out_of_cells():
+    """``dashboard_from_env()`` in a plain notebook imports TensorFlow through the same filter."""
+    code = ("from yyai_kernel.dashboard import dashboard_from_env\n"
+            "board = dashboard_from_env('model_archives', refresh_interval=None)\n"
+            "print('MODELS', [value for _, value in board.model_select.options])\n"
+            "board.close()\n")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("TF_CPP_MIN_LOG_LEVEL", "YYAI_LOG_LEVEL", "YYAI_URL", "VOILA_APP_PORT")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=600,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "MODELS ['colorfulness', 'digits']" in out.stdout
+    assert not [line for line in out.stderr.splitlines() if any(word in line for word in NOISE)], out.stderr

@@ -1,14 +1,21 @@
-"""The `yyai` command: pack archives, inspect them, list a store (and, later, serve).
+"""The `yyai` command: pack archives, inspect them, list a store, and serve it.
 
 Why a thin module: every command only parses options and calls the library
-(`archive`, `store`), so the CLI and the server share one behaviour. Errors the library
-raises on purpose (`YyaiError`) print as one readable line and exit 1, never as a
-traceback. Keras is imported only by commands that load models, so `yyai --help` and
-`yyai models` stay fast.
+(`archive`, `store`, `server.app`), so the CLI and the server share one behaviour. Errors
+the library raises on purpose (`YyaiError`) print as one readable line and exit 1, never
+as a traceback; a bad option exits 2. Keras is imported only by commands that load
+models, so `yyai --help` and `yyai models` stay fast, and those commands import
+TensorFlow through `quiet.quiet_tensorflow` so that its C++ start-up log stays off the
+terminal unless `--verbose` (or `YYAI_LOG_LEVEL=debug`) asks for it.
+
+`yyai serve` hands its argv to the traitlets application (`YyaiServer`): its options are
+the app's `aliases` and `flags`, checked up front by `cmdline.check_argv` and listed by
+`cmdline.describe_options`, so no option is declared twice.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -19,12 +26,14 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
+from rich.panel import Panel
 from rich.table import Table
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter off the terminal
+from rich.text import Text
 
 from yyai_kernel.archive import SUFFIX, read_manifest, verify
 from yyai_kernel.errors import YyaiError
+from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 
 app = typer.Typer(
     name="yyai",
@@ -78,8 +87,11 @@ def archive_cmd(
     color: Optional[str] = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
-    scale: str = typer.Option("1", "--scale", help="x = pixel * scale + offset; a number or a fraction like 1/255."),
+    scale: str = typer.Option("1", "--scale", help="x = pixel * scale + offset; a number or a fraction like 1/255 "
+                              "(the default 1 feeds pixels 0-255 as they are)."),
     offset: str = typer.Option("0", "--offset", help="Added after scaling."),
+    resize: str = typer.Option("stretch", "--resize", help="How an image of another size is fitted to the input "
+                               "shape: stretch (each axis scaled on its own; the aspect ratio is not kept)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
     labels_file: Optional[Path] = typer.Option(
         None, "--labels-file", exists=True, dir_okay=False,
@@ -99,13 +111,16 @@ def archive_cmd(
     output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", file_okay=False,
                                     help="Folder to write <name>-<version>.yyar into."),
     force: bool = typer.Option(False, "--force", help="Replace an existing archive of the same name and version."),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Pack model files and their metadata into a .yyar archive.
+
+    Prints the preprocessing it recorded, and warns when float inputs get unscaled pixels.
 
     Example:
 
         yyai archive --name digits --version 1 --model cnn.h5 --input-shape 8,8,1
-        --scale 1/16 --labels 0,1,2,3,4,5,6,7,8,9 -o model_archives
+        --scale 1/255 --labels 0,1,2,3,4,5,6,7,8,9 -o model_archives
     """
     shape = _input_shape(input_shape)
     if sum(x is not None for x in (labels, labels_file, regression)) != 1:
@@ -143,14 +158,15 @@ def archive_cmd(
     target = output_dir / f"{name}-{version}{SUFFIX}"
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it")
+    input_spec = {"shape": shape, "dtype": dtype, "color": color, "resize": resize,
+                  "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
+                  **({"layout": "channels_first"} if channels_first else {})}
+    quiet_tensorflow(verbose)
     from yyai_kernel.archive import pack
 
     try:
         path = pack(
-            name=name, version=version, models=list(model),
-            input_spec={"shape": shape, "dtype": dtype, "color": color,
-                        "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
-                        **({"layout": "channels_first"} if channels_first else {})},
+            name=name, version=version, models=list(model), input_spec=input_spec,
             output_spec=output, description=description, combine=combine, batching=batching,
             extra_files=extra, out_dir=output_dir, convert=convert, trusted=trust,
         )
@@ -159,6 +175,23 @@ def archive_cmd(
     except OSError as exc:
         fail(f"could not write the archive: {exc}")
     typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
+    _print_preprocessing(read_manifest(path).input)
+
+
+def _print_preprocessing(spec: dict) -> None:
+    """The input as recorded, and a warning when a float model would get raw 0-255 pixels."""
+    typer.echo(f"  input: {_input_line(spec)}")
+    if spec["scale"] == 1 and spec["dtype"].startswith("float"):
+        typer.echo(f"warning: --scale is 1 and the input is {spec['dtype']}: pixels 0-255 reach the model unscaled; "
+                   "pass --scale 1/255 if it was trained on 0-1 inputs", err=True)
+
+
+def _input_line(spec: dict) -> str:
+    """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel * scale + offset."""
+    layout = " channels_first" if spec.get("layout") == "channels_first" else ""
+    resize = f", resize {spec['resize']}" if "resize" in spec else ""
+    return (f"shape {spec['shape']}{layout} {spec['dtype']} {spec['color']}{resize}, "
+            f"x = pixel * {spec.get('scale', 1.0):g} + {spec.get('offset', 0.0):g}")
 
 
 def inspect_one(path: Path, *, trusted: bool, load_models: bool) -> dict:
@@ -188,10 +221,7 @@ def _print_inspection(result: dict) -> None:
         echo(f"  name: {m['name']}  version: {m['version']}  created: {m.get('created', '?')}")
         if m.get("description"):
             echo(f"  description: {m['description']}")
-        i = m["input"]
-        layout = " channels_first" if i.get("layout") == "channels_first" else ""
-        echo(f"  input: shape {i['shape']}{layout} {i['dtype']} {i['color']}, "
-             f"x = pixel * {i.get('scale', 1.0):g} + {i.get('offset', 0.0):g}")
+        echo(f"  input: {_input_line(m['input'])}")
         o = m["output"]
         if o["kind"] == "classification":
             shown = ", ".join(o["labels"][:12]) + (", ..." if len(o["labels"]) > 12 else "")
@@ -224,6 +254,7 @@ def inspect_cmd(
     trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),
     load: bool = typer.Option(True, "--load/--no-load", help="Load every member with Keras (default) or only "
                               "check the zip, manifest and checksums."),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Print an archive's manifest and verify it; exit 1 if any archive is invalid.
 
@@ -237,6 +268,8 @@ def inspect_cmd(
     paths = [p for p in paths if not p.name.startswith(".")]
     if not paths:
         fail(f"no {SUFFIX} archives in {target}")
+    if load:
+        quiet_tensorflow(verbose)
     results = [inspect_one(p, trusted=trust, load_models=load) for p in paths]
     if as_json:
         typer.echo(json.dumps(results if target.is_dir() else results[0], indent=2))
@@ -275,7 +308,7 @@ def models_cmd(
     if as_json:
         typer.echo(json.dumps({"store": str(s.root), "models": rows, "problems": problems}, indent=2))
         return
-    table = Table("name", "versions", "default", "pinned", title=escape(f"store {s.root}"))
+    table = Table("name", "versions", "default", "pinned", title=escape(f"models in {s.root}"))
     for row in rows:
         table.add_row(row["name"], ", ".join(map(str, row["versions"])), str(row["default"]),
                       "yes" if row["pinned"] else "no")
@@ -286,22 +319,75 @@ def models_cmd(
         typer.echo(f"problem ({p['kind']}): {p['path']}: {p['error']}")
 
 
+SERVE_FOOTER = (
+    "Any other setting: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
+    "--MappingKernelManager.cull_idle_timeout=300, or the same in a config file given with --config "
+    "(c.YyaiServer.max_body_bytes = 1_000_000); --help-all lists every one. An option yyai serve does "
+    "not know is refused (exit status 2) before anything starts.\n"
+    "Environment: YYAI_TOKEN (the token, when --token is not given), YYAI_LOG_LEVEL=debug (TensorFlow's log)."
+)
+
+
 @app.command(
     "serve",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
 )
 def serve_cmd(ctx: typer.Context) -> None:
     """Serve the dashboard and the REST API over a store (default: model_archives/).
 
-    Options: --store DIR, --host 127.0.0.1, --port 8866, --token T | --no-token, --watch,
-    --max-batch-size N, --max-delay-ms MS, --no-batching, --trust NAME (repeatable),
-    --config FILE, and any --YyaiServer.<trait>=value. Example:
+    Example:
 
         yyai serve --store model_archives --port 8866
     """
-    from .server.app import main as serve_main
+    from .cmdline import UnknownOptionError, check_argv
+    from .server.app import HELP_HINT, POSITIONAL_HINT, YyaiServer, main as serve_main
 
-    serve_main(list(ctx.args))
+    args = list(ctx.args)
+    if "--help" in args or "-h" in args:
+        _print_serve_help(ctx, YyaiServer)
+        return
+    try:
+        check_argv(YyaiServer, args, command="yyai serve", positional_hint=POSITIONAL_HINT)
+    except UnknownOptionError as error:
+        raise _usage_error(f"{error}\n{HELP_HINT}", ctx) from None
+    serve_main(args)
+
+
+def _usage_error(message: str, ctx: typer.Context) -> Exception:
+    """Click's UsageError (exit status 2, printed in typer's error panel), whichever click typer uses.
+
+    typer 0.12 uses the click package and newer typers a vendored copy; ``typer.BadParameter``
+    derives from the right one in both, and only its "Invalid value" wording does not fit here.
+    """
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    return usage_error(message, ctx)
+
+
+def _print_serve_help(ctx: typer.Context, app_class) -> None:
+    """``yyai serve --help`` in typer's style: yyai's options, then Voila's and Jupyter's."""
+    from typer import rich_utils as style
+
+    from .cmdline import OptionDoc, describe_options
+
+    out = Console(highlight=False)
+    out.print(Padding(f"Usage: {ctx.command_path} [OPTIONS]", 1), style=style.STYLE_USAGE_COMMAND)
+    out.print(Padding(inspect.getdoc(serve_cmd), (0, 1, 1, 1)))
+    rows = describe_options(app_class)
+    help_row = OptionDoc(("--help", "-h"), "", "Show this message and exit.", "", own=True)
+    for title, panel_rows in (("Options", [r for r in rows if r.own] + [help_row]),
+                              ("Voila and Jupyter settings (passed through)", [r for r in rows if not r.own])):
+        table = Table(highlight=False, show_header=False, expand=True, box=None, pad_edge=False,
+                      padding=style.STYLE_OPTIONS_TABLE_PADDING)
+        for row in panel_rows:
+            text = Text(row.help)
+            if row.default:
+                text.append(f" [default: {row.default}]", style=style.STYLE_OPTION_DEFAULT)
+            table.add_row(Text(", ".join(row.names), style=style.STYLE_OPTION),
+                          Text(row.metavar, style=style.STYLE_TYPES), text)
+        out.print(Panel(table, border_style=style.STYLE_OPTIONS_PANEL_BORDER, title=title,
+                        title_align=style.ALIGN_OPTIONS_PANEL))
+    out.print(Padding(SERVE_FOOTER, (0, 1)))
 
 
 def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`

@@ -1017,10 +1017,11 @@ def dashboard_from_env(store: str | os.PathLike | None = None, **kwargs) -> Dash
         client = YyaiClient(url=url, token=os.environ.get("YYAI_TOKEN"))
         return Dashboard(client, location=f"served from {url.rstrip('/')}", **kwargs)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter out of the notebook
+    from .quiet import quiet_tensorflow
     from .registry import Registry
     from .store import ModelStore
 
+    quiet_tensorflow()  # keep TensorFlow's C++ start-up log out of the notebook (YYAI_LOG_LEVEL=debug shows it)
     root = Path(store or os.environ.get("YYAI_STORE") or "model_archives")
     registry = Registry(ModelStore(root))
     registry.load_all()

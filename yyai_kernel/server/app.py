@@ -19,6 +19,10 @@ registry and removes the server's temporary folders.
 
 Every setting is a traitlets trait, so a config file (``--config yyai_config.py``, with
 ``c.YyaiServer.max_body_bytes = ...``) can set it; the command line wins over the file.
+The token is ``--token``, else ``$YYAI_TOKEN``, else a random one. ``initialize()`` first
+checks the argv against the app's aliases, flags and configurable classes
+(:func:`yyai_kernel.cmdline.check_argv`): an option it does not know, or a positional
+word, exits with status 2 before a port is bound or TensorFlow imported.
 """
 
 from __future__ import annotations
@@ -43,17 +47,22 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.log import access_log as tornado_access_log
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Config
 from voila.app import Voila
 
+from ..cmdline import UnknownOptionError, check_argv
+from ..quiet import VERBOSE_HELP, quiet_tensorflow
 from . import __version__
 from .auth import YyaiIdentityProvider
 from ..config import MiB, ServingConfig
 from .base import NotFoundHandler, ServerState
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
+HELP_HINT = "Try 'yyai serve --help' for help."
 TMP_PREFIX = "yyai-server-"
+TOKEN_ENV = "YYAI_TOKEN"
 
 
 def default_notebook() -> str:
@@ -74,15 +83,17 @@ def _is_loopback(host: str) -> bool:
 
 
 
-def _freeze_imports_then_load(registry) -> dict:
-    """Import TensorFlow and Keras, move every object alive so far out of the garbage
-    collector's reach (``gc.freeze``), then load the models.
+def _freeze_imports_then_load(registry, verbose: bool = False) -> dict:
+    """Import TensorFlow (without its C++ start-up log unless ``verbose``) and Keras, move
+    every object alive so far out of the garbage collector's reach (``gc.freeze``), then
+    load the models.
 
     The imports leave millions of long-lived objects; a full collection that walks them
     all stalls every request in flight for about 200 ms (p99 at concurrency 32 went from
     about 230 ms to 30 ms). Models load after the freeze, so a runtime swapped out by a
     reload stays collectable.
     """
+    quiet_tensorflow(verbose)
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
 
@@ -108,6 +119,12 @@ def access_log(handler) -> None:
         return
     log_request(handler, record_prometheus_metrics=False)
 
+
+def _ours_first(ours: dict, inherited: dict) -> dict:
+    """``ours``, then the inherited entries it does not replace: the order ``--help`` lists them in."""
+    return {**ours, **{key: value for key, value in inherited.items() if key not in ours}}
+
+
 class YyaiServer(Voila, ServingConfig):
     """The yyai server: Voila's standalone app with the data plane and the REST handlers.
 
@@ -127,29 +144,30 @@ class YyaiServer(Voila, ServingConfig):
     )
     examples = "yyai serve --store model_archives --port 8866"
 
-    aliases = {
-        **Voila.aliases,
+    aliases = _ours_first({
         "store": "YyaiServer.store_dir",
         "host": "YyaiServer.ip",
         "ip": "YyaiServer.ip",
         "port": "YyaiServer.port",
         "token": "YyaiServer.token",
+        "trust": "YyaiServer.trusted",
         "max-batch-size": "YyaiServer.max_batch_size",
         "max-delay-ms": "YyaiServer.max_delay_ms",
-        "trust": "YyaiServer.trusted",
-        "config": "YyaiServer.config_file",
-        "notebook": "YyaiServer.notebook_path",
         "max-body-bytes": "YyaiServer.max_body_bytes",
         "max-archive-bytes": "YyaiServer.max_archive_bytes",
         "max-image-pixels": "YyaiServer.max_image_pixels",
-    }
-    flags = {
-        **Voila.flags,
+        "notebook": "YyaiServer.notebook_path",
+        "config": "YyaiServer.config_file",
+    }, Voila.aliases)
+    flags = _ours_first({
         "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
         "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
         "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
         "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
-    }
+        "public-health": ({"YyaiServer": {"public_health": True}},
+                          "Answer /v2/health/live and /ready without a token (Kubernetes/KServe probes)."),
+        "verbose": ({"YyaiServer": {"verbose": True}}, VERBOSE_HELP),
+    }, Voila.flags)
 
     # --- what to serve (the serving settings are ServingConfig's traits) ----------------
     store_dir = Unicode("model_archives", config=True, help="The folder of .yyar archives to serve.")
@@ -158,6 +176,10 @@ class YyaiServer(Voila, ServingConfig):
     manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
 
     # --- auth and exposure -------------------------------------------------------------
+    token = Unicode(
+        None, allow_none=True,
+        help=f"The token clients send ('Authorization: token T' or ?token=T); --token wins over ${TOKEN_ENV}.",
+    ).tag(config=True, help_default=f"${TOKEN_ENV}, else a random one printed at start")
     allow_remote_access = Bool(
         None, allow_none=True, config=True,
         help="Accept any Host header. Default: only when bound to a non-loopback address "
@@ -168,6 +190,11 @@ class YyaiServer(Voila, ServingConfig):
     kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
+    verbose = Bool(False, config=True, help=VERBOSE_HELP)
+
+    @default("token")
+    def _default_token(self):
+        return os.environ.get(TOKEN_ENV) or None  # a config file or --token wins over it
 
     @default("ip")
     def _default_ip(self):
@@ -193,11 +220,22 @@ class YyaiServer(Voila, ServingConfig):
     def _default_notebook_path(self):
         return default_notebook()
 
+    @validate("notebook_path")
+    def _validate_notebook_path(self, proposal):
+        if proposal["value"] and not Path(proposal["value"]).is_file():
+            raise TraitError(f"--notebook {proposal['value']}: no such file")
+        return proposal["value"]
+
     # --- start-up ----------------------------------------------------------------------
 
     def initialize(self, argv=None):
         """Apply yyai's defaults for Voila, kernels and Tornado, then the config file, then the CLI."""
         argv = list(sys.argv[1:] if argv is None else argv)
+        try:
+            check_argv(type(self), argv, command="yyai serve", positional_hint=POSITIONAL_HINT)
+        except UnknownOptionError as error:
+            print(f"yyai serve: error: {error}\n{HELP_HINT}", file=sys.stderr)
+            self.exit(2)
         self.update_config(Config({
             "VoilaConfiguration": {
                 "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
@@ -363,7 +401,7 @@ class YyaiServer(Voila, ServingConfig):
         state = self.state
         try:
             errors = await IOLoop.current().run_in_executor(state.manage_pool, _freeze_imports_then_load,
-                                                            state.dataplane.registry)
+                                                            state.dataplane.registry, self.verbose)
         except Exception:
             self.log.exception("The start-up load failed")
             errors = None
@@ -453,9 +491,9 @@ def _config_file_from(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> None:
     """Run the server: ``main(["--store", "model_archives", "--port", "8866"])``.
 
-    Options: --store DIR, --host, --port, --token T | --no-token, --watch,
-    --max-batch-size N, --max-delay-ms MS, --no-batching, --trust NAME (repeatable),
-    --config FILE, and any ``--YyaiServer.<trait>=value``.
+    ``yyai serve --help`` lists the options (``YyaiServer.aliases`` and ``flags``); any
+    ``--Class.trait=value`` sets a setting. An option it does not know exits with status 2
+    before anything starts (see :func:`yyai_kernel.cmdline.check_argv`).
     """
     logging.getLogger("yyai").setLevel(logging.INFO)
     YyaiServer.launch_instance(argv)
