@@ -199,6 +199,8 @@ def test_bad_requests_get_typed_errors(models, store_dir):
 
     with pytest.raises(InvalidInputError, match="not a model id"):
         call(models, "alpha:1:not-a-hash", X[:1]).result(timeout_s=60)
+    with pytest.raises(InvalidInputError, match="not a model name"):
+        call(models, "Alpha:1:" + "0" * 64, X[:1]).result(timeout_s=60)
     with pytest.raises(ModelNotFoundError):
         call(models, "omega:1:" + "0" * 64, X[:1]).result(timeout_s=60)
     with pytest.raises(InvalidInputError, match="expected"):

@@ -39,10 +39,10 @@ from typing import Callable, Mapping
 import numpy as np
 from ray import serve
 
-from yyai_kernel.archive import NAME_RE
 from yyai_kernel.errors import ConflictError, InvalidInputError
 from yyai_kernel.runtime import ArchiveRuntime, RuntimeOutput, warmup_batch_sizes
 from yyai_kernel.store import ArchiveRecord, ModelStore
+from yyai_kernel.types import check_name, parse_version
 
 log = logging.getLogger("yyai.ray")
 
@@ -51,7 +51,7 @@ DEFAULT_MAX_MODELS = 4
 DEFAULT_MAX_BATCH_ROWS = 32
 DEFAULT_BATCH_WAIT_S = 0.002
 
-_ID_RE = re.compile(r"^(?P<name>[^:]+):(?P<version>[1-9][0-9]{0,8}):(?P<sha256>[0-9a-f]{64})$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class StaleModelIdError(ConflictError):
@@ -72,12 +72,12 @@ class ModelId:
     @classmethod
     def parse(cls, text: str) -> "ModelId":
         """Read an id; InvalidInputError when it is not ``name:version:<64 hex digits>``."""
-        match = _ID_RE.match(text or "")
-        if not match or not NAME_RE.match(match["name"]):
+        parts = text.split(":") if isinstance(text, str) else []
+        if len(parts) != 3 or not _SHA256_RE.match(parts[2]):
             raise InvalidInputError(
                 f"{text!r} is not a model id; expected name:version:sha256 (64 lowercase hex digits)"
             )
-        return cls(match["name"], int(match["version"]), match["sha256"])
+        return cls(check_name(parts[0]), parse_version(parts[1]), parts[2])
 
     @classmethod
     def of(cls, record: ArchiveRecord) -> "ModelId":
