@@ -1,0 +1,223 @@
+"""The Ray Serve model deployment on a real local Ray: 2 CPUs, loopback only, token auth on.
+
+One Ray instance serves the whole test session (starting one costs tens of seconds on two
+cores), and this module deploys one application: two replicas of the model deployment over
+a temporary store of real archives whose models give different outputs. Requests go through
+real deployment handles; expected outputs come from the Keras models called directly.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import yaml
+
+from builders import install, pack_models, reference, sample_inputs
+
+X = sample_inputs(6)
+APP = "yyai-models"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ray(ray, attempts: int = 3) -> None:
+    """ray.init on 2 CPUs, retried: on a loaded 2-core machine the raylet can give up on its
+    dashboard agent, whose port file it awaits for a fixed 15 s (ray/util/port_persistence.h);
+    a failed start leaves no process behind."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            return
+        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+            if attempt == attempts:
+                raise
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray and Serve for the session; every address on 127.0.0.1."""
+    with pytest.MonkeyPatch.context() as env:
+        # Ray's switch for a single-machine Ray: the node address stays 127.0.0.1 instead of
+        # the machine's outward address (read when ray is first imported).
+        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env.setenv("RAY_AUTH_MODE", "token")  # the token lives in the environment, not in ~/.ray
+        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+        from ray import serve
+
+        start_ray(ray)
+        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+        try:
+            yield ray
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory):
+    """alpha, beta, gamma (different weights); delta in two contents of the same version."""
+    root = tmp_path_factory.mktemp("ray-built")
+    built = {
+        "alpha": pack_models(root, "alpha", 1, [1, 2]),
+        "beta": pack_models(root, "beta", 1, [3]),
+        "gamma": pack_models(root, "gamma", 1, [5]),
+        "delta": pack_models(root, "delta", 1, [6]),
+        "delta_b": pack_models(root, "delta", 1, [7]),
+    }
+    return {key: (path, reference(models, X)) for key, (path, models) in built.items()}
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory, archives):
+    folder = tmp_path_factory.mktemp("ray-store")
+    for key in ("alpha", "beta", "gamma", "delta"):
+        install(archives[key][0], folder, f"{key}-1.yyar")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(ray_session, store_dir):
+    """The model deployment, 2 replicas of half a CPU, at most 2 archives each."""
+    from ray import serve
+
+    from yyai_kernel.ray_app import ModelDeployment
+
+    app = ModelDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 0.5}).bind(
+        str(store_dir), max_models=2, max_batch_rows=16, batch_wait_s=0.02)
+    handle = serve.run(app, name=APP, route_prefix=None)
+    yield handle
+    serve.delete(APP)
+
+
+def model_id(store_dir, name: str) -> str:
+    from yyai_kernel.ray_app import ModelId
+    from yyai_kernel.store import ModelStore
+
+    return str(ModelId.of(ModelStore(store_dir).record(name, 1)))
+
+
+def call(handle, mid: str, x: np.ndarray):
+    return handle.options(multiplexed_model_id=mid).remote(x)
+
+
+def assert_output(output, ref, rows):
+    for got, want in zip(output.members.values(), ref["members"]):
+        np.testing.assert_allclose(got, want[rows], atol=1e-5)
+    np.testing.assert_allclose(output.combined, ref["combined"][rows], atol=1e-5)
+
+
+def replica_stats(handle) -> list:
+    return handle.broadcast("stats").results()
+
+
+def test_ray_listens_on_loopback_only(ray_session):
+    """Every socket that this session's Ray processes listen on is bound to 127.0.0.1."""
+    assert ray_session.util.get_node_ip_address() == "127.0.0.1"
+    pids = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert listening, "no Ray listener found"
+    assert {c.laddr.ip for c in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+
+
+def test_concurrent_requests_for_two_models_never_share_a_batch(models, store_dir, archives):
+    """64 requests for alpha and beta in flight at once over two replicas that both hold
+    both models: each reply equals its own model's Keras output, the two models disagree,
+    and no batch ever mixed them."""
+    ids = {name: model_id(store_dir, name) for name in ("alpha", "beta")}
+    for mid in ids.values():  # both models on both replicas, so each replica sees both
+        assert len(models.broadcast("warm", mid).results()) == 2
+    before = replica_stats(models)
+    rng = np.random.default_rng(1)
+    plan = []
+    for i in range(64):
+        name = ("alpha", "beta")[i % 2]
+        start = int(rng.integers(0, 5))
+        rows = slice(start, start + int(rng.integers(1, 3)))
+        plan.append((name, rows, call(models, ids[name], X[rows])))
+    for name, rows, response in plan:
+        assert_output(response.result(timeout_s=120), archives[name][1], rows)
+    assert not np.allclose(archives["alpha"][1]["combined"], archives["beta"][1]["combined"], atol=1e-3)
+
+    after = replica_stats(models)
+    assert len(after) == 2
+    assert all(s.mixed_batches == 0 for s in after), "Ray handed one batch call two models"
+    # Calls for two models overlapping on one replica (max_concurrent_batches is 1) are
+    # sub-batches of one batch that Ray split: mixed batches did arise, and were split.
+    assert sum(s.overlapping_calls for s in after) > 0
+    sent = {mid: sum(r.stop - r.start for n, r, _ in plan if ids[n] == mid) for mid in ids.values()}
+    served = {mid: sum(s.rows.get(mid, 0) for s in after) - sum(s.rows.get(mid, 0) for s in before)
+              for mid in ids.values()}
+    assert served == sent
+    calls = sum(sum(s.model_calls.values()) for s in after) - sum(sum(s.model_calls.values()) for s in before)
+    assert calls < len(plan), "requests were never batched together"
+
+
+def test_lru_evicts_above_max_models(models, store_dir, archives):
+    """max_models=2: touching alpha, beta, then gamma evicts alpha on every replica, and a
+    later alpha request loads it again and answers correctly."""
+    alpha, beta, gamma = (model_id(store_dir, n) for n in ("alpha", "beta", "gamma"))
+    for mid in (alpha, beta, gamma):
+        models.broadcast("warm", mid).results()
+    stats = replica_stats(models)
+    assert [set(s.loaded) for s in stats] == [{beta, gamma}] * 2
+    assert all(s.evictions >= 1 for s in stats)
+    loads_before = sum(s.loads for s in stats)
+    assert_output(call(models, alpha, X[:2]).result(timeout_s=120), archives["alpha"][1], slice(0, 2))
+    assert sum(s.loads for s in replica_stats(models)) == loads_before + 1
+
+
+def test_stale_model_id_is_refused_not_served(models, store_dir, archives):
+    """An id whose sha256 the store no longer holds for that version fails with
+    StaleModelIdError (409); the id of the new content serves the new content."""
+    from yyai_kernel.ray_app import StaleModelIdError
+
+    old = model_id(store_dir, "delta")
+    install(archives["delta_b"][0], store_dir, "delta-1.yyar")  # same name and version, new bytes
+    new = model_id(store_dir, "delta")
+    assert new != old
+    with pytest.raises(StaleModelIdError) as refused:
+        call(models, old, X[:1]).result(timeout_s=120)
+    assert "stale" in str(refused.value) and StaleModelIdError.status == 409
+    assert_output(call(models, new, X[:3]).result(timeout_s=120), archives["delta_b"][1], slice(0, 3))
+
+
+def test_bad_requests_get_typed_errors(models, store_dir):
+    from yyai_kernel.errors import InvalidInputError, ModelNotFoundError
+
+    with pytest.raises(InvalidInputError, match="not a model id"):
+        call(models, "alpha:1:not-a-hash", X[:1]).result(timeout_s=60)
+    with pytest.raises(InvalidInputError, match="not a model name"):
+        call(models, "Alpha:1:" + "0" * 64, X[:1]).result(timeout_s=60)
+    with pytest.raises(ModelNotFoundError):
+        call(models, "omega:1:" + "0" * 64, X[:1]).result(timeout_s=60)
+    with pytest.raises(InvalidInputError, match="expected"):
+        call(models, model_id(store_dir, "beta"), np.zeros((1, 3, 3, 1), np.float32)).result(timeout_s=60)
+
+
+def test_serve_config_matches_the_builder():
+    """deploy/ray/serve_config.yaml validates against Ray's schema and the builder's args."""
+    from ray.serve.schema import ServeDeploySchema
+
+    from yyai_kernel.ray_app import DEPLOYMENT_NAME, AppArgs
+
+    config = yaml.safe_load((REPO / "deploy/ray/serve_config.yaml").read_text())
+    schema = ServeDeploySchema.parse_obj(config)
+    (app,) = schema.applications
+    assert app.import_path == "yyai_kernel.ray_app:build_app"
+    AppArgs.model_validate(app.args)
+    assert [d.name for d in app.deployments] == [DEPLOYMENT_NAME]
+    assert schema.http_options.host == "127.0.0.1"
+    assert AppArgs.model_validate({"store": "/s", "trusted": "a,b"}).trusted == ["a", "b"]
