@@ -1,55 +1,18 @@
-"""The `yyai` command: pack archives, inspect them, list a store, and serve it.
-
-Why a thin module: every command only parses options and calls the library
-(`archive`, `store`, `server.app`), so the CLI and the server share one behaviour. Errors
-the library raises on purpose (`YyaiError`) print as one readable line and exit 1, never
-as a traceback; a bad option exits 2. Keras is imported only by commands that load
-models, so `yyai --help` and `yyai models` stay fast, and those commands import
-TensorFlow through `quiet.quiet_tensorflow` so that its C++ start-up log stays off the
-terminal unless `--verbose` (or `YYAI_LOG_LEVEL=debug`) asks for it.
-
-`yyai serve` hands its argv to the traitlets application (`YyaiServer`): its options are
-the app's `aliases` and `flags`, checked up front by `cmdline.check_argv` and listed by
-`cmdline.describe_options`, so no option is declared twice.
-"""
+"""`yyai archive` (pack model files and metadata into a .yyar) and `yyai inspect` (verify one)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import os
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.padding import Padding
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
-from yyai_kernel.archive import SUFFIX, read_manifest, verify
-from yyai_kernel.errors import YyaiError
-from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
-
-app = typer.Typer(
-    name="yyai",
-    help="Serve Keras models from versioned .yyar archives: pack, inspect and list them.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-console = Console(highlight=False)
-DEFAULT_STORE = os.environ.get("YYAI_STORE", "model_archives")
-
-
-def fail(message: str) -> None:
-    """Print one error line on stderr and exit with status 1."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+from ..archive import SUFFIX, read_manifest, verify
+from ..errors import YyaiError
+from ..quiet import VERBOSE_HELP, quiet_tensorflow
+from . import app, fail
 
 
 def _number(text: str, option: str) -> float:
@@ -122,45 +85,17 @@ def archive_cmd(
         yyai archive --name digits --version 1 --model cnn.h5 --input-shape 8,8,1
         --scale 1/255 --labels 0,1,2,3,4,5,6,7,8,9 -o model_archives
     """
-    shape = _input_shape(input_shape)
     if sum(x is not None for x in (labels, labels_file, regression)) != 1:
         raise typer.BadParameter("give exactly one of --labels, --labels-file or --regression",
                                  param_hint="--labels")
-    if color is None:
-        if len(shape) == 3 and shape[0 if channels_first else -1] != 1:
-            raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
-        color = "grayscale"
-    extra = []
-    if regression is not None:
-        output = {"kind": "regression", "names": _csv(regression)}
-        if rounding is not None:
-            output["rounding"] = rounding
-    else:
-        if labels_file is not None:
-            try:
-                text = labels_file.read_text("utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                fail(f"cannot read {labels_file}: {exc}")
-            label_list = [line.strip() for line in text.splitlines() if line.strip()]
-            extra.append((labels_file, "labels.txt", "labels"))
-        else:
-            label_list = _csv(labels)
-        output = {"kind": "classification", "labels": label_list}
-    used = set()
-    for file in sample:
-        arcname = f"samples/{file.name}"
-        if arcname in used:
-            fail(f"two samples are named {file.name}; rename one")
-        used.add(arcname)
-        extra.append((file, arcname, "sample"))
+    input_spec = _input_spec(input_shape, dtype, color, resize, scale, offset, channels_first)
+    output, extra = _output_spec(labels, labels_file, regression, rounding)
+    extra += _samples(sample)
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
                 if v is not None}
     target = output_dir / f"{name}-{version}{SUFFIX}"
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it")
-    input_spec = {"shape": shape, "dtype": dtype, "color": color, "resize": resize,
-                  "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
-                  **({"layout": "channels_first"} if channels_first else {})}
     quiet_tensorflow(verbose)
     from yyai_kernel.archive import pack
 
@@ -176,6 +111,48 @@ def archive_cmd(
         fail(f"could not write the archive: {exc}")
     typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
     _print_preprocessing(read_manifest(path).input)
+
+
+def _input_spec(shape_text: str, dtype: str, color, resize: str, scale: str, offset: str,
+                channels_first: bool) -> dict:
+    """The manifest's input spec from the options (colour defaults to grayscale for 1 channel)."""
+    shape = _input_shape(shape_text)
+    if color is None:
+        if len(shape) == 3 and shape[0 if channels_first else -1] != 1:
+            raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
+        color = "grayscale"
+    return {"shape": shape, "dtype": dtype, "color": color, "resize": resize,
+            "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
+            **({"layout": "channels_first"} if channels_first else {})}
+
+
+def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[dict, list]:
+    """The manifest's output spec, and the labels file to store when labels come from one."""
+    if regression is not None:
+        output = {"kind": "regression", "names": _csv(regression)}
+        if rounding is not None:
+            output["rounding"] = rounding
+        return output, []
+    if labels_file is None:
+        return {"kind": "classification", "labels": _csv(labels)}, []
+    try:
+        text = labels_file.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {labels_file}: {exc}")
+    label_list = [line.strip() for line in text.splitlines() if line.strip()]
+    return {"kind": "classification", "labels": label_list}, [(labels_file, "labels.txt", "labels")]
+
+
+def _samples(files: list[Path]) -> list[tuple[Path, str, str]]:
+    """(file, name in the archive, role) for each sample input."""
+    extra, used = [], set()
+    for file in files:
+        arcname = f"samples/{file.name}"
+        if arcname in used:
+            fail(f"two samples are named {file.name}; rename one")
+        used.add(arcname)
+        extra.append((file, arcname, "sample"))
+    return extra
 
 
 def _print_preprocessing(spec: dict) -> None:
@@ -283,117 +260,3 @@ def inspect_cmd(
         raise typer.Exit(1)
 
 
-@app.command("models")
-def models_cmd(
-    store: Path = typer.Option(Path(DEFAULT_STORE), "--store", help="The store folder (env YYAI_STORE)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
-    """List the models a store holds: versions, default, pin, and any problems.
-
-    Example:
-
-        yyai models --store model_archives
-    """
-    from yyai_kernel.store import ModelStore
-
-    try:
-        s = ModelStore(store)
-    except YyaiError as exc:
-        fail(exc.message)
-    rows = [{"name": n, "versions": s.versions(n), "default": s.default_version(n), "pinned": n in s.pins()}
-            for n in s.names()]
-    problems = [{"path": str(p.path), "kind": p.kind, "error": p.error} for p in s.problems]
-    if s.state_error:
-        problems.append({"path": str(s.root), "kind": "state", "error": s.state_error})
-    if as_json:
-        typer.echo(json.dumps({"store": str(s.root), "models": rows, "problems": problems}, indent=2))
-        return
-    table = Table("name", "versions", "default", "pinned", title=escape(f"models in {s.root}"))
-    for row in rows:
-        table.add_row(row["name"], ", ".join(map(str, row["versions"])), str(row["default"]),
-                      "yes" if row["pinned"] else "no")
-    console.print(table)
-    if not rows:
-        typer.echo("no models")
-    for p in problems:
-        typer.echo(f"problem ({p['kind']}): {p['path']}: {p['error']}")
-
-
-SERVE_FOOTER = (
-    "Any other setting: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
-    "--MappingKernelManager.cull_idle_timeout=300, or the same in a config file given with --config "
-    "(c.YyaiServer.max_body_bytes = 1_000_000); --help-all lists every one. An option yyai serve does "
-    "not know is refused (exit status 2) before anything starts.\n"
-    "Environment: YYAI_TOKEN (the token, when --token is not given), YYAI_LOG_LEVEL=debug (TensorFlow's log)."
-)
-
-
-@app.command(
-    "serve",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def serve_cmd(ctx: typer.Context) -> None:
-    """Serve the dashboard and the REST API over a store (default: model_archives/).
-
-    Example:
-
-        yyai serve --store model_archives --port 8866
-    """
-    from .cmdline import UnknownOptionError, check_argv
-    from .server.app import HELP_HINT, POSITIONAL_HINT, YyaiServer, main as serve_main
-
-    args = list(ctx.args)
-    if "--help" in args or "-h" in args:
-        _print_serve_help(ctx, YyaiServer)
-        return
-    try:
-        check_argv(YyaiServer, args, command="yyai serve", positional_hint=POSITIONAL_HINT)
-    except UnknownOptionError as error:
-        raise _usage_error(f"{error}\n{HELP_HINT}", ctx) from None
-    serve_main(args)
-
-
-def _usage_error(message: str, ctx: typer.Context) -> Exception:
-    """Click's UsageError (exit status 2, printed in typer's error panel), whichever click typer uses.
-
-    typer 0.12 uses the click package and newer typers a vendored copy; ``typer.BadParameter``
-    derives from the right one in both, and only its "Invalid value" wording does not fit here.
-    """
-    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
-    return usage_error(message, ctx)
-
-
-def _print_serve_help(ctx: typer.Context, app_class) -> None:
-    """``yyai serve --help`` in typer's style: yyai's options, then Voila's and Jupyter's."""
-    from typer import rich_utils as style
-
-    from .cmdline import OptionDoc, describe_options
-
-    out = Console(highlight=False)
-    out.print(Padding(f"Usage: {ctx.command_path} [OPTIONS]", 1), style=style.STYLE_USAGE_COMMAND)
-    out.print(Padding(inspect.getdoc(serve_cmd), (0, 1, 1, 1)))
-    rows = describe_options(app_class)
-    help_row = OptionDoc(("--help", "-h"), "", "Show this message and exit.", "", own=True)
-    for title, panel_rows in (("Options", [r for r in rows if r.own] + [help_row]),
-                              ("Voila and Jupyter settings (passed through)", [r for r in rows if not r.own])):
-        table = Table(highlight=False, show_header=False, expand=True, box=None, pad_edge=False,
-                      padding=style.STYLE_OPTIONS_TABLE_PADDING)
-        for row in panel_rows:
-            text = Text(row.help)
-            if row.default:
-                text.append(f" [default: {row.default}]", style=style.STYLE_OPTION_DEFAULT)
-            table.add_row(Text(", ".join(row.names), style=style.STYLE_OPTION),
-                          Text(row.metavar, style=style.STYLE_TYPES), text)
-        out.print(Panel(table, border_style=style.STYLE_OPTIONS_PANEL_BORDER, title=title,
-                        title_align=style.ALIGN_OPTIONS_PANEL))
-    out.print(Padding(SERVE_FOOTER, (0, 1)))
-
-
-def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
-    """Run the CLI."""
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
