@@ -1,7 +1,8 @@
 """Start and stop a real ``yyai serve`` process for server tests.
 
 The server runs as ``python -m yyai_kernel.server.app`` on port 0 (the OS picks a free
-port) and the helper reads the address it prints. ``wait_ready`` polls
+port) and the helper reads the address it prints (and the gRPC address, with
+``args=["--grpc-port", "0"]``). ``wait_ready`` polls
 ``/v2/health/ready``, so a test starts only after every default version loaded. Stopping
 sends SIGTERM, as a process manager would, and returns the exit code.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 import requests
 
 URL_LINE = re.compile(r"yyai is serving at (http://\S+?)/?\s*$", re.MULTILINE)
+GRPC_LINE = re.compile(r"yyai serves v2 gRPC at (\S+)\s*$", re.MULTILINE)
 
 
 @dataclass
@@ -56,6 +58,13 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the v2 gRPC server (started with ``--grpc-port``), from its log."""
+        match = GRPC_LINE.search(self.log())
+        assert match, f"the server serves no gRPC:\n{self.log()[-3000:]}"
+        return match.group(1)
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then wait; returns the exit code (kills it if it does not stop)."""

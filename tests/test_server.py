@@ -268,9 +268,13 @@ def test_v2_metadata_describes_inputs_and_outputs(server):
     assert [(o["name"], o["shape"]) for o in meta["outputs"]] == [("output", [-1, 3]), ("m1", [-1, 3]), ("m2", [-1, 3])]
     assert server.get("/v2/models/alpha/versions/1").json()["versions"] == ["1"]
     assert server.get("/v2").json()["extensions"] == ["binary_tensor_data", "model_repository"]
-    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/alpha/ready", "/v2/models/alpha/versions/1/ready"):
+    # The Open Inference Protocol's JSON bodies: KServe's REST client reads them.
+    expected = {"/v2/health/live": {"live": True}, "/v2/health/ready": {"ready": True},
+                "/v2/models/alpha/ready": {"name": "alpha", "ready": True},
+                "/v2/models/alpha/versions/1/ready": {"name": "alpha", "ready": True}}
+    for path, body in expected.items():
         reply = server.get(path)
-        assert reply.status_code == 200 and reply.content == b"", path
+        assert reply.status_code == 200 and reply.json() == body, path
 
 
 # --- errors ----------------------------------------------------------------------------

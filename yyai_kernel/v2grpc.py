@@ -12,6 +12,9 @@ data comes either from ``raw_input_contents`` (one entry per input, in input ord
 the binary tensor extension does over HTTP) or from its typed ``contents`` field
 (``fp32_contents``, ``int_contents``...), never both. Outputs always go back as
 ``raw_output_contents``, little-endian, which is what tritonclient and KServe's client read.
+Parameters in protobuf are scalars (``InferParameter``), so a list-valued parameter of a
+reply (the REST reply's ``members``) goes as one comma-separated string; member names
+cannot hold a comma (the manifest schema's name pattern).
 
 Errors: every yyai error carries its HTTP status; ``grpc_status`` turns it into the gRPC
 status code that Triton uses for the same case.
@@ -27,7 +30,8 @@ from tritonclient.grpc import service_pb2
 
 from .errors import InvalidInputError, YyaiError
 from . import v2codec
-from .v2codec import DATATYPES, InferRequest, RequestInput
+from .v2codec import (DATATYPES, InferRequest, InferResult, ModelMetadata, RepositoryEntry, RequestInput,
+                      ServerMetadata)
 
 # The typed field of InferTensorContents that carries each numeric datatype (the
 # protocol's table). FP16 has none: it travels only in raw_input_contents. BOOL and
@@ -109,6 +113,16 @@ def parse_model_infer_request(request: service_pb2.ModelInferRequest) -> InferRe
     )
 
 
+def payload_bytes(request: service_pb2.ModelInferRequest) -> int:
+    """About how many bytes of tensor data a request carries, without serializing it again:
+    what decides whether decoding it is worth a thread hop. A typed value counts 8 bytes
+    (each becomes a Python number on the way to numpy, which costs more than its bytes)."""
+    size = sum(len(raw) for raw in request.raw_input_contents)
+    for tensor in request.inputs:
+        size += sum(8 * len(values) for _, values in tensor.contents.ListFields())
+    return size
+
+
 def _parse_input(tensor, index: int, raw: bytes | None) -> RequestInput:
     """One input, through v2codec's parser: raw bytes as a binary input, typed contents as data."""
     header = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
@@ -183,6 +197,44 @@ def encode_model_infer_response(
         response.outputs.add(name=name, datatype=datatype, shape=list(array.shape))
         response.raw_output_contents.append(array.astype(DATATYPES[datatype], copy=False).tobytes())
     return response
+
+
+def encode_result(result: InferResult) -> service_pb2.ModelInferResponse:
+    """:func:`encode_model_infer_response` of a data-plane :class:`InferResult`."""
+    return encode_model_infer_response(result.model_name, result.model_version, result.outputs,
+                                       request_id=result.id, parameters=scalar_parameters(result.parameters))
+
+
+def scalar_parameters(values: dict) -> dict:
+    """Parameters with each list or tuple joined into one comma-separated string."""
+    return {key: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+            for key, value in values.items()}
+
+
+# --- metadata and the repository --------------------------------------------------
+
+
+def encode_server_metadata(metadata: ServerMetadata) -> service_pb2.ServerMetadataResponse:
+    return service_pb2.ServerMetadataResponse(name=metadata.name, version=metadata.version,
+                                              extensions=list(metadata.extensions))
+
+
+def encode_model_metadata(metadata: ModelMetadata) -> service_pb2.ModelMetadataResponse:
+    """The v2 model metadata. The protobuf message has no parameters field, so the
+    preprocessing note that REST replies carry is left out."""
+    tensor = service_pb2.ModelMetadataResponse.TensorMetadata
+    return service_pb2.ModelMetadataResponse(
+        name=metadata.name, versions=list(metadata.versions), platform=metadata.platform,
+        inputs=[tensor(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in metadata.inputs],
+        outputs=[tensor(name=t.name, datatype=t.datatype, shape=list(t.shape)) for t in metadata.outputs],
+    )
+
+
+def encode_repository_index(entries: list[RepositoryEntry]) -> service_pb2.RepositoryIndexResponse:
+    index = service_pb2.RepositoryIndexResponse.ModelIndex
+    return service_pb2.RepositoryIndexResponse(
+        models=[index(name=e.name, version=e.version, state=e.state, reason=e.reason) for e in entries]
+    )
 
 
 # --- parameters ----------------------------------------------------------------------

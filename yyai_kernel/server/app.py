@@ -156,6 +156,7 @@ class YyaiServer(Voila, ServingConfig):
         "max-body-bytes": "YyaiServer.max_body_bytes",
         "max-archive-bytes": "YyaiServer.max_archive_bytes",
         "max-image-pixels": "YyaiServer.max_image_pixels",
+        "grpc-port": "YyaiServer.grpc_port",
         "notebook": "YyaiServer.notebook_path",
         "config": "YyaiServer.config_file",
     }, Voila.aliases)
@@ -165,7 +166,8 @@ class YyaiServer(Voila, ServingConfig):
         "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
         "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
         "public-health": ({"YyaiServer": {"public_health": True}},
-                          "Answer /v2/health/live and /ready without a token (Kubernetes/KServe probes)."),
+                          "Answer /v2/health/live and /ready (and gRPC ServerLive, ServerReady) without a token "
+                          "(Kubernetes/KServe probes)."),
         "verbose": ({"YyaiServer": {"verbose": True}}, VERBOSE_HELP),
     }, Voila.flags)
 
@@ -174,6 +176,9 @@ class YyaiServer(Voila, ServingConfig):
     config_file = Unicode("", config=True, help="A traitlets config file (Python or JSON) to load.")
     predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
     manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
+    grpc_port = Integer(None, allow_none=True, config=True,
+                        help="Serve v2 gRPC (inference.GRPCInferenceService) on this port of --host "
+                        "as well (0: any free port). Off by default.")
 
     # --- auth and exposure -------------------------------------------------------------
     token = Unicode(
@@ -332,9 +337,12 @@ class YyaiServer(Voila, ServingConfig):
         self.http_server.add_sockets(sockets)
         token = self.identity_provider.token
         self.kernel_manager.extra_env = {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
-        self._banner(token)
         self.ioloop = IOLoop.current()
         loop = asyncio.get_event_loop()
+        self.grpc_server = None
+        if self.grpc_port is not None:
+            self.grpc_server = loop.run_until_complete(self._start_grpc(token))
+        self._banner(token)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.ioloop.add_callback(self._load_models)
@@ -344,6 +352,18 @@ class YyaiServer(Voila, ServingConfig):
             self.log.info("Interrupted")
         finally:
             self.stop()
+
+    async def _start_grpc(self, token: str | None):
+        """The v2 gRPC server on --host and --grpc-port, on this loop (exit 1 if it cannot bind)."""
+        from .grpc_server import GrpcServer
+
+        server = GrpcServer(self.state, token=token, public_health=self.public_health)
+        try:
+            self.grpc_port = await server.start(self.ip, self.grpc_port)
+        except RuntimeError as error:
+            self.log.critical("yyai: cannot serve gRPC on %s port %s: %s", self.ip, self.grpc_port, error)
+            self.exit(1)
+        return server
 
     def _bind(self) -> list:
         last_error = None
@@ -378,6 +398,9 @@ class YyaiServer(Voila, ServingConfig):
         shown = self.local_url if self.ip in ("", "0.0.0.0", "::") else self._url(
             f"[{self.ip}]" if ":" in self.ip else self.ip)
         self.log.info("yyai is serving at %s", shown)
+        if self.grpc_server is not None:
+            host = self.ip if self.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
+            self.log.info("yyai serves v2 gRPC at %s:%d", f"[{host}]" if ":" in host else host, self.grpc_port)
         if token:
             visible = token if self.identity_provider.token_generated else "..."
             self.log.info(
@@ -424,6 +447,8 @@ class YyaiServer(Voila, ServingConfig):
 
     async def _graceful_stop(self) -> None:
         self.http_server.stop()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=5)
         try:
             await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
         except Exception as error:

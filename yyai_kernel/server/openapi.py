@@ -46,7 +46,6 @@ VERSION = {"name": "version", "in": "path", "required": True, "description": "Mo
            "schema": {"type": "integer", "minimum": 1}}
 VERSION_QUERY = {"name": "version", "in": "query", "required": False, "description": "Default: the default version.",
                  "schema": {"type": "integer", "minimum": 1}}
-EMPTY_200 = {"description": "Yes: empty body."}
 
 SCHEMAS = {
     "Error": {
@@ -67,6 +66,10 @@ SCHEMAS = {
             "extensions": {"type": "array", "items": {"type": "string"}},
         },
     },
+    "ServerLive": {"type": "object", "required": ["live"], "properties": {"live": {"type": "boolean"}}},
+    "ServerReady": {"type": "object", "required": ["ready"], "properties": {"ready": {"type": "boolean"}}},
+    "ModelReady": {"type": "object", "required": ["name", "ready"],
+                   "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
     "TensorMetadata": {
         "type": "object",
         "required": ["name", "datatype", "shape"],

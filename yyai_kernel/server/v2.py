@@ -16,15 +16,20 @@ from .. import v2codec
 from ..errors import InvalidInputError
 from ..types import check_name, parse_version
 from .base import BodyHandler, YyaiHandler, public_if
-from .openapi import EMPTY_200, NAME, VERSION, errors, json_reply, op, optional_json, ref
+from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
 
 INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
 
 
-def _empty_ok(handler) -> None:
-    handler.set_status(200)
-    handler.finish(b"", set_content_type="text/plain")
+def decode_inline(batching: bool, size: int, encoded: bool = False) -> bool:
+    """Whether a v2 request is decoded, queued and answered on the event loop (REST and gRPC).
+
+    A small request for a batching version costs less there than two thread hops would;
+    a large one, a compressed one or one for a version that runs unbatched (its call
+    blocks) goes to the thread pool.
+    """
+    return batching and size <= INLINE_BODY_BYTES and not encoded
 
 
 class ServerMetadataHandler(YyaiHandler):
@@ -36,20 +41,24 @@ class ServerMetadataHandler(YyaiHandler):
 
 
 class LiveHandler(YyaiHandler):
-    """GET /v2/health/live: 200 with an empty body while the process serves HTTP."""
+    """GET /v2/health/live: 200 ``{"live": true}`` while the process serves HTTP.
+
+    The Open Inference Protocol's JSON bodies (KServe's REST client reads them; Triton's
+    clients read only the status) for liveness and both readiness checks.
+    """
 
     @public_if("public_health")
     def get(self):
-        _empty_ok(self)
+        self.reply({"live": True})
 
 
 class ReadyHandler(YyaiHandler):
-    """GET /v2/health/ready: 200 (empty body) once the start-up load finished, else 503."""
+    """GET /v2/health/ready: 200 ``{"ready": true}`` once the start-up load finished, else 503."""
 
     @public_if("public_health")
     def get(self):
         self.dataplane.check_ready()
-        _empty_ok(self)
+        self.reply({"ready": True})
 
 
 class ModelMetadataHandler(YyaiHandler):
@@ -65,7 +74,7 @@ class ModelMetadataHandler(YyaiHandler):
 
 
 class ModelReadyHandler(YyaiHandler):
-    """GET /v2/models/{m}[/versions/{v}]/ready: 200 (empty) when that version serves, else 503."""
+    """GET /v2/models/{m}[/versions/{v}]/ready: 200 ``{"name", "ready": true}`` when that version serves, else 503."""
 
     metric_endpoint = "v2_ready"
 
@@ -73,7 +82,7 @@ class ModelReadyHandler(YyaiHandler):
     async def get(self, name, version=None):
         self.label_model(name, version)
         self.metric_version = str(await self.run(self.dataplane.model_ready, name, version))
-        _empty_ok(self)
+        self.reply({"name": name, "ready": True})
 
 
 class InferHandler(BodyHandler):
@@ -95,10 +104,7 @@ class InferHandler(BodyHandler):
             request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
             return dataplane.infer(name, version, request)
 
-        # A small body for a batching version is parsed, queued and answered on the loop:
-        # two thread hops would cost more than that work. Large tensors parse off the loop.
-        batching = dataplane.batches(name, version)
-        inline = batching and len(raw) <= INLINE_BODY_BYTES and not encoding
+        inline = decode_inline(dataplane.batches(name, version), len(raw), bool(encoding))
         pending = await self.run(submit, inline=inline)
         result = await self.model_call(pending)
         payload, header_length_out = await self.run(v2codec.encode_result, result, inline=inline)
@@ -198,7 +204,8 @@ def _model_routes(with_version: bool) -> list[Route]:
             description="The parameters say how images become the input tensor (scale, offset, colour).",
         )}),
         Route(base + "/ready", ModelReadyHandler, {"get": op(
-            f"Is {which} ready?", {"200": EMPTY_200, **errors(400, 404, 503)}, params=params, tags=["v2"])}),
+            f"Is {which} ready?", {"200": json_reply(ref("ModelReady"), "Ready."), **errors(400, 404, 503)},
+            params=params, tags=["v2"])}),
         Route(base + "/infer", InferHandler, {"post": op(
             f"Inference on {which}", {"200": _INFER_REPLY, **errors(400, 404, 413, 503)},
             params=[*params, _HEADER_LENGTH], body=_INFER_BODY, tags=["v2"])}),
@@ -209,9 +216,11 @@ ROUTES = [
     Route("/v2", ServerMetadataHandler, {"get": op(
         "Server metadata", {"200": json_reply(ref("ServerMetadata"), "Name, version, extensions.")}, tags=["v2"])},
         trailing_slash=True),
-    Route("/v2/health/live", LiveHandler, {"get": op("Liveness", {"200": EMPTY_200, **errors()}, tags=["v2"])}),
+    Route("/v2/health/live", LiveHandler, {"get": op(
+        "Liveness", {"200": json_reply(ref("ServerLive"), "Live."), **errors()}, tags=["v2"])}),
     Route("/v2/health/ready", ReadyHandler, {"get": op(
-        "Readiness (start-up load finished)", {"200": EMPTY_200, **errors(503)}, tags=["v2"])}),
+        "Readiness (start-up load finished)", {"200": json_reply(ref("ServerReady"), "Ready."), **errors(503)},
+        tags=["v2"])}),
     *_model_routes(False),
     *_model_routes(True),
     Route("/v2/repository/index", RepositoryIndexHandler, {"post": op(
