@@ -2,7 +2,8 @@
 
 ``compare.py`` (peer comparison), ``http_bench.py`` (HTTP serving overhead) and
 ``runtime_bench.py`` measure the same way, so the way is written once, here: a closed-loop
-aiohttp client in its own process with every request's latency (``run_client``), the same
+aiohttp (or, for v2 gRPC, tritonclient.grpc) client in its own process with every
+request's latency (``run_client``), the same
 closed loop with threads calling a function in-process (``thread_load``), exact
 nearest-rank percentiles, and a description of the machine. Standard library and psutil
 only (no TensorFlow): the load generator's side stays light.
@@ -45,12 +46,17 @@ def free_port() -> int:
 
 @dataclass
 class Target:
-    """One endpoint of one model on one server: what the load generator posts where."""
+    """One endpoint of one model on one server: what the load generator posts where.
+
+    A v2 gRPC target names its model in ``grpc_model``; its ``url`` is then ``host:port``,
+    ``body`` the v2 JSON body whose tensor it sends, and ``headers`` the call's metadata.
+    """
 
     url: str
     body: Path
     content_type: str
     headers: dict = field(default_factory=dict)
+    grpc_model: str | None = None
 
 
 def http(method: str, url: str, body: bytes, headers: dict, timeout: float = 10) -> bytes:
@@ -62,13 +68,17 @@ def http(method: str, url: str, body: bytes, headers: dict, timeout: float = 10)
 
 
 def run_client(target: Target, concurrency: int, seconds: float) -> dict:
-    """The aiohttp client (``peers/loadclient.py``) in its own process.
+    """The aiohttp client (``peers/loadclient.py``) in its own process, or for a gRPC target
+    the tritonclient.grpc client (``peers/grpcload.py``).
 
     Returns its JSON: every request's ``[start_s, latency_ms, status]``, the client's CPU
     seconds and its wall time. Bounded: the process is killed ``seconds + 120`` s in.
     """
-    args = [sys.executable, str(PEERS_DIR / "loadclient.py"), target.url, str(target.body), target.content_type,
-            str(concurrency), str(seconds), *[f"{k}:{v}" for k, v in target.headers.items()]]
+    if target.grpc_model:
+        args = [sys.executable, str(PEERS_DIR / "grpcload.py"), target.url, target.grpc_model, str(target.body)]
+    else:
+        args = [sys.executable, str(PEERS_DIR / "loadclient.py"), target.url, str(target.body), target.content_type]
+    args += [str(concurrency), str(seconds), *[f"{k}:{v}" for k, v in target.headers.items()]]
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 120)
     return json.loads(out.stdout)
 

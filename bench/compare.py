@@ -16,12 +16,16 @@ nothing about time. One run:
    For each server and model: exact p50/p99 at concurrency 1 (an aiohttp client in its own
    process), throughput and p99 at concurrency 8 and 32 (``wrk -t1`` with a Lua script), the
    load generator's CPU, the server's peak RSS (psutil over its whole process tree) and its
-   cold start (process start to the first successful prediction of every model).
+   cold start (process start to the first successful prediction of every model). The
+   servers that speak v2 gRPC (yyai, PyTriton, MLServer) are measured over gRPC too, at
+   concurrency 1, 8 and 32, with tritonclient.grpc (``peers/grpcload.py``, every request's
+   latency, in its own process).
 4. The limit: the same models called in-process through a traced function, batch 1 and best.
 5. Reload under load, for yyai and every peer that can reload a model while serving: 16
    clients for 60 s with a reload every 3 s; failed requests, p99 during reloads against
    steady-state p99, and RSS after 100 reloads.
-6. Writes ``bench/.work/compare/results.json``, the ``## Peer comparison`` section of ``bench/RESULTS.md`` and the plots
+6. Writes ``bench/.work/compare/results.json``, the ``## Peer comparison`` and ``## Peer comparison
+   over v2 gRPC`` sections of ``bench/RESULTS.md`` and the plots
    ``bench/plots/latency_cdf_c1.png`` and ``bench/plots/throughput_vs_concurrency.png``.
 
 Usage::
@@ -30,9 +34,12 @@ Usage::
     python bench/compare.py --quick --peers yyai,flask
     python bench/compare.py --setup-only          # only build the peer venvs
     python bench/compare.py --report-only         # redraw the report from results.json
+    python bench/compare.py --endpoints grpc --no-reload   # only the gRPC rows
 
-A run of a subset of servers (``--peers``, ``--no-reload``) leaves the committed report alone: it
-writes ``bench/.work/compare/results-partial.json``, ``RESULTS.partial.md`` and ``plots/`` there.
+A run of a subset of servers (``--peers``, ``--endpoints``, ``--no-reload``) leaves the committed
+report alone: it writes ``bench/.work/compare/results-partial.json``, ``RESULTS.partial.md`` and
+``plots/`` there. One exception: a run that measured gRPC on every server that speaks it
+rewrites the gRPC section of ``bench/RESULTS.md`` (its own section, complete by itself).
 """
 
 from __future__ import annotations
@@ -67,6 +74,7 @@ from benchlib import Target, cpu_seconds, free_port, http, log, machine, percent
 
 ALL_SERVERS = ["yyai", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
 RELOADABLE = ["yyai", "mlserver", "pytriton", "torchserve"]
+ENDPOINTS = ["v2", "predictions", "grpc"]  # REST v2 infer, yyai's image route, v2 gRPC ModelInfer
 MODELS = ["digits", "cnn64"]
 TOKEN = "bench-token-0123456789"
 SEED = 20261125
@@ -199,6 +207,8 @@ class Server:
 
     # subclasses: command(), env_extra(), target(model, endpoint), reload(model)
     endpoints = ("v2",)
+    grpc_port: int | None = None  # servers that speak v2 gRPC set it and add "grpc" to endpoints
+    grpc_metadata: dict = {}
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -304,18 +314,28 @@ class Server:
         url = url or f"http://127.0.0.1:{self.port}/v2/models/{model}/infer"
         return Target(url, WORK / "bodies" / f"{model}.json", "application/json", dict(self.headers))
 
+    def endpoint_target(self, model: str, endpoint: str) -> Target:
+        """The target of one endpoint: v2 gRPC ModelInfer for "grpc", else ``target``."""
+        if endpoint == "grpc":
+            return Target(f"127.0.0.1:{self.grpc_port}", WORK / "bodies" / f"{model}.json", "application/grpc",
+                          dict(self.grpc_metadata), grpc_model=model)
+        return self.target(model, endpoint)
+
 
 class Yyai(Server):
     name = "yyai"
-    endpoints = ("v2", "predictions")
+    endpoints = ("v2", "predictions", "grpc")
     batching = True
 
     def __init__(self, round_no: int):
         super().__init__(round_no)
         self.headers = {"Authorization": f"token {TOKEN}"}
+        self.grpc_port = free_port()
+        self.grpc_metadata = {"authorization": f"token {TOKEN}"}
 
     def command(self) -> list[str]:
-        args = ["--store", str(WORK / "store"), "--port", str(self.port), "--token", TOKEN]
+        args = ["--store", str(WORK / "store"), "--port", str(self.port), "--token", TOKEN,
+                "--grpc-port", str(self.grpc_port)]
         if not self.batching:
             args.append("--no-batching")
         cli = YYAI_PY.parent / "yyai"
@@ -335,6 +355,7 @@ class Yyai(Server):
 
 class YyaiNoBatch(Yyai):
     name = "yyai-nobatch"
+    endpoints = ("v2", "predictions")
     batching = False
 
 
@@ -363,10 +384,11 @@ class Flask(Server):
 class PyTriton(Server):
     name = "pytriton"
     venv = "pytriton"
+    endpoints = ("v2", "grpc")  # Triton's own gRPC server; inference needs no access token
 
     def __init__(self, round_no):
         super().__init__(round_no)
-        self.grpc, self.metrics = free_port(), free_port()
+        self.grpc_port, self.metrics = free_port(), free_port()
         self.workspace = WORK / f"pytriton-workspace-r{round_no}"
 
     def setup(self):
@@ -384,7 +406,7 @@ class PyTriton(Server):
 
     def command(self):
         return [str(venvs.venv_python("pytriton")), str(PEERS_DIR / "pytriton_server.py"), str(WORK / "models"),
-                str(self.port), str(self.grpc), str(self.metrics), TOKEN, str(self.workspace)]
+                str(self.port), str(self.grpc_port), str(self.metrics), TOKEN, str(self.workspace)]
 
     def target(self, model, endpoint):
         return self.v2_target(model)
@@ -398,6 +420,11 @@ class PyTriton(Server):
 class MLServer(Server):
     name = "mlserver"
     venv = "mlserver"
+    endpoints = ("v2", "grpc")
+
+    def __init__(self, round_no):
+        super().__init__(round_no)
+        self.grpc_port = free_port()
 
     def setup(self):
         self.dir = WORK / "mlserver"
@@ -410,7 +437,7 @@ class MLServer(Server):
                 "max_batch_size": 32, "max_batch_time": 0.002,
             }))
         (self.dir / "settings.json").write_text(json.dumps({
-            "debug": False, "host": "127.0.0.1", "http_port": self.port, "grpc_port": free_port(),
+            "debug": False, "host": "127.0.0.1", "http_port": self.port, "grpc_port": self.grpc_port,
             "metrics_port": free_port(), "parallel_workers": 0, "load_models_at_startup": True,
         }))
 
@@ -511,6 +538,7 @@ class Ray(Server):
 
 
 SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiNoBatch, Flask, PyTriton, MLServer, TorchServe, Ray)}
+GRPC_SERVERS = [name for name, c in SERVER_CLASSES.items() if "grpc" in c.endpoints]
 
 
 def describe_error(exc: Exception) -> str:
@@ -576,13 +604,15 @@ def run_wrk(wrk: str, target: Target, concurrency: int, seconds: int, server: Se
             "client_cpu": (usage.ru_utime + usage.ru_stime) / dur, "server_cpu": server_cpu / dur}
 
 
-def c1_cell(target: Target, seconds: float, server: Server) -> dict:
+def client_cell(target: Target, concurrency: int, seconds: float, server: Server) -> dict:
+    """A cell measured by a client that records every request (aiohttp, or tritonclient.grpc)."""
     cpu0 = server.cpu_seconds()
-    got = run_client(target, 1, seconds)
+    got = run_client(target, concurrency, seconds)
     server_cpu = server.cpu_seconds() - cpu0
     ok = [r[1] for r in got["requests"] if r[2] == 200]
     failed = sum(1 for r in got["requests"] if r[2] != 200)
-    return {"tool": "aiohttp", "concurrency": 1, "seconds": got["wall_s"], "requests": len(got["requests"]),
+    tool = "tritonclient.grpc" if target.grpc_model else "aiohttp"
+    return {"tool": tool, "concurrency": concurrency, "seconds": got["wall_s"], "requests": len(got["requests"]),
             "errors": failed, "rps": len(ok) / got["wall_s"], "p50_ms": percentile(ok, 50),
             "p90_ms": percentile(ok, 90), "p99_ms": percentile(ok, 99), "latencies_ms": ok,
             "client_cpu": got["cpu_s"] / got["wall_s"], "server_cpu": server_cpu / got["wall_s"]}
@@ -600,12 +630,15 @@ def measure_server(name: str, round_no: int, args, wrk: str, results: dict) -> N
         rec["cold_start_s"] = server.start()
         log(f"  {name} answered every model after {rec['cold_start_s']:.1f} s")
         for model in MODELS:
-            for endpoint in server.endpoints:
-                target = server.target(model, endpoint)
-                run_wrk(wrk, target, 8, max(1, args.warmup), server)  # warm up, discarded
+            for endpoint in [e for e in server.endpoints if e in args.endpoints]:
+                target = server.endpoint_target(model, endpoint)
+                if target.grpc_model:  # wrk speaks no gRPC: the gRPC client does every cell
+                    client_cell(target, 8, max(1, args.warmup), server)  # warm up, discarded
+                else:
+                    run_wrk(wrk, target, 8, max(1, args.warmup), server)  # warm up, discarded
                 for conc in (1, 8, 32):
-                    if conc == 1:
-                        cell = c1_cell(target, args.seconds, server)
+                    if conc == 1 or target.grpc_model:
+                        cell = client_cell(target, conc, args.seconds, server)
                     else:
                         cell = run_wrk(wrk, target, conc, args.seconds, server)
                     cell.update(model=model, endpoint=endpoint)
@@ -757,6 +790,8 @@ def main() -> None:
                         help="comma list of: " + ", ".join(ALL_SERVERS + ["limit"]))
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--seconds", type=int, default=None, help="seconds per measured cell")
+    parser.add_argument("--endpoints", default=",".join(ENDPOINTS),
+                        help="comma list of: " + ", ".join(ENDPOINTS) + " (grpc: the servers that speak v2 gRPC)")
     parser.add_argument("--no-reload", action="store_true", help="skip the reload-under-load test")
     parser.add_argument("--setup-only", action="store_true")
     parser.add_argument("--report-only", action="store_true")
@@ -774,6 +809,9 @@ def main() -> None:
     unknown = set(selected) - set(ALL_SERVERS) - {"limit"}
     if unknown:
         parser.error(f"unknown peers: {sorted(unknown)}")
+    args.endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
+    if set(args.endpoints) - set(ENDPOINTS) or not args.endpoints:
+        parser.error(f"--endpoints takes a comma list of {', '.join(ENDPOINTS)}")
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.seconds = args.seconds or (3 if args.quick else 8)
     args.warmup = 1 if args.quick else 2
@@ -782,7 +820,7 @@ def main() -> None:
     args.reload_every = 3.0
     args.reloads = 10 if args.quick else 100
     args.reload_cap_s = 30 if args.quick else 150
-    servers = [s for s in ALL_SERVERS if s in selected]
+    servers = [s for s in ALL_SERVERS if s in selected and set(SERVER_CLASSES[s].endpoints) & set(args.endpoints)]
 
     WORK.mkdir(parents=True, exist_ok=True)
     for s in servers:
@@ -799,8 +837,9 @@ def main() -> None:
                "settings": {k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "steady_seconds",
                                                           "reload_seconds", "reload_every", "reloads",
                                                           "reload_cap_s")} | {"reload_model": RELOAD_MODEL},
-               "servers": {}, "reload": {}, "limit": None,
-               "complete": set(selected) >= set(ALL_SERVERS) | {"limit"} and not args.no_reload}
+               "servers": {}, "reload": {}, "limit": None, "endpoints": args.endpoints,
+               "complete": set(selected) >= set(ALL_SERVERS) | {"limit"} and not args.no_reload
+               and set(args.endpoints) == set(ENDPOINTS)}
     if "limit" in selected:
         limit_test(args, results)
     for round_no in range(1, args.rounds + 1):
@@ -817,6 +856,9 @@ def main() -> None:
 
     md, plots = (RESULTS_MD, PLOTS) if results["complete"] else (WORK / "RESULTS.partial.md", WORK / "plots")
     report.write(results, md, plots)
+    if not results["complete"] and "grpc" in args.endpoints and set(servers) >= set(GRPC_SERVERS):
+        report.write_grpc(results, RESULTS_MD)  # every gRPC row: its own section is complete
+        md = RESULTS_MD
     log(f"done in {results['elapsed_s'] / 60:.1f} min: {md.relative_to(ROOT)}, plots in {plots.relative_to(ROOT)}/")
 
 

@@ -1,4 +1,7 @@
-"""Turns compare.py's results.json into the peer section of bench/RESULTS.md and the two PNG plots.
+"""Turns compare.py's results.json into the peer sections of bench/RESULTS.md and the two PNG plots.
+
+Two sections: ``## Peer comparison`` (REST: v2 infer and yyai's /predictions, with the plots)
+and ``## Peer comparison over v2 gRPC`` (the servers that speak gRPC, with tritonclient.grpc).
 
 Runs in yyai's venv (matplotlib). Kept apart from the measuring code so that
 ``compare.py --report-only`` can redraw a report without measuring again.
@@ -41,7 +44,7 @@ def agg(results, server, model, endpoint, conc) -> dict | None:
            "errors": sum(c["errors"] for c in got), "requests": sum(c["requests"] for c in got),
            "client_cpu": statistics.mean(c["client_cpu"] for c in got),
            "server_cpu": statistics.mean(c.get("server_cpu", float("nan")) for c in got)}
-    if conc == 1 and all("latencies_ms" in c for c in got):
+    if all("latencies_ms" in c for c in got):  # a client that recorded every request
         pooled = sorted(v for c in got for v in c["latencies_ms"])
         out["p50_ms"], out["p99_ms"] = _pct(pooled, 50), _pct(pooled, 99)
         out["latencies_ms"] = pooled
@@ -112,6 +115,82 @@ def write(results: dict, md_path: Path, plots_dir: Path) -> None:
     draw_cdf(results, plots_dir / "latency_cdf_c1.png")
     draw_throughput(results, plots_dir / "throughput_vs_concurrency.png")
     replace_section(markdown(results, md_path, plots_dir), md_path)
+    write_grpc(results, md_path)
+
+
+def write_grpc(results: dict, md_path: Path) -> None:
+    """The gRPC section, when the run measured gRPC at all."""
+    if grpc_servers(results):
+        replace_section(grpc_markdown(results), md_path)
+
+
+def grpc_servers(results: dict) -> list[str]:
+    return [s for s in servers_in(results)
+            if any(c["endpoint"] == "grpc" for r in results["servers"][s]["rounds"] for c in r.get("cells", []))]
+
+
+def grpc_markdown(results: dict) -> str:
+    """``## Peer comparison over v2 gRPC``: one table per model, and the CPU of client and server."""
+    m, st = results["machine"], results["settings"]
+    servers = grpc_servers(results)
+    lines = [
+        "## Peer comparison over v2 gRPC", "",
+        f"Measured {results['date']} by `bench/compare.py --endpoints grpc` (part of `make bench`) on "
+        f"{m['cpu']}, {m['nproc']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}, Python {m['python']} "
+        f"(load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}).", "",
+        "The servers that speak the v2 gRPC protocol (`inference.GRPCInferenceService`), with the same models "
+        f"and settings as the REST comparison above, one after another in {st['rounds']} round(s); each cell ran "
+        f"{st['seconds']} s after a {st['warmup']} s warm-up. The client is tritonclient.grpc's asyncio client "
+        "in its own process: `c` tasks share one channel (HTTP/2 streams) and call `ModelInfer` back to back "
+        "with one sample (the REST body's tensor, sent as `raw_input_contents`); percentiles are exact over "
+        "every request of every round; req/s counts successful calls, mean of the rounds (min–max in brackets). "
+        "yyai serves gRPC from the `yyai serve` process (`--grpc-port`, token in the metadata), PyTriton is "
+        "Triton's own gRPC server, MLServer its gRPC server. Ratios are to yyai over gRPC.", "",
+        "| component | version |", "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in results["versions"].items()]
+    for model in MODELS:
+        lines += ["", f"### `{model}` over gRPC", "",
+                  "| server | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | "
+                  "c=32 p99 ms | errors | c=8 req/s vs yyai | c=32 req/s vs yyai | c=1 p50 vs yyai |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        ref = {c: agg(results, REF, model, "grpc", c) for c in (1, 8, 32)}
+        for server in servers:
+            a = {c: agg(results, server, model, "grpc", c) for c in (1, 8, 32)}
+            if not any(a.values()):
+                continue
+
+            def g(c, k, d=0):
+                return fmt(a[c][k], d) if a[c] else "-"
+
+            def t(c):
+                return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
+
+            def vs(c, k):
+                return ratio(a[c][k] if a[c] else None, ref[c][k] if ref[c] else None)
+
+            lines.append(f"| {LABELS[server]} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | "
+                         f"{g(8, 'p99_ms', 1)} | {t(32)} | {g(32, 'p99_ms', 1)} | "
+                         f"{sum(x['errors'] for x in a.values() if x)} | {vs(8, 'rps')} | {vs(32, 'rps')} | "
+                         f"{vs(1, 'p50_ms')} |")
+    lines += ["", "CPU use as a fraction of one core, mean over cells (client: the tritonclient.grpc process; "
+              "server: its whole process tree). On these cores, what the client takes the server cannot use.", "",
+              "| server | model | client c=1 | client c=8 | client c=32 | server c=1 | server c=8 | server c=32 | "
+              "server CPU ms per request at c=32 |", "|---|---|---|---|---|---|---|---|---|"]
+    for server in servers:
+        for model in MODELS:
+            a = {c: agg(results, server, model, "grpc", c) for c in (1, 8, 32)}
+            if not any(a.values()):
+                continue
+            cl = " | ".join(f"{a[c]['client_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            sv = " | ".join(f"{a[c]['server_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            per = fmt(1000 * a[32]["server_cpu"] / a[32]["rps"], 2) if a[32] and a[32]["rps"] else "-"
+            lines.append(f"| {LABELS[server]} | {model} | {cl} | {sv} | {per} |")
+    failures = [(s, r) for s in servers for r in results["servers"][s]["rounds"] if r.get("error")]
+    if failures:
+        lines += ["", "Servers that failed:", ""] + [f"- {LABELS[s]}, round {r['round']}: `{r['error']}`"
+                                                     for s, r in failures]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:

@@ -18,18 +18,19 @@ from jupyter_server.auth.identity import PasswordIdentityProvider, User
 API_USER = User(username="yyai-api", name="REST client", display_name="REST client")
 
 
-def token_matches(authorization: str | None, token: str | None) -> bool:
-    """Whether an ``Authorization`` value (HTTP header or gRPC metadata), ``token T`` or
-    ``Bearer T``, carries ``token``; compared in constant time."""
-    header = PasswordIdentityProvider.auth_header_pat.match(authorization or "")
-    return bool(header and token and hmac.compare_digest(header.group(2).encode(), token.encode()))
-
-
 class YyaiIdentityProvider(PasswordIdentityProvider):
     """Voila's token/password provider, with a cookie-free path for ``Authorization`` headers."""
 
     async def get_user(self, handler):
-        if token_matches(handler.request.headers.get("Authorization"), self.token):
+        header = self.auth_header_pat.match(handler.request.headers.get("Authorization", ""))
+        if header and self.token and hmac.compare_digest(header.group(2).encode(), self.token.encode()):
             handler._token_authenticated = True  # read by is_token_authenticated()
             return API_USER
         return await super().get_user(handler)
+
+
+def authorization_matches(authorization: str | None, token: str | None) -> bool:
+    """Whether an authorization value, ``token T`` or ``Bearer T``, carries ``token``
+    (constant-time compare): gRPC metadata's ``authorization`` entry, which has no handler."""
+    match = PasswordIdentityProvider.auth_header_pat.match(authorization or "")
+    return bool(match and token and hmac.compare_digest(match.group(2).encode(), token.encode()))

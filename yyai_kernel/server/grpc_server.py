@@ -42,7 +42,7 @@ from tritonclient.grpc import service_pb2_grpc
 from .. import v2grpc
 from ..dataplane import DataPlane
 from ..errors import ModelNotFoundError, ModelNotReadyError, YyaiError
-from .auth import token_matches
+from .auth import authorization_matches
 from .base import ServerState
 from .v2 import decode_inline
 
@@ -109,7 +109,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
         if self.token is None or details.method in self.public:
             return handler
         sent = [value for key, value in details.invocation_metadata or () if key == "authorization"]
-        if sent and token_matches(sent[0], self.token):
+        if sent and authorization_matches(sent[0], self.token):
             return handler
         if sent:
             message = ("Invalid token: it is not the token this server printed at start "
