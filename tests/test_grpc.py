@@ -9,6 +9,7 @@ low (1 MiB), so that an oversized message is cheap to send.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import grpc
@@ -22,6 +23,11 @@ from tritonclient.utils import InferenceServerException
 
 from builders import install, pack_models, reference, sample_inputs
 from serving import start_server
+from yyai_kernel.dataplane import DataPlane
+from yyai_kernel.registry import Registry
+from yyai_kernel.server.base import ServerState
+from yyai_kernel.server.grpc_server import GrpcServer
+from yyai_kernel.store import ModelStore
 
 TOKEN = "grpc-token"
 AUTH = {"authorization": f"token {TOKEN}"}
@@ -340,3 +346,39 @@ def test_grpc_and_rest_clients_together_while_the_model_reloads(server, built):
     assert len(counts) == 16 and min(counts) >= 10
     status = server.get("/models/alpha").json()
     assert status["versions"]["1"]["state"] == "ready"
+
+
+# --- SO_REUSEPORT --------------------------------------------------------------------
+
+
+def test_a_port_is_shared_only_when_reuse_port_is_asked_for(tmp_path):
+    """One process owns its gRPC port (grpc.aio would share it by default on Linux); the
+    worker processes of ``--workers`` ask for SO_REUSEPORT and share one."""
+    registry = Registry(ModelStore(tmp_path))
+    state = ServerState(dataplane=DataPlane(registry), metrics=None, tmp_dir=str(tmp_path))
+
+    def live(port: int) -> bool:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            return stub.ServerLive(service_pb2.ServerLiveRequest(), metadata=METADATA, timeout=30).live
+
+    async def main() -> None:
+        alone = GrpcServer(state, token=TOKEN)
+        port = await alone.start("127.0.0.1", 0)
+        with pytest.raises(RuntimeError, match="Failed to bind"):
+            await GrpcServer(state, token=TOKEN, reuse_port=True).start("127.0.0.1", port)
+        await alone.stop(None)
+        first = GrpcServer(state, token=TOKEN, reuse_port=True)
+        port = await first.start("127.0.0.1", 0)
+        second = GrpcServer(state, token=TOKEN, reuse_port=True)
+        assert await second.start("127.0.0.1", port) == port
+        assert await asyncio.to_thread(live, port)
+        await first.stop(None)
+        assert await asyncio.to_thread(live, port)  # the second one still answers on the port
+        await second.stop(None)
+
+    try:
+        asyncio.run(main())
+    finally:
+        registry.close()
+        state.shutdown()

@@ -124,6 +124,49 @@ def write_grpc(results: dict, md_path: Path) -> None:
         replace_section(grpc_markdown(results), md_path)
 
 
+def latency_table(results: dict, model: str, rows: list[tuple[str, str, str]], ref_endpoint: str) -> list[str]:
+    """One model's latency and throughput table; ratios to yyai (batching) on ``ref_endpoint``."""
+    lines = ["| server | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | "
+             "c=32 p99 ms | errors | c=8 req/s vs yyai | c=32 req/s vs yyai | c=1 p50 vs yyai |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ref = {c: agg(results, REF, model, ref_endpoint, c) for c in (1, 8, 32)}
+    for server, endpoint, label in rows:
+        a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
+        if not any(a.values()):
+            continue
+
+        def g(c, k, d=0):
+            return fmt(a[c][k], d) if a[c] else "-"
+
+        def t(c):
+            return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
+
+        def vs(c, k):
+            return ratio(a[c][k] if a[c] else None, ref[c][k] if ref[c] else None)
+
+        lines.append(f"| {label} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | "
+                     f"{g(8, 'p99_ms', 1)} | {t(32)} | {g(32, 'p99_ms', 1)} | "
+                     f"{sum(x['errors'] for x in a.values() if x)} | {vs(8, 'rps')} | {vs(32, 'rps')} | "
+                     f"{vs(1, 'p50_ms')} |")
+    return lines
+
+
+def cpu_table(results: dict, rows: list[tuple[str, str, str]]) -> list[str]:
+    """Client and server CPU at each concurrency, and the server's CPU per request at c=32."""
+    lines = ["| server | model | client c=1 | client c=8 | client c=32 | server c=1 | server c=8 | server c=32 | "
+             "server CPU ms per request at c=32 |", "|---|---|---|---|---|---|---|---|---|"]
+    for server, endpoint, label in rows:
+        for model in MODELS:
+            a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
+            if not any(a.values()):
+                continue
+            cl = " | ".join(f"{a[c]['client_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            sv = " | ".join(f"{a[c]['server_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
+            per = fmt(1000 * a[32]["server_cpu"] / a[32]["rps"], 2) if a[32] and a[32]["rps"] else "-"
+            lines.append(f"| {label} | {model} | {cl} | {sv} | {per} |")
+    return lines
+
+
 def grpc_servers(results: dict) -> list[str]:
     return [s for s in servers_in(results)
             if any(c["endpoint"] == "grpc" for r in results["servers"][s]["rounds"] for c in r.get("cells", []))]
@@ -149,43 +192,12 @@ def grpc_markdown(results: dict) -> str:
         "| component | version |", "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in results["versions"].items()]
+    rows = [(server, "grpc", LABELS[server]) for server in servers]
     for model in MODELS:
-        lines += ["", f"### `{model}` over gRPC", "",
-                  "| server | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | "
-                  "c=32 p99 ms | errors | c=8 req/s vs yyai | c=32 req/s vs yyai | c=1 p50 vs yyai |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        ref = {c: agg(results, REF, model, "grpc", c) for c in (1, 8, 32)}
-        for server in servers:
-            a = {c: agg(results, server, model, "grpc", c) for c in (1, 8, 32)}
-            if not any(a.values()):
-                continue
-
-            def g(c, k, d=0):
-                return fmt(a[c][k], d) if a[c] else "-"
-
-            def t(c):
-                return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
-
-            def vs(c, k):
-                return ratio(a[c][k] if a[c] else None, ref[c][k] if ref[c] else None)
-
-            lines.append(f"| {LABELS[server]} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | "
-                         f"{g(8, 'p99_ms', 1)} | {t(32)} | {g(32, 'p99_ms', 1)} | "
-                         f"{sum(x['errors'] for x in a.values() if x)} | {vs(8, 'rps')} | {vs(32, 'rps')} | "
-                         f"{vs(1, 'p50_ms')} |")
+        lines += ["", f"### `{model}` over gRPC", ""] + latency_table(results, model, rows, "grpc")
     lines += ["", "CPU use as a fraction of one core, mean over cells (client: the tritonclient.grpc process; "
-              "server: its whole process tree). On these cores, what the client takes the server cannot use.", "",
-              "| server | model | client c=1 | client c=8 | client c=32 | server c=1 | server c=8 | server c=32 | "
-              "server CPU ms per request at c=32 |", "|---|---|---|---|---|---|---|---|---|"]
-    for server in servers:
-        for model in MODELS:
-            a = {c: agg(results, server, model, "grpc", c) for c in (1, 8, 32)}
-            if not any(a.values()):
-                continue
-            cl = " | ".join(f"{a[c]['client_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
-            sv = " | ".join(f"{a[c]['server_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
-            per = fmt(1000 * a[32]["server_cpu"] / a[32]["rps"], 2) if a[32] and a[32]["rps"] else "-"
-            lines.append(f"| {LABELS[server]} | {model} | {cl} | {sv} | {per} |")
+              "server: its whole process tree). On these cores, what the client takes the server cannot use.", ""]
+    lines += cpu_table(results, rows)
     failures = [(s, r) for s in servers for r in results["servers"][s]["rounds"] if r.get("error")]
     if failures:
         lines += ["", "Servers that failed:", ""] + [f"- {LABELS[s]}, round {r['round']}: `{r['error']}`"
@@ -235,29 +247,9 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
     ]
     lines += [f"| {k} | {v} |" for k, v in results["versions"].items()]
     for model in MODELS:
-        lines += ["", f"### `{model}`: latency and throughput", "",
-                  "| server | c=1 p50 ms | c=1 p99 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | "
-                  "c=32 p99 ms | errors | c=8 req/s vs yyai | c=32 req/s vs yyai | c=1 p50 vs yyai |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", f"### `{model}`: latency and throughput", ""]
+        lines += latency_table(results, model, rows_for(results), "v2")
         ref = {c: agg(results, REF, model, "v2", c) for c in (1, 8, 32)}
-        for server, endpoint, label in rows_for(results):
-            a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
-            if not any(a.values()):
-                continue
-            errs = sum(x["errors"] for x in a.values() if x)
-
-            def g(c, k, d=0):
-                return fmt(a[c][k], d) if a[c] else "-"
-
-            def t(c):
-                return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
-
-            lines.append(
-                f"| {label} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | {g(8, 'p99_ms', 1)} | "
-                f"{t(32)} | {g(32, 'p99_ms', 1)} | {errs} | "
-                f"{ratio(a[8]['rps'] if a[8] else None, ref[8]['rps'] if ref[8] else None)} | "
-                f"{ratio(a[32]['rps'] if a[32] else None, ref[32]['rps'] if ref[32] else None)} | "
-                f"{ratio(a[1]['p50_ms'] if a[1] else None, ref[1]['p50_ms'] if ref[1] else None)} |")
         lim = (results.get("limit") or {}).get(model)
         if lim:
             b1, best = lim["batch1"], lim["best"]
@@ -265,22 +257,10 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
                          f"{fmt(b1['samples_per_s'])} | | | | | | | | |")
             lines.append(f"| limit: best batch ({best['batch']}) | | | | {fmt(best['samples_per_s'])} samples/s | | | | | "
                          f"{ratio(best['samples_per_s'], ref[8]['rps'] if ref[8] else None)} | | |")
-    # load generator CPU
     lines += ["", "### Load generator and server CPU", "",
               "CPU use as a fraction of one core, mean over cells (client: the wrk or aiohttp process; server: its "
-              "whole process tree). On 2 cores, what the client takes the server cannot use.", "",
-              "| server | model | client c=1 | client c=8 | client c=32 | server c=1 | server c=8 | server c=32 | "
-              "server CPU ms per request at c=32 |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for server, endpoint, label in rows_for(results):
-        for model in MODELS:
-            a = {c: agg(results, server, model, endpoint, c) for c in (1, 8, 32)}
-            if not any(a.values()):
-                continue
-            cl = " | ".join(f"{a[c]['client_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
-            sv = " | ".join(f"{a[c]['server_cpu']:.0%}" if a[c] else "-" for c in (1, 8, 32))
-            per = fmt(1000 * a[32]["server_cpu"] / a[32]["rps"], 2) if a[32] and a[32]["rps"] else "-"
-            lines.append(f"| {label} | {model} | {cl} | {sv} | {per} |")
+              "whole process tree). On 2 cores, what the client takes the server cannot use.", ""]
+    lines += cpu_table(results, rows_for(results))
     # memory + cold start
     lines += ["", "### Memory and cold start", "",
               "Load average (1 min) after each server's cells is shown to judge how quiet the machine was "

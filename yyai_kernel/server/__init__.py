@@ -3,7 +3,8 @@
 ``app.py`` holds the Voila subclass and ``main()``; the REST handlers are grouped by API
 (``v2.py`` with the pure ``v2codec.py``, ``predictions.py``, ``management.py``,
 ``samples_handlers.py``, ``metrics.py``, ``openapi.py``) on top of ``base.py``;
-``kernels.py`` gives the dashboard kernels the server's URL and token. Importing this
+``kernels.py`` gives the dashboard kernels the server's URL and token; ``grpc_server.py``
+serves v2 gRPC from the same process (``--grpc-port``). Importing this
 package imports neither TensorFlow nor Voila.
 """
 

@@ -14,6 +14,10 @@ through jupyter_server's identity provider: one token for the dashboard and the 
 API (``Authorization: token T``, ``Bearer T`` or ``?token=T``). The dashboard kernel gets
 ``YYAI_URL`` and ``YYAI_TOKEN`` in its environment (see ``kernels.py``).
 
+With ``--grpc-port P`` the v2 gRPC server (``grpc_server.py``) serves the same data plane
+from this process, on the same asyncio loop as Tornado; it binds before the banner is
+printed (exit 1 if it cannot) and stops with the HTTP server.
+
 SIGTERM or Ctrl-C stops accepting connections, shuts the kernels down, closes the
 registry and removes the server's temporary folders.
 
