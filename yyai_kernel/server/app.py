@@ -181,8 +181,7 @@ class YyaiServer(Voila, ServingConfig):
     predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
     manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
     grpc_port = Integer(None, allow_none=True, config=True,
-                        help="Serve v2 gRPC (inference.GRPCInferenceService) on this port of --host "
-                        "as well (0: any free port). Off by default.")
+                        help="Also serve v2 gRPC on this port of --host (0: any free port). Off by default.")
 
     # --- auth and exposure -------------------------------------------------------------
     token = Unicode(
