@@ -248,7 +248,7 @@ def test_the_notebook_path_keeps_tensorflow_start_up_log_out_of_cells():
     """``dashboard_from_env()`` in a plain notebook imports TensorFlow through the same filter."""
     code = ("from yyai_kernel.dashboard import dashboard_from_env\n"
             "board = dashboard_from_env('model_archives', refresh_interval=None)\n"
-            "print('MODELS', [value for _, value in board.model_select.options])\n"
+            "print('MODELS', [value for _, value in board.preview.model_select.options])\n"
             "board.close()\n")
     clean = {k: v for k, v in os.environ.items()
              if k not in ("TF_CPP_MIN_LOG_LEVEL", "YYAI_LOG_LEVEL", "YYAI_URL", "VOILA_APP_PORT")}

@@ -11,6 +11,7 @@ state with a bounded deadline.
 from __future__ import annotations
 
 import datetime
+import html
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yyai_kernel.dashboard import Dashboard, models_table_html, top_of
+from yyai_kernel.dashboard import TABS, Dashboard, models_table_html, top_of
+from yyai_kernel.errors import ModelNotReadyError
+from yyai_kernel.types import ModelStatus, Prediction, VersionState
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -81,10 +84,10 @@ def dash(registry):
 
 
 def pick(board: Dashboard, model: str, version: int, sample: str | None = None) -> None:
-    board.model_select.value = model
-    board.version_select.value = version
+    board.preview.model_select.value = model
+    board.preview.version_select.value = version
     if sample is not None:
-        board.sample_select.value = f"samples/{sample}"
+        board.preview.sample_select.value = f"samples/{sample}"
 
 
 # --- import weight --------------------------------------------------------------------------
@@ -131,28 +134,29 @@ def test_voila_port_alone_selects_the_client(monkeypatch):
 
 
 def test_pickers_list_models_versions_and_samples(dash):
-    assert [v for _, v in dash.model_select.options] == ["colorfulness", "digits"]
-    dash.model_select.value = "digits"
-    labels = dict((v, label) for label, v in dash.version_select.options)
+    preview = dash.preview
+    assert [v for _, v in preview.model_select.options] == ["colorfulness", "digits"]
+    preview.model_select.value = "digits"
+    labels = dict((v, label) for label, v in preview.version_select.options)
     assert set(labels) == {1, 2}
-    assert dash.version_select.value == 2 and "default" in labels[2] and "ready" in labels[2]
-    assert [v for _, v in dash.compare_select.options] == [0, 1, 2]
-    samples = [v for _, v in dash.sample_select.options]
+    assert preview.version_select.value == 2 and "default" in labels[2] and "ready" in labels[2]
+    assert [v for _, v in preview.compare_select.options] == [0, 1, 2]
+    samples = [v for _, v in preview.sample_select.options]
     assert "samples/digit-3.png" in samples and "samples/digit-8-disputed.png" in samples
-    assert not dash.sample_select.disabled
+    assert not preview.sample_select.disabled
 
 
 def test_models_table_shows_every_version(dash, registry):
     dash.refresh()
-    table = dash.models_table.value
+    table = dash.models.models_table.value
     for name, version in (("digits", 1), ("digits", 2), ("colorfulness", 1)):
         assert f"data-model='{name}' data-version='{version}'" in table
     assert "★ default" in table and "yyai-state-ready" in table
     assert "Load time" in table and "p50" in table and "Last error" in table
-    status = {"m": {"name": "m", "default": 1, "pinned": True, "last_error": "v2: broken <b>",
-                    "versions": {"1": {"version": 1, "state": "ready", "requests": 7, "errors": 1,
-                                       "load_time_s": 0.5, "latency_ms": {"p50": 1.25, "p99": 3.0},
-                                       "last_error": None}}}}
+    status = {"m": ModelStatus.from_json({
+        "name": "m", "default": 1, "pinned": True, "last_error": "v2: broken <b>",
+        "versions": {"1": {"version": 1, "state": "ready", "requests": 7, "errors": 1, "load_time_s": 0.5,
+                           "latency_ms": {"p50": 1.25, "p99": 3.0}, "last_error": None}}})}
     html = models_table_html(status)
     assert "(pinned)" in html and "1.25 ms" in html and "0.50 s" in html
     assert "broken &lt;b&gt;" in html  # errors are escaped, never injected
@@ -163,12 +167,13 @@ def test_models_table_shows_every_version(dash, registry):
 
 def test_predict_a_bundled_sample(dash):
     pick(dash, "digits", 2, "digit-3.png")
-    dash.predict_button.click()
-    assert "yyai-ok" in dash.predict_message.value, dash.predict_message.value
+    dash.preview.predict_button.click()
+    assert "yyai-ok" in dash.preview.predict_message.value, dash.preview.predict_message.value
     want = expected_label("digits-2.yyar", "digit-3.png")
-    assert f"<span class='yyai-top-label' data-version='2'>{want}</span>" in _html_of(dash.results)
-    assert f"v2 → <span class='yyai-summary-label'>{want}</span>" in dash.summary.value
-    (row,) = dash.results.children
+    results = dash.preview.results
+    assert f"<span class='yyai-top-label' data-version='2'>{want}</span>" in _html_of(results.rows)
+    assert f"v2 → <span class='yyai-summary-label'>{want}</span>" in results.summary.value
+    (row,) = results.rows.children
     given, result = row.children
     assert "yyai-result-v2" in result._dom_classes
     # the image as given (8x8) and as the model sees it (8x8 gray), both shown enlarged
@@ -176,124 +181,293 @@ def test_predict_a_bundled_sample(dash):
     assert len(images) == 2 and all(bytes(i.value).startswith(PNG_MAGIC) for i in images)
     charts = _widgets_with_class(row, "yyai-chart")
     assert len(charts) == 1 and bytes(charts[0].value).startswith(PNG_MAGIC)
+    (top_k,) = _widgets_with_class(row, "yyai-topk-table")  # beside the chart: the best labels, best first
+    assert f"<td>{want}</td>" in top_k.value.split("<tr>")[2]  # rank 1, by the combined output
 
 
 def test_upload_several_images(dash):
     files = ["digit-7.png", "digit-8-64rgb.png", "digit-3-64.png"]
-    dash.image_upload.value = tuple(upload_entry(f, (SAMPLES / f).read_bytes()) for f in files)
-    assert dash.source_toggle.value == "upload"
+    dash.preview.image_upload.value = tuple(upload_entry(f, (SAMPLES / f).read_bytes()) for f in files)
+    assert dash.preview.source_toggle.value == "upload"
     pick(dash, "digits", 2)
-    replies = dash.predict()
-    tops = [top_of(row)[0] for row in replies[2]["predictions"]]
+    replies = dash.preview.predict()
+    tops = [top_of(replies[2], i)[0] for i in range(len(files))]
     assert tops == [expected_label("digits-2.yyar", f) for f in files]
-    assert len(dash.results.children) == 3
+    assert len(dash.preview.results.rows.children) == 3
     # a 64x64 RGB upload is shown as given (64x64) and as the model sees it (8x8 gray)
-    model_view = _widgets_with_class(dash.results.children[1], "yyai-model-image")[0]
+    model_view = _widgets_with_class(dash.preview.results.rows.children[1], "yyai-model-image")[0]
     import cv2
 
     seen = cv2.imdecode(np.frombuffer(bytes(model_view.value), np.uint8), cv2.IMREAD_UNCHANGED)
     assert seen.shape == (8, 8)
 
 
-def test_compare_two_versions_side_by_side(dash):
+def test_compare_two_versions_side_by_side(dash, registry):
+    """Preview never loads a version (#12): an unloaded version gets REST's 503 and a Load button.
+
+    Before #12 comparing loaded v1 first, silently; now the person sees why nothing ran,
+    in the words REST answers with, and loads v1 with the button.
+    """
+    preview = dash.preview
     pick(dash, "digits", 2, "digit-8-disputed.png")
-    dash.compare_select.value = 1
-    assert dash.predict_button.description == "Compare v2 / v1"
-    dash.backend.unload("digits", 1)  # comparing loads v1 first
-    replies = dash.predict()
+    preview.compare_select.value = 1
+    assert preview.predict_button.description == "Compare v2 / v1"
+    dash.backend.unload("digits", 1)  # an operator unloads v1
+    dash.refresh()
+    assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (unloaded)"
+    with pytest.raises(ModelNotReadyError) as rest:  # what REST answers 503 with
+        dash.backend.predict_images("digits", [(SAMPLES / "digit-3.png").read_bytes()], 1)
+    preview.predict_button.click()
+    message = preview.predict_message.value
+    assert "yyai-error" in message and html.escape(rest.value.message) in message, message
+    assert registry.status("digits").versions[1].state is VersionState.UNLOADED  # nothing loaded it
+    assert not preview.results.rows.children
+    assert preview.load_button.layout.display != "none" and preview.load_button.description == "Load v1"
+
+    preview.load_button.click()  # the person's choice: load v1, then compare
+    assert registry.status("digits").versions[1].state is VersionState.READY
+    assert "Loaded digits v1" in preview.predict_message.value and "compared" in preview.predict_message.value
+    assert preview.load_button.layout.display == "none"
+    replies = preview.predict()
     assert set(replies) == {1, 2}
-    v1, v2 = (top_of(replies[v]["predictions"][0])[0] for v in (1, 2))
+    v1, v2 = (top_of(replies[v])[0] for v in (1, 2))
     assert v1 == expected_label("digits-1.yyar", "digit-8-disputed.png")
     assert v2 == expected_label("digits-2.yyar", "digit-8-disputed.png")
     assert v1 != v2
-    assert "the versions disagree" in dash.summary.value
-    (row,) = dash.results.children
+    assert "the versions disagree" in preview.results.summary.value
+    (row,) = preview.results.rows.children
     assert [c for c in row.children if "yyai-result-v1" in c._dom_classes]
     assert [c for c in row.children if "yyai-result-v2" in c._dom_classes]
-    assert dash.backend.status("digits")["versions"]["1"]["state"] == "ready"
+    assert len(_widgets_with_class(row, "yyai-chart")) == len(_widgets_with_class(row, "yyai-topk-table")) == 2
 
 
 def test_regression_output_is_a_table(dash):
     pick(dash, "colorfulness", 1, "flower-1.png")
-    replies = dash.predict()
-    value = replies[1]["predictions"][0]["combined"]["colorfulness"]
+    replies = dash.preview.predict()
+    value = replies[1].rows()[0]["combined"]["colorfulness"]
     assert value == pytest.approx(EXPECTED["colorfulness-1.yyar"]["flower-1.png"]["combined"][0], abs=1e-3)
-    tables = _widgets_with_class(dash.results, "yyai-regression-table")
+    tables = _widgets_with_class(dash.preview.results.rows, "yyai-regression-table")
     assert len(tables) == 1 and "colorfulness" in tables[0].value and "combined" in tables[0].value
-    assert "see the outputs below" in dash.summary.value
+    assert "see the outputs below" in dash.preview.results.summary.value
 
 
-def test_bad_image_shows_a_message_not_a_traceback(dash):
-    pick(dash, "digits", 2)
-    dash.image_upload.value = (upload_entry("notes.png", b"this is not an image"),)
-    dash.predict_button.click()  # the guard catches the error and shows it
-    assert "yyai-error" in dash.predict_message.value
-    assert "not an image" in dash.predict_message.value
-    assert "Traceback" not in dash.predict_message.value
-    assert not dash.predict_button.disabled
+def test_a_file_that_is_not_an_image_is_named_and_clears_the_old_prediction(dash):
+    preview = dash.preview
+    pick(dash, "digits", 2, "digit-3.png")
+    preview.predict_button.click()
+    assert preview.results.rows.children and preview.results.summary.value  # a prediction is on screen
+    preview.image_upload.value = (upload_entry("notes.png", b"this is not an image"),)
+    preview.predict_button.click()  # the guard catches the error and shows it
+    message = preview.predict_message.value
+    assert "yyai-error" in message and "notes.png" in message and "not an image" in message, message
+    assert "body" not in message.lower() and "Traceback" not in message
+    assert not preview.results.rows.children and not preview.results.summary.value  # no stale result
+    assert preview.results.empty.layout.display != "none"  # the empty panel says what to do
+    assert not preview.predict_button.disabled
 
 
 def test_nothing_to_predict_is_explained(dash):
     pick(dash, "digits", 2)
-    dash.source_toggle.value = "upload"
-    dash.predict_button.click()
-    assert "yyai-error" in dash.predict_message.value and "Upload one or more images" in dash.predict_message.value
+    dash.preview.source_toggle.value = "upload"
+    dash.preview.predict_button.click()
+    message = dash.preview.predict_message.value
+    assert "yyai-error" in message and "Upload one or more images" in message
+
+
+def test_preview_layout_shows_what_the_source_needs_and_says_what_to_do(dash):
+    preview = dash.preview
+    assert preview.source_toggle.value == "sample"
+    assert preview.sample_select.layout.display != "none" and preview.image_upload.layout.display == "none"
+    preview.source_toggle.value = "upload"
+    assert preview.sample_select.layout.display == "none" and preview.image_upload.layout.display != "none"
+    preview.source_toggle.value = "sample"
+    assert preview.sample_select.layout.display != "none" and preview.image_upload.layout.display == "none"
+    # an empty result panel says what to do
+    assert "press <b>Predict</b>" in preview.results.empty.value
+    assert preview.results.empty.layout.display != "none"
+    # the line about refreshing belongs to the Models tab, not above every tab
+    dash.refresh()
+    assert "Refresh" not in dash.status_line.value and "Refresh" in dash.refresh_note.value
+    assert dash.refresh_note in list(_walk(dash.models.widget))
+    assert dash.refresh_note not in list(_walk(preview.widget))
+
+
+def test_charts_fit_their_titles_and_labels_and_come_with_a_top_k_table():
+    """Titles inside the figure; tick labels (words too) never overlap; a top-k table per chart."""
+    from itertools import combinations
+
+    from matplotlib.axes import Axes
+    from matplotlib.text import Text
+
+    from yyai_kernel.dashboard.render import bar_chart_figure, top_k_table_html
+
+    words = ["golden retriever", "labrador", "tabby cat", "persian cat", "airliner", "container ship",
+             "sports car", "garbage truck", "espresso maker", "grand piano", "hen", "ostrich", "goldfish"]
+    rng = np.random.default_rng(0)
+    for labels in (words, [str(d) for d in range(10)]):
+        members = {name: rng.dirichlet(np.ones(len(labels)), size=1).astype(np.float32)
+                   for name in ("resnet50_finetuned_on_pets", "efficientnet_b0_finetuned", "mlp")}
+        combined = np.mean(list(members.values()), axis=0)
+        prediction = Prediction("animals", 3, members, combined, {"kind": "classification", "labels": labels})
+        for size in ((2.9, 1.75), (2.1, 1.45)):
+            figure = bar_chart_figure(prediction, 0, labels, has_combined=True, panel_size=size)
+            figure.canvas.draw()
+            renderer, frame = figure.canvas.get_renderer(), figure.bbox
+            texts = [t for t in figure.findobj(Text) if t.get_visible() and t.get_text()]
+            for box in (t.get_window_extent(renderer) for t in texts):  # titles and labels: all inside
+                assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            titles = [t.get_window_extent(renderer) for t in texts if t.get_fontsize() == 9]
+            assert len(titles) == 4 and not any(a.overlaps(b) for a, b in combinations(titles, 2))
+            for axes in figure.findobj(Axes):
+                ticks = [t.get_window_extent(renderer) for t in axes.get_xticklabels() + axes.get_yticklabels()
+                         if t.get_text()]
+                assert not any(a.overlaps(b) for a, b in combinations(ticks, 2)), labels
+        table = top_k_table_html(prediction, 0, labels, has_combined=True)
+        best = labels[int(np.argmax(combined[0]))]
+        assert table.count("<tr>") == 1 + 5 and f"<td>{html.escape(best)}</td>" in table.split("<tr>")[2]
+        assert all(name in table for name in members) and "combined" in table
 
 
 # --- managing -----------------------------------------------------------------------------------
 
 
 def test_promote_unload_reload(dash, registry):
-    dash.manage_model.value = "digits"
-    dash.manage_version.value = 1
-    dash.default_button.click()
-    assert "yyai-ok" in dash.manage_message.value, dash.manage_message.value
-    assert "v1 is now the default of digits" in dash.manage_message.value
+    manage = dash.manage
+    manage.manage_model.value = "digits"
+    manage.manage_version.value = 1
+    assert manage.default_button.button_style == "warning"  # v1 is not the default: the button stands out
+    assert manage.load_button.icon != "upload"
+    manage.default_button.click()
+    assert "yyai-ok" in manage.manage_message.value, manage.manage_message.value
+    assert "v1 is now the default of digits" in manage.manage_message.value
     assert registry.status("digits")["default"] == 1 and registry.status("digits")["pinned"]
-    assert "default" in dict((v, label) for label, v in dash.manage_version.options)[1]
+    assert "default" in dict((v, label) for label, v in manage.manage_version.options)[1]
+    assert manage.default_button.button_style == "" and manage.default_button.disabled  # it already is
+    assert not manage.follow_latest.value and "pinned" in manage.default_reason.value
 
-    dash.manage_version.value = 2
-    dash.unload_button.click()
-    assert "Unloaded digits v2" in dash.manage_message.value
+    manage.manage_version.value = 2
+    assert manage.default_button.button_style == "warning" and not manage.default_button.disabled
+    manage.unload_button.click()
+    assert "Unloaded digits v2" in manage.manage_message.value
     assert registry.status("digits")["versions"]["2"]["state"] == "unloaded"
 
-    dash.reload_button.click()
-    assert "Reloaded digits" in dash.manage_message.value, dash.manage_message.value
+    manage.reload_button.click()
+    message = manage.manage_message.value
+    assert "Reloaded digits" in message and "v1 is the default: pinned" in message, message
     assert registry.status("digits")["versions"]["1"]["state"] == "ready"
-    assert not any(b.disabled for b in (dash.reload_button, dash.default_button, dash.unload_button))
+    assert not any(b.disabled for b in (manage.reload_button, manage.unload_button))
+
+
+def test_follow_latest_undoes_a_pin(dash, registry):
+    manage = dash.manage
+    manage.manage_model.value = "digits"
+    assert manage.follow_latest.value  # not pinned: the latest version is the default
+    manage.manage_version.value = 1
+    manage.default_button.click()
+    assert registry.status("digits").pinned and not manage.follow_latest.value
+    manage.follow_latest.value = True  # a person ticks the switch
+    status = registry.status("digits")
+    assert not status.pinned and status.default == 2
+    message = manage.manage_message.value
+    assert "digits follows its latest version again" in message and "v2 is the default: the latest" in message
+    manage.follow_latest.value = False  # unticking pins the default it has now
+    status = registry.status("digits")
+    assert status.pinned and status.default == 2 and "pinned" in manage.manage_message.value
 
 
 def test_manage_errors_are_messages(dash):
-    dash.manage_model.value = "digits"
+    manage = dash.manage
+    manage.manage_model.value = "digits"
     # make the version unknown to the registry behind the dashboard's back
-    dash.manage_version.options = [("v9", 9)]
-    dash.manage_version.value = 9
-    dash.default_button.click()
-    assert "yyai-error" in dash.manage_message.value and "no version 9" in dash.manage_message.value
+    manage.manage_version.options = [("v9", 9)]
+    manage.manage_version.value = 9
+    manage.default_button.click()
+    assert "yyai-error" in manage.manage_message.value and "no version 9" in manage.manage_message.value
 
 
-def test_install_archives_good_and_bad(dash, registry, tmp_path):
-    dash.archive_upload.value = (upload_entry("broken.yyar", b"just some text"),)
-    assert "yyai-error" in dash.archive_message.value
-    assert "broken.yyar was not installed" in dash.archive_message.value
-    assert "not a zip archive" in dash.archive_message.value
-    assert dash.archive_progress.bar_style == "danger"
-    assert dash.archive_upload.value == ()  # the same file can be chosen again
+def test_install_archives_good_and_bad_then_delete_with_a_confirmation(dash, registry, tmp_path):
+    manage = dash.manage
+    manage.archive_upload.value = (upload_entry("broken.yyar", b"just some text"),)
+    assert "yyai-error" in manage.archive_message.value
+    assert "broken.yyar was not installed" in manage.archive_message.value
+    assert "not a zip archive" in manage.archive_message.value
+    assert manage.archive_progress.bar_style == "danger"
+    assert manage.archive_upload.value == ()  # the same file can be chosen again
 
-    dash.archive_upload.value = (upload_entry("notes.txt", b"hello"),)
-    assert "not a .yyar archive" in dash.archive_message.value
+    manage.archive_upload.value = (upload_entry("notes.txt", b"hello"),)
+    assert "not a .yyar archive" in manage.archive_message.value
 
     from builders import pack_models
 
     archive, _ = pack_models(tmp_path, "tiny", 1, [3])
-    dash.archive_upload.value = (upload_entry(archive.name, archive.read_bytes()),)
-    assert "yyai-ok" in dash.archive_message.value, dash.archive_message.value
-    assert "Installed tiny v1" in dash.archive_message.value
-    assert dash.archive_progress.bar_style == "success"
-    assert "tiny" in [v for _, v in dash.model_select.options]
-    assert "data-model='tiny'" in dash.models_table.value
+    manage.archive_upload.value = (upload_entry(archive.name, archive.read_bytes()),)
+    message = manage.archive_message.value
+    assert "yyai-ok" in message, message
+    assert "Installed tiny v1" in message and "v1 is the default: the latest version" in message
+    assert manage.archive_progress.bar_style == "success"
+    assert (manage.manage_model.value, manage.manage_version.value) == ("tiny", 1)  # what it installed
+    assert "tiny" in [v for _, v in dash.preview.model_select.options]
+    assert "data-model='tiny'" in dash.models.models_table.value
     assert registry.status("tiny")["versions"]["1"]["state"] == "ready"
-    registry.remove("tiny", 1, purge=True)
+
+    manage.delete_button.click()  # asks first
+    assert manage.confirm_box.layout.display != "none"
+    assert "Delete tiny v1 from the store?" in manage.confirm_text.value
+    manage.cancel_button.click()
+    assert manage.confirm_box.layout.display == "none" and "tiny" in registry.names()
+    manage.delete_button.click()
+    manage.confirm_button.click()
+    assert "Deleted tiny v1; tiny has no versions left" in manage.manage_message.value, manage.manage_message.value
+    assert "tiny" not in registry.names() and not list(registry.store.root.glob("tiny-*"))
+    assert "tiny" not in [v for _, v in manage.manage_model.options]
+
+
+# --- the package and its tabs ----------------------------------------------------------------------
+
+
+def test_the_dashboard_is_a_package_of_small_parts():
+    """#13: a shell, one module per tab, the rendering apart; small classes and functions."""
+    import ast
+
+    import yyai_kernel.dashboard as package
+
+    folder = Path(package.__file__).parent
+    assert {"shell.py", "preview.py", "models.py", "manage.py", "render.py"} <= {p.name for p in folder.glob("*.py")}
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert size <= 60, f"{path.name}: {node.name} has {size} lines"
+            elif isinstance(node, ast.ClassDef):
+                assert size <= 300, f"{path.name}: {node.name} has {size} lines"
+        assert "hasattr(" not in text and "_prediction_json" not in text and "read_manifest" not in text
+        assert "_view_count" not in text or path.name == "shell.py"  # ipywidgets' private trait: one place
+
+
+def test_a_tab_is_a_small_class_in_a_list(registry):
+    import ipywidgets as W
+
+    class Echo:
+        key, title = "echo", "Echo"
+
+        def __init__(self, shell):
+            self.seen, self.widget = [], W.HTML()
+
+        def update(self, status):
+            self.seen.append(sorted(status.models))
+
+        def shown(self):
+            self.widget.value = "shown"
+
+    board = Dashboard(registry, refresh_interval=None, tabs=TABS + (Echo,))
+    try:
+        assert board.tabs.titles == ("Preview", "Models", "Manage", "Echo")
+        assert board.echo.seen[-1] == ["colorfulness", "digits"]
+        board.tabs.selected_index = 3
+        assert board.echo.widget.value == "shown"
+    finally:
+        board.close()
 
 
 # --- refreshing and the live plot ------------------------------------------------------------------
@@ -302,31 +476,31 @@ def test_install_archives_good_and_bad(dash, registry, tmp_path):
 def test_background_refresh_samples_and_stops(registry):
     board = Dashboard(registry, refresh_interval=0.05)
     try:
-        assert deadline_wait(lambda: len(board.history) >= 4)
-        assert "refresh every 0.05 s" in board.status_line.value
+        assert deadline_wait(lambda: len(board.models.history) >= 4)
+        assert "refresh every 0.05 s" in board.refresh_note.value
         board.backend.predict_images("digits", [(SAMPLES / "digit-1.png").read_bytes()])
-        assert deadline_wait(lambda: "data-model='digits'" in board.models_table.value)
+        assert deadline_wait(lambda: "data-model='digits'" in board.models.models_table.value)
         board.tabs.selected_index = 1  # showing the Models tab draws the plot
-        assert bytes(board.activity_plot.value).startswith(PNG_MAGIC)
-        assert board.activity_plot.layout.display is None
+        assert bytes(board.models.activity_plot.value).startswith(PNG_MAGIC)
+        assert board.models.activity_plot.layout.display is None
     finally:
         board.close()
     assert board._thread is None
-    count = len(board.history)
+    count = len(board.models.history)
     time.sleep(0.2)
-    assert len(board.history) == count  # stopped for good
+    assert len(board.models.history) == count  # stopped for good
 
 
 def test_refresh_pauses_when_nobody_uses_the_page(registry):
     board = Dashboard(registry, refresh_interval=0.05, pause_after=0.2)
     try:
         assert deadline_wait(lambda: not board.auto_refresh.value)
-        assert "Paused refreshing" in board.status_line.value
-        count = len(board.history)
+        assert "Paused refreshing" in board.refresh_note.value
+        count = len(board.models.history)
         time.sleep(0.2)
-        assert len(board.history) == count
+        assert len(board.models.history) == count
         board.auto_refresh.value = True  # a person ticks it again: refreshing resumes
-        assert deadline_wait(lambda: len(board.history) > count)
+        assert deadline_wait(lambda: len(board.models.history) > count)
     finally:
         board.close()
 
@@ -337,14 +511,14 @@ def test_a_new_view_resumes_and_a_closed_page_stops_refreshing(registry):
     try:
         assert deadline_wait(lambda: not board.auto_refresh.value)  # e.g. a preheated kernel, unvisited
         board.widget._view_count = 1  # a browser renders the dashboard
-        assert board.auto_refresh.value and "refresh every" in board.status_line.value
-        count = len(board.history)
-        assert deadline_wait(lambda: len(board.history) > count)
+        assert board.auto_refresh.value and "refresh every" in board.refresh_note.value
+        count = len(board.models.history)
+        assert deadline_wait(lambda: len(board.models.history) > count)
         board.widget._view_count = 0  # the page was closed
         time.sleep(0.1)
-        count = len(board.history)
+        count = len(board.models.history)
         time.sleep(0.2)
-        assert len(board.history) == count
+        assert len(board.models.history) == count
     finally:
         board.close()
 
@@ -353,11 +527,11 @@ def test_activity_plot_from_history(dash, registry):
     for _ in range(3):
         dash.backend.predict_images("digits", [(SAMPLES / "digit-2.png").read_bytes()])
         dash.refresh()
-    dash.draw_activity()
-    assert bytes(dash.activity_plot.value).startswith(PNG_MAGIC)
-    digits = [sample["digits"] for _, sample in dash.history]
-    assert digits[-1]["requests"] >= digits[0]["requests"] + 2
-    assert digits[-1]["p50"] is not None
+    dash.models.draw_activity()
+    assert bytes(dash.models.activity_plot.value).startswith(PNG_MAGIC)
+    digits = [sample["digits"] for _, sample in dash.models.history]
+    assert digits[-1].requests >= digits[0].requests + 2
+    assert digits[-1].p50 is not None
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -2,12 +2,16 @@
 
 A real server process serves a temporary copy of the bundled demo archives; Debian's
 ``chromium`` (``make test`` installs it; Playwright's own browser download does not work
-here) opens the page with the token. The test uploads a digit image and reads the
-predicted label off the page, switches version, compares two versions on a bundled
-sample, reloads a model, promotes a version and checks through REST that the promotion
-took effect, and uploads a text file as a ``.yyar`` and reads the error message. It saves
-screenshots in ``tests/artifacts/`` and copies the comparison view to ``docs/dashboard.png``
-for the README.
+here) opens the page. One visit does what a person does: it meets yyai's login page with
+a wrong token and signs in with the right one; uploads a digit image and reads the
+predicted label and its top-k table off the page; picks a version that was never loaded,
+gets REST's 503 message and a Load button, and loads it; compares two versions on a
+bundled sample; uploads a file that is not an image; then reloads a model, promotes a
+version (checked through REST), installs a bad and a good archive, deletes the good one
+after a confirmation, reads the models table, and follows the latest version again. The
+page must log no console error and ask nothing of any host but the server: it works
+offline (Font Awesome comes from Voila's bundle, not a CDN). It saves screenshots in
+``tests/artifacts/`` and copies the comparison view to ``docs/dashboard.png`` for the README.
 
 It also measures page-visit-to-interactive time: from navigation start to the moment the
 dashboard's first widget (the Predict button) is in the DOM, recorded in the page by a
@@ -18,9 +22,10 @@ as a benchmark; no assertion depends on it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,6 +42,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "browser-test-token"
+HEADERS = {"Authorization": f"token {TOKEN}"}
 WAIT_MS = 90_000  # generous: model loads share two cores with everything else
 
 # `make test` installs Debian's chromium; a missing browser or archive fails loudly.
@@ -83,18 +89,49 @@ def browser():
         chromium.close()
 
 
+def watch(page, server) -> SimpleNamespace:
+    """What a page logs and asks for: console errors, failed requests, requests off this server."""
+    seen = SimpleNamespace(errors=[], failed=[], external=[])
+    page.on("console", lambda m: seen.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: seen.errors.append(str(error)))
+    page.on("requestfailed", lambda r: seen.failed.append(r.url))
+    page.on("request", lambda r: seen.external.append(r.url)
+            if r.url.startswith(("http:", "https:")) and not r.url.startswith(server.url) else None)
+    return seen
+
+
+def interactive(page) -> float:
+    """Wait for the dashboard's widgets; the visit-to-interactive time in ms."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".yyai-predict-button")).to_be_enabled(timeout=WAIT_MS)
+    expect(page.locator(".yyai-model-select select option")).not_to_have_count(0, timeout=WAIT_MS)
+    return page.evaluate("window.__yyaiInteractive")
+
+
 def open_dashboard(browser, server):
-    """A fresh page on the dashboard, and its visit-to-interactive time in ms."""
+    """A fresh page on the dashboard (token in the URL), and its visit-to-interactive time in ms."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(INTERACTIVE_PROBE)
+    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
+    return page, interactive(page)
+
+
+def sign_in(browser, server):
+    """A fresh page that signs in the way a person does: a wrong token, yyai's login page, the right one."""
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.add_init_script(INTERACTIVE_PROBE)
-    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
-    button = page.locator(".yyai-predict-button")
-    expect(button).to_be_enabled(timeout=WAIT_MS)
-    interactive = page.evaluate("window.__yyaiInteractive")
-    expect(page.locator(".yyai-model-select select option")).not_to_have_count(0, timeout=WAIT_MS)
-    return page, interactive
+    seen = watch(page, server)
+    page.goto(f"{server.url}/?token=not-the-token")
+    login = page.locator(".yyai-login")
+    expect(login).to_contain_text("Paste the token that yyai serve printed")
+    expect(login).to_contain_text("That token was not accepted")
+    assert "jupyter server list" not in page.content()
+    page.fill(".yyai-login input[name=token]", TOKEN)
+    page.locator(".yyai-login button[type=submit]").click()
+    return page, interactive(page), seen
 
 
 def shot(page, name: str) -> Path:
@@ -108,7 +145,7 @@ def select_option_starting(page, selector: str, prefix: str) -> None:
     """Pick the option of a dropdown whose label starts with ``prefix`` (labels carry states)."""
     select = page.locator(selector)
     labels = select.locator("option").all_inner_texts()
-    matches = [label for label in labels if label.startswith(prefix)]
+    matches = [label for label in labels if label.replace("\xa0", " ").startswith(prefix)]
     assert matches, f"no option starting with {prefix!r} in {labels}"
     select.select_option(label=matches[0])
 
@@ -124,38 +161,55 @@ def open_tab(page, title: str) -> None:
     page.locator(".yyai-tabs .lm-TabBar-tab", has_text=title).click()
 
 
-def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
+def choose_source(page, label: str) -> None:
+    page.locator(".yyai-source button", has_text=label).click()
+
+
+def preview(page, tmp_path) -> Path:
+    """Predict, load an unloaded version from its 503, compare, and a file that is not an image."""
     from playwright.sync_api import expect
 
-    page, first_ms = open_dashboard(browser, server)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    shot(page, "01-opened")
+    # the empty panel says what to do; only the picked source's control shows
+    expect(page.locator(".yyai-empty-results")).to_contain_text("then press Predict")
+    expect(page.locator(".yyai-sample-select")).to_be_visible()
+    expect(page.locator(".yyai-image-upload")).to_be_hidden()
 
-    # 1. upload a digit image, read the predicted label off the page
+    # 1. upload a digit image, read the predicted label off the page, with its top-k table
     page.select_option(".yyai-model-select select", label="digits")
     expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
+    choose_source(page, "My images")
+    expect(page.locator(".yyai-sample-select")).to_be_hidden()
     choose_files(page, ".yyai-image-upload", [str(SAMPLES / "digit-3.png")])
     expect(page.locator(".yyai-upload-info")).to_contain_text("digit-3.png", timeout=WAIT_MS)
     page.locator(".yyai-predict-button").click()
     top = page.locator(".yyai-top-label[data-version='2']")
     expect(top).to_have_text(expected_label("digits-2.yyar", "digit-3.png"), timeout=WAIT_MS)
     expect(page.locator(".yyai-predict-message")).to_contain_text("1 image predicted", timeout=WAIT_MS)
-    expect(page.locator(".yyai-given-image")).to_have_count(1)
-    expect(page.locator(".yyai-model-image")).to_have_count(1)
-    expect(page.locator(".yyai-chart")).to_have_count(1)
+    expect(page.locator(".yyai-empty-results")).to_be_hidden()
+    for part in ("yyai-given-image", "yyai-model-image", "yyai-chart", "yyai-topk-table"):
+        expect(page.locator(f".{part}")).to_have_count(1)
     shot(page, "02-predicted")
 
-    # 2. switch version: v1 (not loaded yet: the dashboard loads it first)
-    select_option_starting(page, ".yyai-version-select select", "v1")
+    # 2. v1 was never loaded: Predict answers what REST answers (503), and offers to load it
+    select_option_starting(page, ".yyai-version-select select", "v1 (available)")
     page.locator(".yyai-predict-button").click()
+    expect(page.locator(".yyai-predict-message .yyai-error")).to_contain_text(
+        "version 1 is not loaded; load it first", timeout=WAIT_MS)
+    load = page.locator(".yyai-preview-load-button")
+    expect(load).to_have_text("Load v1")
+    expect(page.locator(".yyai-result")).to_have_count(0)
+    load.click()
     expect(page.locator(".yyai-top-label[data-version='1']")).to_have_text(
         expected_label("digits-1.yyar", "digit-3.png"), timeout=WAIT_MS)
+    expect(page.locator(".yyai-predict-message")).to_contain_text("Loaded digits v1")
+    expect(load).to_be_hidden()
 
     # 3. compare two versions side by side, on a bundled sample they disagree on
+    choose_source(page, "Bundled sample")
+    expect(page.locator(".yyai-image-upload")).to_be_hidden()
     select_option_starting(page, ".yyai-version-select select", "v2")
     page.locator(".yyai-sample-select select").select_option(label="digit-8-disputed.png")
-    select_option_starting(page, ".yyai-compare-select select", "v1")
+    select_option_starting(page, ".yyai-compare-select select", "v1 (ready)")
     expect(page.locator(".yyai-predict-button")).to_contain_text("Compare v2 / v1", timeout=WAIT_MS)
     page.locator(".yyai-predict-button").click()
     expect(page.locator(".yyai-summary")).to_contain_text("the versions disagree", timeout=WAIT_MS)
@@ -163,48 +217,114 @@ def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
         expected_label("digits-1.yyar", "digit-8-disputed.png"))
     expect(page.locator(".yyai-top-label[data-version='2']")).to_have_text(
         expected_label("digits-2.yyar", "digit-8-disputed.png"))
-    expect(page.locator(".yyai-result-v1 .yyai-chart")).to_have_count(1)
-    expect(page.locator(".yyai-result-v2 .yyai-chart")).to_have_count(1)
+    for version in (1, 2):
+        expect(page.locator(f".yyai-result-v{version} .yyai-chart")).to_have_count(1)
+        expect(page.locator(f".yyai-result-v{version} .yyai-topk-table")).to_have_count(1)
     compare_shot = shot(page, "03-compared")
 
-    # 4. reload a model, then promote v1 and check through REST
+    # 4. a file that is not an image: named in the message, and no stale result stays
+    notes = tmp_path / "notes.png"
+    notes.write_text("these are notes, not a picture\n")
+    choose_source(page, "My images")
+    choose_files(page, ".yyai-image-upload", [str(notes)])
+    expect(page.locator(".yyai-upload-info")).to_contain_text("notes.png", timeout=WAIT_MS)
+    page.locator(".yyai-predict-button").click()
+    error = page.locator(".yyai-predict-message .yyai-error")
+    expect(error).to_contain_text("notes.png", timeout=WAIT_MS)
+    expect(error).to_contain_text("not an image")
+    assert "body" not in error.inner_text().lower()
+    expect(page.locator(".yyai-result")).to_have_count(0)
+    expect(page.locator(".yyai-empty-results")).to_be_visible()
+    return compare_shot
+
+
+def manage(page, server, tmp_path) -> None:
+    """Reload, promote (the button stops standing out), a bad and a good install, delete with a confirmation."""
+    from playwright.sync_api import expect
+
+    from builders import pack_models
+
     open_tab(page, "Manage")
     page.select_option(".yyai-manage-model select", label="digits")
     select_option_starting(page, ".yyai-manage-version select", "v1")
+    message = page.locator(".yyai-manage-message .yyai-ok")
     page.locator(".yyai-reload-button").click()
-    expect(page.locator(".yyai-manage-message .yyai-ok")).to_contain_text("Reloaded digits", timeout=WAIT_MS)
-    page.locator(".yyai-default-button").click()
-    expect(page.locator(".yyai-manage-message .yyai-ok")).to_contain_text(
-        "v1 is now the default of digits", timeout=WAIT_MS)
-    headers = {"Authorization": f"token {TOKEN}"}
-    status = requests.get(f"{server.url}/models/digits", headers=headers, timeout=30).json()
+    expect(message).to_contain_text("Reloaded digits", timeout=WAIT_MS)
+    expect(message).to_contain_text("v2 is the default: the latest version")
+    expect(page.locator(".yyai-load-button i")).not_to_have_class(re.compile("fa-upload"))
+    default = page.locator(".yyai-default-button")
+    expect(default).to_have_class(re.compile("mod-warning"))
+    default.click()
+    expect(message).to_contain_text("v1 is now the default of digits", timeout=WAIT_MS)
+    expect(default).not_to_have_class(re.compile("mod-warning"), timeout=WAIT_MS)
+    expect(default).to_be_disabled()
+    expect(page.locator(".yyai-follow-latest input")).not_to_be_checked()
+    status = requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()
     assert status["default"] == 1 and status["pinned"] is True
     reply = requests.post(f"{server.url}/predictions/digits", data=(SAMPLES / "digit-3.png").read_bytes(),
-                          headers={**headers, "Content-Type": "image/png"}, timeout=30).json()
+                          headers={**HEADERS, "Content-Type": "image/png"}, timeout=30).json()
     assert reply["version"] == 1  # REST clients now get v1
 
-    # 5. a bad upload: a text file named .yyar
+    # a bad upload (a text file named .yyar), then a real archive, which ends up selected
     bad = tmp_path / "not-a-model.yyar"
     bad.write_text("this is a text file, not a model archive\n")
     choose_files(page, ".yyai-archive-upload", [str(bad)])
-    message = page.locator(".yyai-archive-message .yyai-error")
-    expect(message).to_contain_text("not-a-model.yyar was not installed", timeout=WAIT_MS)
-    expect(message).to_contain_text("not a zip archive")
+    installed = page.locator(".yyai-archive-message")
+    expect(installed.locator(".yyai-error")).to_contain_text("not-a-model.yyar was not installed", timeout=WAIT_MS)
+    expect(installed.locator(".yyai-error")).to_contain_text("not a zip archive")
+    archive, _ = pack_models(tmp_path, "tiny", 1, [3])
+    choose_files(page, ".yyai-archive-upload", [str(archive)])
+    expect(installed.locator(".yyai-ok")).to_contain_text("Installed tiny v1", timeout=WAIT_MS)
+    expect(installed.locator(".yyai-ok")).to_contain_text("v1 is the default: the latest version")
+    expect(page.locator(".yyai-manage-model select")).to_have_value("tiny")
     shot(page, "04-manage")
 
-    # 6. the models table and the live plot; the background refresh brings in the REST request
+    page.locator(".yyai-delete-button").click()
+    confirm = page.locator(".yyai-confirm")
+    expect(confirm).to_contain_text("Delete tiny v1 from the store?")
+    assert requests.get(f"{server.url}/models/tiny", headers=HEADERS, timeout=30).status_code == 200
+    confirm.locator(".yyai-confirm-delete").click()
+    expect(message).to_contain_text("Deleted tiny v1; tiny has no versions left", timeout=WAIT_MS)
+    expect(confirm).to_be_hidden()
+    assert requests.get(f"{server.url}/models/tiny", headers=HEADERS, timeout=30).status_code == 404
+
+
+def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
+    from playwright.sync_api import expect
+
+    page, first_ms, seen = sign_in(browser, server)
+    assert "://cdn." not in page.content()
+    shot(page, "01-opened")
+    compare_shot = preview(page, tmp_path)
+    manage(page, server, tmp_path)
+
+    # the models table and the live plot; the background refresh brings in the REST request
     open_tab(page, "Models")
+    expect(page.locator(".yyai-refresh-note")).to_contain_text("refresh every")
+    assert "refresh" not in page.locator(".yyai-status").inner_text().lower()
     v1_row = page.locator(".yyai-models-table tr[data-model='digits'][data-version='1']")
     expect(v1_row).to_contain_text("default (pinned)", timeout=WAIT_MS)
-    digits = requests.get(f"{server.url}/models/digits", headers=headers, timeout=30).json()
+    digits = requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()
     served = digits["versions"]["1"]["requests"]
-    assert served == 3  # v1 answered: the version switch, the comparison and the REST call
+    assert served == 3  # v1 answered: after the Load button, the comparison and the REST call
     expect(v1_row.locator("td").nth(5)).to_have_text(str(served), timeout=WAIT_MS)
     expect(page.locator(".yyai-activity-plot")).to_be_visible(timeout=WAIT_MS)
     shot(page, "05-models")
 
+    # follow the latest version again: the pin is gone, v2 answers
+    open_tab(page, "Manage")
+    page.select_option(".yyai-manage-model select", label="digits")
+    follow = page.locator(".yyai-follow-latest input")
+    expect(follow).not_to_be_checked(timeout=WAIT_MS)  # digits is pinned
+    follow.check()
+    expect(page.locator(".yyai-manage-message .yyai-ok")).to_contain_text(
+        "digits follows its latest version again; v2 is the default: the latest version", timeout=WAIT_MS)
+    status = requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()
+    assert status["default"] == 2 and status["pinned"] is False
+
     assert "Traceback" not in page.content()
-    assert not errors, errors
+    assert not seen.errors, seen.errors  # no console errors: nothing failed to load, offline included
+    assert not seen.failed and not seen.external, (seen.failed, seen.external)
     page.close()
 
     # a second visit: the server and the browser are warm
@@ -221,9 +341,22 @@ def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
               f"second visit {second_ms:.0f} ms (navigation start to the first widget in the DOM)")
 
 
+def test_login_page_without_a_token(server):
+    """``/`` without the token: yyai's page (no Jupyter instructions), self-contained, with the form."""
+    reply = requests.get(f"{server.url}/", timeout=30)
+    assert reply.status_code == 200 and reply.url.startswith(f"{server.url}/login?next=")
+    assert "Paste the token that <code>yyai serve</code> printed" in reply.text
+    assert "jupyter server list" not in reply.text and "not accepted" not in reply.text
+    assert '<form method="get" action="/">' in reply.text and 'name="token"' in reply.text
+    assert TOKEN not in reply.text
+    assert not re.search(r"(src|href)=\"https?://", reply.text)  # nothing to fetch from elsewhere
+    elsewhere = requests.get(f"{server.url}/login", params={"next": "https://evil.example/"}, timeout=30)
+    assert '<form method="get" action="/">' in elsewhere.text  # the form never sends a token off the server
+
+
 def test_sample_routes(server):
     """The REST side of "pick a bundled sample": list, bytes, unknown names, auth."""
-    headers = {"Authorization": f"token {TOKEN}"}
+    headers = HEADERS
     listed = requests.get(f"{server.url}/models/digits/samples", params={"version": 1}, headers=headers, timeout=30)
     assert listed.status_code == 200
     body = listed.json()

@@ -37,7 +37,7 @@ def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[in
         ) from None
     except Exception:
         raise ImageError(
-            "The body is not an image yyai can read (PNG, JPEG, BMP, TIFF, WebP are accepted)."
+            "This is not an image yyai can read (PNG, JPEG, BMP, TIFF, WebP are accepted)."
         ) from None
 
 

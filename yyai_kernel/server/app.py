@@ -57,7 +57,7 @@ from voila.app import Voila
 
 from ..cmdline import UnknownOptionError, check_argv
 from ..quiet import VERBOSE_HELP, quiet_tensorflow
-from . import __version__
+from . import __version__, pages
 from .auth import YyaiIdentityProvider
 from ..config import MiB, ServingConfig
 from .base import NotFoundHandler, ServerState
@@ -129,7 +129,7 @@ def _ours_first(ours: dict, inherited: dict) -> dict:
     return {**ours, **{key: value for key, value in inherited.items() if key not in ours}}
 
 
-class YyaiServer(Voila, ServingConfig):
+class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
     """The yyai server: Voila's standalone app with the data plane and the REST handlers.
 
     It is also the :class:`ServingConfig` it hands to the registry, the data plane and the
@@ -249,6 +249,7 @@ class YyaiServer(Voila, ServingConfig):
                 "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
                 "show_tracebacks": False,
                 "file_allowlist": [],
+                **pages.VOILA_CONFIGURATION,
             },
         }))
         config_file = _config_file_from(argv)

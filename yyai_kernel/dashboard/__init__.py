@@ -1,0 +1,40 @@
+"""The dashboard: ipywidgets for previewing predictions and swapping models.
+
+One :class:`Dashboard` works over either backend with the same methods and result types
+(``yyai_kernel.backend.Backend``): an in-process data plane over a Registry (a plain
+Jupyter notebook) or the HTTP :class:`~yyai_kernel.client.YyaiClient` (the page
+``yyai serve`` shows through Voila). Served, the kernel behind a page visit imports no
+TensorFlow and loads no model: it asks the one server over loopback, so a swap made here
+is the swap REST clients see. Importing this package imports only ipywidgets; OpenCV
+(for the image "as the model sees it") and matplotlib (Agg, no pyplot) come in on first use.
+
+The package:
+
+* ``shell.py``: :class:`Dashboard` (header, status line, tabs, the refresh thread, the
+  backend) and :func:`dashboard_from_env`; ``TABS`` lists the tabs;
+* ``preview.py`` (with ``results.py``): pick a model, a version and images; see every
+  member's output, compare two versions side by side;
+* ``models.py``: every version's state and traffic, and a live latency/throughput plot;
+* ``manage.py``: reload, load, unload, make default, follow the latest, delete, install;
+* ``render.py``: CSS, messages, tables, images and charts (pure functions).
+
+A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``;
+add one by appending it to ``shell.TABS``. Widgets carry stable CSS classes (``yyai-*``)
+so that tests and styling can find them.
+"""
+
+from __future__ import annotations
+
+from ..types import Prediction
+from .render import models_table_html, problems_html
+from .shell import TABS, Dashboard, Tab, dashboard_from_env
+
+__all__ = ["Dashboard", "Tab", "TABS", "dashboard_from_env", "models_table_html", "problems_html", "top_of"]
+
+
+def top_of(prediction: Prediction, i: int = 0) -> tuple[str, float] | None:
+    """The best (label, probability) of row ``i``: from the combined output, or the only member.
+
+    Kept for scripts; it is :meth:`Prediction.top <yyai_kernel.types.Prediction.top>`.
+    """
+    return prediction.top(i)

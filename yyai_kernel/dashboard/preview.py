@@ -1,0 +1,240 @@
+"""The Preview tab: pick a model, a version and images; see what the version predicts.
+
+The images are a bundled sample of the picked version or the person's own uploads (the
+Sample dropdown shows only for "Bundled sample", the Upload button only for "My images").
+"Compare with" runs a second version on the same images, side by side.
+
+Preview never loads a model as a side effect: a version that does not serve (never
+loaded, or unloaded by an operator) gets the same answer REST gives (503, "not loaded;
+load it first"), shown as a message with a "Load" button beside it. Loading is then the
+person's choice; the button loads the version and runs the prediction again.
+
+Uploaded files are checked one by one before anything is sent, so that a file that is not
+an image is named in the message; a failed prediction never leaves an older one on screen.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ipywidgets as W
+
+from ..errors import ImageError, ModelNotReadyError
+from ..types import Prediction, ServerStatus, VersionState
+from .render import dropdown, message_html, model_options, show, subtle_html, version_options, with_classes
+from .results import ResultsPanel
+
+if TYPE_CHECKING:
+    from .shell import Dashboard
+
+# States a person can load from; a version that is loading only needs a moment.
+LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
+SAMPLE, UPLOAD = "sample", "upload"
+
+
+class PreviewTab:
+    """Pickers, images and the Predict button on the left; the results on the right."""
+
+    key = "preview"
+    title = "Preview"
+
+    def __init__(self, shell: "Dashboard"):
+        self.shell = shell
+        self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
+        self._build()
+        guard, message = shell.guard, self.predict_message
+        self.model_select.observe(guard(self._on_model, message), "value")
+        self.version_select.observe(guard(self._on_version, message), "value")
+        self.compare_select.observe(guard(lambda _: self._label_predict_button(), message), "value")
+        self.source_toggle.observe(lambda _: self._show_source(), "value")  # layout only: also when quiet
+        self.image_upload.observe(guard(self._on_images, message), "value")
+        self.predict_button.on_click(guard(self.predict, message, observer=False))
+        self.load_button.on_click(guard(self.load_and_predict, message, observer=False))
+
+    def _build(self) -> None:
+        self.model_select = dropdown("Model", "yyai-model-select")
+        self.version_select = dropdown("Version", "yyai-version-select")
+        self.compare_select = dropdown("Compare with", "yyai-compare-select", options=[("—", 0)], value=0)
+        self.source_toggle = with_classes(W.ToggleButtons(options=[("Bundled sample", SAMPLE), ("My images", UPLOAD)],
+                                                          value=SAMPLE, style={"button_width": "136px"}), "yyai-source")
+        self.sample_select = dropdown("Sample", "yyai-sample-select")
+        self.image_upload = with_classes(W.FileUpload(accept="image/*", multiple=True, description="Upload images",
+                                                      tooltip="Choose one or more image files (PNG, JPEG, ...)",
+                                                      layout=W.Layout(width="180px", display="none")),
+                                         "yyai-image-upload")
+        self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
+        self.predict_button = with_classes(W.Button(description="Predict", button_style="primary", icon="play",
+                                                    tooltip="Run the picked version (and the compared one) on the images",
+                                                    layout=W.Layout(width="180px")), "yyai-predict-button")
+        self.load_button = with_classes(W.Button(description="Load", icon="play-circle", button_style="info",
+                                                 tooltip="Load the version so that it serves, then predict",
+                                                 layout=W.Layout(width="180px", display="none")),
+                                        "yyai-preview-load-button")
+        self.predict_message = with_classes(W.HTML(), "yyai-predict-message")
+        self.results = ResultsPanel()
+        controls = with_classes(W.VBox([
+            W.HTML("<b>What to run</b>"),
+            self.model_select, self.version_select, self.compare_select,
+            W.HTML("<b>On which images</b>"),
+            self.source_toggle, self.sample_select, self.image_upload, self.upload_info,
+            W.HTML("&nbsp;"), self.predict_button, self.predict_message, self.load_button,
+        ], layout=W.Layout(width="320px", min_width="320px")), "yyai-panel", "yyai-controls")
+        self.widget = W.HBox([controls, self.results.widget])
+
+    # --- following the status -----------------------------------------------------------------
+
+    def update(self, status: ServerStatus) -> None:
+        before = (self.model_select.value, self.version_select.value)
+        self.shell.set_options(self.model_select, model_options(status))
+        model = status.models.get(self.model_select.value)
+        options = version_options(model)
+        self.shell.set_options(self.version_select, options, preferred=model.default if model else None)
+        self.shell.set_options(self.compare_select, [("—", 0)] + options, preferred=0)
+        self._label_predict_button()
+        if before != (self.model_select.value, self.version_select.value):
+            self._load_samples()
+
+    def shown(self) -> None:
+        pass
+
+    def _on_model(self, change) -> None:
+        model = self.shell.status.models.get(change["new"])
+        options = version_options(model)
+        self.shell.set_options(self.version_select, options, preferred=model.default if model else None, select=True)
+        self.shell.set_options(self.compare_select, [("—", 0)] + options, preferred=0, select=True)
+        self._label_predict_button()
+        self.results.clear()
+        show(self.load_button, False)
+        self._load_samples()
+
+    def _on_version(self, change) -> None:
+        self._label_predict_button()
+        show(self.load_button, False)
+        self._load_samples()
+
+    def _show_source(self) -> None:
+        """Only the picked source's control shows: the Sample dropdown, or the Upload button."""
+        uploads = self.source_toggle.value == UPLOAD
+        show(self.sample_select, not uploads)
+        show(self.image_upload, uploads)
+        show(self.upload_info, uploads)
+
+    def _on_images(self, change) -> None:
+        files = change["new"]
+        if files:
+            self.source_toggle.value = UPLOAD  # files came in: they are what to run
+            self.upload_info.value = subtle_html("Uploaded: " + ", ".join(f["name"] for f in files))
+        else:
+            self.upload_info.value = ""
+
+    def _label_predict_button(self) -> None:
+        version, other = self.version_select.value, self.compare_select.value
+        compare = other and other != version
+        self.predict_button.description = f"Compare v{version} / v{other}" if compare else "Predict"
+
+    def _load_samples(self) -> None:
+        """List the bundled samples of the picked version (none if it bundles none)."""
+        name, version = self.model_select.value, self.version_select.value
+        options: list = []
+        if name and version:
+            try:
+                options = [(Path(s).name, s) for s in self.shell.backend.samples(name, version)]
+            except Exception as error:  # noqa: BLE001 - samples are optional
+                self.predict_message.value = message_html("warn", f"No bundled samples: {error}")
+        self.shell.set_options(self.sample_select, options)
+        self.sample_select.disabled = not options
+        if not options and self.source_toggle.value == SAMPLE and self.image_upload.value:
+            self.source_toggle.value = UPLOAD
+
+    # --- predicting -----------------------------------------------------------------------------
+
+    def picked(self) -> tuple[str, list[int]]:
+        """The picked model and its versions: the picked one, then the compared one."""
+        name, version, other = self.model_select.value, self.version_select.value, self.compare_select.value
+        if not name or not version:
+            raise ValueError("Pick a model and a version first.")
+        return name, [version] + ([other] if other and other != version else [])
+
+    def current_images(self) -> list[tuple[str, bytes]]:
+        """The images to run: (name, bytes) of the uploads or of the picked sample."""
+        if self.source_toggle.value == UPLOAD:
+            files = self.image_upload.value
+            if not files:
+                raise ValueError("Upload one or more images first (or pick a bundled sample).")
+            return [(f["name"], _checked_image(f["name"], bytes(f["content"]))) for f in files]
+        name, version, sample = self.model_select.value, self.version_select.value, self.sample_select.value
+        if not sample:
+            raise ValueError("This version bundles no sample images; upload your own.")
+        return [(Path(sample).name, self.shell.backend.sample(name, sample, version))]
+
+    def predict(self, _button=None, *, done: str = "") -> dict[int, Prediction]:
+        """Run the picked version (and the compared one) on the picked images; show the results.
+
+        Returns ``{version: Prediction}``. A version that does not serve raises the
+        backend's ModelNotReadyError, and the Load button appears. ``done`` starts the
+        final message.
+        """
+        name, versions = self.picked()
+        self.results.clear()  # a failure below must not leave an older prediction on screen
+        show(self.load_button, False)
+        self.predict_button.disabled = True
+        try:
+            self._say("busy", "Reading the images…")
+            images = self.current_images()
+            predictions = {}
+            for version in versions:
+                self._say("busy", f"Predicting with {name} v{version}…")
+                predictions[version] = self._predict_one(name, version, versions, [data for _, data in images])
+            self.results.show(name, images, predictions, {v: self.shell.describe(name, v) for v in versions})
+            took = "compared" if len(versions) > 1 else "predicted"
+            count = f"{len(images)} image{'s' if len(images) > 1 else ''}"
+            self._say("ok", f"{done}{count} {took} at {time.strftime('%H:%M:%S')}.".strip())
+            return predictions
+        finally:
+            self.predict_button.disabled = False
+
+    def _predict_one(self, name: str, version: int, versions: list[int], images: list[bytes]) -> Prediction:
+        try:
+            return self.shell.backend.predict_images(name, images, version)
+        except ModelNotReadyError:
+            self._offer_load(name, versions)
+            raise
+
+    def _offer_load(self, name: str, versions: list[int]) -> None:
+        """Show the Load button for the picked versions that a person can load."""
+        model = self.shell.backend.status(name)
+        loadable = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE]
+        if loadable:
+            self._to_load = (name, loadable)
+            self.load_button.description = "Load " + " and ".join(f"v{v}" for v in loadable)
+            show(self.load_button, True)
+
+    def load_and_predict(self, _button=None) -> dict[int, Prediction]:
+        """The Load button: load the versions that did not serve, then predict again."""
+        if self._to_load is None:
+            raise ValueError("Nothing to load.")
+        (name, versions), self._to_load = self._to_load, None
+        show(self.load_button, False)
+        started = time.perf_counter()
+        for version in versions:
+            self._say("busy", f"Loading {name} v{version}…")
+            self.shell.backend.load(name, version)
+        self.shell.refresh()  # the pickers and the table show the new state
+        loaded = " and ".join(f"v{v}" for v in versions)
+        return self.predict(done=f"Loaded {name} {loaded} in {time.perf_counter() - started:.1f} s. ")
+
+    def _say(self, kind: str, text: str) -> None:
+        self.predict_message.value = message_html(kind, text)
+
+
+def _checked_image(name: str, data: bytes) -> bytes:
+    """The bytes of an upload, refused with its file name when they are not an image yyai reads."""
+    from ..images import decode_image
+
+    try:
+        decode_image(data)
+    except ImageError as error:
+        raise type(error)(f"{name}: {error.message}") from None
+    return data

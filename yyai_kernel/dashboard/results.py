@@ -1,0 +1,121 @@
+"""The Preview tab's result panel: one row per image, one column per version compared.
+
+Each row shows the image as given, then for each version the image as that version sees
+it (resized and colour-converted as its manifest says), its headline label, a bar chart
+of every member's output with a top-k table beside it (classification) or a table of the
+outputs (regression). Above the rows, one summary line per image says what each version
+predicted and whether the versions agree. An empty panel says what to do.
+
+OpenCV (through ``yyai_kernel.images``) comes in on first use: building the dashboard
+imports none of it.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from ..types import Prediction, VersionDescription
+from .render import (DISPLAY_PX, bar_chart_png, close_tree, image_widget, png_widget, regression_table_html,
+                     top_k_table_html, with_classes)
+
+EMPTY = ("<div class='yyai-empty'><b>No predictions yet.</b><br>"
+         "Pick a model and a version on the left, choose a bundled sample or upload your own images, "
+         "then press <b>Predict</b>.<br>Pick a second version under \"Compare with\" to see both side by side."
+         "</div>")
+
+
+class ResultsPanel:
+    """The summary lines and the result rows; ``rows`` holds one HBox per image."""
+
+    def __init__(self):
+        self.summary = with_classes(W.HTML(), "yyai-summary")
+        self.rows = with_classes(W.VBox(), "yyai-results")
+        self.empty = with_classes(W.HTML(EMPTY), "yyai-empty-results")
+        self.widget = with_classes(W.VBox([self.empty, self.summary, self.rows], layout=W.Layout(flex="1 1 auto")),
+                                   "yyai-panel", "yyai-output")
+
+    def clear(self) -> None:
+        """No results: the panel says what to do."""
+        self._set_rows([])
+        self.summary.value = ""
+
+    def show(self, name: str, images: list[tuple[str, bytes]], predictions: dict[int, Prediction],
+             descriptions: dict[int, VersionDescription]) -> None:
+        """One row per image: the image as given, then per version how it sees it and what it says."""
+        from ..images import decode_image, encode_png
+
+        compact = len(predictions) > 1
+        rows, summary = [], []
+        for i, (label, data) in enumerate(images):
+            given = decode_image(data)
+            height, width = given.shape[:2]
+            given_box = W.VBox([
+                W.HTML(f"<b>As given</b><br><span class='yyai-subtle'>{html.escape(label)} · {width}×{height}</span>"),
+                image_widget(encode_png(given, rgb=False), height, width, css_class="yyai-given-image"),
+            ], layout=W.Layout(width=f"{DISPLAY_PX + 16}px", flex="0 0 auto"))
+            columns = [given_box] + [
+                _column(name, prediction, i, data, descriptions[v], compact=compact)
+                for v, prediction in predictions.items()
+            ]
+            rows.append(with_classes(W.HBox(columns, layout=W.Layout(align_items="flex-start")), "yyai-result-row"))
+            summary.append(summary_line(label, {v: p.top(i) for v, p in predictions.items()}))
+        self._set_rows(rows)
+        self.summary.value = "<div class='yyai-summary-lines'>" + "<br>".join(summary) + "</div>"
+
+    def _set_rows(self, rows: list[W.Widget]) -> None:
+        """Show new rows and close the old ones' widgets (each holds a comm)."""
+        old, self.rows.children = self.rows.children, tuple(rows)
+        self.empty.layout.display = "none" if rows else None
+        for widget in old:
+            close_tree(widget)
+
+
+def _column(name: str, prediction: Prediction, i: int, data: bytes, described: VersionDescription, *,
+            compact: bool) -> W.VBox:
+    """What one version makes of one image: headline, the image as it sees it, its outputs."""
+    from ..images import encode_png, model_view
+
+    version = prediction.version
+    seen = model_view(data, described.input)
+    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.get('color', 'rgb')}"
+    side = 96 if compact else DISPLAY_PX
+    view = image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
+    view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"), view],
+                      layout=W.Layout(width=f"{side + 16}px", flex="0 0 auto"))
+    top = prediction.top(i)
+    headline = f"<b>{html.escape(name)} v{version}</b>"
+    if top is not None:
+        headline += (f": predicted <span class='yyai-top-label' data-version='{version}'>{html.escape(top[0])}</span> "
+                     f"<span class='yyai-subtle'>(p = {top[1]:.3f})</span>")
+    if described.classification:
+        png, size = bar_chart_png(prediction, i, described.labels, has_combined=described.has_combined,
+                                  panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
+        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels, has_combined=described.has_combined)),
+                             "yyai-topk-table")
+        beside = W.VBox if compact else W.HBox  # side by side, versions leave no room to the right
+        outputs = beside([png_widget(png, size, "yyai-chart"), table], layout=W.Layout(align_items="flex-start"))
+    else:
+        outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
+                               "yyai-regression-table")
+    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs])]
+    column = W.VBox([W.HTML(headline), *body],
+                    layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px", padding="0 0 0 12px",
+                                    border_left="1px solid #e3e3e3"))
+    return with_classes(column, "yyai-result", f"yyai-result-v{version}")
+
+
+def summary_line(label: str, tops: dict[int, tuple[str, float] | None]) -> str:
+    """One image's line: each version's top label, and whether the versions agree."""
+    found = {v: t for v, t in tops.items() if t is not None}
+    if not found:
+        return f"<b>{html.escape(label)}</b>: see the outputs below."
+    parts = [f"v{v} → <span class='yyai-summary-label'>{html.escape(t[0])}</span> ({t[1]:.2f})"
+             for v, t in found.items()]
+    line = f"<b>{html.escape(label)}</b>: " + ", ".join(parts)
+    if len(tops) > 1:
+        agree = len({t[0] for t in found.values()}) == 1
+        line += (" — <span class='yyai-agree'>the versions agree</span>" if agree
+                 else " — <span class='yyai-disagree'>the versions disagree</span>")
+    return line
