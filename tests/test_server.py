@@ -626,6 +626,9 @@ def test_defaults_config_file_and_command_line(tmp_path):
     assert app.config.VoilaExecutor.timeout == 120
     assert app.voila_configuration.show_tracebacks is False
     assert app.voila_configuration.multi_kernel_manager_class.__name__ == "YyaiKernelManager"
+    # yyai's page (Voila's without CDN links) comes first; the notebook app's lab extension stays out
+    assert app.template_paths[0].endswith("server/templates")
+    assert app.voila_configuration.extension_denylist == ["@jupyter-notebook/lab-extension"]
     assert app.tornado_settings["websocket_max_message_size"] == 65 * MiB
     assert app.notebook_path.endswith("dashboard.ipynb")
 

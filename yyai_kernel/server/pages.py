@@ -41,9 +41,13 @@ class YyaiPages:
     """Mixed into the Voila app (``YyaiServer``): yyai's page template and login page."""
 
     def setup_template_dirs(self):
-        """Voila's template folders with yyai's first, so that its ``index.html.j2`` wins."""
+        """Voila's template folders with yyai's first, so that its ``index.html.j2`` wins.
+
+        Only over Voila's ``lab`` template, which yyai's extends; another template is left as it is.
+        """
         super().setup_template_dirs()
-        self.template_paths = [str(TEMPLATES)] + [p for p in self.template_paths if p != str(TEMPLATES)]
+        if self.voila_configuration.template == "lab":
+            self.template_paths = [str(TEMPLATES)] + [p for p in self.template_paths if p != str(TEMPLATES)]
 
     def init_settings(self) -> dict:
         settings = super().init_settings()
