@@ -92,7 +92,11 @@ class DataPlane:
     def describe(self, name: str, version=None) -> VersionDescription:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
         described = self._describe(name, version)
-        return described.with_status(self.registry.version_status(described.name, described.version))
+        return described.with_status(self._version_status(described.name, described.version))
+
+    def _version_status(self, name: str, version: int | None):
+        resolved = self.registry.resolve_version(name, version)
+        return self.registry.status(name).versions[resolved]
 
     def _describe(self, name: str, version) -> VersionDescription:
         """What a version takes and gives (the request path: no status to compute)."""
@@ -134,7 +138,7 @@ class DataPlane:
 
     def model_ready(self, name: str, version=None) -> int:
         """The resolved version when it serves; ModelNotReadyError (503) with the reason otherwise."""
-        status = self.registry.version_status(check_name(name), parse_version(version))
+        status = self._version_status(check_name(name), parse_version(version))
         if not status.ready:
             error = ModelNotReadyError(f"Model {name!r} version {status.version} is not ready: {status.reason}.")
             if status.state is VersionState.LOADING:

@@ -91,11 +91,6 @@ class Registry:
         """What a version takes and gives: input spec, output spec, members."""
         return self.record(name, version).describe()
 
-    def version_status(self, name: str, version: int | str | None = None):
-        """The status of one version (default: the default)."""
-        version = self.resolve_version(name, version)
-        return self._model_status(name).versions[version]
-
     def resolve_version(self, name: str, version: int | str | None = None) -> int:
         """The version a request means: the given one (checked) or the model's default."""
         version = parse_version(version)
@@ -148,21 +143,24 @@ class Registry:
 
     def load_all(self) -> dict[str, str]:
         """Load every model's default version, in parallel; failures are recorded, not raised.
+        Each is marked as loading first (:meth:`mark_loading`): requests meanwhile are told to retry."""
+        names = self.mark_loading()
+        results = _each(names, self.load)
+        for name, result in results.items():
+            if isinstance(result, ModelError):
+                log.error("Could not load %s: %s", name, result.error)
+        return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-        Every default is marked as loading first, so requests that arrive meanwhile are
-        told to retry rather than to load the model themselves.
-        """
+    def mark_loading(self) -> list[str]:
+        """Mark every default that does not serve as loading (the server does it before it listens,
+        so no request hears "not loaded" about a model the server is about to load); the names."""
         with self._lock:
             names = list(self.store.names())
             for name in names:
                 slot = self._model(name, create=True).slot(self._defaults.get(name))
                 if slot.serving is None:
                     slot.state = VersionState.LOADING
-        results = _each(names, self.load)
-        for name, result in results.items():
-            if isinstance(result, ModelError):
-                log.error("Could not load %s: %s", name, result.error)
-        return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
+        return names
 
     def reload(self, name: str | None = None, *, force: bool = True):
         """Re-read the store and reload a model (or all): new versions, changed archives.

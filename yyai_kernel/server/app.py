@@ -285,6 +285,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         from .metrics import ServerMetrics
 
         dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self))
+        dataplane.registry.mark_loading()  # before listening: a request meanwhile hears "loading"
         return ServerState(
             dataplane=dataplane,
             metrics=ServerMetrics(dataplane),

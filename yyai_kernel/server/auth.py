@@ -24,7 +24,9 @@ class YyaiIdentityProvider(PasswordIdentityProvider):
     async def get_user(self, handler):
         header = self.auth_header_pat.match(handler.request.headers.get("Authorization", ""))
         if header and self.token and hmac.compare_digest(header.group(2).encode(), self.token.encode()):
-            handler._token_authenticated = True  # read by is_token_authenticated()
+            # No public setter exists: jupyter_server's own get_user marks token logins with this
+            # private attribute, which its public is_token_authenticated() then reads.
+            handler._token_authenticated = True
             return API_USER
         return await super().get_user(handler)
 

@@ -118,9 +118,11 @@ class YyaiHandler(APIHandler):
         With auth disabled (``--no-token``), requests from non-browser clients pass, and
         browser requests must come from the server's own origin.
         """
+        # jupyter_server has no public way to ask "has prepare() resolved the user yet?": its
+        # own check_xsrf_cookie reads this private attribute for exactly that, and so do we.
         if not hasattr(self, "_jupyter_current_user"):
-            return None
-        if self._jupyter_current_user is None:
+            return None  # called too early; prepare() calls it again once the user is known
+        if self.current_user is None:
             self.get_login_url()
         if self.token_authenticated:
             return None
@@ -292,7 +294,7 @@ class BodyHandler(YyaiHandler):
         self.body_path: str | None = None
         self._body_pending = True  # a refusal now leaves the body unread: see write_error
         await super().prepare()
-        if self._finished:
+        if self._finished:  # Tornado has no public "finished" flag; prepare() may have answered
             return
         limit = self.body_limit()
         drain_cap = limit + min(limit, 64 * MiB)
