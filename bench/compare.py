@@ -12,7 +12,8 @@ nothing about time. One run:
    and installs Debian's ``wrk`` if it is missing.
 3. Runs the servers one after another on 127.0.0.1, in rounds (A B A B ...), so that drift
    of the machine shows up as spread, not bias: yyai (batching on and off; v2 infer and
-   ``/predictions``), Flask + ``model.predict()``, PyTriton, MLServer, TorchServe, Ray Serve.
+   ``/predictions``; one process and ``--workers 2``), Flask + ``model.predict()``, PyTriton,
+   MLServer, TorchServe, Ray Serve.
    For each server and model: exact p50/p99 at concurrency 1 (an aiohttp client in its own
    process), throughput and p99 at concurrency 8 and 32 (``wrk -t1`` with a Lua script), the
    load generator's CPU, the server's peak RSS (psutil over its whole process tree) and its
@@ -72,8 +73,8 @@ sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
 from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client  # noqa: E402
 
-ALL_SERVERS = ["yyai", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
-RELOADABLE = ["yyai", "mlserver", "pytriton", "torchserve"]
+ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
+RELOADABLE = ["yyai", "yyai-workers2", "mlserver", "pytriton", "torchserve"]
 ENDPOINTS = ["v2", "predictions", "grpc"]  # REST v2 infer, yyai's image route, v2 gRPC ModelInfer
 MODELS = ["digits", "cnn64"]
 TOKEN = "bench-token-0123456789"
@@ -326,6 +327,7 @@ class Yyai(Server):
     name = "yyai"
     endpoints = ("v2", "predictions", "grpc")
     batching = True
+    workers = 1
 
     def __init__(self, round_no: int):
         super().__init__(round_no)
@@ -338,6 +340,8 @@ class Yyai(Server):
                 "--grpc-port", str(self.grpc_port)]
         if not self.batching:
             args.append("--no-batching")
+        if self.workers > 1:
+            args += ["--workers", str(self.workers), "--dashboard-port", str(free_port())]
         cli = YYAI_PY.parent / "yyai"
         if yyai_has_serve():
             return [str(cli), "serve", *args]
@@ -357,6 +361,13 @@ class YyaiNoBatch(Yyai):
     name = "yyai-nobatch"
     endpoints = ("v2", "predictions")
     batching = False
+
+
+class YyaiWorkers(Yyai):
+    """Two worker processes on one port (``--workers 2``), each with its own registry."""
+
+    name = "yyai-workers2"
+    workers = 2
 
 
 _HAS_SERVE: list[bool] = []
@@ -537,7 +548,7 @@ class Ray(Server):
         return self.v2_target(model)
 
 
-SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiNoBatch, Flask, PyTriton, MLServer, TorchServe, Ray)}
+SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiWorkers, YyaiNoBatch, Flask, PyTriton, MLServer, TorchServe, Ray)}
 GRPC_SERVERS = [name for name, c in SERVER_CLASSES.items() if "grpc" in c.endpoints]
 
 

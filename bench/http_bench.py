@@ -6,7 +6,7 @@ runs it with ``--write-results``. One run:
 1. Copies the chosen models' archives from the store (default ``model_archives/``) into a
    temporary store, and starts ``yyai serve`` on it (127.0.0.1, a free port, token auth on,
    the archives' own batching hints unless ``--max-batch-size``/``--max-delay-ms`` say
-   otherwise).
+   otherwise): once as one process, then with ``--workers 2`` (``--workers 1,2``).
 2. For each model (default ``digits``; ``--models digits,colorfulness`` adds the second),
    builds one input from a bundled sample image: the PNG bytes for ``POST /predictions/{m}``
    and, preprocessed by ``yyai_kernel.images.preprocess`` exactly as the server does, the
@@ -17,12 +17,15 @@ runs it with ``--write-results``. One run:
    seconds after a ``--warmup`` at concurrency 8: one closed-loop aiohttp client in its own
    process (``bench/peers/loadclient.py``), exact p50/p99 over every request, req/s of 200s,
    the client's CPU (``getrusage``) and the server's (psutil over its process tree).
-4. Stops the server, then calls the same model in-process through a ``Registry`` on the same
-   store with the same batching settings, from as many threads as the concurrency:
-   ``predict`` on the preprocessed tensor (the reference) and ``predict_images`` on the PNG
-   bytes (the same work as ``/predictions``, minus HTTP).
-5. Prints a markdown section: every cell, then the serving overhead (HTTP p50 minus
-   in-process p50) and the throughput ratio (HTTP req/s / in-process req/s). With
+   Each server's memory is read too: its whole process tree, and each worker's RSS as
+   ``GET /models/_status`` reports it.
+4. Stops the server, then calls the same model in-process: the version's traced function
+   itself (``ArchiveRuntime``, batch 1 at c=1, and batch 32 for throughput), and a
+   ``Registry`` on the same store with the same batching settings, from as many threads as
+   the concurrency: ``predict`` on the preprocessed tensor and ``predict_images`` on the
+   PNG bytes (the same work as ``/predictions``, minus HTTP).
+5. Prints a markdown section: every cell, then the serving overhead (HTTP p50 minus the
+   traced call's p50 at c=1, and minus ``predict``'s) and the throughput ratios. With
    ``--write-results`` it replaces the ``## HTTP serving overhead (bench/http_bench.py)``
    section of ``bench/RESULTS.md`` (``bench/resultsfile.py``); nothing else there changes.
 
@@ -206,8 +209,9 @@ def inprocess_cell(call, concurrency: int, seconds: float) -> dict:
             "server_cpu": got["cpu_s"] / wall}
 
 
-def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict) -> None:
-    """Both HTTP paths of one model at every concurrency, into ``out['v2']`` and ``out['predictions']``."""
+def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict, suffix: str = "") -> None:
+    """Both HTTP paths of one model at every concurrency, into ``out['v2' + suffix]`` and
+    ``out['predictions' + suffix]``."""
     bodies = WORK / "bodies"
     bodies.mkdir(parents=True, exist_ok=True)
     (bodies / f"{name}.json").write_bytes(inp["v2_body"])
@@ -222,8 +226,8 @@ def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict) -> N
         run_client(target, 8, args.warmup)  # warm-up, discarded
         for conc in args.concurrency:
             cell = http_cell(server, target, conc, args.duration)
-            out[endpoint].append(cell)
-            log(f"  {name} HTTP {endpoint} c={conc}: {cell['rps']:.0f} req/s, p50 {cell['p50_ms']:.2f} ms, "
+            out[endpoint + suffix].append(cell)
+            log(f"  {name} HTTP {endpoint}{suffix} c={conc}: {cell['rps']:.0f} req/s, p50 {cell['p50_ms']:.2f} ms, "
                 f"p99 {cell['p99_ms']:.2f} ms, errors {cell['errors']}, client CPU {cell['client_cpu']:.0%}, "
                 f"server CPU {cell['server_cpu']:.0%}")
 
@@ -240,6 +244,34 @@ def measure_inprocess(dataplane, name: str, inp: dict, args, out: dict) -> None:
             out[kind].append(cell)
             log(f"  {name} in-process {kind} c={conc}: {cell['rps']:.0f} req/s, p50 {cell['p50_ms']:.2f} ms, "
                 f"p99 {cell['p99_ms']:.2f} ms, process CPU {cell['server_cpu']:.0%}")
+
+
+def measure_traced(store: Path, name: str, version: int, inp: dict, args, out: dict) -> None:
+    """The version's traced function called directly: batch 1 at c=1, batch 32 for throughput."""
+    from yyai_kernel.runtime import ArchiveRuntime
+
+    runtime = ArchiveRuntime.load(ModelStore(store).record(name, version).path, warmup_sizes=[1, 32])
+    one = runtime.validate(inp["tensor"])
+    many = runtime.validate(np.repeat(inp["tensor"], 32, axis=0))
+    thread_load(lambda: runtime(one), 1, args.warmup)
+    out["traced"].append(inprocess_cell(lambda: runtime(one), 1, args.duration))
+    cell = inprocess_cell(lambda: runtime(many), 1, args.duration)
+    cell.update(concurrency=32, rps=cell["rps"] * 32, batch=32)  # samples/s
+    out["traced"].append(cell)
+    log(f"  {name} traced call: batch 1 p50 {out['traced'][0]['p50_ms']:.3f} ms; batch 32 "
+        f"{cell['rps']:,.0f} samples/s")
+
+
+def server_memory(server: YyaiServer) -> dict:
+    """The RSS of the server's whole process tree, and of each worker as the server reports it."""
+    try:
+        root = psutil.Process(server.proc.pid)
+        tree = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+    except psutil.Error:
+        tree = None
+    workers = server.get_json("/models/_status").get("workers", [])
+    return {"tree_mb": tree / 2**20 if tree else None,
+            "workers_mb": [w["rss_bytes"] / 2**20 for w in workers if w.get("rss_bytes")]}
 
 
 def check_same_output(server_reply: dict, prediction, name: str) -> float:
@@ -260,10 +292,22 @@ def fmt(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+LABELS = {
+    "v2": "HTTP `POST /v2/models/{m}/infer` (JSON tensor)",
+    "v2-w2": "HTTP `POST /v2/models/{m}/infer`, `--workers 2`",
+    "predictions": "HTTP `POST /predictions/{m}` (PNG bytes)",
+    "predictions-w2": "HTTP `POST /predictions/{m}`, `--workers 2`",
+    "traced": "in-process traced call (`ArchiveRuntime`; c=32: one thread, batch 32, samples/s)",
+    "predict": "in-process `Registry.predict` (tensor)",
+    "predict_images": "in-process `DataPlane.predict_images` (PNG)",
+}
+
+
 def render(results: dict) -> str:
     """The markdown section: machine and settings, every cell, then overhead and throughput ratio."""
     m, s = results["machine"], results["settings"]
     load0, load1 = m["loadavg_at_start"], results["loadavg_at_end"]
+    starts = ", ".join(f"{w} worker(s) in {t:.1f} s" for w, t in results["server_start_s"].items())
     lines = [
         HEADING, "",
         f"Date {results['date']}. Machine: `nproc` {m['nproc']}, {m['cpu']}, {m['mem_gib']} GiB RAM, "
@@ -275,40 +319,79 @@ def render(results: dict) -> str:
         + (" Other work was running: treat these numbers as indicative." if max(load0[0], load0[1]) > 0.5 else ""),
         "",
         f"Settings: {s['duration']:g} s per cell after a {s['warmup']:g} s warm-up at c=8; batching "
-        f"{s['batching']}; `yyai serve` on 127.0.0.1 with token auth, started in {results['server_start_s']:.1f} s. "
+        f"{s['batching']}; `yyai serve` on 127.0.0.1 with token auth, ready after: {starts}. "
         "Load: one closed-loop aiohttp client process (`bench/peers/loadclient.py`, one keep-alive connection per "
-        "concurrent request), exact percentiles over every request; in-process: the same closed loop with threads "
-        "calling `Registry.predict` (preprocessed tensor) or `DataPlane.predict_images` (PNG bytes) on the same store "
-        "with the same batching settings, after the server stopped. Client, server and in-process threads share the "
-        "machine's cores. CPU columns are cores busy (1.00 = one core).",
+        "concurrent request), exact percentiles over every request; in-process: the version's traced function "
+        "called directly, and the same closed loop with threads calling `Registry.predict` (preprocessed tensor) "
+        "or `DataPlane.predict_images` (PNG bytes) on the same store with the same batching settings, after the "
+        "servers stopped. Client, server and in-process threads share the machine's cores. CPU columns are cores "
+        "busy (1.00 = one core); server CPU ms per request = server CPU / req/s.",
     ]
     for name, r in results["models"].items():
         lines += ["", f"### `{name}` v{r['version']} (input {r['input_shape']}, sample `{r['sample']}`)", "",
-                  "| path | c | req/s | p50 ms | p99 ms | errors | client CPU | server / process CPU |",
-                  "|---|---|---|---|---|---|---|---|"]
-        labels = {"v2": "HTTP `POST /v2/models/{m}/infer` (JSON tensor)",
-                  "predictions": "HTTP `POST /predictions/{m}` (PNG bytes)",
-                  "predict": "in-process `Registry.predict` (tensor)",
-                  "predict_images": "in-process `DataPlane.predict_images` (PNG)"}
-        for kind, label in labels.items():
+                  "| path | c | req/s | p50 ms | p99 ms | errors | client CPU | server / process CPU | "
+                  "server CPU ms / req |", "|---|---|---|---|---|---|---|---|---|"]
+        for kind, label in LABELS.items():
             for c in r["cells"].get(kind, []):
+                per = c["server_cpu"] / c["rps"] * 1000 if c.get("server_cpu") and c["rps"] else None
                 lines.append(f"| {label.replace('{m}', name)} | {c['concurrency']} | {c['rps']:,.0f} | "
                              f"{c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {c['errors']} | {fmt(c['client_cpu'])} | "
-                             f"{fmt(c['server_cpu'])} |")
-        concs = [c["concurrency"] for c in r["cells"]["predict"]]
-        lines += ["", "Serving overhead: HTTP p50 minus in-process p50, and throughput ratio (HTTP req/s / "
-                  "in-process req/s):", "",
-                  "| HTTP path vs in-process | " + " | ".join(f"c={c}" for c in concs) + " |",
-                  "|---|" + "---|" * len(concs)]
-        pairs = [("v2", "predict", "v2 infer vs `predict` (tensor)"),
-                 ("predictions", "predict", "/predictions vs `predict` (tensor)"),
-                 ("predictions", "predict_images", "/predictions vs `predict_images` (same decode + preprocess)")]
-        for http_kind, ref_kind, label in pairs:
-            cells = []
-            for h, ref in zip(r["cells"][http_kind], r["cells"][ref_kind]):
-                cells.append(f"{h['p50_ms'] - ref['p50_ms']:+.2f} ms, {h['rps'] / ref['rps']:.2f}x")
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                             f"{fmt(c['server_cpu'])} | {fmt(per)} |")
+        lines += overhead(r["cells"])
+    lines += memory(results)
     return "\n".join(lines) + "\n"
+
+
+def overhead(cells: dict) -> list[str]:
+    """HTTP p50 minus in-process p50 (c=1: the traced call; all: ``predict``) and throughput ratios."""
+    concs = [c["concurrency"] for c in cells["predict"]]
+    lines = ["", "Serving overhead: HTTP p50 minus in-process p50, and throughput ratio (HTTP req/s / "
+             "in-process req/s; against the traced call, its batch-32 samples/s at c=8 and c=32):", "",
+             "| HTTP path vs in-process | " + " | ".join(f"c={c}" for c in concs) + " |", "|---|" + "---|" * len(concs)]
+    traced = cells.get("traced") or []
+    for http_kind, label in (("v2", "v2 infer"), ("v2-w2", "v2 infer, `--workers 2`"),
+                             ("predictions", "/predictions"), ("predictions-w2", "/predictions, `--workers 2`")):
+        if not cells.get(http_kind):
+            continue
+        refs = [("predict", "`predict` (tensor)")]
+        refs.insert(0, ("traced", "the traced call")) if traced else None
+        if http_kind.startswith("predictions"):
+            refs.append(("predict_images", "`predict_images` (same decode + preprocess)"))
+        for ref_kind, ref_label in refs:
+            row = []
+            for i, h in enumerate(cells[http_kind]):
+                if ref_kind == "traced":
+                    ref = traced[0] if h["concurrency"] == 1 else traced[-1]
+                    delta = f"{h['p50_ms'] - ref['p50_ms']:+.2f} ms, " if h["concurrency"] == 1 else ""
+                else:
+                    ref = cells[ref_kind][i]
+                    delta = f"{h['p50_ms'] - ref['p50_ms']:+.2f} ms, "
+                row.append(f"{delta}{h['rps'] / ref['rps']:.2f}x")
+            lines.append(f"| {label} vs {ref_label} | " + " | ".join(row) + " |")
+    return lines
+
+
+def memory(results: dict) -> list[str]:
+    """The memory of each server configuration: its process tree and each worker."""
+    lines = ["", "### Memory", "", "| `yyai serve` | process tree RSS MB | RSS MB of each worker |", "|---|---|---|"]
+    for workers, mem in results.get("memory", {}).items():
+        each = ", ".join(f"{v:,.0f}" for v in mem["workers_mb"]) or "-"
+        lines.append(f"| {workers} worker(s) | {fmt(mem['tree_mb'], ',.0f')} | {each} |")
+    return lines
+
+
+def prepare_model(server: YyaiServer, store: Path, name: str, default: int, results: dict) -> dict:
+    """One model's inputs, checked against the server; registers its cells in ``results``."""
+    metadata = server.get_json(f"/v2/models/{name}")
+    version = server.get_json(f"/models/{name}")["default"]
+    if version != default:
+        raise SystemExit(f"{name}: the server serves v{version}, the store's default is v{default}")
+    inp = model_input(store, name, version, ROOT / "model_archives" / "samples" / SAMPLES[name], metadata)
+    inp["v2_reply"] = server.post_json(f"/v2/models/{name}/infer", inp["v2_body"], "application/json")
+    server.post_json(f"/predictions/{name}", inp["png"], "image/png")
+    results["models"][name] = {"version": version, "input_shape": inp["shape"], "sample": SAMPLES[name],
+                               "cells": {kind: [] for kind in LABELS}}
+    return inp
 
 
 def versions() -> dict:
@@ -333,6 +416,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each path")
     parser.add_argument("--concurrency", default="1,8,32", help="comma list of concurrency levels")
+    parser.add_argument("--workers", default="1,2", help="comma list of --workers values to serve with")
     parser.add_argument("--max-batch-size", type=int, default=None, help="override the archives' batching hint")
     parser.add_argument("--max-delay-ms", type=float, default=None, help="override the archives' batching hint")
     parser.add_argument("--no-batching", action="store_true", help="serve and call without dynamic batching")
@@ -343,6 +427,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown models: {sorted(unknown)} (known: {', '.join(SAMPLES)})")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.workers = [int(w) for w in args.workers.split(",")]
+    if not all(1 <= w <= 16 for w in args.workers):
+        parser.error("--workers: each value in 1..16")
     if not 0 < args.duration <= 600 or not 0 < args.warmup <= 600 or not all(0 < c <= 256 for c in args.concurrency):
         parser.error("--duration and --warmup must be in (0, 600], each concurrency in 1..256")
 
@@ -362,34 +449,32 @@ def main() -> None:
                             "concurrency": args.concurrency}}
     log(f"load average at start: {results['machine']['loadavg_at_start']}")
     store = Path(tempfile.mkdtemp(prefix="yyai-http-bench-"))
+    results["server_start_s"], results["memory"] = {}, {}
     server = None
     try:
         defaults = copy_store(Path(args.store), models, store)
-        server = YyaiServer(store, batching_args)
-        log(f"starting yyai serve on {server.url} (store {store})")
-        results["server_start_s"] = server.start()
-        log(f"  ready after {results['server_start_s']:.1f} s")
         inputs = {}
-        for name in models:
-            metadata = server.get_json(f"/v2/models/{name}")
-            version = server.get_json(f"/models/{name}")["default"]
-            if version != defaults[name]:
-                raise SystemExit(f"{name}: the server serves v{version}, the store's default is v{defaults[name]}")
-            inp = model_input(store, name, version, ROOT / "model_archives" / "samples" / SAMPLES[name], metadata)
-            inp["v2_reply"] = server.post_json(f"/v2/models/{name}/infer", inp["v2_body"], "application/json")
-            server.post_json(f"/predictions/{name}", inp["png"], "image/png")
-            inputs[name] = inp
-            cells = {"v2": [], "predictions": [], "predict": [], "predict_images": []}
-            results["models"][name] = {"version": version, "input_shape": inp["shape"], "sample": SAMPLES[name],
-                                       "cells": cells}
-            measure_http(server, name, inp, args, cells)
-        server.stop()
-        server = None
+        for workers in args.workers:
+            extra = ["--workers", str(workers), "--dashboard-port", str(free_port())] if workers > 1 else []
+            server = YyaiServer(store, batching_args + extra)
+            log(f"starting yyai serve with {workers} worker(s) on {server.url} (store {store})")
+            results["server_start_s"][workers] = server.start()
+            log(f"  ready after {results['server_start_s'][workers]:.1f} s")
+            suffix = "" if workers == 1 else f"-w{workers}"
+            for name in models:
+                if name not in inputs:
+                    inputs[name] = prepare_model(server, store, name, defaults[name], results)
+                measure_http(server, name, inputs[name], args, results["models"][name]["cells"], suffix)
+            results["memory"][workers] = server_memory(server)
+            server.stop()
+            server = None
 
-        log("in-process: Registry on the same store, same batching settings")
+        log("in-process: the traced function, then a Registry on the same store, same batching settings")
         from yyai_kernel.dataplane import DataPlane
         from yyai_kernel.registry import Registry  # TensorFlow is imported only now
 
+        for name, inp in inputs.items():
+            measure_traced(store, name, defaults[name], inp, args, results["models"][name]["cells"])
         registry = Registry(ModelStore(store), batching=not args.no_batching, max_batch_size=args.max_batch_size,
                             max_delay_ms=args.max_delay_ms)
         try:

@@ -82,9 +82,12 @@ def wait_ready(server, timeout: float = 300) -> None:
         time.sleep(0.3)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
 def ctx(tmp_path_factory, request):
-    """One server over alpha v1 (pinned) and v2, and beta v1; plus the archives the cases send."""
+    """One server over alpha v1 (pinned) and v2, and beta v1; plus the archives the cases send.
+
+    The whole matrix runs against a single process and against ``--workers 2`` (each
+    case then reaches whichever worker the kernel picks for its connection)."""
     root = tmp_path_factory.mktemp("bad-input")
     archives, members = {}, {}
 
@@ -100,7 +103,8 @@ def ctx(tmp_path_factory, request):
         install(archives[key], store)
     # the server loads while this process builds what the cases send (delta and lam stay out
     # of the store: cases try to sneak them in)
-    server = start_server(store, root / "work", token=TOKEN, args=LIMITS, wait_ready=False)
+    server = start_server(store, root / "work", token=TOKEN, args=[*LIMITS, "--workers", str(request.param)],
+                          wait_ready=False)
     try:
         models = request.getfixturevalue("models")
         build("delta1", "delta", 1, [5])
@@ -111,11 +115,11 @@ def ctx(tmp_path_factory, request):
         wait_ready(server)
         # pin alpha to v1 (v2 is newer): the state file exists, and a lost pin would show
         assert server.request("PUT", "/models/alpha/default", json={"version": 1}).status_code == 200
-        spool = Path(re.search(r"Temporary files in (\S+)", server.log()).group(1))
+        spools = [Path(p) for p in re.findall(r"Temporary files in (\S+)", server.log())]  # one per worker
         probe = np.random.default_rng(7).integers(0, 256, (4, 4), dtype=np.uint8)
         x = (probe.astype(np.float32) / 255.0)[None, :, :, None]
         context = SimpleNamespace(
-            server=server, store=store, spool=spool, tmp=root / "cases", archives=archives, models=models,
+            server=server, store=store, spools=spools, tmp=root / "cases", archives=archives, models=models,
             probe_png=png(probe), expected=reference(members["alpha1"], x)["combined"][0],
         )
         context.tmp.mkdir()
@@ -151,7 +155,7 @@ def assert_unharmed(ctx, first: bool = False) -> None:
     np.testing.assert_allclose(body["predictions"][0]["raw"]["combined"], ctx.expected, atol=1e-5)
     if not first:
         assert snapshot(ctx.store) == ctx.snapshot
-    assert list(ctx.spool.iterdir()) == []
+    assert all(list(spool.iterdir()) == [] for spool in ctx.spools)
 
 
 # --- how cases send -------------------------------------------------------------------------
@@ -362,7 +366,9 @@ PREDICTION_CASES = [
     Case("pred-body-over-size-limit", 413, image("/predictions/alpha", bytes(MAX_BODY + 32 * KiB)),
          "PayloadTooLargeError"),
     Case("pred-chunked-body-over-size-limit", 413,
-         post("/predictions/alpha", data=chunks(MAX_BODY + 32 * KiB), headers={"Content-Type": "image/png"}),
+         # a fresh generator per send: the matrix runs once per server configuration
+         lambda ctx: ctx.server.post("/predictions/alpha", data=chunks(MAX_BODY + 32 * KiB),
+                                     headers={"Content-Type": "image/png"}),
          "PayloadTooLargeError"),
     Case("pred-content-type-text", 415, image("/predictions/alpha", GOOD_PNG, "text/plain"), "UnsupportedMediaError"),
     Case("pred-content-type-json", 415, image("/predictions/alpha", GOOD_PNG, "application/json"),

@@ -37,12 +37,14 @@ def built(tmp_path_factory):
     return {"alpha": (alpha, alpha_models), "beta": (beta, beta_models)}
 
 
-@pytest.fixture(scope="module")
-def server(built, tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
+def server(built, tmp_path_factory, request):
+    """One server, then ``--workers 2`` (tritonclient's pooled connections reach both workers)."""
     store = tmp_path_factory.mktemp("triton-store")
     for path, _ in built.values():
         install(path, store)
-    srv = start_server(store, tmp_path_factory.mktemp("triton-work"), token=TOKEN)
+    srv = start_server(store, tmp_path_factory.mktemp("triton-work"), token=TOKEN,
+                       args=["--workers", str(request.param)])
     yield srv
     assert srv.stop() == 0
 

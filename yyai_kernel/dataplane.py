@@ -21,6 +21,7 @@ import os
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from .archive import read_listed_file
 from .config import ServingConfig
 from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError
 from .images import preprocess
+from .operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
 from .registry import Registry
 from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
                     VersionDescription, VersionState, check_name, parse_version)
@@ -37,6 +39,16 @@ from .v2codec import InferRequest, InferResult, ModelMetadata, RepositoryEntry, 
 SERVER_NAME = "yyai"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 SAMPLE_ROLE = "sample"
+
+
+class Peers(Protocol):
+    """The other worker processes, as the data plane sees them (``server/workerlink.py``)."""
+
+    def follow(self, op: Operation, leader: int) -> WorkerReport:
+        """Have every other worker follow ``op``; the report covers the leader too."""
+
+    def gather(self) -> list[WorkerInfo]:
+        """Every worker's state, this one included."""
 
 
 def _version() -> str:
@@ -56,9 +68,12 @@ class DataPlane:
     to retry.
     """
 
-    def __init__(self, registry: Registry, config: ServingConfig | None = None):
+    def __init__(self, registry: Registry, config: ServingConfig | None = None, *, peers: Peers | None = None,
+                 worker: int = 0):
         self.registry = registry
         self.config = config or registry.config
+        self.peers = peers
+        self.worker = worker
         self._ready = False
         self.version = _version()
 
@@ -159,7 +174,7 @@ class DataPlane:
         unknown = [n for n in requested if n not in outputs]
         if unknown:
             raise InvalidInputError(f"Unknown output {unknown[0]!r}; the model's outputs are {outputs}.")
-        pending = self.registry.submit(described.name, x, described.version)
+        pending = self.registry.submit(described.name, x, described.version, finite=True)  # model_input checked
         return _then(pending, lambda prediction: _infer_result(prediction, described, request))
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
@@ -179,11 +194,16 @@ class DataPlane:
 
     def repository_load(self, name: str, parameters: dict | None = None) -> ModelStatus:
         """Triton's load: the default version. Config and file overrides are refused."""
+        return self.manage(self.repository_load_op(name, parameters)).result
+
+    @staticmethod
+    def repository_load_op(name: str, parameters: dict | None = None) -> Operation:
+        """The operation of Triton's load; config and file overrides are refused (400)."""
         if parameters and any(k == "config" or k.startswith("file:") for k in parameters):
             raise InvalidInputError(
                 "Model config and file overrides are not accepted; upload an archive with POST /models."
             )
-        return self.load(name)
+        return Operation(OpKind.LOAD, name)
 
     # --- images --------------------------------------------------------------------------------
 
@@ -218,37 +238,93 @@ class DataPlane:
         return self.registry.predict(check_name(name), inputs, parse_version(version))
 
     # --- managing ------------------------------------------------------------------------------
+    # Each change is an Operation: led here, then followed by every other worker process
+    # (``operations.py``). The named methods are the single-process API; ``manage`` also
+    # returns the WorkerReport, for front ends that tell the caller how many workers applied it.
+
+    def manage(self, op: Operation) -> Managed:
+        """Apply a management operation here, then have every other worker follow it.
+
+        Returns only when every worker serves the new state (or is reported as not doing so).
+        A store-changing operation that fails here is still followed as a SYNC, so that the
+        others see what did reach the store; its error is raised.
+        """
+        op = op.checked()
+        try:
+            result = self._lead(op)
+        except Exception:
+            if self.peers is not None and op.kind in (OpKind.INSTALL, OpKind.REMOVE) and op.name:
+                self.peers.follow(Operation(OpKind.SYNC, op.name), self.worker)
+            raise
+        if self.peers is None:
+            return Managed(result, WorkerReport.alone(self.worker))
+        if op.kind is OpKind.INSTALL:
+            op = Operation(OpKind.INSTALL, result.name, result.version)
+        return Managed(result, self.peers.follow(op, self.worker))
+
+    def _lead(self, op: Operation):
+        registry, name, version = self.registry, op.name, op.version
+        if op.kind is OpKind.INSTALL:
+            return registry.install(op.archive)
+        if op.kind is OpKind.LOAD:
+            return registry.load(name, version)
+        if op.kind is OpKind.UNLOAD:
+            return registry.unload(name, version)
+        if op.kind is OpKind.RELOAD:
+            return registry.reload(name, force=op.force)
+        if op.kind is OpKind.SET_DEFAULT:
+            if version is None:
+                raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
+            return registry.set_default(name, version)
+        if op.kind is OpKind.FOLLOW_LATEST:
+            return registry.follow_latest(name)
+        if op.kind is OpKind.REMOVE:
+            return registry.remove(name, version, purge=op.purge)
+        return registry.reload(name, force=False)  # SYNC: what the state file says now
 
     def load(self, name: str, version=None) -> ModelStatus:
-        return self.registry.load(check_name(name), parse_version(version))
+        return self.manage(Operation(OpKind.LOAD, name, version)).result
 
     def unload(self, name: str, version=None) -> ModelStatus:
-        return self.registry.unload(check_name(name), parse_version(version))
+        return self.manage(Operation(OpKind.UNLOAD, name, version)).result
 
     def reload(self, name: str | None = None, *, force: bool = True):
         """Re-read the store and reload one model, or every model when ``name`` is None."""
-        return self.registry.reload(None if name is None else check_name(name), force=force)
+        return self.manage(Operation(OpKind.RELOAD, name, force=force)).result
 
     def set_default(self, name: str, version) -> ModelStatus:
-        version = parse_version(version)
-        if version is None:
-            raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
-        return self.registry.set_default(check_name(name), version)
+        return self.manage(Operation(OpKind.SET_DEFAULT, name, version)).result
 
     def follow_latest(self, name: str) -> ModelStatus:
-        return self.registry.follow_latest(check_name(name))
+        return self.manage(Operation(OpKind.FOLLOW_LATEST, name)).result
 
     def remove(self, name: str, version, *, purge: bool = False):
-        return self.registry.remove(check_name(name), parse_version(version), purge=purge)
+        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
 
     def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
         """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
+        return self.install(archive).result
+
+    def install(self, archive: bytes | str | os.PathLike) -> Managed:
+        """:meth:`add_archive` with the report of which workers serve the new version."""
         if isinstance(archive, (str, os.PathLike)):
-            return self.registry.install(archive)
+            return self.manage(Operation(OpKind.INSTALL, archive=os.fspath(archive)))
         with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
             path = Path(folder) / "upload.yyar"
             path.write_bytes(bytes(archive))
-            return self.registry.install(path)
+            return self.manage(Operation(OpKind.INSTALL, archive=str(path)))
+
+    # --- workers -------------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker process: its state, memory and what it serves (this one alone without peers)."""
+        if self.peers is None:
+            return [local_worker(self.registry, self.worker, ready=self._ready)]
+        return self.peers.gather()
+
+    def describe_self(self) -> WorkerInfo:
+        """This worker, as :meth:`workers` lists it."""
+        return local_worker(self.registry, self.worker, ready=self._ready)
 
 
 def _preprocessing(spec: dict) -> dict:

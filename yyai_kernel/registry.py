@@ -27,7 +27,7 @@ from .errors import ModelNotFoundError, ModelNotReadyError, YyaiError
 from .store import ArchiveRecord, ModelStore
 from .types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
                     StoreProblemInfo, VersionDescription, VersionState, parse_version)
-from .versions import LoadSettings, ModelVersions, VersionSlot
+from .versions import LoadSettings, ModelVersions, StatsObserver, VersionSlot
 from .defaults import DefaultVersions, default_reason
 from .watch import StoreWatcher
 
@@ -45,9 +45,11 @@ class Registry:
     which polls the store folder and picks up new or replaced archives by itself.
     """
 
-    def __init__(self, store: ModelStore, config: ServingConfig | None = None, **settings):
+    def __init__(self, store: ModelStore, config: ServingConfig | None = None, *,
+                 observer: StatsObserver | None = None, **settings):
         self.store = store
         self.config = serving_config(config, **settings)
+        self.observer = observer  # told of every model call and batch (the server's metrics)
         self._models: dict[str, ModelVersions] = {}
         self._defaults = DefaultVersions()
         self._lock = threading.RLock()
@@ -115,15 +117,16 @@ class Registry:
         """Run ``inputs`` (``[B, *input.shape]``) through a version (default: the model's default)."""
         return self.submit(name, inputs, version).result()
 
-    def submit(self, name: str, inputs, version: int | str | None = None) -> Future:
+    def submit(self, name: str, inputs, version: int | str | None = None, *, finite: bool = False) -> Future:
         """Queue ``inputs`` on a version; a Future of its :class:`Prediction`, which the batcher's
         thread completes (so an event loop awaits it without parking a thread). With batching
-        off the model runs here, in the calling thread (see :meth:`batches`)."""
+        off the model runs here, in the calling thread (see :meth:`batches`). ``finite=True``:
+        the caller checked that the values are finite (see ``ArchiveRuntime.validate``)."""
         version = self.resolve_version(name, version)
         model = self._models.get(name)
         if model is None:
             raise VersionSlot(version).not_ready(name)
-        return model.submit(version, inputs)
+        return model.submit(version, inputs, finite=finite)
 
     def batches(self, name: str, version: int | str | None = None) -> bool:
         """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
@@ -222,20 +225,40 @@ class Registry:
         self.unload(name, version)
         if not purge:
             return self._model_status(name)
-        model = self._model(name)
+        return self._drop(self._model(name), version, delete=True)
+
+    def forget(self, name: str, version: int | str):
+        """Another process deleted this version's archive (a purge): stop serving it and
+        forget it, and load the new default, without writing the store."""
+        version = parse_version(version)
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:  # never loaded here: the store only needs re-reading
+                self.store.scan()
+                self._refresh_defaults()
+                return self._model_status(name) if name in self.store.names() else ModelRemoved(name)
+        with model.load_lock:
+            model.unload(version)
+        return self._drop(model, version, delete=False)
+
+    def _drop(self, model: ModelVersions, version: int, *, delete: bool):
+        """The version's archive goes (``delete``) or went: drop its slot, load the new default."""
         with model.load_lock:
             with self._lock:
-                self.store.remove(name, version)
+                if delete:
+                    self.store.remove(model.name, version)
+                else:
+                    self.store.scan()
                 model.slots.pop(version, None)
             try:
                 self._load_default(model)
             except YyaiError as error:
-                log.error("After removing %s v%d, its new default failed to load: %s", name, version, error)
+                log.error("After removing %s v%d, its new default failed to load: %s", model.name, version, error)
         with self._lock:
-            if not self._store_versions(name) and not model.slots:
-                self._models.pop(name, None)
-                return ModelRemoved(name)
-        return self._model_status(name)
+            if not self._store_versions(model.name) and not model.slots:
+                self._models.pop(model.name, None)
+                return ModelRemoved(model.name)
+        return self._model_status(model.name)
 
     def install(self, path: str | Path) -> InstallResult:
         """Verify an archive, move it into the store atomically, and load it.
@@ -276,7 +299,7 @@ class Registry:
             if model is None:
                 if not create and name not in self.store.names():
                     raise ModelNotFoundError(unknown_name(name, self.names()))
-                model = self._models[name] = ModelVersions(name)
+                model = self._models[name] = ModelVersions(name, self.observer)
             return model
 
     def _load_default(self, model: ModelVersions) -> None:

@@ -84,6 +84,7 @@ class ModelStore:
             raise YyaiError(f"model store {self.root} is not a folder; create it or pass another --store")
         self._lock = threading.RLock()
         self._records: dict[tuple[str, int], ArchiveRecord] = {}
+        self._index: dict[str, tuple[int, ...]] = {}  # name -> its versions, ascending (from scan)
         self._cache: dict[Path, tuple[tuple, ArchiveRecord]] = {}
         self._problems: list[StoreProblem] = []
         self._duplicates: set[tuple[str, int]] = set()
@@ -124,6 +125,10 @@ class ModelStore:
                         "duplicate",
                     ))
             self._records, self._cache, self._problems = records, cache, problems
+            index: dict[str, list[int]] = {}
+            for name, version in sorted(records):
+                index.setdefault(name, []).append(version)
+            self._index = {name: tuple(versions) for name, versions in index.items()}
             self._duplicates = {key for key, group in found.items() if len(group) > 1}
             self._load_state()
             for name, version in self._pins.items():
@@ -157,14 +162,14 @@ class ModelStore:
 
     def names(self) -> list[str]:
         """The model names the store holds, sorted."""
-        return sorted({name for name, _ in self._records})
+        return list(self._index)
 
     def versions(self, name: str) -> list[int]:
         """The versions of `name`, ascending. ModelNotFoundError when there are none."""
-        found = sorted(v for n, v in self._records if n == name)
+        found = self._index.get(name)
         if not found:
             raise ModelNotFoundError(f"the store {self.root} holds no model named {name!r}")
-        return found
+        return list(found)
 
     def record(self, name: str, version: int) -> ArchiveRecord:
         """The archive of `name` at `version`. ModelNotFoundError when absent."""

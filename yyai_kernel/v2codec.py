@@ -15,6 +15,7 @@ Every refusal is an ``InvalidInputError`` (HTTP 400) whose message says what to 
 
 from __future__ import annotations
 
+import array
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -179,9 +180,13 @@ def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
-    """Split a request body into its JSON header and the binary data after it."""
+    """Split a request body into its JSON header and the binary data after it.
+
+    The binary part is a view of ``body``: tensors are read straight from the request's
+    buffer, never copied out of it.
+    """
     if header_length is None or header_length == "":
-        json_part, rest = body, b""
+        json_part, rest = body, memoryview(b"")
     else:
         try:
             n = int(header_length)
@@ -191,13 +196,14 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
             raise InvalidInputError(
                 f"Inference-Header-Content-Length is {n} but the body has only {len(body)} bytes."
             )
-        json_part, rest = body[:n], body[n:]
+        view = memoryview(body)
+        json_part, rest = bytes(view[:n]), view[n:]
     if not json_part.strip():
         raise InvalidInputError("The request body is empty; send a JSON inference request.")
-    header = _loads(bytes(json_part))
+    header = _loads(json_part)
     if not isinstance(header, dict):
         raise InvalidInputError("The inference request must be a JSON object.")
-    return header, memoryview(rest)
+    return header, rest
 
 
 def _loads(text: bytes):
@@ -319,28 +325,40 @@ def parse_input(raw, index: int, rest: memoryview) -> tuple[RequestInput, int]:
     return RequestInput(name, datatype, list(shape), array.reshape(shape)), 0
 
 
+# Typecodes of ``array.array`` for the float datatypes: it converts a flat list of JSON
+# numbers in one C loop straight to the tensor's dtype, and refuses strings, null and
+# nested lists (TypeError), so NumPy's slower type discovery runs only for those.
+_ARRAY_TYPECODES = {"FP32": "f", "FP64": "d"}
+
+
 def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
     if not isinstance(data, list):
         raise InvalidInputError(f"{where} ({name}): 'data' must be a list of numbers (row-major).")
+    typecode = _ARRAY_TYPECODES.get(datatype)
+    if typecode is not None:
+        try:
+            return np.frombuffer(array.array(typecode, data), dtype=DATATYPES[datatype])
+        except (TypeError, OverflowError):
+            pass  # nested lists, or not numbers: the general path reads them or says what is wrong
     try:
-        array = np.asarray(data)
+        values = np.asarray(data)
     except ValueError:
         raise InvalidInputError(f"{where} ({name}): 'data' is a ragged nested list.") from None
-    if array.size == 0:
-        array = array.astype(np.float64)
-    if array.dtype.kind not in "iuf":
+    if values.size == 0:
+        values = values.astype(np.float64)
+    if values.dtype.kind not in "iuf":
         raise InvalidInputError(f"{where} ({name}): 'data' must hold only numbers.")
     dtype = DATATYPES[datatype]
     if dtype.kind in "iu":
-        if array.dtype.kind == "f":
-            if not np.isfinite(array).all() or not (array == np.round(array)).all():
+        if values.dtype.kind == "f":
+            if not np.isfinite(values).all() or not (values == np.round(values)).all():
                 raise InvalidInputError(f"{where} ({name}): {datatype} data must be whole numbers.")
-        if array.size:
+        if values.size:
             info = np.iinfo(dtype)
-            if array.min() < info.min or array.max() > info.max:
+            if values.min() < info.min or values.max() > info.max:
                 raise InvalidInputError(f"{where} ({name}): a value is out of range for {datatype}.")
     with np.errstate(over="ignore", invalid="ignore"):
-        return array.astype(dtype)
+        return values.astype(dtype, copy=False)
 
 
 def parse_requested_output(raw, index: int) -> RequestedOutput:
@@ -361,7 +379,11 @@ def parse_requested_output(raw, index: int) -> RequestedOutput:
 
 
 def model_input(request: InferRequest, input_spec: dict) -> np.ndarray:
-    """The one model input of a request, cast to the model dtype, shape ``[B, *input.shape]``."""
+    """The one model input of a request, cast to the model dtype, shape ``[B, *input.shape]``.
+
+    Its values are checked finite here, once, after the cast (so that an FP64 value too
+    large for float32 is caught too); the data plane tells the runtime not to check again.
+    """
     expected = input_spec.get("name", "input")
     if len(request.inputs) != 1:
         raise InvalidInputError(
@@ -378,12 +400,12 @@ def model_input(request: InferRequest, input_spec: dict) -> np.ndarray:
     if tensor.shape[0] < 1:
         raise InvalidInputError(f"Input {expected!r} has an empty batch.")
     dtype = np.dtype(input_spec.get("dtype", "float32"))
-    array = tensor.array
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InvalidInputError(f"Input {expected!r} holds NaN or infinite values.")
+    values = tensor.array
     with np.errstate(over="ignore", invalid="ignore"):
-        cast = array.astype(dtype)
-    if cast.dtype.kind == "f" and not np.isfinite(cast).all():
+        cast = values.astype(dtype, copy=False)  # FP32 data for a float32 model: no copy
+    if cast.dtype.kind == "f" and not np.isfinite(cast).all():  # the one finiteness check
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise InvalidInputError(f"Input {expected!r} holds NaN or infinite values.")
         raise InvalidInputError(f"Input {expected!r} holds values too large for {dtype}.")
     return cast
 
@@ -425,21 +447,27 @@ def encode_infer_response(
     blobs = []
     encoded = []
     for name, array, binary in outputs:
-        array = np.ascontiguousarray(array)
         datatype = datatype_of(array.dtype)
+        array = np.ascontiguousarray(array, dtype=DATATYPES[datatype])  # little-endian, C order
         entry = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            data = array.astype(DATATYPES[datatype], copy=False).tobytes()
-            entry["parameters"] = {"binary_data_size": len(data)}
-            blobs.append(data)
+            entry["parameters"] = {"binary_data_size": array.nbytes}
+            blobs.append(array.data)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            entry["data"] = array.reshape(-1)  # orjson writes the numbers straight from the array
         encoded.append(entry)
     reply["outputs"] = encoded
-    header = orjson.dumps(reply)
+    header = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY, default=_tolist)
     if not blobs:
         return header, None
-    return header + b"".join(blobs), len(header)
+    return b"".join([header, *blobs]), len(header)  # the reply, copied once
+
+
+def _tolist(value):
+    """What orjson's numpy support leaves to us (float16, say): plain lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def encode_result(result: InferResult) -> tuple[bytes, int | None]:

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -37,10 +37,23 @@ LATENCY_WINDOW = 2048
 RETRY_AFTER_LOADING_S = 2  # what a client is told to wait while a version loads
 
 
-class VersionStats:
-    """Request count, errors, recent latencies and batch sizes of one version."""
+class StatsObserver(Protocol):
+    """Told of every model call and batch as they happen (the server's metrics)."""
 
-    def __init__(self):
+    def prediction(self, model: str, version: int, ok: bool) -> None: ...
+
+    def batch(self, model: str, version: int, size: int) -> None: ...
+
+
+class VersionStats:
+    """Request count, errors, recent latencies and batch sizes of one version.
+
+    An ``observer`` is told of each call and batch too, for metrics kept outside the
+    process (the server's Prometheus series, summed over worker processes).
+    """
+
+    def __init__(self, observer: StatsObserver | None = None, model: str = "", version: int = 0):
+        self._observer, self._model, self._version = observer, model, version
         self._lock = threading.Lock()
         self.requests = 0
         self.errors = 0
@@ -54,10 +67,14 @@ class VersionStats:
                 self.latencies_ms.append(latency_s * 1000.0)
             else:
                 self.errors += 1
+        if self._observer is not None:
+            self._observer.prediction(self._model, self._version, ok)
 
     def record_batch(self, size: int) -> None:
         with self._lock:
             self.batch_sizes[size] += 1
+        if self._observer is not None:
+            self._observer.batch(self._model, self._version, size)
 
     def snapshot(self) -> tuple[int, int, Latency, dict[int, int]]:
         """(requests, errors, latency percentiles, batch-size histogram), read consistently."""
@@ -171,8 +188,9 @@ class LoadSettings:
 class ModelVersions:
     """Every version slot of one model name, and the lock that serializes their loads."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, observer: StatsObserver | None = None):
         self.name = name
+        self.observer = observer
         self.slots: dict[int, VersionSlot] = {}
         self.load_lock = threading.Lock()
         self.last_error: str | None = None
@@ -180,7 +198,10 @@ class ModelVersions:
         self._pending_lock = threading.Lock()
 
     def slot(self, version: int) -> VersionSlot:
-        return self.slots.setdefault(version, VersionSlot(version))
+        slot = self.slots.get(version)
+        if slot is None:
+            slot = self.slots[version] = VersionSlot(version, stats=VersionStats(self.observer, self.name, version))
+        return slot
 
     def serving(self, version: int) -> Serving | None:
         slot = self.slots.get(version)
@@ -203,7 +224,7 @@ class ModelVersions:
 
     # --- predicting (no lock: one read of the slot's reference) -------------------------
 
-    def submit(self, version: int, inputs) -> Future:
+    def submit(self, version: int, inputs, *, finite: bool = False) -> Future:
         """Validate ``inputs`` and queue them on the version; a Future of its :class:`Prediction`."""
         slot = self.slots.get(version)
         started = time.perf_counter()
@@ -212,7 +233,7 @@ class ModelVersions:
             if serving is None:
                 raise (slot or VersionSlot(version)).not_ready(self.name)
             try:
-                batch = serving.runtime.validate(inputs)
+                batch = serving.runtime.validate(inputs, finite=finite)
             except InvalidInputError:
                 slot.stats.record(0.0, ok=False)
                 raise

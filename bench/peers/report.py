@@ -17,6 +17,7 @@ from resultsfile import replace_section  # bench/, on the path when compare.py r
 
 LABELS = {
     "yyai": "yyai (batching)",
+    "yyai-workers2": "yyai --workers 2 (batching)",
     "yyai-nobatch": "yyai (no batching)",
     "flask": "Flask + model.predict()",
     "pytriton": "PyTriton (Triton)",
@@ -290,7 +291,8 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
                   "| server | how | reloads | failed / requests | p99 steady ms | p99 during reloads ms | "
                   "p99 between reloads ms | reload s (median) | RSS before MB | RSS after N reloads MB |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        how = {"yyai": "`POST /models/{m}/reload`", "mlserver": "`POST /v2/repository/models/{m}/load`",
+        how = {"yyai": "`POST /models/{m}/reload`", "yyai-workers2": "`POST /models/{m}/reload` (both workers)",
+               "mlserver": "`POST /v2/repository/models/{m}/load`",
                "pytriton": "Triton `POST /v2/repository/models/{m}/load`",
                "torchserve": "register other version, set-default, unregister old"}
         for s, rec in results["reload"].items():

@@ -51,7 +51,7 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.log import access_log as tornado_access_log
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Config
 from voila.app import Voila
 
@@ -61,6 +61,7 @@ from . import __version__, pages
 from .auth import YyaiIdentityProvider
 from ..config import MiB, ServingConfig
 from .base import NotFoundHandler, ServerState
+from .workermode import serve_on, shared_application, tag_log, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
@@ -161,6 +162,8 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         "max-archive-bytes": "YyaiServer.max_archive_bytes",
         "max-image-pixels": "YyaiServer.max_image_pixels",
         "grpc-port": "YyaiServer.grpc_port",
+        "workers": "YyaiServer.workers",
+        "dashboard-port": "YyaiServer.dashboard_port",
         "notebook": "YyaiServer.notebook_path",
         "config": "YyaiServer.config_file",
     }, Voila.aliases)
@@ -182,6 +185,15 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
     manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
     grpc_port = Integer(None, allow_none=True, config=True,
                         help="Also serve v2 gRPC on this port of --host (0: any free port). Off by default.")
+
+    # --- worker processes (supervisor.py) ----------------------------------------------
+    workers = Unicode("1", config=True, help="Worker processes sharing the port (SO_REUSEPORT): a number, "
+                      "or 'auto' for one per CPU. With more than one, a supervisor starts and restarts them.")
+    dashboard_port = Integer(None, allow_none=True, config=True,
+                             help="With --workers N > 1: worker 0's port for the dashboard (default: --port + 1).")
+    worker_sync_timeout = Float(300.0, config=True,
+                                help="Seconds a management call waits for each other worker to apply it.")
+    drain_timeout = Float(20.0, config=True, help="On SIGTERM, seconds to let requests in flight finish.")
 
     # --- auth and exposure -------------------------------------------------------------
     token = Unicode(
@@ -244,6 +256,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         except UnknownOptionError as error:
             print(f"yyai serve: error: {error}\n{HELP_HINT}", file=sys.stderr)
             self.exit(2)
+        self._argv = argv  # a supervisor starts its workers with the same arguments
         self.update_config(Config({
             "VoilaConfiguration": {
                 "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
@@ -284,23 +297,46 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         from ..store import ModelStore
         from .metrics import ServerMetrics
 
-        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self))
+        metrics = ServerMetrics()
+        worker = self.worker_spec.index if self.worker_spec else 0
+        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self, observer=metrics),
+                              peers=self.worker_link, worker=worker)
         dataplane.registry.mark_loading()  # before listening: a request meanwhile hears "loading"
+        metrics.watch(dataplane)
+        if self.worker_link is not None:
+            self.worker_link.dataplane = dataplane
         return ServerState(
             dataplane=dataplane,
-            metrics=ServerMetrics(dataplane),
+            metrics=metrics,
+            worker=worker,
             tmp_dir=self.tmp_dir,
             predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
             manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"),
         )
 
     def start(self):
-        """Build the registry, then let Voila build the app (our handlers first) and listen."""
-        sweep_stale_temp_dirs(self.log)
-        self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
-        self.log.info("Temporary files in %s", self.tmp_dir)
+        """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
+        from .supervisor import WorkerSpec, worker_count
+
+        self.worker_spec = WorkerSpec.from_env()
+        self.worker_link = None
         self._stopping = False
         self.state = None
+        if self.worker_spec is None:
+            try:
+                count = worker_count(self.workers)
+            except ValueError as error:
+                self.log.critical("yyai: %s", error)
+                self.exit(2)
+            sweep_stale_temp_dirs(self.log)
+            if count > 1:
+                from .supervisor import Supervisor
+
+                self.exit(Supervisor(self, self._argv, count).run())
+            self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+        else:
+            self._become_worker(self.worker_spec)
+        self.log.info("Temporary files in %s", self.tmp_dir)
         try:
             self.state = self.build_state()
         except Exception as error:
@@ -308,6 +344,23 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.log.critical("yyai: cannot start: %s", getattr(error, "message", error))
             self.exit(2)
         super().start()
+
+    def _become_worker(self, spec) -> None:
+        """Take the supervisor's settings: the shared token, temp folders inside its own, the link."""
+        from .workerlink import WorkerLink
+
+        self.token = spec.token
+        self.port = spec.port
+        self.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
+        self.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
+        os.mkdir(self.tmp_dir)
+        tag_log(self.log, spec.index)
+        self.worker_link = WorkerLink(spec, on_lost=self._supervisor_lost)
+
+    def _supervisor_lost(self) -> None:
+        if not self._stopping and getattr(self, "ioloop", None) is not None:
+            self.log.warning("The supervisor is gone; stopping.")
+            self.ioloop.add_callback(self._on_signal, signal.SIGTERM)
 
     def init_settings(self) -> dict:
         settings = super().init_settings()
@@ -336,18 +389,28 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         return self.rest_handlers() + super().init_handlers()
 
     def listen(self):
-        """Bind, print the URL with its token, load models in the background, run the loop."""
-        sockets = self._bind()
-        self.http_server = HTTPServer(self.app, max_body_size=self.max_body_bytes, xheaders=False)
-        self.http_server.add_sockets(sockets)
+        """Bind, print the URL with its token, load models in the background, run the loop.
+
+        A worker of ``--workers N`` joins the shared port only once its models are loaded
+        (``_load_models``); worker 0 serves the dashboard on its own port from the start.
+        """
+        spec = self.worker_spec
+        self.app.add_transform(worker_header(spec.index if spec else 0))
+        self.http_servers = []
+        if spec is None:
+            self.http_servers.append(HTTPServer(self.app, max_body_size=self.max_body_bytes, xheaders=False))
+            self.http_servers[0].add_sockets(self._bind())
+        elif spec.index == 0:
+            self.http_servers.append(serve_on(self.app, self.ip, spec.dashboard_port, self.max_body_bytes))
         token = self.identity_provider.token
         self.kernel_manager.extra_env = {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
         self.ioloop = IOLoop.current()
         loop = asyncio.get_event_loop()
         self.grpc_server = None
-        if self.grpc_port is not None:
-            self.grpc_server = loop.run_until_complete(self._start_grpc(token))
-        self._banner(token)
+        if spec is None:  # a worker starts gRPC when it joins the shared ports
+            if self.grpc_port is not None:
+                self.grpc_server = loop.run_until_complete(self._start_grpc(token, self.grpc_port))
+            self._banner(token)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         self.ioloop.add_callback(self._load_models)
@@ -358,17 +421,27 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         finally:
             self.stop()
 
-    async def _start_grpc(self, token: str | None):
-        """The v2 gRPC server on --host and --grpc-port, on this loop (exit 1 if it cannot bind)."""
+    async def _start_grpc(self, token: str | None, port: int, *, reuse_port: bool = False):
+        """The v2 gRPC server on --host and ``port``, on this loop (exit 1 if it cannot bind)."""
         from .grpc_server import GrpcServer
 
-        server = GrpcServer(self.state, token=token, public_health=self.public_health)
+        server = GrpcServer(self.state, token=token, public_health=self.public_health, reuse_port=reuse_port)
         try:
-            self.grpc_port = await server.start(self.ip, self.grpc_port)
+            self.grpc_port = await server.start(self.ip, port)
         except RuntimeError as error:
-            self.log.critical("yyai: cannot serve gRPC on %s port %s: %s", self.ip, self.grpc_port, error)
+            self.log.critical("yyai: cannot serve gRPC on %s port %s: %s", self.ip, port, error)
             self.exit(1)
         return server
+
+    async def _join_shared_port(self) -> None:
+        """A worker starts serving on the ports it shares with the others (REST, and gRPC if asked)."""
+        spec = self.worker_spec
+        app = shared_application(dict(self.app.settings), self.rest_handlers(), spec.dashboard_port, spec.index)
+        self.http_servers.append(serve_on(app, self.ip, spec.port, self.max_body_bytes))
+        if spec.grpc_port is not None:
+            self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
+        self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+                      f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
 
     def _bind(self) -> list:
         last_error = None
@@ -406,23 +479,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         if self.grpc_server is not None:
             host = self.ip if self.ip not in ("", "0.0.0.0", "::") else "127.0.0.1"
             self.log.info("yyai serves v2 gRPC at %s:%d", f"[{host}]" if ":" in host else host, self.grpc_port)
-        if token:
-            visible = token if self.identity_provider.token_generated else "..."
-            self.log.info(
-                "\n\n    To open the dashboard, copy and paste this URL into a browser:\n"
-                "        %s?token=%s\n"
-                "    REST clients send the header  'Authorization: token %s'\n",
-                shown, visible, visible,
-            )
-        else:
-            self.log.warning(
-                "\n\n    " + "!" * 72 + "\n"
-                "    !!  AUTHENTICATION IS OFF (--no-token).\n"
-                "    !!  Anyone who can reach %s can upload, load and delete models.\n"
-                "    !!  Use this only on a machine you trust, bound to 127.0.0.1.\n"
-                "    " + "!" * 72 + "\n",
-                shown,
-            )
+        announce_token(self.log, shown, token, generated=self.identity_provider.token_generated)
 
     async def _load_models(self) -> None:
         """Load every default version off the loop; then /v2/health/ready answers 200."""
@@ -438,6 +495,10 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             for name, message in errors.items():
                 self.log.error("Model %s did not load: %s", name, message)
         self.log.info("Start-up load finished; the server is ready.")
+        if self.worker_link is not None and not self._stopping:
+            names = state.dataplane.registry.names()
+            await IOLoop.current().run_in_executor(state.manage_pool, self.worker_link.join, names)
+            await self._join_shared_port()
 
     # --- shut-down ---------------------------------------------------------------------
 
@@ -451,9 +512,15 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         self.ioloop.add_callback(self._graceful_stop)
 
     async def _graceful_stop(self) -> None:
-        self.http_server.stop()
+        """Stop listening, let the requests in flight finish (``drain_timeout``), then stop."""
+        for server in self.http_servers:
+            server.stop()
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=5)
+        if self.state is not None:
+            deadline = IOLoop.current().time() + self.drain_timeout
+            while self.state.in_flight and IOLoop.current().time() < deadline:
+                await asyncio.sleep(0.05)
         try:
             await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
         except Exception as error:
@@ -475,6 +542,27 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         if getattr(self, "tmp_dir", None):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.log.info("yyai stopped.")
+
+
+def announce_token(log, url: str, token: str, *, generated: bool) -> None:
+    """Print how to reach the server: the dashboard URL with its token, or a loud warning without one."""
+    if token:
+        visible = token if generated else "..."
+        log.info(
+            "\n\n    To open the dashboard, copy and paste this URL into a browser:\n"
+            "        %s?token=%s\n"
+            "    REST clients send the header  'Authorization: token %s'\n",
+            url, visible, visible,
+        )
+    else:
+        log.warning(
+            "\n\n    " + "!" * 72 + "\n"
+            "    !!  AUTHENTICATION IS OFF (--no-token).\n"
+            "    !!  Anyone who can reach %s can upload, load and delete models.\n"
+            "    !!  Use this only on a machine you trust, bound to 127.0.0.1.\n"
+            "    " + "!" * 72 + "\n",
+            url,
+        )
 
 
 def sweep_stale_temp_dirs(log=None) -> list[Path]:

@@ -7,6 +7,9 @@ or a v2 client sends the header each time and ignores cookies, so for them that 
 pure overhead (about a third of a millisecond a request). Here a request whose header
 carries the right token is one fixed API user, compared in constant time, with no cookie.
 Browsers (``?token=`` and the login cookie) go through Voila's provider unchanged.
+
+:func:`token_matches` is the one token comparison: the provider's header path and the
+lean inference handlers (``lean.py``, which also take ``?token=``) both use it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,29 @@ from jupyter_server.auth.identity import PasswordIdentityProvider, User
 API_USER = User(username="yyai-api", name="REST client", display_name="REST client")
 
 
+def header_token(provider, request) -> str | None:
+    """The token of an ``Authorization: token T`` (or ``Bearer T``) header, if there is one."""
+    header = provider.auth_header_pat.match(request.headers.get("Authorization", ""))
+    return header.group(2) if header else None
+
+
+def token_matches(provider, request, *, query: bool = True) -> bool:
+    """Whether the request carries the server's token (header, or ``?token=`` when ``query``)."""
+    expected = provider.token
+    if not expected:
+        return False
+    sent = header_token(provider, request)
+    if sent is None and query:
+        values = request.query_arguments.get("token")
+        sent = values[-1].decode("utf-8", "replace") if values else None
+    return sent is not None and hmac.compare_digest(sent.encode(), expected.encode())
+
+
 class YyaiIdentityProvider(PasswordIdentityProvider):
     """Voila's token/password provider, with a cookie-free path for ``Authorization`` headers."""
 
     async def get_user(self, handler):
-        header = self.auth_header_pat.match(handler.request.headers.get("Authorization", ""))
-        if header and self.token and hmac.compare_digest(header.group(2).encode(), self.token.encode()):
+        if token_matches(self, handler.request, query=False):
             # No public setter exists: jupyter_server's own get_user marks token logins with this
             # private attribute, which its public is_token_authenticated() then reads.
             handler._token_authenticated = True

@@ -29,6 +29,7 @@ from tornado import web
 
 from ..errors import InvalidInputError, UnsupportedMediaError
 from ..multipart import file_chunks, read_files
+from ..operations import Operation, OpKind
 from ..types import check_name, parse_version
 from .base import BodyHandler, YyaiHandler
 from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
@@ -137,16 +138,16 @@ class ModelsHandler(BodyHandler):
                                               self.state.tmp_dir, manage=True)
             elif os.path.getsize(spooled) == 0:
                 raise InvalidInputError("The request body is empty; send the .yyar archive.")
-            result = await self.run(self.dataplane.add_archive, archive_path, manage=True)
+            managed = await self.run(self.dataplane.install, archive_path, manage=True)
         finally:
             if archive_path != spooled:
                 try:
                     os.unlink(archive_path)
                 except FileNotFoundError:
                     pass
-        self.label_model(result.name, result.version)
+        self.label_model(managed.result.name, managed.result.version)
         self._model_confirmed = True
-        self.reply(result.to_json(), status=201)
+        self.reply_managed(managed, status=201)
 
 
 class RescanHandler(BodyHandler):
@@ -156,18 +157,20 @@ class RescanHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
-        results = await self.run(self.dataplane.reload, None, force=False, manage=True)
-        self.reply({name: result.to_json() for name, result in results.items()})
+        self.reply_managed(await self.manage(Operation(OpKind.RELOAD, force=False)))
 
 
 class StatusHandler(YyaiHandler):
-    """GET /models/_status: every model's status, plus the store's problems and state error."""
+    """GET /models/_status: every model's status, the store's problems and state error, and
+    every worker process (its state, memory and what it serves)."""
 
     metric_endpoint = "management"
 
     @web.authenticated
     async def get(self):
-        self.reply((await self.run(self.dataplane.status)).to_json())
+        body = (await self.run(self.dataplane.status)).to_json()
+        body["workers"] = [w.to_json() for w in await self.run(self.dataplane.workers)]
+        self.reply(body)
 
 
 class ModelHandler(YyaiHandler):
@@ -192,7 +195,7 @@ class LoadHandler(BodyHandler):
         options = self.json_body(self.body, required=False)
         version = version_body({} if options is None else options, required=False)
         self.label_model(name, version)
-        self.reply((await self.run(self.dataplane.load, name, version, manage=True)).to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.LOAD, name, version)))
 
 
 class ReloadHandler(BodyHandler):
@@ -205,7 +208,7 @@ class ReloadHandler(BodyHandler):
         check_name(name)
         self.label_model(name)
         force = _flag(self.get_query_argument("force", "true"))
-        self.reply((await self.run(self.dataplane.reload, name, force=force, manage=True)).to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.RELOAD, name, force=force)))
 
 
 class DefaultHandler(BodyHandler):
@@ -220,12 +223,12 @@ class DefaultHandler(BodyHandler):
         hint = f" To follow the latest version again, send DELETE /models/{name}/default."
         version = version_body(self.json_body(self.body), required=True, hint=hint)
         self.label_model(name, version)
-        self.reply((await self.run(self.dataplane.set_default, name, version, manage=True)).to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.SET_DEFAULT, name, version)))
 
     @web.authenticated
     async def delete(self, name):
         self.label_model(name)
-        self.reply((await self.run(self.dataplane.follow_latest, name, manage=True)).to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.FOLLOW_LATEST, name)))
 
 
 class VersionHandler(YyaiHandler):
@@ -244,7 +247,7 @@ class VersionHandler(YyaiHandler):
         check_name(name), parse_version(version)
         self.label_model(name, version)
         purge = _flag(self.get_query_argument("purge", "false"))
-        self.reply((await self.run(self.dataplane.remove, name, version, purge=purge, manage=True)).to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)))
 
 
 _STATUS = json_reply(ref("ModelStatus"), "The model's status.")
@@ -260,6 +263,18 @@ _STATUS_ALL = {
             "properties": {"path": {"type": "string"}, "kind": {"type": "string"}, "error": {"type": "string"}},
         }},
         "state_error": {"type": "string", "nullable": True},
+        "workers": {"type": "array", "items": {
+            "type": "object",
+            "required": ["worker", "state"],
+            "properties": {
+                "worker": {"type": "integer", "description": "The worker's number (0 serves the dashboard)."},
+                "pid": {"type": "integer", "nullable": True},
+                "state": {"type": "string", "enum": ["serving", "starting", "restarting"]},
+                "rss_bytes": {"type": "integer", "nullable": True, "description": "Resident memory."},
+                "restarts": {"type": "integer"},
+                "models": {"type": "object", "description": "Per model: its default and loaded versions."},
+            },
+        }},
     },
 }
 _UPLOAD_BODY = {

@@ -1,19 +1,26 @@
 """Prometheus metrics: ``GET /metrics`` in the text exposition format.
 
 Each server owns a ``CollectorRegistry`` (no process-global state, so tests can run
-several servers). Two kinds of series:
+several servers). Three kinds of series:
 
 * HTTP, recorded by the handlers as requests finish:
   ``yyai_http_requests_total{endpoint, model, version, code}`` and
   ``yyai_http_request_duration_seconds{endpoint, model}`` (histogram). The model label is
   only ever a name the registry knows, so unknown names from clients cannot grow the
   label set (they count under ``model=""``).
-* Models, read from the data plane's status at scrape time by a custom collector:
+* Model calls, recorded as the registry reports them (``ServerMetrics`` is the registry's
+  ``StatsObserver``): ``yyai_model_predictions_total``, ``yyai_model_prediction_errors_total``
+  and ``yyai_model_batch_size`` (histogram of the batches the dynamic batcher ran).
+* Model state, read from the data plane's status at scrape time by a custom collector:
   ``yyai_model_loaded``, ``yyai_model_state``, ``yyai_model_default_version``,
-  ``yyai_model_load_seconds``, ``yyai_model_warmup_seconds``,
-  ``yyai_model_predictions_total``, ``yyai_model_prediction_errors_total``,
-  ``yyai_model_batch_size`` (histogram of the batches the dynamic batcher ran) and
-  ``yyai_models_loaded``.
+  ``yyai_model_load_seconds``, ``yyai_model_warmup_seconds`` and ``yyai_models_loaded``.
+
+With ``--workers N`` each worker is its own process: the counters and histograms use
+prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which the supervisor
+sets to a folder in its private temp folder), so ``/metrics`` on any worker sums every
+worker's requests and model calls, the dead ones' included. The state gauges are the
+answering worker's: every worker serves the same state once a management call returned,
+and ``GET /models/_status`` lists each worker's.
 
 ``/metrics`` needs the token like every endpoint (Prometheus sends it with
 ``authorization: {type: Bearer, credentials: <token>}``), unless the server runs with
@@ -22,9 +29,11 @@ several servers). Two kinds of series:
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.metrics_core import GaugeMetricFamily
 
 from ..types import VersionState
 from .base import YyaiHandler, public_if
@@ -51,9 +60,6 @@ class RegistryCollector:
         default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.", labels=["model"])
         load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.", labels=["model", "version"])
         warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.", labels=["model", "version"])
-        requests = CounterMetricFamily("yyai_model_predictions", "Prediction calls on the version.", labels=["model", "version"])
-        failures = CounterMetricFamily("yyai_model_prediction_errors", "Prediction calls on the version that failed.", labels=["model", "version"])
-        batches = HistogramMetricFamily("yyai_model_batch_size", "Sizes of the batches the version ran.", labels=["model", "version"])
         count = 0
         for name, model in models.items():
             if model.default is not None:
@@ -68,41 +74,60 @@ class RegistryCollector:
                     load_s.add_metric([name, key], info.load_time_s)
                 if info.warmup_time_s is not None:
                     warm_s.add_metric([name, key], info.warmup_time_s)
-                requests.add_metric([name, key], info.requests)
-                failures.add_metric([name, key], info.errors)
-                if info.batch_sizes:
-                    batches.add_metric([name, key], _histogram(info.batch_sizes),
-                                       sum(k * v for k, v in info.batch_sizes.items()))
         total = GaugeMetricFamily("yyai_models_loaded", "Model versions loaded and serving.", value=count)
-        yield from (loaded, state, default, load_s, warm_s, requests, failures, batches, total)
-
-
-def _histogram(sizes: dict[int, int]) -> list[tuple[str, int]]:
-    """Cumulative buckets of a batch-size count."""
-    buckets = [(str(bound), sum(v for k, v in sizes.items() if k <= bound)) for bound in BATCH_BUCKETS]
-    return buckets + [("+Inf", sum(sizes.values()))]
+        yield from (loaded, state, default, load_s, warm_s, total)
 
 
 class ServerMetrics:
-    """The metrics of one server: HTTP series plus the registry collector."""
+    """The metrics of one server: HTTP and model-call series, plus the registry collector.
+
+    In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set) the series live in files that
+    every worker writes and :meth:`render` sums; otherwise in this server's own registry.
+    """
 
     def __init__(self, dataplane=None):
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=False)
+        own = None if self.multiprocess else self.registry  # multiprocess: the files are the store
         self.requests = Counter(
             "yyai_http_requests", "HTTP requests by endpoint, model, version and status code.",
-            ["endpoint", "model", "version", "code"], registry=self.registry,
+            ["endpoint", "model", "version", "code"], registry=own,
         )
         self.latency = Histogram(
             "yyai_http_request_duration_seconds", "HTTP request latency by endpoint and model.",
-            ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            ["endpoint", "model"], buckets=LATENCY_BUCKETS, registry=own,
         )
+        self.predictions = Counter("yyai_model_predictions", "Prediction calls on the version.",
+                                   ["model", "version"], registry=own)
+        self.failures = Counter("yyai_model_prediction_errors", "Prediction calls on the version that failed.",
+                                ["model", "version"], registry=own)
+        self.batch_sizes = Histogram("yyai_model_batch_size", "Sizes of the batches the version ran.",
+                                     ["model", "version"], buckets=BATCH_BUCKETS, registry=own)
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.MultiProcessCollector(self.registry)
         if dataplane is not None:
-            self.registry.register(RegistryCollector(dataplane))
+            self.watch(dataplane)
+
+    def watch(self, dataplane) -> None:
+        """Report the model state of ``dataplane`` at scrape time."""
+        self.registry.register(RegistryCollector(dataplane))
 
     def observe(self, endpoint: str, model: str, version: str, code: int, seconds: float) -> None:
         """Record one finished request."""
         self.requests.labels(endpoint, model, version, str(code)).inc()
         self.latency.labels(endpoint, model).observe(seconds)
+
+    # --- the registry's StatsObserver ---------------------------------------------------------
+
+    def prediction(self, model: str, version: int, ok: bool) -> None:
+        """One model call finished (``ok``: without an error)."""
+        (self.predictions if ok else self.failures).labels(model, str(version)).inc()
+
+    def batch(self, model: str, version: int, size: int) -> None:
+        """The version ran one batch of ``size`` rows."""
+        self.batch_sizes.labels(model, str(version)).observe(size)
 
     def render(self) -> bytes:
         """The text exposition of every series."""

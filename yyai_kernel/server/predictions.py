@@ -18,22 +18,19 @@ row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
 
 from __future__ import annotations
 
-from tornado import web
-
 from ..errors import ImageError, InvalidInputError, UnsupportedMediaError
 from ..multipart import read_files
 from ..types import check_name, parse_version
-from .base import BodyHandler
+from .lean import LeanBodyHandler
 from .openapi import NAME, VERSION, errors, json_reply, op, ref
 from .routes import Route
 
 
-class PredictionsHandler(BodyHandler):
-    """POST /predictions/{m}[/{v}]: one raw image, or a multipart upload of several."""
+class PredictionsHandler(LeanBodyHandler):
+    """POST /predictions/{m}[/{v}]: one raw image, or a multipart upload of several (a lean handler)."""
 
     metric_endpoint = "predictions"
 
-    @web.authenticated
     async def post(self, name, version=None):
         check_name(name), parse_version(version)
         self.label_model(name, version)

@@ -14,8 +14,11 @@ from tornado import web
 
 from .. import v2codec
 from ..errors import InvalidInputError
+from ..operations import Operation, OpKind
 from ..types import check_name, parse_version
 from .base import BodyHandler, YyaiHandler, public_if
+from .handlers import JSON_TYPE
+from .lean import LeanBodyHandler
 from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
 
@@ -85,12 +88,11 @@ class ModelReadyHandler(YyaiHandler):
         self.reply({"name": name, "ready": True})
 
 
-class InferHandler(BodyHandler):
-    """POST /v2/models/{m}[/versions/{v}]/infer: JSON tensors or the binary extension."""
+class InferHandler(LeanBodyHandler):
+    """POST /v2/models/{m}[/versions/{v}]/infer: JSON tensors or the binary extension (a lean handler)."""
 
     metric_endpoint = "v2_infer"
 
-    @web.authenticated
     async def post(self, name, version=None):
         check_name(name), parse_version(version)  # a bad name or version is a 400 before the body matters
         self.label_model(name, version)
@@ -105,15 +107,23 @@ class InferHandler(BodyHandler):
             return dataplane.infer(name, version, request)
 
         inline = decode_inline(dataplane.batches(name, version), len(raw), bool(encoding))
-        pending = await self.run(submit, inline=inline)
+        if inline:
+            self.confirm_model()  # batches() found the model
+            pending = submit()
+        else:
+            pending = await self.run(submit)
         result = await self.model_call(pending)
-        payload, header_length_out = await self.run(v2codec.encode_result, result, inline=inline)
+        if inline:
+            payload, header_length_out = v2codec.encode_result(result)
+        else:
+            payload, header_length_out = await self.run(v2codec.encode_result, result)
         self.metric_version = str(result.model_version)
         if header_length_out is None:
-            self.finish(payload)
+            self.set_header("Content-Type", JSON_TYPE)
         else:
             self.set_header("Inference-Header-Content-Length", str(header_length_out))
-            self.finish(payload, set_content_type="application/octet-stream")
+            self.set_header("Content-Type", "application/octet-stream")
+        self.finish(payload)
 
 
 class RepositoryIndexHandler(BodyHandler):
@@ -149,9 +159,9 @@ class RepositoryLoadHandler(BodyHandler):
         params = options.get("parameters") if isinstance(options, dict) else None
         if not isinstance(options, dict) or (params is not None and not isinstance(params, dict)):
             raise InvalidInputError("The body must be a JSON object.")
-        status = await self.run(self.dataplane.repository_load, name, params, manage=True)
-        self.metric_version = str(status.default or "")
-        self.reply(status.to_json())
+        managed = await self.manage(self.dataplane.repository_load_op(name, params))
+        self.metric_version = str(managed.result.default or "")
+        self.reply_managed(managed)
 
 
 class RepositoryUnloadHandler(BodyHandler):
@@ -165,8 +175,7 @@ class RepositoryUnloadHandler(BodyHandler):
         options = self.json_body(self.body, required=False) or {}
         if not isinstance(options, dict):
             raise InvalidInputError("The body must be a JSON object.")
-        status = await self.run(self.dataplane.unload, name, manage=True)
-        self.reply(status.to_json())
+        self.reply_managed(await self.manage(Operation(OpKind.UNLOAD, name)))
 
 
 _INFER_BODY = {

@@ -1,0 +1,331 @@
+"""``yyai serve --workers 2``: two worker processes on one port, over HTTP, as clients see them.
+
+One real supervisor and its two workers serve a temporary copy of the demo archives plus a
+tiny model. Each reply names the worker that answered (``X-Yyai-Worker``); the kernel
+spreads *connections* over the workers, so every check here sends requests on fresh
+connections until both workers answered, and asserts what each of them said:
+
+* an upload, a default swap, a reload, an unload and a delete made on one connection are
+  seen by requests that land on both workers, and each management reply says that both
+  applied it (``X-Yyai-Applied: 2/2``);
+* ``/metrics`` on either worker counts the requests both answered; ``/models/_status``
+  lists both workers with their memory;
+* the dashboard, in a real browser, is served by worker 0 on its own port (the shared
+  port redirects there), and a promotion made in it reaches both workers;
+* ``kill -9`` of a worker: the port keeps answering, a management call made meanwhile
+  says which worker is restarting, and the worker comes back serving the current state;
+* SIGTERM stops everything: exit status 0, no process left, no temporary folder left.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import requests
+
+from builders import install, pack_models, reference, sample_inputs
+from serving import start_server
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "model_archives"
+SAMPLES = DEMO / "samples"
+TOKEN = "workers-token"
+HEADERS = {"Authorization": f"token {TOKEN}"}
+WORKERS = {"0", "1"}
+WAIT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("workers-built")
+    return {key: pack_models(root, name, version, seeds)
+            for key, name, version, seeds in [("alpha1", "alpha", 1, [21]), ("alpha2", "alpha", 2, [22]),
+                                              ("gamma1", "gamma", 1, [23, 24])]}
+
+
+@pytest.fixture(scope="module")
+def server(built, tmp_path_factory):
+    store = tmp_path_factory.mktemp("workers-store")
+    for archive in DEMO.glob("*.yyar"):
+        shutil.copyfile(archive, store / archive.name)
+    install(built["alpha1"][0], store)
+    srv = start_server(store, tmp_path_factory.mktemp("workers-work"), token=TOKEN, args=["--workers", "2"])
+    srv.store = store
+    yield srv
+    if srv.proc.poll() is None:
+        assert srv.stop() == 0
+
+
+def spread(server, method: str, path: str, *, tries: int = 200, **kwargs) -> dict[str, requests.Response]:
+    """Send the request on fresh connections until both workers answered; their replies by worker."""
+    kwargs.setdefault("timeout", 60)
+    kwargs["headers"] = {**HEADERS, **kwargs.get("headers", {})}
+    answers: dict[str, requests.Response] = {}
+    for _ in range(tries):
+        reply = requests.request(method, server.url + path, **kwargs)  # no session: a new connection
+        answers.setdefault(reply.headers["X-Yyai-Worker"], reply)
+        if set(answers) == WORKERS:
+            return answers
+    raise AssertionError(f"{tries} connections all reached worker(s) {sorted(answers)}")
+
+
+def manage(server, method: str, path: str, **kwargs) -> requests.Response:
+    reply = requests.request(method, server.url + path, headers={**HEADERS, **kwargs.pop("headers", {})},
+                             timeout=300, **kwargs)
+    assert reply.status_code in (200, 201), reply.text
+    assert reply.headers["X-Yyai-Applied"] == "2/2", reply.headers
+    return reply
+
+
+def png(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+def predict(server, path: str, image: str = "digit-3.png", **kwargs) -> dict[str, requests.Response]:
+    return spread(server, "POST", path, data=png(image), headers={"Content-Type": "image/png"}, **kwargs)
+
+
+def v2_body(x: np.ndarray) -> dict:
+    return {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]}
+
+
+def workers_of(server) -> list[dict]:
+    return requests.get(server.url + "/models/_status", headers=HEADERS, timeout=60).json()["workers"]
+
+
+# --- every reply names its worker; both serve ------------------------------------------------
+
+
+def test_both_workers_answer_on_one_port_and_name_themselves(server):
+    answers = predict(server, "/predictions/digits")
+    for reply in answers.values():
+        assert reply.status_code == 200 and reply.json()["version"] == 2
+    status = workers_of(server)
+    assert [w["worker"] for w in status] == [0, 1]
+    for worker in status:
+        assert worker["state"] == "serving" and worker["rss_bytes"] > 50 * 2**20 and worker["restarts"] == 0
+        assert worker["models"]["digits"]["default"] == 2
+    assert len({w["pid"] for w in status}) == 2
+    for reply in spread(server, "GET", "/v2/health/ready").values():
+        assert reply.status_code == 200
+
+
+# --- management on one connection, seen on both workers ---------------------------------------
+
+
+def test_upload_is_served_by_both_workers(server, built):
+    archive, models = built["gamma1"]
+    reply = manage(server, "POST", "/models", data=archive.read_bytes(),
+                   headers={"Content-Type": "application/octet-stream"})
+    assert reply.status_code == 201 and reply.json()["version"] == 1
+    x = sample_inputs(2, seed=5)
+    expected = reference(models, x)["combined"]
+    for reply in spread(server, "POST", "/v2/models/gamma/infer", json=v2_body(x)).values():
+        assert reply.status_code == 200, reply.text
+        output = next(o for o in reply.json()["outputs"] if o["name"] == "output")
+        np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, atol=1e-5)
+
+
+def test_default_swap_and_unpin_reach_both_workers(server):
+    manage(server, "PUT", "/models/digits/default", json={"version": 1})
+    for reply in predict(server, "/predictions/digits").values():
+        assert reply.json()["version"] == 1
+    manage(server, "DELETE", "/models/digits/default")
+    for reply in predict(server, "/predictions/digits").values():
+        assert reply.json()["version"] == 2
+
+
+def test_reload_reaches_both_workers(server):
+    before = {w: r.json()["versions"]["1"]["loaded_at"]
+              for w, r in spread(server, "GET", "/models/colorfulness").items()}
+    manage(server, "POST", "/models/colorfulness/reload")
+    for worker, reply in spread(server, "GET", "/models/colorfulness").items():
+        version = reply.json()["versions"]["1"]
+        assert version["state"] == "ready" and version["loaded_at"] > before[worker]
+
+
+def test_upload_of_a_new_version_then_unload_and_delete_reach_both_workers(server, built):
+    manage(server, "POST", "/models", data=built["alpha2"][0].read_bytes(),
+           headers={"Content-Type": "application/octet-stream"})
+    x = sample_inputs(1, seed=6)
+    for reply in spread(server, "POST", "/v2/models/alpha/versions/2/infer", json=v2_body(x)).values():
+        assert reply.status_code == 200
+    manage(server, "DELETE", "/models/alpha/versions/2")  # unload: the archive stays
+    for reply in spread(server, "POST", "/v2/models/alpha/versions/2/infer", json=v2_body(x)).values():
+        assert reply.status_code == 503 and reply.json()["type"] == "ModelNotReadyError"
+    manage(server, "POST", "/v2/repository/models/alpha/load", json={})
+    manage(server, "DELETE", "/models/alpha/versions/2", params={"purge": "true"})  # delete the archive
+    assert not (server.store / "alpha-2.yyar").exists()
+    for reply in spread(server, "GET", "/models/alpha").values():
+        assert list(reply.json()["versions"]) == ["1"] and reply.json()["default"] == 1
+    for reply in spread(server, "POST", "/v2/models/alpha/versions/2/infer", json=v2_body(x)).values():
+        assert reply.status_code == 404
+    rescan = manage(server, "POST", "/models/_rescan")
+    assert set(rescan.json()) >= {"alpha", "digits", "gamma"}
+
+
+# --- metrics add up over the workers -----------------------------------------------------------
+
+
+def _counter(text: str, name: str, **labels) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_metrics_count_the_requests_of_both_workers(server):
+    scrape = requests.get(server.url + "/metrics", headers=HEADERS, timeout=60).text
+    before = _counter(scrape, "yyai_http_requests_total", endpoint="predictions", model="colorfulness", code="200")
+    calls = _counter(scrape, "yyai_model_predictions_total", model="colorfulness")
+    sent = {"0": 0, "1": 0}
+    while min(sent.values()) < 3:
+        reply = requests.post(server.url + "/predictions/colorfulness", data=png("flower-1.png"),
+                              headers={**HEADERS, "Content-Type": "image/png"}, timeout=60)
+        assert reply.status_code == 200
+        sent[reply.headers["X-Yyai-Worker"]] += 1
+    for reply in spread(server, "GET", "/metrics").values():
+        after = reply.text
+        assert _counter(after, "yyai_http_requests_total", endpoint="predictions", model="colorfulness",
+                        code="200") == before + sum(sent.values())
+        assert _counter(after, "yyai_model_predictions_total", model="colorfulness") == calls + sum(sent.values())
+        assert _counter(after, "yyai_model_batch_size_count", model="colorfulness") >= sum(sent.values())
+
+
+# --- the dashboard: worker 0's port, in a real browser ---------------------------------------
+
+
+def test_dashboard_is_worker_0s_and_its_changes_reach_both_workers(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    redirected = requests.get(server.url + "/", params={"token": TOKEN}, allow_redirects=False, timeout=60)
+    assert redirected.status_code == 302
+    dashboard = redirected.headers["Location"]
+    assert dashboard.endswith(f"/?token={TOKEN}") and dashboard != f"{server.url}/?token={TOKEN}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            served_by = []
+            page.on("response", lambda r: served_by.append(r.headers.get("x-yyai-worker")) if r.url.startswith(
+                dashboard.split("/?")[0]) else None)
+            page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")  # the shared port: redirected
+            expect(page.locator(".yyai-predict-button")).to_be_enabled(timeout=WAIT_MS)
+            assert page.url.startswith(dashboard.split("/?")[0])
+            page.select_option(".yyai-model-select select", label="digits")
+            expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default", timeout=WAIT_MS)
+            with page.expect_file_chooser() as chooser:
+                page.locator(".yyai-image-upload").click()
+            chooser.value.set_files([str(SAMPLES / "digit-3.png")])
+            expect(page.locator(".yyai-upload-info")).to_contain_text("digit-3.png", timeout=WAIT_MS)
+            page.locator(".yyai-predict-button").click()
+            expect(page.locator(".yyai-top-label[data-version='2']")).to_have_text("3", timeout=WAIT_MS)
+            page.locator(".yyai-tabs .lm-TabBar-tab", has_text="Manage").click()
+            page.select_option(".yyai-manage-model select", label="digits")
+            version = page.locator(".yyai-manage-version select")
+            expect(version.locator("option")).not_to_have_count(0, timeout=WAIT_MS)
+            version.select_option(label=next(t for t in version.locator("option").all_inner_texts()
+                                             if t.startswith("v1")))
+            page.locator(".yyai-default-button").click()
+            expect(page.locator(".yyai-manage-message .yyai-ok")).to_contain_text(
+                "v1 is now the default of digits", timeout=WAIT_MS)
+            assert not errors, errors
+            assert set(served_by) == {"0"}, served_by  # every page, script and kernel message: worker 0
+        finally:
+            browser.close()
+    for reply in predict(server, "/predictions/digits").values():  # the kernel called the shared port
+        assert reply.json()["version"] == 1
+    manage(server, "DELETE", "/models/digits/default")
+
+
+# --- a worker killed: the port keeps answering, the worker comes back ---------------------------
+
+
+def _wait_for(condition, what: str, seconds: float = 300):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_kill_9_of_a_worker_the_port_keeps_answering_and_it_comes_back(server):
+    status = workers_of(server)
+    victim = psutil.Process(status[1]["pid"])
+    victim.kill()
+    victim.wait(60)
+    # a change while worker 1 is down: the reply says so, and the worker gets it before it serves
+    changed = requests.put(server.url + "/models/digits/default", json={"version": 1}, headers=HEADERS, timeout=300)
+    assert changed.status_code == 200 and changed.headers["X-Yyai-Applied"] == "1/2"
+    assert "worker 1 is restarting" in changed.headers["X-Yyai-Not-Applied"]
+    for _ in range(20):  # the port keeps answering
+        assert predict_once(server) in WORKERS
+
+    def back():
+        workers = workers_of(server)
+        return workers[1]["state"] == "serving" and workers[1]["pid"] != victim.pid and workers
+
+    workers = _wait_for(back, "worker 1 to come back")
+    assert workers[1]["restarts"] == 1 and workers[1]["models"]["digits"]["default"] == 1
+    for reply in predict(server, "/predictions/digits").values():  # the restarted worker read the pin
+        assert reply.status_code == 200 and reply.json()["version"] == 1
+    manage(server, "DELETE", "/models/digits/default")
+
+
+def predict_once(server) -> str:
+    reply = requests.post(server.url + "/predictions/digits", data=png("digit-3.png"),
+                          headers={**HEADERS, "Content-Type": "image/png"}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return reply.headers["X-Yyai-Worker"]
+
+
+# --- SIGTERM: nothing left behind ---------------------------------------------------------------
+
+
+def test_sigterm_stops_every_worker_and_leaves_nothing_behind(server):
+    supervisor = psutil.Process(server.proc.pid)
+    everyone = supervisor.children(recursive=True)
+    assert len([p for p in everyone if "yyai_kernel.server.app" in " ".join(p.cmdline())]) == 2
+    folders = {Path(p).parent for p in re.findall(r"Temporary files in (\S+)", server.log())}
+    assert len(folders) == 1
+    folder = folders.pop()
+    assert folder.is_dir() and folder.name.startswith(f"yyai-server-{server.proc.pid}-")
+    assert server.stop() == 0
+    gone, alive = psutil.wait_procs(everyone, timeout=30)
+    assert not alive, f"left running: {alive}"
+    assert not folder.exists()
+    assert "Traceback" not in server.log()
+    assert not [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] in {q.pid for q in everyone}]
+    assert os.environ.get("YYAI_WORKER") is None
+
+
+# --- the option itself ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", ""])
+def test_a_bad_worker_count_is_refused_before_anything_starts(tmp_path, value):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "yyai_kernel.server.app", "--store", str(tmp_path), "--port", "0",
+                           "--workers", value], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--workers must be a positive number or 'auto'" in done.stderr + done.stdout
+
+
+def test_auto_is_one_worker_per_usable_cpu():
+    from yyai_kernel.server.supervisor import worker_count
+
+    assert worker_count("auto") == len(os.sched_getaffinity(0)) and worker_count("3") == 3
