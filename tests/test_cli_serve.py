@@ -79,7 +79,6 @@ def empty_store(tmp_path):
 BAD = [  # (arguments, what the message must name, the suggestion when there is one)
     (["--tokn", "x"], "--tokn", "did you mean --token?"),
     (["--wrkrs", "2"], "--wrkrs", None),
-    (["--workers", "2"], "--workers", None),  # no such option yet
     (["--port8866"], "--port8866", "did you mean --port 8866?"),
     (["--YyaiServer.maxbody=1"], "--YyaiServer.maxbody", "did you mean --YyaiServer.max_body_bytes?"),
     (["stray"], "'stray'", "--notebook FILE"),

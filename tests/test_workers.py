@@ -56,7 +56,8 @@ def server(built, tmp_path_factory):
     for archive in DEMO.glob("*.yyar"):
         shutil.copyfile(archive, store / archive.name)
     install(built["alpha1"][0], store)
-    srv = start_server(store, tmp_path_factory.mktemp("workers-work"), token=TOKEN, args=["--workers", "2"])
+    srv = start_server(store, tmp_path_factory.mktemp("workers-work"), token=TOKEN,
+                       args=["--workers", "2", "--grpc-port", "0"])
     srv.store = store
     yield srv
     if srv.proc.poll() is None:
@@ -171,6 +172,32 @@ def test_upload_of_a_new_version_then_unload_and_delete_reach_both_workers(serve
     assert set(rescan.json()) >= {"alpha", "digits", "gamma"}
 
 
+# --- gRPC: every worker serves it on the shared gRPC port, and its management replicates -------
+
+
+def test_grpc_is_served_by_the_workers_and_its_unload_reaches_both(server, built):
+    import tritonclient.grpc as grpcclient
+
+    x = sample_inputs(2, seed=9)
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    metadata = {"authorization": f"token {TOKEN}"}
+    try:
+        for _ in range(4):  # one channel; its requests reach whichever worker holds the connection
+            tensor = grpcclient.InferInput("input", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            result = client.infer("alpha", [tensor], headers=metadata)
+            np.testing.assert_allclose(result.as_numpy("output"), reference(built["alpha1"][1], x)["combined"],
+                                       atol=1e-5)
+        client.unload_model("alpha", headers=metadata)
+        for reply in spread(server, "POST", "/v2/models/alpha/infer", json=v2_body(x)).values():
+            assert reply.status_code == 503
+        client.load_model("alpha", headers=metadata)
+        for reply in spread(server, "POST", "/v2/models/alpha/infer", json=v2_body(x)).values():
+            assert reply.status_code == 200
+    finally:
+        client.close()
+
+
 # --- metrics add up over the workers -----------------------------------------------------------
 
 
@@ -233,9 +260,9 @@ def test_dashboard_is_worker_0s_and_its_changes_reach_both_workers(server):
             page.locator(".yyai-tabs .lm-TabBar-tab", has_text="Manage").click()
             page.select_option(".yyai-manage-model select", label="digits")
             version = page.locator(".yyai-manage-version select")
-            expect(version.locator("option")).not_to_have_count(0, timeout=WAIT_MS)
-            version.select_option(label=next(t for t in version.locator("option").all_inner_texts()
-                                             if t.startswith("v1")))
+            expect(version.locator("option")).to_have_count(2, timeout=WAIT_MS)  # digits' v1 and v2
+            labels = version.locator("option").all_inner_texts()
+            version.select_option(index=next(i for i, t in enumerate(labels) if t.startswith("v1")))
             page.locator(".yyai-default-button").click()
             expect(page.locator(".yyai-manage-message .yyai-ok")).to_contain_text(
                 "v1 is now the default of digits", timeout=WAIT_MS)

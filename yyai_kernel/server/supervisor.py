@@ -374,7 +374,7 @@ class Supervisor:
         self.log.info("yyai is serving at %s", url)
         self.log.info("The dashboard (worker 0) is at %s", dashboard)
         if self.grpc_port is not None:
-            self.log.info("yyai serves v2 gRPC at %s:%d (every worker)", host, self.grpc_port)
+            self.log.info("yyai serves v2 gRPC at %s:%d", host, self.grpc_port)
         announce_token(self.log, dashboard, self.token, generated=app.token is None)
 
 
