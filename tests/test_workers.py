@@ -251,6 +251,7 @@ def test_dashboard_is_worker_0s_and_its_changes_reach_both_workers(server):
             assert page.url.startswith(dashboard.split("/?")[0])
             page.select_option(".yyai-model-select select", label="digits")
             expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default", timeout=WAIT_MS)
+            page.locator(".yyai-source button", has_text="My images").click()
             with page.expect_file_chooser() as chooser:
                 page.locator(".yyai-image-upload").click()
             chooser.value.set_files([str(SAMPLES / "digit-3.png")])
