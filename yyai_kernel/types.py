@@ -427,12 +427,17 @@ class Prediction(JsonView):
 
     def label(self, row: np.ndarray):
         """One output row for people: labels by probability (highest first), or named values."""
+        values = row.tolist()  # plain floats: indexing a numpy row per entry costs more than the row
         if self.classification:
             labels = self.output["labels"]
-            order = np.argsort(-row, kind="stable")
-            return [{"label": labels[j], "probability": round(float(row[j]), 6)} for j in order]
-        names = self.output.get("names") or [f"y{j}" for j in range(len(row))]
-        return {n: round(float(v), self.output.get("rounding", 4)) for n, v in zip(names, row)}
+            if any(v != v for v in values):  # NaN: NumPy's order puts it last
+                order = np.argsort(-row, kind="stable").tolist()
+            else:  # highest first; a stable sort keeps ties in label order
+                order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+            return [{"label": labels[j], "probability": round(values[j], 6)} for j in order]
+        names = self.output.get("names") or [f"y{j}" for j in range(len(values))]
+        rounding = self.output.get("rounding", 4)
+        return {n: round(v, rounding) for n, v in zip(names, values)}
 
     def top(self, i: int = 0) -> tuple[str, float] | None:
         """The best (label, probability) of row ``i``: from the combined output, or the only member."""
