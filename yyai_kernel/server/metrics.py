@@ -14,6 +14,13 @@ several servers). Two kinds of series:
   ``yyai_model_predictions_total``, ``yyai_model_prediction_errors_total``,
   ``yyai_model_batch_size`` (histogram of the batches the dynamic batcher ran) and
   ``yyai_models_loaded``.
+* Rollouts, from each model's typed rollout figures (they start afresh when its traffic
+  policy changes, which Prometheus reads as a counter reset):
+  ``yyai_rollout_default_requests_total{model}`` (requests that named no version),
+  ``yyai_canary_requests_total`` and ``yyai_canary_fallbacks_total{model, version}``,
+  ``yyai_shadow_runs_total``, ``yyai_shadow_rows_compared_total``,
+  ``yyai_shadow_rows_agreed_total``, ``yyai_shadow_errors_total``,
+  ``yyai_shadow_dropped_total`` and the gauge ``yyai_shadow_agreement{model, version}``.
 
 ``/metrics`` needs the token like every endpoint (Prometheus sends it with
 ``authorization: {type: Bearer, credentials: <token>}``), unless the server runs with
@@ -75,6 +82,42 @@ class RegistryCollector:
                                        sum(k * v for k, v in info.batch_sizes.items()))
         total = GaugeMetricFamily("yyai_models_loaded", "Model versions loaded and serving.", value=count)
         yield from (loaded, state, default, load_s, warm_s, requests, failures, batches, total)
+        yield from _rollout_families(models)
+
+
+_CANARY = {"requests": "Requests the canary answered.",
+           "fallbacks": "Canary picks the default answered (the canary did not serve)."}
+_SHADOW = {"runs": "Shadow runs started.", "rows_compared": "Input rows the shadow was compared on.",
+           "rows_agreed": "Input rows on which the shadow agreed with the answer sent.",
+           "errors": "Shadow runs that failed (raised, unloaded, incompatible); the real replies were unaffected.",
+           "dropped": "Shadow runs dropped because the shadow queue was full."}
+
+
+def _rollout_families(models: dict):
+    """The canary and shadow counters of every model with a traffic policy."""
+    defaults = CounterMetricFamily("yyai_rollout_default_requests",
+                                   "Requests that named no version, under a traffic policy.", labels=["model"])
+    canary = {k: CounterMetricFamily(f"yyai_canary_{k}", text, labels=["model", "version"])
+              for k, text in _CANARY.items()}
+    shadow = {k: CounterMetricFamily(f"yyai_shadow_{k}", text, labels=["model", "version"])
+              for k, text in _SHADOW.items()}
+    agreement = GaugeMetricFamily("yyai_shadow_agreement", "Share of compared rows on which the shadow agreed.",
+                                  labels=["model", "version"])
+    for name, model in models.items():
+        rollout = model.rollout
+        if rollout is None:
+            continue
+        defaults.add_metric([name], rollout.default_requests)
+        if rollout.canary is not None:
+            for key, family in canary.items():
+                family.add_metric([name, str(rollout.canary.version)], getattr(rollout.canary, key))
+        if rollout.shadow is not None:
+            labels = [name, str(rollout.shadow.version)]
+            for key, family in shadow.items():
+                family.add_metric(labels, getattr(rollout.shadow, key))
+            if rollout.shadow.agreement is not None:
+                agreement.add_metric(labels, rollout.shadow.agreement)
+    yield from (defaults, *canary.values(), *shadow.values(), agreement)
 
 
 def _histogram(sizes: dict[int, int]) -> list[tuple[str, int]]:
