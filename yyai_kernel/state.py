@@ -41,26 +41,26 @@ class StoreState:
 
     @classmethod
     def parse(cls, data: Any) -> tuple["StoreState", list[str]]:
-        """The state a parsed file holds, and a line per section that was ignored."""
+        """The state a parsed file holds, and a line per section that was ignored ("does not hold ...")."""
         if not isinstance(data, dict):
-            return cls(), ['it does not hold {"pins": {name: version}}']
+            return cls(), ['does not hold {"pins": {name: version}}']
         problems: list[str] = []
         pins = data.get("pins", {})
         if not _versions_by_key(pins, lambda k: isinstance(k, str)):
-            problems.append('it does not hold {"pins": {name: version}}')
+            problems.append('does not hold {"pins": {name: version}}')
             pins = {}
         labels = data.get("labels", {})
         if not isinstance(labels, dict) or not all(
             isinstance(name, str) and _versions_by_key(by, lambda k: isinstance(k, str) and LABEL_RE.match(k))
             for name, by in labels.items()
         ):
-            problems.append('its "labels" are not {name: {label: version}}')
+            problems.append('does not hold "labels" as {name: {label: version}}')
             labels = {}
         traffic = {}
         try:
             traffic = {str(name): TrafficPolicy.parse(doc) for name, doc in _object(data.get("traffic", {})).items()}
         except InvalidInputError as error:
-            problems.append(f'its "traffic" does not parse: {error.message}')
+            problems.append(f'does not hold a "traffic" section that parses: {error.message}')
         extra = {k: v for k, v in data.items() if k not in SECTIONS}
         return cls(dict(pins), {n: dict(by) for n, by in labels.items() if by}, traffic, extra), problems
 

@@ -257,7 +257,7 @@ class ModelStore:
             return
         self._state, problems = StoreState.parse(data)
         if problems:  # the sections that parse still apply
-            self._state_failed(f"{path}: {'; '.join(problems)}", previous)
+            self._state_failed(f"{path} {'; '.join(problems)}", previous)
 
     def _state_failed(self, why: str, previous: str | None) -> None:
         self.state_error = why
