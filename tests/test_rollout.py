@@ -311,3 +311,36 @@ def test_shadow_agreement_equals_the_offline_comparison(built, tmp_path):
         assert plane.status("toy").rollout.shadow.rows_compared == 0 and plane.disagreements("toy") == []
     finally:
         plane.close()
+
+
+# --- the CLI on a store folder ---------------------------------------------------------------------
+
+
+def test_the_cli_sets_labels_and_traffic_on_a_store(store):
+    from typer.testing import CliRunner
+
+    from yyai_kernel.cli import app
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    assert run("label", "digits", "stable", 1, "--store", store.root).output == "digits@stable -> v1\n"
+    assert run("label", "digits", "--store", store.root).output == "digits@stable -> v1\n"
+    result = run("traffic", "digits", "--canary", "2:10", "--shadow", "1:100", "--sticky", "--store", store.root)
+    assert result.exit_code == 0 and "canary v2 10%, shadow v1 100% (sticky)" in result.output, result.output
+    reopened = ModelStore(store.root)
+    assert reopened.labels("digits") == {"stable": 1}
+    assert reopened.traffic("digits") == TrafficPolicy(TrafficSplit(2, 10), TrafficSplit(1, 100), True)
+    table = run("models", "--store", store.root).output
+    assert "stable=1" in table and "canary v2 10%" in table
+    for args, words in ((("traffic", "digits", "--shadow", "3:50"), "already the default"),
+                        (("traffic", "digits", "--canary", "2:150"), "from 0 to 100"),
+                        (("traffic", "digits", "--canary", "two"), "VERSION:PERCENT"),
+                        (("label", "digits", "Stable", 1), "not a version label"),
+                        (("label", "digits", "beta"), "no label 'beta'")):
+        refused = run(*args, "--store", store.root)
+        assert refused.exit_code == 1 and words in refused.stderr, (args, refused.output)
+    promoted = run("traffic", "digits", "--promote", "--store", store.root)
+    assert promoted.exit_code == 0 and "no traffic policy" in promoted.output
+    assert ModelStore(store.root).default_version("digits") == 2
+    assert run("label", "digits", "stable", "--delete", "--store", store.root).output == "digits has no labels\n"

@@ -10,6 +10,7 @@ The last test restarts the server on the same store: labels and the policy survi
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +21,11 @@ import pytest
 import requests
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
 from builders import install, pack_models, pack_raising, reference, sample_inputs
 from serving import start_server
+from yyai_kernel.cli import app
 
 TOKEN = "rollout-token"
 X = sample_inputs(240, seed=11)  # the known inputs: narrowed by ``built`` to 120 clear-cut ones
@@ -112,7 +115,11 @@ def metrics(server) -> dict:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_a_label_names_a_version_in_every_front_end(server, built):
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_label_names_a_version_in_every_front_end(server, built, tmp_path):
     assert server.request("PUT", "/models/toy/labels/stable", json={"version": 1}).json()["labels"] == {"stable": 1}
     assert server.get("/models/toy/labels/stable").json() == {"name": "toy", "label": "stable", "version": 1}
     assert server.get("/models/toy/labels").json() == {"stable": 1}
@@ -133,7 +140,12 @@ def test_a_label_names_a_version_in_every_front_end(server, built):
         np.testing.assert_allclose(result.as_numpy("output")[0], built["ref"][1][0], atol=1e-5)
     finally:
         triton.close()
-    server.request("PUT", "/models/toy/labels/candidate", json={"version": 2})
+    done = cli("label", "toy", "candidate", 2, "--server", server.url, "--token", TOKEN)
+    assert done.output == "toy@candidate -> v2\n", done.output
+    image = tmp_path / "x.png"
+    image.write_bytes(png(0))
+    answer = cli("predict", "toy:candidate", image, "--server", server.url, "--token", TOKEN, "--json")
+    assert json.loads(answer.stdout)["version"] == 2
     refused = server.request("DELETE", "/models/toy/versions/2", params={"purge": "true"})
     assert refused.status_code == 409 and "label 'candidate'" in refused.json()["error"]
     assert server.get("/models/toy").json()["versions"]["2"]["state"] == "ready"  # nothing was changed
@@ -203,6 +215,8 @@ def test_a_full_shadow_reports_the_offline_agreement_and_never_changes_a_reply(s
         image = cv2.imdecode(np.frombuffer(base64.b64decode(entry["input"]["png_base64"]), np.uint8),
                              cv2.IMREAD_UNCHANGED)
         assert image.shape == (64, 64)
+    shown = cli("traffic", "toy", "--server", server.url, "--token", TOKEN).output
+    assert "shadow v2 100%" in shown and f"agreement {agree.mean():.3f} over {len(X)} rows" in shown, shown
     report = server.get("/models/toy/traffic").json()
     assert report["policy"]["shadow"] == {"version": 2, "percent": 100}
     assert report["rollout"]["shadow"]["rows_compared"] == len(X)

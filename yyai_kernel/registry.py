@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .archive import read_manifest, verify
 from .config import ServingConfig, serving_config
-from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, YyaiError
+from .errors import ModelNotFoundError, ModelNotReadyError, YyaiError
 from .rollout import TrafficPolicy
 from .store import ArchiveRecord, ModelStore
 from .types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
@@ -291,14 +291,8 @@ class Registry:
 
     def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
         """Check a policy against the model's versions and default, load its versions, persist it."""
-        sides = policy.versions()
-        versions = [self.resolve_version(name, v) for v in sides.values()]  # 404 for a version it lacks
-        default = self.resolve_version(name)
-        for side, version in zip(sides, versions):
-            if version == default:
-                raise InvalidInputError(
-                    f"The {side} would be v{version}, which is already the default of {name!r}; name another "
-                    f"version, or promote one with PUT /models/{name}/default.", field=f"{side}.version")
+        versions = [self.resolve_version(name, v) for v in policy.versions().values()]  # 404 for one it lacks
+        policy.check_default(name, self.resolve_version(name))
         return self._load_then_persist(name, versions, lambda _: self.store.set_traffic(name, policy))
 
     def clear_traffic(self, name: str) -> ModelStatus:

@@ -121,6 +121,14 @@ class TrafficPolicy(JsonView):
 
     from_json = parse
 
+    def check_default(self, name: str, default: int | None) -> None:
+        """InvalidInputError when a side names the default: there would be nothing to compare or split."""
+        for side, version in self.versions().items():
+            if version == default:
+                raise InvalidInputError(
+                    f"The {side} would be v{version}, which is already the default of {name!r}; name another "
+                    f"version, or promote one with PUT /models/{name}/default.", field=f"{side}.version")
+
     def choose(self, name: str, default: int, key: str | None, rng: random.Random) -> Choice:
         """Where a request for ``name``'s default goes. A side equal to the default is idle.
 
