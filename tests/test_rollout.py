@@ -296,8 +296,8 @@ def test_shadow_agreement_equals_the_offline_comparison(built, tmp_path):
         ref1, ref2 = reference(built[1][1], x)["combined"], reference(built[2][1], x)["combined"]
         clear = [np.diff(np.sort(r, axis=1)[:, -2:], axis=1)[:, 0] > 1e-3 for r in (ref1, ref2)]
         x = x[np.flatnonzero(clear[0] & clear[1])[:40]]  # no near ties: float noise must not decide agreement
-        for start in range(0, 40, 4):
-            plane.infer("toy", None, _request(x[start:start + 4])).result()
+        pending = [plane.infer("toy", None, _request(x[start:start + 4])) for start in range(0, 40, 4)]
+        assert [p.result().model_version for p in pending] == [1] * 10  # queued together: shadows stack up
         deadline = time.monotonic() + 30
         while plane.status("toy").rollout.shadow.rows_compared < 40 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -6,17 +6,16 @@ that names none is placed by the model's traffic policy (``rollout.TrafficPolicy
 read from the store, so every worker process and front end follows the same policy):
 to the canary, or to the default, in which case it may also be shadowed.
 
-A shadow run never touches the real reply. It starts when the real answer is ready (in
-a done-callback of the real call's Future, which only queues it), runs on this router's
-own thread and on the shadow version's batcher, and is compared with the answer that was
-sent. At most ``shadow_max_pending`` shadow runs are queued or running; past that, new
-ones are dropped and counted, so a busy server sheds shadow work first. A shadow version
-that raises, is unloaded or cannot take the input counts an error and nothing else.
+A shadow run never touches the real reply: it is queued when the real answer is ready
+and run, in batches, by ``shadow.ShadowRunner`` off the reply's path, then compared with
+the answer that was sent. Past ``shadow_max_pending`` queued or running runs, new ones are
+dropped and counted, so a busy server sheds shadow work first. A shadow version that
+raises, is unloaded or cannot take the input counts an error and nothing else.
 
-Figures are per model and start afresh when its policy changes (:class:`ModelTraffic`).
-Locking: the router's lock guards its map of models; each :class:`ModelTraffic` has its
-own lock for its counters, windows and ring of recent disagreements; the runner's lock
-guards its pending count. None is held while a model runs.
+Figures are per model and start afresh when its policy changes or is cleared
+(:class:`ModelTraffic`). Locking: the router's lock guards its map of models; each
+:class:`ModelTraffic` has its own lock for its counters, windows and ring of recent
+disagreements. None is held while a model runs.
 """
 
 from __future__ import annotations
@@ -26,17 +25,16 @@ import random
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .errors import YyaiError
-from .images import thumbnail_png
-from .rollout import (CanaryStats, Disagreement, InputReference, RolloutStats, RowComparison, ShadowStats,
-                      TrafficPolicy, compare_outputs)
-from .types import Latency, Prediction, VersionDescription
+from .rollout import CanaryStats, Disagreement, RolloutStats, RowComparison, ShadowStats, TrafficPolicy
+from .shadow import ShadowRun, ShadowRunner
+from .types import Latency, VersionDescription
 
 log = logging.getLogger("yyai.traffic")
 
@@ -128,60 +126,6 @@ class ModelTraffic:
             return list(reversed(self._disagreements))
 
 
-class ShadowRunner:
-    """Shadow work on one thread of its own, at most ``max_pending`` runs queued or running."""
-
-    def __init__(self, max_pending: int):
-        self.max_pending = max(0, int(max_pending))
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="yyai-shadow")
-        self._lock = threading.Lock()
-        self._pending = 0
-
-    def offer(self, work: Callable[[], None]) -> bool:
-        """Queue a new run; False (dropped) when ``max_pending`` are already pending."""
-        with self._lock:
-            if self._pending >= self.max_pending:
-                return False
-            self._pending += 1
-        return self.post(work)
-
-    def post(self, work: Callable[[], None]) -> bool:
-        """Queue more work for a pending run (its comparison); releases it if the runner closed."""
-        try:
-            self._pool.submit(work)
-            return True
-        except RuntimeError:  # shut down
-            self.release()
-            return False
-
-    def release(self) -> None:
-        """A run finished (compared, failed or abandoned)."""
-        with self._lock:
-            self._pending -= 1
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-@dataclass(frozen=True)
-class _ShadowRun:
-    """One shadow run: the request's input as the default saw it, and the answer that was sent."""
-
-    name: str
-    version: int
-    described: VersionDescription
-    x: np.ndarray
-    remake: Callable[[VersionDescription], np.ndarray]
-    filenames: tuple[str | None, ...] | None
-    real: Prediction
-    real_ms: float
-    traffic: ModelTraffic
-
-
 class TrafficRouter:
     """Places default requests by each model's policy and runs the shadows (see the module doc)."""
 
@@ -191,7 +135,7 @@ class TrafficRouter:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._models: dict[str, ModelTraffic] = {}
-        self.runner = ShadowRunner(max_pending)
+        self.runner = ShadowRunner(registry, max_pending)
 
     # --- placing requests -------------------------------------------------------------------
 
@@ -202,6 +146,7 @@ class TrafficRouter:
             return Plan(version, started)
         policy = self.registry.traffic(name)
         if policy is None:
+            self._forget(name)
             return Plan(None, started)
         try:
             default = self.registry.resolve_version(name)
@@ -223,7 +168,10 @@ class TrafficRouter:
 
     def stats(self, name: str, policy: TrafficPolicy | None) -> RolloutStats | None:
         """The running figures of ``name`` under ``policy`` (None without a policy)."""
-        return None if policy is None else self._traffic(name, policy).stats()
+        if policy is None:
+            self._forget(name)
+            return None
+        return self._traffic(name, policy).stats()
 
     def disagreements(self, name: str) -> list[Disagreement]:
         policy = self.registry.traffic(name)
@@ -236,6 +184,12 @@ class TrafficRouter:
             if traffic is None or traffic.policy != policy:
                 traffic = self._models[name] = ModelTraffic(policy, self.keep)
             return traffic
+
+    def _forget(self, name: str) -> None:
+        """The policy was cleared: the next one, even an equal one, starts its figures afresh."""
+        if name in self._models:  # a plain read first: most models never have a policy
+            with self._lock:
+                self._models.pop(name, None)
 
     def close(self) -> None:
         self.runner.close()
@@ -255,9 +209,9 @@ class TrafficRouter:
                 if done.cancelled() or done.exception() is not None:
                     return
                 real_ms = (time.perf_counter() - plan.started) * 1000
-                run = _ShadowRun(described.name, plan.shadow, described, x, remake, files, done.result(), real_ms,
-                                 plan.traffic)
-                if self.runner.offer(lambda: self._start(run)):
+                run = ShadowRun(described.name, plan.shadow, described, x, remake, files, done.result(), real_ms,
+                                plan.traffic)
+                if self.runner.offer(run):
                     plan.traffic.count("runs")
                 else:
                     plan.traffic.count("dropped")
@@ -265,63 +219,6 @@ class TrafficRouter:
                 log.exception("queueing a shadow run failed")
 
         pending.add_done_callback(real_done)
-
-    def _start(self, run: _ShadowRun) -> None:
-        """On the runner's thread: the shadow's input (as its manifest says), then its call."""
-        try:
-            shadow = self.registry.describe(run.name, run.version)
-            x = run.x if shadow.input == run.described.input else run.remake(shadow)
-            started = time.perf_counter()
-            pending = self.registry.submit(run.name, x, run.version)
-        except Exception as error:  # unloaded, removed, refused the input: counted, nothing more
-            self._failed(run, error)
-            return
-
-        def shadow_done(done: Future) -> None:
-            shadow_ms = (time.perf_counter() - started) * 1000
-            self.runner.post(lambda: self._compare(run, done, shadow_ms))
-
-        pending.add_done_callback(shadow_done)
-
-    def _compare(self, run: _ShadowRun, done: Future, shadow_ms: float) -> None:
-        try:
-            answer = done.result()
-            rows = compare_outputs(run.real.best(), run.real.output, answer.best(), answer.output)
-        except Exception as error:  # the shadow raised, or gave outputs that cannot be compared
-            self._failed(run, error)
-            return
-        try:
-            run.traffic.compared(rows, run.real_ms, shadow_ms, lambda i, row, r: _disagreement(run, answer, i, row, r))
-        except Exception:  # pragma: no cover - a bug here must not stop the runner
-            log.exception("recording a shadow comparison failed")
-        finally:
-            self.runner.release()
-
-    def _failed(self, run: _ShadowRun, error: BaseException) -> None:
-        run.traffic.failed(f"v{run.version}: {_short(error)}")
-        self.runner.release()
-
-
-def _short(error: BaseException) -> str:
-    """An error in one line: a yyai error's message, else its type and its last telling line
-    (TensorFlow's messages carry a trace of where the op was defined)."""
-    if isinstance(error, YyaiError):
-        return error.message
-    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().startswith("[[")]
-    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
-
-
-def _disagreement(run: _ShadowRun, answer: Prediction, id_: int, row: int, r: RowComparison) -> Disagreement:
-    """A ring entry: a thumbnail and summary of the row's input, and both outputs."""
-    x = np.asarray(run.x[row], dtype=np.float64)
-    filename = run.filenames[row] if run.filenames and row < len(run.filenames) else None
-    reference = InputReference(tuple(int(d) for d in x.shape), float(x.min()), float(x.max()), float(x.mean()),
-                               thumbnail_png(run.x[row], run.described.input), filename)
-    labels = run.real.output.get("labels") or run.real.output.get("names") or []
-    shadow_labels = answer.output.get("labels") or answer.output.get("names") or []
-    return Disagreement(id_, time.time(), run.real.version, run.version, reference,
-                        tuple(float(v) for v in run.real.best()[row]), tuple(float(v) for v in answer.best()[row]),
-                        tuple(labels), tuple(shadow_labels), r.top, r.shadow_top, _round(r.abs_diff))
 
 
 def _round(value: float | None) -> float | None:
