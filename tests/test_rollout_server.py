@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
@@ -55,7 +56,8 @@ def server(built, tmp_path_factory):
     store = tmp_path_factory.mktemp("rollout-store")
     for archive in built["archives"]:
         install(archive, store)
-    srv = start_server(store, tmp_path_factory.mktemp("rollout-work"), token=TOKEN, args=["--trust", "toy"])
+    srv = start_server(store, tmp_path_factory.mktemp("rollout-work"), token=TOKEN,
+                       args=["--trust", "toy", "--grpc-port", "0"])
     srv.store = store
     assert srv.request("PUT", "/models/toy/default", json={"version": 1}).status_code == 200
     yield srv
@@ -177,14 +179,26 @@ def test_a_10_percent_canary_takes_its_share_and_named_requests_stay(server):
 def test_sticky_keys_always_land_on_the_same_side(server):
     put_traffic(server, {"canary": {"version": 2, "percent": 50}, "sticky": True})
     sides = {}
-    for key in (f"user-{k}" for k in range(40)):
-        seen = {server.post("/predictions/toy", data=png(k), headers={"Content-Type": "image/png",
-                                                                      "X-Yyai-Sticky": key}).json()["version"]
-                for k in range(3)}
-        seen |= {int(infer(server, k, id=key).json()["model_version"]) for k in range(3)}  # the v2 id as the key
-        assert len(seen) == 1, (key, seen)
-        sides[key] = seen.pop()
-    assert set(sides.values()) == {1, 2}
+    triton = grpcclient.InferenceServerClient(server.grpc_address)
+    tensor = grpcclient.InferInput("input", [1, 4, 4, 1], "FP32")
+    tensor.set_data_from_numpy(X[:1])
+    try:
+        for key in (f"user-{k}" for k in range(40)):
+            seen = {server.post("/predictions/toy", data=png(k), headers={"Content-Type": "image/png",
+                                                                          "X-Yyai-Sticky": key}).json()["version"]
+                    for k in range(3)}
+            seen |= {int(infer(server, k, id=key).json()["model_version"]) for k in range(3)}  # the v2 id as the key
+            grpc_headers = {"authorization": f"token {TOKEN}", "x-yyai-sticky": key}
+            seen |= {int(triton.infer("toy", [tensor], headers=grpc_headers).get_response().model_version)}
+            seen |= {int(triton.infer("toy", [tensor], request_id=key, headers={"authorization": f"token {TOKEN}"})
+                         .get_response().model_version)}
+            assert len(seen) == 1, (key, seen)
+            sides[key] = seen.pop()
+        assert set(sides.values()) == {1, 2}
+        named = triton.infer("toy", [tensor], model_version="stable", headers={"authorization": f"token {TOKEN}"})
+        assert named.get_response().model_version == "1"  # a label over gRPC too
+    finally:
+        triton.close()
 
 
 def test_a_full_shadow_reports_the_offline_agreement_and_never_changes_a_reply(server, built):
