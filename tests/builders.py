@@ -91,3 +91,13 @@ def pack_raising(out_dir: Path, name: str, version: int) -> Path:
     keras.Model(inputs, outputs).save(path)
     return pack(name=name, version=version, models=[path], input_spec=INPUT_SPEC,
                 output_spec={"kind": "classification", "labels": LABELS}, out_dir=work, trusted=True)
+
+
+def clear_cut(*outputs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    """The rows on which every ``[B, K]`` output's top label leads the next by more than ``margin``:
+    inputs where float noise (a batch of another size) cannot flip a top-1 comparison."""
+    keep = np.ones(len(outputs[0]), dtype=bool)
+    for output in outputs:
+        top = np.sort(output, axis=1)
+        keep &= top[:, -1] - top[:, -2] > margin
+    return np.flatnonzero(keep)

@@ -24,17 +24,12 @@ import tritonclient.http as httpclient
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from builders import install, pack_models, pack_raising, reference, sample_inputs
+from builders import clear_cut, install, pack_models, pack_raising, reference, sample_inputs
 from serving import start_server
 from yyai_kernel.cli import app
 
 TOKEN = "rollout-token"
 X = sample_inputs(240, seed=11)  # the known inputs: narrowed by ``built`` to 120 clear-cut ones
-
-
-def _margin(outputs: np.ndarray) -> np.ndarray:
-    top = np.sort(outputs, axis=1)
-    return top[:, -1] - top[:, -2]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +40,7 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("rollout-server-built")
     (a1, m1), (a2, m2) = pack_models(out, "toy", 1, [1]), pack_models(out, "toy", 2, [2])
     ref1, ref2 = reference(m1, X)["combined"], reference(m2, X)["combined"]
-    keep = np.flatnonzero((_margin(ref1) > 1e-3) & (_margin(ref2) > 1e-3))[:120]
+    keep = clear_cut(ref1, ref2)[:120]
     assert len(keep) == 120
     X = X[keep]
     return {"archives": [a1, a2, pack_raising(out, "toy", 3)], "ref": {1: ref1[keep], 2: ref2[keep]}}
