@@ -30,11 +30,19 @@ runs it with ``--write-results``. One run:
    section of ``bench/RESULTS.md`` (``bench/resultsfile.py``); nothing else there changes.
 
 The client, the server and the in-process threads share the machine's cores: the client's
-CPU is reported so that its share can be judged. Usage::
+CPU is reported so that its share can be judged.
+
+``--shadow`` runs only the cost of shadow traffic (``## Shadow traffic cost``): one server
+over ``digits`` v1 and v2 (the default), ``POST /predictions/digits`` at c=8 (or
+``--concurrency``), in alternating cells with no traffic policy and with a 100% shadow of
+v1, ``--rounds`` times, so that both sides meet the same machine. It reports each cell and
+the pooled p50 and p99 of the real replies side by side, with the shadow's own figures
+(runs, dropped, errors, agreement) read from ``GET /models/digits/traffic``. Usage::
 
     .venv/bin/python bench/http_bench.py                      # digits, 8 s cells (~3 minutes)
     .venv/bin/python bench/http_bench.py --duration 3 --models digits,colorfulness
     .venv/bin/python bench/http_bench.py --write-results
+    .venv/bin/python bench/http_bench.py --shadow --write-results   # only the shadow cost (~1 minute)
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from yyai_kernel.archive import read_manifest  # noqa: E402
 from yyai_kernel.store import STATE_FILE, ModelStore  # noqa: E402
 
 HEADING = "## HTTP serving overhead (bench/http_bench.py)"
+SHADOW_HEADING = "## Shadow traffic cost (bench/http_bench.py --shadow)"
 WORK = BENCH / ".work" / "http"
 TOKEN = "bench-http-token-0123456789"
 SAMPLES = {"digits": "digit-3.png", "colorfulness": "flower-1.png"}
@@ -122,6 +131,12 @@ class YyaiServer:
         """POST with the token; the JSON reply."""
         return json.loads(http("POST", self.url + path, body, {"Content-Type": content_type, **self.headers},
                                timeout=30))
+
+    def request_json(self, method: str, path: str, body: dict | None = None) -> dict:
+        """A JSON request with the token; the JSON reply."""
+        data = b"" if body is None else json.dumps(body).encode()
+        return json.loads(http(method, self.url + path, data, {"Content-Type": "application/json", **self.headers},
+                               timeout=120))
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server and every process it started."""
@@ -189,7 +204,8 @@ def model_input(store: Path, name: str, version: int, image: Path, metadata: dic
 
 
 def http_cell(server: YyaiServer, target: Target, concurrency: int, seconds: float) -> dict:
-    """One closed-loop aiohttp run against the server: latency, throughput, client and server CPU."""
+    """One closed-loop aiohttp run against the server: latency, throughput, client and server CPU, and
+    under ``raw`` every successful request's ``[start_s, latency_ms, status]``."""
     cpu0 = server.cpu_seconds()
     got = run_client(target, concurrency, seconds)
     server_cpu = server.cpu_seconds() - cpu0
@@ -197,7 +213,8 @@ def http_cell(server: YyaiServer, target: Target, concurrency: int, seconds: flo
     wall = got["wall_s"]
     return {"concurrency": concurrency, "requests": len(got["requests"]), "errors": len(got["requests"]) - len(ok),
             "rps": len(ok) / wall, "p50_ms": percentile(ok, 50), "p99_ms": percentile(ok, 99),
-            "client_cpu": got["cpu_s"] / wall, "server_cpu": server_cpu / wall}
+            "client_cpu": got["cpu_s"] / wall, "server_cpu": server_cpu / wall,
+            "raw": [r for r in got["requests"] if r[2] == 200]}
 
 
 def inprocess_cell(call, concurrency: int, seconds: float) -> dict:
@@ -226,6 +243,7 @@ def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict, suff
         run_client(target, 8, args.warmup)  # warm-up, discarded
         for conc in args.concurrency:
             cell = http_cell(server, target, conc, args.duration)
+            cell.pop("raw")  # every request's latency: only the shadow cells pool them
             out[endpoint + suffix].append(cell)
             log(f"  {name} HTTP {endpoint}{suffix} c={conc}: {cell['rps']:.0f} req/s, p50 {cell['p50_ms']:.2f} ms, "
                 f"p99 {cell['p99_ms']:.2f} ms, errors {cell['errors']}, client CPU {cell['client_cpu']:.0%}, "
@@ -394,6 +412,103 @@ def prepare_model(server: YyaiServer, store: Path, name: str, default: int, resu
     return inp
 
 
+def measure_shadow(server: YyaiServer, name: str, inp: dict, args) -> dict:
+    """Alternating cells without a policy and with a 100% shadow: every cell, and the real replies pooled per side."""
+    status = server.get_json(f"/models/{name}")
+    shadow = max(v for v in map(int, status["versions"]) if v != status["default"])
+    policy = {"shadow": {"version": shadow, "percent": 100}}
+    body = WORK / "bodies" / f"{name}.png"
+    body.parent.mkdir(parents=True, exist_ok=True)
+    body.write_bytes(inp["png"])
+    target = Target(f"{server.url}/predictions/{name}", body, "image/png", dict(server.headers))
+    conc = args.concurrency[0]
+    server.request_json("PUT", f"/models/{name}/traffic", policy)
+    run_client(target, conc, args.warmup)  # warms the shadow version too
+    cells, pooled = [], {"off": [], "on": []}
+    for round_ in range(1, args.rounds + 1):
+        for side in ("off", "on"):
+            if side == "on":
+                server.request_json("PUT", f"/models/{name}/traffic", policy)  # fresh figures for this cell
+            else:
+                server.request_json("DELETE", f"/models/{name}/traffic")
+            cell = http_cell(server, target, conc, args.duration)
+            got = server.get_json(f"/models/{name}/traffic")["rollout"]
+            cell.update(side=side, round=round_, shadow=(got or {}).get("shadow"))
+            pooled[side] += [r[1] for r in cell.pop("raw")]
+            cells.append(cell)
+            log(f"  round {round_} shadow {side}: {cell['rps']:.0f} req/s, p50 {cell['p50_ms']:.2f} ms, "
+                f"p99 {cell['p99_ms']:.2f} ms, errors {cell['errors']}, server CPU {cell['server_cpu']:.0%}")
+    server.request_json("DELETE", f"/models/{name}/traffic")
+    return {"default": status["default"], "shadow": shadow, "concurrency": conc, "cells": cells,
+            "pooled": {side: {"requests": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
+                       for side, v in pooled.items()}}
+
+
+def render_shadow(results: dict) -> str:
+    """The markdown section of the shadow cost: every cell, then the pooled p50 and p99 side by side."""
+    m, r = results["machine"], results["shadow"]
+    load0, load1 = m["loadavg_at_start"], results["loadavg_at_end"]
+    off, on = r["pooled"]["off"], r["pooled"]["on"]
+    lines = [
+        SHADOW_HEADING, "",
+        f"Date {results['date']}. Machine: `nproc` {m['nproc']}, {m['cpu']}; load average {load0[0]:.2f} / "
+        f"{load0[1]:.2f} / {load0[2]:.2f} at the start, {load1[0]:.2f} / {load1[1]:.2f} / {load1[2]:.2f} at the end"
+        + (" (other work was running: indicative numbers)." if max(load0[0], load0[1]) > 0.5 else "."),
+        "",
+        f"`POST /predictions/digits` (PNG `{SAMPLES['digits']}`), c={r['concurrency']}, default v{r['default']}; "
+        f"'on' is a 100% shadow of v{r['shadow']} (every request also runs on v{r['shadow']}, off the reply's "
+        f"path, and is compared with the answer sent). {results['settings']['duration']:g} s per cell, "
+        f"{len(r['cells']) // 2} rounds of off then on in one run of one server; batching "
+        f"{results['settings']['batching']}. Latencies are the real replies' as the client saw them.",
+        "",
+        "| round | shadow | req/s | p50 ms | p99 ms | errors | server CPU | shadow runs | dropped | shadow errors "
+        "| agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in r["cells"]:
+        s = c["shadow"] or {}
+        agreement = s.get("agreement")
+        lines.append(f"| {c['round']} | {c['side']} | {c['rps']:,.0f} | {c['p50_ms']:.2f} | {c['p99_ms']:.2f} | "
+                     f"{c['errors']} | {c['server_cpu']:.2f} | {s.get('runs', '-')} | {s.get('dropped', '-')} | "
+                     f"{s.get('errors', '-')} | {'-' if agreement is None else f'{agreement:.3f}'} |")
+    lines += ["", "Pooled over the rounds (every successful request of each side):", "",
+              "| shadow | requests | p50 ms | p99 ms |", "|---|---|---|---|",
+              f"| off | {off['requests']:,} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} |",
+              f"| on (100%) | {on['requests']:,} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} |",
+              "", f"Cost of the shadow on the real reply, pooled: p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+.1f}%, "
+              f"p99 {100 * (on['p99_ms'] / off['p99_ms'] - 1):+.1f}%. Round by round (on against the off cell "
+              f"just before it), p50 {_ratios(r['cells'], 'p50_ms')}; p99 {_ratios(r['cells'], 'p99_ms')}."]
+    return "\n".join(lines) + "\n"
+
+
+def _ratios(cells: list[dict], key: str) -> str:
+    """Each round's on/off change of ``key``, and their median: steadier than the pooled figure
+    when other work comes and goes on the machine."""
+    changes = [100 * (on[key] / off[key] - 1) for off, on in zip(cells[::2], cells[1::2])]
+    return ", ".join(f"{c:+.0f}%" for c in changes) + f" (median {float(np.median(changes)):+.1f}%)"
+
+
+def shadow_main(args, batching_args: list[str], results: dict) -> str:
+    """The shadow cost alone: a server over digits v1 and v2, alternating cells; the markdown section."""
+    store = Path(tempfile.mkdtemp(prefix="yyai-shadow-bench-"))
+    server = None
+    try:
+        copy_store(Path(args.store), ["digits"], store)
+        server = YyaiServer(store, batching_args)
+        log(f"starting yyai serve on {server.url} (store {store})")
+        results["server_start_s"] = server.start()
+        version = server.get_json("/models/digits")["default"]
+        inp = model_input(store, "digits", version, ROOT / "model_archives" / "samples" / SAMPLES["digits"],
+                          server.get_json("/v2/models/digits"))
+        results["shadow"] = measure_shadow(server, "digits", inp, args)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+    results["loadavg_at_end"] = os.getloadavg()
+    return render_shadow(results)
+
+
 def versions() -> dict:
     """Versions of the packages on the serving path."""
     found = {}
@@ -420,8 +535,13 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=None, help="override the archives' batching hint")
     parser.add_argument("--max-delay-ms", type=float, default=None, help="override the archives' batching hint")
     parser.add_argument("--no-batching", action="store_true", help="serve and call without dynamic batching")
-    parser.add_argument("--write-results", action="store_true", help=f"replace '{HEADING}' in bench/RESULTS.md")
+    parser.add_argument("--write-results", action="store_true", help="replace this run's section of bench/RESULTS.md")
+    parser.add_argument("--shadow", action="store_true", help=f"run only '{SHADOW_HEADING}' (c=8 unless "
+                        "--concurrency says otherwise)")
+    parser.add_argument("--rounds", type=int, default=5, help="--shadow: rounds of (off, on) cells")
     args = parser.parse_args()
+    if args.shadow and "--concurrency" not in " ".join(sys.argv):
+        args.concurrency = "8"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = set(models) - set(SAMPLES)
     if unknown:
@@ -448,6 +568,14 @@ def main() -> None:
                "settings": {"duration": args.duration, "warmup": args.warmup, "batching": batching,
                             "concurrency": args.concurrency}}
     log(f"load average at start: {results['machine']['loadavg_at_start']}")
+    if args.shadow:
+        section = shadow_main(args, batching_args, results)
+        print()
+        print(section)
+        if args.write_results:
+            replace_section(section)
+            log(f"wrote '{SHADOW_HEADING}' in bench/RESULTS.md")
+        return
     store = Path(tempfile.mkdtemp(prefix="yyai-http-bench-"))
     results["server_start_s"], results["memory"] = {}, {}
     server = None

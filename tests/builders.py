@@ -68,3 +68,36 @@ def install(archive: Path, store_dir: Path, filename: str | None = None) -> Path
 
 def sample_inputs(n: int = 5, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, 4, 4, 1), dtype=np.float32)
+
+
+def pack_raising(out_dir: Path, name: str, version: int) -> Path:
+    """A trusted archive whose model raises on any input value over 0.5 (zeros, its warm-up, pass).
+
+    Its Lambda layer runs ``tf.debugging.check_numerics`` on ``log(0.5 - x)``: a real
+    model that fails at run time, for tests of versions that raise while serving.
+    """
+    import keras
+
+    from yyai_kernel.archive import pack
+
+    work = Path(out_dir) / f".build-{name}-{version}-raising"
+    work.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(4, 4, 1), name="input")
+    x = keras.layers.Lambda(lambda t: t + 0.0 * __import__("tensorflow").debugging.check_numerics(
+        __import__("tensorflow").math.log(0.5 - t), "refuses inputs over 0.5"))(inputs)
+    outputs = keras.layers.Dense(len(LABELS), activation="softmax")(keras.layers.Flatten()(x))
+    path = work / "raising.keras"
+    keras.Model(inputs, outputs).save(path)
+    return pack(name=name, version=version, models=[path], input_spec=INPUT_SPEC,
+                output_spec={"kind": "classification", "labels": LABELS}, out_dir=work, trusted=True)
+
+
+def clear_cut(*outputs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    """The rows on which every ``[B, K]`` output's top label leads the next by more than ``margin``:
+    inputs where float noise (a batch of another size) cannot flip a top-1 comparison."""
+    keep = np.ones(len(outputs[0]), dtype=bool)
+    for output in outputs:
+        top = np.sort(output, axis=1)
+        keep &= top[:, -1] - top[:, -2] > margin
+    return np.flatnonzero(keep)

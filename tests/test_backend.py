@@ -20,6 +20,7 @@ from yyai_kernel.dataplane import DataPlane
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.images import encode_png
 from yyai_kernel.registry import Registry
+from yyai_kernel.rollout import TrafficPolicy, TrafficReport, TrafficSplit, VersionLabel
 from yyai_kernel.store import ModelStore
 from yyai_kernel.types import InstallResult, ModelStatus, ModelSummary, Prediction, VersionDescription
 
@@ -106,3 +107,34 @@ def test_managing_gives_equal_results(backends):
     assert isinstance(local, InstallResult) and isinstance(remote, InstallResult)
     assert (local.name, local.version, local.message) == (remote.name, remote.version, remote.message)
     assert local.model.default == remote.model.default == 2
+
+
+def test_labels_and_traffic_give_equal_results(backends):
+    """After the upload above, alpha has v1 and v2 (the default)."""
+    steps = (lambda b: b.set_label("alpha", "stable", 1),
+             lambda b: b.set_traffic("alpha", {"canary": {"version": 1, "percent": 0}, "sticky": True}),
+             lambda b: b.clear_traffic("alpha"),
+             lambda b: b.set_traffic("alpha", TrafficPolicy(shadow=TrafficSplit(1, 0))))
+    for step in steps:
+        local, remote = _both(backends, step)
+        assert isinstance(local, ModelStatus) and isinstance(remote, ModelStatus)
+        assert (local.labels, local.traffic, local.default) == (remote.labels, remote.traffic, remote.default)
+        assert type(local.rollout) is type(remote.rollout)
+    assert _both(backends, lambda b: b.labels("alpha")) == ({"stable": 1}, {"stable": 1})
+    local, remote = _both(backends, lambda b: b.label("alpha", "stable"))
+    assert local == remote == VersionLabel("alpha", "stable", 1)
+    local, remote = _both(backends, lambda b: b.traffic_report("alpha"))
+    assert isinstance(local, TrafficReport) and local.policy == remote.policy
+    local, remote = _both(backends, lambda b: b.predict("alpha", X, "stable"))
+    assert local.version == remote.version == 1
+    assert _both(backends, lambda b: b.disagreements("alpha")) == ([], [])
+    local, remote = _both(backends, lambda b: b.promote("alpha"))
+    assert (local.default, local.pinned, local.traffic) == (remote.default, remote.pinned, remote.traffic) == \
+        (1, True, None)
+    local, remote = _both(backends, lambda b: b.delete_label("alpha", "stable"))
+    assert local.labels == remote.labels == {}
+    for backend in (backends["local"], backends["remote"]):
+        with pytest.raises(ModelNotFoundError):
+            backend.label("alpha", "stable")
+        with pytest.raises(InvalidInputError):
+            backend.set_traffic("alpha", {"canary": {"version": 2, "percent": 101}})

@@ -12,7 +12,9 @@ oversized cases are cheap. Every case sends one bad request and checks three thi
    state file included), and the server's upload spool folder is empty.
 
 The cases cover the archive reader's refusals over ``POST /models``, image and v2
-predictions, requests that name a file on the server, and every management and
+predictions, requests that name a file on the server, bad labels and traffic policies
+(percent outside 0-100, unknown versions and keys, a side equal to the default), and every
+management and
 prediction endpoint without a token, with a wrong one, or with the token in the wrong
 place. ``CASE_IDS`` (bottom) lists the whole matrix.
 """
@@ -385,7 +387,10 @@ PREDICTION_CASES = [
         ("file", (f"{i}.png", GOOD_PNG, "image/png")) for i in range(65)]), "PayloadTooLargeError"),
     Case("pred-unknown-model", 404, image("/predictions/nosuch", GOOD_PNG), "ModelNotFoundError"),
     Case("pred-unknown-version", 404, image("/predictions/alpha/9", GOOD_PNG), "ModelNotFoundError"),
-    Case("pred-version-not-a-number", 400, image("/predictions/alpha/one", GOOD_PNG), "InvalidInputError"),
+    Case("pred-version-not-a-number", 400, image("/predictions/alpha/One", GOOD_PNG), "InvalidInputError",
+         "positive integer or a label"),
+    Case("pred-version-unknown-label", 404, image("/predictions/alpha/one", GOOD_PNG), "ModelNotFoundError",
+         "no label 'one'"),
     Case("pred-version-zero", 400, image("/predictions/alpha/0", GOOD_PNG), "InvalidInputError"),
     Case("pred-version-negative", 400, image("/predictions/alpha/-1", GOOD_PNG), "InvalidInputError"),
     Case("pred-version-fraction", 400, image("/predictions/alpha/1.5", GOOD_PNG), "InvalidInputError"),
@@ -452,7 +457,9 @@ V2_CASES = [
     Case("v2-body-over-size-limit", 413, infer(data=bytes(MAX_BODY + 32 * KiB)), "PayloadTooLargeError"),
     Case("v2-unknown-model", 404, infer("/v2/models/nosuch/infer", json=tensor()), "ModelNotFoundError"),
     Case("v2-unknown-version", 404, infer("/v2/models/alpha/versions/9/infer", json=tensor()), "ModelNotFoundError"),
-    Case("v2-version-not-a-number", 400, infer("/v2/models/alpha/versions/latest/infer", json=tensor()),
+    Case("v2-version-unknown-label", 404, infer("/v2/models/alpha/versions/latest/infer", json=tensor()),
+         "ModelNotFoundError", "no label 'latest'"),
+    Case("v2-version-not-a-number", 400, infer("/v2/models/alpha/versions/1x/infer", json=tensor()),
          "InvalidInputError"),
     Case("v2-name-dotdot-raw", 400, raw_path("POST", "/v2/models/../infer", json=tensor()), "InvalidInputError"),
     Case("v2-name-dotdot-encoded", 400, infer("/v2/models/%2e%2e%2fetc/infer", json=tensor()), "InvalidInputError"),
@@ -501,6 +508,75 @@ PATH_CASES = [
          "ModelNotFoundError"),
 ]
 
+# --- labels and traffic policies (each refused with the store left as it was) ----------------------
+
+
+def put(path: str, body) -> Callable:
+    return lambda ctx: ctx.server.request("PUT", path, json=body)
+
+
+def canary(version=2, percent=10, **extra) -> dict:
+    return {"canary": {"version": version, "percent": percent, **extra}}
+
+
+ROLLOUT_CASES = [
+    Case("traffic-percent-over-100", 400, put("/models/alpha/traffic", canary(percent=150)), "InvalidInputError",
+         "canary.percent must be a number from 0 to 100, not 150"),
+    Case("traffic-percent-negative", 400, put("/models/alpha/traffic", {"shadow": {"version": 2, "percent": -1}}),
+         "InvalidInputError", "shadow.percent must be a number from 0 to 100"),
+    Case("traffic-percent-a-string", 400, put("/models/alpha/traffic", canary(percent="10")), "InvalidInputError",
+         "from 0 to 100"),
+    Case("traffic-percent-a-boolean", 400, put("/models/alpha/traffic", canary(percent=True)), "InvalidInputError"),
+    Case("traffic-unknown-version", 404, put("/models/alpha/traffic", canary(version=9)), "ModelNotFoundError",
+         "no version 9"),
+    Case("traffic-version-zero", 400, put("/models/alpha/traffic", canary(version=0)), "InvalidInputError",
+         "positive integer"),
+    Case("traffic-version-a-label", 400, put("/models/alpha/traffic", canary(version="stable")), "InvalidInputError"),
+    Case("traffic-unknown-key", 400, put("/models/alpha/traffic", {**canary(), "mirror": {"version": 2}}),
+         "InvalidInputError", "Unknown field(s) 'mirror'"),
+    Case("traffic-unknown-key-in-split", 400, put("/models/alpha/traffic", canary(timeout_ms=5)),
+         "InvalidInputError", "Unknown field(s) 'timeout_ms' in canary"),
+    Case("traffic-shadow-equals-default", 400, put("/models/alpha/traffic", {"shadow": {"version": 1, "percent": 50}}),
+         "InvalidInputError", "already the default"),
+    Case("traffic-canary-equals-default", 400, put("/models/alpha/traffic", canary(version=1)), "InvalidInputError",
+         "already the default"),
+    Case("traffic-empty-policy", 400, put("/models/alpha/traffic", {}), "InvalidInputError", "neither a canary"),
+    Case("traffic-policy-not-an-object", 400, put("/models/alpha/traffic", [2, 10]), "InvalidInputError"),
+    Case("traffic-sticky-not-a-boolean", 400, put("/models/alpha/traffic", {**canary(), "sticky": "yes"}),
+         "InvalidInputError", "'sticky' must be true or false"),
+    Case("traffic-not-json", 400, lambda ctx: ctx.server.request("PUT", "/models/alpha/traffic", data=b"{canary"),
+         "InvalidInputError"),
+    Case("traffic-no-body", 400, lambda ctx: ctx.server.request("PUT", "/models/alpha/traffic"), "InvalidInputError"),
+    Case("traffic-unknown-model", 404, put("/models/nosuch/traffic", canary()), "ModelNotFoundError"),
+    Case("traffic-bad-model-name", 400, put("/models/Alpha/traffic", canary()), "InvalidInputError"),
+    Case("traffic-promote-without-policy", 400, post("/models/alpha/traffic/promote"), "InvalidInputError",
+         "no canary or shadow"),
+    Case("traffic-disagreements-unknown-model", 404, lambda ctx: ctx.server.get("/models/nosuch/traffic/disagreements"),
+         "ModelNotFoundError"),
+    Case("label-name-uppercase", 400, put("/models/alpha/labels/Stable", {"version": 1}), "InvalidInputError",
+         "not a version label"),
+    Case("label-name-a-number", 400, put("/models/alpha/labels/2", {"version": 1}), "InvalidInputError",
+         "starting with a letter"),
+    Case("label-name-too-long", 400, put("/models/alpha/labels/" + "a" * 33, {"version": 1}), "InvalidInputError"),
+    Case("label-name-dotdot-encoded", 400, put("/models/alpha/labels/%2e%2e", {"version": 1}), "InvalidInputError"),
+    Case("label-unknown-version", 404, put("/models/alpha/labels/stable", {"version": 9}), "ModelNotFoundError",
+         "no version 9"),
+    Case("label-version-a-label", 400, put("/models/alpha/labels/stable", {"version": "canary"}),
+         "InvalidInputError", "positive integer"),
+    Case("label-body-path", 400, put("/models/alpha/labels/stable", {"version": 1, "path": "/etc/passwd"}),
+         "InvalidInputError", "unknown field"),
+    Case("label-no-version", 400, put("/models/alpha/labels/stable", {}), "InvalidInputError"),
+    Case("label-unknown-model", 404, put("/models/nosuch/labels/stable", {"version": 1}), "ModelNotFoundError"),
+    Case("label-get-unknown", 404, lambda ctx: ctx.server.get("/models/alpha/labels/stable"), "ModelNotFoundError",
+         "no label 'stable'"),
+    Case("label-delete-unknown", 404, lambda ctx: ctx.server.request("DELETE", "/models/alpha/labels/stable"),
+         "ModelNotFoundError", "no label 'stable'"),
+    Case("label-sample-query-unknown", 404, lambda ctx: ctx.server.get("/models/alpha/samples",
+                                                                      params={"version": "stable"}),
+         "ModelNotFoundError"),
+]
+
+
 # --- JSON nested deeper than the parser's limit (yyai_kernel.jsonparse.MAX_DEPTH, 64) -----------
 
 DEEP = 5000  # Python's json recursed once per level: RecursionError, a 500
@@ -519,6 +595,8 @@ NESTED_BODIES = {
 }
 JSON_ENDPOINTS = [
     ("PUT", "/models/alpha/default"),
+    ("PUT", "/models/alpha/traffic"),
+    ("PUT", "/models/alpha/labels/stable"),
     ("POST", "/models/alpha/load"),
     ("POST", "/v2/repository/index"),
     ("POST", "/v2/repository/models/alpha/load"),
@@ -544,7 +622,7 @@ NESTED_CASES = [
         members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))), "ManifestError", NESTS),
 ]
 
-BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES + NESTED_CASES
+BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES + ROLLOUT_CASES + NESTED_CASES
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_CASES, ids=[c.id for c in BAD_INPUT_CASES])
@@ -590,6 +668,15 @@ ENDPOINTS = [
     ("GET", "/models/alpha/versions/1", _none),
     ("DELETE", "/models/alpha/versions/2?purge=true", _none),
     ("GET", "/models/alpha/samples", _none),
+    ("GET", "/models/alpha/labels", _none),
+    ("GET", "/models/alpha/labels/stable", _none),
+    ("PUT", "/models/alpha/labels/stable", _json({"version": 2})),
+    ("DELETE", "/models/alpha/labels/stable", _none),
+    ("GET", "/models/alpha/traffic", _none),
+    ("PUT", "/models/alpha/traffic", _json({"shadow": {"version": 2, "percent": 100}})),
+    ("DELETE", "/models/alpha/traffic", _none),
+    ("POST", "/models/alpha/traffic/promote", _none),
+    ("GET", "/models/alpha/traffic/disagreements", _none),
     ("GET", "/models/alpha/samples/samples%2F0.png", _none),
     ("POST", "/predictions/alpha", _png),
     ("POST", "/predictions/alpha/1", _png),

@@ -139,7 +139,8 @@ def test_models_lists_store(make_store):
     assert "problem (unreadable)" in result.output and "junk.yyar" in result.output
     result = run("models", "--store", make_store, "--json")
     data = json.loads(result.stdout)
-    assert data["models"] == [{"name": "toy", "versions": [1, 2], "default": 2, "pinned": False}]
+    assert data["models"] == [{"name": "toy", "versions": [1, 2], "default": 2, "pinned": False, "labels": {},
+                               "traffic": None}]
     assert [p["kind"] for p in data["problems"]] == ["unreadable"]
 
 

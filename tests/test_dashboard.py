@@ -462,9 +462,9 @@ def test_a_tab_is_a_small_class_in_a_list(registry):
 
     board = Dashboard(registry, refresh_interval=None, tabs=TABS + (Echo,))
     try:
-        assert board.tabs.titles == ("Preview", "Models", "Manage", "Echo")
+        assert board.tabs.titles == ("Preview", "Models", "Manage", "Rollout", "Echo")
         assert board.echo.seen[-1] == ["colorfulness", "digits"]
-        board.tabs.selected_index = 3
+        board.tabs.selected_index = 4
         assert board.echo.widget.value == "shown"
     finally:
         board.close()
@@ -549,3 +549,36 @@ def _widgets_with_class(root, css_class: str) -> list:
 
 def _html_of(root) -> str:
     return "\n".join(w.value for w in _walk(root) if type(w).__name__ == "HTML")
+
+
+def test_the_rollout_tab_sets_labels_and_a_shadow_and_shows_what_it_saw(dash, registry):
+    """Label v1, shadow it at 100%, send every digit sample, then read the agreement (the offline one:
+    v1 and v2 disagree only on digit-8-disputed.png) and that image among the disagreements."""
+    tab = dash.rollout
+    tab.model_select.value = "digits"
+    tab.label_name.value, tab.label_version.value = "stable", 1
+    tab.set_label()
+    assert registry.store.labels("digits") == {"stable": 1}
+    dash.preview.model_select.value = "digits"
+    assert ("v1 (ready) · stable", 1) in dash.preview.version_select.options
+    assert tab.candidate_select.value == 1
+    tab.shadow_slider.value = 100
+    tab.apply()
+    assert registry.traffic("digits").shadow.percent == 100
+    samples = sorted(p for p in SAMPLES.glob("digit-*.png"))
+    for path in samples:
+        assert dash.backend.predict_images("digits", [path.read_bytes()]).version == 2
+    assert deadline_wait(lambda: dash.backend.status("digits").rollout.shadow.rows_compared == len(samples))
+    dash.tabs.selected_index = dash.tab_list.index(tab)
+    dash.refresh()
+    assert f"{100 * (len(samples) - 1) / len(samples):.1f}%" in tab.figures.value
+    assert tab.disagreements.value.count("yyai-disagreement'") == 1 and "<img" in tab.disagreements.value
+    assert "digit-8-disputed" not in tab.disagreements.value  # one image per request: no file name
+    assert "sent v2: <b>8</b>" in tab.disagreements.value and ">5</b>" in tab.disagreements.value
+    tab.roll_back()
+    assert registry.traffic("digits") is None and tab.shadow_slider.value == 0
+    tab.canary_slider.value = 10
+    tab.apply()
+    assert tab.promote().default == 1 and registry.traffic("digits") is None
+    tab.delete_label()
+    assert registry.store.labels("digits") == {}

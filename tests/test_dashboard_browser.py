@@ -368,3 +368,52 @@ def test_sample_routes(server):
         missing = requests.get(f"{server.url}/models/digits/samples/{name}", headers=headers, timeout=30)
         assert missing.status_code == 404 and "error" in missing.json()
     assert requests.get(f"{server.url}/models/digits/samples", timeout=30).status_code == 401
+
+
+def test_rollout_tab_in_a_browser(browser, server):
+    """A 100% shadow set from the Rollout tab; REST traffic; agreement and the disagreeing image appear.
+
+    digits v2 (the default) and v1 agree on every bundled digit but digit-8-disputed.png, so
+    after one request per digit sample the tab must show 12 of 13 rows agreeing and that image.
+    """
+    from playwright.sync_api import expect
+
+    page, _ = open_dashboard(browser, server)
+    seen = watch(page, server)
+    open_tab(page, "Rollout")
+    page.select_option(".yyai-rollout-model select", label="digits")
+    expect(page.locator(".yyai-rollout-policy")).to_contain_text("no traffic policy", timeout=WAIT_MS)
+    page.select_option(".yyai-rollout-candidate select", label="v1")
+    readout = page.locator(".yyai-shadow-slider .widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("100")
+    page.keyboard.press("Enter")
+    expect(readout).to_have_text("100")
+    page.locator(".yyai-rollout-apply").click()
+    message = page.locator(".yyai-rollout-message .yyai-ok")
+    expect(message).to_contain_text("digits: shadow v1 at 100%", timeout=WAIT_MS)
+    policy = requests.get(f"{server.url}/models/digits/traffic", headers=HEADERS, timeout=30).json()["policy"]
+    assert policy == {"shadow": {"version": 1, "percent": 100.0}, "sticky": False}
+
+    samples = sorted(SAMPLES.glob("digit-*.png"))
+    for path in samples:  # real traffic, from a REST client: every reply is v2's
+        reply = requests.post(f"{server.url}/predictions/digits", data=path.read_bytes(),
+                              headers={**HEADERS, "Content-Type": "image/png"}, timeout=30).json()
+        assert reply["version"] == 2
+    figures = page.locator(".yyai-rollout-figures")
+    expect(figures).to_contain_text(f"of {len(samples)} rows", timeout=WAIT_MS)
+    expect(page.locator(".yyai-agreement")).to_have_text(f"{100 * (len(samples) - 1) / len(samples):.1f}%")
+    expect(figures).to_contain_text("Latency p50 / p99")
+    cards = page.locator(".yyai-disagreement")
+    expect(cards).to_have_count(1, timeout=WAIT_MS)
+    expect(cards.locator("img")).to_have_count(1)
+    expect(cards).to_contain_text("sent v2: 8")
+    expect(cards).to_contain_text("shadow v1: 5")
+    shot(page, "06-rollout")
+
+    page.locator(".yyai-rollback-button").click()
+    expect(message).to_contain_text("Rolled back: v2 answers every request to digits again", timeout=WAIT_MS)
+    assert requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()["traffic"] is None
+    assert not seen.errors, seen.errors
+    page.close()

@@ -112,6 +112,8 @@ def test_predict_default_and_explicit_versions(registry, built):
     with pytest.raises(ModelNotFoundError):
         registry.predict("alpha", X, version=9)
     with pytest.raises(InvalidInputError):
+        registry.predict("alpha", X, version="One")
+    with pytest.raises(ModelNotFoundError, match="no label 'one'"):  # a label's syntax: looked up, not refused
         registry.predict("alpha", X, version="one")
     with pytest.raises(InvalidInputError, match="shape"):
         registry.predict("alpha", np.zeros((1, 5, 5, 1), np.float32))

@@ -294,7 +294,7 @@ ERROR_CASES = [
     ("400 not an image", "POST", "/predictions/alpha", {"data": b"hello world", "headers": {"Content-Type": "image/png"}}, 400),
     ("400 truncated png", "POST", "/predictions/alpha", {"data": png(np.zeros((4, 4), np.uint8))[:40], "headers": {"Content-Type": "image/png"}}, 400),
     ("400 multipart without files", "POST", "/predictions/alpha", {"files": {"field": (None, "value")}}, 400),
-    ("400 version not a number", "POST", "/predictions/alpha/one", {"data": b"x", "headers": {"Content-Type": "image/png"}}, 400),
+    ("400 version not a number", "POST", "/predictions/alpha/One", {"data": b"x", "headers": {"Content-Type": "image/png"}}, 400),
     ("400 version zero", "GET", "/v2/models/alpha/versions/0", {}, 400),
     ("400 name with ../", "GET", "/models/..%2Fetc", {}, 400),
     ("400 name with uppercase", "GET", "/v2/models/ALPHA", {}, 400),

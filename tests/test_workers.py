@@ -143,6 +143,22 @@ def test_default_swap_and_unpin_reach_both_workers(server):
         assert reply.json()["version"] == 2
 
 
+def test_labels_and_traffic_policies_reach_both_workers(server):
+    """A label on a version the other worker never loaded, then a canary: both workers serve them."""
+    manage(server, "PUT", "/models/digits/labels/old", json={"version": 1})
+    for reply in predict(server, "/predictions/digits/old").values():
+        assert reply.status_code == 200 and reply.json()["version"] == 1
+    manage(server, "PUT", "/models/digits/traffic", json={"canary": {"version": 1, "percent": 100}})
+    for reply in predict(server, "/predictions/digits").values():
+        assert reply.json()["version"] == 1  # every default request goes to the canary, on both
+    manage(server, "DELETE", "/models/digits/traffic")
+    manage(server, "DELETE", "/models/digits/labels/old")
+    for worker, reply in predict(server, "/predictions/digits").items():
+        assert reply.json()["version"] == 2, worker
+    for reply in predict(server, "/predictions/digits/old").values():
+        assert reply.status_code == 404
+
+
 def test_reload_reaches_both_workers(server):
     before = {w: r.json()["versions"]["1"]["loaded_at"]
               for w, r in spread(server, "GET", "/models/colorfulness").items()}

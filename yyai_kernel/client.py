@@ -32,8 +32,9 @@ import numpy as np
 import requests
 
 from . import errors
+from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
 from .types import (InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    VersionDescription)
+                    VersionDescription, parse_version_ref)
 from .v2codec import DATATYPES, datatype_of
 
 DEFAULT_URL = "http://127.0.0.1:8866"
@@ -120,15 +121,18 @@ class YyaiClient:
         """The bytes of one bundled sample, by its name in :meth:`samples`."""
         return self._request("GET", f"/models/{_q(name)}/samples/{_q(sample)}", params=_version_param(version)).content
 
-    def describe(self, name: str, version: int | None = None) -> VersionDescription:
-        """What a version (default: the default) takes and gives, with its status."""
+    def describe(self, name: str, version: int | str | None = None) -> VersionDescription:
+        """What a version or label (default: the default) takes and gives, with its status."""
         version = self.resolve_version(name, version)
         return VersionDescription.from_json(self._json("GET", f"/models/{_q(name)}/versions/{int(version)}"))
 
-    def resolve_version(self, name: str, version: int | None = None) -> int:
-        """The given version, or the model's current default."""
+    def resolve_version(self, name: str, version: int | str | None = None) -> int:
+        """The given version, the version a label names, or the model's current default."""
+        version = parse_version_ref(version)
+        if isinstance(version, str):
+            return self.label(name, version).version
         if version is not None:
-            return int(version)
+            return version
         default = self.status(name).default
         if default is None:
             raise errors.ModelNotReadyError(f"Model {name!r} has no version in the store.")
@@ -183,7 +187,7 @@ class YyaiClient:
             raise errors.InvalidInputError("predict_images needs at least one image.")
         names = filenames or [f"image-{i}" for i in range(len(images))]
         files = [("file", (n, data, "application/octet-stream")) for n, data in zip(names, images)]
-        path = f"/predictions/{_q(name)}" + (f"/{int(version)}" if version is not None else "")
+        path = f"/predictions/{_q(name)}" + (f"/{_v(version)}" if version is not None else "")
         reply = self._json("POST", path, files=files, params={"raw": "true"})
         output = self.describe(name, reply["version"]).output
         prediction = Prediction.from_json(reply, output)
@@ -221,13 +225,50 @@ class YyaiClient:
         """Stop serving a version, or every version; archives stay in the store."""
         if version is None:
             return ModelStatus.from_json(self._json("POST", f"/v2/repository/models/{_q(name)}/unload", json={}))
-        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}"))
+        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/versions/{_v(version)}"))
 
     def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved:
         """Unload a version and, with ``purge``, delete its archive from the server's store."""
-        reply = self._json("DELETE", f"/models/{_q(name)}/versions/{int(version)}",
+        reply = self._json("DELETE", f"/models/{_q(name)}/versions/{_v(version)}",
                            params={"purge": str(purge).lower()})
         return ModelRemoved(reply["name"]) if reply.get("removed") else ModelStatus.from_json(reply)
+
+    # --- labels and traffic -----------------------------------------------------------------
+
+    def labels(self, name: str) -> dict[str, int]:
+        """A model's labels, ``{label: version}``."""
+        return {k: int(v) for k, v in self._json("GET", f"/models/{_q(name)}/labels").items()}
+
+    def label(self, name: str, label: str) -> VersionLabel:
+        return VersionLabel.from_json(self._json("GET", f"/models/{_q(name)}/labels/{_q(label)}"))
+
+    def set_label(self, name: str, label: str, version: int) -> ModelStatus:
+        """Point a label at a version (the server loads it first and persists the label)."""
+        return ModelStatus.from_json(self._json("PUT", f"/models/{_q(name)}/labels/{_q(label)}",
+                                                json={"version": int(version)}))
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/labels/{_q(label)}"))
+
+    def traffic_report(self, name: str) -> TrafficReport:
+        """The traffic policy and its running figures."""
+        return TrafficReport.from_json(self._json("GET", f"/models/{_q(name)}/traffic"))
+
+    def set_traffic(self, name: str, policy: TrafficPolicy | dict) -> ModelStatus:
+        """Set the canary and shadow policy (a TrafficPolicy or its JSON document)."""
+        body = policy.to_json() if isinstance(policy, TrafficPolicy) else policy
+        return ModelStatus.from_json(self._json("PUT", f"/models/{_q(name)}/traffic", json=body))
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        return ModelStatus.from_json(self._json("DELETE", f"/models/{_q(name)}/traffic"))
+
+    def promote(self, name: str) -> ModelStatus:
+        """The candidate (canary, else shadow) becomes the default, and the policy is cleared."""
+        return ModelStatus.from_json(self._json("POST", f"/models/{_q(name)}/traffic/promote", data=b""))
+
+    def disagreements(self, name: str) -> list[Disagreement]:
+        """The last inputs on which the shadow disagreed with the answer sent, newest first."""
+        return [Disagreement.from_json(d) for d in self._json("GET", f"/models/{_q(name)}/traffic/disagreements")]
 
     def add_archive(self, archive: bytes | str | Path) -> InstallResult:
         """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it."""
@@ -239,11 +280,16 @@ class YyaiClient:
 
 
 def _version_param(version: int | None) -> dict:
-    return {} if version is None else {"version": int(version)}
+    return {} if version is None else {"version": parse_version_ref(version)}
 
 
 def _q(name: str) -> str:
     return quote(str(name), safe="")
+
+
+def _v(version: int | str) -> str:
+    """A version or label for a URL path, checked by the server's own rule first."""
+    return _q(parse_version_ref(version))
 
 
 def _decode_infer(response: requests.Response) -> tuple[dict, dict[str, np.ndarray]]:

@@ -52,6 +52,12 @@ class ServingConfig(Configurable):
     max_images_per_request = Integer(DEFAULT_MAX_IMAGES, config=True,
                                      help="Most images in one multipart prediction request.")
 
+    # --- rollouts -------------------------------------------------------------------------------
+    shadow_max_pending = Integer(64, config=True,
+                                 help="Most shadow runs queued or running; past it, new ones are dropped and counted.")
+    shadow_disagreements = Integer(32, config=True,
+                                   help="How many recent shadow disagreements each model keeps (a ring buffer).")
+
     # --- exposure ------------------------------------------------------------------------------
     public_health = Bool(False, config=True, help="Answer /v2/health/live and /ready without a token.")
     public_metrics = Bool(False, config=True, help="Answer /metrics without a token.")

@@ -11,8 +11,13 @@ batcher thread (or, with batching off, already done), so an event loop awaits it
 parking a thread. Which thread parses and decodes is the front end's choice; everything
 here is safe to call from any thread (the registry does the locking).
 
-Results are typed (``yyai_kernel.types``, ``yyai_kernel.v2codec``); errors are the typed
-errors of ``yyai_kernel.errors``, each with its HTTP status.
+Requests that name no version follow the model's traffic policy (canary and shadow, see
+``traffic.py``); wherever a version is accepted, a label is too, and the registry
+resolves it. A front end passes a request's sticky key (the ``X-Yyai-Sticky`` header)
+and gets the routing without knowing of it.
+
+Results are typed (``yyai_kernel.types``, ``yyai_kernel.v2codec``, ``yyai_kernel.rollout``);
+errors are the typed errors of ``yyai_kernel.errors``, each with its HTTP status.
 """
 
 from __future__ import annotations
@@ -20,20 +25,23 @@ from __future__ import annotations
 import os
 import tempfile
 from concurrent.futures import Future
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from . import v2codec
 from .archive import read_listed_file
 from .config import ServingConfig
-from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError
+from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError, YyaiError
 from .images import preprocess
 from .operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
 from .registry import Registry
+from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
+from .traffic import Plan, TrafficRouter
 from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    VersionDescription, VersionState, check_name, parse_version)
+                    VersionDescription, VersionState, check_label, check_name, parse_version_ref)
 from .v2codec import InferRequest, InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
 
 SERVER_NAME = "yyai"
@@ -76,6 +84,8 @@ class DataPlane:
         self.worker = worker
         self._ready = False
         self.version = _version()
+        self.traffic = TrafficRouter(registry, max_pending=self.config.shadow_max_pending,
+                                     keep=self.config.shadow_disagreements)
 
     # --- health and server metadata --------------------------------------------------------
 
@@ -102,7 +112,14 @@ class DataPlane:
         return self.registry.list()
 
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
-        return self.registry.status(None if name is None else check_name(name))
+        """A model's status (with its rollout figures), or every model's."""
+        if name is not None:
+            return self._with_rollout(self.registry.status(check_name(name)))
+        status = self.registry.status()
+        return replace(status, models={n: self._with_rollout(m) for n, m in status.models.items()})
+
+    def _with_rollout(self, status: ModelStatus) -> ModelStatus:
+        return replace(status, rollout=self.traffic.stats(status.name, status.traffic))
 
     def describe(self, name: str, version=None) -> VersionDescription:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
@@ -115,11 +132,11 @@ class DataPlane:
 
     def _describe(self, name: str, version) -> VersionDescription:
         """What a version takes and gives (the request path: no status to compute)."""
-        return self.registry.describe(check_name(name), parse_version(version))
+        return self.registry.describe(check_name(name), parse_version_ref(version))
 
     def sample_list(self, name: str, version=None) -> tuple[int, list[str]]:
         """(the version, the names of the sample inputs it bundles: files with role "sample")."""
-        record = self.registry.record(check_name(name), parse_version(version))
+        record = self.registry.record(check_name(name), parse_version_ref(version))
         return record.version, [f["path"] for f in record.manifest.files if f.get("role") == SAMPLE_ROLE]
 
     def samples(self, name: str, version=None) -> list[str]:
@@ -137,7 +154,7 @@ class DataPlane:
 
     def model_metadata(self, name: str, version=None) -> ModelMetadata:
         """The v2 metadata: one input (the model's tensor after preprocessing) and the outputs."""
-        named = parse_version(version)
+        named = parse_version_ref(version)
         described = self._describe(name, named)
         if named is None:
             summary = [m for m in self.registry.list() if m.name == described.name]
@@ -153,7 +170,7 @@ class DataPlane:
 
     def model_ready(self, name: str, version=None) -> int:
         """The resolved version when it serves; ModelNotReadyError (503) with the reason otherwise."""
-        status = self._version_status(check_name(name), parse_version(version))
+        status = self._version_status(check_name(name), parse_version_ref(version))
         if not status.ready:
             error = ModelNotReadyError(f"Model {name!r} version {status.version} is not ready: {status.reason}.")
             if status.state is VersionState.LOADING:
@@ -163,19 +180,44 @@ class DataPlane:
 
     def batches(self, name: str, version=None) -> bool:
         """Whether the version answers through a batcher, so that :meth:`infer` never blocks."""
-        return self.registry.batches(check_name(name), parse_version(version))
+        return self.registry.batches(check_name(name), parse_version_ref(version))
 
-    def infer(self, name: str, version, request: InferRequest) -> Future:
-        """Queue a v2 inference request; a Future of its :class:`InferResult`."""
-        described = self._describe(name, version)
-        x = v2codec.model_input(request, described.input)
-        outputs = described.output_names
-        requested = [o.name for o in request.outputs or ()]
-        unknown = [n for n in requested if n not in outputs]
-        if unknown:
-            raise InvalidInputError(f"Unknown output {unknown[0]!r}; the model's outputs are {outputs}.")
-        pending = self.registry.submit(described.name, x, described.version, finite=True)  # model_input checked
+    def infer(self, name: str, version, request: InferRequest, *, sticky: str | None = None) -> Future:
+        """Queue a v2 inference request; a Future of its :class:`InferResult`.
+
+        With no version named, the traffic policy places it; its sticky key is ``sticky``,
+        else the request's ``id``.
+        """
+        plan = self.traffic.plan(check_name(name), parse_version_ref(version), sticky or request.id)
+
+        def make(described: VersionDescription):
+            return v2codec.model_input(request, described.input)
+
+        def attempt(version):
+            described = self._describe(name, version)
+            x = make(described)
+            outputs = described.output_names
+            unknown = [o.name for o in request.outputs or () if o.name not in outputs]
+            if unknown:
+                raise InvalidInputError(f"Unknown output {unknown[0]!r}; the model's outputs are {outputs}.")
+            return described, x, self.registry.submit(described.name, x, described.version, finite=True)  # model_input checked
+
+        described, pending = self._routed(plan, attempt, make)
         return _then(pending, lambda prediction: _infer_result(prediction, described, request))
+
+    def _routed(self, plan: Plan, attempt: Callable, make: Callable, filenames=None):
+        """Serve a plan: ``attempt(version)`` -> (description, input, Future); a canary that
+        cannot take the request hands it to the default. Queues the plan's shadow run."""
+        if plan.canary:
+            try:
+                described, x, pending = attempt(plan.version)
+            except YyaiError:
+                self.traffic.fell_back(plan)
+                described, x, pending = attempt(plan.fallback)
+        else:
+            described, x, pending = attempt(plan.version)
+        self.traffic.shadow(plan, described, x, pending, make, filenames)
+        return described, pending
 
     def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
         """Every version of every model with its Triton state and the reason it is not ready."""
@@ -208,11 +250,12 @@ class DataPlane:
     # --- images --------------------------------------------------------------------------------
 
     def submit_images(self, name: str, version, images: list[bytes],
-                      filenames: list[str | None] | None = None) -> Future:
+                      filenames: list[str | None] | None = None, *, sticky: str | None = None) -> Future:
         """Decode and preprocess images as the version's manifest says, then queue them.
 
         The decoding runs in the calling thread; the Future completes with a
-        :class:`Prediction` that carries the file names.
+        :class:`Prediction` that carries the file names. With no version named, the
+        traffic policy places the request (``sticky``: its sticky key).
         """
         if not images:
             raise InvalidInputError("Send at least one image.")
@@ -220,10 +263,18 @@ class DataPlane:
             raise PayloadTooLargeError(
                 f"The upload holds {len(images)} images; the limit is {self.config.max_images_per_request}."
             )
-        described = self._describe(name, version)
+        plan = self.traffic.plan(check_name(name), parse_version_ref(version), sticky)
         pixels = self.config.max_image_pixels
-        batch = np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
-        pending = self.registry.submit(described.name, batch, described.version)
+
+        def make(described: VersionDescription):
+            return np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
+
+        def attempt(version):
+            described = self._describe(name, version)
+            batch = make(described)
+            return described, batch, self.registry.submit(described.name, batch, described.version)
+
+        _, pending = self._routed(plan, attempt, make, filenames)
         if not filenames:
             return pending
         return _then(pending, lambda p: Prediction(p.name, p.version, p.members, p.combined, p.output,
@@ -235,7 +286,7 @@ class DataPlane:
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version."""
-        return self.registry.predict(check_name(name), inputs, parse_version(version))
+        return self.registry.predict(check_name(name), inputs, parse_version_ref(version))
 
     # --- managing ------------------------------------------------------------------------------
     # Each change is an Operation: led here, then followed by every other worker process
@@ -280,6 +331,18 @@ class DataPlane:
             return registry.follow_latest(name)
         if op.kind is OpKind.REMOVE:
             return registry.remove(name, version, purge=op.purge)
+        if op.kind is OpKind.SET_LABEL:
+            if version is None:
+                raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
+            return registry.set_label(name, op.label, version)
+        if op.kind is OpKind.DELETE_LABEL:
+            return registry.delete_label(name, op.label)
+        if op.kind is OpKind.SET_TRAFFIC:
+            return self._with_rollout(registry.set_traffic(name, TrafficPolicy.parse(op.policy)))
+        if op.kind is OpKind.CLEAR_TRAFFIC:
+            return self._with_rollout(registry.clear_traffic(name))
+        if op.kind is OpKind.PROMOTE:
+            return self._promote(name)
         return registry.reload(name, force=False)  # SYNC: what the state file says now
 
     def load(self, name: str, version=None) -> ModelStatus:
@@ -300,6 +363,62 @@ class DataPlane:
 
     def remove(self, name: str, version, *, purge: bool = False):
         return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
+
+    # --- labels and traffic ------------------------------------------------------------------
+
+    def labels(self, name: str) -> dict[str, int]:
+        """A model's labels, ``{label: version}``."""
+        return self.registry.status(check_name(name)).labels
+
+    def label(self, name: str, label: str) -> VersionLabel:
+        """The version a label names (404 for an unknown model or label)."""
+        return VersionLabel(name, check_label(label), self.registry.resolve_version(check_name(name), label))
+
+    def set_label(self, name: str, label: str, version) -> ModelStatus:
+        """Point a label at a version (a number), loading it first; persisted in the store."""
+        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label)).result
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label)).result
+
+    def traffic_report(self, name: str) -> TrafficReport:
+        """The traffic policy of a model and its running figures."""
+        policy = self.registry.status(check_name(name)).traffic
+        return TrafficReport(name, policy, self.traffic.stats(name, policy))
+
+    def set_traffic(self, name: str, policy) -> ModelStatus:
+        """Set the canary and shadow policy (a :class:`TrafficPolicy` or its JSON document)."""
+        if isinstance(policy, TrafficPolicy):
+            policy = policy.to_json()
+        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy)).result
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        """Drop the traffic policy: every request that names no version goes to the default (a roll-back)."""
+        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
+
+    def promote(self, name: str) -> ModelStatus:
+        """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
+        return self.manage(Operation(OpKind.PROMOTE, name)).result
+
+    def _promote(self, name: str) -> ModelStatus:
+        policy = self.registry.traffic(name)
+        candidate = policy and (policy.canary or policy.shadow)
+        if candidate is None:
+            self.registry.status(name)  # 404 for an unknown model
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
+                                    f"PUT /models/{name}/traffic, or make a version the default directly.")
+        self.registry.set_default(name, candidate.version)
+        return self._with_rollout(self.registry.clear_traffic(name))
+
+    def disagreements(self, name: str) -> list[Disagreement]:
+        """The last inputs on which the shadow disagreed with the answer sent, newest first."""
+        self.registry.status(check_name(name))  # 404 for an unknown model
+        return self.traffic.disagreements(name)
+
+    def close(self) -> None:
+        """Stop the shadow runner and the registry."""
+        self.traffic.close()
+        self.registry.close()
 
     def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
         """Install an archive (its bytes, or a file the caller owns): verify, store, load."""

@@ -136,3 +136,30 @@ def encode_png(image: np.ndarray, *, rgb: bool = True) -> bytes:
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays
         raise ImageError("Could not encode the image as PNG.")
     return buffer.tobytes()
+
+
+def thumbnail_png(x: np.ndarray, input_spec: dict, *, size: int = 64) -> bytes | None:
+    """A model input turned back into pixels (``pixel = (x - offset) / scale``), as a PNG
+    whose longer side is ``size``; None for inputs that are not images.
+
+    Used to show the inputs on which two versions disagreed: small images (8x8 digits)
+    are enlarged with nearest-neighbour so their pixels stay visible.
+    """
+    scale = float(input_spec.get("scale", 1.0))
+    shape = list(input_spec.get("shape", []))
+    if scale == 0 or len(shape) not in (2, 3) or list(x.shape) != shape:
+        return None
+    pixels = (np.asarray(x, dtype=np.float64) - float(input_spec.get("offset", 0.0))) / scale
+    if pixels.ndim == 3 and input_spec.get("layout") == "channels_first":
+        pixels = pixels.transpose(1, 2, 0)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 3 and pixels.shape[2] != 3:
+        return None
+    image = np.clip(np.nan_to_num(pixels), 0, 255).round().astype(np.uint8)
+    height, width = image.shape[:2]
+    factor = size / max(height, width)
+    interpolation = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA
+    image = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
+                       interpolation=interpolation)
+    return encode_png(image, rgb=input_spec.get("color", "rgb") != "bgr")

@@ -2,7 +2,7 @@
 
 ``yyai serve --workers N`` runs N processes, each with its own registry over the same
 store. A management call (upload, reload, default/pin, unpin, load, unload, remove,
-rescan) reaches one of them. That worker *leads* it (``DataPlane.manage``): it changes the
+rescan, labels, traffic policies) reaches one of them. That worker *leads* it (``DataPlane.manage``): it changes the
 store once, since the store and its state file are the truth, and loads what must serve.
 Then every other worker *follows* it (:func:`follow`), through the supervisor
 (``server/supervisor.py``): it re-reads the store and loads what the store says serves or,
@@ -11,8 +11,9 @@ its own registry. Following never writes the store, and it is idempotent: applie
 or after a worker restarted and read the store afresh, it changes nothing more.
 
 :data:`OpKind.SYNC` is the generic form: "the store's state file changed, re-read it and
-load what it says serves". Anything kept in the state file (pins, and whatever else the
-registry persists there) is followed through it, with no operation of its own.
+load what it says serves". Everything kept in the state file (pins, labels, traffic
+policies) is followed that way: the follower loads the default and every version a label
+or the policy names, so that a request by label never meets a version it did not load.
 
 The :class:`WorkerReport` of a call says which workers applied it, which were restarting
 (a worker that starts reads the current store, so it will serve the new state when it
@@ -27,7 +28,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
-from .types import check_name, parse_version
+from .types import check_label, check_name, parse_version, parse_version_ref
 
 
 class OpKind(str, Enum):
@@ -40,6 +41,11 @@ class OpKind(str, Enum):
     SET_DEFAULT = "set_default"  # pin a version as the default
     FOLLOW_LATEST = "follow_latest"  # forget the pin
     REMOVE = "remove"  # unload a version; with purge, delete its archive
+    SET_LABEL = "set_label"  # point a label at a version (loaded first)
+    DELETE_LABEL = "delete_label"
+    SET_TRAFFIC = "set_traffic"  # the canary and shadow policy (its versions loaded first)
+    CLEAR_TRAFFIC = "clear_traffic"
+    PROMOTE = "promote"  # the canary (else the shadow) becomes the pinned default; the policy is cleared
     SYNC = "sync"  # the state file changed: re-read the store and load what it says serves
 
 
@@ -54,11 +60,16 @@ class Operation:
     force: bool = False
     purge: bool = False
     archive: str | None = None
+    label: str | None = None  # SET_LABEL, DELETE_LABEL
+    policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
 
     def checked(self) -> "Operation":
-        """The same operation with its name and version checked (400 on a bad one)."""
+        """The same operation with its name, version and label checked (400 on a bad one).
+        A version may be a label where one is accepted (load, unload, remove)."""
         name = None if self.name is None else check_name(self.name)
-        return replace(self, name=name, version=parse_version(self.version))
+        label = None if self.label is None else check_label(self.label)
+        parse = parse_version if self.kind in (OpKind.SET_DEFAULT, OpKind.SET_LABEL) else parse_version_ref
+        return replace(self, name=name, version=parse(self.version), label=label)
 
     def to_json(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if v not in (None, False)}
@@ -89,8 +100,9 @@ def follow(registry, op: Operation) -> None:
         registry.forget(name, version)
     elif kind is OpKind.REMOVE:
         registry.unload(name, version)
-    else:  # SET_DEFAULT, FOLLOW_LATEST, SYNC: what the state file says now
+    else:  # pins, labels, traffic policies, SYNC: what the state file says now, and the versions it names
         registry.reload(name, force=False)
+        registry.load_served(name)
 
 
 # --- what a call did on each worker ---------------------------------------------------------

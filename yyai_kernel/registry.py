@@ -3,7 +3,8 @@
 The registry is the one place that decides which runtime answers a request. It keeps the
 name map (one :class:`~yyai_kernel.versions.ModelVersions` per model, which owns that
 model's slots, loads and swaps), each model's default version, the store mutations
-(install, pin, unpin, remove) and the watcher thread. A new default takes over only once
+(install, pin, unpin, remove, labels, traffic policies) and the watcher thread. A label
+resolves to its version wherever a version is accepted (:meth:`resolve_version`). A new default takes over only once
 it serves, so requests that name no version never meet a 503 during a swap.
 
 Locking: ``_lock`` (re-entrant) guards the name map, the defaults and every store access;
@@ -19,14 +20,16 @@ import difflib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from .archive import read_manifest, verify
 from .config import ServingConfig, serving_config
 from .errors import ModelNotFoundError, ModelNotReadyError, YyaiError
+from .rollout import TrafficPolicy
 from .store import ArchiveRecord, ModelStore
 from .types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    StoreProblemInfo, VersionDescription, VersionState, parse_version)
+                    StoreProblemInfo, VersionDescription, VersionState, parse_version, parse_version_ref)
 from .versions import LoadSettings, ModelVersions, StatsObserver, VersionSlot
 from .defaults import DefaultVersions, default_reason
 from .watch import StoreWatcher
@@ -94,8 +97,8 @@ class Registry:
         return self.record(name, version).describe()
 
     def resolve_version(self, name: str, version: int | str | None = None) -> int:
-        """The version a request means: the given one (checked) or the model's default."""
-        version = parse_version(version)
+        """The version a request means: the given one (checked), the one a label names, or the default."""
+        version = parse_version_ref(version)
         with self._lock:
             known = set(self._store_versions(name))
             if name in self._models:
@@ -107,8 +110,11 @@ class Registry:
                 if default is None:
                     raise ModelNotReadyError(f"Model {name!r} has no version in the store.")
                 return default
+            label, version = (version, self.store.label(name, version)) if isinstance(version, str) else (None, version)
             if version not in known:
-                raise ModelNotFoundError(f"Model {name!r} has no version {version}; it has {sorted(known)}.")
+                named = f"label {label!r} points at version {version}, which it lacks" if label else \
+                    f"no version {version}"
+                raise ModelNotFoundError(f"Model {name!r} has {named}; it has {sorted(known)}.")
             return version
 
     # --- predicting ---------------------------------------------------------------------
@@ -145,25 +151,29 @@ class Registry:
         return self._model_status(name)
 
     def load_all(self) -> dict[str, str]:
-        """Load every model's default version, in parallel; failures are recorded, not raised.
-        Each is marked as loading first (:meth:`mark_loading`): requests meanwhile are told to retry."""
-        names = self.mark_loading()
-        results = _each(names, self.load)
+        """Load every model's default version, then the versions its labels and traffic policy
+        name (so that a restart serves what was served), models in parallel; failures are
+        recorded, not raised. Each is marked as loading first (:meth:`mark_loading`): requests
+        meanwhile are told to retry."""
+        wanted = self.mark_loading()
+        results = _each(list(wanted), lambda name: self._load_each(name, wanted[name]))
         for name, result in results.items():
             if isinstance(result, ModelError):
                 log.error("Could not load %s: %s", name, result.error)
         return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-    def mark_loading(self) -> list[str]:
-        """Mark every default that does not serve as loading (the server does it before it listens,
-        so no request hears "not loaded" about a model the server is about to load); the names."""
+    def mark_loading(self) -> dict[str, list[int]]:
+        """Mark every version to serve at start-up that does not serve yet as loading (the server
+        does it before it listens, so no request hears "not loaded" about a model the server is
+        about to load); ``{name: [default, then the labelled and policy versions]}``."""
         with self._lock:
-            names = list(self.store.names())
-            for name in names:
-                slot = self._model(name, create=True).slot(self._defaults.get(name))
-                if slot.serving is None:
-                    slot.state = VersionState.LOADING
-        return names
+            wanted = {name: self._served_versions(name) for name in self.store.names()}
+            for name, versions in wanted.items():
+                for version in versions:
+                    slot = self._model(name, create=True).slot(version)
+                    if slot.serving is None:
+                        slot.state = VersionState.LOADING
+        return wanted
 
     def reload(self, name: str | None = None, *, force: bool = True):
         """Re-read the store and reload a model (or all): new versions, changed archives.
@@ -222,6 +232,9 @@ class Registry:
         the pin) is loaded so that the model keeps answering.
         """
         version = self.resolve_version(name, version)
+        if purge:
+            with self._lock:
+                self.store.check_removable(name, version)  # before the unload: refuse with nothing changed
         self.unload(name, version)
         if not purge:
             return self._model_status(name)
@@ -283,6 +296,45 @@ class Registry:
         """:meth:`install`, returning only the model's status."""
         return self.install(path).model
 
+    # --- labels and traffic policies (persisted in the store) ----------------------------
+
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus:
+        """Point a label at a version (loaded first, so that requests by label never 503) and persist it."""
+        return self._load_then_persist(name, [version], lambda v: self.store.set_label(name, label, v[0]))
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        self._model(name)
+        with self._lock:
+            self.store.delete_label(name, label)
+        return self._model_status(name)
+
+    def traffic(self, name: str) -> TrafficPolicy | None:
+        with self._lock:
+            return self.store.traffic(name)
+
+    def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
+        """Check a policy against the model's versions and default, load its versions, persist it."""
+        versions = [self.resolve_version(name, v) for v in policy.versions().values()]  # 404 for one it lacks
+        policy.check_default(name, self.resolve_version(name))
+        return self._load_then_persist(name, versions, lambda _: self.store.set_traffic(name, policy))
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        self._model(name)
+        with self._lock:
+            self.store.set_traffic(name, None)
+        return self._model_status(name)
+
+    def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
+        """Load the versions (each resolved), then ``persist(versions)`` under the lock; the model's status."""
+        versions = [self.resolve_version(name, v) for v in versions]
+        model = self._model(name, create=True)
+        with model.load_lock:
+            for version in versions:
+                self._load_version(model, version, force=False)
+            with self._lock:
+                persist(versions)
+        return self._model_status(name)
+
     def close(self) -> None:
         """Stop the watcher and every batcher; the registry serves nothing afterwards."""
         self._watcher.stop()
@@ -309,6 +361,33 @@ class Registry:
             default = self.store.default_version(model.name) if model.name in self.store.names() else None
         if default is not None and model.serving(default) is None:
             self._load_version(model, default, force=False)
+
+    def load_served(self, name: str) -> None:
+        """Load the default and every version a label or the traffic policy names, where the
+        store still has the model (another worker changed the state file)."""
+        with self._lock:
+            versions = self._served_versions(name) if name in self.store.names() else []
+        if versions:
+            self._load_each(name, versions)
+
+    def _served_versions(self, name: str) -> list[int]:
+        """The default, then the versions the labels and the traffic policy name. Caller holds _lock."""
+        policy = self.store.traffic(name)
+        named = set(self.store.labels(name).values()) | set(policy.versions().values() if policy else ())
+        default = self._defaults.get(name)
+        return [default] + sorted(v for v in named & set(self._store_versions(name)) if v != default)
+
+    def _load_each(self, name: str, versions: list[int]) -> ModelStatus:
+        """Load each version in turn; the first failure is raised once all were tried."""
+        first_error = None
+        for version in versions:
+            try:
+                self.load(name, version)
+            except YyaiError as error:
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
+        return self._model_status(name)
 
     def _store_versions(self, name: str) -> list[int]:
         return list(self.store.versions(name)) if name in self.store.names() else []
@@ -353,9 +432,11 @@ class Registry:
             if model is None and not records:
                 raise ModelNotFoundError(unknown_name(name, self.names()))
             default, pin = self._defaults.get(name), self.store.pins().get(name)
+            labels, traffic = self.store.labels(name), self.store.traffic(name)
         model = model or ModelVersions(name)
         reason = default_reason(name, default, pin if pin in records else None, max(records, default=None))
-        return model.status({v: r.manifest for v, r in records.items()}, default, pin is not None, reason)
+        status = model.status({v: r.manifest for v, r in records.items()}, default, pin is not None, reason)
+        return replace(status, labels=labels, traffic=traffic)
 
 
 def _each(names: list[str], work) -> dict:

@@ -1,9 +1,11 @@
-"""ModelStore: a folder of .yyar archives, their versions, and the persisted default pins.
+"""ModelStore: a folder of .yyar archives, their versions, and the persisted pins, labels and traffic.
 
 What: the store discovers models from the archives' manifests (never from file names),
-keeps several versions of a model side by side, and remembers which version is pinned
-as the default in a small state file (`.yyai-state.json`). Without a pin, the latest
-version is the default.
+keeps several versions of a model side by side, and remembers in a small state file
+(`.yyai-state.json`, see ``state.py``) which version is pinned as the default, the
+version labels, and each model's traffic policy (canary and shadow). Without a pin, the
+latest version is the default. A version that a label or the traffic policy names cannot
+be deleted until they move (a ConflictError says which).
 
 Why it is careful: the store is what a restart serves from, so its writes are atomic
 (temp file in the same folder, fsync, os.replace, fsync the folder) and its reads are
@@ -15,7 +17,6 @@ only manifests, so it never imports Keras.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,6 +29,8 @@ from pathlib import Path
 from yyai_kernel import archive, jsonparse
 from yyai_kernel.archive import SUFFIX, Limits, Manifest, fsync_dir, read_manifest, sha256_file
 from yyai_kernel.errors import ArchiveError, ConflictError, ModelNotFoundError, StoreWriteError, YyaiError
+from yyai_kernel.rollout import TrafficPolicy
+from yyai_kernel.state import StoreState
 from yyai_kernel.types import VersionDescription
 
 log = logging.getLogger("yyai.store")
@@ -88,7 +91,7 @@ class ModelStore:
         self._cache: dict[Path, tuple[tuple, ArchiveRecord]] = {}
         self._problems: list[StoreProblem] = []
         self._duplicates: set[tuple[str, int]] = set()
-        self._pins: dict[str, int] = {}
+        self._state = StoreState()
         self.state_error: str | None = None
         self.sweep_temp()
         self.scan()
@@ -131,7 +134,7 @@ class ModelStore:
             self._index = {name: tuple(versions) for name, versions in index.items()}
             self._duplicates = {key for key, group in found.items() if len(group) > 1}
             self._load_state()
-            for name, version in self._pins.items():
+            for name, version in self._state.pins.items():
                 if name in self.names() and (name, version) not in records:
                     log.warning("model %r is pinned to version %s, which the store lacks; the latest serves",
                                 name, version)
@@ -188,28 +191,62 @@ class ModelStore:
     def default_version(self, name: str) -> int:
         """The pinned version when it is present, else the latest."""
         versions = self.versions(name)
-        pinned = self._pins.get(name)
+        pinned = self._state.pins.get(name)
         return pinned if pinned in versions else versions[-1]
 
-    # --- pins --------------------------------------------------------------------------
+    # --- pins, labels and traffic (the state file) -------------------------------------
 
     def pins(self) -> dict:
         """The persisted pins, {name: version}."""
-        return dict(self._pins)
+        return dict(self._state.pins)
 
     def pin(self, name: str, version: int) -> None:
         """Make `version` the default of `name` and persist it (survives restarts)."""
         with self._lock:
             self.record(name, version)
-            pins = dict(self._pins, **{name: int(version)})
-            self._write_state(pins)
+            self._write_state(self._state.with_pin(name, version))
 
     def unpin(self, name: str) -> None:
         """Forget the pin of `name`, so the latest version is the default again."""
         with self._lock:
-            if name in self._pins:
-                pins = {k: v for k, v in self._pins.items() if k != name}
-                self._write_state(pins)
+            if name in self._state.pins:
+                self._write_state(self._state.with_pin(name, None))
+
+    def labels(self, name: str) -> dict[str, int]:
+        """The version labels of `name`, {label: version}."""
+        return dict(self._state.labels.get(name, {}))
+
+    def label(self, name: str, label: str) -> int:
+        """The version `label` names. ModelNotFoundError when `name` has no such label."""
+        labels = self._state.labels.get(name, {})
+        if label not in labels:
+            known = f"its labels are {', '.join(sorted(labels))}" if labels else "it has no labels"
+            raise ModelNotFoundError(f"Model {name!r} has no label {label!r}; {known}.")
+        return labels[label]
+
+    def set_label(self, name: str, label: str, version: int) -> None:
+        """Point `label` of `name` at `version` (which the store must hold) and persist it."""
+        with self._lock:
+            self.record(name, version)
+            self._write_state(self._state.with_label(name, label, version))
+
+    def delete_label(self, name: str, label: str) -> None:
+        """Forget `label` of `name`. ModelNotFoundError when there is no such label."""
+        with self._lock:
+            self.label(name, label)
+            self._write_state(self._state.with_label(name, label, None))
+
+    def traffic(self, name: str) -> TrafficPolicy | None:
+        """The traffic policy (canary and shadow) of `name`, or None."""
+        return self._state.traffic.get(name)
+
+    def set_traffic(self, name: str, policy: TrafficPolicy | None) -> None:
+        """Persist the traffic policy of `name` (None clears it); its versions must be in the store."""
+        with self._lock:
+            for version in (policy.versions().values() if policy is not None else ()):
+                self.record(name, version)
+            if policy is not None or name in self._state.traffic:
+                self._write_state(self._state.with_traffic(name, policy))
 
     def _load_state(self) -> None:
         path = self.root / STATE_FILE
@@ -217,29 +254,26 @@ class ModelStore:
         try:
             data = jsonparse.loads(path.read_bytes(), what="it")
         except FileNotFoundError:
-            self._pins = {}
+            self._state = StoreState()
             return
         except (OSError, YyaiError) as exc:  # not JSON, nested too deep, over 1 MiB: forgiven
+            self._state = StoreState()
             self._state_failed(f"cannot read {path}: {exc}", previous)
             return
-        pins = data.get("pins") if isinstance(data, dict) else None
-        if not isinstance(pins, dict) or not all(
-            isinstance(k, str) and type(v) is int and v >= 1 for k, v in pins.items()
-        ):
-            self._state_failed(f'{path} does not hold {{"pins": {{name: version}}}}', previous)
-            return
-        self._pins = dict(pins)
+        self._state, problems = StoreState.parse(data)
+        if problems:  # the sections that parse still apply
+            self._state_failed(f"{path} {'; '.join(problems)}", previous)
 
     def _state_failed(self, why: str, previous: str | None) -> None:
         self.state_error = why
-        self._pins = {}
         if why != previous:  # once per distinct problem, not at every scan
-            log.warning("ignoring the store state file (%s); the latest versions serve until a pin is set again", why)
+            log.warning("ignoring the store state file, in part or whole (%s); the latest versions serve "
+                        "until a pin is set again", why)
 
-    def _write_state(self, pins: dict) -> None:
-        data = json.dumps({"pins": dict(sorted(pins.items()))}, indent=2) + "\n"
-        self._atomic_write(self.root / STATE_FILE, lambda f: f.write(data.encode("utf-8")))
-        self._pins = dict(pins)
+    def _write_state(self, state: StoreState) -> None:
+        data = state.to_bytes()
+        self._atomic_write(self.root / STATE_FILE, lambda f: f.write(data))
+        self._state = state
         self.state_error = None
 
     # --- writing -------------------------------------------------------------------------
@@ -293,16 +327,28 @@ class ModelStore:
             self.scan()
             return self.record(name, version)
 
+    def check_removable(self, name: str, version: int) -> None:
+        """ConflictError when a label or the traffic policy names this version: move them first."""
+        found = self._state.references(name, int(version))
+        if found:
+            raise ConflictError(
+                f"{name} v{version} cannot be deleted: {' and '.join(found)} point at it. Move or delete "
+                f"the label (PUT or DELETE /models/{name}/labels/<label>) and clear the traffic policy "
+                f"(DELETE /models/{name}/traffic) first."
+            )
+
     def remove(self, name: str, version: int) -> None:
         """Delete the archive of `name` at `version`, and its pin if it was pinned to it.
 
+        Refused (ConflictError) while a label or the traffic policy names the version.
         The pin goes first: on a full disk that write fails with nothing changed, where
         deleting first would leave a pin to a missing version that a re-upload revives.
         """
         with self._lock:
             record = self.record(name, version)
-            if self._pins.get(name) == int(version):
-                self._write_state({k: v for k, v in self._pins.items() if k != name})
+            self.check_removable(name, version)
+            if self._state.pins.get(name) == int(version):
+                self._write_state(self._state.with_pin(name, None))
             try:
                 record.path.unlink()
             except FileNotFoundError:

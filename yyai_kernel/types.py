@@ -6,8 +6,9 @@ default, a prediction's labels). Each fact is defined here once, as an enum or a
 dataclass, and each type writes its own JSON (``to_json``) and, where a client reads it
 back, parses it (``from_json``). JSON is made at the edge; the layers pass these types.
 
-The rules for names and versions live here too (:func:`check_name`,
-:func:`parse_version`), so every front end refuses the same inputs with the same words.
+The rules for names, versions and version labels live here too (:func:`check_name`,
+:func:`parse_version`, :func:`check_label`, :func:`parse_version_ref`), so every front end
+refuses the same inputs with the same words.
 
 For scripts that index replies as dicts, every result also reads like its JSON
 (``status["versions"]["2"]["state"]``): :class:`JsonView` maps ``[]`` and ``get`` onto
@@ -21,15 +22,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InvalidInputError
 
+if TYPE_CHECKING:  # rollout.py imports this module; ModelStatus only refers to its types
+    from .rollout import RolloutStats, TrafficPolicy
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 NAME_RE = re.compile(NAME_PATTERN)
 MAX_VERSION_DIGITS = 9
+# A label starts with a letter, so that it never reads as a version number: wherever a
+# version is accepted (``/predictions/m/stable``, ``/v2/models/m/versions/stable/infer``,
+# ``?version=stable``), a label is accepted in its place.
+LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+LABEL_RE = re.compile(LABEL_PATTERN)
 
 
 def check_name(name: str) -> str:
@@ -58,6 +67,37 @@ def parse_version(version: Any) -> int | None:
     if value < 1:
         raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
     return value
+
+
+def check_label(label: str) -> str:
+    """A version label, checked: 1-32 characters of a-z, 0-9, '_', '-', starting with a letter."""
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise InvalidInputError(
+            f"{label!r} is not a version label: labels are 1-32 characters of a-z, 0-9, '_', '-', "
+            "starting with a letter (such as 'stable' or 'canary')."
+        )
+    return label
+
+
+def parse_version_ref(version: Any) -> int | str | None:
+    """What a request names in the version's place: None, a version number, or a label.
+
+    Digits are a version (:func:`parse_version`); a string that starts with a letter is a
+    label (:func:`check_label`); anything else is refused with both rules in the message.
+    """
+    if isinstance(version, str) and version[:1].isalpha():
+        if LABEL_RE.match(version):
+            return version
+        raise InvalidInputError(
+            f"Version must be a positive integer or a label (1-32 characters of a-z, 0-9, '_', '-', "
+            f"starting with a letter), not {version!r}."
+        )
+    try:
+        return parse_version(version)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"Version must be a positive integer or a label (such as 'stable'), not {version!r}."
+        ) from None
 
 
 class JsonView:
@@ -114,6 +154,14 @@ class Latency:
 
     def to_json(self) -> dict:
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
+
+    @classmethod
+    def of(cls, latencies_ms) -> "Latency":
+        """The percentiles of a window of latencies (milliseconds), rounded to microseconds."""
+        if not len(latencies_ms):
+            return cls()
+        values = np.asarray(latencies_ms, dtype=np.float64)
+        return cls(*(round(float(np.percentile(values, q)), 3) for q in (50, 90, 99)))
 
 
 @dataclass(frozen=True)
@@ -182,7 +230,11 @@ class VersionStatus(JsonView):
 
 @dataclass(frozen=True)
 class ModelStatus(JsonView):
-    """Everything about one model: its versions, which one is the default, and why."""
+    """Everything about one model: its versions, which one is the default, and why.
+
+    ``labels`` and ``traffic`` (the canary and shadow policy) come from the store;
+    ``rollout`` (the running canary counts and shadow agreement) from the data plane.
+    """
 
     name: str
     default: int | None
@@ -190,6 +242,9 @@ class ModelStatus(JsonView):
     versions: dict[int, VersionStatus]
     last_error: str | None = None
     default_reason: str = ""
+    labels: dict[str, int] = field(default_factory=dict)
+    traffic: TrafficPolicy | None = None
+    rollout: RolloutStats | None = None
 
     def version(self, version: int) -> VersionStatus | None:
         return self.versions.get(version)
@@ -206,10 +261,15 @@ class ModelStatus(JsonView):
             "default_reason": self.default_reason,
             "last_error": self.last_error,
             "versions": {str(v): s.to_json() for v, s in sorted(self.versions.items())},
+            "labels": dict(sorted(self.labels.items())),
+            "traffic": None if self.traffic is None else self.traffic.to_json(),
+            "rollout": None if self.rollout is None else self.rollout.to_json(),
         }
 
     @classmethod
     def from_json(cls, d: dict) -> "ModelStatus":
+        from .rollout import RolloutStats, TrafficPolicy  # rollout imports this module
+
         return cls(
             name=d["name"],
             default=d.get("default"),
@@ -217,6 +277,9 @@ class ModelStatus(JsonView):
             versions={int(k): VersionStatus.from_json(v) for k, v in (d.get("versions") or {}).items()},
             last_error=d.get("last_error"),
             default_reason=d.get("default_reason", ""),
+            labels={str(k): int(v) for k, v in (d.get("labels") or {}).items()},
+            traffic=TrafficPolicy.from_json(d["traffic"]) if d.get("traffic") else None,
+            rollout=RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None,
         )
 
 

@@ -79,13 +79,10 @@ class VersionStats:
     def snapshot(self) -> tuple[int, int, Latency, dict[int, int]]:
         """(requests, errors, latency percentiles, batch-size histogram), read consistently."""
         with self._lock:
-            latencies = np.array(self.latencies_ms) if self.latencies_ms else None
+            latencies = list(self.latencies_ms)
             batches = dict(self.batch_sizes)
             requests, errors = self.requests, self.errors
-        if latencies is None:
-            return requests, errors, Latency(), batches
-        p50, p90, p99 = (round(float(np.percentile(latencies, q)), 3) for q in (50, 90, 99))
-        return requests, errors, Latency(p50, p90, p99), batches
+        return requests, errors, Latency.of(latencies), batches
 
 
 @dataclass(frozen=True)

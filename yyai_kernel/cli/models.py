@@ -18,7 +18,7 @@ def models_cmd(
     store: Path = typer.Option(Path(DEFAULT_STORE), "--store", help="The store folder (env YYAI_STORE)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """List the models a store holds: versions, default, pin, and any problems.
+    """List the models a store holds: versions, default, pin, labels, traffic policy, and any problems.
 
     Example:
 
@@ -30,7 +30,8 @@ def models_cmd(
         s = ModelStore(store)
     except YyaiError as exc:
         fail(exc.message)
-    rows = [{"name": n, "versions": s.versions(n), "default": s.default_version(n), "pinned": n in s.pins()}
+    rows = [{"name": n, "versions": s.versions(n), "default": s.default_version(n), "pinned": n in s.pins(),
+             "labels": s.labels(n), "traffic": s.traffic(n).to_json() if s.traffic(n) else None}
             for n in s.names()]
     problems = [{"path": str(p.path), "kind": p.kind, "error": p.error} for p in s.problems]
     if s.state_error:
@@ -38,10 +39,13 @@ def models_cmd(
     if as_json:
         typer.echo(json.dumps({"store": str(s.root), "models": rows, "problems": problems}, indent=2))
         return
-    table = Table("name", "versions", "default", "pinned", title=escape(f"models in {s.root}"))
+    table = Table("name", "versions", "default", "pinned", "labels", "traffic", title=escape(f"models in {s.root}"))
     for row in rows:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items()))
+        traffic = ", ".join(f"{side} v{split['version']} {split['percent']:g}%" for side, split in
+                            (row["traffic"] or {}).items() if side in ("canary", "shadow"))
         table.add_row(row["name"], ", ".join(map(str, row["versions"])), str(row["default"]),
-                      "yes" if row["pinned"] else "no")
+                      "yes" if row["pinned"] else "no", escape(labels), traffic)
     console.print(table)
     if not rows:
         typer.echo("no models")

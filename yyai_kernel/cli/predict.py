@@ -11,14 +11,14 @@ from rich.table import Table
 
 from ..errors import YyaiError
 from ..quiet import VERBOSE_HELP, quiet_tensorflow
-from ..types import parse_version
+from ..types import parse_version_ref
 from . import DEFAULT_STORE, app, console, fail
 from .models import SERVER_HELP, TOKEN_HELP
 
 
 @app.command("predict")
 def predict_cmd(
-    model: str = typer.Argument(..., help="MODEL or MODEL:VERSION (default: the model's default version)."),
+    model: str = typer.Argument(..., help="MODEL, MODEL:VERSION or MODEL:LABEL (default: the default version)."),
     images: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
     server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
     token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
@@ -37,10 +37,12 @@ def predict_cmd(
         yyai predict digits model_archives/samples/digit-3.png --server http://127.0.0.1:8866 --token T
 
         yyai predict digits:1 model_archives/samples/digit-*.png --store model_archives
+
+        yyai predict digits:stable model_archives/samples/digit-3.png --store model_archives
     """
     name, _, version_text = model.partition(":")
     try:
-        version = parse_version(version_text or None)
+        version = parse_version_ref(version_text or None)
         prediction = _predict(name, version, images, server, token, store, verbose)
     except YyaiError as exc:
         fail(exc.message)

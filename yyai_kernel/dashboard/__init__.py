@@ -16,6 +16,8 @@ The package:
   member's output, compare two versions side by side;
 * ``models.py``: every version's state and traffic, and a live latency/throughput plot;
 * ``manage.py``: reload, load, unload, make default, follow the latest, delete, install;
+* ``rollout.py``: labels, the canary and shadow sliders, live agreement and latencies,
+  recent disagreements as images, promote and roll back;
 * ``render.py``: CSS, messages, tables, images and charts (pure functions).
 
 A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``;

@@ -143,13 +143,15 @@ def model_options(status: ServerStatus) -> list[tuple[str, str]]:
 
 
 def version_options(model: ModelStatus | None) -> list[tuple[str, int]]:
-    """A model's versions for a dropdown, each with its state: "v2 (default, ready)", "v1 (unloaded)"."""
+    """A model's versions for a dropdown, each with its state and its labels:
+    "v2 (default, ready)", "v1 (ready) · stable", "v3 (unloaded)"."""
     if model is None:
         return []
     options = []
     for number, version in sorted(model.versions.items()):
         tags = (["default"] if model.default == number else []) + [version.state.value]
-        options.append((f"v{number} ({', '.join(tags)})", number))
+        labels = sorted(label for label, v in model.labels.items() if v == number)
+        options.append((f"v{number} ({', '.join(tags)})" + (f" · {', '.join(labels)}" if labels else ""), number))
     return options
 
 
@@ -170,7 +172,7 @@ def models_table_html(models: Mapping[str, ModelStatus]) -> str:
             rows.append(
                 f"<tr class='yyai-row' data-model='{html.escape(name)}' data-version='{number}'>"
                 f"<td>{'<b>' + html.escape(name) + '</b>' if i == 0 else ''}</td>"
-                f"<td>v{number}</td>"
+                f"<td>v{number}{_labels_of(model, number)}</td>"
                 f"<td class='yyai-default-cell'>{default}</td>"
                 f"<td>{state_html(v.state)}</td>"
                 f"<td class='num'>{fmt(v.load_time_s, 2, ' s')}</td>"
@@ -183,6 +185,11 @@ def models_table_html(models: Mapping[str, ModelStatus]) -> str:
     if not rows:
         rows.append("<tr><td colspan='10'>No models yet: install a .yyar archive in the Manage tab.</td></tr>")
     return f"<table class='yyai-table yyai-models'>{head}{''.join(rows)}</table>"
+
+
+def _labels_of(model: ModelStatus, number: int) -> str:
+    labels = sorted(label for label, v in model.labels.items() if v == number)
+    return "".join(f" <span class='yyai-state yyai-state-ready'>{html.escape(label)}</span>" for label in labels)
 
 
 def problems_html(status: ServerStatus) -> str:

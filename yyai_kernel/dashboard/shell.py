@@ -13,7 +13,8 @@
 A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``
 (:class:`Tab`). :data:`TABS` lists them in order; adding a tab is writing such a class and
 adding it there (or passing ``tabs=`` to :class:`Dashboard`). Each tab is reachable as
-``dashboard.<key>`` (``dashboard.preview``, ``dashboard.models``, ``dashboard.manage``).
+``dashboard.<key>`` (``dashboard.preview``, ``dashboard.models``, ``dashboard.manage``,
+``dashboard.rollout``).
 
 Locking: :meth:`Dashboard.refresh` runs under one re-entrant lock, so the refresh thread
 and a person's action never update the pickers at the same time; the quiet flag is per
@@ -39,6 +40,7 @@ from ..types import ServerStatus, VersionDescription
 from .manage import ManageTab
 from .models import ModelsTab
 from .preview import PreviewTab
+from .rollout import RolloutTab
 from .render import CSS, close_tree, error_text, message_html, subtle_html, with_classes
 
 log = logging.getLogger("yyai.dashboard")
@@ -58,7 +60,7 @@ class Tab(Protocol):
         """A person opened this tab."""
 
 
-TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab)
+TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab, RolloutTab)
 
 
 class ViewCount:

@@ -531,9 +531,9 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
         if self.state is not None:
             try:
-                self.state.dataplane.registry.close()
+                self.state.dataplane.close()
             except Exception:
-                self.log.exception("Closing the registry failed")
+                self.log.exception("Closing the data plane failed")
             self.state.shutdown()
         try:
             super().stop()  # removes the connection folder and shuts remaining kernels down

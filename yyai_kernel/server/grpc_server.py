@@ -21,6 +21,10 @@ in constant time by an interceptor before any handler runs; a missing or wrong t
 without it (Kubernetes' probes), as ``/v2/health/*`` does over REST. With no token
 (``--no-token``) every RPC is open, as REST is.
 
+Rollouts come with the data plane: a ModelInfer naming no version follows the model's
+traffic policy (its sticky key: the ``x-yyai-sticky`` metadata, else the request id), and a
+label goes where a version does (``model_version: "stable"``).
+
 Limits: gRPC refuses a message over the REST body limit (``max_body_bytes``) with
 ``RESOURCE_EXHAUSTED``; shapes and element counts are checked by the REST codec.
 ``SO_REUSEPORT`` is off (grpc.aio turns it on by default on Linux, which would let a
@@ -42,6 +46,7 @@ from tritonclient.grpc import service_pb2_grpc
 from .. import v2grpc
 from ..dataplane import DataPlane
 from ..errors import ModelNotFoundError, ModelNotReadyError, YyaiError
+from ..rollout import STICKY_HEADER
 from .auth import authorization_matches
 from .base import ServerState
 from .v2 import decode_inline
@@ -218,9 +223,10 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request, context):
         dataplane = self.dataplane
         name, version = request.model_name, _version(request.model_version)
+        sticky = dict(context.invocation_metadata() or ()).get(STICKY_HEADER.lower())
 
         def submit():
-            return dataplane.infer(name, version, v2grpc.parse_model_infer_request(request))
+            return dataplane.infer(name, version, v2grpc.parse_model_infer_request(request), sticky=sticky)
 
         inline = decode_inline(dataplane.batches(name, version), v2grpc.payload_bytes(request))
         pending = await self._run(submit, inline=inline)

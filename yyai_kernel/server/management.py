@@ -7,13 +7,16 @@ Routes (each a thin adapter over ``DataPlane``):
                                               atomically, then loaded; 201 {name, version, message, model}
   POST   /models/_rescan                      re-read the store folder and reload what changed
   GET    /models/_status                      every model's status, the store's problems, state error
-  GET    /models/{m}                          the model's status
+  GET    /models/{m}                          the model's status, labels, traffic policy and rollout figures
   POST   /models/{m}/load                     load a version (``{"version": N}``, default: the default)
   POST   /models/{m}/reload                   re-read the store and reload this model
   PUT    /models/{m}/default                  ``{"version": N}``: make N the default (persisted pin)
   DELETE /models/{m}/default                  forget the pin: the latest version is the default again
   GET    /models/{m}/versions/{v}             what version v takes and gives, and its status
-  DELETE /models/{m}/versions/{v}[?purge=true] unload v; with purge, delete its archive too
+  DELETE /models/{m}/versions/{v}[?purge=true] unload v; with purge, delete its archive too (409 while
+                                              a label or the traffic policy names v)
+
+Labels and traffic policies have their own module, ``rollout_handlers.py``.
 
 No endpoint takes a file path from the client: archives arrive as request bodies only,
 and whether an archive may run code (``trusted``) is the operator's setting, never the
@@ -30,7 +33,7 @@ from tornado import web
 from ..errors import InvalidInputError, UnsupportedMediaError
 from ..multipart import file_chunks, read_files
 from ..operations import Operation, OpKind
-from ..types import check_name, parse_version
+from ..types import check_name, parse_version, parse_version_ref
 from .base import BodyHandler, YyaiHandler
 from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
@@ -244,7 +247,7 @@ class VersionHandler(YyaiHandler):
 
     @web.authenticated
     async def delete(self, name, version):
-        check_name(name), parse_version(version)
+        check_name(name), parse_version_ref(version)
         self.label_model(name, version)
         purge = _flag(self.get_query_argument("purge", "false"))
         self.reply_managed(await self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)))
@@ -330,7 +333,7 @@ ROUTES = [
                   {"200": json_reply(ref("VersionDescription"), "Description."), **errors(400, 404)},
                   params=[NAME, VERSION], tags=["management"]),
         "delete": op("Unload a version; with purge=true also delete its archive",
-                     {"200": _STATUS, **errors(400, 404, 507)},
+                     {"200": _STATUS, **errors(400, 404, 409, 507)},
                      params=[NAME, VERSION, {"name": "purge", "in": "query", "required": False,
                                              "schema": {"type": "boolean", "default": False}}],
                      tags=["management"]),

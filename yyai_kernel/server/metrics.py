@@ -14,13 +14,21 @@ several servers). Three kinds of series:
 * Model state, read from the data plane's status at scrape time by a custom collector:
   ``yyai_model_loaded``, ``yyai_model_state``, ``yyai_model_default_version``,
   ``yyai_model_load_seconds``, ``yyai_model_warmup_seconds`` and ``yyai_models_loaded``.
+* Rollouts, from each model's typed rollout figures (they start afresh when its traffic
+  policy changes, which Prometheus reads as a counter reset):
+  ``yyai_rollout_default_requests_total{model}`` (requests that named no version),
+  ``yyai_canary_requests_total`` and ``yyai_canary_fallbacks_total{model, version}``,
+  ``yyai_shadow_runs_total``, ``yyai_shadow_rows_compared_total``,
+  ``yyai_shadow_rows_agreed_total``, ``yyai_shadow_errors_total``,
+  ``yyai_shadow_dropped_total`` and the gauge ``yyai_shadow_agreement{model, version}``.
 
 With ``--workers N`` each worker is its own process: the counters and histograms use
 prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which the supervisor
 sets to a folder in its private temp folder), so ``/metrics`` on any worker sums every
 worker's requests and model calls, the dead ones' included. The state gauges are the
 answering worker's: every worker serves the same state once a management call returned,
-and ``GET /models/_status`` lists each worker's.
+and ``GET /models/_status`` lists each worker's. So are the rollout figures: each worker
+routes and compares its own share of the traffic.
 
 ``/metrics`` needs the token like every endpoint (Prometheus sends it with
 ``authorization: {type: Bearer, credentials: <token>}``), unless the server runs with
@@ -33,7 +41,7 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
 from ..types import VersionState
 from .base import YyaiHandler, public_if
@@ -76,6 +84,42 @@ class RegistryCollector:
                     warm_s.add_metric([name, key], info.warmup_time_s)
         total = GaugeMetricFamily("yyai_models_loaded", "Model versions loaded and serving.", value=count)
         yield from (loaded, state, default, load_s, warm_s, total)
+        yield from _rollout_families(models)
+
+
+_CANARY = {"requests": "Requests the canary answered.",
+           "fallbacks": "Canary picks the default answered (the canary did not serve)."}
+_SHADOW = {"runs": "Shadow runs started.", "rows_compared": "Input rows the shadow was compared on.",
+           "rows_agreed": "Input rows on which the shadow agreed with the answer sent.",
+           "errors": "Shadow runs that failed (raised, unloaded, incompatible); the real replies were unaffected.",
+           "dropped": "Shadow runs dropped because the shadow queue was full."}
+
+
+def _rollout_families(models: dict):
+    """The canary and shadow counters of every model with a traffic policy."""
+    defaults = CounterMetricFamily("yyai_rollout_default_requests",
+                                   "Requests that named no version, under a traffic policy.", labels=["model"])
+    canary = {k: CounterMetricFamily(f"yyai_canary_{k}", text, labels=["model", "version"])
+              for k, text in _CANARY.items()}
+    shadow = {k: CounterMetricFamily(f"yyai_shadow_{k}", text, labels=["model", "version"])
+              for k, text in _SHADOW.items()}
+    agreement = GaugeMetricFamily("yyai_shadow_agreement", "Share of compared rows on which the shadow agreed.",
+                                  labels=["model", "version"])
+    for name, model in models.items():
+        rollout = model.rollout
+        if rollout is None:
+            continue
+        defaults.add_metric([name], rollout.default_requests)
+        if rollout.canary is not None:
+            for key, family in canary.items():
+                family.add_metric([name, str(rollout.canary.version)], getattr(rollout.canary, key))
+        if rollout.shadow is not None:
+            labels = [name, str(rollout.shadow.version)]
+            for key, family in shadow.items():
+                family.add_metric(labels, getattr(rollout.shadow, key))
+            if rollout.shadow.agreement is not None:
+                agreement.add_metric(labels, rollout.shadow.agreement)
+    yield from (defaults, *canary.values(), *shadow.values(), agreement)
 
 
 class ServerMetrics:

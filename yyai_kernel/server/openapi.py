@@ -12,7 +12,7 @@ import copy
 
 from tornado import web
 
-from ..types import NAME_PATTERN, VersionState
+from ..types import LABEL_PATTERN, NAME_PATTERN, VersionState
 from .base import YyaiHandler
 from .routes import Route, all_routes
 
@@ -31,7 +31,8 @@ def errors(*codes: int) -> dict:
         401: "No valid token.",
         403: "Refused (cross-origin or missing XSRF token on a cookie-authenticated request).",
         404: "Unknown model or version.",
-        409: "The store already holds that name and version.",
+        409: "Conflict: the store already holds that name and version, or a label or the traffic policy "
+             "names the version being deleted.",
         413: "Too large: body, archive, image pixels or number of images over the limit.",
         415: "Unsupported Content-Type.",
         503: "Not ready: the model (or the server) is loading, failed or unloaded.",
@@ -42,10 +43,99 @@ def errors(*codes: int) -> dict:
 
 NAME = {"name": "name", "in": "path", "required": True, "description": "Model name.",
         "schema": {"type": "string", "pattern": NAME_PATTERN}}
-VERSION = {"name": "version", "in": "path", "required": True, "description": "Model version (a positive integer).",
-           "schema": {"type": "integer", "minimum": 1}}
-VERSION_QUERY = {"name": "version", "in": "query", "required": False, "description": "Default: the default version.",
-                 "schema": {"type": "integer", "minimum": 1}}
+# A label goes wherever a version does: /predictions/digits/stable, /v2/models/digits/versions/stable/infer.
+VERSION_OR_LABEL = {"type": "string", "pattern": f"^([1-9][0-9]{{0,8}}|{LABEL_PATTERN[1:-1]})$",
+                    "description": "A version number, or a label that names one (labels start with a letter)."}
+VERSION = {"name": "version", "in": "path", "required": True,
+           "description": "Model version: a positive integer, or a version label such as 'stable' "
+                          "(PUT /models/{name}/labels/{label}).", "schema": VERSION_OR_LABEL}
+VERSION_QUERY = {"name": "version", "in": "query", "required": False,
+                 "description": "A version number or label. Default: the default version.", "schema": VERSION_OR_LABEL}
+LABEL = {"name": "label", "in": "path", "required": True, "description": "A version label.",
+         "schema": {"type": "string", "pattern": LABEL_PATTERN}}
+STICKY = {"name": "X-Yyai-Sticky", "in": "header", "required": False, "schema": {"type": "string"},
+          "description": "With a sticky traffic policy, requests with the same key always reach the same side "
+                         "of the canary split (v2 requests may use their 'id' instead)."}
+
+_SPLIT = {
+    "type": "object",
+    "required": ["version", "percent"],
+    "additionalProperties": False,
+    "properties": {"version": {"type": "integer", "minimum": 1},
+                   "percent": {"type": "number", "minimum": 0, "maximum": 100}},
+}
+_LATENCY = {"type": "object", "additionalProperties": {"type": "number", "nullable": True},
+            "description": "p50, p90, p99 in milliseconds."}
+ROLLOUT_SCHEMAS = {
+    "TrafficPolicy": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "What happens to requests that name no version. canary: that percentage is answered by "
+                       "its version. shadow: that percentage of the rest is also run on its version, off the "
+                       "reply's path, and compared with the answer sent. sticky: a request's X-Yyai-Sticky header "
+                       "(or v2 id) places it by hash, so one key always lands on one side. Requests that name a "
+                       "version or a label are never rerouted.",
+        "properties": {"canary": {"allOf": [_SPLIT], "nullable": True},
+                       "shadow": {"allOf": [_SPLIT], "nullable": True},
+                       "sticky": {"type": "boolean", "default": False}},
+    },
+    "RolloutStats": {
+        "type": "object",
+        "description": "Running figures since the traffic policy was last set (in this process).",
+        "properties": {
+            "since": {"type": "number"},
+            "default_requests": {"type": "integer", "description": "Requests that named no version."},
+            "canary": {"type": "object", "nullable": True, "properties": {
+                "version": {"type": "integer"}, "requests": {"type": "integer"},
+                "fallbacks": {"type": "integer", "description": "Canary picks answered by the default "
+                                                                "(the canary did not serve)."}}},
+            "shadow": {"type": "object", "nullable": True, "properties": {
+                "version": {"type": "integer"}, "runs": {"type": "integer"},
+                "rows_compared": {"type": "integer"}, "rows_agreed": {"type": "integer"},
+                "agreement": {"type": "number", "nullable": True,
+                              "description": "Classification: same top-1 label; regression: equal once rounded."},
+                "errors": {"type": "integer"}, "dropped": {"type": "integer",
+                                                           "description": "Shadow runs dropped: the queue was full."},
+                "max_abs_diff": {"type": "number", "nullable": True}, "mean_abs_diff": {"type": "number",
+                                                                                         "nullable": True},
+                "last_error": {"type": "string", "nullable": True},
+                "latency_ms": _LATENCY, "real_latency_ms": _LATENCY}},
+            "disagreements": {"type": "integer", "description": "How many disagreements are kept."},
+        },
+    },
+    "TrafficReport": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": {"type": "string"},
+                       "policy": {"allOf": [{"$ref": "#/components/schemas/TrafficPolicy"}], "nullable": True},
+                       "rollout": {"allOf": [{"$ref": "#/components/schemas/RolloutStats"}], "nullable": True}},
+    },
+    "Disagreement": {
+        "type": "object",
+        "required": ["id", "version", "shadow_version", "input", "output", "shadow_output"],
+        "properties": {
+            "id": {"type": "integer"}, "time": {"type": "number"}, "version": {"type": "integer"},
+            "shadow_version": {"type": "integer"},
+            "input": {"type": "object", "properties": {
+                "shape": {"type": "array", "items": {"type": "integer"}}, "min": {"type": "number"},
+                "max": {"type": "number"}, "mean": {"type": "number"},
+                "png_base64": {"type": "string", "nullable": True,
+                               "description": "The input as an image (a PNG thumbnail), when it is one."},
+                "filename": {"type": "string", "nullable": True}}},
+            "output": {"type": "array", "items": {"type": "number"}, "description": "The answer sent."},
+            "shadow_output": {"type": "array", "items": {"type": "number"}},
+            "labels": {"type": "array", "items": {"type": "string"}},
+            "shadow_labels": {"type": "array", "items": {"type": "string"}},
+            "top": {"type": "string", "nullable": True}, "shadow_top": {"type": "string", "nullable": True},
+            "abs_diff": {"type": "number", "nullable": True},
+        },
+    },
+    "VersionLabel": {
+        "type": "object",
+        "required": ["name", "label", "version"],
+        "properties": {"name": {"type": "string"}, "label": {"type": "string"}, "version": {"type": "integer"}},
+    },
+}
 
 SCHEMAS = {
     "Error": {
@@ -198,8 +288,13 @@ SCHEMAS = {
             "last_error": {"type": "string", "nullable": True},
             "versions": {"type": "object", "additionalProperties": ref("VersionStatus")},
             "removed": {"type": "boolean", "description": "Present (true) when the last version was purged."},
+            "labels": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "Version labels: {label: version}."},
+            "traffic": {"allOf": [ref("TrafficPolicy")], "nullable": True},
+            "rollout": {"allOf": [ref("RolloutStats")], "nullable": True},
         },
     },
+    **ROLLOUT_SCHEMAS,
     "ModelSummary": {
         "type": "object",
         "required": ["name", "versions", "loaded"],
@@ -317,7 +412,8 @@ def build_spec(server_version: str = "0", routes: list[Route] | None = None) -> 
         "info": {"title": "yyai", "version": server_version, "description": INFO},
         "servers": [{"url": "/"}],
         "security": [{"tokenHeader": []}, {"bearer": []}, {"tokenQuery": []}],
-        "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "ops"}],
+        "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "rollout"},
+                 {"name": "ops"}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from ..errors import ImageError, InvalidInputError, UnsupportedMediaError
 from ..multipart import read_files
-from ..types import check_name, parse_version
+from ..rollout import STICKY_HEADER
+from ..types import check_name, parse_version_ref
 from .lean import LeanBodyHandler
-from .openapi import NAME, VERSION, errors, json_reply, op, ref
+from .openapi import NAME, STICKY, VERSION, errors, json_reply, op, ref
 from .routes import Route
 
 
@@ -32,7 +33,7 @@ class PredictionsHandler(LeanBodyHandler):
     metric_endpoint = "predictions"
 
     async def post(self, name, version=None):
-        check_name(name), parse_version(version)
+        check_name(name), parse_version_ref(version)
         self.label_model(name, version)
         raw = self.get_query_argument("raw", "false").lower() in ("1", "true", "yes")
         media = self.content_type()
@@ -44,10 +45,11 @@ class PredictionsHandler(LeanBodyHandler):
         body = self.body
         content_type = self.request.headers.get("Content-Type", "")
         dataplane, most = self.dataplane, self.config.max_images_per_request
+        sticky = self.request.headers.get(STICKY_HEADER)
 
         def work():  # multipart parsing and image decoding are CPU work: off the loop
             images, filenames = _images(media, content_type, body, most)
-            return dataplane.submit_images(name, version, images, filenames)
+            return dataplane.submit_images(name, version, images, filenames, sticky=sticky)
 
         prediction = await self.model_call(await self.run(work))  # the batcher's thread completes it
         self.metric_version = str(prediction.version)
@@ -85,12 +87,14 @@ _REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions.
 
 ROUTES = [
     Route("/predictions/{name}", PredictionsHandler, {"post": op(
-        "Predict on images with the default version", _REPLIES, params=[NAME], body=_IMAGE_BODY, tags=["images"],
+        "Predict on images with the default version", _REPLIES, params=[NAME, STICKY], body=_IMAGE_BODY,
+        tags=["images"],
         description="Raw image bytes (Content-Type image/*) or a multipart upload of one or more files. "
-        "The server decodes and preprocesses them as the archive's manifest says.",
+        "The server decodes and preprocesses them as the archive's manifest says. The model's traffic "
+        "policy (canary, shadow) applies: the reply's version says which version answered.",
     )}),
     Route("/predictions/{name}/{version}", PredictionsHandler, {"post": op(
-        "Predict on images with a given version", _REPLIES, params=[NAME, VERSION], body=_IMAGE_BODY,
-        tags=["images"],
+        "Predict on images with a given version or label (never rerouted)", _REPLIES, params=[NAME, VERSION],
+        body=_IMAGE_BODY, tags=["images"],
     )}),
 ]

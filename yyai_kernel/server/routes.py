@@ -37,9 +37,9 @@ class Route:
 
 def all_routes() -> list[Route]:
     """Every REST route, in matching order (specific paths before ``{name}`` ones)."""
-    from . import management, metrics, openapi, predictions, samples_handlers, v2
+    from . import management, metrics, openapi, predictions, rollout_handlers, samples_handlers, v2
 
     routes: list[Route] = []
-    for module in (v2, predictions, management, samples_handlers, metrics, openapi):
+    for module in (v2, predictions, management, rollout_handlers, samples_handlers, metrics, openapi):
         routes.extend(module.ROUTES)
     return routes

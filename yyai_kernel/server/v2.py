@@ -15,11 +15,12 @@ from tornado import web
 from .. import v2codec
 from ..errors import InvalidInputError
 from ..operations import Operation, OpKind
-from ..types import check_name, parse_version
+from ..rollout import STICKY_HEADER
+from ..types import check_name, parse_version_ref
 from .base import BodyHandler, YyaiHandler, public_if
 from .handlers import JSON_TYPE
 from .lean import LeanBodyHandler
-from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
+from .openapi import NAME, STICKY, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
 
 INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
@@ -94,17 +95,18 @@ class InferHandler(LeanBodyHandler):
     metric_endpoint = "v2_infer"
 
     async def post(self, name, version=None):
-        check_name(name), parse_version(version)  # a bad name or version is a 400 before the body matters
+        check_name(name), parse_version_ref(version)  # a bad name or version is a 400 before the body matters
         self.label_model(name, version)
         raw = self.body
         encoding = self.request.headers.get("Content-Encoding")
         header_length = self.request.headers.get("Inference-Header-Content-Length")
         limit = self.config.max_body_bytes
         dataplane = self.dataplane
+        sticky = self.request.headers.get(STICKY_HEADER)
 
         def submit():
             request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
-            return dataplane.infer(name, version, request)
+            return dataplane.infer(name, version, request, sticky=sticky)
 
         inline = decode_inline(dataplane.batches(name, version), len(raw), bool(encoding))
         if inline:
@@ -205,7 +207,7 @@ _HEADER_LENGTH = {"name": "Inference-Header-Content-Length", "in": "header", "re
 def _model_routes(with_version: bool) -> list[Route]:
     base = "/v2/models/{name}" + ("/versions/{version}" if with_version else "")
     params = [NAME, VERSION] if with_version else [NAME]
-    which = "that version" if with_version else "the default version"
+    which = "that version (a number or a label)" if with_version else "the default version"
     return [
         Route(base, ModelMetadataHandler, {"get": op(
             f"Model metadata of {which}", {"200": json_reply(ref("ModelMetadata"), "Inputs and outputs."),
@@ -217,7 +219,9 @@ def _model_routes(with_version: bool) -> list[Route]:
             params=params, tags=["v2"])}),
         Route(base + "/infer", InferHandler, {"post": op(
             f"Inference on {which}", {"200": _INFER_REPLY, **errors(400, 404, 413, 503)},
-            params=[*params, _HEADER_LENGTH], body=_INFER_BODY, tags=["v2"])}),
+            params=[*params, _HEADER_LENGTH, *([] if with_version else [STICKY])], body=_INFER_BODY, tags=["v2"],
+            description="A version or label in the path is served as named; without one, the model's traffic "
+            "policy (canary, shadow) applies and the reply's model_version says which version answered.")}),
     ]
 
 
