@@ -29,7 +29,7 @@ from .archive import read_listed_file
 from .config import ServingConfig
 from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError
 from .images import preprocess
-from .registry import Registry
+from .registries import ModelRegistry
 from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
                     VersionDescription, VersionState, check_name, parse_version)
 from .v2codec import InferRequest, InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
@@ -49,14 +49,15 @@ def _version() -> str:
 
 
 class DataPlane:
-    """The operations of yyai over one :class:`Registry`.
+    """The operations of yyai over one registry: any :class:`~yyai_kernel.registries.ModelRegistry`
+    (the in-process :class:`~yyai_kernel.registry.Registry`, or ``RayRegistry`` on a Ray cluster).
 
     ``ready`` turns true once the server's start-up load finished (``mark_ready``); until
     then the server answers not-ready, and requests for a model still loading are told
     to retry.
     """
 
-    def __init__(self, registry: Registry, config: ServingConfig | None = None):
+    def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None):
         self.registry = registry
         self.config = config or registry.config
         self._ready = False

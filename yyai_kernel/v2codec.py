@@ -178,6 +178,13 @@ def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     return out
 
 
+def read_http_request(body: bytes, encoding: str | None, header_length: str | None,
+                      max_bytes: int) -> InferRequest:
+    """An HTTP request's inference request: its ``Content-Encoding`` undone (inflated size capped
+    at ``max_bytes``), then parsed as JSON or JSON plus binary tensors."""
+    return parse_infer_request(decode_content(body, encoding, max_bytes), header_length)
+
+
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
     """Split a request body into its JSON header and the binary data after it."""
     if header_length is None or header_length == "":

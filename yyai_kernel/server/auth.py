@@ -11,9 +11,9 @@ Browsers (``?token=`` and the login cookie) go through Voila's provider unchange
 
 from __future__ import annotations
 
-import hmac
-
 from jupyter_server.auth.identity import PasswordIdentityProvider, User
+
+from ..tokenauth import same_token
 
 API_USER = User(username="yyai-api", name="REST client", display_name="REST client")
 
@@ -23,7 +23,7 @@ class YyaiIdentityProvider(PasswordIdentityProvider):
 
     async def get_user(self, handler):
         header = self.auth_header_pat.match(handler.request.headers.get("Authorization", ""))
-        if header and self.token and hmac.compare_digest(header.group(2).encode(), self.token.encode()):
+        if header and self.token and same_token(header.group(2), self.token):
             # No public setter exists: jupyter_server's own get_user marks token logins with this
             # private attribute, which its public is_token_authenticated() then reads.
             handler._token_authenticated = True

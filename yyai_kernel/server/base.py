@@ -40,10 +40,11 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .. import jsonparse
+from .. import restparse, tokenauth
 from ..config import MiB, ServingConfig
 from ..dataplane import DataPlane
-from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError, YyaiError
+from ..errors import (INTERNAL_ERROR, InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError,
+                      YyaiError)
 
 log = logging.getLogger("yyai.server")
 
@@ -106,11 +107,8 @@ class YyaiHandler(APIHandler):
 
         The message tells a wrong token from a missing one: the fix differs.
         """
-        sent = self.request.headers.get("Authorization") or self.get_query_argument("token", None)
-        if sent:
-            raise web.HTTPError(401, "Invalid token: it is not the token this server printed at start "
-                                     "(or set with --token / YYAI_TOKEN).")
-        raise web.HTTPError(401, "Authentication required: send 'Authorization: token <token>' or ?token=<token>.")
+        raise web.HTTPError(401, tokenauth.refusal(self.request.headers.get("Authorization"),
+                                                   self.get_query_argument("token", None)))
 
     def check_xsrf_cookie(self) -> None:
         """No token is a 401 before any XSRF question; token-authenticated requests pass.
@@ -184,11 +182,11 @@ class YyaiHandler(APIHandler):
             message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
             body = {"error": message or exc.reason or responses.get(status_code, "Error")}
         elif status_code >= 500:
-            body = {"error": "Internal server error; the server log has the details."}
+            body = {"error": INTERNAL_ERROR}
         else:
             body = {"error": responses.get(status_code, "Error")}
         if status_code == 401:
-            self.set_header("WWW-Authenticate", 'Token realm="yyai"')
+            self.set_header("WWW-Authenticate", tokenauth.WWW_AUTHENTICATE)
         if getattr(exc, "retry_after", None):
             self.set_header("Retry-After", str(exc.retry_after))
         if getattr(self, "_body_pending", False):
@@ -260,11 +258,7 @@ class YyaiHandler(APIHandler):
 
     def json_body(self, body: bytes, *, required: bool = True) -> Any:
         """Parse a JSON request body: 400 when it is not JSON or nests too deep, 413 over 1 MiB."""
-        if not body.strip():
-            if required:
-                raise InvalidInputError("The request needs a JSON body.")
-            return None
-        return jsonparse.loads(body, what="The body")
+        return restparse.json_body(body, required=required)
 
 
 @web.stream_request_body
@@ -305,7 +299,7 @@ class BodyHandler(YyaiHandler):
             except ValueError:
                 raise InvalidInputError("Content-Length is not a number.") from None
             if declared_n > drain_cap:
-                raise PayloadTooLargeError(self._too_large_message(declared_n))
+                raise self._too_large_error(declared_n)
             if declared_n > limit:
                 self._too_large = True
         self.request.connection.set_max_body_size(drain_cap)
@@ -331,15 +325,14 @@ class BodyHandler(YyaiHandler):
         elif self._spool_error is None:
             self._chunks.append(chunk)
 
-    def _too_large_message(self, size: int) -> str:
-        what = "archive" if self.spool else "request body"
-        return f"The {what} is {size:,} bytes; the limit is {self.body_limit():,} bytes."
+    def _too_large_error(self, size: int) -> PayloadTooLargeError:
+        return restparse.too_large("archive" if self.spool else "request body", size, self.body_limit())
 
     @property
     def body(self) -> bytes:
         """The whole request body (413 when it went over the limit)."""
         if self._too_large:
-            raise PayloadTooLargeError(self._too_large_message(self._size))
+            raise self._too_large_error(self._size)
         return b"".join(self._chunks)
 
     def spooled_body(self) -> str:
@@ -355,7 +348,7 @@ class BodyHandler(YyaiHandler):
                 f"The upload could not be saved to a temporary file ({self._spool_error}); nothing was changed."
             )
         if self._too_large or self.body_path is None:
-            raise PayloadTooLargeError(self._too_large_message(self._size))
+            raise self._too_large_error(self._size)
         return self.body_path
 
     def _spool_failed(self, exc: OSError) -> None:

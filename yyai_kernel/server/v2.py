@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from tornado import web
 
-from .. import v2codec
-from ..errors import InvalidInputError
+from .. import restparse, v2codec
+from ..restparse import INLINE_BODY_BYTES
 from ..types import check_name, parse_version
 from .base import BodyHandler, YyaiHandler, public_if
 from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
 
-INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
 
 
 def decode_inline(batching: bool, size: int, encoded: bool = False) -> bool:
@@ -101,8 +100,7 @@ class InferHandler(BodyHandler):
         dataplane = self.dataplane
 
         def submit():
-            request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
-            return dataplane.infer(name, version, request)
+            return dataplane.infer(name, version, v2codec.read_http_request(raw, encoding, header_length, limit))
 
         inline = decode_inline(dataplane.batches(name, version), len(raw), bool(encoding))
         pending = await self.run(submit, inline=inline)
@@ -123,12 +121,7 @@ class RepositoryIndexHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
-        options = self.json_body(self.body, required=False) or {}
-        if not isinstance(options, dict):
-            raise InvalidInputError("The body must be a JSON object, such as {\"ready\": true}.")
-        only_ready = options.get("ready", False)
-        if not isinstance(only_ready, bool):
-            raise InvalidInputError("'ready' must be true or false.")
+        only_ready = restparse.repository_index_options(self.body)
         index = await self.run(self.dataplane.repository_index, only_ready)
         self.reply([entry.to_json() for entry in index])
 
@@ -145,10 +138,7 @@ class RepositoryLoadHandler(BodyHandler):
     @web.authenticated
     async def post(self, name):
         self.label_model(name)
-        options = self.json_body(self.body, required=False) or {}
-        params = options.get("parameters") if isinstance(options, dict) else None
-        if not isinstance(options, dict) or (params is not None and not isinstance(params, dict)):
-            raise InvalidInputError("The body must be a JSON object.")
+        params = restparse.repository_load_parameters(self.body)
         status = await self.run(self.dataplane.repository_load, name, params, manage=True)
         self.metric_version = str(status.default or "")
         self.reply(status.to_json())
@@ -162,9 +152,7 @@ class RepositoryUnloadHandler(BodyHandler):
     @web.authenticated
     async def post(self, name):
         self.label_model(name)
-        options = self.json_body(self.body, required=False) or {}
-        if not isinstance(options, dict):
-            raise InvalidInputError("The body must be a JSON object.")
+        restparse.repository_unload_options(self.body)
         status = await self.run(self.dataplane.unload, name, manage=True)
         self.reply(status.to_json())
 
