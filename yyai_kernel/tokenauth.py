@@ -35,6 +35,11 @@ def same_token(sent: str | None, token: str) -> bool:
     return sent is not None and hmac.compare_digest(sent.encode(), token.encode())
 
 
+def authorization_matches(authorization: str | None, token: str | None) -> bool:
+    """Whether an authorization value, ``token T`` or ``Bearer T``, carries ``token`` (constant time)."""
+    return bool(token) and same_token(sent_token(authorization, None) if authorization else None, token)
+
+
 def refusal(authorization: str | None, query_token: str | None) -> str:
     """The 401 message: a wrong token and a missing one need different fixes."""
     return INVALID if (authorization or query_token) else MISSING

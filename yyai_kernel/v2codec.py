@@ -155,6 +155,19 @@ class RepositoryEntry:
         return {"name": self.name, "version": self.version, "state": self.state, "reason": self.reason}
 
 
+# --- health ---------------------------------------------------------------------------
+
+LIVE = {"live": True}
+"""The body of ``GET /v2/health/live`` (KServe's REST client reads it; Triton's clients read only the status)."""
+READY = {"ready": True}
+"""The body of ``GET /v2/health/ready`` once the server is ready."""
+
+
+def model_ready_body(name: str) -> dict:
+    """The body of ``GET /v2/models/{name}[/versions/{v}]/ready`` when that version serves."""
+    return {"name": name, "ready": True}
+
+
 # --- request -------------------------------------------------------------------------
 
 

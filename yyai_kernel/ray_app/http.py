@@ -129,11 +129,6 @@ def reply(body, status: int = 200) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
 
 
-def empty_ok() -> Response:
-    """The v2 health and ready replies: 200 with an empty body."""
-    return Response(b"", 200, media_type="text/plain")
-
-
 def error_reply(status: int, body: dict, headers: dict | None = None) -> Response:
     headers = dict(headers or {})
     if status == 401:

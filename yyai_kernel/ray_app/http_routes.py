@@ -13,9 +13,9 @@ import os
 from starlette.requests import Request
 from starlette.routing import Route
 
-from yyai_kernel import restparse
+from yyai_kernel import restparse, v2codec
 from yyai_kernel.multipart import extract_archive_part
-from yyai_kernel.ray_app.http import RestApi, empty_ok, infer, model_path, reply
+from yyai_kernel.ray_app.http import RestApi, infer, model_path, reply
 from yyai_kernel.restparse import flag, json_body, version_body
 from yyai_kernel.types import check_name, parse_version
 
@@ -28,18 +28,19 @@ def v2_routes(api: RestApi) -> list[Route]:
         return reply(plane.server_metadata().to_json())
 
     async def live(request: Request):
-        return empty_ok()
+        return reply(v2codec.LIVE)
 
     async def ready(request: Request):
         plane.check_ready()
-        return empty_ok()
+        return reply(v2codec.READY)
 
     async def metadata(request: Request):
         return reply((await api.run(plane.model_metadata, *model_path(request))).to_json())
 
     async def model_ready(request: Request):
-        await api.run(plane.model_ready, *model_path(request))
-        return empty_ok()
+        name, version = model_path(request)
+        await api.run(plane.model_ready, name, version)
+        return reply(v2codec.model_ready_body(name))
 
     async def inference(request: Request):
         return await infer(api, request)

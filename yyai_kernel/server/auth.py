@@ -29,10 +29,3 @@ class YyaiIdentityProvider(PasswordIdentityProvider):
             handler._token_authenticated = True
             return API_USER
         return await super().get_user(handler)
-
-
-def authorization_matches(authorization: str | None, token: str | None) -> bool:
-    """Whether an authorization value, ``token T`` or ``Bearer T``, carries ``token``
-    (constant-time compare): gRPC metadata's ``authorization`` entry, which has no handler."""
-    match = PasswordIdentityProvider.auth_header_pat.match(authorization or "")
-    return bool(match and token and hmac.compare_digest(match.group(2).encode(), token.encode()))

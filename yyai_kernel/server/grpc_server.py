@@ -42,7 +42,7 @@ from tritonclient.grpc import service_pb2_grpc
 from .. import v2grpc
 from ..dataplane import DataPlane
 from ..errors import ModelNotFoundError, ModelNotReadyError, YyaiError
-from .auth import authorization_matches
+from ..tokenauth import authorization_matches
 from .base import ServerState
 from .v2 import decode_inline
 

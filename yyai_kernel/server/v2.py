@@ -48,7 +48,7 @@ class LiveHandler(YyaiHandler):
 
     @public_if("public_health")
     def get(self):
-        self.reply({"live": True})
+        self.reply(v2codec.LIVE)
 
 
 class ReadyHandler(YyaiHandler):
@@ -57,7 +57,7 @@ class ReadyHandler(YyaiHandler):
     @public_if("public_health")
     def get(self):
         self.dataplane.check_ready()
-        self.reply({"ready": True})
+        self.reply(v2codec.READY)
 
 
 class ModelMetadataHandler(YyaiHandler):
@@ -81,7 +81,7 @@ class ModelReadyHandler(YyaiHandler):
     async def get(self, name, version=None):
         self.label_model(name, version)
         self.metric_version = str(await self.run(self.dataplane.model_ready, name, version))
-        self.reply({"name": name, "ready": True})
+        self.reply(v2codec.model_ready_body(name))
 
 
 class InferHandler(BodyHandler):
