@@ -11,6 +11,7 @@ Ray ingress while the next requests show what changed, on every ingress replica.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -120,14 +121,28 @@ def app(ray_session, store_dir, tmp_path_factory):
     serve.delete(APP)
 
 
+# The dashboard notebook's first step, printed: where its client goes and what it sees there.
+CLIENT_CHECK = {
+    "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": [
+        "import os\n", "from yyai_kernel.client import YyaiClient\n",
+        "print('CHECK', os.environ['YYAI_URL'], YyaiClient().names())\n"]}],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
 @pytest.fixture(scope="module")
-def local(store_dir, tmp_path_factory):
-    """``yyai serve`` over a copy of the same archives, with the same token and body limit."""
-    store = tmp_path_factory.mktemp("ingress-local-store")
+def local(app, store_dir, tmp_path_factory):
+    """``yyai serve`` over a copy of the same archives, with the same token and body limit; its
+    dashboard pages call the Ray endpoint (``--dashboard-api``) and run a notebook that says so."""
+    store, work = tmp_path_factory.mktemp("ingress-local-store"), tmp_path_factory.mktemp("ingress-local")
     for archive in store_dir.glob("*.yyar"):
         shutil.copy(archive, store / archive.name)
-    server = start_server(store, tmp_path_factory.mktemp("ingress-local"), token=TOKEN,
-                          args=["--max-body-bytes", str(LIMIT), "--public-health"])
+    notebook = work / "check.ipynb"
+    notebook.write_text(json.dumps(CLIENT_CHECK))
+    server = start_server(store, work, token=TOKEN,
+                          args=["--max-body-bytes", str(LIMIT), "--public-health", "--dashboard-api", app.url,
+                                "--notebook", str(notebook)])
     endpoint = Endpoint(server.url, TOKEN)
     endpoint.json("POST", "/models/digits/load", json={"version": 1})  # Ray loads any version on demand
     yield endpoint
@@ -379,3 +394,15 @@ def test_reloads_under_8_concurrent_clients_fail_no_request(app, built, store_di
     assert failures == []
     assert reloads[0] >= 5 and answered[0] > reloads[0]
     assert seen == {"alpha2", "alpha2b"}
+
+
+def test_a_yyai_serve_dashboard_calls_the_ray_endpoint(app, local):
+    """``yyai serve --dashboard-api URL``: the dashboard's kernel calls the Ray endpoint with its
+    token, and sees alpha, which only the Ray store holds (uploaded above)."""
+    from yyai_kernel.client import YyaiClient
+
+    names = YyaiClient(app.url, TOKEN).names()
+    assert "alpha" in names and "alpha" not in YyaiClient(local.url, TOKEN).names()
+    page = local.request("GET", "/", auth=False, params={"token": TOKEN})
+    assert page.status_code == 200
+    assert f"CHECK {app.url} {names}" in page.text

@@ -161,6 +161,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         "max-archive-bytes": "YyaiServer.max_archive_bytes",
         "max-image-pixels": "YyaiServer.max_image_pixels",
         "grpc-port": "YyaiServer.grpc_port",
+        "dashboard-api": "YyaiServer.dashboard_api",
         "notebook": "YyaiServer.notebook_path",
         "config": "YyaiServer.config_file",
     }, Voila.aliases)
@@ -198,6 +199,12 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
     kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
+    dashboard_api = Unicode("", config=True,
+                            help="The REST API the dashboard pages call instead of this server's own, such as "
+                            "a `yyai ray` endpoint (http://head:8000); its token is dashboard_api_token.")
+    dashboard_api_token = Unicode("", config=True,
+                                  help="The token of --dashboard-api (default: this server's token).").tag(
+        help_default="this server's token")
     verbose = Bool(False, config=True, help=VERBOSE_HELP)
 
     @default("token")
@@ -341,7 +348,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         self.http_server = HTTPServer(self.app, max_body_size=self.max_body_bytes, xheaders=False)
         self.http_server.add_sockets(sockets)
         token = self.identity_provider.token
-        self.kernel_manager.extra_env = {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
+        self.kernel_manager.extra_env = self.dashboard_env(token)
         self.ioloop = IOLoop.current()
         loop = asyncio.get_event_loop()
         self.grpc_server = None
@@ -369,6 +376,12 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.log.critical("yyai: cannot serve gRPC on %s port %s: %s", self.ip, self.grpc_port, error)
             self.exit(1)
         return server
+
+    def dashboard_env(self, token: str | None) -> dict:
+        """What the dashboard kernels call: this server's REST API, or ``--dashboard-api`` (a Ray endpoint)."""
+        if self.dashboard_api:
+            return {"YYAI_URL": self.dashboard_api.rstrip("/"), "YYAI_TOKEN": self.dashboard_api_token or token or ""}
+        return {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
 
     def _bind(self) -> list:
         last_error = None
