@@ -11,6 +11,7 @@ Ray ingress while the next requests show what changed, on every ingress replica.
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import threading
@@ -105,18 +106,15 @@ def app(ray_session, store_dir, tmp_path_factory):
                            ray_session.serve_port)
     deployed = ray_session.serve_cli("deploy", str(config))
     assert deployed.returncode == 0, deployed.stderr[-3000:]
-    endpoint = Endpoint(ray_session.serve_url, TOKEN)
     deadline = time.monotonic() + 600
-    while True:
-        try:
-            if endpoint.request("GET", "/v2/health/ready", timeout=10).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
+    while True:  # every replica running, and every ingress replica done loading the defaults
         status = serve.status().applications.get(APP)
         assert status is None or status.status not in ("DEPLOY_FAILED", "UNHEALTHY"), status
+        if status is not None and status.status == "RUNNING" and all(s["ready"] for s in ingress_states()):
+            break
         assert time.monotonic() < deadline, f"the application never became ready: {status}"
         time.sleep(1.0)
+    endpoint = Endpoint(ray_session.serve_url, TOKEN)
     yield endpoint
     serve.delete(APP)
 
@@ -405,4 +403,4 @@ def test_a_yyai_serve_dashboard_calls_the_ray_endpoint(app, local):
     assert "alpha" in names and "alpha" not in YyaiClient(local.url, TOKEN).names()
     page = local.request("GET", "/", auth=False, params={"token": TOKEN})
     assert page.status_code == 200
-    assert f"CHECK {app.url} {names}" in page.text
+    assert f"CHECK {app.url} {names}" in html.unescape(page.text)

@@ -27,6 +27,7 @@ from pathlib import Path
 APP_NAME = "yyai"
 TOKEN_ENV = "YYAI_TOKEN"
 LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+LOCAL_START_ATTEMPTS = 3
 TARGET_ONGOING_REQUESTS = 16  # half a batch in flight per model replica (see deploy/ray/serve_config.yaml)
 
 
@@ -101,7 +102,10 @@ def serve_on_ray(options: RayOptions, echo=print) -> None:
     given = options.token or os.environ.get(TOKEN_ENV)
     token = None if options.no_token else (given or secrets.token_hex(24))
     started = address is None
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    if started:
+        _start_local_ray(ray)
+    else:
+        ray.init(address=address, log_to_driver=False)
     try:
         serve.start(http_options={"host": options.host, "port": options.port})
         serve.run(application(args, token=token, model_options=options.model_options()),
@@ -117,6 +121,20 @@ def serve_on_ray(options: RayOptions, echo=print) -> None:
             if started:
                 serve.shutdown()
                 ray.shutdown()
+
+
+def _start_local_ray(ray, attempts: int = LOCAL_START_ATTEMPTS) -> None:
+    """A single-machine Ray, retried: on a busy small machine the raylet can give up waiting
+    for its dashboard agent (a fixed 15 s, ray-project/ray#65983); a failed start leaves
+    nothing running."""
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False)
+            return
+        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+            ray.shutdown()
+            if attempt == attempts:
+                raise
 
 
 def _wait_for_signal() -> None:

@@ -68,9 +68,10 @@ class Ingress:
         return self.registry.apply(change)
 
     def state(self) -> dict:
-        """What this replica serves when no version is named: ``{"defaults", "pins", "unloaded"}``."""
+        """What this replica serves: ``{"ready", "defaults", "pins", "unloaded"}`` (ready: its
+        start-up load finished; defaults: the version that answers when none is named)."""
         store = self.registry.store
-        return {"defaults": {name: store.default_version(name) for name in store.names()},
+        return {"ready": self.plane.ready, "defaults": {name: store.default_version(name) for name in store.names()},
                 "pins": store.pins(), "unloaded": sorted(self.registry.unloaded())}
 
     def _announce(self, change: StateChange) -> int:
