@@ -20,7 +20,7 @@ from .config import ServingConfig
 from .errors import ModelNotFoundError, ModelNotReadyError
 from .store import ArchiveRecord
 from .types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    VersionDescription, VersionStatus, parse_version)
+                    VersionDescription, parse_version)
 
 
 @runtime_checkable
@@ -40,7 +40,7 @@ class ModelRegistry(Protocol):
 
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
 
-    def version_status(self, name: str, version: int | None = None) -> VersionStatus: ...
+    def resolve_version(self, name: str, version: int | str | None = None) -> int: ...
 
     def record(self, name: str, version: int | None = None) -> ArchiveRecord: ...
 

@@ -171,10 +171,6 @@ class RayRegistry:
                 continue
         return ServerStatus(models, problems, self.store.state_error)
 
-    def version_status(self, name: str, version=None) -> VersionStatus:
-        version = self.resolve_version(name, version)
-        return self._model_status(name, self.replicas.snapshot()).versions[version]
-
     def _model_status(self, name: str, snapshot: ReplicaSnapshot) -> ModelStatus:
         records = {v: self.store.record(name, v) for v in self._versions(name)}
         if not records:
