@@ -12,8 +12,9 @@ nothing about time. One run:
    and installs Debian's ``wrk`` if it is missing.
 3. Runs the servers one after another on 127.0.0.1, in rounds (A B A B ...), so that drift
    of the machine shows up as spread, not bias: yyai (batching on and off; v2 infer and
-   ``/predictions``; one process and ``--workers 2``), Flask + ``model.predict()``, PyTriton,
-   MLServer, TorchServe, Ray Serve.
+   ``/predictions``; one process and ``--workers 2``), yyai on Ray Serve (``yyai ray``: the
+   same API on a local Ray, one ingress and one model replica), Flask + ``model.predict()``,
+   PyTriton, MLServer, TorchServe, Ray Serve.
    For each server and model: exact p50/p99 at concurrency 1 (an aiohttp client in its own
    process), throughput and p99 at concurrency 8 and 32 (``wrk -t1`` with a Lua script), the
    load generator's CPU, the server's peak RSS (psutil over its whole process tree) and its
@@ -25,8 +26,8 @@ nothing about time. One run:
 5. Reload under load, for yyai and every peer that can reload a model while serving: 16
    clients for 60 s with a reload every 3 s; failed requests, p99 during reloads against
    steady-state p99, and RSS after 100 reloads.
-6. Writes ``bench/.work/compare/results.json``, the ``## Peer comparison`` and ``## Peer comparison
-   over v2 gRPC`` sections of ``bench/RESULTS.md`` and the plots
+6. Writes ``bench/.work/compare/results.json``, the ``## Peer comparison``, ``## Peer comparison
+   over v2 gRPC`` and ``## yyai on Ray Serve`` sections of ``bench/RESULTS.md`` and the plots
    ``bench/plots/latency_cdf_c1.png`` and ``bench/plots/throughput_vs_concurrency.png``.
 
 Usage::
@@ -36,11 +37,13 @@ Usage::
     python bench/compare.py --setup-only          # only build the peer venvs
     python bench/compare.py --report-only         # redraw the report from results.json
     python bench/compare.py --endpoints grpc --no-reload   # only the gRPC rows
+    python bench/compare.py --peers yyai,yyai-ray,ray --endpoints v2,predictions --no-reload  # the Ray rows
 
 A run of a subset of servers (``--peers``, ``--endpoints``, ``--no-reload``) leaves the committed
 report alone: it writes ``bench/.work/compare/results-partial.json``, ``RESULTS.partial.md`` and
-``plots/`` there. One exception: a run that measured gRPC on every server that speaks it
-rewrites the gRPC section of ``bench/RESULTS.md`` (its own section, complete by itself).
+``plots/`` there. Two exceptions: a run that measured gRPC on every server that speaks it
+rewrites the gRPC section of ``bench/RESULTS.md``, and a run of yyai, yyai on Ray Serve and the
+plain Ray Serve peer rewrites the ``yyai on Ray Serve`` section (each complete by itself).
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
 from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client  # noqa: E402
 
-ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "flask", "pytriton", "mlserver", "torchserve", "ray"]
+ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "yyai-ray", "flask", "pytriton", "mlserver", "torchserve", "ray"]
+RAY_ROWS = ["yyai", "yyai-ray", "ray"]  # the "yyai on Ray Serve" section: its own rows, complete by themselves
 RELOADABLE = ["yyai", "yyai-workers2", "mlserver", "pytriton", "torchserve"]
 ENDPOINTS = ["v2", "predictions", "grpc"]  # REST v2 infer, yyai's image route, v2 gRPC ModelInfer
 MODELS = ["digits", "cnn64"]
@@ -370,6 +374,22 @@ class YyaiWorkers(Yyai):
     workers = 2
 
 
+class YyaiRay(Yyai):
+    """``yyai ray``: the same store and REST API on a local Ray Serve (it starts its own Ray),
+    one ingress replica and one model replica, as the plain Ray Serve peer runs one replica
+    per model. A request crosses one more process than on that peer: proxy, ingress, model."""
+
+    name = "yyai-ray"
+    endpoints = ("v2", "predictions")
+
+    def env_extra(self):
+        return {"RAY_worker_niceness": "0", "RAY_DEDUP_LOGS": "0"}
+
+    def command(self) -> list[str]:
+        return [str(YYAI_PY.parent / "yyai"), "ray", "--store", str(WORK / "store"), "--port", str(self.port),
+                "--token", TOKEN, "--replicas", "1"]
+
+
 _HAS_SERVE: list[bool] = []
 
 
@@ -548,7 +568,8 @@ class Ray(Server):
         return self.v2_target(model)
 
 
-SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiWorkers, YyaiNoBatch, Flask, PyTriton, MLServer, TorchServe, Ray)}
+SERVER_CLASSES = {c.name: c for c in (Yyai, YyaiWorkers, YyaiNoBatch, YyaiRay, Flask, PyTriton, MLServer, TorchServe,
+                                           Ray)}
 GRPC_SERVERS = [name for name, c in SERVER_CLASSES.items() if "grpc" in c.endpoints]
 
 
@@ -774,7 +795,7 @@ def versions(servers: list[str]) -> dict:
     v = {}
     import importlib.metadata as md
 
-    for dist in ("yyai", "tensorflow", "keras", "tornado", "voila"):
+    for dist in ("yyai", "tensorflow", "keras", "tornado", "voila", "ray"):
         try:
             v[f"yyai venv: {dist}"] = md.version(dist)
         except md.PackageNotFoundError:
@@ -869,6 +890,9 @@ def main() -> None:
     report.write(results, md, plots)
     if not results["complete"] and "grpc" in args.endpoints and set(servers) >= set(GRPC_SERVERS):
         report.write_grpc(results, RESULTS_MD)  # every gRPC row: its own section is complete
+        md = RESULTS_MD
+    if not results["complete"] and "v2" in args.endpoints and set(servers) >= set(RAY_ROWS):
+        report.write_ray(results, RESULTS_MD)  # yyai serve, yyai on Ray, plain Ray: its own section is complete
         md = RESULTS_MD
     log(f"done in {results['elapsed_s'] / 60:.1f} min: {md.relative_to(ROOT)}, plots in {plots.relative_to(ROOT)}/")
 

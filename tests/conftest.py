@@ -118,3 +118,6 @@ def packed(models, tmp_path_factory):
     return pack(name="toy", version=1, models=[models.tiny_keras, models.tiny_h5], input_spec=INPUT_SPEC,
                 output_spec=OUTPUT_SPEC, description="tiny test model",
                 out_dir=tmp_path_factory.mktemp("packed"))
+
+
+from raycluster import ray_session  # noqa: E402,F401 - the one local Ray of the session (Ray tests)

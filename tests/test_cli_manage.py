@@ -105,5 +105,7 @@ def test_an_install_says_which_version_stays_the_default(store, tmp_path):
 def test_predict_in_process_on_a_store(store):
     out = yyai("predict", "digits:1", SAMPLES / "digit-3.png", "--store", store, "--top", "2").stdout
     assert "digits v1" in out and "digit-3.png" in out
-    refused = yyai("predict", "digits:one", SAMPLES / "digit-3.png", "--store", store, check=False)
+    refused = yyai("predict", "digits:1.5", SAMPLES / "digit-3.png", "--store", store, check=False)
     assert refused.returncode == 1 and "positive integer" in refused.stderr
+    unknown = yyai("predict", "digits:one", SAMPLES / "digit-3.png", "--store", store, check=False)  # a label
+    assert unknown.returncode == 1 and "no label 'one'" in unknown.stderr

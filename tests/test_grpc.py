@@ -268,8 +268,10 @@ def test_unknown_models_and_versions_are_not_found(client):
     assert "No model named 'nosuch'" in _refused(lambda: client.get_model_metadata("nosuch", headers=AUTH)).message()
     bad_name = _refused(lambda: client.infer("../etc", _grpc_inputs(x), headers=AUTH))
     assert bad_name.status() == "StatusCode.INVALID_ARGUMENT"
-    bad_version = _refused(lambda: client.get_model_metadata("alpha", "one", headers=AUTH))
+    bad_version = _refused(lambda: client.get_model_metadata("alpha", "1.5", headers=AUTH))
     assert bad_version.status() == "StatusCode.INVALID_ARGUMENT"
+    unknown_label = _refused(lambda: client.get_model_metadata("alpha", "one", headers=AUTH))  # a label's syntax
+    assert unknown_label.status() == "StatusCode.NOT_FOUND" and "no label 'one'" in unknown_label.message()
 
 
 def test_a_message_over_the_body_limit_is_refused(client, server):

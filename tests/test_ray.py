@@ -1,19 +1,16 @@
 """The Ray Serve model deployment on a real local Ray: 2 CPUs, loopback only, token auth on.
 
-One Ray instance serves the whole test session (starting one costs tens of seconds on two
-cores), and this module deploys one application: two replicas of the model deployment over
+One Ray instance serves the whole test session (``tests/raycluster.py``; starting one costs
+tens of seconds on two cores), and this module deploys one application: two replicas of the model deployment over
 a temporary store of real archives whose models give different outputs. Requests go through
 real deployment handles; expected outputs come from the Keras models called directly.
 """
 
 from __future__ import annotations
 
-import secrets
-import socket
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 import yaml
 
@@ -22,47 +19,6 @@ from builders import install, pack_models, reference, sample_inputs
 X = sample_inputs(6)
 APP = "yyai-models"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_ray(ray, attempts: int = 3) -> None:
-    """ray.init on 2 CPUs, retried: on a loaded 2-core machine the raylet can give up on its
-    dashboard agent, whose port file it awaits for a fixed 15 s (ray/util/port_persistence.h);
-    a failed start leaves no process behind."""
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            return
-        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
-            if attempt == attempts:
-                raise
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray and Serve for the session; every address on 127.0.0.1."""
-    with pytest.MonkeyPatch.context() as env:
-        # Ray's switch for a single-machine Ray: the node address stays 127.0.0.1 instead of
-        # the machine's outward address (read when ray is first imported).
-        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        env.setenv("RAY_AUTH_MODE", "token")  # the token lives in the environment, not in ~/.ray
-        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        import ray
-        from ray import serve
-
-        start_ray(ray)
-        serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
-        try:
-            yield ray
-        finally:
-            serve.shutdown()
-            ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +78,13 @@ def replica_stats(handle) -> list:
     return handle.broadcast("stats").results()
 
 
-def test_ray_listens_on_loopback_only(ray_session):
-    """Every socket that this session's Ray processes listen on is bound to 127.0.0.1."""
-    assert ray_session.util.get_node_ip_address() == "127.0.0.1"
-    pids = {p.pid for p in psutil.Process().children(recursive=True)}
-    listening = [c for c in psutil.net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN and c.pid in pids]
+def test_ray_listens_on_loopback_only(models, ray_session):
+    """Every socket that this session's Ray processes listen on is bound to 127.0.0.1, the
+    model replicas' inter-deployment gRPC servers included (keep_replica_grpc_on_loopback)."""
+    assert ray_session.ray.util.get_node_ip_address() == "127.0.0.1"
+    listening = ray_session.listening_addresses()
     assert listening, "no Ray listener found"
-    assert {c.laddr.ip for c in listening} <= {"127.0.0.1", "::ffff:127.0.0.1"}
+    assert listening <= {"127.0.0.1", "::ffff:127.0.0.1"}
 
 
 def test_concurrent_requests_for_two_models_never_share_a_batch(models, store_dir, archives):
@@ -182,7 +137,7 @@ def test_lru_evicts_above_max_models(models, store_dir, archives):
 def test_stale_model_id_is_refused_not_served(models, store_dir, archives):
     """An id whose sha256 the store no longer holds for that version fails with
     StaleModelIdError (409); the id of the new content serves the new content."""
-    from yyai_kernel.ray_app import StaleModelIdError
+    from yyai_kernel.errors import StaleModelIdError
 
     old = model_id(store_dir, "delta")
     install(archives["delta_b"][0], store_dir, "delta-1.yyar")  # same name and version, new bytes
@@ -211,13 +166,13 @@ def test_serve_config_matches_the_builder():
     """deploy/ray/serve_config.yaml validates against Ray's schema and the builder's args."""
     from ray.serve.schema import ServeDeploySchema
 
-    from yyai_kernel.ray_app import DEPLOYMENT_NAME, AppArgs
+    from yyai_kernel.ray_app import DEPLOYMENT_NAME, INGRESS_NAME, AppArgs
 
     config = yaml.safe_load((REPO / "deploy/ray/serve_config.yaml").read_text())
     schema = ServeDeploySchema.parse_obj(config)
     (app,) = schema.applications
     assert app.import_path == "yyai_kernel.ray_app:build_app"
     AppArgs.model_validate(app.args)
-    assert [d.name for d in app.deployments] == [DEPLOYMENT_NAME]
+    assert sorted(d.name for d in app.deployments) == sorted([INGRESS_NAME, DEPLOYMENT_NAME])
     assert schema.http_options.host == "127.0.0.1"
     assert AppArgs.model_validate({"store": "/s", "trusted": "a,b"}).trusted == ["a", "b"]

@@ -11,7 +11,6 @@ import gc
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil

@@ -37,7 +37,7 @@ from .config import ServingConfig
 from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError, YyaiError
 from .images import preprocess
 from .operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
-from .registry import Registry
+from .registries import ModelRegistry
 from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
 from .traffic import Plan, TrafficRouter
 from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
@@ -69,14 +69,15 @@ def _version() -> str:
 
 
 class DataPlane:
-    """The operations of yyai over one :class:`Registry`.
+    """The operations of yyai over one registry: any :class:`~yyai_kernel.registries.ModelRegistry`
+    (the in-process :class:`~yyai_kernel.registry.Registry`, or ``RayRegistry`` on a Ray cluster).
 
     ``ready`` turns true once the server's start-up load finished (``mark_ready``); until
     then the server answers not-ready, and requests for a model still loading are told
     to retry.
     """
 
-    def __init__(self, registry: Registry, config: ServingConfig | None = None, *, peers: Peers | None = None,
+    def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
                  worker: int = 0):
         self.registry = registry
         self.config = config or registry.config

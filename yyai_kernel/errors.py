@@ -8,6 +8,9 @@ wrong and, where it helps, what to do about it.
 
 from __future__ import annotations
 
+INTERNAL_ERROR = "Internal server error; the server log has the details."
+"""The whole reply to a failure that is not a YyaiError: the traceback goes to the log, never to the client."""
+
 
 class YyaiError(Exception):
     """Base class of every error yyai raises on purpose."""
@@ -91,6 +94,11 @@ class ConflictError(YyaiError):
     """The store already holds this name and version, or two archives claim it."""
 
     status = 409
+
+
+class StaleModelIdError(ConflictError):
+    """A model id (``name:version:sha256``, the Ray model deployment's) names content that the
+    store no longer holds for that name and version; the caller resolves the id again."""
 
 
 class StoreWriteError(YyaiError):

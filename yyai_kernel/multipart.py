@@ -10,6 +10,8 @@ other fields are ignored. Malformed bodies are an ``InvalidInputError`` (400).
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable
 
@@ -98,3 +100,44 @@ def file_chunks(handle: BinaryIO) -> Iterable[bytes]:
     """A file's bytes, a chunk at a time."""
     while chunk := handle.read(CHUNK):
         yield chunk
+
+
+class _Discard:
+    """A sink for the file parts after the first: an upload carries one archive."""
+
+    def write(self, data) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
+    """Copy the first file part of a spooled multipart body into its own temporary file."""
+    if os.path.getsize(path) == 0:
+        raise InvalidInputError("The upload is empty; attach the .yyar archive.")
+    created: list[str] = []
+    sinks: list = []
+
+    def open_sink(_filename: str):
+        if created:
+            sinks.append(_Discard())
+        else:
+            fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=".yyar", dir=out_dir)
+            created.append(out_path)
+            sinks.append(os.fdopen(fd, "wb"))
+        return sinks[-1]
+
+    try:
+        with open(path, "rb") as body:
+            files = read_files(content_type, file_chunks(body), open_sink=open_sink, max_files=1)
+    except BaseException:
+        for out_path in created:
+            os.unlink(out_path)
+        raise
+    finally:
+        for sink in sinks:
+            sink.close()
+    if not files:
+        raise InvalidInputError("The multipart upload holds no file; attach the .yyar archive as a file field.")
+    return created[0]

@@ -16,7 +16,6 @@ are coalesced. Predictions take no lock beyond reading a reference. The order is
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,11 +24,12 @@ from pathlib import Path
 
 from .archive import read_manifest, verify
 from .config import ServingConfig, serving_config
-from .errors import ModelNotFoundError, ModelNotReadyError, YyaiError
+from .errors import ModelNotFoundError, YyaiError
+from .registries import resolve_version, unknown_name
 from .rollout import TrafficPolicy
 from .store import ArchiveRecord, ModelStore
 from .types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    StoreProblemInfo, VersionDescription, VersionState, parse_version, parse_version_ref)
+                    StoreProblemInfo, VersionDescription, VersionState, parse_version)
 from .versions import LoadSettings, ModelVersions, StatsObserver, VersionSlot
 from .defaults import DefaultVersions, default_reason
 from .watch import StoreWatcher
@@ -98,24 +98,12 @@ class Registry:
 
     def resolve_version(self, name: str, version: int | str | None = None) -> int:
         """The version a request means: the given one (checked), the one a label names, or the default."""
-        version = parse_version_ref(version)
         with self._lock:
             known = set(self._store_versions(name))
             if name in self._models:
                 known |= set(self._models[name].slots)
-            if not known:
-                raise ModelNotFoundError(unknown_name(name, self.names()))
-            if version is None:
-                default = self._defaults.get(name)
-                if default is None:
-                    raise ModelNotReadyError(f"Model {name!r} has no version in the store.")
-                return default
-            label, version = (version, self.store.label(name, version)) if isinstance(version, str) else (None, version)
-            if version not in known:
-                named = f"label {label!r} points at version {version}, which it lacks" if label else \
-                    f"no version {version}"
-                raise ModelNotFoundError(f"Model {name!r} has {named}; it has {sorted(known)}.")
-            return version
+            return resolve_version(name, version, known, self._defaults.get(name), self.names,
+                                   lambda label: self.store.label(name, label))
 
     # --- predicting ---------------------------------------------------------------------
 
@@ -450,10 +438,3 @@ def _each(names: list[str], work) -> dict:
                 results[name] = ModelError(name, error.message)
     return results
 
-
-def unknown_name(name: str, names: list[str]) -> str:
-    """The 404 message for a model name nobody knows: the closest name, or the list."""
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else (f" The models are: {', '.join(names)}." if names else
-                                                          " The store holds no models yet.")
-    return f"No model named {name!r}.{hint}"

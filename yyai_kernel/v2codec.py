@@ -156,6 +156,19 @@ class RepositoryEntry:
         return {"name": self.name, "version": self.version, "state": self.state, "reason": self.reason}
 
 
+# --- health ---------------------------------------------------------------------------
+
+LIVE = {"live": True}
+"""The body of ``GET /v2/health/live`` (KServe's REST client reads it; Triton's clients read only the status)."""
+READY = {"ready": True}
+"""The body of ``GET /v2/health/ready`` once the server is ready."""
+
+
+def model_ready_body(name: str) -> dict:
+    """The body of ``GET /v2/models/{name}[/versions/{v}]/ready`` when that version serves."""
+    return {"name": name, "ready": True}
+
+
 # --- request -------------------------------------------------------------------------
 
 
@@ -177,6 +190,13 @@ def decode_content(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise PayloadTooLargeError(f"The decompressed body exceeds the limit of {max_bytes:,} bytes.")
     return out
+
+
+def read_http_request(body: bytes, encoding: str | None, header_length: str | None,
+                      max_bytes: int) -> InferRequest:
+    """An HTTP request's inference request: its ``Content-Encoding`` undone (inflated size capped
+    at ``max_bytes``), then parsed as JSON or JSON plus binary tensors."""
+    return parse_infer_request(decode_content(body, encoding, max_bytes), header_length)
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:

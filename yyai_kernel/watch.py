@@ -1,7 +1,8 @@
 """StoreWatcher: notice archives that appear, change or go in the store folder.
 
-It polls the folder's listing (name, size, mtime of every ``*.yyar``) every few
-seconds. Polling, rather than inotify, also works for a store on NFS or a mounted
+It polls the folder's listing (name, size, mtime of every ``*.yyar``, and of the state
+file ``.yyai-state.json``, so that a pin written by another process is noticed too) every
+few seconds. Polling, rather than inotify, also works for a store on NFS or a mounted
 volume, which is where a store lives on a cluster. The callback runs on the watcher's
 own daemon thread; an error in it is logged and the watcher carries on.
 """
@@ -12,6 +13,8 @@ import logging
 import threading
 from pathlib import Path
 from typing import Callable
+
+from .store import STATE_FILE
 
 log = logging.getLogger("yyai.registry")
 
@@ -47,12 +50,16 @@ class StoreWatcher:
 
 
 def folder_signature(root: Path) -> frozenset:
-    """(name, size, mtime) of every archive in the folder."""
+    """(name, size, mtime, inode) of every archive in the folder and of its state file.
+
+    The inode counts because the store replaces files atomically (``os.replace``): a
+    rewrite within the file system's mtime resolution still changes it.
+    """
     signature = set()
-    for path in Path(root).glob("*.yyar"):
+    for path in [*Path(root).glob("*.yyar"), Path(root) / STATE_FILE]:
         try:
             stat = path.stat()
         except OSError:
             continue
-        signature.add((path.name, stat.st_size, stat.st_mtime_ns))
+        signature.add((path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino))
     return frozenset(signature)

@@ -1,7 +1,8 @@
 """Turns compare.py's results.json into the peer sections of bench/RESULTS.md and the two PNG plots.
 
-Two sections: ``## Peer comparison`` (REST: v2 infer and yyai's /predictions, with the plots)
-and ``## Peer comparison over v2 gRPC`` (the servers that speak gRPC, with tritonclient.grpc).
+Three sections: ``## Peer comparison`` (REST: v2 infer and yyai's /predictions, with the plots),
+``## Peer comparison over v2 gRPC`` (the servers that speak gRPC, with tritonclient.grpc) and
+``## yyai on Ray Serve`` (yyai serve, the same API on Ray Serve, and plain Ray Serve: the hop's cost).
 
 Runs in yyai's venv (matplotlib). Kept apart from the measuring code so that
 ``compare.py --report-only`` can redraw a report without measuring again.
@@ -19,6 +20,7 @@ LABELS = {
     "yyai": "yyai (batching)",
     "yyai-workers2": "yyai --workers 2 (batching)",
     "yyai-nobatch": "yyai (no batching)",
+    "yyai-ray": "yyai on Ray Serve",
     "flask": "Flask + model.predict()",
     "pytriton": "PyTriton (Triton)",
     "mlserver": "MLServer",
@@ -117,12 +119,19 @@ def write(results: dict, md_path: Path, plots_dir: Path) -> None:
     draw_throughput(results, plots_dir / "throughput_vs_concurrency.png")
     replace_section(markdown(results, md_path, plots_dir), md_path)
     write_grpc(results, md_path)
+    write_ray(results, md_path)
 
 
 def write_grpc(results: dict, md_path: Path) -> None:
     """The gRPC section, when the run measured gRPC at all."""
     if grpc_servers(results):
         replace_section(grpc_markdown(results), md_path)
+
+
+def write_ray(results: dict, md_path: Path) -> None:
+    """The Ray section, when the run measured yyai on Ray Serve."""
+    if "yyai-ray" in results["servers"]:
+        replace_section(ray_markdown(results), md_path)
 
 
 def latency_table(results: dict, model: str, rows: list[tuple[str, str, str]], ref_endpoint: str) -> list[str]:
@@ -485,3 +494,58 @@ def gaps(results: dict) -> list[str]:
             lines.append(f"  Why: {WHY[kind]}")
             lines.append(f"  What would close it: {CLOSE[kind]}")
     return lines
+
+
+RAY_SERVERS = ["yyai", "yyai-ray", "ray"]
+
+
+def ray_markdown(results: dict) -> str:
+    """``## yyai on Ray Serve``: yyai serve, yyai on Ray and plain Ray Serve side by side; the hop's cost."""
+    m, st = results["machine"], results["settings"]
+    servers = [s for s in RAY_SERVERS if s in results["servers"]]
+    lines = [
+        "## yyai on Ray Serve", "",
+        f"Measured {results['date']} by `bench/compare.py --peers yyai,yyai-ray,ray` (part of `make bench`) on "
+        f"{m['cpu']}, {m['nproc']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}, Python {m['python']} "
+        f"(load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; the machine is shared "
+        "with other jobs, so the spread is wide).", "",
+        "The same models, bodies, clients and settings as the peer comparison, one server after another in "
+        f"{st['rounds']} round(s), {st['seconds']} s a cell after a {st['warmup']} s warm-up. *yyai on Ray Serve* "
+        "is `yyai ray --replicas 1` (it starts its own local Ray on 2 CPUs): Serve's HTTP proxy, one ingress "
+        "replica (the REST API over the data plane) and one model replica (both archives, multiplexed by "
+        "`name:version:sha256`, `@serve.batch` of 32 rows, 2 ms). *Ray Serve* is the plain peer: the proxy and "
+        "one deployment per model, `@serve.batch` 32, 2 ms. yyai on Ray crosses one process more per request "
+        "(proxy, ingress, model replica) and adds yyai's work in the ingress (token, version resolution, v2 "
+        "parsing and encoding); *yyai* is `yyai serve`, one process. Ratios are to yyai serve.", "",
+        "| component | version |", "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in results["versions"].items() if k.startswith("yyai venv") or "ray" in k]
+    rows = [(s, "v2", LABELS[s] + (" v2 infer" if s.startswith("yyai") else "")) for s in servers]
+    rows += [(s, "predictions", LABELS[s] + " /predictions (PNG)") for s in servers if s.startswith("yyai")]
+    for model in MODELS:
+        lines += ["", f"### `{model}` on Ray", ""] + latency_table(results, model, rows, "v2")
+    lines += ["", "### The cost of the extra hop", "",
+              "Median latency at concurrency 1 (one request at a time, so no batching and no queueing): "
+              "yyai on Ray Serve minus plain Ray Serve is the ingress hop plus yyai's own request handling; "
+              "minus yyai serve is what moving the same API onto Ray costs.", "",
+              "| model | yyai serve p50 ms | yyai on Ray p50 ms | Ray Serve p50 ms | on Ray − Ray Serve | "
+              "on Ray − yyai serve | c=32 req/s on Ray vs yyai serve |", "|---|---|---|---|---|---|---|"]
+    for model in MODELS:
+        p50 = {s: (agg(results, s, model, "v2", 1) or {}).get("p50_ms") for s in RAY_SERVERS}
+        top = {s: (agg(results, s, model, "v2", 32) or {}).get("rps") for s in RAY_SERVERS}
+
+        def minus(a, b):
+            return f"{p50[a] - p50[b]:+.2f} ms" if p50[a] is not None and p50[b] is not None else "-"
+
+        lines.append(f"| {model} | {fmt(p50['yyai'], 2)} | {fmt(p50['yyai-ray'], 2)} | {fmt(p50['ray'], 2)} | "
+                     f"{minus('yyai-ray', 'ray')} | {minus('yyai-ray', 'yyai')} | {ratio(top['yyai-ray'], top['yyai'])} |")
+    lines += ["", "| server | cold start s | peak RSS MB | load average after each round |", "|---|---|---|---|"]
+    for s in servers:
+        cold, rss = server_stat(results, s, "cold_start_s"), server_stat(results, s, "peak_rss_mb")
+        lines.append(f"| {LABELS[s]} | {spread(*cold, 1) if cold else '-'} | {spread(*rss) if rss else '-'} | "
+                     f"{loads(results, s)} |")
+    failures = [(s, r) for s in servers for r in results["servers"][s]["rounds"] if r.get("error")]
+    if failures:
+        lines += ["", "Servers that failed:", ""] + [f"- {LABELS[s]}, round {r['round']}: `{r['error']}`"
+                                                     for s, r in failures]
+    return "\n".join(lines) + "\n"

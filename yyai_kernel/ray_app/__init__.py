@@ -1,24 +1,37 @@
-"""yyai as a Ray Serve application: the same .yyar archives, multiplexed over Ray replicas.
+"""yyai as a Ray Serve application: the same .yyar archives and REST API, over Ray replicas.
 
 What: ``build_app`` is the application builder that Ray's own tools call:
 
     serve run yyai_kernel.ray_app:build_app store=/mnt/yyai-store
     serve deploy deploy/ray/serve_config.yaml
 
-Ray validates the ``args`` (``key=value`` on the command line, ``args:`` in a config file)
-into :class:`AppArgs`. Replica counts and autoscaling are Ray's deployment options: set
-them under ``deployments:`` in the config file, not here.
+and ``yyai ray`` (``launch.py``) calls it too. The application is two deployments: the
+ingress (``ingress.py``: yyai's REST API over the data plane, ``YyaiIngress``) and the
+model deployment (``models.py``: the archives' runtimes, multiplexed by model id and
+batched, ``YyaiModels``). The ``args`` (``key=value`` on the command line, ``args:`` in a
+config file) are validated into :class:`AppArgs`. Replica counts and autoscaling are Ray's
+deployment options: ``deployments:`` in the config file, or ``yyai ray --replicas N |
+--autoscale MIN:MAX``.
 
-For now the application is the model deployment alone (models.py), reached through
-deployment handles; the HTTP ingress over the data plane comes with issue #15's second part.
+The token: ``token`` in the args, else the ``YYAI_TOKEN`` environment variable where the
+builder runs (``runtime_env: env_vars:`` in a config file), else a random one that the
+builder logs; ``no_token: true`` turns authentication off. Every ingress replica gets the
+same token, since the builder picks it once.
+
 Importing this package imports Ray: only the ``ray`` extra installs it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+
 from pydantic import BaseModel, Field, field_validator
 from ray.serve import Application
 
+from yyai_kernel.config import DEFAULT_MAX_ARCHIVE_BYTES, DEFAULT_MAX_BODY_BYTES
+from yyai_kernel.ray_app.ingress import INGRESS_NAME, Ingress
 from yyai_kernel.ray_app.models import (
     DEFAULT_BATCH_WAIT_S,
     DEFAULT_MAX_BATCH_ROWS,
@@ -27,11 +40,13 @@ from yyai_kernel.ray_app.models import (
     ModelDeployment,
     ModelId,
     ReplicaStats,
-    StaleModelIdError,
 )
 
-__all__ = ["AppArgs", "DEPLOYMENT_NAME", "ModelDeployment", "ModelId", "ReplicaStats",
-           "StaleModelIdError", "build_app"]
+__all__ = ["AppArgs", "DEPLOYMENT_NAME", "INGRESS_NAME", "Ingress", "ModelDeployment", "ModelId", "ReplicaStats",
+           "application", "build_app"]
+
+log = logging.getLogger("yyai.ray")
+TOKEN_ENV = "YYAI_TOKEN"
 
 
 class AppArgs(BaseModel):
@@ -42,6 +57,11 @@ class AppArgs(BaseModel):
     max_batch_rows: int = Field(DEFAULT_MAX_BATCH_ROWS, ge=1, description="rows in one traced call")
     batch_wait_s: float = Field(DEFAULT_BATCH_WAIT_S, ge=0, description="how long a batch waits to fill")
     trusted: list[str] = Field(default_factory=list, description="models whose archives may run Lambda code")
+    token: str | None = Field(None, description="the API token (default: $YYAI_TOKEN, else a random one)")
+    no_token: bool = Field(False, description="serve without authentication")
+    public_health: bool = Field(False, description="answer /v2/health/live and /ready without a token")
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1, description="largest prediction body")
+    max_archive_bytes: int = Field(DEFAULT_MAX_ARCHIVE_BYTES, ge=1, description="largest archive upload")
 
     @field_validator("trusted", mode="before")
     @classmethod
@@ -49,10 +69,36 @@ class AppArgs(BaseModel):
         """``serve run ... trusted=a,b`` passes one string; a config file passes a list."""
         return [part for part in value.split(",") if part] if isinstance(value, str) else value
 
+    def api_token(self) -> str | None:
+        """The token every ingress replica checks (None: authentication off)."""
+        if self.no_token:
+            return None
+        token = self.token or os.environ.get(TOKEN_ENV)
+        if not token:
+            token = secrets.token_hex(24)
+            log.warning("yyai on Ray: no token given (args token or $%s); this one was generated: %s",
+                        TOKEN_ENV, token)
+        return token
 
-def build_app(args: AppArgs) -> Application:
-    """Bind the model deployment to the store and the batching and caching limits."""
-    return ModelDeployment.bind(
+
+def application(args: AppArgs, *, token: str | None, model_options: dict | None = None) -> Application:
+    """The two deployments bound together; ``model_options`` are Ray options of the model
+    deployment (``num_replicas`` or ``autoscaling_config``)."""
+    models = ModelDeployment.options(**(model_options or {})).bind(
         args.store, max_models=args.max_models, max_batch_rows=args.max_batch_rows,
         batch_wait_s=args.batch_wait_s, trusted=tuple(args.trusted),
     )
+    serving = {"trusted": list(args.trusted), "public_health": args.public_health,
+               "max_body_bytes": args.max_body_bytes, "max_archive_bytes": args.max_archive_bytes}
+    return Ingress.bind(models, args.store, token=token, serving=serving)
+
+
+def build_app(args: dict | AppArgs) -> Application:
+    """The application builder of ``serve run`` and ``serve deploy``.
+
+    Ray converts the arguments only when the annotation is the model class itself, and this
+    module's annotations are strings (``from __future__ import annotations``), so they are
+    validated here: a missing ``store`` or a wrong type fails the deploy with pydantic's message.
+    """
+    args = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    return application(args, token=args.api_token())

@@ -31,15 +31,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 from ray import serve
 
-from yyai_kernel.errors import ConflictError, InvalidInputError
+from yyai_kernel.errors import InvalidInputError, StaleModelIdError, YyaiError
+from yyai_kernel.archive import read_manifest, verify
+from yyai_kernel.ray_app.loopback import keep_replica_grpc_on_loopback
 from yyai_kernel.runtime import ArchiveRuntime, RuntimeOutput, warmup_batch_sizes
 from yyai_kernel.store import ArchiveRecord, ModelStore
 from yyai_kernel.types import check_name, parse_version
@@ -52,13 +56,6 @@ DEFAULT_MAX_BATCH_ROWS = 32
 DEFAULT_BATCH_WAIT_S = 0.002
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class StaleModelIdError(ConflictError):
-    """A model id names content that the store no longer holds for that name and version.
-
-    The caller resolves the id again from the store (the version was replaced or re-uploaded).
-    """
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,8 @@ class ReplicaStats:
     ``mixed_batches`` counts ``@serve.batch`` calls that held more than one model id (Ray
     2.54+ splits them, so it stays 0); ``overlapping_calls`` counts batched calls that
     started while a call for another model ran on this replica, which happens when Ray
-    splits one batch into concurrent sub-batches.
+    splits one batch into concurrent sub-batches. ``failures`` holds the last load error of
+    each model id whose load failed here and that is not loaded now.
     """
 
     replica_id: str
@@ -107,6 +105,7 @@ class ReplicaStats:
     rows: Mapping[str, int]
     mixed_batches: int
     overlapping_calls: int
+    failures: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -122,12 +121,13 @@ class _Counters:
     mixed_batches: int = 0
     overlapping_calls: int = 0
     running: Counter = field(default_factory=Counter)  # model id -> batched calls in flight
+    failures: dict = field(default_factory=dict)  # model id -> its last load error
 
     def snapshot(self, replica_id: str) -> ReplicaStats:
         with self.lock:
             return ReplicaStats(replica_id, tuple(self.loaded), self.loads, self.evictions,
                                 dict(self.model_calls), dict(self.rows), self.mixed_batches,
-                                self.overlapping_calls)
+                                self.overlapping_calls, dict(self.failures))
 
 
 class LoadedArchive:
@@ -181,6 +181,16 @@ def _run_group(jobs: list[_Job]) -> list[RuntimeOutput | Exception]:
         return [_run_group([job])[0] for job in jobs]
 
 
+def _verify_bytes(data: bytes, trusted: frozenset) -> str:
+    """Write an archive's bytes to a temporary file and verify it fully (blocking)."""
+    with tempfile.TemporaryDirectory(prefix="yyai-verify-") as folder:
+        path = Path(folder) / "upload.yyar"
+        path.write_bytes(data)
+        name = read_manifest(path).name
+        verify(path, trusted=name in trusted)
+        return name
+
+
 # max_ongoing_requests is what lets a batch fill (a replica never holds more requests than
 # this), and also when the router spills a hot model onto replicas that lack it (only when
 # those holding it are at the limit); one batch's worth balances the two.
@@ -200,6 +210,7 @@ class ModelDeployment:
         self._trusted = frozenset(trusted)
         self._max_rows = max(1, int(max_batch_rows))
         self._counters = _Counters()
+        keep_replica_grpc_on_loopback()
         self._replica_id = serve.get_replica_context().replica_id.unique_id
         self._run_batched.set_max_batch_size(self._max_rows)
         self._run_batched.set_batch_wait_timeout_s(float(batch_wait_s))
@@ -241,6 +252,15 @@ class ModelDeployment:
         """This replica's counters (``handle.broadcast("stats")`` reaches every replica)."""
         return self._counters.snapshot(self._replica_id)
 
+    async def verify_archive(self, data: bytes) -> str:
+        """Verify an uploaded archive's bytes as ``yyai serve`` does before storing it: structure,
+        checksums and every member loaded with Keras (safe_mode unless its model is trusted).
+
+        The ingress calls this before it writes the archive to the store, so that a broken
+        upload is refused with its typed error and nothing is stored. Returns the archive's name.
+        """
+        return await asyncio.to_thread(_verify_bytes, data, self._trusted)
+
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_ROWS, batch_wait_timeout_s=DEFAULT_BATCH_WAIT_S,
                  batch_size_fn=_rows_in)
     async def _run_batched(self, jobs: list[_Job]) -> list[RuntimeOutput | Exception]:
@@ -274,14 +294,20 @@ class ModelDeployment:
         """Find the id's archive in the store, check its content, load and warm it (blocking)."""
         wanted = ModelId.parse(model_id)
         record = self._current(wanted)
-        runtime = ArchiveRuntime.load(
-            record.path, trusted=wanted.name in self._trusted,
-            warmup_sizes=warmup_batch_sizes(self._max_rows), sha256=record.sha256,
-        )
+        try:
+            runtime = ArchiveRuntime.load(
+                record.path, trusted=wanted.name in self._trusted,
+                warmup_sizes=warmup_batch_sizes(self._max_rows), sha256=record.sha256,
+            )
+        except YyaiError as error:
+            with self._counters.lock:
+                self._counters.failures[model_id] = error.message
+            raise
         self._current(wanted)  # the file may have been replaced while it loaded
         with self._counters.lock:
             self._counters.loads += 1
             self._counters.loaded[model_id] = None
+            self._counters.failures.pop(model_id, None)
         log.info("replica %s loaded %s in %.2fs", self._replica_id, model_id, runtime.load_time_s)
         return LoadedArchive(model_id, runtime, self._evicted)
 

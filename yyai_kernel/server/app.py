@@ -164,6 +164,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         "grpc-port": "YyaiServer.grpc_port",
         "workers": "YyaiServer.workers",
         "dashboard-port": "YyaiServer.dashboard_port",
+        "dashboard-api": "YyaiServer.dashboard_api",
         "notebook": "YyaiServer.notebook_path",
         "config": "YyaiServer.config_file",
     }, Voila.aliases)
@@ -210,6 +211,12 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
     kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
+    dashboard_api = Unicode("", config=True,
+                            help="The REST API the dashboard pages call instead of this server's own, such as "
+                            "a `yyai ray` endpoint (http://head:8000); its token is dashboard_api_token.")
+    dashboard_api_token = Unicode("", config=True,
+                                  help="The token of --dashboard-api (default: this server's token).").tag(
+        help_default="this server's token")
     verbose = Bool(False, config=True, help=VERBOSE_HELP)
 
     @default("token")
@@ -403,7 +410,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         elif spec.index == 0:
             self.http_servers.append(serve_on(self.app, self.ip, spec.dashboard_port, self.max_body_bytes))
         token = self.identity_provider.token
-        self.kernel_manager.extra_env = {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
+        self.kernel_manager.extra_env = self.dashboard_env(token)
         self.ioloop = IOLoop.current()
         loop = asyncio.get_event_loop()
         self.grpc_server = None
@@ -442,6 +449,11 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
         self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
                       f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
+    def dashboard_env(self, token: str | None) -> dict:
+        """What the dashboard kernels call: this server's REST API, or ``--dashboard-api`` (a Ray endpoint)."""
+        if self.dashboard_api:
+            return {"YYAI_URL": self.dashboard_api.rstrip("/"), "YYAI_TOKEN": self.dashboard_api_token or token or ""}
+        return {"YYAI_URL": self.local_url.rstrip("/"), "YYAI_TOKEN": token or ""}
 
     def _bind(self) -> list:
         last_error = None

@@ -47,7 +47,7 @@ from .. import v2grpc
 from ..dataplane import DataPlane
 from ..errors import ModelNotFoundError, ModelNotReadyError, YyaiError
 from ..rollout import STICKY_HEADER
-from .auth import authorization_matches
+from ..tokenauth import authorization_matches
 from .base import ServerState
 from .v2 import decode_inline
 

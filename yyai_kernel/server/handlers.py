@@ -38,10 +38,11 @@ import orjson
 from tornado import web
 from tornado.ioloop import IOLoop
 
-from .. import jsonparse
+from .. import restparse, tokenauth
 from ..config import MiB, ServingConfig
 from ..dataplane import DataPlane
-from ..errors import InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError, YyaiError
+from ..errors import (INTERNAL_ERROR, InvalidInputError, ModelNotFoundError, PayloadTooLargeError, StoreWriteError,
+                      YyaiError)
 
 log = logging.getLogger("yyai.server")
 
@@ -106,7 +107,7 @@ def error_body(status_code: int, exc: BaseException | None) -> dict:
         message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
         return {"error": message or exc.reason or responses.get(status_code, "Error")}
     if status_code >= 500:
-        return {"error": "Internal server error; the server log has the details."}
+        return {"error": INTERNAL_ERROR}
     return {"error": responses.get(status_code, "Error")}
 
 
@@ -136,7 +137,7 @@ class ErrorReplies:
         """The one place an error becomes a reply (see :func:`error_body`), with its headers."""
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         if status_code == 401:
-            self.set_header("WWW-Authenticate", 'Token realm="yyai"')
+            self.set_header("WWW-Authenticate", tokenauth.WWW_AUTHENTICATE)
         if getattr(exc, "retry_after", None):
             self.set_header("Retry-After", str(exc.retry_after))
         if getattr(self, "_body_pending", False):
@@ -150,11 +151,8 @@ class ErrorReplies:
 
 def unauthorized(request) -> web.HTTPError:
     """The 401 for a request without a valid token; the message tells a wrong token from none."""
-    sent = request.headers.get("Authorization") or request.query_arguments.get("token")
-    if sent:
-        return web.HTTPError(401, "Invalid token: it is not the token this server printed at start "
-                                  "(or set with --token / YYAI_TOKEN).")
-    return web.HTTPError(401, "Authentication required: send 'Authorization: token <token>' or ?token=<token>.")
+    query = request.query_arguments.get("token")
+    return web.HTTPError(401, tokenauth.refusal(request.headers.get("Authorization"), query[-1].decode("utf-8", "replace") if query else None))
 
 
 def same_origin_or_script(request) -> bool:
@@ -318,11 +316,7 @@ class Metered:
 
     def json_body(self, body: bytes, *, required: bool = True) -> Any:
         """Parse a JSON request body: 400 when it is not JSON or nests too deep, 413 over 1 MiB."""
-        if not body.strip():
-            if required:
-                raise InvalidInputError("The request needs a JSON body.")
-            return None
-        return jsonparse.loads(body, what="The body")
+        return restparse.json_body(body, required=required)
 
 
 # --- bodies --------------------------------------------------------------------------------
@@ -366,7 +360,7 @@ class BodyReader:
             except ValueError:
                 raise InvalidInputError("Content-Length is not a number.") from None
             if declared_n > drain_cap:
-                raise PayloadTooLargeError(self._too_large_message(declared_n))
+                raise self._too_large_error(declared_n)
             if declared_n > limit:
                 self._too_large = True
         self.request.connection.set_max_body_size(drain_cap)
@@ -392,15 +386,14 @@ class BodyReader:
         elif self._spool_error is None:
             self._chunks.append(chunk)
 
-    def _too_large_message(self, size: int) -> str:
-        what = "archive" if self.spool else "request body"
-        return f"The {what} is {size:,} bytes; the limit is {self.body_limit():,} bytes."
+    def _too_large_error(self, size: int) -> PayloadTooLargeError:
+        return restparse.too_large("archive" if self.spool else "request body", size, self.body_limit())
 
     @property
     def body(self) -> bytes:
         """The whole request body (413 when it went over the limit); one chunk is not copied."""
         if self._too_large:
-            raise PayloadTooLargeError(self._too_large_message(self._size))
+            raise self._too_large_error(self._size)
         if len(self._chunks) == 1:
             return self._chunks[0]
         return b"".join(self._chunks)
@@ -418,7 +411,7 @@ class BodyReader:
                 f"The upload could not be saved to a temporary file ({self._spool_error}); nothing was changed."
             )
         if self._too_large or self.body_path is None:
-            raise PayloadTooLargeError(self._too_large_message(self._size))
+            raise self._too_large_error(self._size)
         return self.body_path
 
     def _spool_failed(self, exc: OSError) -> None:

@@ -26,84 +26,17 @@ uploader's.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from tornado import web
 
-from ..errors import InvalidInputError, UnsupportedMediaError
-from ..multipart import file_chunks, read_files
+from .. import restparse
+from ..multipart import extract_archive_part
 from ..operations import Operation, OpKind
-from ..types import check_name, parse_version, parse_version_ref
+from ..restparse import flag, version_body
+from ..types import check_name, parse_version_ref
 from .base import BodyHandler, YyaiHandler
 from .openapi import NAME, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
-
-AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
-ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
-
-
-def _flag(value: str | None) -> bool:
-    if value is None:
-        return False
-    value = value.strip().lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("", "0", "false", "no"):
-        return False
-    raise InvalidInputError(f"Expected true or false, not {value!r}.")
-
-
-def version_body(options, *, required: bool, hint: str = "") -> int | None:
-    """The version of a ``{"version": N}`` body; any other key is a 400 (no path or URL is ever read)."""
-    example = 'The body must be a JSON object such as {"version": 2}'
-    if not isinstance(options, dict) or (required and "version" not in options):
-        raise InvalidInputError(f"{example}.{hint}")
-    unknown = sorted(set(options) - {"version"})
-    if unknown:
-        raise InvalidInputError(f"{example}; unknown field(s) {', '.join(map(repr, unknown))}.{hint}")
-    return parse_version(options.get("version"))
-
-
-class _Discard:
-    """A sink for the file parts after the first: an upload carries one archive."""
-
-    def write(self, data) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
-    """Copy the first file part of a spooled multipart body into its own temporary file."""
-    if os.path.getsize(path) == 0:
-        raise InvalidInputError("The upload is empty; attach the .yyar archive.")
-    created: list[str] = []
-    sinks: list = []
-
-    def open_sink(_filename: str):
-        if created:
-            sinks.append(_Discard())
-        else:
-            fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=".yyar", dir=out_dir)
-            created.append(out_path)
-            sinks.append(os.fdopen(fd, "wb"))
-        return sinks[-1]
-
-    try:
-        with open(path, "rb") as body:
-            files = read_files(content_type, file_chunks(body), open_sink=open_sink, max_files=1)
-    except BaseException:
-        for out_path in created:
-            os.unlink(out_path)
-        raise
-    finally:
-        for sink in sinks:
-            sink.close()
-    if not files:
-        raise InvalidInputError("The multipart upload holds no file; attach the .yyar archive as a file field.")
-    return created[0]
-
 
 class ModelsHandler(BodyHandler):
     """GET /models (list) and POST /models (upload an archive)."""
@@ -121,18 +54,8 @@ class ModelsHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
-        unknown = sorted(set(self.request.query_arguments) - AUTH_QUERY)
-        if unknown:  # ?url=, ?path=, ?trusted=...: the archive is the body, and trust is the operator's
-            raise InvalidInputError(
-                f"POST /models takes no query parameters (got {', '.join(map(repr, unknown))}); "
-                "send the .yyar archive itself as the request body."
-            )
         media = self.content_type()
-        if media not in ARCHIVE_TYPES and media != "multipart/form-data":
-            raise UnsupportedMediaError(
-                f"Content-Type {media or '(none)'!r} is not accepted here; send the .yyar archive as "
-                "application/octet-stream, or as a multipart/form-data file upload."
-            )
+        restparse.check_upload(self.request.query_arguments, media)
         spooled = self.spooled_body()
         archive_path = spooled
         try:
@@ -140,7 +63,7 @@ class ModelsHandler(BodyHandler):
                 archive_path = await self.run(extract_archive_part, spooled, self.request.headers["Content-Type"],
                                               self.state.tmp_dir, manage=True)
             elif os.path.getsize(spooled) == 0:
-                raise InvalidInputError("The request body is empty; send the .yyar archive.")
+                raise restparse.empty_upload()
             managed = await self.run(self.dataplane.install, archive_path, manage=True)
         finally:
             if archive_path != spooled:
@@ -210,7 +133,7 @@ class ReloadHandler(BodyHandler):
     async def post(self, name):
         check_name(name)
         self.label_model(name)
-        force = _flag(self.get_query_argument("force", "true"))
+        force = flag(self.get_query_argument("force", "true"))
         self.reply_managed(await self.manage(Operation(OpKind.RELOAD, name, force=force)))
 
 
@@ -223,8 +146,7 @@ class DefaultHandler(BodyHandler):
     @web.authenticated
     async def put(self, name):
         check_name(name)
-        hint = f" To follow the latest version again, send DELETE /models/{name}/default."
-        version = version_body(self.json_body(self.body), required=True, hint=hint)
+        version = version_body(self.json_body(self.body), required=True, hint=restparse.default_hint(name))
         self.label_model(name, version)
         self.reply_managed(await self.manage(Operation(OpKind.SET_DEFAULT, name, version)))
 
@@ -249,7 +171,7 @@ class VersionHandler(YyaiHandler):
     async def delete(self, name, version):
         check_name(name), parse_version_ref(version)
         self.label_model(name, version)
-        purge = _flag(self.get_query_argument("purge", "false"))
+        purge = flag(self.get_query_argument("purge", "false"))
         self.reply_managed(await self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)))
 
 

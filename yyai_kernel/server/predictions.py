@@ -18,8 +18,7 @@ row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
 
 from __future__ import annotations
 
-from ..errors import ImageError, InvalidInputError, UnsupportedMediaError
-from ..multipart import read_files
+from ..restparse import check_image_media, images_of, loose_flag
 from ..rollout import STICKY_HEADER
 from ..types import check_name, parse_version_ref
 from .lean import LeanBodyHandler
@@ -35,40 +34,21 @@ class PredictionsHandler(LeanBodyHandler):
     async def post(self, name, version=None):
         check_name(name), parse_version_ref(version)
         self.label_model(name, version)
-        raw = self.get_query_argument("raw", "false").lower() in ("1", "true", "yes")
+        raw = loose_flag(self.get_query_argument("raw", "false"))
         media = self.content_type()
-        if not (media.startswith("image/") or media == "multipart/form-data"):
-            raise UnsupportedMediaError(
-                f"Content-Type {media or '(none)'!r} is not accepted here; send image bytes with "
-                "Content-Type image/png (or another image/*), or a multipart/form-data upload."
-            )
+        check_image_media(media)
         body = self.body
         content_type = self.request.headers.get("Content-Type", "")
         dataplane, most = self.dataplane, self.config.max_images_per_request
         sticky = self.request.headers.get(STICKY_HEADER)
 
         def work():  # multipart parsing and image decoding are CPU work: off the loop
-            images, filenames = _images(media, content_type, body, most)
+            images, filenames = images_of(media, content_type, body, most)
             return dataplane.submit_images(name, version, images, filenames, sticky=sticky)
 
         prediction = await self.model_call(await self.run(work))  # the batcher's thread completes it
         self.metric_version = str(prediction.version)
         self.reply(prediction.to_json(raw=raw))
-
-
-def _images(media: str, content_type: str, body: bytes, most: int) -> tuple[list[bytes], list[str] | None]:
-    """The images of a request and, for an upload, their file names."""
-    if media.startswith("image/"):
-        if not body:
-            raise ImageError("The request body is empty; send the image bytes.")
-        return [body], None
-    uploads = read_files(content_type, [body], max_files=most)
-    if not uploads:
-        raise InvalidInputError("The multipart upload holds no files; attach one or more images.")
-    for upload in uploads:
-        if not upload.size:
-            raise ImageError(f"The uploaded file {upload.filename!r} is empty.")
-    return [u.data() for u in uploads], [u.filename or None for u in uploads]
 
 
 _IMAGE_BODY = {

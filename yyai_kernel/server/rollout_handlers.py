@@ -25,7 +25,7 @@ from tornado import web
 from ..operations import Operation, OpKind
 from ..types import check_label, check_name
 from .base import BodyHandler, YyaiHandler
-from .management import version_body
+from ..restparse import version_body
 from .openapi import LABEL, NAME, errors, json_reply, op, ref
 from .routes import Route
 

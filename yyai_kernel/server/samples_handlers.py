@@ -12,11 +12,9 @@ disk: an unknown name is a 404, whatever it contains.
 
 from __future__ import annotations
 
-import mimetypes
-import re
-from pathlib import PurePosixPath
-
 from tornado import web
+
+from ..restparse import sample_reply_headers
 
 from .base import YyaiHandler
 from .openapi import NAME, VERSION_QUERY, errors, json_reply, op
@@ -46,11 +44,9 @@ class SampleHandler(YyaiHandler):
         version = self.get_query_argument("version", None)
         self.label_model(name, version)
         data = await self.run(self.dataplane.sample, name, sample, version)
-        media = mimetypes.guess_type(sample)[0] or "application/octet-stream"
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Content-Security-Policy", "default-src 'none'; sandbox")  # inert, even if SVG
-        filename = re.sub(r"[^A-Za-z0-9._-]", "_", PurePosixPath(sample).name)
-        self.set_header("Content-Disposition", f'inline; filename="{filename}"')
+        media, headers = sample_reply_headers(sample)
+        for header, value in headers.items():
+            self.set_header(header, value)
         self.finish(data, set_content_type=media)  # APIHandler.finish would say JSON
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from tornado import web
 
-from .. import v2codec
-from ..errors import InvalidInputError
+from .. import restparse, v2codec
 from ..operations import Operation, OpKind
+from ..restparse import INLINE_BODY_BYTES
 from ..rollout import STICKY_HEADER
 from ..types import check_name, parse_version_ref
 from .base import BodyHandler, YyaiHandler, public_if
@@ -23,7 +23,6 @@ from .lean import LeanBodyHandler
 from .openapi import NAME, STICKY, VERSION, errors, json_reply, op, optional_json, ref
 from .routes import Route
 
-INLINE_BODY_BYTES = 16 * 1024  # bodies up to this size are handled on the IOLoop
 
 
 def decode_inline(batching: bool, size: int, encoded: bool = False) -> bool:
@@ -53,7 +52,7 @@ class LiveHandler(YyaiHandler):
 
     @public_if("public_health")
     def get(self):
-        self.reply({"live": True})
+        self.reply(v2codec.LIVE)
 
 
 class ReadyHandler(YyaiHandler):
@@ -62,7 +61,7 @@ class ReadyHandler(YyaiHandler):
     @public_if("public_health")
     def get(self):
         self.dataplane.check_ready()
-        self.reply({"ready": True})
+        self.reply(v2codec.READY)
 
 
 class ModelMetadataHandler(YyaiHandler):
@@ -86,7 +85,7 @@ class ModelReadyHandler(YyaiHandler):
     async def get(self, name, version=None):
         self.label_model(name, version)
         self.metric_version = str(await self.run(self.dataplane.model_ready, name, version))
-        self.reply({"name": name, "ready": True})
+        self.reply(v2codec.model_ready_body(name))
 
 
 class InferHandler(LeanBodyHandler):
@@ -105,7 +104,7 @@ class InferHandler(LeanBodyHandler):
         sticky = self.request.headers.get(STICKY_HEADER)
 
         def submit():
-            request = v2codec.parse_infer_request(v2codec.decode_content(raw, encoding, limit), header_length)
+            request = v2codec.read_http_request(raw, encoding, header_length, limit)
             return dataplane.infer(name, version, request, sticky=sticky)
 
         inline = decode_inline(dataplane.batches(name, version), len(raw), bool(encoding))
@@ -135,12 +134,7 @@ class RepositoryIndexHandler(BodyHandler):
 
     @web.authenticated
     async def post(self):
-        options = self.json_body(self.body, required=False) or {}
-        if not isinstance(options, dict):
-            raise InvalidInputError("The body must be a JSON object, such as {\"ready\": true}.")
-        only_ready = options.get("ready", False)
-        if not isinstance(only_ready, bool):
-            raise InvalidInputError("'ready' must be true or false.")
+        only_ready = restparse.repository_index_options(self.body)
         index = await self.run(self.dataplane.repository_index, only_ready)
         self.reply([entry.to_json() for entry in index])
 
@@ -157,10 +151,7 @@ class RepositoryLoadHandler(BodyHandler):
     @web.authenticated
     async def post(self, name):
         self.label_model(name)
-        options = self.json_body(self.body, required=False) or {}
-        params = options.get("parameters") if isinstance(options, dict) else None
-        if not isinstance(options, dict) or (params is not None and not isinstance(params, dict)):
-            raise InvalidInputError("The body must be a JSON object.")
+        params = restparse.repository_load_parameters(self.body)
         managed = await self.manage(self.dataplane.repository_load_op(name, params))
         self.metric_version = str(managed.result.default or "")
         self.reply_managed(managed)
@@ -174,9 +165,7 @@ class RepositoryUnloadHandler(BodyHandler):
     @web.authenticated
     async def post(self, name):
         self.label_model(name)
-        options = self.json_body(self.body, required=False) or {}
-        if not isinstance(options, dict):
-            raise InvalidInputError("The body must be a JSON object.")
+        restparse.repository_unload_options(self.body)
         self.reply_managed(await self.manage(Operation(OpKind.UNLOAD, name)))
 
 

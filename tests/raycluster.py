@@ -1,0 +1,97 @@
+"""One local Ray for the whole test session: 2 CPUs, every address on loopback, token auth on.
+
+Starting Ray costs tens of seconds on two cores, so ``ray_session`` starts it once and every
+Ray test module shares it; each module deploys its own application and deletes it when it
+ends. The Ray dashboard runs on 127.0.0.1 (a free port) because ``serve deploy`` talks to
+its REST API. ``conftest.py`` imports the fixture from here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Ray's own switch for a single-machine Ray: the node address stays 127.0.0.1 instead of the
+# machine's outward address. Ray reads it when it is first imported, so it is set here, when
+# conftest imports this module, before any test imports ray.
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+for _key, _value in LOCAL_RAY_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RaySession:
+    """The running Ray: the module, Serve's HTTP port, the dashboard's URL, the auth environment."""
+
+    ray: object
+    serve_port: int
+    dashboard_url: str
+    env: dict
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.serve_port}"
+
+    def serve_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Ray Serve's own command line (``serve deploy ...``) against this Ray's dashboard."""
+        command = [str(Path(sys.executable).parent / "serve"), *args, "--address", self.dashboard_url]
+        return subprocess.run(command, env={**os.environ, **self.env}, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO)
+
+    def listening_addresses(self) -> set[str]:
+        """The addresses every socket of this session's Ray processes listens on."""
+        pids = {p.pid for p in psutil.Process().children(recursive=True)}
+        return {c.laddr.ip for c in psutil.net_connections(kind="inet")
+                if c.status == psutil.CONN_LISTEN and c.pid in pids}
+
+
+def start_ray(ray, attempts: int = 3) -> int:
+    """ray.init on 2 CPUs with the dashboard on a free loopback port (returned), retried: on a
+    loaded 2-core machine the raylet can give up on its dashboard agent, whose port file it
+    awaits for a fixed 15 s (ray/util/port_persistence.h). A failed start may hold its
+    dashboard port a while, so each attempt takes a fresh one."""
+    for attempt in range(1, attempts + 1):
+        dashboard_port = free_port()
+        try:
+            ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
+                     log_to_driver=False)
+            return dashboard_port
+        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+            ray.shutdown()
+            if attempt == attempts:
+                raise
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray and Serve for the session; every address on 127.0.0.1."""
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # in the environment, not ~/.ray
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in auth.items():
+            env.setenv(key, value)
+        import ray
+        from ray import serve
+
+        dashboard_port = start_ray(ray)
+        serve_port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+        try:
+            yield RaySession(ray, serve_port, f"http://127.0.0.1:{dashboard_port}", auth)
+        finally:
+            serve.shutdown()
+            ray.shutdown()

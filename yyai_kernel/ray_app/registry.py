@@ -1,0 +1,416 @@
+"""RayRegistry: the data plane's registry on a Ray cluster, where the runtimes live elsewhere.
+
+What: the :class:`~yyai_kernel.registries.ModelRegistry` that the ingress hands to an
+unchanged :class:`~yyai_kernel.dataplane.DataPlane`. It loads no model. It resolves names,
+versions, defaults and pins from the shared store (``ModelStore`` reads the archives and
+``.yyai-state.json``), turns a version into its model id (``name:version:sha256``) and
+submits the request to the model deployment with that id; the model replicas load, batch
+and run (``models.py``).
+
+How every ingress replica sees the same state:
+- The store folder is the truth. A :class:`~yyai_kernel.watch.StoreWatcher` polls its
+  signature (every archive's and the state file's size, mtime and inode) every half
+  second and re-reads the store when it changed, so a pin, an upload or a file copied in
+  by hand reaches every replica on its own.
+- A management call made through one replica writes the store, then broadcasts a
+  :class:`StateChange` to every ingress replica (``announce``) and replies once all of
+  them applied it: a pin or a reload is seen by all before its reply. The broadcast also
+  carries what the store does not hold: which versions were unloaded. That set is runtime
+  state, as in ``yyai serve`` (a restart serves the defaults again); an ingress replica
+  started later knows only the store.
+- A reload needs no call to the model replicas to drop anything: new content is a new id,
+  and the old runtime ages out by LRU. It warms the new ids so that no request waits.
+
+Locking: ``_lock`` serializes this replica's store writes and scans; requests read the
+store's current maps without it (a scan swaps them whole). Blocking calls (management,
+status) run on the ingress's worker threads; :meth:`submit` never blocks: it schedules the
+call on the ingress's event loop and returns a ``concurrent.futures.Future``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ray.exceptions import RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+from yyai_kernel.archive import read_manifest
+from yyai_kernel.config import ServingConfig
+from yyai_kernel.defaults import default_reason
+from yyai_kernel.errors import ArchiveError, ModelNotFoundError, ModelNotReadyError, StaleModelIdError, YyaiError
+from yyai_kernel.ray_app.models import ModelId
+from yyai_kernel.ray_app.replicas import ReplicaSnapshot, ReplicaView
+from yyai_kernel.registries import resolve_version, unknown_name
+from yyai_kernel.rollout import TrafficPolicy
+from yyai_kernel.store import ArchiveRecord, ModelStore
+from yyai_kernel.types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction,
+                               ServerStatus, StoreProblemInfo, VersionDescription, VersionState, VersionStatus)
+from yyai_kernel.versions import VersionSlot, VersionStats
+from yyai_kernel.watch import StoreWatcher
+
+log = logging.getLogger("yyai.ray")
+
+WATCH_INTERVAL_S = 0.5
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """What an ingress replica tells every other after a management call.
+
+    ``rescan``: re-read the store now. ``unloaded``: versions that stop serving;
+    ``served``: versions that serve again (a load, a pin, a reload of the default).
+    """
+
+    rescan: bool = True
+    unloaded: tuple[Key, ...] = ()
+    served: tuple[Key, ...] = ()
+
+
+class RayRegistry:
+    """Names, versions and pins from the shared store; predictions on the Ray model deployment.
+
+    ``models`` is a handle to the model deployment; ``loop`` the ingress's event loop,
+    where calls to it run; ``announce(change)`` applies a :class:`StateChange` on every
+    ingress replica (this one included) and returns how many applied it.
+    """
+
+    def __init__(self, store: str | Path, models, config: ServingConfig, loop: asyncio.AbstractEventLoop,
+                 announce: Callable[[StateChange], int] | None = None, watch_interval: float = WATCH_INTERVAL_S):
+        self.config = config
+        self.store = ModelStore(store)
+        self.replicas = ReplicaView(models)
+        self._models = models
+        self._loop = loop
+        self._announce = announce or self.apply
+        self._lock = threading.RLock()
+        self._unloaded: frozenset[Key] = frozenset()
+        self._stats: dict[Key, VersionStats] = {}
+        self._watcher = StoreWatcher(self.store.root, watch_interval, self.rescan)
+        self._watcher.start()
+
+    def close(self) -> None:
+        self._watcher.stop()
+
+    # --- shared state ------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Re-read the store folder and its state file (the watcher calls this on a change)."""
+        with self._lock:
+            self.store.scan()
+
+    def apply(self, change: StateChange) -> int:
+        """Apply a change that some ingress replica announced; returns 1 (this replica)."""
+        if change.rescan:
+            self.rescan()
+        with self._lock:
+            self._unloaded = (self._unloaded - set(change.served)) | set(change.unloaded)
+        return 1
+
+    def unloaded(self) -> frozenset[Key]:
+        return self._unloaded
+
+    def _share(self, change: StateChange) -> None:
+        """Announce a change to every ingress replica; without peers (or when the broadcast
+        fails) apply it here, so that this replica at least is right."""
+        try:
+            count = self._announce(change)
+            log.info("%d ingress replica(s) applied %s", count, change)
+        except Exception as error:  # noqa: BLE001 - the store write stands; peers re-read it on their own
+            log.warning("could not reach every ingress replica (%s); applying %s here", error, change)
+            self.apply(change)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return self.store.names()
+
+    def _versions(self, name: str) -> list[int]:
+        try:
+            return self.store.versions(name)
+        except ModelNotFoundError:
+            return []
+
+    def resolve_version(self, name: str, version=None) -> int:
+        versions = self._versions(name)
+        default = self.store.default_version(name) if versions else None
+        return resolve_version(name, version, versions, default, self.names, lambda label: self.store.label(name, label))
+
+    def record(self, name: str, version=None) -> ArchiveRecord:
+        return self.store.record(name, self.resolve_version(name, version))
+
+    def describe(self, name: str, version=None) -> VersionDescription:
+        return self.record(name, version).describe()
+
+    def list(self) -> list[ModelSummary]:
+        loaded = self.replicas.snapshot().loaded()
+        summaries = []
+        for name in self.names():
+            records = [self.store.record(name, v) for v in self._versions(name)]
+            summaries.append(ModelSummary(
+                name, tuple(r.version for r in records), self.store.default_version(name) if records else None,
+                tuple(r.version for r in records if str(ModelId.of(r)) in loaded)))
+        return summaries
+
+    def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
+        snapshot = self.replicas.snapshot()
+        if name is not None:
+            return self._model_status(name, snapshot)
+        problems = tuple(StoreProblemInfo(str(p.path), p.kind, p.error) for p in self.store.problems)
+        models = {}
+        for each in self.names():
+            try:
+                models[each] = self._model_status(each, snapshot)
+            except ModelNotFoundError:  # removed meanwhile
+                continue
+        return ServerStatus(models, problems, self.store.state_error)
+
+    def _model_status(self, name: str, snapshot: ReplicaSnapshot) -> ModelStatus:
+        records = {v: self.store.record(name, v) for v in self._versions(name)}
+        if not records:
+            raise ModelNotFoundError(unknown_name(name, self.names()))
+        pin = self.store.pins().get(name)
+        default = self.store.default_version(name)
+        versions = {v: self._version_status(record, snapshot) for v, record in records.items()}
+        last_error = next((s.last_error for s in versions.values() if s.last_error), None)
+        reason = default_reason(name, default, pin if pin in records else None, max(records))
+        return ModelStatus(name, default, pin is not None, versions, last_error, reason,
+                           labels=self.store.labels(name), traffic=self.store.traffic(name))
+
+    def _version_status(self, record: ArchiveRecord, snapshot: ReplicaSnapshot) -> VersionStatus:
+        """READY while it serves: loaded on a replica, or loaded there by its first request."""
+        model_id = str(ModelId.of(record))
+        holders, failure = snapshot.holders[model_id], snapshot.failures.get(model_id)
+        if (record.name, record.version) in self._unloaded:
+            state, reason = VersionState.UNLOADED, "unloaded"
+        elif failure is not None:
+            state, reason = VersionState.FAILED, failure
+        else:
+            state = VersionState.READY
+            reason = (f"loaded on {holders} of {snapshot.replicas} model replicas" if holders else
+                      "loaded by the model replica that gets its first request")
+        requests, errors, latency, batches = self._stats_of(record.name, record.version).snapshot()
+        data = record.manifest.data
+        return VersionStatus(
+            version=record.version, state=state, reason=reason, last_error=failure, requests=requests,
+            errors=errors, latency_ms=latency, batch_sizes=batches, description=data.get("description", ""),
+            created=data.get("created"), members=tuple(m["name"] for m in record.manifest.members))
+
+    def _stats_of(self, name: str, version: int) -> VersionStats:
+        stats = self._stats.get((name, version))
+        if stats is None:
+            stats = self._stats.setdefault((name, version), VersionStats())
+        return stats
+
+    # --- predicting ------------------------------------------------------------------------------
+
+    def batches(self, name: str, version=None) -> bool:
+        """Always: the model replicas batch, and :meth:`submit` never blocks."""
+        self.resolve_version(name, version)
+        return True
+
+    def submit(self, name: str, inputs, version=None, *, finite: bool = False) -> Future:
+        """Send ``inputs`` to the model deployment with the version's model id; a Future of its Prediction.
+        (``finite`` is the in-process registry's hint; the model replica checks its inputs itself.)"""
+        version = self.resolve_version(name, version)
+        if (name, version) in self._unloaded:
+            raise VersionSlot(version, VersionState.UNLOADED).not_ready(name)
+        record = self.store.record(name, version)
+        return asyncio.run_coroutine_threadsafe(self._call(record, inputs), self._loop)
+
+    def predict(self, name: str, inputs, version=None) -> Prediction:
+        """:meth:`submit`, waited for: from a worker thread only."""
+        return self.submit(name, inputs, version).result()
+
+    async def _call(self, record: ArchiveRecord, inputs) -> Prediction:
+        stats, started = self._stats_of(record.name, record.version), time.perf_counter()
+        try:
+            try:
+                output = await self._remote(record, inputs)
+            except StaleModelIdError:  # the file changed after we resolved it: resolve once more
+                await asyncio.to_thread(self.rescan)
+                record = self.store.record(record.name, record.version)
+                output = await self._remote(record, inputs)
+        except BaseException:
+            stats.record(time.perf_counter() - started, ok=False)
+            raise
+        stats.record(time.perf_counter() - started, ok=True)
+        return Prediction(record.name, record.version, output.members, output.combined, record.manifest.output)
+
+    async def _remote(self, record: ArchiveRecord, inputs):
+        handle = self._models.options(multiplexed_model_id=str(ModelId.of(record)))
+        try:
+            return await handle.remote(inputs)
+        except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
+            raise replica_error(error, record) from None
+
+    # --- managing (blocking: worker threads) ------------------------------------------------------
+
+    def warm(self, record: ArchiveRecord) -> int:
+        """Load a version on every model replica before it is used; returns how many hold it."""
+        try:
+            held = len(self._models.broadcast("warm", str(ModelId.of(record))).results())
+        except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
+            raise replica_error(error, record, loading=False) from None
+        finally:
+            self.replicas.forget()
+        return held
+
+    def load(self, name: str, version=None) -> ModelStatus:
+        record = self.record(name, version)
+        self.warm(record)
+        self._share(StateChange(rescan=False, served=((name, record.version),)))
+        return self.status(name)
+
+    def unload(self, name: str, version=None) -> ModelStatus:
+        """Stop serving a version (or every version) on every ingress replica; the model
+        replicas drop its runtime by LRU."""
+        versions = [self.resolve_version(name, version)] if version is not None else self._versions(name)
+        if not versions:
+            raise ModelNotFoundError(unknown_name(name, self.names()))
+        self._share(StateChange(rescan=False, unloaded=tuple((name, v) for v in versions)))
+        return self.status(name)
+
+    def reload(self, name: str | None = None, *, force: bool = True):
+        """Re-read the store on every ingress replica and warm the default's content (and any
+        loaded version whose archive changed). ``force`` changes nothing here: unchanged
+        content is the same model id, already loaded."""
+        self._share(StateChange(rescan=True))
+        if name is not None:
+            return self._reload_one(name)
+        results: dict = {}
+        for each in self.names():
+            try:
+                results[each] = self._reload_one(each)
+            except YyaiError as error:
+                results[each] = ModelError(each, error.message)
+        return results
+
+    def _reload_one(self, name: str) -> ModelStatus:
+        default = self.resolve_version(name)
+        loaded = self.replicas.snapshot().loaded()
+        stale = {ModelId.parse(i).version for i in loaded if i.startswith(f"{name}:")} - {default}
+        for version in [default, *sorted(v for v in stale if v in self._versions(name))]:
+            record = self.store.record(name, version)
+            if version == default or str(ModelId.of(record)) not in loaded:
+                self.warm(record)
+        self._share(StateChange(rescan=False, served=((name, default),)))
+        return self.status(name)
+
+    def set_default(self, name: str, version) -> ModelStatus:
+        """Load the version on the model replicas, then pin it (persisted) and tell every ingress."""
+        record = self.record(name, version)
+        self.warm(record)
+        with self._lock:
+            self.store.pin(name, record.version)
+        self._share(StateChange(served=((name, record.version),)))
+        log.info("Default of %s is now version %d (pinned)", name, record.version)
+        return self.status(name)
+
+    def follow_latest(self, name: str) -> ModelStatus:
+        """Forget the pin once the latest version is loaded: the latest is the default again."""
+        latest = self.record(name, max(self._versions(name), default=None))
+        self.warm(latest)
+        with self._lock:
+            self.store.unpin(name)
+        self._share(StateChange(served=((name, latest.version),)))
+        return self.status(name)
+
+    def remove(self, name: str, version, *, purge: bool = False):
+        """Unload a version; with ``purge`` delete its archive from the store as well."""
+        version = self.resolve_version(name, version)
+        status = self.unload(name, version)
+        if not purge:
+            return status
+        with self._lock:
+            self.store.remove(name, version)
+        self._share(StateChange(served=((name, version),)))  # a later upload of it serves
+        if not self._versions(name):
+            return ModelRemoved(name)
+        try:
+            self.warm(self.record(name))
+        except YyaiError as error:
+            log.error("After removing %s v%d, its new default failed to load: %s", name, version, error)
+        return self.status(name)
+
+    # --- labels and traffic policies: in the shared store's state file, like the pins ----------
+
+    def traffic(self, name: str) -> TrafficPolicy | None:
+        with self._lock:
+            return self.store.traffic(name)
+
+    def set_label(self, name: str, label: str, version) -> ModelStatus:
+        """Load the version on the model replicas, then point the label at it (persisted)."""
+        record = self.record(name, version)
+        self.warm(record)
+        with self._lock:
+            self.store.set_label(name, label, record.version)
+        self._share(StateChange(served=((name, record.version),)))
+        return self.status(name)
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        with self._lock:
+            self.store.delete_label(name, label)
+        self._share(StateChange())
+        return self.status(name)
+
+    def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
+        """Check the policy against the model, load its versions, then persist it."""
+        records = [self.record(name, v) for v in policy.versions().values()]  # 404 for a version it lacks
+        policy.check_default(name, self.resolve_version(name))
+        for record in records:
+            self.warm(record)
+        with self._lock:
+            self.store.set_traffic(name, policy)
+        self._share(StateChange(served=tuple((name, r.version) for r in records)))
+        return self.status(name)
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        self.resolve_version(name)  # 404 for an unknown model
+        with self._lock:
+            self.store.set_traffic(name, None)
+        self._share(StateChange())
+        return self.status(name)
+
+    def install(self, path: str | Path) -> InstallResult:
+        """Verify an archive on a model replica (Keras loads there, not here), store it
+        atomically, load it on every model replica, then tell every ingress replica."""
+        name = read_manifest(path).name  # a non-archive is refused here, before any transfer
+        try:
+            self._models.verify_archive.remote(Path(path).read_bytes()).result()
+        except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
+            raise replica_error(error, None, loading=False) from None
+        with self._lock:
+            record = self.store.add(path, trusted=self.config.is_trusted(name), verify=False)
+        self.warm(record)
+        self._share(StateChange(served=((record.name, record.version),)))
+        status = self.status(record.name)
+        message = f"Installed {record.name} v{record.version}; " + status.default_reason
+        return InstallResult(record.name, record.version, status, message)
+
+
+def replica_error(error: Exception, record: ArchiveRecord | None, *, loading: bool = True) -> Exception:
+    """The typed error a model replica raised, as ``yyai serve`` would report it.
+
+    Ray wraps a replica's exception (``RayTaskError``); the yyai error inside is the
+    reply. A load that failed while a request waited is a 503, as a version that failed to
+    load is in ``yyai serve``; a deployment with no replica to take the call is a 503 too.
+    """
+    cause = getattr(error, "cause", error)
+    if isinstance(error, (BackPressureError, DeploymentUnavailableError)):
+        busy = ModelNotReadyError(f"The model deployment cannot take the request now: {error}")
+        busy.retry_after = 2
+        return busy
+    if not isinstance(cause, YyaiError):
+        return cause if isinstance(cause, Exception) else error
+    if loading and record is not None and isinstance(cause, ArchiveError):
+        return VersionSlot(record.version, VersionState.FAILED,
+                           last_error=f"v{record.version}: {cause.message}").not_ready(record.name)
+    return cause
