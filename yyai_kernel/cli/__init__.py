@@ -10,7 +10,7 @@ C++ start-up log stays off the terminal unless `--verbose` (or `YYAI_LOG_LEVEL=d
 asks for it.
 
 One module per group of commands: `archive.py` (archive, inspect), `models.py` (models,
-default), `predict.py` (predict), `serve.py` (serve). Each registers on `app` here.
+default), `predict.py` (predict), `evaluate.py` (evaluate), `serve.py` (serve). Each registers on `app` here.
 """
 
 from __future__ import annotations
@@ -52,4 +52,4 @@ def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
     app()
 
 
-from . import archive, models, predict, serve  # noqa: E402,F401  (each registers its commands on app)
+from . import archive, evaluate, models, predict, serve  # noqa: E402,F401  (each registers its commands on app)

@@ -284,7 +284,9 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         from ..store import ModelStore
         from .metrics import ServerMetrics
 
-        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self))
+        # evaluation jobs keep their uploads and snapshots in the temporary folder (see evaljobs)
+        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self),
+                              jobs_dir=os.path.join(self.tmp_dir, "evaluations"))
         dataplane.registry.mark_loading()  # before listening: a request meanwhile hears "loading"
         return ServerState(
             dataplane=dataplane,
@@ -327,7 +329,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
 
         routes = [(prefix(route.pattern()), route.handler) for route in all_routes()]
         routes.extend(
-            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*")
+            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*", r"/evaluations/.*")
         )
         return routes
 
@@ -464,7 +466,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
         if self.state is not None:
             try:
-                self.state.dataplane.registry.close()
+                self.state.dataplane.close()
             except Exception:
                 self.log.exception("Closing the registry failed")
             self.state.shutdown()

@@ -317,7 +317,7 @@ def build_spec(server_version: str = "0", routes: list[Route] | None = None) -> 
         "info": {"title": "yyai", "version": server_version, "description": INFO},
         "servers": [{"url": "/"}],
         "security": [{"tokenHeader": []}, {"bearer": []}, {"tokenQuery": []}],
-        "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "ops"}],
+        "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "evaluation"}, {"name": "ops"}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
