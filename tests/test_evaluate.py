@@ -19,7 +19,7 @@ import pytest
 from sklearn import metrics as skm
 
 import yyai_kernel
-from yyai_kernel import archive, images, kerasload
+from yyai_kernel import archive, kerasload
 from yyai_kernel.errors import (ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError,
                                 ZipBombError)
 from yyai_kernel.evalsets import open_set, set_from_archive, set_from_zip

@@ -296,11 +296,46 @@ def test_jobs_are_bounded_and_found_from_another_runner(dataplane, ref, tmp_path
     jobs.close()
 
 
-def test_a_failed_job_carries_its_typed_error(dataplane, ref):
-    jobs = EvaluationJobs(dataplane)
-    job = jobs.submit("digits", bad_zip(ref), lambda _set: [1])  # v1 is not loaded in this data plane
+def test_a_failed_job_carries_its_typed_error(dataplane, ref, tmp_path):
+    jobs = EvaluationJobs(dataplane)  # no folder, as in a notebook: a file is read in place and left alone
+    mine = tmp_path / "mine.zip"
+    mine.write_bytes(body := bad_zip(ref))
+    job = jobs.submit("digits", mine, lambda _set: [1])  # v1 is not loaded in this data plane
     with pytest.raises(ModelNotReadyError):
         wait_for(SimpleNamespace(evaluation=jobs.get), job, interval=0.05)
     failed = jobs.get(job.id)
     assert failed.state is JobState.FAILED and failed.error.status == 503 and failed.result is None
+    assert mine.read_bytes() == body
     jobs.close()
+
+
+def test_the_evaluate_tab_over_the_in_process_data_plane(dataplane, ref):
+    """The notebook dashboard (a DataPlane, no server): run the bundled set, a cell's images, promote."""
+    from yyai_kernel.dashboard import Dashboard
+
+    dashboard = Dashboard(dataplane, refresh_interval=None)
+    try:
+        tab = dashboard.evaluate
+        tab.model.value = "digits"
+        tab.shown()
+        assert tab.bundled.value == DIGITS_SET and tab.versions.value == (2,)  # v2 is the only one serving
+        tab.run()
+        deadline = time.monotonic() + 300
+        while tab._job is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check_classification(tab.result.version(2).scores, ref["truth"], ref[2]["combined"])
+        assert "v2 scored best (accuracy" in tab.message.value
+        predicted = ref[2]["combined"].argmax(axis=1)
+        t, p = next((str(t), str(p)) for t, p in zip(ref["truth"], predicted) if t != p)
+        tab.show_cell(t, p)
+        expected = sum(1 for a, b in zip(ref["truth"], predicted) if (str(a), str(b)) == (t, p))
+        gallery = tab.cell_box.children[0].children[1]
+        assert len(gallery.children) == expected
+        assert all(thumb.children[0].value for thumb in gallery.children)  # the images themselves
+        assert "data:text/csv;base64," in tab.download.value
+        tab.promote()
+        assert dataplane.status("digits").pinned and dataplane.status("digits").default == 2
+        assert tab.promote_button.disabled
+    finally:
+        dashboard.close()
+        dataplane.follow_latest("digits")

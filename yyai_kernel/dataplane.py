@@ -273,11 +273,12 @@ class DataPlane:
     # --- evaluation jobs --------------------------------------------------------------------------
 
     def start_evaluation(self, name: str, versions, data: bytes | os.PathLike | None = None, *,
-                         bundled: str | None = None, set_version=None) -> EvaluationJob:
+                         bundled: str | None = None, set_version=None, handover: bool = False) -> EvaluationJob:
         """Start evaluating ``versions`` (None: the default) of ``name`` on a labelled set.
 
-        The set is ``data`` (a zip's bytes, or a zip file the caller hands over: it is moved
-        to the jobs' folder and deleted when the job ends), or ``bundled``, the name of a set
+        The set is ``data`` (a zip's bytes or file: see ``EvaluationJobs.submit``; with
+        ``handover``, as the REST handler does with its spooled upload, the file is moved to
+        the jobs' folder and deleted when the job ends), or ``bundled``, the name of a set
         that version ``set_version`` (default: the default) of the model bundles. Checks
         everything it can before the job is queued: a bad zip or a set of the wrong kind
         is a 400, an unknown version a 404, a version that does not serve a 503.
@@ -297,7 +298,7 @@ class DataPlane:
                 self.model_ready(name, version)
             return resolved
 
-        return self.jobs.submit(name, data, check)
+        return self.jobs.submit(name, data, check, handover=handover)
 
     def evaluation(self, job_id: str) -> EvaluationJob:
         """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""

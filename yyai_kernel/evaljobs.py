@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -187,20 +188,23 @@ class EvaluationJobs:
         return None if self.folder is None else self.folder / f"{job_id}.zip"
 
     def submit(self, name: str, dataset: LabelledSet | bytes | os.PathLike,
-               check: Callable[[LabelledSet], list[int]]) -> EvaluationJob:
+               check: Callable[[LabelledSet], list[int]], *, handover: bool = False) -> EvaluationJob:
         """Queue an evaluation of model ``name`` on ``dataset``; ``check(set)`` gives the versions.
 
-        ``dataset`` is a LabelledSet, a zip's bytes or a zip file this object now owns (it
-        is moved into the folder, or used in place, and deleted when the job ends, or at
-        once when the job is refused). ``check`` resolves and checks the versions against
-        the set (the set's kind, the versions' readiness) and raises to refuse the job.
-        Raises TooManyJobsError when every slot is busy, and the set's errors for a bad zip.
+        ``dataset`` is a LabelledSet, a zip's bytes or a zip file. The bytes, or a copy of
+        the file, are kept in the folder until the job ends. With ``handover`` the file is
+        this object's: it is moved there instead (or, without a folder, read in place),
+        and deleted when the job ends or at once when the job is refused. Without a folder
+        and without ``handover`` the file is read in place and left alone. ``check``
+        resolves and checks the versions against the set (its kind, the versions'
+        readiness) and raises to refuse the job. Raises TooManyJobsError when every slot
+        is busy, and the set's errors for a bad zip.
         """
         job_id = new_id()
         upload = None
         try:
             if not isinstance(dataset, LabelledSet):
-                upload, dataset = self._keep_upload(job_id, dataset)
+                upload, dataset = self._keep_upload(job_id, dataset, handover)
             versions = check(dataset)
             job = EvaluationJob(job_id, name, tuple(versions), dataset.description, JobState.QUEUED, 0,
                                 len(dataset.items), time.time())
@@ -214,17 +218,22 @@ class EvaluationJobs:
         self._pool.submit(self._run, job_id, dataset, upload)
         return job
 
-    def _keep_upload(self, job_id: str, data: bytes | os.PathLike) -> tuple[Path | None, LabelledSet]:
-        """The uploaded zip as a file in the folder (or in memory without one), and its set."""
+    def _keep_upload(self, job_id: str, data: bytes | os.PathLike,
+                     handover: bool) -> tuple[Path | None, LabelledSet]:
+        """(the file to delete when the job ends, or None; the set) of an uploaded zip."""
         target = self.upload_path(job_id)
         if isinstance(data, (bytes, bytearray, memoryview)):
             if target is None:
                 return None, set_from_zip(bytes(data), description="the uploaded zip")
             target.write_bytes(bytes(data))
         elif target is None:
+            if not handover:
+                return None, set_from_zip(Path(data), description=Path(data).name)
             target = Path(data)
-        else:
+        elif handover:
             os.replace(data, target)
+        else:
+            shutil.copyfile(data, target)
         try:
             return target, set_from_zip(target, description="the uploaded zip")
         except BaseException:

@@ -16,6 +16,8 @@ The package:
   member's output, compare two versions side by side;
 * ``models.py``: every version's state and traffic, and a live latency/throughput plot;
 * ``manage.py``: reload, load, unload, make default, follow the latest, delete, install;
+* ``evaluate.py`` (with ``evalview.py``): score versions on a labelled set (a job), the
+  confusion heat map and its cells' images, disagreements, CSV, promote the best;
 * ``render.py``: CSS, messages, tables, images and charts (pure functions).
 
 A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``;

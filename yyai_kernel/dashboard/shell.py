@@ -13,7 +13,8 @@
 A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``
 (:class:`Tab`). :data:`TABS` lists them in order; adding a tab is writing such a class and
 adding it there (or passing ``tabs=`` to :class:`Dashboard`). Each tab is reachable as
-``dashboard.<key>`` (``dashboard.preview``, ``dashboard.models``, ``dashboard.manage``).
+``dashboard.<key>`` (``dashboard.preview``, ``dashboard.models``, ``dashboard.manage``,
+``dashboard.evaluate``).
 
 Locking: :meth:`Dashboard.refresh` runs under one re-entrant lock, so the refresh thread
 and a person's action never update the pickers at the same time; the quiet flag is per
@@ -36,6 +37,7 @@ from typing import Callable, ClassVar, Protocol
 import ipywidgets as W
 
 from ..types import ServerStatus, VersionDescription
+from .evaluate import EvaluateTab
 from .manage import ManageTab
 from .models import ModelsTab
 from .preview import PreviewTab
@@ -58,7 +60,7 @@ class Tab(Protocol):
         """A person opened this tab."""
 
 
-TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab)
+TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab, EvaluateTab)
 
 
 class ViewCount:

@@ -72,7 +72,8 @@ class EvaluateHandler(BodyHandler):
         data = await self._upload(spooled, bundled)
         try:
             job = await self.run(self.dataplane.start_evaluation, name, versions, data, bundled=bundled,
-                                 set_version=self.get_query_argument("set_version", None), manage=True)
+                                 set_version=self.get_query_argument("set_version", None), handover=True,
+                                 manage=True)
         finally:
             if data not in (None, spooled) and os.path.exists(data):
                 os.unlink(data)  # a multipart part the data plane did not take
@@ -186,7 +187,8 @@ _RESULT = {
         "versions": {"type": "array", "items": {"type": "object", "properties": {
             "version": {"type": "integer"}, "output": {"type": "string"}, "scores": _SCORES,
             "members": {"type": "object", "additionalProperties": _SCORES}}}},
-        "pairs": {"type": "array", "items": {"type": "object", "description": "Items where versions a and b disagree."}},
+        "pairs": {"type": "array",
+                  "items": {"type": "object", "description": "Items where versions a and b disagree."}},
         "items": {"type": "array", "items": {"type": "object", "properties": {
             "key": {"type": "string"}, "truth": {}, "predicted": {"type": "array", "items": {}},
             "probability": {"type": "array", "items": {"type": "number", "nullable": True}}}}},
