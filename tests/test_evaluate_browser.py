@@ -25,8 +25,8 @@ import requests
 import evalref
 from evalref import DEMO, expected_disagreements
 from serving import start_server
-from test_dashboard_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, DOCS, HEADERS, TOKEN, WAIT_MS, choose_files,
-                                    open_dashboard, open_tab, watch)
+from test_dashboard_browser import (ARTIFACTS, DOCS, HEADERS, TOKEN, WAIT_MS, browser, choose_files,  # noqa: F401
+                                    open_dashboard, open_tab, watch)  # browser: the same Chromium fixture
 
 PADDING_BYTES = 50 * 1024 * 1024
 
@@ -45,15 +45,6 @@ def server(store, tmp_path_factory):
     requests.post(f"{srv.url}/models/digits/load", json={"version": 1}, headers=HEADERS, timeout=120).raise_for_status()
     yield srv
     assert srv.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def browser():
-    import playwright.sync_api as playwright_api
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def large_zip(ref: dict, path: Path) -> Path:
