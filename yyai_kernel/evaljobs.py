@@ -286,10 +286,17 @@ class EvaluationJobs:
         if not force and now - self._written.get(job.id, 0.0) < SNAPSHOT_EVERY_S:
             return
         self._written[job.id] = now
-        fd, part = tempfile.mkstemp(prefix=f".{job.id}-", suffix=".part", dir=self.folder)
-        with os.fdopen(fd, "w") as f:
-            json.dump(job.to_json(), f)
-        os.replace(part, self.folder / f"{job.id}.json")
+        try:
+            fd, part = tempfile.mkstemp(prefix=f".{job.id}-", suffix=".part", dir=self.folder)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(job.to_json(), f)
+                os.replace(part, self.folder / f"{job.id}.json")
+            except BaseException:
+                _unlink(Path(part))
+                raise
+        except OSError as error:  # a full disk: this process still answers from memory
+            log.warning("could not write the snapshot of evaluation %s: %s", job.id, error)
 
     # --- following ------------------------------------------------------------------------
 
