@@ -462,9 +462,10 @@ def test_a_tab_is_a_small_class_in_a_list(registry):
 
     board = Dashboard(registry, refresh_interval=None, tabs=TABS + (Echo,))
     try:
-        assert board.tabs.titles == ("Preview", "Models", "Manage", "Rollout", "Echo")
+        assert board.tabs.titles[:3] == ("Preview", "Models", "Manage")
+        assert board.tabs.titles == tuple(tab.title for tab in TABS) + ("Echo",)
         assert board.echo.seen[-1] == ["colorfulness", "digits"]
-        board.tabs.selected_index = 4
+        board.tabs.selected_index = len(TABS)
         assert board.echo.widget.value == "shown"
     finally:
         board.close()

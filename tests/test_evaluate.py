@@ -1,10 +1,9 @@
 """Evaluation on labelled sets: scores equal a reference computed with Keras run directly.
 
 The store is a temporary copy of the bundled demo archives, which carry their own held-out
-sets (manifest role ``eval``). The reference reads the same images straight from the
-bundled zip (zipfile + csv, not yyai's reader), preprocesses them with
-``images.preprocess``, calls each member model loaded with ``kerasload.load_member``, and
-scores with scikit-learn (the oracle; yyai computes its scores with numpy).
+sets (manifest role ``eval``). The reference (tests/evalref.py) reads the same images
+straight from the bundled zip, runs each member with Keras directly and scores with
+scikit-learn (the oracle; yyai computes its scores with numpy).
 """
 
 from __future__ import annotations
@@ -20,16 +19,14 @@ import pytest
 from sklearn import metrics as skm
 
 import yyai_kernel
-from yyai_kernel import archive, images, kerasload
+from yyai_kernel import archive, kerasload
 from yyai_kernel.errors import (ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError,
                                 ZipBombError)
 from yyai_kernel.evalsets import open_set, set_from_archive, set_from_zip
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "model_archives"
-DIGITS_SET = "eval/digits-eval.zip"
-COLOR_SET = "eval/colorfulness-eval.zip"
-LABELS = [str(i) for i in range(10)]
+import evalref
+from evalref import (COLOR_SET, DEMO, bundled_rows, check_classification, expected_disagreements,
+                     reference)
 
 
 @pytest.fixture(scope="module")
@@ -54,37 +51,9 @@ def registry(store):
     reg.close()
 
 
-def bundled_rows(archive_path: Path, arcname: str) -> tuple[list[tuple[str, str]], dict[str, bytes]]:
-    """(file, label-or-target) rows and image bytes of a bundled set, read with zipfile and csv."""
-    with zipfile.ZipFile(archive_path) as outer:
-        inner = zipfile.ZipFile(io.BytesIO(outer.read(arcname)))
-    rows = list(csv.reader(io.StringIO(inner.read("labels.csv").decode())))[1:]
-    return [(f, v) for f, v in rows], {f: inner.read(f) for f, _ in rows}
-
-
-def reference(archive_path: Path, files: list[str], data: dict[str, bytes]) -> dict[str, np.ndarray]:
-    """Each member's output on `files` with the Keras model called directly, and their mean."""
-    with archive.open_archive(archive_path) as opened:
-        spec = opened.manifest.input
-        x = np.stack([images.preprocess(data[f], spec) for f in files])
-        outputs = {}
-        for member in opened.manifest.members:
-            model = kerasload.load_member(opened.member_path(member))
-            outputs[member["name"]] = np.asarray(model(x, training=False))
-    outputs["combined"] = np.mean([outputs[m["name"]] for m in opened.manifest.members], axis=0)
-    return outputs
-
-
 @pytest.fixture(scope="module")
 def digits_reference(store):
-    rows, data = bundled_rows(store / "digits-2.yyar", DIGITS_SET)
-    files = [f for f, _ in rows]
-    truth = np.array([int(label) for _, label in rows])
-    return {
-        "files": files, "truth": truth, "data": data,
-        1: reference(store / "digits-1.yyar", files, data),
-        2: reference(store / "digits-2.yyar", files, data),
-    }
+    return evalref.digits_reference(store)
 
 
 @pytest.fixture(scope="module")
@@ -93,25 +62,6 @@ def digits_result(registry):
     result = yyai_kernel.evaluate(registry, "digits", [1, 2], set_from_archive(DEMO / "digits-2.yyar"),
                                   batch_size=48, progress=lambda done, total: calls.append((done, total)))
     return result, calls
-
-
-def check_classification(scores, truth: np.ndarray, probabilities: np.ndarray) -> None:
-    """yyai's scores against scikit-learn's on the same outputs."""
-    predicted = probabilities.argmax(axis=1)
-    k = range(len(LABELS))
-    assert scores.n == len(truth)
-    assert scores.accuracy == pytest.approx(skm.accuracy_score(truth, predicted), abs=1e-12)
-    assert np.array_equal(np.array(scores.confusion), skm.confusion_matrix(truth, predicted, labels=list(k)))
-    for j, acc in enumerate(scores.top_k, start=1):
-        assert acc == pytest.approx(skm.top_k_accuracy_score(truth, probabilities, k=j, labels=list(k)), abs=1e-12)
-    assert len(scores.top_k) == 5
-    p, r, f, s = skm.precision_recall_fscore_support(truth, predicted, labels=list(k), zero_division=0)
-    assert [c.label for c in scores.per_class] == LABELS
-    assert np.allclose([c.precision for c in scores.per_class], p)
-    assert np.allclose([c.recall for c in scores.per_class], r)
-    assert np.allclose([c.f1 for c in scores.per_class], f)
-    assert [c.support for c in scores.per_class] == list(s)
-    assert scores.macro_f1 == pytest.approx(skm.f1_score(truth, predicted, average="macro", zero_division=0))
 
 
 def test_bundled_digits_scores_equal_keras_run_directly(digits_result, digits_reference):
@@ -134,9 +84,7 @@ def test_bundled_digits_scores_equal_keras_run_directly(digits_result, digits_re
 def test_disagreements_equal_the_set_difference(digits_result, digits_reference):
     result, _ = digits_result
     ref = digits_reference
-    top1 = ref[1]["combined"].argmax(axis=1)
-    top2 = ref[2]["combined"].argmax(axis=1)
-    expected = {f: (str(a), str(b)) for f, a, b in zip(ref["files"], top1, top2) if a != b}
+    expected = expected_disagreements(ref)
     assert expected, "the demo versions are expected to disagree on some held-out images"
     pair = result.pair(1, 2)
     assert (pair.a, pair.b) == (1, 2)

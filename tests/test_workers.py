@@ -159,6 +159,23 @@ def test_labels_and_traffic_policies_reach_both_workers(server):
         assert reply.status_code == 404
 
 
+def test_an_evaluation_started_on_one_worker_is_followed_on_both(server):
+    """Evaluation jobs live in the folder every worker shares: any worker answers for a job."""
+    reply = requests.post(server.url + "/models/digits/evaluate", headers=HEADERS, timeout=120,
+                          params={"versions": "2", "set": "eval/digits-eval.zip"})
+    assert reply.status_code == 202, reply.text
+    location = reply.headers["Location"]
+
+    def ended():
+        job = requests.get(server.url + location, headers=HEADERS, timeout=60).json()
+        return job if job["state"] in ("done", "failed") else None
+
+    final = _wait_for(ended, "the evaluation to end")
+    assert final["state"] == "done" and final["done"] == final["total"] > 0, final
+    for worker, reply in spread(server, "GET", location).items():
+        assert reply.status_code == 200 and reply.json()["state"] == "done", (worker, reply.text)
+
+
 def test_reload_reaches_both_workers(server):
     before = {w: r.json()["versions"]["1"]["loaded_at"]
               for w, r in spread(server, "GET", "/models/colorfulness").items()}

@@ -12,10 +12,13 @@ This module holds only the Protocol: importing it imports no TensorFlow and no H
 from __future__ import annotations
 
 import os
-from typing import Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterable, Protocol, runtime_checkable
 
 from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
 from .types import InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus, VersionDescription
+
+if TYPE_CHECKING:  # the job type pulls in numpy; the Protocol stays import-light
+    from .evaljobs import EvaluationJob
 
 
 @runtime_checkable
@@ -67,3 +70,12 @@ class Backend(Protocol):
     def promote(self, name: str) -> ModelStatus: ...
 
     def disagreements(self, name: str) -> list[Disagreement]: ...
+
+    def eval_sets(self, name: str, version: int | None = None) -> list[str]: ...
+
+    def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes: ...
+
+    def start_evaluation(self, name: str, versions: list[int | None] | None, data: bytes | os.PathLike | None = None,
+                         *, bundled: str | None = None, set_version: int | None = None) -> EvaluationJob: ...
+
+    def evaluation(self, job_id: str) -> EvaluationJob: ...

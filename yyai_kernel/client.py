@@ -32,6 +32,7 @@ import numpy as np
 import requests
 
 from . import errors
+from .evaljobs import EvaluationJob
 from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
 from .types import (InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
                     VersionDescription, parse_version_ref)
@@ -277,6 +278,41 @@ class YyaiClient:
             with open(archive, "rb") as f:
                 return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers))
         return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers))
+
+
+    # --- evaluating -----------------------------------------------------------------------
+
+    def eval_sets(self, name: str, version: int | None = None) -> list[str]:
+        """Names of the labelled sets a version bundles (manifest role eval)."""
+        return self._json("GET", f"/models/{_q(name)}/evalsets", params=_version_param(version))["sets"]
+
+    def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes:
+        """One bundled labelled set, as a zip's bytes."""
+        return self._request("GET", f"/models/{_q(name)}/evalsets/{_q(set_name)}",
+                             params=_version_param(version)).content
+
+    def start_evaluation(self, name: str, versions, data: bytes | str | Path | None = None, *,
+                         bundled: str | None = None, set_version: int | None = None) -> EvaluationJob:
+        """Start an evaluation job on the server: ``data`` is a zip (bytes, or a path on THIS
+        machine, read here), or ``bundled`` names a set the archive bundles. Follow it with
+        :meth:`evaluation` or ``evaljobs.wait_for``."""
+        params = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
+        if bundled is not None:
+            params["set"] = bundled
+            if set_version is not None:
+                params["set_version"] = int(set_version)
+        headers = {"Content-Type": "application/zip"}
+        if isinstance(data, (str, Path)):
+            with open(data, "rb") as f:
+                body = self._json("POST", f"/models/{_q(name)}/evaluate", params=params, data=f, headers=headers)
+        else:
+            body = self._json("POST", f"/models/{_q(name)}/evaluate", params=params,
+                              data=b"" if data is None else bytes(data), headers=headers)
+        return EvaluationJob.from_json(body)
+
+    def evaluation(self, job_id: str) -> EvaluationJob:
+        """An evaluation job's progress and, once done, its result."""
+        return EvaluationJob.from_json(self._json("GET", f"/evaluations/{_q(job_id)}"))
 
 
 def _version_param(version: int | None) -> dict:

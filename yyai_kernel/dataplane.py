@@ -35,6 +35,9 @@ from . import v2codec
 from .archive import read_listed_file
 from .config import ServingConfig
 from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError, YyaiError
+from .evaljobs import EvaluationJob, EvaluationJobs
+from .evalsets import EVAL_ROLE, set_from_zip
+from .evaluation import DEFAULT_BATCH_SIZE, resolve_versions
 from .images import preprocess
 from .operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
 from .registries import ModelRegistry
@@ -78,11 +81,14 @@ class DataPlane:
     """
 
     def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
-                 worker: int = 0):
+                 worker: int = 0, jobs_dir: str | os.PathLike | None = None):
         self.registry = registry
         self.config = config or registry.config
         self.peers = peers
         self.worker = worker
+        # evaluations run through this data plane's own Backend methods; jobs_dir: see evaljobs
+        self.jobs = EvaluationJobs(self, jobs_dir,
+                                   batch_size=min(DEFAULT_BATCH_SIZE, self.config.max_images_per_request))
         self._ready = False
         self.version = _version()
         self.traffic = TrafficRouter(registry, max_pending=self.config.shadow_max_pending,
@@ -135,21 +141,38 @@ class DataPlane:
         """What a version takes and gives (the request path: no status to compute)."""
         return self.registry.describe(check_name(name), parse_version_ref(version))
 
+    def bundled(self, name: str, version=None, role: str = SAMPLE_ROLE) -> tuple[int, list[str]]:
+        """(the version, the names of the files it bundles with ``role``: "sample" or "eval")."""
+        record = self.registry.record(check_name(name), parse_version_ref(version))
+        return record.version, [f["path"] for f in record.manifest.files if f.get("role") == role]
+
+    def bundled_file(self, name: str, file: str, version=None, role: str = SAMPLE_ROLE) -> bytes:
+        """One bundled file's bytes, by its manifest name (never a path on the server's disk)."""
+        resolved, names = self.bundled(name, version, role)
+        if file not in names:
+            what = "labelled set" if role == EVAL_ROLE else role
+            raise ModelNotFoundError(f"Model {name!r} v{resolved} bundles no {what} named {file!r}.")
+        return read_listed_file(self.registry.record(name, resolved).path, file)
+
     def sample_list(self, name: str, version=None) -> tuple[int, list[str]]:
         """(the version, the names of the sample inputs it bundles: files with role "sample")."""
-        record = self.registry.record(check_name(name), parse_version_ref(version))
-        return record.version, [f["path"] for f in record.manifest.files if f.get("role") == SAMPLE_ROLE]
+        return self.bundled(name, version, SAMPLE_ROLE)
 
     def samples(self, name: str, version=None) -> list[str]:
         """The names of the sample inputs a version bundles."""
         return self.sample_list(name, version)[1]
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
-        """One bundled sample's bytes, by its manifest name (never a path on the server's disk)."""
-        resolved, names = self.sample_list(name, version)
-        if sample not in names:
-            raise ModelNotFoundError(f"Model {name!r} v{resolved} bundles no sample named {sample!r}.")
-        return read_listed_file(self.registry.record(name, resolved).path, sample)
+        """One bundled sample's bytes, by its manifest name."""
+        return self.bundled_file(name, sample, version, SAMPLE_ROLE)
+
+    def eval_sets(self, name: str, version=None) -> list[str]:
+        """The names of the labelled sets a version bundles (files with role "eval": zips)."""
+        return self.bundled(name, version, EVAL_ROLE)[1]
+
+    def eval_set(self, name: str, set_name: str, version=None) -> bytes:
+        """One bundled labelled set (a zip's bytes), by its manifest name."""
+        return self.bundled_file(name, set_name, version, EVAL_ROLE)
 
     # --- Open Inference Protocol ---------------------------------------------------------------
 
@@ -417,9 +440,45 @@ class DataPlane:
         return self.traffic.disagreements(name)
 
     def close(self) -> None:
-        """Stop the shadow runner and the registry."""
+        """Stop the shadow runner, drop queued evaluations (running ones end with the process)
+        and close the registry."""
         self.traffic.close()
+        self.jobs.close()
         self.registry.close()
+
+    # --- evaluation jobs --------------------------------------------------------------------------
+
+    def start_evaluation(self, name: str, versions, data: bytes | os.PathLike | None = None, *,
+                         bundled: str | None = None, set_version=None, handover: bool = False) -> EvaluationJob:
+        """Start evaluating ``versions`` (None: the default) of ``name`` on a labelled set.
+
+        The set is ``data`` (a zip's bytes or file: see ``EvaluationJobs.submit``; with
+        ``handover``, as the REST handler does with its spooled upload, the file is moved to
+        the jobs' folder and deleted when the job ends), or ``bundled``, the name of a set
+        that version ``set_version`` (default: the default) of the model bundles. Checks
+        everything it can before the job is queued: a bad zip or a set of the wrong kind
+        is a 400, an unknown version a 404, a version that does not serve a 503.
+        """
+        name = check_name(name)
+        if (data is None) == (bundled is None):
+            raise InvalidInputError("Send a labelled set as a zip, or name a set the model's archive bundles "
+                                    "(one of the two).")
+        if bundled is not None:
+            resolved = self.bundled(name, set_version, EVAL_ROLE)[0]
+            data = set_from_zip(self.eval_set(name, bundled, resolved), description=f"{name} v{resolved}: {bundled}")
+        versions = [None] if versions is None or len(versions) == 0 else [parse_version_ref(v) for v in versions]
+
+        def check(dataset) -> list[int]:
+            resolved = resolve_versions(self, name, versions, dataset.kind)
+            for version in resolved:
+                self.model_ready(name, version)
+            return resolved
+
+        return self.jobs.submit(name, data, check, handover=handover)
+
+    def evaluation(self, job_id: str) -> EvaluationJob:
+        """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""
+        return self.jobs.get(job_id)
 
     def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
         """Install an archive (its bytes, or a file the caller owns): verify, store, load."""

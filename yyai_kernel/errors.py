@@ -153,6 +153,26 @@ class UnsupportedMediaError(YyaiError):
     status = 415
 
 
+# --- evaluation jobs --------------------------------------------------------------------
+
+
+class JobNotFoundError(YyaiError):
+    """No evaluation job has that id: it never existed, or it finished long ago and was evicted."""
+
+    status = 404
+
+
+class JobNotFinishedError(ConflictError):
+    """The job's results were asked for before it finished (or it failed and has none)."""
+
+
+class TooManyJobsError(YyaiError):
+    """Every job slot holds a queued or running evaluation; ``retry_after`` says when to try again."""
+
+    status = 503
+    retry_after: int | None = 10
+
+
 # --- client side ----------------------------------------------------------------------
 
 

@@ -39,6 +39,11 @@ class ClassScore:
         return {"label": self.label, "precision": self.precision, "recall": self.recall, "f1": self.f1,
                 "support": self.support}
 
+    @classmethod
+    def from_json(cls, body: dict) -> "ClassScore":
+        return cls(str(body["label"]), float(body["precision"]), float(body["recall"]), float(body["f1"]),
+                   int(body["support"]))
+
 
 @dataclass(frozen=True)
 class ClassificationScores:
@@ -61,6 +66,16 @@ class ClassificationScores:
             "confusion": [list(row) for row in self.confusion],
         }
 
+    @classmethod
+    def from_json(cls, body: dict) -> "ClassificationScores":
+        return cls(
+            n=int(body["n"]), accuracy=float(body["accuracy"]),
+            top_k=tuple(float(body["top_k"][str(k)]) for k in range(1, len(body["top_k"]) + 1)),
+            macro_f1=float(body["macro_f1"]), labels=tuple(str(label) for label in body["labels"]),
+            per_class=tuple(ClassScore.from_json(c) for c in body["per_class"]),
+            confusion=tuple(tuple(int(c) for c in row) for row in body["confusion"]),
+        )
+
 
 @dataclass(frozen=True)
 class RegressionScores:
@@ -74,8 +89,17 @@ class RegressionScores:
     def to_json(self) -> dict:
         return {"n": self.n, "mae": self.mae, "rmse": self.rmse, "r2": self.r2}
 
+    @classmethod
+    def from_json(cls, body: dict) -> "RegressionScores":
+        return cls(int(body["n"]), float(body["mae"]), float(body["rmse"]), float(body["r2"]))
+
 
 Scores = ClassificationScores | RegressionScores
+
+
+def scores_from_json(body: dict) -> Scores:
+    """The scores a ``to_json()`` wrote: classification ones carry an accuracy."""
+    return ClassificationScores.from_json(body) if "accuracy" in body else RegressionScores.from_json(body)
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:

@@ -12,7 +12,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from .evalmetrics import Scores, residual_plot
+from .evalmetrics import Scores, residual_plot, scores_from_json
 from .evalsets import CLASSIFICATION, BadItem
 
 Truth = str | float
@@ -34,6 +34,11 @@ class VersionResult:
         return {"version": self.version, "output": self.output, "scores": self.scores.to_json(),
                 "members": {name: s.to_json() for name, s in self.members.items()}}
 
+    @classmethod
+    def from_json(cls, body: dict) -> "VersionResult":
+        return cls(int(body["version"]), str(body["output"]), scores_from_json(body["scores"]),
+                   {name: scores_from_json(s) for name, s in body["members"].items()})
+
 
 @dataclass(frozen=True)
 class Disagreement:
@@ -46,6 +51,10 @@ class Disagreement:
 
     def to_json(self) -> dict:
         return {"key": self.key, "truth": self.truth, "a": self.a, "b": self.b}
+
+    @classmethod
+    def from_json(cls, body: dict) -> "Disagreement":
+        return cls(body["key"], body["truth"], body["a"], body["b"])
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,10 @@ class VersionPair:
         return {"a": self.a, "b": self.b, "count": len(self.disagreements),
                 "disagreements": [d.to_json() for d in self.disagreements]}
 
+    @classmethod
+    def from_json(cls, body: dict) -> "VersionPair":
+        return cls(int(body["a"]), int(body["b"]), tuple(Disagreement.from_json(d) for d in body["disagreements"]))
+
 
 @dataclass(frozen=True)
 class ItemResult:
@@ -79,6 +92,10 @@ class ItemResult:
     def to_json(self) -> dict:
         return {"key": self.key, "truth": self.truth, "predicted": list(self.predicted),
                 "probability": list(self.probability)}
+
+    @classmethod
+    def from_json(cls, body: dict) -> "ItemResult":
+        return cls(body["key"], body["truth"], tuple(body["predicted"]), tuple(body["probability"]))
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,23 @@ class Evaluation:
             "bad_items": [b.to_json() for b in self.bad_items],
             "items": [i.to_json() for i in self.items],
         }
+
+    @classmethod
+    def from_json(cls, body: dict) -> "Evaluation":
+        """The result a ``to_json()`` wrote (an HTTP reply, a job's file): equal to the original."""
+        return cls(
+            body["model"], body["kind"], body["dataset"],
+            tuple(VersionResult.from_json(v) for v in body["versions"]),
+            tuple(VersionPair.from_json(p) for p in body["pairs"]),
+            tuple(ItemResult.from_json(i) for i in body["items"]),
+            tuple(BadItem(b["key"], b["reason"]) for b in body["bad_items"]),
+            body.get("tolerance"),
+        )
+
+    def cell(self, version: int, truth: str, predicted: str) -> list[ItemResult]:
+        """The items of one confusion-matrix cell of a version: true ``truth``, answered ``predicted``."""
+        index = [v.version for v in self.versions].index(version)
+        return [item for item in self.items if item.truth == truth and item.predicted[index] == predicted]
 
     def to_csv(self) -> str:
         """Per-item predictions: file, truth, each version's answer and its probability (or

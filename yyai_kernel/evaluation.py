@@ -78,8 +78,7 @@ def evaluate(
     """
     if batch_size < 1:
         raise InvalidInputError("batch_size must be at least 1.")
-    if versions is None or isinstance(versions, (int, str)):
-        versions = [versions]
+    versions = _as_list(versions)
     if not isinstance(dataset, LabelledSet):
         dataset = open_set(dataset)
     targets = _describe_all(backend, name, versions, dataset.kind)
@@ -100,6 +99,16 @@ def evaluate(
         raise InvalidInputError(f"No item of {dataset.description} could be scored; see the reasons: "
                                 + "; ".join(f"{b.key}: {b.reason}" for b in bad[:3]))
     return _result(name, dataset, targets, scored, bad, tolerance)
+
+
+def resolve_versions(backend, name: str, versions, kind: str) -> list[int]:
+    """The distinct versions that ``versions`` name (None: the default), each checked against a
+    set's ``kind``: what a job checks before it is accepted, so a bad request fails at once."""
+    return [target.version for target in _describe_all(backend, name, _as_list(versions), kind)]
+
+
+def _as_list(versions) -> list:
+    return [versions] if versions is None or isinstance(versions, (int, str)) else list(versions)
 
 
 def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:

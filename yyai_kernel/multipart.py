@@ -112,10 +112,12 @@ class _Discard:
         pass
 
 
-def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
-    """Copy the first file part of a spooled multipart body into its own temporary file."""
+def extract_archive_part(path: str, content_type: str, out_dir: str, *, what: str = "the .yyar archive",
+                         suffix: str = ".yyar") -> str:
+    """Copy the first file part of a spooled multipart body (``what``: an archive, a labelled
+    set) into its own temporary file."""
     if os.path.getsize(path) == 0:
-        raise InvalidInputError("The upload is empty; attach the .yyar archive.")
+        raise InvalidInputError(f"The upload is empty; attach {what}.")
     created: list[str] = []
     sinks: list = []
 
@@ -123,7 +125,7 @@ def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
         if created:
             sinks.append(_Discard())
         else:
-            fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=".yyar", dir=out_dir)
+            fd, out_path = tempfile.mkstemp(prefix="upload-", suffix=suffix, dir=out_dir)
             created.append(out_path)
             sinks.append(os.fdopen(fd, "wb"))
         return sinks[-1]
@@ -139,5 +141,5 @@ def extract_archive_part(path: str, content_type: str, out_dir: str) -> str:
         for sink in sinks:
             sink.close()
     if not files:
-        raise InvalidInputError("The multipart upload holds no file; attach the .yyar archive as a file field.")
+        raise InvalidInputError(f"The multipart upload holds no file; attach {what} as a file field.")
     return created[0]

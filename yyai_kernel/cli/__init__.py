@@ -10,8 +10,8 @@ C++ start-up log stays off the terminal unless `--verbose` (or `YYAI_LOG_LEVEL=d
 asks for it.
 
 One module per group of commands: `archive.py` (archive, inspect), `models.py` (models,
-default), `rollout.py` (label, traffic), `predict.py` (predict), `serve.py` (serve), `ray.py`
-(ray). Each registers on `app` here.
+default), `rollout.py` (label, traffic), `predict.py` (predict), `evaluate.py` (evaluate),
+`serve.py` (serve), `ray.py` (ray). Each registers on `app` here.
 """
 
 from __future__ import annotations
@@ -53,4 +53,4 @@ def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
     app()
 
 
-from . import archive, models, predict, ray, rollout, serve  # noqa: E402,F401  (each registers its commands on app)
+from . import archive, evaluate, models, predict, ray, rollout, serve  # noqa: E402,F401  (each registers its commands on app)

@@ -18,6 +18,8 @@ The package:
 * ``manage.py``: reload, load, unload, make default, follow the latest, delete, install;
 * ``rollout.py``: labels, the canary and shadow sliders, live agreement and latencies,
   recent disagreements as images, promote and roll back;
+* ``evaluate.py`` (with ``evalview.py``): score versions on a labelled set (a job), the
+  confusion heat map and its cells' images, disagreements, CSV, promote the best;
 * ``render.py``: CSS, messages, tables, images and charts (pure functions).
 
 A tab is a class with ``key``, ``title``, ``widget``, ``update(status)`` and ``shown()``;

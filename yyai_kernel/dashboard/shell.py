@@ -37,6 +37,7 @@ from typing import Callable, ClassVar, Protocol
 import ipywidgets as W
 
 from ..types import ServerStatus, VersionDescription
+from .evaluate import EvaluateTab
 from .manage import ManageTab
 from .models import ModelsTab
 from .preview import PreviewTab
@@ -60,7 +61,7 @@ class Tab(Protocol):
         """A person opened this tab."""
 
 
-TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab, RolloutTab)
+TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab, RolloutTab, EvaluateTab)
 
 
 class ViewCount:

@@ -306,8 +306,11 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
 
         metrics = ServerMetrics()
         worker = self.worker_spec.index if self.worker_spec else 0
+        # evaluation jobs keep their uploads and snapshots in the temporary folder, which every
+        # worker shares (see evaljobs): a job started on one is followed on any
+        shared_tmp = self.worker_spec.tmp_root if self.worker_spec else self.tmp_dir
         dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self, observer=metrics),
-                              peers=self.worker_link, worker=worker)
+                              peers=self.worker_link, worker=worker, jobs_dir=os.path.join(shared_tmp, "evaluations"))
         dataplane.registry.mark_loading()  # before listening: a request meanwhile hears "loading"
         metrics.watch(dataplane)
         if self.worker_link is not None:
@@ -387,7 +390,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
 
         routes = [(prefix(route.pattern()), route.handler) for route in all_routes()]
         routes.extend(
-            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*")
+            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*", r"/evaluations/.*")
         )
         return routes
 

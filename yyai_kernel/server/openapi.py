@@ -413,7 +413,7 @@ def build_spec(server_version: str = "0", routes: list[Route] | None = None) -> 
         "servers": [{"url": "/"}],
         "security": [{"tokenHeader": []}, {"bearer": []}, {"tokenQuery": []}],
         "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "rollout"},
-                 {"name": "ops"}],
+                 {"name": "evaluation"}, {"name": "ops"}],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

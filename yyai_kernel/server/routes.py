@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 # Path parameters and what they match. A sample name may hold '/', the others may not.
-PARAMETERS = {"name": r"[^/]+", "version": r"[^/]+", "sample": r".+", "label": r"[^/]+"}
+PARAMETERS = {"name": r"[^/]+", "version": r"[^/]+", "sample": r".+", "label": r"[^/]+", "set": r".+",
+              "job": r"[^/]+"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,9 @@ class Route:
 
 def all_routes() -> list[Route]:
     """Every REST route, in matching order (specific paths before ``{name}`` ones)."""
-    from . import management, metrics, openapi, predictions, rollout_handlers, samples_handlers, v2
+    from . import evaluations, management, metrics, openapi, predictions, rollout_handlers, samples_handlers, v2
 
     routes: list[Route] = []
-    for module in (v2, predictions, management, rollout_handlers, samples_handlers, metrics, openapi):
+    for module in (v2, predictions, management, rollout_handlers, samples_handlers, evaluations, metrics, openapi):
         routes.extend(module.ROUTES)
     return routes
