@@ -23,11 +23,9 @@ errors are the typed errors of ``yyai_kernel.errors``, each with its HTTP status
 from __future__ import annotations
 
 import os
-import tempfile
 from concurrent.futures import Future
 from dataclasses import replace
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 
@@ -39,27 +37,17 @@ from .evaljobs import EvaluationJob, EvaluationJobs
 from .evalsets import EVAL_ROLE, set_from_zip
 from .evaluation import DEFAULT_BATCH_SIZE, resolve_versions
 from .images import preprocess
-from .operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
+from .managing import ManagedPlane, Peers
+from .operations import Operation, OpKind
 from .registries import ModelRegistry
-from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
-from .traffic import Plan, TrafficRouter
-from .types import (COMBINED_OUTPUT, InstallResult, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    VersionDescription, VersionState, check_label, check_name, parse_version_ref)
+from .traffic import Plan
+from .types import (COMBINED_OUTPUT, ModelStatus, ModelSummary, Prediction, ServerStatus, VersionDescription,
+                    VersionState, check_name, parse_version_ref)
 from .v2codec import InferRequest, InferResult, ModelMetadata, RepositoryEntry, ServerMetadata, TensorMetadata
 
 SERVER_NAME = "yyai"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 SAMPLE_ROLE = "sample"
-
-
-class Peers(Protocol):
-    """The other worker processes, as the data plane sees them (``server/workerlink.py``)."""
-
-    def follow(self, op: Operation, leader: int) -> WorkerReport:
-        """Have every other worker follow ``op``; the report covers the leader too."""
-
-    def gather(self) -> list[WorkerInfo]:
-        """Every worker's state, this one included."""
 
 
 def _version() -> str:
@@ -71,9 +59,11 @@ def _version() -> str:
         return "0.0.0"
 
 
-class DataPlane:
+class DataPlane(ManagedPlane):
     """The operations of yyai over one registry: any :class:`~yyai_kernel.registries.ModelRegistry`
     (the in-process :class:`~yyai_kernel.registry.Registry`, or ``RayRegistry`` on a Ray cluster).
+    Reading and inference are here; the changes (management, labels, traffic) come from
+    :class:`~yyai_kernel.managing.ManagedPlane`.
 
     ``ready`` turns true once the server's start-up load finished (``mark_ready``); until
     then the server answers not-ready, and requests for a model still loading are told
@@ -82,17 +72,11 @@ class DataPlane:
 
     def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
                  worker: int = 0, jobs_dir: str | os.PathLike | None = None):
-        self.registry = registry
-        self.config = config or registry.config
-        self.peers = peers
-        self.worker = worker
+        super().__init__(registry, config, peers=peers, worker=worker)
         # evaluations run through this data plane's own Backend methods; jobs_dir: see evaljobs
         self.jobs = EvaluationJobs(self, jobs_dir,
                                    batch_size=min(DEFAULT_BATCH_SIZE, self.config.max_images_per_request))
-        self._ready = False
         self.version = _version()
-        self.traffic = TrafficRouter(registry, max_pending=self.config.shadow_max_pending,
-                                     keep=self.config.shadow_disagreements)
 
     # --- health and server metadata --------------------------------------------------------
 
@@ -124,9 +108,6 @@ class DataPlane:
             return self._with_rollout(self.registry.status(check_name(name)))
         status = self.registry.status()
         return replace(status, models={n: self._with_rollout(m) for n, m in status.models.items()})
-
-    def _with_rollout(self, status: ModelStatus) -> ModelStatus:
-        return replace(status, rollout=self.traffic.stats(status.name, status.traffic))
 
     def describe(self, name: str, version=None) -> VersionDescription:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
@@ -312,133 +293,6 @@ class DataPlane:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version."""
         return self.registry.predict(check_name(name), inputs, parse_version_ref(version))
 
-    # --- managing ------------------------------------------------------------------------------
-    # Each change is an Operation: led here, then followed by every other worker process
-    # (``operations.py``). The named methods are the single-process API; ``manage`` also
-    # returns the WorkerReport, for front ends that tell the caller how many workers applied it.
-
-    def manage(self, op: Operation) -> Managed:
-        """Apply a management operation here, then have every other worker follow it.
-
-        Returns only when every worker serves the new state (or is reported as not doing so).
-        A store-changing operation that fails here is still followed as a SYNC, so that the
-        others see what did reach the store; its error is raised.
-        """
-        op = op.checked()
-        try:
-            result = self._lead(op)
-        except Exception:
-            if self.peers is not None and op.kind in (OpKind.INSTALL, OpKind.REMOVE) and op.name:
-                self.peers.follow(Operation(OpKind.SYNC, op.name), self.worker)
-            raise
-        if self.peers is None:
-            return Managed(result, WorkerReport.alone(self.worker))
-        if op.kind is OpKind.INSTALL:
-            op = Operation(OpKind.INSTALL, result.name, result.version)
-        return Managed(result, self.peers.follow(op, self.worker))
-
-    def _lead(self, op: Operation):
-        registry, name, version = self.registry, op.name, op.version
-        if op.kind is OpKind.INSTALL:
-            return registry.install(op.archive)
-        if op.kind is OpKind.LOAD:
-            return registry.load(name, version)
-        if op.kind is OpKind.UNLOAD:
-            return registry.unload(name, version)
-        if op.kind is OpKind.RELOAD:
-            return registry.reload(name, force=op.force)
-        if op.kind is OpKind.SET_DEFAULT:
-            if version is None:
-                raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
-            return registry.set_default(name, version)
-        if op.kind is OpKind.FOLLOW_LATEST:
-            return registry.follow_latest(name)
-        if op.kind is OpKind.REMOVE:
-            return registry.remove(name, version, purge=op.purge)
-        if op.kind is OpKind.SET_LABEL:
-            if version is None:
-                raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
-            return registry.set_label(name, op.label, version)
-        if op.kind is OpKind.DELETE_LABEL:
-            return registry.delete_label(name, op.label)
-        if op.kind is OpKind.SET_TRAFFIC:
-            return self._with_rollout(registry.set_traffic(name, TrafficPolicy.parse(op.policy)))
-        if op.kind is OpKind.CLEAR_TRAFFIC:
-            return self._with_rollout(registry.clear_traffic(name))
-        if op.kind is OpKind.PROMOTE:
-            return self._promote(name)
-        return registry.reload(name, force=False)  # SYNC: what the state file says now
-
-    def load(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.LOAD, name, version)).result
-
-    def unload(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.UNLOAD, name, version)).result
-
-    def reload(self, name: str | None = None, *, force: bool = True):
-        """Re-read the store and reload one model, or every model when ``name`` is None."""
-        return self.manage(Operation(OpKind.RELOAD, name, force=force)).result
-
-    def set_default(self, name: str, version) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_DEFAULT, name, version)).result
-
-    def follow_latest(self, name: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.FOLLOW_LATEST, name)).result
-
-    def remove(self, name: str, version, *, purge: bool = False):
-        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
-
-    # --- labels and traffic ------------------------------------------------------------------
-
-    def labels(self, name: str) -> dict[str, int]:
-        """A model's labels, ``{label: version}``."""
-        return self.registry.status(check_name(name)).labels
-
-    def label(self, name: str, label: str) -> VersionLabel:
-        """The version a label names (404 for an unknown model or label)."""
-        return VersionLabel(name, check_label(label), self.registry.resolve_version(check_name(name), label))
-
-    def set_label(self, name: str, label: str, version) -> ModelStatus:
-        """Point a label at a version (a number), loading it first; persisted in the store."""
-        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label)).result
-
-    def delete_label(self, name: str, label: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label)).result
-
-    def traffic_report(self, name: str) -> TrafficReport:
-        """The traffic policy of a model and its running figures."""
-        policy = self.registry.status(check_name(name)).traffic
-        return TrafficReport(name, policy, self.traffic.stats(name, policy))
-
-    def set_traffic(self, name: str, policy) -> ModelStatus:
-        """Set the canary and shadow policy (a :class:`TrafficPolicy` or its JSON document)."""
-        if isinstance(policy, TrafficPolicy):
-            policy = policy.to_json()
-        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy)).result
-
-    def clear_traffic(self, name: str) -> ModelStatus:
-        """Drop the traffic policy: every request that names no version goes to the default (a roll-back)."""
-        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
-
-    def promote(self, name: str) -> ModelStatus:
-        """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
-        return self.manage(Operation(OpKind.PROMOTE, name)).result
-
-    def _promote(self, name: str) -> ModelStatus:
-        policy = self.registry.traffic(name)
-        candidate = policy and (policy.canary or policy.shadow)
-        if candidate is None:
-            self.registry.status(name)  # 404 for an unknown model
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
-                                    f"PUT /models/{name}/traffic, or make a version the default directly.")
-        self.registry.set_default(name, candidate.version)
-        return self._with_rollout(self.registry.clear_traffic(name))
-
-    def disagreements(self, name: str) -> list[Disagreement]:
-        """The last inputs on which the shadow disagreed with the answer sent, newest first."""
-        self.registry.status(check_name(name))  # 404 for an unknown model
-        return self.traffic.disagreements(name)
-
     def close(self) -> None:
         """Stop the shadow runner, drop queued evaluations (running ones end with the process)
         and close the registry."""
@@ -479,32 +333,6 @@ class DataPlane:
     def evaluation(self, job_id: str) -> EvaluationJob:
         """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""
         return self.jobs.get(job_id)
-
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
-        """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
-        return self.install(archive).result
-
-    def install(self, archive: bytes | str | os.PathLike) -> Managed:
-        """:meth:`add_archive` with the report of which workers serve the new version."""
-        if isinstance(archive, (str, os.PathLike)):
-            return self.manage(Operation(OpKind.INSTALL, archive=os.fspath(archive)))
-        with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
-            path = Path(folder) / "upload.yyar"
-            path.write_bytes(bytes(archive))
-            return self.manage(Operation(OpKind.INSTALL, archive=str(path)))
-
-    # --- workers -------------------------------------------------------------------------------
-
-    def workers(self) -> list[WorkerInfo]:
-        """Every worker process: its state, memory and what it serves (this one alone without peers)."""
-        if self.peers is None:
-            return [local_worker(self.registry, self.worker, ready=self._ready)]
-        return self.peers.gather()
-
-    def describe_self(self) -> WorkerInfo:
-        """This worker, as :meth:`workers` lists it."""
-        return local_worker(self.registry, self.worker, ready=self._ready)
-
 
 def _preprocessing(spec: dict) -> dict:
     """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
