@@ -171,9 +171,7 @@ class EvaluationJobs:
     def __init__(self, backend, folder: str | os.PathLike | None = None, *, max_jobs: int = DEFAULT_MAX_JOBS,
                  max_running: int = DEFAULT_MAX_RUNNING, batch_size: int = DEFAULT_BATCH_SIZE):
         self.backend = backend
-        self.folder = None if folder is None else Path(folder)
-        if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = None if folder is None else Path(folder)  # made by the first job
         self.max_jobs = max_jobs
         self.batch_size = batch_size
         self._lock = threading.Lock()
@@ -202,6 +200,8 @@ class EvaluationJobs:
         """
         job_id = new_id()
         upload = None
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
         try:
             if not isinstance(dataset, LabelledSet):
                 upload, dataset = self._keep_upload(job_id, dataset, handover)
