@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -48,6 +49,7 @@ _BY_STATUS = {
     409: errors.ConflictError,
     413: errors.PayloadTooLargeError,
     415: errors.UnsupportedMediaError,
+    429: errors.TooManyRequestsError,
     503: errors.ModelNotReadyError,
     507: errors.StoreWriteError,
 }
@@ -179,8 +181,11 @@ class YyaiClient:
         return Prediction(name, int(reply["model_version"]), members, combined, described.output)
 
     def predict_images(self, name: str, images: Iterable[bytes] | bytes, version: int | None = None,
-                       filenames: list[str] | None = None) -> Prediction:
-        """Send image bytes (one, or several in one multipart upload); the server preprocesses them."""
+                       filenames: list[str] | None = None, *, explain: str | None = None) -> Prediction:
+        """Send image bytes (one, or several in one multipart upload); the server preprocesses them.
+
+        ``explain="gradcam"`` also brings each member's Grad-CAM map (``Prediction.explanations``).
+        """
         if isinstance(images, (bytes, bytearray, memoryview)):
             images = [bytes(images)]
         images = [bytes(data) for data in images]
@@ -189,11 +194,11 @@ class YyaiClient:
         names = filenames or [f"image-{i}" for i in range(len(images))]
         files = [("file", (n, data, "application/octet-stream")) for n, data in zip(names, images)]
         path = f"/predictions/{_q(name)}" + (f"/{_v(version)}" if version is not None else "")
-        reply = self._json("POST", path, files=files, params={"raw": "true"})
+        params = {"raw": "true", **({"explain": explain} if explain else {})}
+        reply = self._json("POST", path, files=files, params=params)
         output = self.describe(name, reply["version"]).output
         prediction = Prediction.from_json(reply, output)
-        return prediction if filenames else Prediction(prediction.name, prediction.version, prediction.members,
-                                                       prediction.combined, output)
+        return prediction if filenames else dataclasses.replace(prediction, filenames=None)
 
     def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> Prediction:
         """Send image files from THIS machine (read here); a Prediction with their file names."""

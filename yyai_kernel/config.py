@@ -21,6 +21,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_ARCHIVE_BYTES = 512 * MiB
 DEFAULT_MAX_IMAGES = 64
+DEFAULT_MAX_EXPLAIN_IMAGES = 8
+DEFAULT_MAX_CONCURRENT_EXPLAINS = 2
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_DELAY_MS = 2.0
 
@@ -51,6 +53,12 @@ class ServingConfig(Configurable):
     max_image_pixels = Integer(DEFAULT_MAX_PIXELS, config=True, help="Largest image, in pixels (width x height).")
     max_images_per_request = Integer(DEFAULT_MAX_IMAGES, config=True,
                                      help="Most images in one multipart prediction request.")
+
+    max_explain_images = Integer(DEFAULT_MAX_EXPLAIN_IMAGES, min=1, config=True,
+                                 help="Most images in one explained prediction (?explain=gradcam): each costs "
+                                      "a gradient pass per member.")
+    max_concurrent_explains = Integer(DEFAULT_MAX_CONCURRENT_EXPLAINS, min=1, config=True,
+                                      help="Explained predictions running at once; more are refused with 429.")
 
     # --- rollouts -------------------------------------------------------------------------------
     shadow_max_pending = Integer(64, config=True,

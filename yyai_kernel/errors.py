@@ -147,6 +147,13 @@ class PayloadTooLargeError(YyaiError):
     status = 413
 
 
+class TooManyRequestsError(YyaiError):
+    """Too many expensive calls (explanations) at once; ``retry_after`` says when to try again."""
+
+    status = 429
+    retry_after: int | None = None
+
+
 class UnsupportedMediaError(YyaiError):
     """The request's Content-Type is not one this endpoint accepts."""
 

@@ -163,3 +163,25 @@ def thumbnail_png(x: np.ndarray, input_spec: dict, *, size: int = 64) -> bytes |
     image = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
                        interpolation=interpolation)
     return encode_png(image, rgb=input_spec.get("color", "rgb") != "bgr")
+
+
+OVERLAY_MIN_SIDE = 144  # an overlay of a smaller input is drawn larger, so that the map reads
+OVERLAY_ALPHA = 0.4  # the heat map's weight over the image, as in the Keras Grad-CAM recipe
+
+
+def heatmap_overlay(view: np.ndarray, heatmap: np.ndarray) -> bytes:
+    """A heat map (``[h, w]`` in 0..1) drawn over an image as the model sees it, as PNG bytes.
+
+    The Keras Grad-CAM recipe's picture: the map resized to the image, coloured with the
+    jet colour map and laid over it at ``OVERLAY_ALPHA``. An image smaller than
+    ``OVERLAY_MIN_SIDE`` is first enlarged with square pixels, so that the map shows.
+    """
+    image = view if view.ndim == 3 else cv2.cvtColor(view, cv2.COLOR_GRAY2RGB)
+    height, width = image.shape[:2]
+    scale = max(1, int(np.ceil(OVERLAY_MIN_SIDE / max(height, width))))
+    size = (width * scale, height * scale)
+    image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+    heat = cv2.resize(np.clip(heatmap, 0, 1).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    jet = cv2.applyColorMap(np.uint8(np.round(heat * 255)), cv2.COLORMAP_JET)  # BGR
+    blended = cv2.addWeighted(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), 1 - OVERLAY_ALPHA, jet, OVERLAY_ALPHA, 0)
+    return encode_png(blended, rgb=False)

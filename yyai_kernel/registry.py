@@ -122,6 +122,15 @@ class Registry:
             raise VersionSlot(version).not_ready(name)
         return model.submit(version, inputs, finite=finite)
 
+    def explain(self, name: str, inputs, version: int | str | None = None) -> tuple[Prediction, dict]:
+        """Run ``inputs`` through a version in this thread, off its batcher, with each member's
+        Grad-CAM maps: ``(Prediction, {member: gradcam.MemberMap})``."""
+        version = self.resolve_version(name, version)
+        model = self._models.get(name)
+        if model is None:
+            raise VersionSlot(version).not_ready(name)
+        return model.explain(version, inputs)
+
     def batches(self, name: str, version: int | str | None = None) -> bool:
         """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
         version = self.resolve_version(name, version)

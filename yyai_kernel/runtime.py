@@ -8,11 +8,14 @@ Keras's global session reset or its ``predict`` method: the first would wipe eve
 model's state, the second costs ~40 ms a call against ~0.5 ms for the traced call.
 
 A runtime is immutable once built. Hot reload builds a new one and swaps the reference
-(see registry.py); in-flight calls keep the old one alive until they return.
+(see registry.py); in-flight calls keep the old one alive until they return. The one
+thing built later is the Grad-CAM functions (``gradcam.py``), traced beside the serving
+function the first time someone asks for an explanation, under ``_cam_lock``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +78,8 @@ class ArchiveRuntime:
 
         self._serve = serve
         self._combined = combine_mean or len(models) == 1
+        self._gradcam = None  # built on the first explanation (gradcam.GradCam)
+        self._cam_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -144,6 +149,31 @@ class ArchiveRuntime:
         members = dict(zip(self.member_names, outputs))
         combined = outputs[-1] if self._combined else None
         return RuntimeOutput(members=members, combined=combined)
+
+    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict]:
+        """Run a validated batch, then explain each member's answer: (output, {member: gradcam.MemberMap}).
+
+        The output explained is the version's answer: for classification, each row's top
+        class of the combined output (of the member itself when there is none); for
+        regression, the first output. It runs in the calling thread, off the batcher.
+        """
+        output = self(batch)
+        with self._cam_lock:
+            if self._gradcam is None:
+                from .gradcam import GradCam
+
+                self._gradcam = GradCam(dict(zip(self.member_names, self._models)), self.input_shape, self.dtype)
+        return output, self._gradcam(batch, self._targets(output))
+
+    def _targets(self, output: RuntimeOutput) -> dict[str, np.ndarray]:
+        """The output index each member explains, row by row."""
+        rows = len(next(iter(output.members.values())))
+        if self.manifest.output.get("kind") != "classification":
+            return {member: np.zeros(rows, np.int32) for member in output.members}
+        if output.combined is not None:
+            top = np.argmax(output.combined, axis=1)
+            return {member: top for member in output.members}
+        return {member: np.argmax(array, axis=1) for member, array in output.members.items()}
 
     def split(self, output: RuntimeOutput, bounds: list[tuple[int, int]]) -> list[RuntimeOutput]:
         """Cut one batched output into per-request outputs by row ranges."""

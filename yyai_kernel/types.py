@@ -19,6 +19,7 @@ This module imports only numpy and the errors: every layer may import it.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -461,13 +462,58 @@ class VersionDescription(JsonView):
 
 # --- predictions --------------------------------------------------------------------------
 
+EXPLAIN_METHODS = ("gradcam",)
+
+
+def check_explain(method: str | None) -> str | None:
+    """An explanation method from a request (``?explain=``): None for none, else a known one."""
+    if method is None or method == "":
+        return None
+    if method not in EXPLAIN_METHODS:
+        raise InvalidInputError(f"Unknown explanation {method!r}; yyai explains with: {', '.join(EXPLAIN_METHODS)}.",
+                                field="explain")
+    return method
+
+
+@dataclass(frozen=True)
+class Explanation(JsonView):
+    """Where one member looked for one image (a Grad-CAM heat map), or why it cannot say.
+
+    ``heatmap`` is on the explained layer's grid, in 0..1; ``overlay_png`` draws it over
+    the image as the model sees it. ``label`` is the class (or output) explained: the
+    version's answer for that image.
+    """
+
+    method: str
+    available: bool
+    reason: str = ""
+    layer: str | None = None
+    label: str | None = None
+    heatmap: np.ndarray | None = None
+    overlay_png: bytes | None = None
+
+    def to_json(self) -> dict:
+        if not self.available:
+            return {"method": self.method, "available": False, "reason": self.reason}
+        return {"method": self.method, "available": True, "layer": self.layer, "label": self.label,
+                "heatmap": np.round(self.heatmap.astype(float), 4).tolist(),
+                "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Explanation":
+        if not data.get("available"):
+            return cls(data["method"], False, data.get("reason", ""))
+        return cls(data["method"], True, "", data.get("layer"), data.get("label"),
+                   np.asarray(data["heatmap"], dtype=np.float32), base64.b64decode(data["overlay_png"]))
+
 
 @dataclass(frozen=True)
 class Prediction(JsonView):
     """One answer: the version that gave it, each member's ``[B, K]`` output and the combined one.
 
     It owns how outputs read for people: labelled rows, the top label, the top k.
-    ``filenames`` names the images of an image request, row by row, when known.
+    ``filenames`` names the images of an image request, row by row, when known;
+    ``explanations`` holds, row by row, each member's :class:`Explanation` when one was asked for.
     """
 
     name: str
@@ -476,6 +522,7 @@ class Prediction(JsonView):
     combined: np.ndarray | None
     output: dict
     filenames: tuple[str | None, ...] | None = None
+    explanations: tuple[dict[str, Explanation], ...] | None = None  # per row: member -> Explanation
 
     def __len__(self) -> int:
         return len(next(iter(self.members.values())))
@@ -533,6 +580,8 @@ class Prediction(JsonView):
             row["top"] = top[0] if top else None
             if self.filenames and self.filenames[i] is not None:
                 row["filename"] = self.filenames[i]
+            if self.explanations is not None:
+                row["explanations"] = {m: e.to_json() for m, e in self.explanations[i].items()}
             if raw:
                 row["raw"] = {
                     "members": {m: out[i].tolist() for m, out in self.members.items()},
@@ -550,5 +599,8 @@ class Prediction(JsonView):
         if rows and rows[0]["raw"]["combined"] is not None:
             combined = np.array([r["raw"]["combined"] for r in rows], dtype=np.float32)
         filenames = tuple(r.get("filename") for r in rows)
+        explanations = None
+        if rows and "explanations" in rows[0]:
+            explanations = tuple({m: Explanation.from_json(e) for m, e in r["explanations"].items()} for r in rows)
         return cls(reply["model"], int(reply["version"]), members, combined, output,
-                   filenames if any(filenames) else None)
+                   filenames if any(filenames) else None, explanations)

@@ -244,6 +244,29 @@ class ModelVersions:
             return result
         raise ModelNotReadyError(f"Model {self.name!r} version {version} is being swapped; retry.")
 
+    def explain(self, version: int, inputs) -> tuple[Prediction, dict]:
+        """Run ``inputs`` on the version in this thread, off its batcher, and explain each member's answer.
+
+        Returns the prediction and ``{member: gradcam.MemberMap}``, both from the one
+        runtime read here (a swap meanwhile cannot mix two). Counted in the version's
+        statistics like any request.
+        """
+        slot = self.slots.get(version)
+        serving = slot.serving if slot is not None else None
+        if serving is None:
+            raise (slot or VersionSlot(version)).not_ready(self.name)
+        started = time.perf_counter()
+        try:
+            batch = serving.runtime.validate(inputs)
+            output, maps = serving.runtime.explain(batch)
+        except Exception:
+            slot.stats.record(time.perf_counter() - started, ok=False)
+            raise
+        slot.stats.record(time.perf_counter() - started, ok=True)
+        slot.stats.record_batch(len(batch))
+        prediction = Prediction(self.name, version, output.members, output.combined, serving.runtime.manifest.output)
+        return prediction, maps
+
     # --- changes (caller holds load_lock) ------------------------------------------------
 
     def load(self, version: int, path: Path, sha256: str, settings: LoadSettings, *, force: bool) -> bool:

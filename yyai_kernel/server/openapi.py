@@ -35,6 +35,7 @@ def errors(*codes: int) -> dict:
              "names the version being deleted.",
         413: "Too large: body, archive, image pixels or number of images over the limit.",
         415: "Unsupported Content-Type.",
+        429: "Too many expensive requests (explanations) at once; retry after Retry-After seconds.",
         503: "Not ready: the model (or the server) is loading, failed or unloaded.",
         507: "The store could not be written (disk full or permissions); nothing changed.",
     }
@@ -364,6 +365,23 @@ SCHEMAS = {
             "top": {"type": "string", "nullable": True},
             "filename": {"type": "string"},
             "raw": {"type": "object", "description": "With ?raw=true: raw vectors in label order."},
+            "explanations": {"type": "object", "additionalProperties": ref("Explanation"),
+                             "description": "With ?explain=gradcam: each member's explanation."},
+        },
+    },
+    "Explanation": {
+        "type": "object",
+        "required": ["method", "available"],
+        "properties": {
+            "method": {"type": "string", "enum": ["gradcam"]},
+            "available": {"type": "boolean"},
+            "reason": {"type": "string", "description": "Why there is no map (such as no convolutional layer)."},
+            "layer": {"type": "string", "description": "The convolutional layer explained (the last one)."},
+            "label": {"type": "string", "description": "The class (or output) explained: the version's answer."},
+            "heatmap": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                        "description": "The map on the layer's grid, rows of values in 0..1."},
+            "overlay_png": {"type": "string", "format": "byte",
+                            "description": "The map over the image as the model sees it, PNG in base64."},
         },
     },
     "PredictionReply": {

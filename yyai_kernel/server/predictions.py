@@ -14,6 +14,9 @@ Classification entries are sorted by probability, highest first; regression outp
 ``{"name": value}`` rounded as the manifest says. ``top`` is the best label of the
 combined output (or of the only member), or null for regression. ``?raw=true`` adds each
 row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
+``?explain=gradcam`` adds each row's ``"explanations"``: per member, a Grad-CAM heat map
+and its overlay PNG (base64), or ``"available": false`` with the reason; the data plane
+computes them and bounds them (``DataPlane._explain_images``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class PredictionsHandler(LeanBodyHandler):
         check_name(name), parse_version_ref(version)
         self.label_model(name, version)
         raw = loose_flag(self.get_query_argument("raw", "false"))
+        explain = self.get_query_argument("explain", None)
         media = self.content_type()
         check_image_media(media)
         body = self.body
@@ -44,7 +48,7 @@ class PredictionsHandler(LeanBodyHandler):
 
         def work():  # multipart parsing and image decoding are CPU work: off the loop
             images, filenames = images_of(media, content_type, body, most)
-            return dataplane.submit_images(name, version, images, filenames, sticky=sticky)
+            return dataplane.submit_images(name, version, images, filenames, sticky=sticky, explain=explain)
 
         prediction = await self.model_call(await self.run(work))  # the batcher's thread completes it
         self.metric_version = str(prediction.version)
@@ -63,18 +67,23 @@ _IMAGE_BODY = {
         },
     },
 }
-_REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."), **errors(400, 404, 413, 415, 503)}
+_REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
+            **errors(400, 404, 413, 415, 429, 503)}
+_EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": ["gradcam"]},
+            "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
+                           "max_explain_images images a request, max_concurrent_explains requests at once). "
+                           "An explained request is never rerouted: the version named, else the default, answers."}
 
 ROUTES = [
     Route("/predictions/{name}", PredictionsHandler, {"post": op(
-        "Predict on images with the default version", _REPLIES, params=[NAME, STICKY], body=_IMAGE_BODY,
+        "Predict on images with the default version", _REPLIES, params=[NAME, STICKY, _EXPLAIN], body=_IMAGE_BODY,
         tags=["images"],
         description="Raw image bytes (Content-Type image/*) or a multipart upload of one or more files. "
         "The server decodes and preprocesses them as the archive's manifest says. The model's traffic "
         "policy (canary, shadow) applies: the reply's version says which version answered.",
     )}),
     Route("/predictions/{name}/{version}", PredictionsHandler, {"post": op(
-        "Predict on images with a given version or label (never rerouted)", _REPLIES, params=[NAME, VERSION],
-        body=_IMAGE_BODY, tags=["images"],
+        "Predict on images with a given version or label (never rerouted)", _REPLIES,
+        params=[NAME, VERSION, _EXPLAIN], body=_IMAGE_BODY, tags=["images"],
     )}),
 ]
