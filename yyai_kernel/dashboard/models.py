@@ -30,6 +30,7 @@ class ModelsTab:
 
     key = "models"
     title = "Models"
+    lazy = False  # built with the dashboard: the activity plot samples every refresh from the start
 
     def __init__(self, shell: "Dashboard"):
         self.shell = shell

@@ -1,8 +1,12 @@
 """The Preview tab: pick a model, a version and images; see what the version predicts.
 
-The images are a bundled sample of the picked version or the person's own uploads (the
-Sample dropdown shows only for "Bundled sample", the Upload button only for "My images").
-"Compare with" runs a second version on the same images, side by side.
+The images are a bundled sample of the picked version, the person's own uploads (one or
+several files), or, for models with small grayscale inputs such as the digits, a drawing
+(``drawpad.py``; the "Draw" choice appears only for them). Only the picked source's
+control shows. "Compare with" runs a second version on the same images, side by side.
+"Explain (Grad-CAM)" asks the backend for each member's heat map (``?explain=gradcam``
+over REST) and the results show it over the image; ticking it with results on screen runs
+the prediction again, explained.
 
 Preview never loads a model as a side effect: a version that does not serve (never
 loaded, or unloaded by an operator) gets the same answer REST gives (503, "not loaded;
@@ -23,6 +27,7 @@ import ipywidgets as W
 
 from ..errors import ImageError, ModelNotReadyError
 from ..types import Prediction, ServerStatus, VersionState
+from .drawpad import DrawingPad, pad_fits
 from .render import dropdown, message_html, model_options, show, subtle_html, version_options, with_classes
 from .results import ResultsPanel
 
@@ -31,7 +36,9 @@ if TYPE_CHECKING:
 
 # States a person can load from; a version that is loading only needs a moment.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
-SAMPLE, UPLOAD = "sample", "upload"
+SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
+SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
+EXPLAIN = "gradcam"
 
 
 class PreviewTab:
@@ -43,12 +50,14 @@ class PreviewTab:
     def __init__(self, shell: "Dashboard"):
         self.shell = shell
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
+        self.pad: DrawingPad | None = None  # built the first time "Draw" is picked
         self._build()
         guard, message = shell.guard, self.predict_message
         self.model_select.observe(guard(self._on_model, message), "value")
         self.version_select.observe(guard(self._on_version, message), "value")
         self.compare_select.observe(guard(lambda _: self._label_predict_button(), message), "value")
-        self.source_toggle.observe(lambda _: self._show_source(), "value")  # layout only: also when quiet
+        self.source_toggle.observe(guard(lambda _: self._show_source(), message, observer=False), "value")
+        self.explain_toggle.observe(guard(self._on_explain, message), "value")
         self.image_upload.observe(guard(self._on_images, message), "value")
         self.predict_button.on_click(guard(self.predict, message, observer=False))
         self.load_button.on_click(guard(self.load_and_predict, message, observer=False))
@@ -57,8 +66,12 @@ class PreviewTab:
         self.model_select = dropdown("Model", "yyai-model-select")
         self.version_select = dropdown("Version", "yyai-version-select")
         self.compare_select = dropdown("Compare with", "yyai-compare-select", options=[("—", 0)], value=0)
-        self.source_toggle = with_classes(W.ToggleButtons(options=[("Bundled sample", SAMPLE), ("My images", UPLOAD)],
-                                                          value=SAMPLE, style={"button_width": "136px"}), "yyai-source")
+        self.source_toggle = with_classes(W.ToggleButtons(options=SOURCES, value=SAMPLE,
+                                                          style={"button_width": "88px"}), "yyai-source")
+        self.pad_box = with_classes(W.VBox(layout=W.Layout(display="none")), "yyai-pad-box")
+        self.explain_toggle = with_classes(W.Checkbox(value=False, description="Explain (Grad-CAM)", indent=False,
+                                                      tooltip="Show where each convolutional member looked"),
+                                           "yyai-explain-toggle")
         self.sample_select = dropdown("Sample", "yyai-sample-select")
         self.image_upload = with_classes(W.FileUpload(accept="image/*", multiple=True, description="Upload images",
                                                       tooltip="Choose one or more image files (PNG, JPEG, ...)",
@@ -78,8 +91,8 @@ class PreviewTab:
             W.HTML("<b>What to run</b>"),
             self.model_select, self.version_select, self.compare_select,
             W.HTML("<b>On which images</b>"),
-            self.source_toggle, self.sample_select, self.image_upload, self.upload_info,
-            W.HTML("&nbsp;"), self.predict_button, self.predict_message, self.load_button,
+            self.source_toggle, self.sample_select, self.image_upload, self.upload_info, self.pad_box,
+            W.HTML("&nbsp;"), self.explain_toggle, self.predict_button, self.predict_message, self.load_button,
         ], layout=W.Layout(width="320px", min_width="320px")), "yyai-panel", "yyai-controls")
         self.widget = W.HBox([controls, self.results.widget])
 
@@ -95,6 +108,7 @@ class PreviewTab:
         self._label_predict_button()
         if before != (self.model_select.value, self.version_select.value):
             self._load_samples()
+            self._offer_drawing()
 
     def shown(self) -> None:
         pass
@@ -108,18 +122,42 @@ class PreviewTab:
         self.results.clear()
         show(self.load_button, False)
         self._load_samples()
+        self._offer_drawing()
 
     def _on_version(self, change) -> None:
         self._label_predict_button()
         show(self.load_button, False)
         self._load_samples()
+        self._offer_drawing()
 
     def _show_source(self) -> None:
-        """Only the picked source's control shows: the Sample dropdown, or the Upload button."""
-        uploads = self.source_toggle.value == UPLOAD
-        show(self.sample_select, not uploads)
-        show(self.image_upload, uploads)
-        show(self.upload_info, uploads)
+        """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
+        source = self.source_toggle.value
+        show(self.sample_select, source == SAMPLE)
+        show(self.image_upload, source == UPLOAD)
+        show(self.upload_info, source == UPLOAD)
+        if source == DRAW and self.pad is None:
+            self.pad = DrawingPad()
+            self.pad_box.children = (self.pad.widget,)
+            self._offer_drawing()
+        show(self.pad_box, source == DRAW)
+
+    def _offer_drawing(self) -> None:
+        """"Draw" is a source only for versions with small one-channel inputs; the pen fits the input."""
+        name, version = self.model_select.value, self.version_select.value
+        try:
+            spec = self.shell.describe(name, version).input if name and version else {}
+        except Exception:  # noqa: BLE001 - a version gone meanwhile: no pad, and the next refresh says why
+            spec = {}
+        fits = bool(spec) and pad_fits(spec)
+        self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []), preferred=SAMPLE)
+        if fits and self.pad is not None:
+            self.pad.set_input(spec)
+
+    def _on_explain(self, change) -> None:
+        """Ticked (or unticked) with results on screen: run them again, so that what shows matches the box."""
+        if self.results.rows.children:
+            self.predict()
 
     def _on_images(self, change) -> None:
         files = change["new"]
@@ -158,7 +196,9 @@ class PreviewTab:
         return name, [version] + ([other] if other and other != version else [])
 
     def current_images(self) -> list[tuple[str, bytes]]:
-        """The images to run: (name, bytes) of the uploads or of the picked sample."""
+        """The images to run: (name, bytes) of the uploads, the drawing or the picked sample."""
+        if self.source_toggle.value == DRAW:
+            return [("drawing.png", self.pad.png())]
         if self.source_toggle.value == UPLOAD:
             files = self.image_upload.value
             if not files:
@@ -185,7 +225,8 @@ class PreviewTab:
             images = self.current_images()
             predictions = {}
             for version in versions:
-                self._say("busy", f"Predicting with {name} v{version}…")
+                doing = "Predicting and explaining" if self.explain_toggle.value else "Predicting"
+                self._say("busy", f"{doing} with {name} v{version}…")
                 predictions[version] = self._predict_one(name, version, versions, [data for _, data in images])
             self.results.show(name, images, predictions, {v: self.shell.describe(name, v) for v in versions})
             took = "compared" if len(versions) > 1 else "predicted"
@@ -197,6 +238,8 @@ class PreviewTab:
 
     def _predict_one(self, name: str, version: int, versions: list[int], images: list[bytes]) -> Prediction:
         try:
+            if self.explain_toggle.value:
+                return self.shell.backend.predict_images(name, images, version, explain=EXPLAIN)
             return self.shell.backend.predict_images(name, images, version)
         except ModelNotReadyError:
             self._offer_load(name, versions)

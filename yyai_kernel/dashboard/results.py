@@ -3,7 +3,8 @@
 Each row shows the image as given, then for each version the image as that version sees
 it (resized and colour-converted as its manifest says), its headline label, a bar chart
 of every member's output with a top-k table beside it (classification) or a table of the
-outputs (regression). Above the rows, one summary line per image says what each version
+outputs (regression), and, when the prediction was explained, each member's Grad-CAM
+overlay (or why it has none). Above the rows, one summary line per image says what each version
 predicted and whether the versions agree. An empty panel says what to do.
 
 OpenCV (through ``yyai_kernel.images``) comes in on first use: building the dashboard
@@ -16,7 +17,7 @@ import html
 
 import ipywidgets as W
 
-from ..types import Prediction, VersionDescription
+from ..types import Explanation, Prediction, VersionDescription
 from .render import (DISPLAY_PX, bar_chart_png, close_tree, image_widget, png_widget, regression_table_html,
                      top_k_table_html, with_classes)
 
@@ -100,6 +101,8 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
         outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
                                "yyai-regression-table")
     body = [view_box, outputs] if compact else [W.HBox([view_box, outputs])]
+    if prediction.explanations is not None:
+        body.append(explained_row(prediction.explanations[i], side=96 if compact else 120))
     column = W.VBox([W.HTML(headline), *body],
                     layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px", padding="0 0 0 12px",
                                     border_left="1px solid #e3e3e3"))
@@ -119,3 +122,25 @@ def summary_line(label: str, tops: dict[int, tuple[str, float] | None]) -> str:
         line += (" — <span class='yyai-agree'>the versions agree</span>" if agree
                  else " — <span class='yyai-disagree'>the versions disagree</span>")
     return line
+
+
+def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widget:
+    """Where each member looked: its Grad-CAM overlay, or why it has none."""
+    cells = []
+    for member, explained in explanations.items():
+        title = f"<b>{html.escape(member)}</b>"
+        if explained.available:
+            caption = f"{title}<br><span class='yyai-subtle'>{html.escape(explained.layer or '')}</span>"
+            height, width = explained.heatmap.shape  # the overlay has the grid's proportions
+            image = image_widget(explained.overlay_png, height, width, css_class="yyai-gradcam-overlay", side=side)
+            cells.append(W.VBox([W.HTML(caption), image], layout=W.Layout(width=f"{side + 12}px", flex="0 0 auto")))
+        else:
+            note = html.escape(explained.reason.removeprefix("not available: "))
+            cells.append(with_classes(W.HTML(f"{title}<br><span class='yyai-subtle'>Grad-CAM not available: {note}"
+                                             "</span>", layout=W.Layout(width=f"{side + 12}px")),
+                                      "yyai-gradcam-na"))
+    label = next((e.label for e in explanations.values() if e.available), None)
+    heading = "Where each member looked (Grad-CAM"
+    heading += f" for <b>{html.escape(label)}</b>)" if label is not None else ")"
+    return with_classes(W.VBox([W.HTML(heading), W.HBox(cells, layout=W.Layout(flex_flow="row wrap"))]),
+                        "yyai-gradcam")

@@ -16,6 +16,11 @@ adding it there (or passing ``tabs=`` to :class:`Dashboard`). Each tab is reacha
 ``dashboard.<key>`` (``dashboard.preview``, ``dashboard.models``, ``dashboard.manage``,
 ``dashboard.rollout``).
 
+Tabs are built lazily: the first tab, and any tab class with ``lazy = False``, at once;
+every other tab the first time it is shown (or read as ``dashboard.<key>``). A page visit
+then sends the browser only the widgets of what it shows, which is most of the time it
+takes to become interactive (each widget is a model the browser creates and renders).
+
 Locking: :meth:`Dashboard.refresh` runs under one re-entrant lock, so the refresh thread
 and a person's action never update the pickers at the same time; the quiet flag is per
 thread, so the refresh thread's changes never silence a person's clicks.
@@ -60,6 +65,8 @@ class Tab(Protocol):
     def shown(self) -> None:
         """A person opened this tab."""
 
+    # Optional: ``lazy: ClassVar[bool] = False`` builds the tab with the dashboard rather than when first shown.
+
 
 TABS: tuple[type, ...] = (PreviewTab, ModelsTab, ManageTab, RolloutTab, EvaluateTab)
 
@@ -98,6 +105,7 @@ class Dashboard:
         self.pause_after = pause_after
         self.location = location
         self.status = ServerStatus({})  # the last status of every model
+        self._fetched = False  # self.status came from the backend (a tab built later gets it)
         self._descriptions: dict[tuple[str, int], VersionDescription] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -118,11 +126,13 @@ class Dashboard:
         self.auto_refresh = with_classes(W.Checkbox(value=True, description="Refresh by itself", indent=False),
                                          "yyai-auto-refresh")
         self.refresh_note = with_classes(W.HTML(), "yyai-refresh-note")
-        self.tab_list = [cls(self) for cls in tabs]
-        for tab in self.tab_list:
-            setattr(self, tab.key, tab)
-        self.tabs = with_classes(W.Tab(children=[t.widget for t in self.tab_list],
-                                       titles=[t.title for t in self.tab_list]), "yyai-tabs")
+        self._tab_classes = tuple(tabs)
+        self._built: dict[int, Tab] = {}
+        self.tabs = with_classes(W.Tab(children=[W.Box() for _ in tabs], titles=[cls.title for cls in tabs]),
+                                 "yyai-tabs")
+        for index, cls in enumerate(self._tab_classes):
+            if index == 0 or not getattr(cls, "lazy", True):
+                self.tab(index)
         self.widget = with_classes(W.VBox([W.HTML(CSS), self.header, self.status_line, self.tabs]),
                                    "yyai-dashboard")
         self.views = ViewCount(self.widget, self._on_views)
@@ -192,7 +202,37 @@ class Dashboard:
 
     def showing(self, tab: Tab) -> bool:
         """Whether ``tab`` is the selected tab."""
-        return self.tabs.selected_index == self.tab_list.index(tab)
+        return self._built.get(self.tabs.selected_index) is tab
+
+    # --- the tabs, built when first needed -----------------------------------------------------
+
+    @property
+    def tab_list(self) -> list:
+        """The tabs built so far, in their order."""
+        return [self._built[i] for i in sorted(self._built)]
+
+    def tab(self, index: int) -> Tab:
+        """Tab ``index``, built on first use: its widget replaces the placeholder, and it gets the last status."""
+        with self._lock:
+            tab = self._built.get(index)
+            if tab is None:
+                tab = self._built[index] = self._tab_classes[index](self)
+                setattr(self, tab.key, tab)
+                children = list(self.tabs.children)
+                placeholder, children[index] = children[index], tab.widget
+                self.tabs.children = tuple(children)
+                placeholder.close()
+                if self._fetched:
+                    with self.quiet():
+                        tab.update(self.status)
+            return tab
+
+    def __getattr__(self, name: str):
+        """``dashboard.<key>`` of a tab not built yet: builds it."""
+        for index, cls in enumerate(self.__dict__.get("_tab_classes", ())):
+            if cls.key == name:
+                return self.tab(index)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- refreshing ---------------------------------------------------------------------------
 
@@ -204,7 +244,7 @@ class Dashboard:
             except Exception as error:  # noqa: BLE001
                 self.status_line.value = message_html("error", f"The server did not answer: {error_text(error)}")
                 return
-            self.status = status
+            self.status, self._fetched = status, True
             self._set(self.status_line, "")
             self._set(self.header, self._header_html())
             self._set(self.refresh_note, self._refresh_text())
@@ -233,7 +273,8 @@ class Dashboard:
         return subtle_html("Refreshed when you press \"Refresh now\".")
 
     def _on_tab(self, change) -> None:
-        self.tab_list[change["new"]].shown()
+        if change["new"] is not None:
+            self.tab(change["new"]).shown()
 
     # --- the refresh thread -------------------------------------------------------------------
 
