@@ -18,6 +18,7 @@ Example::
     client = YyaiClient("http://127.0.0.1:8866", token="...")
     prediction = client.predict_image_files("digits", ["digit-3.png"])
     prediction.top(0)        # ("3", 0.98)
+    client.upload(model, name="digits", version=3, input={"scale": 1 / 255}, labels=list("0123456789"))
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable
 from urllib.parse import quote
@@ -238,6 +240,21 @@ class YyaiClient:
         reply = self._json("DELETE", f"/models/{_q(name)}/versions/{_v(version)}",
                            params={"purge": str(purge).lower()})
         return ModelRemoved(reply["name"]) if reply.get("removed") else ModelStatus.from_json(reply)
+
+    def upload(self, model_or_models, *, name: str, version: int, input: dict, labels=None, **options) -> InstallResult:
+        """Pack in-memory Keras models and install them on the server, in one call.
+
+        The arguments are :func:`yyai_kernel.pack_model`'s (``regression=``, ``samples=``,
+        ``description=``...); the archive is written to a temporary folder here, uploaded
+        (:meth:`add_archive`) and removed. Importing Keras is the model's own business:
+        the client imports ``packmodel`` only when this is called.
+        """
+        from .packmodel import pack_model
+
+        with tempfile.TemporaryDirectory(prefix="yyai-upload-") as folder:
+            path = pack_model(model_or_models, name=name, version=version, input=input, labels=labels, out=folder,
+                              **options)
+            return self.add_archive(path)
 
     # --- labels and traffic -----------------------------------------------------------------
 

@@ -114,6 +114,7 @@ class Dashboard:
         self._last_used = time.monotonic()
         self._views_seen = False  # a browser has shown the dashboard at least once
         self._paused_idle = False  # the refresh paused itself (not the person's checkbox)
+        self._closers: list[Callable[[], object]] = []  # run by close(): what for_models set up
         self._build(tabs)
         self.refresh()
         if refresh_interval:
@@ -297,9 +298,33 @@ class Dashboard:
             self._thread = None
 
     def close(self) -> None:
-        """Stop refreshing and close every widget."""
+        """Stop refreshing, close every widget, then release what the dashboard owns (``on_close``)."""
         self.stop()
         close_tree(self.widget)
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            closer()
+
+    def on_close(self, closer: Callable[[], object]) -> None:
+        """Call ``closer`` when the dashboard closes (after its widgets)."""
+        self._closers.append(closer)
+
+    @classmethod
+    def for_models(cls, versions, *, input: dict, labels=None, name: str = "model", **options) -> "Dashboard":
+        """The dashboard over Keras models in this notebook, with no server and no store of yours.
+
+        ``versions`` maps a version (``"v1"``, ``"v2"``, or 1, 2) to a model, a list of
+        models (an ensemble) or ``{member name: model}``. ``input``, ``labels`` (or
+        ``regression=``) and the other keywords are :func:`yyai_kernel.pack_model`'s
+        (``samples=[...]`` adds bundled samples), plus ``refresh_interval``. Every version is
+        packed into a private temporary store and loaded in-process; closing the dashboard
+        removes it. Example::
+
+            Dashboard.for_models({"v1": m1, "v2": m2}, input={"scale": 1 / 255}, labels=list("0123456789"))
+        """
+        from .inmemory import for_models
+
+        return for_models(versions, input=input, labels=labels, name=name, dashboard_class=cls, **options)
 
     def _on_views(self, old: int, new: int) -> None:
         """A browser showed (or closed) the dashboard: a new view counts as use."""
