@@ -558,9 +558,13 @@ KERNEL_CHECK = {
     "cells": [{
         "cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
         "source": [
-            "import os, sys\n",
+            "import os, sys, time\n",
             "from yyai_kernel.client import YyaiClient\n",
             "client = YyaiClient()\n",
+            "# a preheated kernel runs this as the server starts: wait for the start-up load\n",
+            "deadline = time.monotonic() + 60\n",
+            "while not client.ready() and time.monotonic() < deadline:\n",
+            "    time.sleep(0.2)\n",
             "print('CHECK', os.environ['YYAI_URL'], os.environ['YYAI_TOKEN'], client.ready(), client.names(),\n",
             "      'tensorflow' in sys.modules)\n",
         ],
@@ -580,6 +584,7 @@ def test_dashboard_kernel_reaches_the_rest_api_and_sigterm_cleans_up(tmp_path):
         page = srv.get("/", auth=False, params={"token": "kernel-token"})
         assert page.status_code == 200
         assert f"CHECK {srv.url} kernel-token True [] False" in page.text
+        assert "Using pre-heated kernel" in srv.log()  # the page took a kernel that ran the notebook before
         kernels = [p for p in psutil.Process(srv.proc.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
         assert kernels, "visiting the dashboard started no kernel"
         log = srv.log()
@@ -626,9 +631,11 @@ def test_defaults_config_file_and_command_line(tmp_path):
     assert app.config.VoilaExecutor.timeout == 120
     assert app.voila_configuration.show_tracebacks is False
     assert app.voila_configuration.multi_kernel_manager_class.__name__ == "YyaiKernelManager"
-    # yyai's page (Voila's without CDN links) comes first; the notebook app's lab extension stays out
+    # yyai's page (Voila's without CDN links) comes first; the notebook app's lab extension and
+    # the code-cell styles (a page with no code cells) stay out; one kernel waits preheated
     assert app.template_paths[0].endswith("server/templates")
-    assert app.voila_configuration.extension_denylist == ["@jupyter-notebook/lab-extension"]
+    assert app.voila_configuration.extension_denylist == ["@jupyter-notebook/lab-extension", "jupyterlab_pygments"]
+    assert app.voila_configuration.preheat_kernel is True and app.voila_configuration.default_pool_size == 1
     assert app.tornado_settings["websocket_max_message_size"] == 65 * MiB
     assert app.notebook_path.endswith("dashboard.ipynb")
 

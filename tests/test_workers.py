@@ -375,6 +375,27 @@ def test_sigterm_stops_every_worker_and_leaves_nothing_behind(server):
 # --- the option itself ------------------------------------------------------------------------
 
 
+def test_worker_0s_preheated_dashboard_kernel_gets_the_url_and_token(tmp_path):
+    """Worker 0's pooled kernel (started before any visit) reaches the shared port with the token."""
+    import json
+
+    from test_server import KERNEL_CHECK
+
+    store = tmp_path / "empty-store"
+    store.mkdir()
+    notebook = tmp_path / "check.ipynb"
+    notebook.write_text(json.dumps(KERNEL_CHECK))
+    srv = start_server(store, tmp_path / "work", token=TOKEN, args=["--workers", "2", "--notebook", str(notebook)])
+    try:
+        page = requests.get(f"{srv.url}/", params={"token": TOKEN}, timeout=60)  # redirected to worker 0
+        assert page.status_code == 200 and page.headers["X-Yyai-Worker"] == "0"
+        assert f"CHECK {srv.url} {TOKEN} True [] False" in page.text
+        assert "Using pre-heated kernel" in srv.log()
+        assert "[YyaiServer w1] Kernel started" not in srv.log()  # worker 1 serves no dashboard
+    finally:
+        assert srv.stop() == 0
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two", ""])
 def test_a_bad_worker_count_is_refused_before_anything_starts(tmp_path, value):
     import subprocess

@@ -96,10 +96,12 @@ class Dashboard:
     ``pause_after`` seconds without anyone using the page, so that an abandoned page stops
     talking to the server and its kernel goes idle (and gets culled). Display the object
     (or ``.widget``) in a notebook; :meth:`close` stops the thread and closes the widgets.
+    ``wait_for_view`` (a preheated kernel, built before anyone visits) refreshes nothing
+    until a browser shows the dashboard, then refreshes at once.
     """
 
     def __init__(self, backend, *, refresh_interval: float | None = 2.0, pause_after: float = 900.0,
-                 location: str = "", tabs: tuple[type, ...] = TABS):
+                 location: str = "", tabs: tuple[type, ...] = TABS, wait_for_view: bool = False):
         self.backend = as_backend(backend)
         self.refresh_interval = refresh_interval
         self.pause_after = pause_after
@@ -113,6 +115,7 @@ class Dashboard:
         self._local = threading.local()  # ._local.quiet: this thread is changing values, not a person
         self._last_used = time.monotonic()
         self._views_seen = False  # a browser has shown the dashboard at least once
+        self._wait_for_view = wait_for_view
         self._paused_idle = False  # the refresh paused itself (not the person's checkbox)
         self._closers: list[Callable[[], object]] = []  # run by close(): what for_models set up
         self._build(tabs)
@@ -330,9 +333,11 @@ class Dashboard:
         """A browser showed (or closed) the dashboard: a new view counts as use."""
         if new <= old:
             return
-        self._views_seen = True
+        first, self._views_seen = not self._views_seen, True
         self._last_used = time.monotonic()
-        if self._paused_idle:  # e.g. a preheated kernel that waited for its visitor
+        if first and self._wait_for_view:  # built before the visit: what it shows may be stale
+            self.refresh()
+        elif self._paused_idle:  # e.g. a preheated kernel that waited for its visitor
             self._paused_idle = False
             with self.quiet():
                 self.auto_refresh.value = True
@@ -340,7 +345,7 @@ class Dashboard:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):
-            if not self.auto_refresh.value:
+            if not self.auto_refresh.value or (self._wait_for_view and not self._views_seen):
                 continue
             if self._views_seen and not self.views():
                 continue  # the page was closed: nobody to refresh for
@@ -388,6 +393,7 @@ def dashboard_from_env(store: str | os.PathLike | None = None, **kwargs) -> Dash
             base = os.environ.get("VOILA_BASE_URL", "/")
             url = f"http://127.0.0.1:{os.environ['VOILA_APP_PORT']}{base}"
         client = YyaiClient(url=url, token=os.environ.get("YYAI_TOKEN"))
+        kwargs.setdefault("wait_for_view", os.environ.get("VOILA_PREHEAT") == "True")  # built before the visit
         return Dashboard(client, location=f"served from {url.rstrip('/')}", **kwargs)
 
     from ..quiet import quiet_tensorflow

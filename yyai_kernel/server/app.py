@@ -269,6 +269,9 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
                 "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
                 "show_tracebacks": False,
                 "file_allowlist": [],
+                # a page visit takes a kernel that already ran the notebook (see kernels.py)
+                "preheat_kernel": True,
+                "default_pool_size": 1,
                 **pages.VOILA_CONFIGURATION,
             },
         }))
@@ -413,7 +416,8 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         elif spec.index == 0:
             self.http_servers.append(serve_on(self.app, self.ip, spec.dashboard_port, self.max_body_bytes))
         token = self.identity_provider.token
-        self.kernel_manager.extra_env = self.dashboard_env(token)
+        if spec is None:  # the REST API answers from now on (a worker 0 once it joins the shared port)
+            self._serve_kernels()
         self.ioloop = IOLoop.current()
         loop = asyncio.get_event_loop()
         self.grpc_server = None
@@ -452,6 +456,13 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
         self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
                       f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
+        if spec.index == 0:  # the dashboard's kernels call the shared port
+            self._serve_kernels()
+
+    def _serve_kernels(self) -> None:
+        """Dashboard kernels may start (the preheated one first): ``YYAI_URL`` answers."""
+        self.kernel_manager.serve(self.dashboard_env(self.identity_provider.token))
+
     def dashboard_env(self, token: str | None) -> dict:
         """What the dashboard kernels call: this server's REST API, or ``--dashboard-api`` (a Ray endpoint)."""
         if self.dashboard_api:

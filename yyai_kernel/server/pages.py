@@ -18,7 +18,9 @@ the browser logs no failed request. It goes in through Voila's ``template_paths`
 ahead of Voila's own folders. The notebook package's JupyterLab extension
 (``@jupyter-notebook/lab-extension``), installed by the ``jupyter`` metapackage, is built
 for a newer JupyterLab than the one inside Voila and fails to load in the page, so it is
-denied (``VoilaConfiguration.extension_denylist``; a config file can change that).
+denied (``VoilaConfiguration.extension_denylist``; a config file can change that). So is
+``jupyterlab_pygments``, which styles code cells: the page shows none, and every
+extension is scripts the browser fetches and runs before the dashboard appears.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from voila.voila_identity_provider import VoilaLoginHandler
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # What yyai sets in VoilaConfiguration (the user's config file still wins).
-VOILA_CONFIGURATION = {"extension_denylist": ["@jupyter-notebook/lab-extension"]}
+VOILA_CONFIGURATION = {"extension_denylist": ["@jupyter-notebook/lab-extension", "jupyterlab_pygments"]}
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
 
