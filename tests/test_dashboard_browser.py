@@ -50,6 +50,7 @@ assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install -y chro
 assert (DEMO / "digits-2.yyar").exists(), "the demo archives are missing"
 
 # Recorded in the page: when the first dashboard widget appears (ms since navigation start).
+# Classes too: a widget's class can arrive after its node is in the DOM.
 INTERACTIVE_PROBE = """
 (() => {
   const mark = () => {
@@ -60,7 +61,7 @@ INTERACTIVE_PROBE = """
     return false;
   };
   new MutationObserver((_, observer) => { if (mark()) observer.disconnect(); })
-    .observe(document, {childList: true, subtree: true});
+    .observe(document, {childList: true, subtree: true, attributes: true, attributeFilter: ['class']});
 })();
 """
 
@@ -70,8 +71,8 @@ def expected_label(archive: str, sample: str) -> str:
     return str(int(np.argmax(expected[archive][sample]["combined"])))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def demo_server(tmp_path_factory):
+    """A server over a copy of the demo archives, stopped cleanly at the end (a fixture's body)."""
     store = tmp_path_factory.mktemp("browser-store")
     for archive in DEMO.glob("*.yyar"):
         shutil.copyfile(archive, store / archive.name)
@@ -80,13 +81,23 @@ def server(tmp_path_factory):
     assert srv.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def browser():
+def headless_chromium():
+    """Debian's chromium driven by Playwright (a fixture's body)."""
     import playwright.sync_api as playwright_api
     with playwright_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from demo_server(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    yield from headless_chromium()
 
 
 def watch(page, server) -> SimpleNamespace:
@@ -145,9 +156,9 @@ def select_option_starting(page, selector: str, prefix: str) -> None:
     """Pick the option of a dropdown whose label starts with ``prefix`` (labels carry states)."""
     select = page.locator(selector)
     labels = select.locator("option").all_inner_texts()
-    matches = [label for label in labels if label.replace("\xa0", " ").startswith(prefix)]
+    matches = [i for i, label in enumerate(labels) if label.replace("\xa0", " ").startswith(prefix)]
     assert matches, f"no option starting with {prefix!r} in {labels}"
-    select.select_option(label=matches[0])
+    select.select_option(index=matches[0])  # by place: a refresh may change the label's state meanwhile
 
 
 def choose_files(page, selector: str, files: list) -> None:
