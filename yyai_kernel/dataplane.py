@@ -23,7 +23,6 @@ errors are the typed errors of ``yyai_kernel.errors``, each with its HTTP status
 from __future__ import annotations
 
 import os
-import threading
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
@@ -33,12 +32,11 @@ import numpy as np
 from . import v2codec
 from .archive import read_listed_file
 from .config import ServingConfig
-from .errors import (InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError,
-                     TooManyRequestsError, YyaiError)
+from .errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError, PayloadTooLargeError, YyaiError
 from .evaljobs import EvaluationJob, EvaluationJobs
 from .evalsets import EVAL_ROLE, set_from_zip
 from .evaluation import DEFAULT_BATCH_SIZE, resolve_versions
-from .explanations import explanation_rows
+from .explanations import Explainer
 from .images import preprocess
 from .managing import ManagedPlane, Peers
 from .operations import Operation, OpKind
@@ -80,7 +78,7 @@ class DataPlane(ManagedPlane):
         self.jobs = EvaluationJobs(self, jobs_dir,
                                    batch_size=min(DEFAULT_BATCH_SIZE, self.config.max_images_per_request))
         self.version = _version()
-        self._explaining = threading.BoundedSemaphore(self.config.max_concurrent_explains)
+        self.explainer = Explainer(registry, self.config)
 
     # --- health and server metadata --------------------------------------------------------
 
@@ -267,7 +265,7 @@ class DataPlane(ManagedPlane):
         :class:`Prediction` that carries the file names. With no version named, the
         traffic policy places the request (``sticky``: its sticky key).
         ``explain="gradcam"`` (``?explain=``) also explains each member's answer (see
-        :meth:`_explain_images`); such a request is a person's question about one version, so
+        ``explanations.Explainer``); such a request is a person's question about one version, so
         it goes to the version (or label) named, else the default, and no policy places it.
         """
         explain = check_explain(explain)
@@ -278,7 +276,7 @@ class DataPlane(ManagedPlane):
                 f"The upload holds {len(images)} images; the limit is {self.config.max_images_per_request}."
             )
         if explain:
-            return self._explain_images(explain, self._describe(name, version), images, filenames)
+            return self.explainer.submit(explain, self._describe(name, version), images, filenames)
         plan = self.traffic.plan(check_name(name), parse_version_ref(version), sticky)
         pixels = self.config.max_image_pixels
 
@@ -300,37 +298,6 @@ class DataPlane(ManagedPlane):
                        ) -> Prediction:
         """:meth:`submit_images`, waited for (the dashboard's backend contract)."""
         return self.submit_images(name, version, list(images), explain=explain).result()
-
-    def _explain_images(self, method: str, described: VersionDescription, images: list[bytes],
-                        filenames: list[str | None] | None) -> Future:
-        """Predict and explain every member's answer, in the calling thread and off the batcher.
-
-        Explanations cost a gradient pass per member, so they are bounded: at most
-        ``max_explain_images`` images a request (413 beyond) and ``max_concurrent_explains``
-        requests at once (429 with Retry-After beyond, never a wait that holds a thread).
-        Returns a Future that is already done, like :meth:`submit_images` without batching.
-        """
-        limit = self.config.max_explain_images
-        if len(images) > limit:
-            raise PayloadTooLargeError(
-                f"Explanations are expensive: at most {limit} images per explained request; this one holds "
-                f"{len(images)}. Send fewer, or predict without ?explain.")
-        if not self._explaining.acquire(blocking=False):
-            error = TooManyRequestsError(f"{self.config.max_concurrent_explains} explanations are running "
-                                         "already; retry in a moment.")
-            error.retry_after = 1
-            raise error
-        try:
-            pixels = self.config.max_image_pixels
-            batch = np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
-            prediction, maps = self.registry.explain(described.name, batch, described.version)
-            rows = explanation_rows(method, maps, images, described.input, described.output, max_pixels=pixels)
-        finally:
-            self._explaining.release()
-        done: Future = Future()
-        done.set_result(Prediction(prediction.name, prediction.version, prediction.members, prediction.combined,
-                                   prediction.output, tuple(filenames) if filenames else None, rows))
-        return done
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version."""

@@ -16,7 +16,7 @@ combined output (or of the only member), or null for regression. ``?raw=true`` a
 row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
 ``?explain=gradcam`` adds each row's ``"explanations"``: per member, a Grad-CAM heat map
 and its overlay PNG (base64), or ``"available": false`` with the reason; the data plane
-computes them and bounds them (``DataPlane._explain_images``).
+computes them and bounds them (``explanations.Explainer``).
 """
 
 from __future__ import annotations
