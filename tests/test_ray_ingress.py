@@ -278,6 +278,15 @@ def test_predictions_with_a_png_equal_yyai_serve(app, local):
     assert [p["top"] for p in theirs["predictions"]] == ["7", "0"]
 
 
+def test_explanations_are_refused_on_ray_with_a_reason(app):
+    """Grad-CAM needs the runtime in the answering process: the ingress says so (501), never a 500."""
+    png = (SAMPLES / "digit-3.png").read_bytes()
+    reply = app.request("POST", "/predictions/digits?explain=gradcam", data=png, headers={"Content-Type": "image/png"})
+    assert reply.status_code == 501 and reply.json()["type"] == "NotSupportedError"
+    assert "yyai serve" in reply.json()["error"]
+    assert app.request("POST", "/predictions/digits", data=png, headers={"Content-Type": "image/png"}).status_code == 200
+
+
 def test_a_notebook_client_reads_the_ray_endpoint(app, local):
     """YyaiClient (what a notebook's Dashboard uses) gets from Ray what it gets from yyai serve."""
     from yyai_kernel.client import YyaiClient
@@ -401,6 +410,10 @@ def test_a_yyai_serve_dashboard_calls_the_ray_endpoint(app, local):
 
     names = YyaiClient(app.url, TOKEN).names()
     assert "alpha" in names and "alpha" not in YyaiClient(local.url, TOKEN).names()
+    # The first page takes the kernel preheated at start (it ran the notebook before alpha was
+    # uploaded); the kernel of the next page ran it since.
+    first = local.request("GET", "/", auth=False, params={"token": TOKEN})
+    assert first.status_code == 200 and f"CHECK {app.url} " in html.unescape(first.text)
     page = local.request("GET", "/", auth=False, params={"token": TOKEN})
     assert page.status_code == 200
     assert f"CHECK {app.url} {names}" in html.unescape(page.text)

@@ -163,6 +163,12 @@ class UnsupportedMediaError(YyaiError):
 # --- evaluation jobs --------------------------------------------------------------------
 
 
+class NotSupportedError(YyaiError):
+    """The request is valid, but this kind of server does not offer it (such as Grad-CAM on Ray)."""
+
+    status = 501
+
+
 class JobNotFoundError(YyaiError):
     """No evaluation job has that id: it never existed, or it finished long ago and was evicted."""
 

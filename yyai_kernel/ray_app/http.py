@@ -47,6 +47,12 @@ NOT_SERVED = {
     "/metrics": "Ray Serve exports its own Prometheus metrics (ray_serve_* at each node's metrics port)",
     "/openapi.json": "generated from the Tornado handlers' route table; the paths are the same as yyai serve's",
 }
+# Evaluation jobs keep their state in one server's folder, which the ingress replicas do not share:
+# `yyai evaluate --store PATH` (or a `yyai serve` over the shared store) evaluates instead.
+_EVALUATION = "evaluation jobs run in yyai serve or `yyai evaluate --store`, not across ingress replicas"
+NOT_SERVED.update({path: _EVALUATION for path in (
+    "/models/{name}/evaluate", "/models/{name}/evalsets", "/models/{name}/evalsets/{set}", "/evaluations/{job}",
+    "/evaluations/{job}/predictions.csv", "/evaluations/{job}/residuals.png")})
 PUBLIC_HEALTH = ("/v2/health/live", "/v2/health/ready")
 CHUNK_TO_THREAD = 1024 * 1024  # spooled upload chunks at least this large are written off the loop
 

@@ -83,11 +83,11 @@ def image_routes(api: RestApi) -> list[Route]:
         media = restparse.media_type(content_type)
         restparse.check_image_media(media)
         body, most = await api.body(request), api.config.max_images_per_request
-        sticky = request.headers.get(STICKY_HEADER)
+        sticky, explain = request.headers.get(STICKY_HEADER), request.query_params.get("explain")
 
         def work():  # multipart parsing and image decoding are CPU work: off the loop
             images, filenames = restparse.images_of(media, content_type, body, most)
-            return plane.submit_images(name, version, images, filenames, sticky=sticky)
+            return plane.submit_images(name, version, images, filenames, sticky=sticky, explain=explain)
 
         return reply((await api.run(work)).to_json(raw=raw))
 

@@ -44,7 +44,8 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from yyai_kernel.archive import read_manifest
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.defaults import default_reason
-from yyai_kernel.errors import ArchiveError, ModelNotFoundError, ModelNotReadyError, StaleModelIdError, YyaiError
+from yyai_kernel.errors import (ArchiveError, ModelNotFoundError, ModelNotReadyError, NotSupportedError,
+                               StaleModelIdError, YyaiError)
 from yyai_kernel.ray_app.models import ModelId
 from yyai_kernel.ray_app.replicas import ReplicaSnapshot, ReplicaView
 from yyai_kernel.registries import resolve_version, unknown_name
@@ -224,6 +225,11 @@ class RayRegistry:
             raise VersionSlot(version, VersionState.UNLOADED).not_ready(name)
         record = self.store.record(name, version)
         return asyncio.run_coroutine_threadsafe(self._call(record, inputs), self._loop)
+
+    def explain(self, name: str, inputs, version=None):
+        """Grad-CAM needs the runtime in this process; on Ray the runtimes live on the model replicas."""
+        raise NotSupportedError("Explanations (?explain=gradcam) are served by `yyai serve`, not on Ray: the "
+                                "models run on the model replicas, and the ingress holds no runtime.")
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """:meth:`submit`, waited for: from a worker thread only."""
