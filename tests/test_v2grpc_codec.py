@@ -287,6 +287,8 @@ def test_every_yyai_error_maps_to_tritons_grpc_code():
         errors.ArchiveLimitError: grpc.StatusCode.RESOURCE_EXHAUSTED,
         errors.StoreWriteError: grpc.StatusCode.RESOURCE_EXHAUSTED,
         errors.UnsupportedMediaError: grpc.StatusCode.INVALID_ARGUMENT,
+        errors.NotSupportedError: grpc.StatusCode.UNIMPLEMENTED,
+        errors.TooManyRequestsError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
     for cls, code in expected.items():
         assert v2grpc.grpc_status(cls("x")) is code, cls

@@ -62,6 +62,8 @@ GRPC_STATUS = {
     # RESOURCE_EXHAUSTED, so a body over yyai's limit answers the same way.
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
     415: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,  # gRPC's code for a rate or quota limit
+    501: grpc.StatusCode.UNIMPLEMENTED,
     503: grpc.StatusCode.UNAVAILABLE,
     # The store could not be written (disk full): gRPC's RESOURCE_EXHAUSTED names that case.
     507: grpc.StatusCode.RESOURCE_EXHAUSTED,
