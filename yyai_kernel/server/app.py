@@ -44,7 +44,6 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.log import log_request
 from jupyter_server.utils import url_path_join
 from tornado.httpserver import HTTPServer
@@ -61,7 +60,8 @@ from . import __version__, pages
 from .auth import YyaiIdentityProvider
 from ..config import MiB
 from .base import NotFoundHandler, ServerState
-from .settings import ALIASES, FLAGS, TOKEN_ENV, ServerSettings
+from .settings import ALIASES, FLAGS, TOKEN_ENV, VOILA_CONFIGURATION, ServerSettings, kernel_defaults
+from .shutdown import GracefulStop
 from .workermode import WorkerMode, serve_on, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -130,7 +130,7 @@ def _ours_first(ours: dict, inherited: dict) -> dict:
     return {**ours, **{key: value for key, value in inherited.items() if key not in ours}}
 
 
-class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
+class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSettings):
     """The yyai server: Voila's standalone app with the data plane and the REST handlers.
 
     It is also the :class:`ServingConfig` it hands to the registry, the data plane and the
@@ -204,17 +204,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
             print(f"yyai serve: error: {error}\n{HELP_HINT}", file=sys.stderr)
             self.exit(2)
         self._argv = argv  # a supervisor starts its workers with the same arguments
-        self.update_config(Config({
-            "VoilaConfiguration": {
-                "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
-                "show_tracebacks": False,
-                "file_allowlist": [],
-                # a page visit takes a kernel that already ran the notebook (see kernels.py)
-                "preheat_kernel": True,
-                "default_pool_size": 1,
-                **pages.VOILA_CONFIGURATION,
-            },
-        }))
+        self.update_config(Config({"VoilaConfiguration": VOILA_CONFIGURATION}))
         config_file = _config_file_from(argv)
         if config_file:
             if not Path(config_file).is_file():
@@ -225,17 +215,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
         for handler in self.log.handlers:
             library_log.addHandler(handler)
         library_log.propagate = not self.log.handlers
-        defaults = Config({
-            "VoilaExecutor": {"timeout": self.cell_timeout},
-            "MappingKernelManager": {
-                "cull_idle_timeout": self.kernel_cull_idle_timeout,
-                "cull_interval": self.kernel_cull_interval,
-            },
-        })
-        for section in ("VoilaExecutor", "MappingKernelManager"):
-            if section in self.config:  # what the user set wins
-                defaults[section].merge(self.config[section])
-        self.update_config(defaults)
+        self.update_config(kernel_defaults(self))
         settings = dict(self.tornado_settings)
         settings.setdefault("websocket_max_message_size", self.max_body_bytes + MiB)
         self.tornado_settings = settings
@@ -398,13 +378,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
 
     @property
     def local_url(self) -> str:
-        """The URL a process on this machine (the dashboard kernel) uses to reach the server."""
-        host = self.ip
-        if host in ("", "0.0.0.0", "::", "localhost"):
-            host = "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}{self.base_url}"
+        return local_url(self.ip, self.port, self.base_url)
 
     def _banner(self, token: str) -> None:
         names = self.state.dataplane.registry.names()
@@ -437,33 +411,6 @@ class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
             await IOLoop.current().run_in_executor(state.manage_pool, self.worker_link.join, names)
             await self._join_shared_port()
 
-    # --- shut-down ---------------------------------------------------------------------
-
-    def _on_signal(self, sig) -> None:
-        if self._stopping:
-            self.log.warning("Second %s: stopping now.", signal.Signals(sig).name)
-            self.ioloop.stop()
-            return
-        self._stopping = True
-        self.log.info("Received %s: shutting down.", signal.Signals(sig).name)
-        self.ioloop.add_callback(self._graceful_stop)
-
-    async def _graceful_stop(self) -> None:
-        """Stop listening, let the requests in flight finish (``drain_timeout``), then stop."""
-        for server in self.http_servers:
-            server.stop()
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=5)
-        if self.state is not None:
-            deadline = IOLoop.current().time() + self.drain_timeout
-            while self.state.in_flight and IOLoop.current().time() < deadline:
-                await asyncio.sleep(0.05)
-        try:
-            await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
-        except Exception as error:
-            self.log.warning("Kernel shut-down: %s", error)
-        self.ioloop.stop()
-
     def stop(self):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
         if self.state is not None:
@@ -479,6 +426,14 @@ class YyaiServer(pages.YyaiPages, WorkerMode, Voila, ServerSettings):
         if getattr(self, "tmp_dir", None):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.log.info("yyai stopped.")
+
+
+def local_url(ip: str, port: int, base_url: str) -> str:
+    """The URL a process on this machine (the dashboard kernel) uses to reach the server."""
+    host = "127.0.0.1" if ip in ("", "0.0.0.0", "::", "localhost") else ip
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}{base_url}"
 
 
 def announce_token(log, url: str, token: str, *, generated: bool) -> None:

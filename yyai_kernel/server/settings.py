@@ -9,11 +9,24 @@ inherits both, so each is set as ``--option``, ``c.YyaiServer.x`` in a config fi
 from __future__ import annotations
 
 from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import Config
 
 from ..config import ServingConfig
 from ..quiet import VERBOSE_HELP
+from . import pages
 
 TOKEN_ENV = "YYAI_TOKEN"
+
+# What yyai sets in VoilaConfiguration (the user's config file still wins)
+VOILA_CONFIGURATION = {
+    "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
+    "show_tracebacks": False,
+    "file_allowlist": [],
+    # a page visit takes a kernel that already ran the notebook (see kernels.py)
+    "preheat_kernel": True,
+    "default_pool_size": 1,
+    **pages.VOILA_CONFIGURATION,
+}
 
 # yyai serve's own command-line options, listed first in --help (then Voila's)
 ALIASES = {
@@ -85,3 +98,19 @@ class ServerSettings(ServingConfig):
                                   help="The token of --dashboard-api (default: this server's token).").tag(
         help_default="this server's token")
     verbose = Bool(False, config=True, help=VERBOSE_HELP)
+
+
+def kernel_defaults(settings: "ServerSettings") -> Config:
+    """The dashboard kernels' cell timeout and culling from yyai's settings, under what the
+    user set in those sections (a config file or ``--VoilaExecutor.timeout=...`` wins)."""
+    defaults = Config({
+        "VoilaExecutor": {"timeout": settings.cell_timeout},
+        "MappingKernelManager": {
+            "cull_idle_timeout": settings.kernel_cull_idle_timeout,
+            "cull_interval": settings.kernel_cull_interval,
+        },
+    })
+    for section in ("VoilaExecutor", "MappingKernelManager"):
+        if section in settings.config:
+            defaults[section].merge(settings.config[section])
+    return defaults
