@@ -272,32 +272,11 @@ class ModelStore:
 
     def _write_state(self, state: StoreState) -> None:
         data = state.to_bytes()
-        self._atomic_write(self.root / STATE_FILE, lambda f: f.write(data))
+        atomic_write(self.root, self.root / STATE_FILE, lambda f: f.write(data))
         self._state = state
         self.state_error = None
 
     # --- writing -------------------------------------------------------------------------
-
-    def _atomic_write(self, target: Path, write) -> None:
-        """Write `target` via a temp file in the same folder; StoreWriteError on disk errors."""
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.root)
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # as any file written with umask 022 would be
-            os.replace(tmp, target)
-            tmp = None
-            fsync_dir(self.root)
-        except OSError as exc:
-            raise StoreWriteError(
-                f"could not write {target.name} in {self.root}: {exc.strerror or exc}; nothing was changed"
-            ) from exc
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
 
     def add(self, src_path, *, trusted: bool = False, verify: bool = True) -> ArchiveRecord:
         """Verify an archive and copy it into the store as `<name>-<version>.yyar`.
@@ -323,7 +302,7 @@ class ModelStore:
                 with open(src_path, "rb") as src:
                     shutil.copyfileobj(src, f, 1024 * 1024)
 
-            self._atomic_write(target, copy)
+            atomic_write(self.root, target, copy)
             self.scan()
             return self.record(name, version)
 
@@ -386,3 +365,26 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     return str(exc)
+
+
+def atomic_write(root: Path, target: Path, write) -> None:
+    """Write `target` (in folder `root`) via a temp file in that folder, fsynced, then renamed
+    over it; StoreWriteError on disk errors, with nothing changed."""
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # as any file written with umask 022 would be
+        os.replace(tmp, target)
+        tmp = None
+        fsync_dir(root)
+    except OSError as exc:
+        raise StoreWriteError(
+            f"could not write {target.name} in {root}: {exc.strerror or exc}; nothing was changed"
+        ) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -93,18 +93,22 @@ def archive_cmd(
     extra += _samples(sample)
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
                 if v is not None}
-    target = output_dir / f"{name}-{version}{SUFFIX}"
+    _write_archive(dict(name=name, version=version, models=list(model), input_spec=input_spec, output_spec=output,
+                        description=description, combine=combine, batching=batching, extra_files=extra,
+                        out_dir=output_dir, convert=convert, trusted=trust), force=force, verbose=verbose)
+
+
+def _write_archive(pack_args: dict, *, force: bool, verbose: bool) -> None:
+    """Pack (``archive.pack``'s arguments), refusing to replace an archive without ``force``;
+    print where it went and the preprocessing it recorded."""
+    target = pack_args["out_dir"] / f"{pack_args['name']}-{pack_args['version']}{SUFFIX}"
     if target.exists() and not force:
         fail(f"{target} already exists; pass --force to replace it")
     quiet_tensorflow(verbose)
     from yyai_kernel.archive import pack
 
     try:
-        path = pack(
-            name=name, version=version, models=list(model), input_spec=input_spec,
-            output_spec=output, description=description, combine=combine, batching=batching,
-            extra_files=extra, out_dir=output_dir, convert=convert, trusted=trust,
-        )
+        path = pack(**pack_args)
     except YyaiError as exc:
         fail(exc.message)
     except OSError as exc:

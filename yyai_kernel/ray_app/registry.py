@@ -179,30 +179,12 @@ class RayRegistry:
             raise ModelNotFoundError(unknown_name(name, self.names()))
         pin = self.store.pins().get(name)
         default = self.store.default_version(name)
-        versions = {v: self._version_status(record, snapshot) for v, record in records.items()}
+        versions = {v: version_status(record, snapshot, self._unloaded, self._stats_of(name, v))
+                    for v, record in records.items()}
         last_error = next((s.last_error for s in versions.values() if s.last_error), None)
         reason = default_reason(name, default, pin if pin in records else None, max(records))
         return ModelStatus(name, default, pin is not None, versions, last_error, reason,
                            labels=self.store.labels(name), traffic=self.store.traffic(name))
-
-    def _version_status(self, record: ArchiveRecord, snapshot: ReplicaSnapshot) -> VersionStatus:
-        """READY while it serves: loaded on a replica, or loaded there by its first request."""
-        model_id = str(ModelId.of(record))
-        holders, failure = snapshot.holders[model_id], snapshot.failures.get(model_id)
-        if (record.name, record.version) in self._unloaded:
-            state, reason = VersionState.UNLOADED, "unloaded"
-        elif failure is not None:
-            state, reason = VersionState.FAILED, failure
-        else:
-            state = VersionState.READY
-            reason = (f"loaded on {holders} of {snapshot.replicas} model replicas" if holders else
-                      "loaded by the model replica that gets its first request")
-        requests, errors, latency, batches = self._stats_of(record.name, record.version).snapshot()
-        data = record.manifest.data
-        return VersionStatus(
-            version=record.version, state=state, reason=reason, last_error=failure, requests=requests,
-            errors=errors, latency_ms=latency, batch_sizes=batches, description=data.get("description", ""),
-            created=data.get("created"), members=tuple(m["name"] for m in record.manifest.members))
 
     def _stats_of(self, name: str, version: int) -> VersionStats:
         stats = self._stats.get((name, version))
@@ -314,20 +296,14 @@ class RayRegistry:
         """Load the version on the model replicas, then pin it (persisted) and tell every ingress."""
         record = self.record(name, version)
         self.warm(record)
-        with self._lock:
-            self.store.pin(name, record.version)
-        self._share(StateChange(served=((name, record.version),)))
         log.info("Default of %s is now version %d (pinned)", name, record.version)
-        return self.status(name)
+        return self._persist(name, lambda: self.store.pin(name, record.version), [record.version])
 
     def follow_latest(self, name: str) -> ModelStatus:
         """Forget the pin once the latest version is loaded: the latest is the default again."""
         latest = self.record(name, max(self._versions(name), default=None))
         self.warm(latest)
-        with self._lock:
-            self.store.unpin(name)
-        self._share(StateChange(served=((name, latest.version),)))
-        return self.status(name)
+        return self._persist(name, lambda: self.store.unpin(name), [latest.version])
 
     def remove(self, name: str, version, *, purge: bool = False):
         """Unload a version; with ``purge`` delete its archive from the store as well."""
@@ -356,16 +332,10 @@ class RayRegistry:
         """Load the version on the model replicas, then point the label at it (persisted)."""
         record = self.record(name, version)
         self.warm(record)
-        with self._lock:
-            self.store.set_label(name, label, record.version)
-        self._share(StateChange(served=((name, record.version),)))
-        return self.status(name)
+        return self._persist(name, lambda: self.store.set_label(name, label, record.version), [record.version])
 
     def delete_label(self, name: str, label: str) -> ModelStatus:
-        with self._lock:
-            self.store.delete_label(name, label)
-        self._share(StateChange())
-        return self.status(name)
+        return self._persist(name, lambda: self.store.delete_label(name, label))
 
     def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
         """Check the policy against the model, load its versions, then persist it."""
@@ -373,16 +343,18 @@ class RayRegistry:
         policy.check_default(name, self.resolve_version(name))
         for record in records:
             self.warm(record)
-        with self._lock:
-            self.store.set_traffic(name, policy)
-        self._share(StateChange(served=tuple((name, r.version) for r in records)))
-        return self.status(name)
+        return self._persist(name, lambda: self.store.set_traffic(name, policy), [r.version for r in records])
 
     def clear_traffic(self, name: str) -> ModelStatus:
         self.resolve_version(name)  # 404 for an unknown model
+        return self._persist(name, lambda: self.store.set_traffic(name, None))
+
+    def _persist(self, name: str, write: Callable[[], None], served: list[int] = ()) -> ModelStatus:
+        """Write the store's state (``write``, under the lock), tell every ingress replica which
+        versions serve now, and return the model's status."""
         with self._lock:
-            self.store.set_traffic(name, None)
-        self._share(StateChange())
+            write()
+        self._share(StateChange(served=tuple((name, v) for v in served)))
         return self.status(name)
 
     def install(self, path: str | Path) -> InstallResult:
@@ -400,6 +372,27 @@ class RayRegistry:
         status = self.status(record.name)
         message = f"Installed {record.name} v{record.version}; " + status.default_reason
         return InstallResult(record.name, record.version, status, message)
+
+
+def version_status(record: ArchiveRecord, snapshot: ReplicaSnapshot, unloaded: frozenset[Key],
+                   stats: VersionStats) -> VersionStatus:
+    """READY while it serves: loaded on a replica, or loaded there by its first request."""
+    model_id = str(ModelId.of(record))
+    holders, failure = snapshot.holders[model_id], snapshot.failures.get(model_id)
+    if (record.name, record.version) in unloaded:
+        state, reason = VersionState.UNLOADED, "unloaded"
+    elif failure is not None:
+        state, reason = VersionState.FAILED, failure
+    else:
+        state = VersionState.READY
+        reason = (f"loaded on {holders} of {snapshot.replicas} model replicas" if holders else
+                  "loaded by the model replica that gets its first request")
+    requests, errors, latency, batches = stats.snapshot()
+    data = record.manifest.data
+    return VersionStatus(
+        version=record.version, state=state, reason=reason, last_error=failure, requests=requests,
+        errors=errors, latency_ms=latency, batch_sizes=batches, description=data.get("description", ""),
+        created=data.get("created"), members=tuple(m["name"] for m in record.manifest.members))
 
 
 def replica_error(error: Exception, record: ArchiveRecord | None, *, loading: bool = True) -> Exception:

@@ -44,30 +44,30 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jupyter_core.utils import ensure_async
 from jupyter_server.log import log_request
 from jupyter_server.utils import url_path_join
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.log import access_log as tornado_access_log
 from tornado.netutil import bind_sockets
-from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
+from traitlets import TraitError, Unicode, default, validate
 from traitlets.config import Config
 from voila.app import Voila
 
 from ..cmdline import UnknownOptionError, check_argv
-from ..quiet import VERBOSE_HELP, quiet_tensorflow
+from ..quiet import quiet_tensorflow
 from . import __version__, pages
 from .auth import YyaiIdentityProvider
-from ..config import MiB, ServingConfig
+from ..config import MiB
 from .base import NotFoundHandler, ServerState
-from .workermode import serve_on, shared_application, tag_log, worker_header
+from .settings import ALIASES, FLAGS, TOKEN_ENV, VOILA_CONFIGURATION, ServerSettings, kernel_defaults
+from .shutdown import GracefulStop
+from .workermode import WorkerMode, serve_on, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
 HELP_HINT = "Try 'yyai serve --help' for help."
 TMP_PREFIX = "yyai-server-"
-TOKEN_ENV = "YYAI_TOKEN"
 
 
 def default_notebook() -> str:
@@ -130,12 +130,13 @@ def _ours_first(ours: dict, inherited: dict) -> dict:
     return {**ours, **{key: value for key, value in inherited.items() if key not in ours}}
 
 
-class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
+class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSettings):
     """The yyai server: Voila's standalone app with the data plane and the REST handlers.
 
     It is also the :class:`ServingConfig` it hands to the registry, the data plane and the
-    handlers, so serving settings are set as ``--max-body-bytes``, ``c.YyaiServer.x`` or
-    ``c.ServingConfig.x``.
+    handlers (through :class:`~yyai_kernel.server.settings.ServerSettings`, which adds the
+    server's own settings), so settings are set as ``--max-body-bytes``, ``c.YyaiServer.x``
+    or ``c.ServingConfig.x``.
     """
 
     name = "yyai"
@@ -149,75 +150,14 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
     )
     examples = "yyai serve --store model_archives --port 8866"
 
-    aliases = _ours_first({
-        "store": "YyaiServer.store_dir",
-        "host": "YyaiServer.ip",
-        "ip": "YyaiServer.ip",
-        "port": "YyaiServer.port",
-        "token": "YyaiServer.token",
-        "trust": "YyaiServer.trusted",
-        "max-batch-size": "YyaiServer.max_batch_size",
-        "max-delay-ms": "YyaiServer.max_delay_ms",
-        "max-body-bytes": "YyaiServer.max_body_bytes",
-        "max-archive-bytes": "YyaiServer.max_archive_bytes",
-        "max-image-pixels": "YyaiServer.max_image_pixels",
-        "grpc-port": "YyaiServer.grpc_port",
-        "workers": "YyaiServer.workers",
-        "dashboard-port": "YyaiServer.dashboard_port",
-        "dashboard-api": "YyaiServer.dashboard_api",
-        "notebook": "YyaiServer.notebook_path",
-        "config": "YyaiServer.config_file",
-    }, Voila.aliases)
-    flags = _ours_first({
-        "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
-        "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
-        "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
-        "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
-        "public-health": ({"YyaiServer": {"public_health": True}},
-                          "Answer /v2/health/live and /ready (and gRPC ServerLive, ServerReady) without a token "
-                          "(Kubernetes/KServe probes)."),
-        "verbose": ({"YyaiServer": {"verbose": True}}, VERBOSE_HELP),
-    }, Voila.flags)
+    aliases = _ours_first(ALIASES, Voila.aliases)
+    flags = _ours_first(FLAGS, Voila.flags)
 
-    # --- what to serve (the serving settings are ServingConfig's traits) ----------------
-    store_dir = Unicode("model_archives", config=True, help="The folder of .yyar archives to serve.")
-    config_file = Unicode("", config=True, help="A traitlets config file (Python or JSON) to load.")
-    predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
-    manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
-    grpc_port = Integer(None, allow_none=True, config=True,
-                        help="Also serve v2 gRPC on this port of --host (0: any free port). Off by default.")
-
-    # --- worker processes (supervisor.py) ----------------------------------------------
-    workers = Unicode("1", config=True, help="Worker processes sharing the port (SO_REUSEPORT): a number, "
-                      "or 'auto' for one per CPU. With more than one, a supervisor starts and restarts them.")
-    dashboard_port = Integer(None, allow_none=True, config=True,
-                             help="With --workers N > 1: worker 0's port for the dashboard (default: --port + 1).")
-    worker_sync_timeout = Float(300.0, config=True,
-                                help="Seconds a management call waits for each other worker to apply it.")
-    drain_timeout = Float(20.0, config=True, help="On SIGTERM, seconds to let requests in flight finish.")
-
-    # --- auth and exposure -------------------------------------------------------------
+    # --- auth (the server's own traits are ServerSettings', in settings.py) -----------
     token = Unicode(
         None, allow_none=True,
         help=f"The token clients send ('Authorization: token T' or ?token=T); --token wins over ${TOKEN_ENV}.",
     ).tag(config=True, help_default=f"${TOKEN_ENV}, else a random one printed at start")
-    allow_remote_access = Bool(
-        None, allow_none=True, config=True,
-        help="Accept any Host header. Default: only when bound to a non-loopback address "
-        "(on loopback, a loopback Host is required, which stops DNS-rebinding attacks).",
-    )
-
-    # --- dashboard kernels ---------------------------------------------------------------
-    kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
-    kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
-    cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
-    dashboard_api = Unicode("", config=True,
-                            help="The REST API the dashboard pages call instead of this server's own, such as "
-                            "a `yyai ray` endpoint (http://head:8000); its token is dashboard_api_token.")
-    dashboard_api_token = Unicode("", config=True,
-                                  help="The token of --dashboard-api (default: this server's token).").tag(
-        help_default="this server's token")
-    verbose = Bool(False, config=True, help=VERBOSE_HELP)
 
     @default("token")
     def _default_token(self):
@@ -264,17 +204,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             print(f"yyai serve: error: {error}\n{HELP_HINT}", file=sys.stderr)
             self.exit(2)
         self._argv = argv  # a supervisor starts its workers with the same arguments
-        self.update_config(Config({
-            "VoilaConfiguration": {
-                "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
-                "show_tracebacks": False,
-                "file_allowlist": [],
-                # a page visit takes a kernel that already ran the notebook (see kernels.py)
-                "preheat_kernel": True,
-                "default_pool_size": 1,
-                **pages.VOILA_CONFIGURATION,
-            },
-        }))
+        self.update_config(Config({"VoilaConfiguration": VOILA_CONFIGURATION}))
         config_file = _config_file_from(argv)
         if config_file:
             if not Path(config_file).is_file():
@@ -285,17 +215,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         for handler in self.log.handlers:
             library_log.addHandler(handler)
         library_log.propagate = not self.log.handlers
-        defaults = Config({
-            "VoilaExecutor": {"timeout": self.cell_timeout},
-            "MappingKernelManager": {
-                "cull_idle_timeout": self.kernel_cull_idle_timeout,
-                "cull_interval": self.kernel_cull_interval,
-            },
-        })
-        for section in ("VoilaExecutor", "MappingKernelManager"):
-            if section in self.config:  # what the user set wins
-                defaults[section].merge(self.config[section])
-        self.update_config(defaults)
+        self.update_config(kernel_defaults(self))
         settings = dict(self.tornado_settings)
         settings.setdefault("websocket_max_message_size", self.max_body_bytes + MiB)
         self.tornado_settings = settings
@@ -357,23 +277,6 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.log.critical("yyai: cannot start: %s", getattr(error, "message", error))
             self.exit(2)
         super().start()
-
-    def _become_worker(self, spec) -> None:
-        """Take the supervisor's settings: the shared token, temp folders inside its own, the link."""
-        from .workerlink import WorkerLink
-
-        self.token = spec.token
-        self.port = spec.port
-        self.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
-        self.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
-        os.mkdir(self.tmp_dir)
-        tag_log(self.log, spec.index)
-        self.worker_link = WorkerLink(spec, on_lost=self._supervisor_lost)
-
-    def _supervisor_lost(self) -> None:
-        if not self._stopping and getattr(self, "ioloop", None) is not None:
-            self.log.warning("The supervisor is gone; stopping.")
-            self.ioloop.add_callback(self._on_signal, signal.SIGTERM)
 
     def init_settings(self) -> dict:
         settings = super().init_settings()
@@ -447,18 +350,6 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             self.exit(1)
         return server
 
-    async def _join_shared_port(self) -> None:
-        """A worker starts serving on the ports it shares with the others (REST, and gRPC if asked)."""
-        spec = self.worker_spec
-        app = shared_application(dict(self.app.settings), self.rest_handlers(), spec.dashboard_port, spec.index)
-        self.http_servers.append(serve_on(app, self.ip, spec.port, self.max_body_bytes))
-        if spec.grpc_port is not None:
-            self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
-        self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
-                      f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
-        if spec.index == 0:  # the dashboard's kernels call the shared port
-            self._serve_kernels()
-
     def _serve_kernels(self) -> None:
         """Dashboard kernels may start (the preheated one first): ``YYAI_URL`` answers."""
         self.kernel_manager.serve(self.dashboard_env(self.identity_provider.token))
@@ -487,13 +378,7 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
 
     @property
     def local_url(self) -> str:
-        """The URL a process on this machine (the dashboard kernel) uses to reach the server."""
-        host = self.ip
-        if host in ("", "0.0.0.0", "::", "localhost"):
-            host = "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}{self.base_url}"
+        return local_url(self.ip, self.port, self.base_url)
 
     def _banner(self, token: str) -> None:
         names = self.state.dataplane.registry.names()
@@ -526,33 +411,6 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
             await IOLoop.current().run_in_executor(state.manage_pool, self.worker_link.join, names)
             await self._join_shared_port()
 
-    # --- shut-down ---------------------------------------------------------------------
-
-    def _on_signal(self, sig) -> None:
-        if self._stopping:
-            self.log.warning("Second %s: stopping now.", signal.Signals(sig).name)
-            self.ioloop.stop()
-            return
-        self._stopping = True
-        self.log.info("Received %s: shutting down.", signal.Signals(sig).name)
-        self.ioloop.add_callback(self._graceful_stop)
-
-    async def _graceful_stop(self) -> None:
-        """Stop listening, let the requests in flight finish (``drain_timeout``), then stop."""
-        for server in self.http_servers:
-            server.stop()
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=5)
-        if self.state is not None:
-            deadline = IOLoop.current().time() + self.drain_timeout
-            while self.state.in_flight and IOLoop.current().time() < deadline:
-                await asyncio.sleep(0.05)
-        try:
-            await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
-        except Exception as error:
-            self.log.warning("Kernel shut-down: %s", error)
-        self.ioloop.stop()
-
     def stop(self):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
         if self.state is not None:
@@ -568,6 +426,14 @@ class YyaiServer(pages.YyaiPages, Voila, ServingConfig):
         if getattr(self, "tmp_dir", None):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.log.info("yyai stopped.")
+
+
+def local_url(ip: str, port: int, base_url: str) -> str:
+    """The URL a process on this machine (the dashboard kernel) uses to reach the server."""
+    host = "127.0.0.1" if ip in ("", "0.0.0.0", "::", "localhost") else ip
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}{base_url}"
 
 
 def announce_token(log, url: str, token: str, *, generated: bool) -> None:

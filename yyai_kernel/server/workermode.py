@@ -10,11 +10,16 @@ sends every other path (``/``, ``/voila/...``, ``/login``) to the dashboard port
 :func:`worker_header` is an output transform that adds ``X-Yyai-Worker: <n>`` to every
 reply of an application, Voila's pages included, so that tests and operators can see
 which worker answered (a single server answers as worker 0).
+
+:class:`WorkerMode` is what :class:`~yyai_kernel.server.app.YyaiServer` does as one of
+those workers: take the supervisor's settings, and join the shared ports once loaded.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 
 from tornado import web
 from tornado.httpserver import HTTPServer
@@ -83,3 +88,36 @@ def tag_log(log: logging.Logger, worker: int) -> None:
     """Name this worker in every line its log handlers write."""
     for handler in log.handlers:
         handler.addFilter(_WorkerName(worker))
+
+
+class WorkerMode:
+    """YyaiServer as a worker of ``--workers N``: the supervisor's settings and the shared ports."""
+
+    def _become_worker(self, spec) -> None:
+        """Take the supervisor's settings: the shared token, temp folders inside its own, the link."""
+        from .workerlink import WorkerLink
+
+        self.token = spec.token
+        self.port = spec.port
+        self.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
+        self.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
+        os.mkdir(self.tmp_dir)
+        tag_log(self.log, spec.index)
+        self.worker_link = WorkerLink(spec, on_lost=self._supervisor_lost)
+
+    def _supervisor_lost(self) -> None:
+        if not self._stopping and getattr(self, "ioloop", None) is not None:
+            self.log.warning("The supervisor is gone; stopping.")
+            self.ioloop.add_callback(self._on_signal, signal.SIGTERM)
+
+    async def _join_shared_port(self) -> None:
+        """A worker starts serving on the ports it shares with the others (REST, and gRPC if asked)."""
+        spec = self.worker_spec
+        app = shared_application(dict(self.app.settings), self.rest_handlers(), spec.dashboard_port, spec.index)
+        self.http_servers.append(serve_on(app, self.ip, spec.port, self.max_body_bytes))
+        if spec.grpc_port is not None:
+            self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
+        self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+                      f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
+        if spec.index == 0:  # the dashboard's kernels call the shared port
+            self._serve_kernels()

@@ -1,0 +1,116 @@
+"""ServerSettings: what ``yyai serve`` is told beyond serving limits (store, threads, ports, workers, kernels).
+
+:class:`~yyai_kernel.config.ServingConfig` holds what every serving layer needs (limits,
+batching, trust); this class adds what only the server reads. :class:`YyaiServer`
+inherits both, so each is set as ``--option``, ``c.YyaiServer.x`` in a config file, or
+``c.ServerSettings.x``. Traits only: no behaviour.
+"""
+
+from __future__ import annotations
+
+from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import Config
+
+from ..config import ServingConfig
+from ..quiet import VERBOSE_HELP
+from . import pages
+
+TOKEN_ENV = "YYAI_TOKEN"
+
+# What yyai sets in VoilaConfiguration (the user's config file still wins)
+VOILA_CONFIGURATION = {
+    "multi_kernel_manager_class": "yyai_kernel.server.kernels.YyaiKernelManager",
+    "show_tracebacks": False,
+    "file_allowlist": [],
+    # a page visit takes a kernel that already ran the notebook (see kernels.py)
+    "preheat_kernel": True,
+    "default_pool_size": 1,
+    **pages.VOILA_CONFIGURATION,
+}
+
+# yyai serve's own command-line options, listed first in --help (then Voila's)
+ALIASES = {
+    "store": "YyaiServer.store_dir",
+    "host": "YyaiServer.ip",
+    "ip": "YyaiServer.ip",
+    "port": "YyaiServer.port",
+    "token": "YyaiServer.token",
+    "trust": "YyaiServer.trusted",
+    "max-batch-size": "YyaiServer.max_batch_size",
+    "max-delay-ms": "YyaiServer.max_delay_ms",
+    "max-body-bytes": "YyaiServer.max_body_bytes",
+    "max-archive-bytes": "YyaiServer.max_archive_bytes",
+    "max-image-pixels": "YyaiServer.max_image_pixels",
+    "grpc-port": "YyaiServer.grpc_port",
+    "workers": "YyaiServer.workers",
+    "dashboard-port": "YyaiServer.dashboard_port",
+    "dashboard-api": "YyaiServer.dashboard_api",
+    "notebook": "YyaiServer.notebook_path",
+    "config": "YyaiServer.config_file",
+}
+FLAGS = {
+    "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
+    "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
+    "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
+    "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
+    "public-health": ({"YyaiServer": {"public_health": True}},
+                      "Answer /v2/health/live and /ready (and gRPC ServerLive, ServerReady) without a token "
+                      "(Kubernetes/KServe probes)."),
+    "verbose": ({"YyaiServer": {"verbose": True}}, VERBOSE_HELP),
+}
+
+
+class ServerSettings(ServingConfig):
+    """The server's own settings (see the module docstring)."""
+
+    # --- what to serve (the serving settings are ServingConfig's traits) ----------------
+    store_dir = Unicode("model_archives", config=True, help="The folder of .yyar archives to serve.")
+    config_file = Unicode("", config=True, help="A traitlets config file (Python or JSON) to load.")
+    predict_threads = Integer(32, config=True, help="Threads that run predictions (bounds concurrent model calls).")
+    manage_threads = Integer(4, config=True, help="Threads that run loads, reloads and uploads.")
+    grpc_port = Integer(None, allow_none=True, config=True,
+                        help="Also serve v2 gRPC on this port of --host (0: any free port). Off by default.")
+
+    # --- worker processes (supervisor.py) ----------------------------------------------
+    workers = Unicode("1", config=True, help="Worker processes sharing the port (SO_REUSEPORT): a number, "
+                      "or 'auto' for one per CPU. With more than one, a supervisor starts and restarts them.")
+    dashboard_port = Integer(None, allow_none=True, config=True,
+                             help="With --workers N > 1: worker 0's port for the dashboard (default: --port + 1).")
+    worker_sync_timeout = Float(300.0, config=True,
+                                help="Seconds a management call waits for each other worker to apply it.")
+    drain_timeout = Float(20.0, config=True, help="On SIGTERM, seconds to let requests in flight finish.")
+
+    # --- auth and exposure -------------------------------------------------------------
+    allow_remote_access = Bool(
+        None, allow_none=True, config=True,
+        help="Accept any Host header. Default: only when bound to a non-loopback address "
+        "(on loopback, a loopback Host is required, which stops DNS-rebinding attacks).",
+    )
+
+    # --- dashboard kernels ---------------------------------------------------------------
+    kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
+    kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
+    cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
+    dashboard_api = Unicode("", config=True,
+                            help="The REST API the dashboard pages call instead of this server's own, such as "
+                            "a `yyai ray` endpoint (http://head:8000); its token is dashboard_api_token.")
+    dashboard_api_token = Unicode("", config=True,
+                                  help="The token of --dashboard-api (default: this server's token).").tag(
+        help_default="this server's token")
+    verbose = Bool(False, config=True, help=VERBOSE_HELP)
+
+
+def kernel_defaults(settings: "ServerSettings") -> Config:
+    """The dashboard kernels' cell timeout and culling from yyai's settings, under what the
+    user set in those sections (a config file or ``--VoilaExecutor.timeout=...`` wins)."""
+    defaults = Config({
+        "VoilaExecutor": {"timeout": settings.cell_timeout},
+        "MappingKernelManager": {
+            "cull_idle_timeout": settings.kernel_cull_idle_timeout,
+            "cull_interval": settings.kernel_cull_interval,
+        },
+    })
+    for section in ("VoilaExecutor", "MappingKernelManager"):
+        if section in settings.config:
+            defaults[section].merge(settings.config[section])
+    return defaults
