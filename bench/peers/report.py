@@ -417,44 +417,41 @@ def draw_throughput(results: dict, path: Path) -> None:
 #: Why yyai trails a peer, by kind of figure; measured facts behind each are in the tables above.
 WHY = {
     "throughput": (
-        "Per-request work in Python, under one GIL. Every yyai request runs Tornado's HTTP parsing and "
-        "jupyter_server's `APIHandler` machinery (host and CORS checks, Prometheus labels, CSP headers) on the "
-        "IOLoop thread. A small v2 body is then parsed on the loop and queued on the batcher, whose thread runs "
-        "TensorFlow and completes a Future the loop awaits (images are decoded on a thread pool first). "
-        "Triton's HTTP front end is C++ and TorchServe's is Java (Netty): only batched tensors cross into "
-        "Python, so their server CPU per request is a fraction of yyai's (CPU table), and on 2 cores that "
-        "CPU is the ceiling. MLServer does everything in one asyncio (uvloop) thread. Before commit \"freeze the import-time heap\", yyai's "
-        "p99 at c=32 on `digits` sat far above its median: full garbage collections walking the millions of "
-        "objects TensorFlow leaves at import stalled every request in flight for about 200 ms; the server now "
-        "freezes that heap (`gc.freeze`) before loading models (p99 230 -> 30 ms in a side-by-side check)."),
+        "Per-request work in Python, under one GIL per process. The inference routes are lean Tornado handlers "
+        "(no jupyter_server machinery: one token check, one float32 conversion with one finiteness check, the "
+        "reply encoded once), and `--workers 2` puts the second core to work; what is left per request is "
+        "Tornado's HTTP/1.1 parsing and writing, the v2 JSON codec, and the hop to the batcher thread and back, "
+        "all in Python. Triton's HTTP front end is C++ and TorchServe's is Java (Netty): only batched tensors "
+        "cross into Python, so their server CPU per request is a fraction of yyai's (CPU table), and on 2 cores "
+        "that CPU is the ceiling. yyai freezes the import-time heap (`gc.freeze`) before loading models, so "
+        "full garbage collections no longer stall the requests in flight."),
     "json": (
-        "The cnn64 request is 12,288 floats as JSON (96 KB). yyai parses it with orjson on a pool thread, "
-        "then turns the lists into float64 and float32 arrays and checks finiteness more than once "
-        "(`_json_array`, `model_input`, `ArchiveRuntime.validate`), while that pool thread contends for the "
-        "GIL with the batcher thread that must dispatch TensorFlow."),
+        "The cnn64 request is 12,288 floats as JSON (96 KB). yyai parses it with orjson and makes one float32 "
+        "array with one finiteness check; the JSON text itself is the cost, which a C++ front end pays outside "
+        "the GIL."),
     "latency": (
-        "At concurrency 1 a request crosses Tornado, jupyter_server's handler machinery and two threads (the "
-        "IOLoop and the batcher); compare the `yyai (no batching)` rows."),
+        "At concurrency 1 a request crosses Tornado's HTTP parsing, the lean handler and two threads (the "
+        "IOLoop and the batcher), all in Python; compare the `yyai (no batching)` rows."),
     "rss": (
-        "The yyai process tree holds the Voila/jupyter_server app and TensorFlow with both models; the Flask "
-        "baseline and MLServer carry less around the same TensorFlow."),
+        "The yyai process tree holds the Voila/jupyter_server app and TensorFlow with both models (and each "
+        "worker of `--workers N` its own copy); the Flask baseline and MLServer carry less around the same "
+        "TensorFlow."),
     "cold": (
-        "yyai starts Voila and jupyter_server, imports TensorFlow, then verifies (checksums), loads and warms "
-        "every archive (tracing its function) before it answers. A profile of the start shows about 5 s of CPU in "
-        "one import chain alone: jupyter_server -> jupyter_events -> jsonschema's format checkers -> "
-        "rfc3987_syntax, which builds lark grammars at import."),
+        "yyai starts Voila and jupyter_server, imports TensorFlow (about 2.5 s here), then verifies "
+        "(checksums), loads and warms every archive (tracing its function) before it answers. The rfc3987 "
+        "grammar build that once cost about 5 s of CPU at start is kept out of it."),
 }
 
 #: What would close each gap (for the issue's closing note).
 CLOSE = {
-    "throughput": "a lean inference handler (a plain Tornado handler with the token check, without "
-                  "jupyter_server's page machinery), then several server processes (SO_REUSEPORT) or the "
-                  "planned Ray Serve / KServe scale-out.",
-    "json": "one conversion straight to float32 with one finiteness check, and the binary tensor extension "
-            "(which yyai supports, and tritonclient uses by default) for big tensors.",
-    "latency": "the same lean inference handler; the batcher already dispatches a lone request at once.",
+    "throughput": "fewer Python steps per request (an HTTP/1.1 parser in C, such as an ASGI server, is the next "
+                  "big one), more workers where there are cores, and past one machine the Ray Serve or KServe "
+                  "scale-out.",
+    "json": "the binary tensor extension (which yyai supports, and tritonclient uses by default) for big "
+            "tensors, and `--workers 2` (see its rows).",
+    "latency": "an HTTP parser in C; the batcher already dispatches a lone request at once.",
     "rss": "nothing cheap: the dashboard app is part of yyai's one-process design.",
-    "cold": "warm up lazily after the first model answers, or load archives in parallel.",
+    "cold": "warm up lazily after the first model answers, and import TensorFlow while Voila starts.",
 }
 
 
