@@ -34,13 +34,13 @@ from .types import Prediction, VersionDescription
 
 log = logging.getLogger("yyai.traffic")
 
-MAX_BATCH_ROWS = 64  # rows stacked into one shadow call
+MAX_BATCH_ROWS = 128  # rows stacked into one shadow call
 # How long queued runs wait for company before their call. Shadows are off the reply's path,
 # so waiting costs nothing there, and one call of many rows takes far less of the cores the
-# real requests need than many small ones: with 20 ms, a 100% shadow at c=8 added about 10%
-# to the real p50 on two busy cores, against 35-50% when each run was called at once
-# (bench/RESULTS.md, Shadow traffic cost).
-GATHER_S = 0.02
+# real requests need than many small ones. A 100% shadow at c=8 on two cores, measured side
+# by side (bench/RESULTS.md, Shadow traffic cost): each run called at once added 35-50% to
+# the real p50; 20 ms windows of up to 64 rows, 17%; 50 ms windows of up to 128 rows, 9-12%.
+GATHER_S = 0.05
 
 
 @dataclass(frozen=True)
