@@ -61,7 +61,7 @@ class ServingConfig(Configurable):
                                       help="Explained predictions running at once; more are refused with 429.")
 
     # --- rollouts -------------------------------------------------------------------------------
-    shadow_max_pending = Integer(64, config=True,
+    shadow_max_pending = Integer(256, config=True,
                                  help="Most shadow runs queued or running; past it, new ones are dropped and counted.")
     shadow_disagreements = Integer(32, config=True,
                                    help="How many recent shadow disagreements each model keeps (a ring buffer).")

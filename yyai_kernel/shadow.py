@@ -39,7 +39,8 @@ MAX_BATCH_ROWS = 128  # rows stacked into one shadow call
 # so waiting costs nothing there, and one call of many rows takes far less of the cores the
 # real requests need than many small ones. A 100% shadow at c=8 on two cores, measured side
 # by side (bench/RESULTS.md, Shadow traffic cost): each run called at once added 35-50% to
-# the real p50; 20 ms windows of up to 64 rows, 17%; 50 ms windows of up to 128 rows, 9-12%.
+# the real p50; 20 ms windows of up to 64 rows, 17%; 50 ms windows of up to 128 rows, 11-12%
+# (none dropped: max_pending must hold more than a window of runs).
 GATHER_S = 0.05
 
 
