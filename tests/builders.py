@@ -14,6 +14,7 @@ import numpy as np
 INPUT_SPEC = {"name": "input", "shape": [4, 4, 1], "dtype": "float32", "color": "grayscale",
               "resize": "stretch", "scale": 1 / 255, "offset": 0.0}
 LABELS = ["cat", "dog", "eel"]
+DEMO = Path(__file__).resolve().parent.parent / "model_archives"  # the bundled demo archives
 
 
 def tiny_classifier(seed: int, units: int = 8):
@@ -101,3 +102,20 @@ def clear_cut(*outputs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
         top = np.sort(output, axis=1)
         keep &= top[:, -1] - top[:, -2] > margin
     return np.flatnonzero(keep)
+
+
+def demo_store(store: Path) -> Path:
+    """``store`` holding a copy of every bundled demo archive."""
+    for archive in DEMO.glob("*.yyar"):
+        shutil.copyfile(archive, store / archive.name)
+    return store
+
+
+def demo_registry(store: Path):
+    """A Registry over a copy of the demo archives, every default loaded (close it when done)."""
+    from yyai_kernel.registry import Registry
+    from yyai_kernel.store import ModelStore
+
+    registry = Registry(ModelStore(demo_store(store)))
+    assert registry.load_all() == {}
+    return registry

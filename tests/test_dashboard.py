@@ -14,7 +14,6 @@ import datetime
 import html
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -27,6 +26,7 @@ import pytest
 from yyai_kernel.dashboard import TABS, Dashboard, models_table_html, top_of
 from yyai_kernel.errors import ModelNotReadyError
 from yyai_kernel.types import ModelStatus, Prediction, VersionState
+from builders import demo_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -62,14 +62,7 @@ def deadline_wait(predicate, seconds: float = 30.0) -> bool:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
-
-    store = tmp_path_factory.mktemp("dashboard-store")
-    for archive in DEMO.glob("*.yyar"):
-        shutil.copyfile(archive, store / archive.name)
-    reg = Registry(ModelStore(store))
-    assert reg.load_all() == {}
+    reg = demo_registry(tmp_path_factory.mktemp("dashboard-store"))
     yield reg
     reg.close()
 

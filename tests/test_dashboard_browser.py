@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import requests
 
+from builders import demo_store
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,9 +74,7 @@ def expected_label(archive: str, sample: str) -> str:
 
 def demo_server(tmp_path_factory):
     """A server over a copy of the demo archives, stopped cleanly at the end (a fixture's body)."""
-    store = tmp_path_factory.mktemp("browser-store")
-    for archive in DEMO.glob("*.yyar"):
-        shutil.copyfile(archive, store / archive.name)
+    store = demo_store(tmp_path_factory.mktemp("browser-store"))
     srv = start_server(store, tmp_path_factory.mktemp("browser-work"), token=TOKEN)
     yield srv
     assert srv.stop() == 0

@@ -8,13 +8,13 @@ Chromium.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from yyai_kernel.dashboard import TABS, Dashboard
+from builders import demo_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -24,14 +24,7 @@ SEVEN = [(50, 40), (100, 40), (150, 40), (120, 105), (90, 170)]  # a "7" on the 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
-
-    store = tmp_path_factory.mktemp("inputs-store")
-    for archive in DEMO.glob("*.yyar"):
-        shutil.copyfile(archive, store / archive.name)
-    reg = Registry(ModelStore(store))
-    assert reg.load_all() == {}
+    reg = demo_registry(tmp_path_factory.mktemp("inputs-store"))
     yield reg
     reg.close()
 

@@ -12,7 +12,6 @@ can act on. The HTTP client and the in-process data plane return the same explan
 from __future__ import annotations
 
 import base64
-import shutil
 import threading
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from builders import demo_store
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +32,7 @@ MAX_IMAGES = 4
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    store = tmp_path_factory.mktemp("explain-store")
-    for archive in DEMO.glob("*.yyar"):
-        shutil.copyfile(archive, store / archive.name)
+    store = demo_store(tmp_path_factory.mktemp("explain-store"))
     srv = start_server(store, tmp_path_factory.mktemp("explain-work"), args=[
         f"--YyaiServer.max_explain_images={MAX_IMAGES}", "--YyaiServer.max_concurrent_explains=1"])
     srv.store = store

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import psutil
 import pytest
 import requests
 
-from builders import install, pack_models, reference, sample_inputs
+from builders import demo_store, install, pack_models, reference, sample_inputs
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +51,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(built, tmp_path_factory):
-    store = tmp_path_factory.mktemp("workers-store")
-    for archive in DEMO.glob("*.yyar"):
-        shutil.copyfile(archive, store / archive.name)
+    store = demo_store(tmp_path_factory.mktemp("workers-store"))
     install(built["alpha1"][0], store)
     srv = start_server(store, tmp_path_factory.mktemp("workers-work"), token=TOKEN,
                        args=["--workers", "2", "--grpc-port", "0"])
