@@ -104,9 +104,9 @@ def clear_cut(*outputs: np.ndarray, margin: float = 1e-3) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def demo_store(store: Path) -> Path:
-    """``store`` holding a copy of every bundled demo archive."""
-    for archive in DEMO.glob("*.yyar"):
+def demo_store(store: Path, names: tuple[str, ...] | None = None) -> Path:
+    """``store`` holding a copy of every bundled demo archive (or of the ones ``names`` lists)."""
+    for archive in DEMO.glob("*.yyar") if names is None else (DEMO / name for name in names):
         shutil.copyfile(archive, store / archive.name)
     return store
 

@@ -23,7 +23,8 @@ import pytest
 import requests
 
 import evalref
-from evalref import DEMO, expected_disagreements
+from builders import demo_store
+from evalref import expected_disagreements
 from serving import start_server
 from test_dashboard_browser import (ARTIFACTS, DOCS, HEADERS, TOKEN, WAIT_MS, browser, choose_files,  # noqa: F401
                                     open_dashboard, open_tab, watch)  # browser: the same Chromium fixture
@@ -33,10 +34,7 @@ PADDING_BYTES = 50 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("eval-browser-store")
-    for name in ("digits-1.yyar", "digits-2.yyar"):
-        shutil.copyfile(DEMO / name, folder / name)
-    return folder
+    return demo_store(tmp_path_factory.mktemp("eval-browser-store"), ("digits-1.yyar", "digits-2.yyar"))
 
 
 @pytest.fixture(scope="module")

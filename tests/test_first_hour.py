@@ -7,12 +7,12 @@ told the same as a missing one, and v2 inputs with no word on preprocessing.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 import requests
 
+from builders import demo_store
 from serving import start_server
 
 ARCHIVES = Path(__file__).resolve().parent.parent / "model_archives"
@@ -21,10 +21,7 @@ PNG = (ARCHIVES / "samples" / "digit-3.png").read_bytes()
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("first-hour-store")
-    for name in ("digits-1.yyar", "digits-2.yyar"):
-        shutil.copy(ARCHIVES / name, folder / name)
-    return folder
+    return demo_store(tmp_path_factory.mktemp("first-hour-store"), ("digits-1.yyar", "digits-2.yyar"))
 
 
 @pytest.fixture(scope="module")
