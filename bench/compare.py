@@ -98,8 +98,7 @@ def prepare_models_main(work: Path) -> None:
     import keras
     import numpy as np
 
-    from yyai_kernel import kerasload
-    from yyai_kernel.archive import open_archive, pack
+    from yyai_kernel.archive import kerasload, open_archive, pack
 
     models, store, bodies = work / "models", work / "store", work / "bodies"
     for d in (models, store, bodies):

@@ -9,7 +9,7 @@ runs it with ``--write-results``. One run:
    otherwise): once as one process, then with ``--workers 2`` (``--workers 1,2``).
 2. For each model (default ``digits``; ``--models digits,colorfulness`` adds the second),
    builds one input from a bundled sample image: the PNG bytes for ``POST /predictions/{m}``
-   and, preprocessed by ``yyai_kernel.images.preprocess`` exactly as the server does, the
+   and, preprocessed by ``yyai_kernel.runtime.images.preprocess`` exactly as the server does, the
    v2 JSON tensor for ``POST /v2/models/{m}/infer`` (name, datatype and shape from the
    model's v2 metadata). Checks that both answer 200 and that the v2 output equals the
    in-process one.
@@ -74,9 +74,9 @@ sys.path.insert(0, str(ROOT))  # yyai_kernel, when run as a script from anywhere
 from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client, thread_load  # noqa: E402
 from resultsfile import replace_section  # noqa: E402
 
-from yyai_kernel.images import preprocess  # noqa: E402  (OpenCV and numpy only, no TensorFlow)
 from yyai_kernel.archive import read_manifest  # noqa: E402
-from yyai_kernel.store import STATE_FILE, ModelStore  # noqa: E402
+from yyai_kernel.runtime.images import preprocess  # noqa: E402  (OpenCV and numpy only, no TensorFlow)
+from yyai_kernel.store.store import STATE_FILE, ModelStore  # noqa: E402
 
 HEADING = "## HTTP serving overhead (bench/http_bench.py)"
 SHADOW_HEADING = "## Shadow traffic cost (bench/http_bench.py --shadow)"
@@ -266,7 +266,7 @@ def measure_inprocess(dataplane, name: str, inp: dict, args, out: dict) -> None:
 
 def measure_traced(store: Path, name: str, version: int, inp: dict, args, out: dict) -> None:
     """The version's traced function called directly: batch 1 at c=1, batch 32 for throughput."""
-    from yyai_kernel.runtime import ArchiveRuntime
+    from yyai_kernel.runtime.runtime import ArchiveRuntime
 
     runtime = ArchiveRuntime.load(ModelStore(store).record(name, version).path, warmup_sizes=[1, 32])
     one = runtime.validate(inp["tensor"])
@@ -598,8 +598,8 @@ def main() -> None:
             server = None
 
         log("in-process: the traced function, then a Registry on the same store, same batching settings")
-        from yyai_kernel.dataplane import DataPlane
-        from yyai_kernel.registry import Registry  # TensorFlow is imported only now
+        from yyai_kernel.plane.dataplane import DataPlane
+        from yyai_kernel.registry.registry import Registry  # TensorFlow is imported only now
 
         for name, inp in inputs.items():
             measure_traced(store, name, defaults[name], inp, args, results["models"][name]["cells"])

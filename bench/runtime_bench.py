@@ -16,11 +16,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-
 from benchlib import thread_load  # noqa: E402
-from yyai_kernel.registry import Registry  # noqa: E402
-from yyai_kernel.runtime import ArchiveRuntime  # noqa: E402
-from yyai_kernel.store import ModelStore  # noqa: E402
+
+from yyai_kernel.registry.registry import Registry  # noqa: E402
+from yyai_kernel.runtime.runtime import ArchiveRuntime  # noqa: E402
+from yyai_kernel.store.store import ModelStore  # noqa: E402
 
 
 def time_calls(fn, repeats: int) -> list[float]:

@@ -128,8 +128,8 @@ class Reference:
 
 def compute_reference(path: Path, samples: dict[str, bytes]) -> Reference:
     """Run the archive in this process, one sample at a time, with yyai's own code."""
-    from yyai_kernel.images import preprocess
-    from yyai_kernel.runtime import ArchiveRuntime
+    from yyai_kernel.runtime.images import preprocess
+    from yyai_kernel.runtime.runtime import ArchiveRuntime
 
     runtime = ArchiveRuntime.load(path, warmup_sizes=[1])
     spec = runtime.manifest.input
@@ -514,7 +514,7 @@ def prepare(work: Path) -> tuple[Path, dict[str, ModelState], dict[str, Template
     for path in sorted(ARCHIVES.glob("*.yyar")):
         shutil.copyfile(path, store / path.name)
     expected = json.loads(EXPECTED.read_text())
-    from yyai_kernel.images import preprocess
+    from yyai_kernel.runtime.images import preprocess
 
     states, templates = {}, {}
     for name in MODELS:

@@ -15,7 +15,7 @@ Archives written (through ``yyai_kernel.archive.pack``):
 
 Each archive bundles its sample images (role ``sample``); the same files are written to
 ``model_archives/samples/`` with ``expected.json`` (their outputs through the real
-preprocessing in ``yyai_kernel.images``) and ``model_archives/README.md`` holds the
+preprocessing in ``yyai_kernel.runtime.images``) and ``model_archives/README.md`` holds the
 held-out scores. Each also bundles a small held-out labelled set (role ``eval``): one zip,
 ``eval/<model>-eval.zip``, in the form a user uploads (``labels.csv`` + ``images/``). One
 zip rather than one manifest entry per image, because an archive holds at most 64 entries.
@@ -392,10 +392,10 @@ def eval_sets(stage: Path) -> dict[str, Path]:
 
 def eval_scores(out_dir: Path) -> dict:
     """Every version of every archive in ``out_dir`` evaluated on its bundled set, through a Registry."""
-    from yyai_kernel.evalsets import set_from_archive
-    from yyai_kernel.evaluation import evaluate
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.evaluation.run import evaluate
+    from yyai_kernel.evaluation.sets import set_from_archive
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     registry = Registry(ModelStore(out_dir), batching=False)
     scores = {}
@@ -606,7 +606,7 @@ def build(out_dir: Path) -> dict:
 
 def _load_member(path: Path):
     try:
-        from yyai_kernel import kerasload
+        from yyai_kernel.archive import kerasload
 
         return kerasload.load_member(path)
     except ImportError:  # pragma: no cover - kerasload not there yet
@@ -617,7 +617,8 @@ def _load_member(path: Path):
 
 def archive_outputs(path: Path) -> dict:
     """Every member's (and the mean's) outputs on the archive's own samples, via images.preprocess."""
-    from yyai_kernel import archive, images
+    from yyai_kernel import archive
+    from yyai_kernel.runtime import images
 
     with archive.open_archive(path) as opened:
         m = opened.manifest
@@ -734,7 +735,7 @@ and tests: `digit-N.png` (held-out 8x8 images, one per class), `digit-3-64.png` 
 (a held-out image on which versions 1 and 2 disagree), and 64x64 photo crops from the
 held-out region. True colorfulness of the crops as the model sees them (32x32): {truth}.
 `expected.json` holds every member's and the combined output on each sample, computed
-through `yyai_kernel.images.preprocess`.
+through `yyai_kernel.runtime.images.preprocess`.
 """
 
 

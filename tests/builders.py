@@ -113,8 +113,8 @@ def demo_store(store: Path, names: tuple[str, ...] | None = None) -> Path:
 
 def demo_registry(store: Path):
     """A Registry over a copy of the demo archives, every default loaded (close it when done)."""
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     registry = Registry(ModelStore(demo_store(store)))
     assert registry.load_all() == {}

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from yyai_kernel import archive, images, kerasload
+from yyai_kernel import archive
+from yyai_kernel.archive import kerasload
+from yyai_kernel.runtime import images
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"

@@ -31,12 +31,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from conftest import manifest_for, sha256
 from hypothesis import strategies as st
 
-from conftest import manifest_for, sha256
 from yyai_kernel.archive import Limits, read_listed_file, read_manifest, verify
 from yyai_kernel.errors import ArchiveError, ImageError
-from yyai_kernel.images import decode_image, preprocess
+from yyai_kernel.runtime.images import decode_image, preprocess
 
 # Small limits put the count, size, ratio and manifest-size refusals within reach of tiny inputs.
 SMALL_LIMITS = Limits(max_members=6, max_member_bytes=4096, max_total_bytes=6000, max_ratio=8.0,

@@ -27,13 +27,15 @@ import cv2
 import numpy as np
 import pytest
 import schemathesis
+from builders import INPUT_SPEC, LABELS, install, pack_models, tiny_classifier
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import (
-    content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance,
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
 )
-
-from builders import INPUT_SPEC, LABELS, install, pack_models, tiny_classifier
 from serving import start_server
 
 LONG = os.environ.get("YYAI_FUZZ") == "long"
@@ -96,7 +98,7 @@ def _schema():
     checks that the two are the same document.)
     """
     from yyai_kernel.server import __version__
-    from yyai_kernel.server.openapi import build_spec
+    from yyai_kernel.server.rest.openapi import build_spec
 
     loaded = schemathesis.openapi.from_dict(build_spec(__version__))
     loaded.config.generation.update(max_examples=MAX_EXAMPLES, modes=list(schemathesis.GenerationMode))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -12,8 +13,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import INPUT_SPEC, OUTPUT_SPEC
+
 from yyai_kernel import archive
 from yyai_kernel.archive import Limits, Manifest, copy_capped, open_archive, pack, read_manifest, verify
 from yyai_kernel.errors import (
@@ -43,7 +44,7 @@ def private_tempdir(tmp_path_factory, monkeypatch):
 
 
 def test_round_trip_same_predictions(models, packed, private_tempdir):
-    from yyai_kernel.kerasload import load_member
+    from yyai_kernel.archive.kerasload import load_member
 
     report = verify(packed)
     assert report.ok and report.manifest.name == "toy" and report.manifest.version == 1
@@ -68,7 +69,7 @@ def test_manifest_written_by_pack(packed):
     with zipfile.ZipFile(packed) as zf:
         assert sorted(zf.namelist()) == ["MANIFEST.json", "models/tiny.keras", "models/tiny_2.h5"]
         for member in m.members:
-            assert archive.hashlib.sha256(zf.read(member["path"])).hexdigest() == member["sha256"]
+            assert hashlib.sha256(zf.read(member["path"])).hexdigest() == member["sha256"]
 
 
 def test_pack_convert_records_source(models, tmp_path):
@@ -83,7 +84,7 @@ def test_pack_convert_records_source(models, tmp_path):
 
 
 def test_tf_keras_h5_loads_under_keras3(models, tmp_path):
-    from yyai_kernel.kerasload import load_member
+    from yyai_kernel.archive.kerasload import load_member
 
     path = pack(name="tfk", version=1, models=[models.tfk_h5], input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC,
                 out_dir=tmp_path)
@@ -421,7 +422,7 @@ def test_copy_capped_stops_at_the_cap():
     n, _ = copy_capped(src, dst, 10)
     assert n == 11 and len(dst.getvalue()) == 11
     src, dst = io.BytesIO(b"abc"), io.BytesIO()
-    assert copy_capped(src, dst, 10) == (3, archive.hashlib.sha256(b"abc").hexdigest())
+    assert copy_capped(src, dst, 10) == (3, hashlib.sha256(b"abc").hexdigest())
 
 
 def test_missing_file(tmp_path, zips):
@@ -459,7 +460,7 @@ def test_reading_does_not_import_keras(packed, tmp_path):
     store.mkdir()
     (store / packed.name).write_bytes(packed.read_bytes())
     code = (
-        "import sys; from yyai_kernel.archive import read_manifest; from yyai_kernel.store import ModelStore;"
+        "import sys; from yyai_kernel.archive import read_manifest; from yyai_kernel.store.store import ModelStore;"
         f"s = ModelStore({str(store)!r}); assert s.names() == ['toy'];"
         f"read_manifest({str(packed)!r});"
         "bad = [m for m in ('keras', 'tensorflow') if m in sys.modules]; assert not bad, bad"

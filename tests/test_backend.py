@@ -11,18 +11,27 @@ import shutil
 
 import numpy as np
 import pytest
-
 from builders import install, pack_models, sample_inputs
 from serving import start_server
-from yyai_kernel.backend import Backend
+
 from yyai_kernel.client import YyaiClient
-from yyai_kernel.dataplane import DataPlane
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
-from yyai_kernel.images import encode_png
-from yyai_kernel.registry import Registry
-from yyai_kernel.rollout import TrafficPolicy, TrafficReport, TrafficSplit, VersionLabel
-from yyai_kernel.store import ModelStore
-from yyai_kernel.types import InstallResult, ModelStatus, ModelSummary, Prediction, VersionDescription
+from yyai_kernel.plane.backend import Backend
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.runtime.images import encode_png
+from yyai_kernel.store.store import ModelStore
+from yyai_kernel.types import (
+    InstallResult,
+    ModelStatus,
+    ModelSummary,
+    Prediction,
+    TrafficPolicy,
+    TrafficReport,
+    TrafficSplit,
+    VersionDescription,
+    VersionLabel,
+)
 
 X = sample_inputs(2)
 

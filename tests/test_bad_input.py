@@ -35,12 +35,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+import conftest
 import cv2
 import numpy as np
 import pytest
 import requests
-
-import conftest
 from builders import install, pack_models, reference
 from serving import start_server
 
@@ -577,7 +576,7 @@ ROLLOUT_CASES = [
 ]
 
 
-# --- JSON nested deeper than the parser's limit (yyai_kernel.jsonparse.MAX_DEPTH, 64) -----------
+# --- JSON nested deeper than the parser's limit (yyai_kernel.protocol.jsonparse.MAX_DEPTH, 64) -----------
 
 DEEP = 5000  # Python's json recursed once per level: RecursionError, a 500
 NESTS = "nests deeper than 64 levels"

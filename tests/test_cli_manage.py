@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,9 +19,9 @@ import sys
 import time
 
 import pytest
+from serving import start_server
 from typer.testing import CliRunner
 
-from serving import start_server
 from yyai_kernel.cli import app
 from yyai_kernel.server.app import YyaiServer
 

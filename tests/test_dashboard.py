@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import demo_registry
 
 from yyai_kernel.dashboard import TABS, Dashboard, models_table_html, top_of
 from yyai_kernel.errors import ModelNotReadyError
 from yyai_kernel.types import ModelStatus, Prediction, VersionState
-from builders import demo_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -97,7 +97,7 @@ def test_served_dashboard_imports_no_tensorflow():
         board = dashboard_from_env()
         assert isinstance(board.backend, YyaiClient), board.backend
         assert "yyai-error" in board.status_line.value, board.status_line.value
-        heavy = [m for m in ("tensorflow", "keras", "matplotlib", "yyai_kernel.registry") if m in sys.modules]
+        heavy = [m for m in ("tensorflow", "keras", "matplotlib", "yyai_kernel.registry.registry") if m in sys.modules]
         board.close()
         print("HEAVY", heavy)
     """)

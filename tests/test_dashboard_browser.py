@@ -30,7 +30,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import requests
-
 from builders import demo_store
 from serving import start_server
 
@@ -250,9 +249,8 @@ def preview(page, tmp_path) -> Path:
 
 def manage(page, server, tmp_path) -> None:
     """Reload, promote (the button stops standing out), a bad and a good install, delete with a confirmation."""
-    from playwright.sync_api import expect
-
     from builders import pack_models
+    from playwright.sync_api import expect
 
     open_tab(page, "Manage")
     page.select_option(".yyai-manage-model select", label="digits")

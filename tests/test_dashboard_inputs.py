@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import demo_registry
 
 from yyai_kernel.dashboard import TABS, Dashboard
-from builders import demo_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -69,7 +69,7 @@ def test_explain_shows_each_members_overlay_and_says_not_available_for_the_mlp(d
     assert [bytes(o.value) for o in overlays] == [explanations["cnn_a"].overlay_png, explanations["cnn_wide"].overlay_png]
     missing = with_class(shown[0], "yyai-gradcam-na")
     assert len(missing) == 1 and "Grad-CAM not available: this member has no 2-D convolutional layer" in missing[0].value
-    from yyai_kernel.dataplane import DataPlane
+    from yyai_kernel.plane.dataplane import DataPlane
 
     direct = DataPlane(registry).predict_images("digits", [(SAMPLES / "digit-3.png").read_bytes()], 2,
                                                 explain="gradcam").explanations[0]
@@ -108,7 +108,7 @@ def test_the_drawing_pad_is_offered_for_small_gray_inputs_and_predicts(dash, reg
 
 
 def _preprocessed(png: bytes, registry):
-    from yyai_kernel.images import preprocess
+    from yyai_kernel.runtime.images import preprocess
 
     return preprocess(png, registry.describe("digits", 2).input)
 

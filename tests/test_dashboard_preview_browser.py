@@ -18,10 +18,19 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from test_dashboard_browser import (
-    DOCS, HEADERS, INTERACTIVE_PROBE, SAMPLES, TOKEN, WAIT_MS, choose_source, demo_server, headless_chromium,
-    interactive, shot, watch,
+    DOCS,
+    HEADERS,
+    INTERACTIVE_PROBE,
+    SAMPLES,
+    TOKEN,
+    WAIT_MS,
+    choose_source,
+    demo_server,
+    headless_chromium,
+    interactive,
+    shot,
+    watch,
 )
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from builders import LABELS, install, pack_models, reference, sample_inputs
-from yyai_kernel import v2codec
-from yyai_kernel.dataplane import DataPlane
+
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
-from yyai_kernel.registry import Registry
-from yyai_kernel.store import ModelStore
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.protocol import v2codec
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.store.store import ModelStore
 from yyai_kernel.types import ModelStatus, Prediction, VersionState
 
 X = sample_inputs(3)
@@ -111,7 +111,7 @@ def test_a_default_version_being_loaded_answers_loading_with_retry_after(plane):
 
 
 def test_images_are_preprocessed_and_named(plane, built):
-    from yyai_kernel.images import encode_png
+    from yyai_kernel.runtime.images import encode_png
 
     plane.registry.load_all()
     pixels = (X[:2, :, :, 0] * 255).round().astype(np.uint8)

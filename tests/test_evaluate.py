@@ -14,19 +14,17 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import evalref
 import numpy as np
 import pytest
+from evalref import COLOR_SET, DEMO, bundled_rows, check_classification, expected_disagreements, reference
 from sklearn import metrics as skm
 
 import yyai_kernel
-from yyai_kernel import archive, kerasload
-from yyai_kernel.errors import (ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError,
-                                ZipBombError)
-from yyai_kernel.evalsets import open_set, set_from_archive, set_from_zip
-
-import evalref
-from evalref import (COLOR_SET, DEMO, bundled_rows, check_classification, expected_disagreements,
-                     reference)
+from yyai_kernel import archive
+from yyai_kernel.archive import kerasload
+from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError, ZipBombError
+from yyai_kernel.evaluation.sets import open_set, set_from_archive, set_from_zip
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +37,9 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registry(store):
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
-
-    from yyai_kernel.dataplane import DataPlane
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     reg = Registry(ModelStore(store))
     for name, version in (("digits", 1), ("digits", 2), ("colorfulness", 1)):

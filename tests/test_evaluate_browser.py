@@ -18,16 +18,25 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import evalref
 import numpy as np
 import pytest
 import requests
-
-import evalref
 from builders import demo_store
 from evalref import expected_disagreements
 from serving import start_server
-from test_dashboard_browser import (ARTIFACTS, DOCS, HEADERS, TOKEN, WAIT_MS, browser, choose_files,  # noqa: F401
-                                    open_dashboard, open_tab, watch)  # browser: the same Chromium fixture
+from test_dashboard_browser import (  # noqa: F401
+    ARTIFACTS,
+    DOCS,
+    HEADERS,
+    TOKEN,
+    WAIT_MS,
+    browser,
+    choose_files,
+    open_dashboard,  # browser: the same Chromium fixture
+    open_tab,
+    watch,
+)
 
 PADDING_BYTES = 50 * 1024 * 1024
 

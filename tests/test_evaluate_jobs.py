@@ -17,24 +17,23 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import tempfile
+import threading
 import time
 import zipfile
-from types import SimpleNamespace
 from pathlib import Path
-
-import pytest
+from types import SimpleNamespace
 
 import evalref
+import pytest
 from evalref import COLOR_SET, DEMO, DIGITS_SET, check_classification, expected_disagreements
 from serving import start_server
 
 from yyai_kernel.client import YyaiClient
 from yyai_kernel.errors import JobNotFoundError, ModelNotReadyError, TooManyJobsError
-from yyai_kernel.evaljobs import EvaluationJob, EvaluationJobs, JobState, wait_for
-from yyai_kernel.evalresults import Evaluation
-from yyai_kernel.server.app import TMP_PREFIX
+from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs, JobState, wait_for
+from yyai_kernel.evaluation.results import Evaluation
+from yyai_kernel.server.startup import TMP_PREFIX
 
 
 @pytest.fixture(scope="module")
@@ -253,9 +252,9 @@ class Held:
 
 @pytest.fixture(scope="module")
 def dataplane(store):
-    from yyai_kernel.dataplane import DataPlane
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     plane = DataPlane(Registry(ModelStore(store)))
     plane.load("digits", 2)
@@ -264,7 +263,7 @@ def dataplane(store):
 
 
 def test_jobs_are_bounded_and_found_from_another_runner(dataplane, ref, tmp_path):
-    from yyai_kernel.evalsets import set_from_zip
+    from yyai_kernel.evaluation.sets import set_from_zip
 
     held = Held(dataplane)
     jobs = EvaluationJobs(held, tmp_path / "jobs", max_jobs=2)

@@ -19,7 +19,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from builders import demo_store
 from serving import start_server
 
@@ -74,7 +73,7 @@ def post(server, path: str, data: bytes = DIGIT, **kwargs):
 
 def test_conv_members_get_the_recipe_map_and_the_mlp_says_not_available(server, tmp_path):
     from yyai_kernel.archive import read_manifest
-    from yyai_kernel.images import preprocess
+    from yyai_kernel.runtime.images import preprocess
 
     reply = post(server, "/predictions/digits?explain=gradcam")
     assert reply.status_code == 200, reply.text
@@ -165,9 +164,9 @@ def test_concurrent_explanations_past_the_bound_get_429(server):
 
 def test_the_client_and_the_in_process_data_plane_agree(server):
     from yyai_kernel.client import YyaiClient
-    from yyai_kernel.dataplane import DataPlane
-    from yyai_kernel.registry import Registry
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     client = YyaiClient(server.url, server.token)
     over_http = client.predict_images("digits", [DIGIT], 2, explain="gradcam")

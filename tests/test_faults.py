@@ -39,12 +39,12 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from builders import INPUT_SPEC, LABELS, install, pack_models, reference, tiny_classifier
 from serving import start_server
-from yyai_kernel import store as store_module
+
 from yyai_kernel.errors import StoreWriteError
-from yyai_kernel.store import STATE_FILE, TEMP_PREFIX, ModelStore
+from yyai_kernel.store import store as store_module
+from yyai_kernel.store.store import STATE_FILE, TEMP_PREFIX, ModelStore
 
 KiB = 1024
 MiB = 1024 * KiB

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from builders import demo_store
 from serving import start_server
 

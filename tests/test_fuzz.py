@@ -14,16 +14,29 @@ import os
 
 import numpy as np
 import pytest
+from fuzz_targets import (
+    ARCHIVE_BYTES,
+    HEADER_FORMATS,
+    IMAGE_BYTES,
+    LIMITS,
+    MANIFEST_INPUTS,
+    SEED_ARCHIVES,
+    SEED_IMAGES,
+    archive_target,
+    found_archives,
+    found_images,
+    huge_header,
+    image_target,
+    input_specs,
+    mutated_bytes,
+    reseal,
+)
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from fuzz_targets import (
-    ARCHIVE_BYTES, HEADER_FORMATS, IMAGE_BYTES, LIMITS, MANIFEST_INPUTS, SEED_ARCHIVES, SEED_IMAGES,
-    archive_target, found_archives, found_images, huge_header, image_target, input_specs, mutated_bytes, reseal,
-)
 from yyai_kernel.archive import Manifest
 from yyai_kernel.errors import ImageError, ImageTooLargeError, ManifestError
-from yyai_kernel.images import decode_image
+from yyai_kernel.runtime.images import decode_image
 
 settings.register_profile(
     "yyai-fuzz", max_examples=150, derandomize=True, database=None, deadline=None, print_blob=True,

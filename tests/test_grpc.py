@@ -18,16 +18,16 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from builders import install, pack_models, reference, sample_inputs
+from serving import start_server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from builders import install, pack_models, reference, sample_inputs
-from serving import start_server
-from yyai_kernel.dataplane import DataPlane
-from yyai_kernel.registry import Registry
-from yyai_kernel.server.base import ServerState
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.registry.registry import Registry
 from yyai_kernel.server.grpc_server import GrpcServer
-from yyai_kernel.store import ModelStore
+from yyai_kernel.server.rest.base import ServerState
+from yyai_kernel.store.store import ModelStore
 
 TOKEN = "grpc-token"
 AUTH = {"authorization": f"token {TOKEN}"}

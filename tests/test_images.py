@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from yyai_kernel.errors import ImageError, ImageTooLargeError
-from yyai_kernel.images import decode_image, encode_png, model_view, preprocess
+from yyai_kernel.runtime.images import decode_image, encode_png, model_view, preprocess
 
 RGB_SPEC = {"shape": [4, 4, 3], "dtype": "float32", "color": "rgb", "scale": 1 / 255, "offset": 0.0}
 BGR_SPEC = dict(RGB_SPEC, color="bgr")

@@ -1,7 +1,7 @@
 """The shared JSON parser: depth and size bounds, typed refusals, NaN handling.
 
 Every reader of outside JSON (request bodies, v2 headers, manifests, the state file) goes
-through ``yyai_kernel.jsonparse``; these tests pin its limits exactly: depth at the limit
+through ``yyai_kernel.protocol.jsonparse``; these tests pin its limits exactly: depth at the limit
 passes and one over fails, whether the text is valid, broken, or hides brackets in strings.
 """
 
@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from yyai_kernel import jsonparse
 from yyai_kernel.errors import InvalidInputError, ManifestError, PayloadTooLargeError
+from yyai_kernel.protocol import jsonparse
 
 LIMIT = jsonparse.MAX_DEPTH
 

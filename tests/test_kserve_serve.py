@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 import requests
 import yaml
-
 from builders import install, pack_models, reference, sample_inputs
 
 ROOT = Path(__file__).resolve().parent.parent

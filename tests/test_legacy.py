@@ -1,4 +1,4 @@
-"""Keras 2.0-2.2 era `.h5` files load through yyai_kernel.kerasload (issue 8).
+"""Keras 2.0-2.2 era `.h5` files load through yyai_kernel.archive.kerasload (issue 8).
 
 The fixtures in tests/fixtures/legacy are written by scripts/make_legacy_fixtures.py.
 tf_keras 2.21, which reads those files unchanged, is the reference: yyai's outputs must
@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
+from yyai_kernel.archive.kerasload import convert_to_keras, load_member, member_info, normalize_config
 from yyai_kernel.errors import LegacyFormatError, ModelLoadError, UnsafeModelError
-from yyai_kernel.kerasload import convert_to_keras, load_member, member_info, normalize_config
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "legacy"

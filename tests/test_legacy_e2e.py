@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving import start_server
 from typer.testing import CliRunner
 
-from serving import start_server
 from yyai_kernel.archive import read_manifest
 from yyai_kernel.cli import app
-from yyai_kernel.images import encode_png, preprocess
+from yyai_kernel.runtime.images import encode_png, preprocess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "legacy"
 runner = CliRunner()

@@ -21,7 +21,6 @@ import nbformat
 import numpy as np
 import pytest
 from nbclient import NotebookClient
-
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,8 +74,8 @@ def test_upload_and_pack_model_serve_what_the_notebook_model_answers(server, tmp
         """,
         f"""
         import yyai_kernel
-        from yyai_kernel.images import preprocess
-        from yyai_kernel.runtime import ArchiveRuntime
+        from yyai_kernel.runtime.images import preprocess
+        from yyai_kernel.runtime.runtime import ArchiveRuntime
 
         paths = {images!r}
         images = [open(p, "rb").read() for p in paths]
@@ -111,7 +110,7 @@ def test_dashboard_for_models_builds_and_predicts_in_a_kernel(tmp_path):
         """,
         """
         import os
-        from yyai_kernel.images import preprocess
+        from yyai_kernel.runtime.images import preprocess
 
         preview = board.preview
         preview.model_select.value = "mine"

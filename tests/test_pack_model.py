@@ -11,7 +11,7 @@ import pytest
 import yyai_kernel
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.errors import ManifestError, UnsafeModelError
-from yyai_kernel.runtime import ArchiveRuntime
+from yyai_kernel.runtime.runtime import ArchiveRuntime
 
 GRAY = {"scale": 1 / 255}
 LABELS = ["a", "b", "c"]

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from builders import install, pack_models, reference, sample_inputs
 
 X = sample_inputs(6)
@@ -59,7 +58,7 @@ def models(ray_session, store_dir):
 
 def model_id(store_dir, name: str) -> str:
     from yyai_kernel.ray_app import ModelId
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.store.store import ModelStore
 
     return str(ModelId.of(ModelStore(store_dir).record(name, 1)))
 

@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import tritonclient.http as httpclient  # noqa: E402
 import yaml
-
 from builders import install, pack_models, reference, sample_inputs
 from raycluster import REPO
 from serving import start_server
-
-import tritonclient.http as httpclient  # noqa: E402
 
 TOKEN = "ray-ingress-token"
 APP = "yyai"
@@ -186,7 +184,7 @@ def test_the_ingress_serves_every_route_of_the_yyai_table(app):
     from types import SimpleNamespace
 
     from yyai_kernel.ray_app.http import NOT_SERVED, routes
-    from yyai_kernel.server.routes import all_routes
+    from yyai_kernel.server.rest.routes import all_routes
 
     wanted = {(r.path, m.upper()) for r in all_routes() for m in r.operations if r.path not in NOT_SERVED}
     served = {(r.path.replace(":path}", "}"), m) for r in routes(SimpleNamespace(plane=None)) for m in r.methods}
@@ -339,7 +337,7 @@ def test_an_upload_then_a_default_swap_are_seen_by_the_next_requests(app, built,
     assert app.json("DELETE", "/models/alpha/default")["default"] == 2
     _all_answer(app, built, "2")
 
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.store.store import ModelStore
 
     ModelStore(store_dir).pin("alpha", 1)  # written by another process: every replica notices the file
     wait_for(lambda: all(s["pins"] == {"alpha": 1} for s in ingress_states()), "an out-of-band pin seen by all")

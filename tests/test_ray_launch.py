@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-
 from builders import install, pack_models, reference, sample_inputs
 
 YYAI = str(Path(sys.executable).parent / "yyai")

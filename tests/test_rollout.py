@@ -17,18 +17,18 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from builders import INPUT_SPEC, clear_cut, install, pack_models, reference, sample_inputs
-from yyai_kernel import v2codec
+
 from yyai_kernel.config import ServingConfig
-from yyai_kernel.dataplane import DataPlane
 from yyai_kernel.errors import ConflictError, InvalidInputError, ModelNotFoundError
-from yyai_kernel.images import thumbnail_png
-from yyai_kernel.registry import Registry
-from yyai_kernel.rollout import TrafficPolicy, TrafficSplit, compare_outputs
-from yyai_kernel.state import StoreState
-from yyai_kernel.store import STATE_FILE, ModelStore
-from yyai_kernel.types import ModelStatus, check_label, parse_version_ref
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.protocol import v2codec
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.rollout.compare import compare_outputs
+from yyai_kernel.runtime.images import thumbnail_png
+from yyai_kernel.store.state import StoreState
+from yyai_kernel.store.store import STATE_FILE, ModelStore
+from yyai_kernel.types import ModelStatus, TrafficPolicy, TrafficSplit, check_label, parse_version_ref
 
 CLASSES = {"kind": "classification", "labels": ["a", "b", "c"]}
 

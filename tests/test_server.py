@@ -21,7 +21,6 @@ import numpy as np
 import psutil
 import pytest
 import requests
-
 from builders import LABELS, install, pack_models, reference
 from serving import start_server
 
@@ -68,6 +67,7 @@ def _pack_with_sample(root: Path) -> SimpleNamespace:
     """beta v1: one member, and a bundled sample image."""
     global SAMPLE_PNG
     from builders import INPUT_SPEC, tiny_classifier
+
     from yyai_kernel.archive import pack
 
     work = root / "beta-build"
@@ -471,7 +471,7 @@ def _sample(path: str) -> str:
 def test_openapi_is_valid_and_covers_exactly_the_rest_routes(server, tmp_path):
     from openapi_spec_validator import validate
 
-    from yyai_kernel.server.base import NotFoundHandler
+    from yyai_kernel.server.rest.base import NotFoundHandler
 
     spec = server.get("/openapi.json").json()
     validate(spec)
@@ -660,7 +660,7 @@ def test_defaults_config_file_and_command_line(tmp_path):
 def test_temp_folders_of_dead_servers_are_swept(tmp_path):
     import tempfile
 
-    from yyai_kernel.server.app import TMP_PREFIX, sweep_stale_temp_dirs
+    from yyai_kernel.server.startup import TMP_PREFIX, sweep_stale_temp_dirs
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{int(dead.stdout)}-"))

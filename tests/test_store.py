@@ -10,15 +10,9 @@ import shutil
 
 import pytest
 
-from yyai_kernel import store as store_mod
-from yyai_kernel.errors import (
-    ConflictError,
-    ModelNotFoundError,
-    StoreWriteError,
-    UnsafeModelError,
-    YyaiError,
-)
-from yyai_kernel.store import STATE_FILE, ModelStore
+from yyai_kernel.errors import ConflictError, ModelNotFoundError, StoreWriteError, UnsafeModelError, YyaiError
+from yyai_kernel.store import store as store_mod
+from yyai_kernel.store.store import STATE_FILE, ModelStore
 
 
 @pytest.fixture
@@ -160,6 +154,7 @@ def test_add_conflicts_with_a_file_under_another_name(make, packed):
 
 def test_add_refuses_untrusted_lambda(make, models, tmp_path):
     from conftest import INPUT_SPEC, OUTPUT_SPEC
+
     from yyai_kernel.archive import pack
 
     lam = pack(name="lam", version=1, models=[models.lambda_keras], input_spec=INPUT_SPEC,

@@ -17,12 +17,12 @@ import time
 
 import numpy as np
 import pytest
-
 from builders import install, pack_models, reference, sample_inputs
 from conftest import craft_archive, manifest_for
+
 from yyai_kernel.errors import ModelLoadError, ModelNotReadyError
-from yyai_kernel.registry import Registry
-from yyai_kernel.store import ModelStore
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.store.store import ModelStore
 
 X = sample_inputs(2)
 

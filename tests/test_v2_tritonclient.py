@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+import tritonclient.http as httpclient  # noqa: E402
 from builders import install, pack_models, reference, sample_inputs
 from serving import start_server
-
-import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 TOKEN = "triton-token"

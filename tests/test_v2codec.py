@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from yyai_kernel.errors import InvalidInputError, PayloadTooLargeError
-from yyai_kernel import v2codec
+from yyai_kernel.protocol import v2codec
 
 SPEC = {"name": "input", "shape": [2, 2, 1], "dtype": "float32"}
 

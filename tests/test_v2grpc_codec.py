@@ -17,9 +17,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import service_pb2
 from tritonclient.grpc._utils import _get_inference_request
 
-from yyai_kernel import errors, v2grpc
+from yyai_kernel import errors
 from yyai_kernel.errors import InvalidInputError
-from yyai_kernel import v2codec
+from yyai_kernel.protocol import v2codec, v2grpc
 
 SPEC = {"name": "input", "shape": [2, 2, 1], "dtype": "float32"}
 TRITON_TYPES = {np.float32: "FP32", np.float64: "FP64", np.int32: "INT32", np.uint8: "UINT8", np.float16: "FP16"}

@@ -28,7 +28,6 @@ import numpy as np
 import psutil
 import pytest
 import requests
-
 from builders import demo_store, install, pack_models, reference, sample_inputs
 from serving import start_server
 
@@ -405,6 +404,6 @@ def test_a_bad_worker_count_is_refused_before_anything_starts(tmp_path, value):
 
 
 def test_auto_is_one_worker_per_usable_cpu():
-    from yyai_kernel.server.supervisor import worker_count
+    from yyai_kernel.server.workers.supervisor import worker_count
 
     assert worker_count("auto") == len(os.sched_getaffinity(0)) and worker_count("3") == 3

@@ -5,8 +5,8 @@ first use (PEP 562), so `import yyai_kernel` stays cheap for the CLI and the ser
 """
 
 _EXPORTS = {
-    "evaluate": ("yyai_kernel.evaluation", "evaluate"),
-    "pack_model": ("yyai_kernel.packmodel", "pack_model"),
+    "evaluate": ("yyai_kernel.evaluation.run", "evaluate"),
+    "pack_model": ("yyai_kernel.archive.packmodel", "pack_model"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,7 +4,7 @@
 that ``yyai serve`` shows uses it too, so a page visit costs no TensorFlow import and no
 model load. It needs only ``requests`` and ``numpy``: importing it never imports
 TensorFlow or Keras (a test checks this). Its methods return the same types as the
-in-process :class:`~yyai_kernel.dataplane.DataPlane` (``ModelStatus``, ``Prediction``,
+in-process :class:`~yyai_kernel.plane.dataplane.DataPlane` (``ModelStatus``, ``Prediction``,
 ``InstallResult``...), so the dashboard works the same over either.
 
 ``YyaiClient()`` reads ``YYAI_URL`` and ``YYAI_TOKEN`` from the environment, which the
@@ -34,12 +34,23 @@ from urllib.parse import quote
 import numpy as np
 import requests
 
-from . import errors
-from .evaljobs import EvaluationJob
-from .rollout import Disagreement, TrafficPolicy, TrafficReport, VersionLabel
-from .types import (InstallResult, ModelRemoved, ModelStatus, ModelSummary, Prediction, ServerStatus,
-                    VersionDescription, parse_version_ref)
-from .v2codec import DATATYPES, datatype_of
+from yyai_kernel import errors
+from yyai_kernel.evaluation.jobs import EvaluationJob
+from yyai_kernel.protocol.v2codec import DATATYPES, datatype_of
+from yyai_kernel.types import (
+    Disagreement,
+    InstallResult,
+    ModelRemoved,
+    ModelStatus,
+    ModelSummary,
+    Prediction,
+    ServerStatus,
+    TrafficPolicy,
+    TrafficReport,
+    VersionDescription,
+    VersionLabel,
+    parse_version_ref,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8866"
 
@@ -249,7 +260,7 @@ class YyaiClient:
         (:meth:`add_archive`) and removed. Importing Keras is the model's own business:
         the client imports ``packmodel`` only when this is called.
         """
-        from .packmodel import pack_model
+        from yyai_kernel.archive.packmodel import pack_model
 
         with tempfile.TemporaryDirectory(prefix="yyai-upload-") as folder:
             path = pack_model(model_or_models, name=name, version=version, input=input, labels=labels, out=folder,

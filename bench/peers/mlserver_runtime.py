@@ -9,11 +9,10 @@ with this folder on PYTHONPATH.
 
 from __future__ import annotations
 
+from common import Traced
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.types import InferenceRequest, InferenceResponse
-
-from common import Traced
 
 
 class KerasRuntime(MLModel):

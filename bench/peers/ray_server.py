@@ -16,10 +16,9 @@ from pathlib import Path
 
 PEERS = str(Path(__file__).resolve().parent)
 sys.path.insert(0, PEERS)
-from common import model_files  # noqa: E402
-
 import numpy as np  # noqa: E402
 import ray  # noqa: E402
+from common import model_files  # noqa: E402
 from ray import serve  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402

@@ -12,7 +12,6 @@ import glob
 import os
 
 import numpy as np
-
 from common import Traced, decode_v2, encode_v2
 
 _traced = None

@@ -53,4 +53,4 @@ def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
     app()
 
 
-from . import archive, evaluate, models, predict, ray, rollout, serve  # noqa: E402,F401  (each registers its commands on app)
+from yyai_kernel.cli import archive, evaluate, models, predict, ray, rollout, serve  # noqa: E402,F401  (each registers its commands on app)

@@ -1,5 +1,5 @@
 """``python -m yyai_kernel.cli``: the same as the ``yyai`` command."""
 
-from . import main
+from yyai_kernel.cli import main
 
 main()

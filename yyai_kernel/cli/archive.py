@@ -9,10 +9,10 @@ from typing import List, Optional
 
 import typer
 
-from ..archive import SUFFIX, read_manifest, verify
-from ..errors import YyaiError
-from ..quiet import VERBOSE_HELP, quiet_tensorflow
-from . import app, fail
+from yyai_kernel.archive import SUFFIX, read_manifest, verify
+from yyai_kernel.cli import app, fail
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 
 
 def _number(text: str, option: str) -> float:

@@ -26,11 +26,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import YyaiError
-from ..quiet import VERBOSE_HELP, quiet_tensorflow
-from ..types import parse_version
-from . import DEFAULT_STORE, app, console, fail
-from .models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
+from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
+from yyai_kernel.types import parse_version
 
 BUNDLED = "bundled"
 BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
@@ -95,15 +95,15 @@ def _parse_models(models: list[str]) -> tuple[str, list[int | None]]:
 def _backend(name: str, versions: list[int | None], server, token, store, verbose):
     """The HTTP client of a running server, or a data plane over a store with the versions loaded."""
     if server:
-        from ..client import YyaiClient
+        from yyai_kernel.client import YyaiClient
 
         with YyaiClient(server, token) as client:
             yield client
         return
     quiet_tensorflow(verbose)
-    from ..dataplane import DataPlane
-    from ..registry import Registry
-    from ..store import ModelStore
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     dataplane = DataPlane(Registry(ModelStore(store or Path(DEFAULT_STORE))))
     try:
@@ -116,7 +116,7 @@ def _backend(name: str, versions: list[int | None], server, token, store, verbos
 
 def _dataset(backend, name: str, versions: list[int | None], data: str):
     """The labelled set: a path here, or a set the archive of the first version named bundles."""
-    from ..evalsets import open_set, set_from_zip
+    from yyai_kernel.evaluation.sets import open_set, set_from_zip
 
     kind, _, set_name = data.partition(":")
     if kind != BUNDLED:
@@ -132,7 +132,7 @@ def _dataset(backend, name: str, versions: list[int | None], data: str):
 
 
 def _run(backend, name, versions, dataset, batch_size: int):
-    from ..evaluation import evaluate
+    from yyai_kernel.evaluation.run import evaluate
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:

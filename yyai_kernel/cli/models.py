@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import YyaiError
-from . import DEFAULT_STORE, app, console, fail
+from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
+from yyai_kernel.errors import YyaiError
 
 
 @app.command("models")
@@ -24,7 +24,7 @@ def models_cmd(
 
         yyai models --store model_archives
     """
-    from yyai_kernel.store import ModelStore
+    from yyai_kernel.store.store import ModelStore
 
     try:
         s = ModelStore(store)
@@ -89,7 +89,7 @@ def default_cmd(
 
 
 def _default_on_server(name: str, version: int | None, url: str, token: str | None) -> None:
-    from ..client import YyaiClient
+    from yyai_kernel.client import YyaiClient
 
     try:
         with YyaiClient(url, token) as client:
@@ -100,8 +100,8 @@ def _default_on_server(name: str, version: int | None, url: str, token: str | No
 
 
 def _default_on_store(name: str, version: int | None, root: Path) -> None:
-    from ..defaults import default_reason
-    from ..store import ModelStore
+    from yyai_kernel.registry.defaults import default_reason
+    from yyai_kernel.store.store import ModelStore
 
     try:
         store = ModelStore(root)

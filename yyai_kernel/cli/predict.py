@@ -9,11 +9,11 @@ from typing import List
 import typer
 from rich.table import Table
 
-from ..errors import YyaiError
-from ..quiet import VERBOSE_HELP, quiet_tensorflow
-from ..types import parse_version_ref
-from . import DEFAULT_STORE, app, console, fail
-from .models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
+from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
+from yyai_kernel.types import parse_version_ref
 
 
 @app.command("predict")
@@ -59,14 +59,14 @@ def predict_cmd(
 
 def _predict(name, version, images: list[Path], server, token, store, verbose):
     if server:
-        from ..client import YyaiClient
+        from yyai_kernel.client import YyaiClient
 
         with YyaiClient(server, token) as client:
             return client.predict_image_files(name, images, version)
     quiet_tensorflow(verbose)
-    from ..dataplane import DataPlane
-    from ..registry import Registry
-    from ..store import ModelStore
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     registry = Registry(ModelStore(store or Path(DEFAULT_STORE)))
     try:

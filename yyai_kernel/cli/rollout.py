@@ -14,11 +14,10 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InvalidInputError, YyaiError
-from ..rollout import TrafficPolicy, TrafficReport
-from ..types import check_label, check_name
-from . import DEFAULT_STORE, app, fail
-from .models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, app, fail
+from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.errors import InvalidInputError, YyaiError
+from yyai_kernel.types import TrafficPolicy, TrafficReport, check_label, check_name
 
 STORE_HELP = "The store folder (env YYAI_STORE) when no --server is given."
 
@@ -64,7 +63,7 @@ def label_cmd(
 
 
 def _labels_on_server(name, label, version, delete, url, token) -> dict[str, int]:
-    from ..client import YyaiClient
+    from yyai_kernel.client import YyaiClient
 
     with YyaiClient(url, token) as client:
         if delete:
@@ -77,7 +76,7 @@ def _labels_on_server(name, label, version, delete, url, token) -> dict[str, int
 
 
 def _labels_on_store(name, label, version, delete, root: Path) -> dict[str, int]:
-    from ..store import ModelStore
+    from yyai_kernel.store.store import ModelStore
 
     store = ModelStore(root)
     store.versions(name)  # 404 for an unknown model
@@ -144,7 +143,7 @@ def _policy(canary: str | None, shadow: str | None, sticky: bool) -> TrafficPoli
 
 
 def _traffic_on_server(name, action, policy, url, token) -> TrafficReport:
-    from ..client import YyaiClient
+    from yyai_kernel.client import YyaiClient
 
     with YyaiClient(url, token) as client:
         if action == "set":
@@ -157,7 +156,7 @@ def _traffic_on_server(name, action, policy, url, token) -> TrafficReport:
 
 
 def _traffic_on_store(name, action, policy, root: Path) -> TrafficReport:
-    from ..store import ModelStore
+    from yyai_kernel.store.store import ModelStore
 
     store = ModelStore(root)
     store.versions(name)  # 404 for an unknown model

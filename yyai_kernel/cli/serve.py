@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from . import app, usage_error
+from yyai_kernel.cli import app, usage_error
 
 SERVE_FOOTER = (
     "Any other setting: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
@@ -38,8 +38,9 @@ def serve_cmd(ctx: typer.Context) -> None:
 
         yyai serve --store model_archives --port 8866
     """
-    from ..cmdline import UnknownOptionError, check_argv
-    from ..server.app import HELP_HINT, POSITIONAL_HINT, YyaiServer, main as serve_main
+    from yyai_kernel.server.app import HELP_HINT, POSITIONAL_HINT, YyaiServer
+    from yyai_kernel.server.app import main as serve_main
+    from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
 
     args = list(ctx.args)
     if "--help" in args or "-h" in args:
@@ -56,7 +57,7 @@ def _print_serve_help(ctx: typer.Context, app_class) -> None:
     """``yyai serve --help`` in typer's style: yyai's options, then Voila's and Jupyter's."""
     from typer import rich_utils as style
 
-    from ..cmdline import OptionDoc, describe_options
+    from yyai_kernel.server.cmdline import OptionDoc, describe_options
 
     out = Console(highlight=False)
     out.print(Padding(f"Usage: {ctx.command_path} [OPTIONS]", 1), style=style.STYLE_USAGE_COMMAND)

@@ -1,7 +1,7 @@
 """The dashboard: ipywidgets for previewing predictions and swapping models.
 
 One :class:`Dashboard` works over either backend with the same methods and result types
-(``yyai_kernel.backend.Backend``): an in-process data plane over a Registry (a plain
+(``yyai_kernel.plane.backend.Backend``): an in-process data plane over a Registry (a plain
 Jupyter notebook) or the HTTP :class:`~yyai_kernel.client.YyaiClient` (the page
 ``yyai serve`` shows through Voila). Served, the kernel behind a page visit imports no
 TensorFlow and loads no model: it asks the one server over loopback, so a swap made here
@@ -29,9 +29,9 @@ so that tests and styling can find them.
 
 from __future__ import annotations
 
-from ..types import Prediction
-from .render import models_table_html, problems_html
-from .shell import TABS, Dashboard, Tab, dashboard_from_env
+from yyai_kernel.dashboard.render import models_table_html, problems_html
+from yyai_kernel.dashboard.shell import TABS, Dashboard, Tab, dashboard_from_env
+from yyai_kernel.types import Prediction
 
 __all__ = ["Dashboard", "Tab", "TABS", "dashboard_from_env", "models_table_html", "problems_html", "top_of"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 
-from .render import subtle_html, with_classes
+from yyai_kernel.dashboard.render import subtle_html, with_classes
 
 PAD_PX = 192  # the pad's side, in pixels (canvas and rasterized image alike)
 MAX_INPUT_SIDE = 64  # a model whose input is at most this many pixels a side, in one channel, gets the pad
@@ -105,7 +105,7 @@ class DrawingPad:
 
     def png(self) -> bytes:
         """The drawing as PNG bytes; ValueError when nothing was drawn."""
-        from ..images import encode_png
+        from yyai_kernel.runtime.images import encode_png
 
         if not self.strokes:
             raise ValueError("Draw something on the pad first.")

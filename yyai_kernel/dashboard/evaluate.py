@@ -25,14 +25,22 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
-from ..evalresults import Evaluation
-from ..evalsets import LabelledSet, UnreadableItem, set_from_zip
-from ..types import ServerStatus, VersionState
-from . import evalview as view
-from .render import dropdown, error_text, message_html, model_options, show, subtle_html, with_classes
+from yyai_kernel.dashboard import evalview as view
+from yyai_kernel.dashboard.render import (
+    dropdown,
+    error_text,
+    message_html,
+    model_options,
+    show,
+    subtle_html,
+    with_classes,
+)
+from yyai_kernel.evaluation.results import Evaluation
+from yyai_kernel.evaluation.sets import LabelledSet, UnreadableItem, set_from_zip
+from yyai_kernel.types import ServerStatus, VersionState
 
 if TYPE_CHECKING:
-    from .shell import Dashboard
+    from yyai_kernel.dashboard.shell import Dashboard
 
 BUNDLED, UPLOAD = "bundled", "upload"
 POLL_S = 0.5

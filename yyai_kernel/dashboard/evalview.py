@@ -18,8 +18,8 @@ from typing import Callable
 
 import ipywidgets as W
 
-from ..evalresults import Evaluation, ItemResult, VersionResult
-from .render import _figure, _png, with_classes
+from yyai_kernel.dashboard.render import _figure, _png, with_classes
+from yyai_kernel.evaluation.results import Evaluation, ItemResult, VersionResult
 
 MAX_GRID_LABELS = 24
 MOST_CONFUSED = 12

@@ -1,8 +1,8 @@
 """``Dashboard.for_models``: the dashboard over Keras models held in a notebook, with no server.
 
-Each version's models are packed with :func:`~yyai_kernel.packmodel.pack_model` into a
-private temporary folder, which a :class:`~yyai_kernel.registry.Registry` serves through an
-in-process :class:`~yyai_kernel.dataplane.DataPlane`; every version is loaded, so that
+Each version's models are packed with :func:`~yyai_kernel.archive.packmodel.pack_model` into a
+private temporary folder, which a :class:`~yyai_kernel.registry.registry.Registry` serves through an
+in-process :class:`~yyai_kernel.plane.dataplane.DataPlane`; every version is loaded, so that
 "Compare with" works at once. The dashboard is then exactly the one ``yyai serve`` shows,
 over the same data plane: the same checks (safe_mode load, input and output shapes), the
 same preprocessing, the same explanations. Closing the dashboard (or dropping it) closes
@@ -18,8 +18,8 @@ import weakref
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import InvalidInputError
-from ..types import parse_version
+from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.types import parse_version
 
 
 def version_number(key) -> int:
@@ -34,15 +34,14 @@ def version_number(key) -> int:
     return version
 
 
-def for_models(versions: Mapping, *, input: dict, labels=None, name: str = "model", dashboard_class=None,
+def for_models(versions: Mapping, *, input: dict, dashboard_class, labels=None, name: str = "model",
                refresh_interval: float | None = 2.0, **options):
     """A dashboard over ``{"v1": model_or_models, "v2": ...}`` (see ``Dashboard.for_models``)."""
-    from ..dataplane import DataPlane
-    from ..packmodel import pack_model
-    from ..quiet import quiet_tensorflow
-    from ..registry import Registry
-    from ..store import ModelStore
-    from .shell import Dashboard
+    from yyai_kernel.archive.packmodel import pack_model
+    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.quiet import quiet_tensorflow
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     if not versions:
         raise InvalidInputError("Give at least one version: Dashboard.for_models({\"v1\": model}, ...).")
@@ -56,7 +55,7 @@ def for_models(versions: Mapping, *, input: dict, labels=None, name: str = "mode
         registry = Registry(ModelStore(folder))
         for version in sorted(numbers):
             registry.load(name, version)
-        board = (dashboard_class or Dashboard)(DataPlane(registry), refresh_interval=refresh_interval,
+        board = dashboard_class(DataPlane(registry), refresh_interval=refresh_interval,
                                                location="models from this notebook (in-process, no server)")
     except BaseException:
         if registry is not None:

@@ -21,11 +21,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import ipywidgets as W
 
-from ..types import InstallResult, ModelRemoved, ModelStatus, ServerStatus
-from .render import dropdown, error_text, message_html, model_options, show, subtle_html, version_options, with_classes
+from yyai_kernel.dashboard.render import (
+    dropdown,
+    error_text,
+    message_html,
+    model_options,
+    show,
+    subtle_html,
+    version_options,
+    with_classes,
+)
+from yyai_kernel.types import InstallResult, ModelRemoved, ModelStatus, ServerStatus
 
 if TYPE_CHECKING:
-    from .shell import Dashboard
+    from yyai_kernel.dashboard.shell import Dashboard
 
 # names of temporary copies of an uploaded archive (the data plane's, and the server's spool files)
 TEMP_UPLOAD_NAME = re.compile(r"\b(?:upload|upload-[A-Za-z0-9_]+)\.(?:yyar|part)\b")

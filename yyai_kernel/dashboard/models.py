@@ -16,11 +16,17 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
-from ..types import ServerStatus
-from .render import ActivitySample, activity_plot_png, models_table_html, problems_html, with_classes
+from yyai_kernel.dashboard.render import (
+    ActivitySample,
+    activity_plot_png,
+    models_table_html,
+    problems_html,
+    with_classes,
+)
+from yyai_kernel.types import ServerStatus
 
 if TYPE_CHECKING:
-    from .shell import Dashboard
+    from yyai_kernel.dashboard.shell import Dashboard
 
 HISTORY_SECONDS = 300.0  # how far back the live plot looks
 

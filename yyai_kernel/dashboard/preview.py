@@ -25,14 +25,22 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
-from ..errors import ImageError, ModelNotReadyError
-from ..types import Prediction, ServerStatus, VersionState
-from .drawpad import DrawingPad, pad_fits
-from .render import dropdown, message_html, model_options, show, subtle_html, version_options, with_classes
-from .results import ResultsPanel
+from yyai_kernel.dashboard.drawpad import DrawingPad, pad_fits
+from yyai_kernel.dashboard.render import (
+    dropdown,
+    message_html,
+    model_options,
+    show,
+    subtle_html,
+    version_options,
+    with_classes,
+)
+from yyai_kernel.dashboard.results import ResultsPanel
+from yyai_kernel.errors import ImageError, ModelNotReadyError
+from yyai_kernel.types import Prediction, ServerStatus, VersionState
 
 if TYPE_CHECKING:
-    from .shell import Dashboard
+    from yyai_kernel.dashboard.shell import Dashboard
 
 # States a person can load from; a version that is loading only needs a moment.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
@@ -274,7 +282,7 @@ class PreviewTab:
 
 def _checked_image(name: str, data: bytes) -> bytes:
     """The bytes of an upload, refused with its file name when they are not an image yyai reads."""
-    from ..images import decode_image
+    from yyai_kernel.runtime.images import decode_image
 
     try:
         decode_image(data)

@@ -21,7 +21,7 @@ from typing import Mapping, NamedTuple
 
 import ipywidgets as W
 
-from ..types import ModelStatus, Prediction, ServerStatus, VersionState
+from yyai_kernel.types import ModelStatus, Prediction, ServerStatus, VersionState
 
 DISPLAY_PX = 144  # the longer side of a previewed image, in CSS pixels
 CHART_DPI = 80  # charts are drawn at this resolution and shown 1:1

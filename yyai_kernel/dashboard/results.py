@@ -7,7 +7,7 @@ outputs (regression), and, when the prediction was explained, each member's Grad
 overlay (or why it has none). Above the rows, one summary line per image says what each version
 predicted and whether the versions agree. An empty panel says what to do.
 
-OpenCV (through ``yyai_kernel.images``) comes in on first use: building the dashboard
+OpenCV (through ``yyai_kernel.runtime.images``) comes in on first use: building the dashboard
 imports none of it.
 """
 
@@ -17,9 +17,17 @@ import html
 
 import ipywidgets as W
 
-from ..types import Explanation, Prediction, VersionDescription
-from .render import (DISPLAY_PX, bar_chart_png, close_tree, image_widget, png_widget, regression_table_html,
-                     top_k_table_html, with_classes)
+from yyai_kernel.dashboard.render import (
+    DISPLAY_PX,
+    bar_chart_png,
+    close_tree,
+    image_widget,
+    png_widget,
+    regression_table_html,
+    top_k_table_html,
+    with_classes,
+)
+from yyai_kernel.types import Explanation, Prediction, VersionDescription
 
 EMPTY = ("<div class='yyai-empty'><b>No predictions yet.</b><br>"
          "Pick a model and a version on the left, choose a bundled sample or upload your own images, "
@@ -45,7 +53,7 @@ class ResultsPanel:
     def show(self, name: str, images: list[tuple[str, bytes]], predictions: dict[int, Prediction],
              descriptions: dict[int, VersionDescription]) -> None:
         """One row per image: the image as given, then per version how it sees it and what it says."""
-        from ..images import decode_image, encode_png
+        from yyai_kernel.runtime.images import decode_image, encode_png
 
         compact = len(predictions) > 1
         rows, summary = [], []
@@ -76,7 +84,7 @@ class ResultsPanel:
 def _column(name: str, prediction: Prediction, i: int, data: bytes, described: VersionDescription, *,
             compact: bool) -> W.VBox:
     """What one version makes of one image: headline, the image as it sees it, its outputs."""
-    from ..images import encode_png, model_view
+    from yyai_kernel.runtime.images import encode_png, model_view
 
     version = prediction.version
     seen = model_view(data, described.input)

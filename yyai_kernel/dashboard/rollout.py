@@ -22,12 +22,17 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as W
 
-from ..rollout import Disagreement, TrafficPolicy
-from ..types import ModelStatus, ServerStatus
-from .render import dropdown, fmt, message_html, model_options, with_classes
+from yyai_kernel.dashboard.render import (
+    dropdown,
+    fmt,
+    message_html,
+    model_options,
+    with_classes,
+)
+from yyai_kernel.types import Disagreement, ModelStatus, ServerStatus, TrafficPolicy
 
 if TYPE_CHECKING:
-    from .shell import Dashboard
+    from yyai_kernel.dashboard.shell import Dashboard
 
 SHOWN_DISAGREEMENTS = 8
 

@@ -2,7 +2,7 @@
 
 :class:`Dashboard` holds what every tab shares and nothing a single tab owns:
 
-* the backend (``yyai_kernel.backend.Backend``: a DataPlane in-process, or the HTTP
+* the backend (``yyai_kernel.plane.backend.Backend``: a DataPlane in-process, or the HTTP
   ``YyaiClient`` when ``yyai serve`` shows the page) and the last ``ServerStatus``;
 * a daemon thread that refreshes that status every ``refresh_interval`` seconds and hands
   it to every tab (``Tab.update``); it pauses itself when nobody uses the page;
@@ -41,13 +41,20 @@ from typing import Callable, ClassVar, Protocol
 
 import ipywidgets as W
 
-from ..types import ServerStatus, VersionDescription
-from .evaluate import EvaluateTab
-from .manage import ManageTab
-from .models import ModelsTab
-from .preview import PreviewTab
-from .rollout import RolloutTab
-from .render import CSS, close_tree, error_text, message_html, subtle_html, with_classes
+from yyai_kernel.dashboard.evaluate import EvaluateTab
+from yyai_kernel.dashboard.manage import ManageTab
+from yyai_kernel.dashboard.models import ModelsTab
+from yyai_kernel.dashboard.preview import PreviewTab
+from yyai_kernel.dashboard.render import (
+    CSS,
+    close_tree,
+    error_text,
+    message_html,
+    subtle_html,
+    with_classes,
+)
+from yyai_kernel.dashboard.rollout import RolloutTab
+from yyai_kernel.types import ServerStatus, VersionDescription
 
 log = logging.getLogger("yyai.dashboard")
 
@@ -325,7 +332,7 @@ class Dashboard:
 
             Dashboard.for_models({"v1": m1, "v2": m2}, input={"scale": 1 / 255}, labels=list("0123456789"))
         """
-        from .inmemory import for_models
+        from yyai_kernel.dashboard.inmemory import for_models
 
         return for_models(versions, input=input, labels=labels, name=name, dashboard_class=cls, **options)
 
@@ -363,15 +370,15 @@ class Dashboard:
 
 
 def as_backend(backend):
-    """The backend contract (``yyai_kernel.backend.Backend``) of what the caller handed in.
+    """The backend contract (``yyai_kernel.plane.backend.Backend``) of what the caller handed in.
 
     A :class:`Registry` is wrapped in the data plane that serves it; anything else (a
     DataPlane, a YyaiClient) is used as it is. The check never imports the registry:
     when nothing imported it, the backend cannot be one.
     """
-    registry_module = sys.modules.get("yyai_kernel.registry")
+    registry_module = sys.modules.get("yyai_kernel.registry.registry")
     if registry_module is not None and isinstance(backend, registry_module.Registry):
-        from ..dataplane import DataPlane
+        from yyai_kernel.plane.dataplane import DataPlane
 
         return DataPlane(backend)
     return backend
@@ -386,7 +393,7 @@ def dashboard_from_env(store: str | os.PathLike | None = None, **kwargs) -> Dash
     ``model_archives``), with every model's default version loaded.
     """
     if os.environ.get("YYAI_URL") or os.environ.get("VOILA_APP_PORT"):
-        from ..client import YyaiClient
+        from yyai_kernel.client import YyaiClient
 
         url = os.environ.get("YYAI_URL")
         if not url:
@@ -396,9 +403,9 @@ def dashboard_from_env(store: str | os.PathLike | None = None, **kwargs) -> Dash
         kwargs.setdefault("wait_for_view", os.environ.get("VOILA_PREHEAT") == "True")  # built before the visit
         return Dashboard(client, location=f"served from {url.rstrip('/')}", **kwargs)
 
-    from ..quiet import quiet_tensorflow
-    from ..registry import Registry
-    from ..store import ModelStore
+    from yyai_kernel.quiet import quiet_tensorflow
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.store.store import ModelStore
 
     quiet_tensorflow()  # keep TensorFlow's C++ start-up log out of the notebook (YYAI_LOG_LEVEL=debug shows it)
     root = Path(store or os.environ.get("YYAI_STORE") or "model_archives")

@@ -35,11 +35,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from yyai_kernel import restparse, tokenauth, v2codec
-from yyai_kernel.dataplane import DataPlane
 from yyai_kernel.errors import INTERNAL_ERROR, InvalidInputError, YyaiError
-from yyai_kernel.rollout import STICKY_HEADER
-from yyai_kernel.types import check_name, parse_version_ref
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.protocol import restparse, tokenauth, v2codec
+from yyai_kernel.types import STICKY_HEADER, check_name, parse_version_ref
 
 log = logging.getLogger("yyai.ray")
 

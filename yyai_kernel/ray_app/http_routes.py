@@ -2,7 +2,7 @@
 
 Each endpoint reads the request, calls one ``DataPlane`` method through ``RestApi`` (on a
 pool unless it is trivial) and writes the typed result's JSON. The paths are the route
-table's (``yyai_kernel/server/routes.py``), written the same way; ``{sample:path}`` is
+table's (``yyai_kernel/server/rest/routes.py``), written the same way; ``{sample:path}`` is
 Starlette's spelling of a parameter that may hold '/'. See ``http.py`` for the app.
 """
 
@@ -13,12 +13,11 @@ import os
 from starlette.requests import Request
 from starlette.routing import Route
 
-from yyai_kernel import restparse, v2codec
-from yyai_kernel.multipart import extract_archive_part
+from yyai_kernel.protocol import restparse, v2codec
+from yyai_kernel.protocol.multipart import extract_archive_part
+from yyai_kernel.protocol.restparse import flag, json_body, version_body
 from yyai_kernel.ray_app.http import RestApi, infer, model_path, reply
-from yyai_kernel.restparse import flag, json_body, version_body
-from yyai_kernel.rollout import STICKY_HEADER
-from yyai_kernel.types import check_label, check_name, parse_version_ref
+from yyai_kernel.types import STICKY_HEADER, check_label, check_name, parse_version_ref
 
 
 def v2_routes(api: RestApi) -> list[Route]:

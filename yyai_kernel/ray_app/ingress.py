@@ -1,7 +1,7 @@
 """The Ray Serve ingress deployment: yyai's REST API over the same DataPlane, on a Ray cluster.
 
 What: ``YyaiIngress`` replicas take HTTP from Ray Serve's proxy and answer it with the ASGI
-app of ``http.py`` over an unchanged :class:`~yyai_kernel.dataplane.DataPlane`, whose
+app of ``http.py`` over an unchanged :class:`~yyai_kernel.plane.dataplane.DataPlane`, whose
 registry is a :class:`~yyai_kernel.ray_app.registry.RayRegistry`: versions, defaults and
 pins come from the shared store, predictions go to the model deployment (``YyaiModels``)
 by model id. The ingress imports no TensorFlow and loads no model.
@@ -29,8 +29,8 @@ import time
 from ray import serve
 
 from yyai_kernel.config import ServingConfig
-from yyai_kernel.dataplane import DataPlane
 from yyai_kernel.errors import YyaiError
+from yyai_kernel.plane.dataplane import DataPlane
 from yyai_kernel.ray_app.http import RestApi, make_app
 from yyai_kernel.ray_app.loopback import keep_replica_grpc_on_loopback
 from yyai_kernel.ray_app.registry import RayRegistry, StateChange

@@ -1,14 +1,14 @@
 """RayRegistry: the data plane's registry on a Ray cluster, where the runtimes live elsewhere.
 
-What: the :class:`~yyai_kernel.registries.ModelRegistry` that the ingress hands to an
-unchanged :class:`~yyai_kernel.dataplane.DataPlane`. It loads no model. It resolves names,
+What: the :class:`~yyai_kernel.registry.protocol.ModelRegistry` that the ingress hands to an
+unchanged :class:`~yyai_kernel.plane.dataplane.DataPlane`. It loads no model. It resolves names,
 versions, defaults and pins from the shared store (``ModelStore`` reads the archives and
 ``.yyai-state.json``), turns a version into its model id (``name:version:sha256``) and
 submits the request to the model deployment with that id; the model replicas load, batch
 and run (``models.py``).
 
 How every ingress replica sees the same state:
-- The store folder is the truth. A :class:`~yyai_kernel.watch.StoreWatcher` polls its
+- The store folder is the truth. A :class:`~yyai_kernel.store.watch.StoreWatcher` polls its
   signature (every archive's and the state file's size, mtime and inode) every half
   second and re-reads the store when it changed, so a pin, an upload or a file copied in
   by hand reaches every replica on its own.
@@ -43,18 +43,35 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from yyai_kernel.archive import read_manifest
 from yyai_kernel.config import ServingConfig
-from yyai_kernel.defaults import default_reason
-from yyai_kernel.errors import (ArchiveError, ModelNotFoundError, ModelNotReadyError, NotSupportedError,
-                               StaleModelIdError, YyaiError)
+from yyai_kernel.errors import (
+    ArchiveError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    NotSupportedError,
+    StaleModelIdError,
+    YyaiError,
+)
 from yyai_kernel.ray_app.models import ModelId
 from yyai_kernel.ray_app.replicas import ReplicaSnapshot, ReplicaView
-from yyai_kernel.registries import resolve_version, unknown_name
-from yyai_kernel.rollout import TrafficPolicy
-from yyai_kernel.store import ArchiveRecord, ModelStore
-from yyai_kernel.types import (InstallResult, ModelError, ModelRemoved, ModelStatus, ModelSummary, Prediction,
-                               ServerStatus, StoreProblemInfo, VersionDescription, VersionState, VersionStatus)
-from yyai_kernel.versions import VersionSlot, VersionStats
-from yyai_kernel.watch import StoreWatcher
+from yyai_kernel.registry.defaults import default_reason
+from yyai_kernel.registry.protocol import resolve_version, unknown_name
+from yyai_kernel.registry.versions import VersionSlot, VersionStats
+from yyai_kernel.store.store import ArchiveRecord, ModelStore
+from yyai_kernel.store.watch import StoreWatcher
+from yyai_kernel.types import (
+    InstallResult,
+    ModelError,
+    ModelRemoved,
+    ModelStatus,
+    ModelSummary,
+    Prediction,
+    ServerStatus,
+    StoreProblemInfo,
+    TrafficPolicy,
+    VersionDescription,
+    VersionState,
+    VersionStatus,
+)
 
 log = logging.getLogger("yyai.ray")
 

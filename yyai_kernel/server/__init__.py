@@ -1,10 +1,14 @@
-"""The one yyai server: a Voila app serving the dashboard, plus the REST API.
+"""The one yyai server (``yyai serve``): a Voila app serving the dashboard, plus the REST API.
 
-``app.py`` holds the Voila subclass and ``main()``; the REST handlers are grouped by API
-(``v2.py`` with the pure ``v2codec.py``, ``predictions.py``, ``management.py``,
-``samples_handlers.py``, ``metrics.py``, ``openapi.py``) on top of ``base.py``;
-``kernels.py`` gives the dashboard kernels the server's URL and token; ``grpc_server.py``
-serves v2 gRPC from the same process (``--grpc-port``). Importing this package imports
+- ``app.py``: YyaiServer, the Voila subclass, and ``main()``; ``settings.py`` its own
+  traits and options; ``startup.py`` the token banner and stale temp folders;
+  ``shutdown.py`` the draining stop; ``cmdline.py`` the argv check and ``--help`` rows;
+- ``rest/``: the REST handlers, thin Tornado adapters over the data plane;
+- ``grpc_server.py``: v2 gRPC from the same process (``--grpc-port``);
+- ``kernels.py``: dashboard kernels get the server's URL and token, one waits preheated;
+  ``pages.py`` and ``templates/``: the login page and Voila's page without CDN links;
+  ``auth.py``: the identity provider and the one constant-time token check;
+- ``workers/``: ``--workers N``, a supervisor and N worker processes on one port. Importing this package imports
 neither TensorFlow nor Voila, and it keeps jupyter_events from building IRI grammars that
 nothing here uses (below).
 """
@@ -22,7 +26,8 @@ import sys
 sys.modules.setdefault("rfc3987_syntax", None)
 
 try:
-    from importlib.metadata import PackageNotFoundError, version as _version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
 
     __version__ = _version("yyai")
 except PackageNotFoundError:  # pragma: no cover - running from a bare checkout

@@ -1,5 +1,5 @@
 """``python -m yyai_kernel.server``: run the server (same options as ``yyai serve``)."""
 
-from .app import main
+from yyai_kernel.server.app import main
 
 main()

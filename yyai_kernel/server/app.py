@@ -7,7 +7,7 @@ handlers *before* Voila's: in single-notebook mode Voila ends its list with a ca
 be reached (``tests/test_server.py`` covers the order). Standalone Voila exposes no
 general Jupyter contents or kernels API, so the only code that runs is the dashboard.
 
-At start-up the server builds a :class:`~yyai_kernel.registry.Registry` over the store,
+At start-up the server builds a :class:`~yyai_kernel.registry.registry.Registry` over the store,
 starts listening, and loads every default version in the background
 (``/v2/health/ready`` answers 503 until that is done). Token auth is on by default,
 through jupyter_server's identity provider: one token for the dashboard and the REST
@@ -25,7 +25,7 @@ Every setting is a traitlets trait, so a config file (``--config yyai_config.py`
 ``c.YyaiServer.max_body_bytes = ...``) can set it; the command line wins over the file.
 The token is ``--token``, else ``$YYAI_TOKEN``, else a random one. ``initialize()`` first
 checks the argv against the app's aliases, flags and configurable classes
-(:func:`yyai_kernel.cmdline.check_argv`): an option it does not know, or a positional
+(:func:`yyai_kernel.server.cmdline.check_argv`): an option it does not know, or a positional
 word, exits with status 2 before a port is bound or TensorFlow imported.
 """
 
@@ -54,22 +54,27 @@ from traitlets import TraitError, Unicode, default, validate
 from traitlets.config import Config
 from voila.app import Voila
 
-from ..cmdline import UnknownOptionError, check_argv
-from ..quiet import quiet_tensorflow
-from . import __version__, pages
-from .auth import YyaiIdentityProvider
-from ..config import MiB
-from .base import NotFoundHandler, ServerState
-from .settings import ALIASES, FLAGS, TOKEN_ENV, VOILA_CONFIGURATION, ServerSettings, kernel_defaults
-from .shutdown import GracefulStop
-from .workermode import WorkerMode, serve_on, worker_header
+from yyai_kernel.config import MiB
+from yyai_kernel.quiet import quiet_tensorflow
+from yyai_kernel.server import __version__, pages
+from yyai_kernel.server.auth import YyaiIdentityProvider
+from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
+from yyai_kernel.server.rest.base import NotFoundHandler, ServerState
+from yyai_kernel.server.settings import (
+    ALIASES,
+    FLAGS,
+    TOKEN_ENV,
+    VOILA_CONFIGURATION,
+    ServerSettings,
+    kernel_defaults,
+)
+from yyai_kernel.server.shutdown import GracefulStop
+from yyai_kernel.server.startup import TMP_PREFIX, announce_token, sweep_stale_temp_dirs
+from yyai_kernel.server.workers.workermode import WorkerMode, serve_on, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
 HELP_HINT = "Try 'yyai serve --help' for help."
-TMP_PREFIX = "yyai-server-"
-
-
 def default_notebook() -> str:
     """The dashboard notebook: ``notebooks/dashboard.ipynb`` of the checkout, or the packaged one."""
     for candidate in (PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb", PACKAGE_DIR / "notebooks" / "dashboard.ipynb"):
@@ -222,10 +227,10 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     def build_state(self) -> ServerState:
         """The store, the registry, the data plane and the shared handler state."""
-        from ..dataplane import DataPlane
-        from ..registry import Registry
-        from ..store import ModelStore
-        from .metrics import ServerMetrics
+        from yyai_kernel.plane.dataplane import DataPlane
+        from yyai_kernel.registry.registry import Registry
+        from yyai_kernel.server.rest.metrics import ServerMetrics
+        from yyai_kernel.store.store import ModelStore
 
         metrics = ServerMetrics()
         worker = self.worker_spec.index if self.worker_spec else 0
@@ -249,7 +254,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     def start(self):
         """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
-        from .supervisor import WorkerSpec, worker_count
+        from yyai_kernel.server.workers.supervisor import WorkerSpec, worker_count
 
         self.worker_spec = WorkerSpec.from_env()
         self.worker_link = None
@@ -263,7 +268,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
                 self.exit(2)
             sweep_stale_temp_dirs(self.log)
             if count > 1:
-                from .supervisor import Supervisor
+                from yyai_kernel.server.workers.supervisor import Supervisor
 
                 self.exit(Supervisor(self, self._argv, count).run())
             self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
@@ -289,7 +294,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     def rest_handlers(self) -> list:
         """Every REST route (``routes.all_routes``), joined to the server's base URL."""
-        from .routes import all_routes
+        from yyai_kernel.server.rest.routes import all_routes
 
         def prefix(path: str) -> str:
             return url_path_join(self.server_url or self.base_url, path)
@@ -340,7 +345,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     async def _start_grpc(self, token: str | None, port: int, *, reuse_port: bool = False):
         """The v2 gRPC server on --host and ``port``, on this loop (exit 1 if it cannot bind)."""
-        from .grpc_server import GrpcServer
+        from yyai_kernel.server.grpc_server import GrpcServer
 
         server = GrpcServer(self.state, token=token, public_health=self.public_health, reuse_port=reuse_port)
         try:
@@ -436,56 +441,7 @@ def local_url(ip: str, port: int, base_url: str) -> str:
     return f"http://{host}:{port}{base_url}"
 
 
-def announce_token(log, url: str, token: str, *, generated: bool) -> None:
-    """Print how to reach the server: the dashboard URL with its token, or a loud warning without one."""
-    if token:
-        visible = token if generated else "..."
-        log.info(
-            "\n\n    To open the dashboard, copy and paste this URL into a browser:\n"
-            "        %s?token=%s\n"
-            "    REST clients send the header  'Authorization: token %s'\n",
-            url, visible, visible,
-        )
-    else:
-        log.warning(
-            "\n\n    " + "!" * 72 + "\n"
-            "    !!  AUTHENTICATION IS OFF (--no-token).\n"
-            "    !!  Anyone who can reach %s can upload, load and delete models.\n"
-            "    !!  Use this only on a machine you trust, bound to 127.0.0.1.\n"
-            "    " + "!" * 72 + "\n",
-            url,
-        )
 
-
-def sweep_stale_temp_dirs(log=None) -> list[Path]:
-    """Remove temporary folders left by yyai servers that died without cleaning up (kill -9).
-
-    Each server's folder is named after its process id; a folder whose process is gone
-    holds only half-received uploads, which nothing will ever read.
-    """
-    removed = []
-    for path in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
-        try:
-            pid = int(path.name[len(TMP_PREFIX):].split("-", 1)[0])
-        except ValueError:
-            continue
-        if pid == os.getpid() or _process_alive(pid):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
-    if removed and log is not None:
-        log.info("Removed %d temporary folder(s) left by stopped servers.", len(removed))
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _config_file_from(argv: list[str]) -> str | None:
@@ -503,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ``yyai serve --help`` lists the options (``YyaiServer.aliases`` and ``flags``); any
     ``--Class.trait=value`` sets a setting. An option it does not know exits with status 2
-    before anything starts (see :func:`yyai_kernel.cmdline.check_argv`).
+    before anything starts (see :func:`yyai_kernel.server.cmdline.check_argv`).
     """
     logging.getLogger("yyai").setLevel(logging.INFO)
     YyaiServer.launch_instance(argv)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from jupyter_server.auth.identity import PasswordIdentityProvider, User
 
-from .. import tokenauth
+from yyai_kernel.protocol import tokenauth
 
 API_USER = User(username="yyai-api", name="REST client", display_name="REST client")
 

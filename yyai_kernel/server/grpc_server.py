@@ -1,13 +1,13 @@
 """v2 gRPC: ``inference.GRPCInferenceService`` in the ``yyai serve`` process (``--grpc-port``).
 
 A thin adapter over the data plane, as the REST handlers in ``v2.py`` are: each RPC
-translates its protobuf message (``yyai_kernel.v2grpc``), calls one data-plane method and
+translates its protobuf message (``yyai_kernel.protocol.v2grpc``), calls one data-plane method and
 translates the reply; a typed yyai error becomes the gRPC status Triton uses for that case
 (``v2grpc.grpc_status``), with the same message REST sends. The message and service
 definitions are tritonclient's generated ``service_pb2`` / ``service_pb2_grpc``.
 
 It runs on grpcio's asyncio server, on the same asyncio loop as Tornado, and shares the
-REST handlers' :class:`~yyai_kernel.server.base.ServerState`: the same registry (so gRPC
+REST handlers' :class:`~yyai_kernel.server.rest.base.ServerState`: the same registry (so gRPC
 and REST requests for one version batch together), the same thread pools and limits.
 Nothing here waits on a thread: a prediction is the batcher's ``Future``, awaited through
 ``asyncio.wrap_future``. Decoding follows REST's rule (``v2.decode_inline``): a small
@@ -43,13 +43,13 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from .. import v2grpc
-from ..dataplane import DataPlane
-from ..errors import ModelNotFoundError, ModelNotReadyError, YyaiError
-from ..rollout import STICKY_HEADER
-from ..tokenauth import authorization_matches
-from .base import ServerState
-from .v2 import decode_inline
+from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError, YyaiError
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.protocol import v2grpc
+from yyai_kernel.protocol.tokenauth import authorization_matches
+from yyai_kernel.server.rest.base import ServerState
+from yyai_kernel.server.rest.v2 import decode_inline
+from yyai_kernel.types import STICKY_HEADER
 
 log = logging.getLogger("yyai.server.grpc")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import Config
 
-from ..config import ServingConfig
-from ..quiet import VERBOSE_HELP
-from . import pages
+from yyai_kernel.config import ServingConfig
+from yyai_kernel.quiet import VERBOSE_HELP
+from yyai_kernel.server import pages
 
 TOKEN_ENV = "YYAI_TOKEN"
 

@@ -1,0 +1,227 @@
+"""The .yyar manifest: its format constants, the schema check, the rules JSON Schema cannot say.
+
+A `.yyar` file is a zip holding `MANIFEST.json` at its root, one or more Keras members
+under `models/` (`.h5` or `.keras`) and any other file the manifest lists (labels,
+sample inputs). :class:`Manifest` is a validated MANIFEST.json; reading the zip is
+``reader.py``'s, verifying it ``verify.py``'s and writing one ``pack.py``'s.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from yyai_kernel.errors import (
+    FormatVersionError,
+    ManifestError,
+    UnsafeMemberError,
+)
+
+FORMAT = "yyar"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "MANIFEST.json"
+SUFFIX = ".yyar"
+
+
+MiB = 1024 * 1024
+
+
+@dataclass
+class Limits:
+    """Bounds applied while reading an archive; the defaults suit any sane model archive.
+
+    `max_ratio` (uncompressed / compressed size) is only judged for entries larger than
+    `ratio_min_bytes` uncompressed, since tiny files compress arbitrarily well.
+    """
+
+    max_members: int = 64
+    max_member_bytes: int = 512 * MiB
+    max_total_bytes: int = 1024 * MiB
+    max_ratio: float = 200.0
+    max_manifest_bytes: int = 1 * MiB
+    ratio_min_bytes: int = 1 * MiB
+
+
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+
+    text = resources.files("yyai_kernel.archive").joinpath("schemas/manifest.schema.json").read_text("utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def _field_of(error) -> str:
+    """The JSON path of a schema error, e.g. "input.shape" or "members[0].sha256"."""
+    parts = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        parts += missing[:1]
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in allowed]
+        parts += extra[:1]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Manifest:
+    """A validated MANIFEST.json. `.data` is the dict; the properties are views on it."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    @classmethod
+    def from_dict(cls, d) -> "Manifest":
+        """Validate `d` against the schema and the rules JSON Schema cannot say.
+
+        Raises FormatVersionError for an unknown format or format_version, and
+        ManifestError (with `.field` set to the JSON path at fault) for anything else.
+        """
+        if not isinstance(d, dict):
+            raise ManifestError("MANIFEST.json must hold a JSON object")
+        if d.get("format") != FORMAT:
+            raise FormatVersionError(
+                f"format {d.get('format')!r} is not a yyai archive format (expected {FORMAT!r})",
+                field="format",
+            )
+        if type(d.get("format_version")) is not int or d["format_version"] != FORMAT_VERSION:
+            raise FormatVersionError(
+                f"format_version {d.get('format_version')!r} is not supported: this yyai reads "
+                f"format_version {FORMAT_VERSION}; upgrade yyai or re-pack the archive",
+                field="format_version",
+            )
+        from jsonschema.exceptions import best_match
+
+        err = best_match(_validator().iter_errors(d))
+        if err is not None:
+            where = _field_of(err)
+            raise ManifestError(f"invalid manifest: {where}: {_short(err.message)}", field=where)
+        d = copy.deepcopy(d)
+        d["version"] = int(d["version"])
+        d["input"]["shape"] = [int(n) for n in d["input"]["shape"]]
+        _check_rules(d)
+        return cls(d)
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def version(self) -> int:
+        return self.data["version"]
+
+    @property
+    def description(self) -> str:
+        return self.data.get("description", "")
+
+    @property
+    def created(self) -> str | None:
+        return self.data.get("created")
+
+    @property
+    def members(self) -> list[dict]:
+        return self.data["members"]
+
+    @property
+    def input(self) -> dict:
+        """The input spec with its defaults filled in (name, resize, scale, offset)."""
+        return {"name": "input", "resize": "stretch", "scale": 1.0, "offset": 0.0, **self.data["input"]}
+
+    @property
+    def output(self) -> dict:
+        return self.data["output"]
+
+    @property
+    def combine(self) -> str:
+        return self.data.get("combine", "mean")
+
+    @property
+    def batching(self) -> dict:
+        return self.data.get("batching", {})
+
+    @property
+    def files(self) -> list[dict]:
+        return self.data.get("files", [])
+
+    def entries(self) -> list[dict]:
+        """Every file the archive must hold besides the manifest: members, then files."""
+        return self.members + self.files
+
+    def to_json(self) -> str:
+        """The manifest as written into an archive."""
+        return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.name!r}, version={self.version})"
+
+
+def _check_rules(d: dict) -> None:
+    if ".." in d["name"]:
+        raise ManifestError(f"invalid manifest: name: {d['name']!r} must not contain '..'", field="name")
+    seen_names: set[str] = set()
+    for i, m in enumerate(d["members"]):
+        if m["name"] in seen_names:
+            where = f"members[{i}].name"
+            raise ManifestError(f"invalid manifest: {where}: member name {m['name']!r} is used twice", field=where)
+        seen_names.add(m["name"])
+    seen_paths: set[str] = set()
+    for key in ("members", "files"):
+        for i, entry in enumerate(d.get(key, [])):
+            where = f"{key}[{i}].path"
+            path = entry["path"]
+            if ".." in path.split("/") or path == MANIFEST_NAME:
+                raise ManifestError(f"invalid manifest: {where}: {path!r} is not allowed", field=where)
+            if path in seen_paths:
+                raise ManifestError(f"invalid manifest: {where}: {path!r} is listed twice", field=where)
+            seen_paths.add(path)
+    shape, color = d["input"]["shape"], d["input"]["color"]
+    if len(shape) == 3:
+        want = 1 if color == "grayscale" else 3
+        first = d["input"].get("layout") == "channels_first"
+        if shape[0 if first else -1] != want:
+            axis = "first" if first else "last"
+            raise ManifestError(
+                f"invalid manifest: input.color: {color!r} needs {want} channel(s) but input.shape is {shape} "
+                f"(channels {axis}; input.layout says where the channel axis is)",
+                field="input.color",
+            )
+    elif len(shape) == 2 and color != "grayscale":
+        raise ManifestError(
+            f"invalid manifest: input.color: a 2-D input shape {shape} must be 'grayscale'", field="input.color"
+        )
+    out = d["output"]
+    values = out.get("labels") or out.get("names")
+    key = "labels" if "labels" in out else "names"
+    if out["kind"] == "regression" and len(set(values)) != len(values):
+        raise ManifestError(f"invalid manifest: output.{key}: names must be unique", field=f"output.{key}")
+
+
+def _check_name(name: str) -> None:
+    """Refuse any zip entry name that could land outside the extraction folder."""
+    bad = None
+    if not name or "\x00" in name or any(ord(c) < 32 for c in name):
+        bad = "has an empty name or control characters"
+    elif "\\" in name:
+        bad = "contains a backslash"
+    elif name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        bad = "is an absolute path"
+    else:
+        parts = name.rstrip("/").split("/")
+        if ".." in parts:
+            bad = "climbs out of the archive with '..'"
+        elif any(p in ("", ".") for p in parts):
+            bad = "has an empty or '.' path component"
+    if bad:
+        raise UnsafeMemberError(f"unsafe archive member {name!r}: it {bad}; refusing to extract")
+
+

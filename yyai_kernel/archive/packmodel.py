@@ -1,0 +1,124 @@
+"""pack_model: a `.yyar` archive from Keras models held in memory (a notebook's models).
+
+The Python twin of `yyai archive`: each model is saved as a native `.keras` file into a
+private temporary folder, and `archive.pack` does the rest, so a packed model passes
+exactly the checks (safe_mode load, input and output shapes, schema) that a packed file
+does. The temporary folder is removed whatever happens. Keras is imported by the models'
+own `save`, never at import time here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from yyai_kernel.archive import member_name_for, pack
+from yyai_kernel.errors import ManifestError, ModelLoadError
+
+
+def pack_model(
+    model_or_models,
+    *,
+    name: str,
+    version: int,
+    input: dict,
+    labels=None,
+    regression=None,
+    rounding: int | None = None,
+    out,
+    description: str = "",
+    combine: str = "mean",
+    batching: dict | None = None,
+    samples=(),
+    eval_set=None,
+    trusted: bool = False,
+) -> Path:
+    """Write `out/<name>-<version>.yyar` from in-memory Keras models; returns its path.
+
+    `model_or_models` is one model, a list (an ensemble; member names from each model's
+    name) or a dict {member name: model}. `input` is the manifest's input spec; its
+    `shape` defaults to the first model's input shape, `dtype` to float32 and `color` to
+    grayscale for one channel. Give `labels` (classification) or `regression` (output
+    names) and not both. `samples` are image files stored under samples/, `eval_set` a
+    labelled-set zip stored as eval/<file name> (role eval). Raises ManifestError or
+    ModelLoadError, as `archive.pack` does.
+
+    Example:
+        pack_model(model, name="digits", version=3, input={"scale": 1 / 255},
+                   labels=[str(i) for i in range(10)], out="model_archives")
+    """
+    models = _named_models(model_or_models)
+    output = _output_spec(labels, regression, rounding)
+    input_spec = _input_spec(input, next(iter(models.values())))
+    extra = [(Path(p), f"samples/{Path(p).name}", "sample") for p in samples]
+    if eval_set is not None:
+        extra.append((Path(eval_set), f"eval/{Path(eval_set).name}", "eval"))
+    work = Path(tempfile.mkdtemp(prefix="yyai-pack-model-"))
+    try:
+        files = []
+        for member, model in models.items():
+            path = work / f"{member}.keras"
+            try:
+                model.save(path)
+            except Exception as error:  # Keras raises many types; the caller needs one
+                raise ModelLoadError(f"model {member!r} could not be saved as .keras: {error}") from error
+            files.append(path)
+        return pack(name=name, version=version, models=files, input_spec=input_spec, output_spec=output,
+                    description=description, combine=combine, batching=batching, extra_files=extra,
+                    out_dir=Path(out), trusted=trusted)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _named_models(model_or_models) -> dict:
+    """{member name: model}, names made valid and unique."""
+    if isinstance(model_or_models, dict):
+        pairs = list(model_or_models.items())
+    elif isinstance(model_or_models, (list, tuple)):
+        pairs = [(getattr(m, "name", "model"), m) for m in model_or_models]
+    else:
+        pairs = [(getattr(model_or_models, "name", "model"), model_or_models)]
+    if not pairs:
+        raise ManifestError("pack_model needs at least one model", field="members")
+    named: dict = {}
+    for raw, model in pairs:
+        base = member_name_for(str(raw))
+        member, k = base, 2
+        while member in named:
+            member, k = f"{base}_{k}", k + 1
+        named[member] = model
+    return named
+
+
+def _output_spec(labels, regression, rounding) -> dict:
+    if (labels is None) == (regression is None):
+        raise ManifestError("give labels (classification) or regression (output names), not both or neither",
+                            field="output")
+    if labels is not None:
+        return {"kind": "classification", "labels": [str(label) for label in labels]}
+    names = [regression] if isinstance(regression, str) else [str(n) for n in regression]
+    spec = {"kind": "regression", "names": names}
+    if rounding is not None:
+        spec["rounding"] = int(rounding)
+    return spec
+
+
+def _input_spec(spec: dict, model) -> dict:
+    """The input spec with the shape read from the model and the plain defaults filled in."""
+    spec = dict(spec)
+    if "shape" not in spec:
+        shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else ()
+        if not shape or any(n is None for n in shape):
+            raise ManifestError(f"the model's input shape {shape} is not fixed; give input['shape']",
+                                field="input.shape")
+        spec["shape"] = [int(n) for n in shape]
+    spec.setdefault("dtype", "float32")
+    if "color" not in spec:
+        shape = spec["shape"]
+        channels = shape[0 if spec.get("layout") == "channels_first" else -1] if len(shape) == 3 else 1
+        if channels != 1:
+            raise ManifestError("say which channel order the model expects: input['color'] = 'rgb' or 'bgr'",
+                                field="input.color")
+        spec["color"] = "grayscale"
+    return spec

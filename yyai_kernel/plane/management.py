@@ -1,0 +1,215 @@
+"""Managing the models: the data plane's changes, each an operation every worker applies.
+
+:class:`ManagedPlane` is the half of :class:`~yyai_kernel.plane.dataplane.DataPlane` that changes
+what serves: load, unload, reload, default and pin, remove, install, version labels and
+traffic policies. Each change is an :class:`~yyai_kernel.plane.operations.Operation`, led by the
+process that received the call and then followed by every other worker process
+(``yyai serve --workers N``; ``peers`` is None in a single process). It also holds the
+traffic router, so that a model's status carries its rollout figures, and the worker view.
+The reading and inference half, built on this one, lives in ``dataplane.py``.
+
+No framework types; safe from any thread (the registry and the store lock).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+from yyai_kernel.config import ServingConfig
+from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.plane.operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
+from yyai_kernel.registry.protocol import ModelRegistry
+from yyai_kernel.rollout.traffic import TrafficRouter
+from yyai_kernel.types import (
+    Disagreement,
+    InstallResult,
+    ModelStatus,
+    TrafficPolicy,
+    TrafficReport,
+    VersionLabel,
+    check_label,
+    check_name,
+)
+
+
+class Peers(Protocol):
+    """The other worker processes, as the data plane sees them (``server/workerlink.py``)."""
+
+    def follow(self, op: Operation, leader: int) -> WorkerReport:
+        """Have every other worker follow ``op``; the report covers the leader too."""
+
+    def gather(self) -> list[WorkerInfo]:
+        """Every worker's state, this one included."""
+
+
+class ManagedPlane:
+    """The changes of the data plane over one registry, led here and followed by the peers."""
+
+    def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
+                 worker: int = 0):
+        self.registry = registry
+        self.config = config or registry.config
+        self.peers = peers
+        self.worker = worker
+        self._ready = False
+        self.traffic = TrafficRouter(registry, max_pending=self.config.shadow_max_pending,
+                                     keep=self.config.shadow_disagreements)
+
+    def _with_rollout(self, status: ModelStatus) -> ModelStatus:
+        return replace(status, rollout=self.traffic.stats(status.name, status.traffic))
+
+    # --- managing ------------------------------------------------------------------------------
+    # Each change is an Operation: led here, then followed by every other worker process
+    # (``operations.py``). The named methods are the single-process API; ``manage`` also
+    # returns the WorkerReport, for front ends that tell the caller how many workers applied it.
+
+    def manage(self, op: Operation) -> Managed:
+        """Apply a management operation here, then have every other worker follow it.
+
+        Returns only when every worker serves the new state (or is reported as not doing so).
+        A store-changing operation that fails here is still followed as a SYNC, so that the
+        others see what did reach the store; its error is raised.
+        """
+        op = op.checked()
+        try:
+            result = self._lead(op)
+        except Exception:
+            if self.peers is not None and op.kind in (OpKind.INSTALL, OpKind.REMOVE) and op.name:
+                self.peers.follow(Operation(OpKind.SYNC, op.name), self.worker)
+            raise
+        if self.peers is None:
+            return Managed(result, WorkerReport.alone(self.worker))
+        if op.kind is OpKind.INSTALL:
+            op = Operation(OpKind.INSTALL, result.name, result.version)
+        return Managed(result, self.peers.follow(op, self.worker))
+
+    def _lead(self, op: Operation):
+        registry, name, version = self.registry, op.name, op.version
+        if op.kind is OpKind.INSTALL:
+            return registry.install(op.archive)
+        if op.kind is OpKind.LOAD:
+            return registry.load(name, version)
+        if op.kind is OpKind.UNLOAD:
+            return registry.unload(name, version)
+        if op.kind is OpKind.RELOAD:
+            return registry.reload(name, force=op.force)
+        if op.kind is OpKind.SET_DEFAULT:
+            if version is None:
+                raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
+            return registry.set_default(name, version)
+        if op.kind is OpKind.FOLLOW_LATEST:
+            return registry.follow_latest(name)
+        if op.kind is OpKind.REMOVE:
+            return registry.remove(name, version, purge=op.purge)
+        if op.kind is OpKind.SET_LABEL:
+            if version is None:
+                raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
+            return registry.set_label(name, op.label, version)
+        if op.kind is OpKind.DELETE_LABEL:
+            return registry.delete_label(name, op.label)
+        if op.kind is OpKind.SET_TRAFFIC:
+            return self._with_rollout(registry.set_traffic(name, TrafficPolicy.parse(op.policy)))
+        if op.kind is OpKind.CLEAR_TRAFFIC:
+            return self._with_rollout(registry.clear_traffic(name))
+        if op.kind is OpKind.PROMOTE:
+            return self._promote(name)
+        return registry.reload(name, force=False)  # SYNC: what the state file says now
+
+    def load(self, name: str, version=None) -> ModelStatus:
+        return self.manage(Operation(OpKind.LOAD, name, version)).result
+
+    def unload(self, name: str, version=None) -> ModelStatus:
+        return self.manage(Operation(OpKind.UNLOAD, name, version)).result
+
+    def reload(self, name: str | None = None, *, force: bool = True):
+        """Re-read the store and reload one model, or every model when ``name`` is None."""
+        return self.manage(Operation(OpKind.RELOAD, name, force=force)).result
+
+    def set_default(self, name: str, version) -> ModelStatus:
+        return self.manage(Operation(OpKind.SET_DEFAULT, name, version)).result
+
+    def follow_latest(self, name: str) -> ModelStatus:
+        return self.manage(Operation(OpKind.FOLLOW_LATEST, name)).result
+
+    def remove(self, name: str, version, *, purge: bool = False):
+        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
+
+    # --- labels and traffic ------------------------------------------------------------------
+
+    def labels(self, name: str) -> dict[str, int]:
+        """A model's labels, ``{label: version}``."""
+        return self.registry.status(check_name(name)).labels
+
+    def label(self, name: str, label: str) -> VersionLabel:
+        """The version a label names (404 for an unknown model or label)."""
+        return VersionLabel(name, check_label(label), self.registry.resolve_version(check_name(name), label))
+
+    def set_label(self, name: str, label: str, version) -> ModelStatus:
+        """Point a label at a version (a number), loading it first; persisted in the store."""
+        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label)).result
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label)).result
+
+    def traffic_report(self, name: str) -> TrafficReport:
+        """The traffic policy of a model and its running figures."""
+        policy = self.registry.status(check_name(name)).traffic
+        return TrafficReport(name, policy, self.traffic.stats(name, policy))
+
+    def set_traffic(self, name: str, policy) -> ModelStatus:
+        """Set the canary and shadow policy (a :class:`TrafficPolicy` or its JSON document)."""
+        if isinstance(policy, TrafficPolicy):
+            policy = policy.to_json()
+        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy)).result
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        """Drop the traffic policy: every request that names no version goes to the default (a roll-back)."""
+        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
+
+    def promote(self, name: str) -> ModelStatus:
+        """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
+        return self.manage(Operation(OpKind.PROMOTE, name)).result
+
+    def _promote(self, name: str) -> ModelStatus:
+        policy = self.registry.traffic(name)
+        candidate = policy and (policy.canary or policy.shadow)
+        if candidate is None:
+            self.registry.status(name)  # 404 for an unknown model
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
+                                    f"PUT /models/{name}/traffic, or make a version the default directly.")
+        self.registry.set_default(name, candidate.version)
+        return self._with_rollout(self.registry.clear_traffic(name))
+
+    def disagreements(self, name: str) -> list[Disagreement]:
+        """The last inputs on which the shadow disagreed with the answer sent, newest first."""
+        self.registry.status(check_name(name))  # 404 for an unknown model
+        return self.traffic.disagreements(name)
+
+    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
+        """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
+        return self.install(archive).result
+
+    def install(self, archive: bytes | str | os.PathLike) -> Managed:
+        """:meth:`add_archive` with the report of which workers serve the new version."""
+        if isinstance(archive, (str, os.PathLike)):
+            return self.manage(Operation(OpKind.INSTALL, archive=os.fspath(archive)))
+        with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
+            path = Path(folder) / "upload.yyar"
+            path.write_bytes(bytes(archive))
+            return self.manage(Operation(OpKind.INSTALL, archive=str(path)))
+
+    # --- workers -------------------------------------------------------------------------------
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker process: its state, memory and what it serves (this one alone without peers)."""
+        if self.peers is None:
+            return [local_worker(self.registry, self.worker, ready=self._ready)]
+        return self.peers.gather()
+
+    def describe_self(self) -> WorkerInfo:
+        """This worker, as :meth:`workers` lists it."""
+        return local_worker(self.registry, self.worker, ready=self._ready)

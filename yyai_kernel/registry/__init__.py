@@ -1,0 +1,10 @@
+"""The registry: model name -> versions -> the runtime that answers.
+
+- ``protocol.py``: ModelRegistry, the Protocol the data plane is written against, and
+  the one version-resolution rule;
+- ``registry.py``: Registry, the in-process implementation (predicting, managing, labels
+  and traffic, following the store);
+- ``table.py``: ModelTable, the registry's name map, defaults, store reads and loads;
+- ``versions.py``: ModelVersions, one model's version slots, load-before-unload swaps;
+- ``defaults.py``: DefaultVersions, which version answers when none is named.
+"""

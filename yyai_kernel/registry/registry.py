@@ -1,0 +1,328 @@
+"""Registry: model name -> versions -> live runtime, with zero-downtime hot reload.
+
+The registry is the one place that decides which runtime answers a request. Over its
+:class:`~yyai_kernel.registry.table.ModelTable` (the name map, the defaults, the store, and
+the locking rules, described there) it predicts, manages (install, load, unload, reload,
+pin, unpin, remove), keeps the labels and traffic policies, and follows the store (the
+watcher thread, and what another worker process changed). A label resolves to its version
+wherever a version is accepted. A new default takes over only once it serves, so requests
+that name no version never meet a 503 during a swap. Reloads of one model that pile up
+are coalesced.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from yyai_kernel.archive import read_manifest, verify
+from yyai_kernel.config import ServingConfig
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.registry.table import ModelTable
+from yyai_kernel.registry.versions import ModelVersions, StatsObserver, VersionSlot
+from yyai_kernel.store.store import ModelStore
+from yyai_kernel.store.watch import StoreWatcher
+from yyai_kernel.types import (
+    InstallResult,
+    ModelError,
+    ModelRemoved,
+    ModelStatus,
+    Prediction,
+    TrafficPolicy,
+    VersionState,
+    parse_version,
+)
+
+log = logging.getLogger("yyai.registry")
+
+PARALLEL_LOADS = 4
+
+
+class Registry(ModelTable):
+    """Thread-safe registry of every model and version in a :class:`ModelStore`.
+
+    Settings come from a :class:`~yyai_kernel.config.ServingConfig` (``config=``) or as
+    keyword arguments (``Registry(store, batching=False)``): batching and its overrides,
+    the trusted model names (whose archives may run code when loaded) and ``watch``,
+    which polls the store folder and picks up new or replaced archives by itself.
+    """
+
+    def __init__(self, store: ModelStore, config: ServingConfig | None = None, *,
+                 observer: StatsObserver | None = None, **settings):
+        super().__init__(store, config, observer=observer, **settings)
+        self._watcher = StoreWatcher(store.root, self.config.watch_interval, self._store_changed)
+        if self.config.watch:
+            self._watcher.start()
+
+    def close(self) -> None:
+        """Stop the watcher and every batcher; the registry serves nothing afterwards."""
+        self._watcher.stop()
+        super().close()
+
+    # --- predicting ---------------------------------------------------------------------
+
+    def predict(self, name: str, inputs, version: int | str | None = None) -> Prediction:
+        """Run ``inputs`` (``[B, *input.shape]``) through a version (default: the model's default)."""
+        return self.submit(name, inputs, version).result()
+
+    def submit(self, name: str, inputs, version: int | str | None = None, *, finite: bool = False) -> Future:
+        """Queue ``inputs`` on a version; a Future of its :class:`Prediction`, which the batcher's
+        thread completes (so an event loop awaits it without parking a thread). With batching
+        off the model runs here, in the calling thread (see :meth:`batches`). ``finite=True``:
+        the caller checked that the values are finite (see ``ArchiveRuntime.validate``)."""
+        version = self.resolve_version(name, version)
+        model = self._models.get(name)
+        if model is None:
+            raise VersionSlot(version).not_ready(name)
+        return model.submit(version, inputs, finite=finite)
+
+    def explain(self, name: str, inputs, version: int | str | None = None) -> tuple[Prediction, dict]:
+        """Run ``inputs`` through a version in this thread, off its batcher, with each member's
+        Grad-CAM maps: ``(Prediction, {member: gradcam.MemberMap})``."""
+        version = self.resolve_version(name, version)
+        model = self._models.get(name)
+        if model is None:
+            raise VersionSlot(version).not_ready(name)
+        return model.explain(version, inputs)
+
+    def batches(self, name: str, version: int | str | None = None) -> bool:
+        """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
+        version = self.resolve_version(name, version)
+        model = self._models.get(name)
+        return model is not None and model.batches(version)
+
+    # --- managing -----------------------------------------------------------------------
+
+    def load(self, name: str, version: int | str | None = None) -> ModelStatus:
+        """Load (or re-load, if its archive changed) one version; the default if none is given."""
+        version = self.resolve_version(name, version)
+        model = self._model(name, create=True)
+        with model.load_lock:
+            self._load_version(model, version, force=False)
+        return self._model_status(name)
+
+    def load_all(self) -> dict[str, str]:
+        """Load every model's default version, then the versions its labels and traffic policy
+        name (so that a restart serves what was served), models in parallel; failures are
+        recorded, not raised. Each is marked as loading first (:meth:`mark_loading`): requests
+        meanwhile are told to retry."""
+        wanted = self.mark_loading()
+        results = _each(list(wanted), lambda name: self._load_each(name, wanted[name]))
+        for name, result in results.items():
+            if isinstance(result, ModelError):
+                log.error("Could not load %s: %s", name, result.error)
+        return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
+
+    def mark_loading(self) -> dict[str, list[int]]:
+        """Mark every version to serve at start-up that does not serve yet as loading (the server
+        does it before it listens, so no request hears "not loaded" about a model the server is
+        about to load); ``{name: [default, then the labelled and policy versions]}``."""
+        with self._lock:
+            wanted = {name: self._served_versions(name) for name in self.store.names()}
+            for name, versions in wanted.items():
+                for version in versions:
+                    slot = self._model(name, create=True).slot(version)
+                    if slot.serving is None:
+                        slot.state = VersionState.LOADING
+        return wanted
+
+    def reload(self, name: str | None = None, *, force: bool = True):
+        """Re-read the store and reload a model (or all): new versions, changed archives.
+
+        ``force`` reloads loaded versions even when their archive is unchanged. Reloads of
+        one model queue behind each other and coalesce; different models run in parallel.
+        A failed load leaves the previous runtime serving and raises the load's error.
+        Returns the model's status, or ``{name: ModelStatus or ModelError}`` for all.
+        """
+        with self._lock:
+            self.store.scan()
+            self._refresh_defaults()
+        if name is not None:
+            return self._reload_one(name, force)
+        return _each(self.names(), lambda n: self._reload_one(n, force))
+
+    def _reload_one(self, name: str, force: bool) -> ModelStatus:
+        model = self._model(name)  # 404 for a name neither the store nor the registry knows
+        return model.coalesce(lambda: self._reload_locked(model, force))
+
+    def set_default(self, name: str, version: int | str) -> ModelStatus:
+        """Make a version the default (loading it first if needed) and persist the pin."""
+        version = self.resolve_version(name, version)
+        model = self._model(name, create=True)
+        with model.load_lock:
+            self._load_version(model, version, force=False)
+            with self._lock:
+                self.store.pin(name, version)
+                self._defaults.set(name, version)
+        log.info("Default of %s is now version %d (pinned)", name, version)
+        return self._model_status(name)
+
+    def follow_latest(self, name: str) -> ModelStatus:
+        """Forget the pin: the latest version becomes the default again, once it serves."""
+        model = self._model(name)
+        with model.load_lock:
+            with self._lock:
+                self.store.unpin(name)
+            self._load_default(model)
+        log.info("%s follows its latest version again", name)
+        return self._model_status(name)
+
+    def unload(self, name: str, version: int | str | None = None) -> ModelStatus:
+        """Stop serving a version (or all versions); its archive stays in the store."""
+        model = self._model(name)
+        versions = [self.resolve_version(name, version)] if version is not None else list(model.slots)
+        with model.load_lock:
+            for v in versions:
+                model.unload(v)
+        return self._model_status(name)
+
+    def remove(self, name: str, version: int | str, *, purge: bool = False):
+        """Unload a version and, with ``purge``, delete its archive from the store.
+
+        When the removed version was the default, the new default (the latest left, or
+        the pin) is loaded so that the model keeps answering.
+        """
+        version = self.resolve_version(name, version)
+        if purge:
+            with self._lock:
+                self.store.check_removable(name, version)  # before the unload: refuse with nothing changed
+        self.unload(name, version)
+        if not purge:
+            return self._model_status(name)
+        return self._drop(self._model(name), version, delete=True)
+
+    def forget(self, name: str, version: int | str):
+        """Another process deleted this version's archive (a purge): stop serving it and
+        forget it, and load the new default, without writing the store."""
+        version = parse_version(version)
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:  # never loaded here: the store only needs re-reading
+                self.store.scan()
+                self._refresh_defaults()
+                return self._model_status(name) if name in self.store.names() else ModelRemoved(name)
+        with model.load_lock:
+            model.unload(version)
+        return self._drop(model, version, delete=False)
+
+    def _drop(self, model: ModelVersions, version: int, *, delete: bool):
+        """The version's archive goes (``delete``) or went: drop its slot, load the new default."""
+        with model.load_lock:
+            with self._lock:
+                if delete:
+                    self.store.remove(model.name, version)
+                else:
+                    self.store.scan()
+                model.slots.pop(version, None)
+            try:
+                self._load_default(model)
+            except YyaiError as error:
+                log.error("After removing %s v%d, its new default failed to load: %s", model.name, version, error)
+        with self._lock:
+            if not self._store_versions(model.name) and not model.slots:
+                self._models.pop(model.name, None)
+                return ModelRemoved(model.name)
+        return self._model_status(model.name)
+
+    def install(self, path: str | Path) -> InstallResult:
+        """Verify an archive, move it into the store atomically, and load it.
+
+        A new latest version becomes the default (once it serves) unless the model is
+        pinned; the result's message says which version is the default afterwards, and why.
+        """
+        name = read_manifest(path).name
+        trusted = self.config.is_trusted(name)
+        verify(path, trusted=trusted)  # slow (loads Keras): outside the lock
+        with self._lock:
+            record = self.store.add(path, trusted=trusted, verify=False)
+            self._refresh_defaults()
+        model = self._model(record.name, create=True)
+        with model.load_lock:
+            self._load_version(model, record.version, force=False)
+        status = self._model_status(record.name)
+        message = f"Installed {record.name} v{record.version}; " + status.default_reason
+        return InstallResult(record.name, record.version, status, message)
+
+    def add_archive(self, path: str | Path) -> ModelStatus:
+        """:meth:`install`, returning only the model's status."""
+        return self.install(path).model
+
+    # --- labels and traffic policies (persisted in the store) ----------------------------
+
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus:
+        """Point a label at a version (loaded first, so that requests by label never 503) and persist it."""
+        return self._load_then_persist(name, [version], lambda v: self.store.set_label(name, label, v[0]))
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        self._model(name)
+        with self._lock:
+            self.store.delete_label(name, label)
+        return self._model_status(name)
+
+    def traffic(self, name: str) -> TrafficPolicy | None:
+        with self._lock:
+            return self.store.traffic(name)
+
+    def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
+        """Check a policy against the model's versions and default, load its versions, persist it."""
+        versions = [self.resolve_version(name, v) for v in policy.versions().values()]  # 404 for one it lacks
+        policy.check_default(name, self.resolve_version(name))
+        return self._load_then_persist(name, versions, lambda _: self.store.set_traffic(name, policy))
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        self._model(name)
+        with self._lock:
+            self.store.set_traffic(name, None)
+        return self._model_status(name)
+
+    def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
+        """Load the versions (each resolved), then ``persist(versions)`` under the lock; the model's status."""
+        versions = [self.resolve_version(name, v) for v in versions]
+        model = self._model(name, create=True)
+        with model.load_lock:
+            for version in versions:
+                self._load_version(model, version, force=False)
+            with self._lock:
+                persist(versions)
+        return self._model_status(name)
+
+    # --- following the store ---------------------------------------------------------
+
+    def load_served(self, name: str) -> None:
+        """Load the default and every version a label or the traffic policy names, where the
+        store still has the model (another worker changed the state file)."""
+        with self._lock:
+            versions = self._served_versions(name) if name in self.store.names() else []
+        if versions:
+            self._load_each(name, versions)
+
+    def _load_each(self, name: str, versions: list[int]) -> ModelStatus:
+        """Load each version in turn; the first failure is raised once all were tried."""
+        first_error = None
+        for version in versions:
+            try:
+                self.load(name, version)
+            except YyaiError as error:
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
+        return self._model_status(name)
+
+    def _store_changed(self) -> None:
+        """The watcher saw archives appear, change or go: reload, unforced."""
+        log.info("Store changed on disk; reloading")
+        self.reload(force=False)
+
+
+def _each(names: list[str], work) -> dict:
+    """``work(name)`` for every name, a few models at a time: ``{name: result or ModelError}``."""
+    results = {}
+    with ThreadPoolExecutor(max_workers=PARALLEL_LOADS, thread_name_prefix="yyai-load") as pool:
+        for name, future in [(n, pool.submit(work, n)) for n in names]:
+            try:
+                results[name] = future.result()
+            except YyaiError as error:
+                results[name] = ModelError(name, error.message)
+    return results
+

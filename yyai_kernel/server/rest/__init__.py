@@ -1,0 +1,2 @@
+"""The REST handlers of ``yyai serve``: thin Tornado adapters over the data plane.
+"""

@@ -1,0 +1,123 @@
+"""How one worker of ``yyai serve --workers N`` serves: the shared port and the worker header.
+
+Every worker serves the REST API on the shared port (``SO_REUSEPORT``, joined once its
+models are loaded). Worker 0 also serves the whole Voila app, dashboard included, on the
+dashboard port: a dashboard page and its kernel's websocket must reach the one process
+that started the kernel, and ``SO_REUSEPORT`` spreads connections, not pages. So the
+application on the shared port is the REST routes plus :class:`DashboardRedirect`, which
+sends every other path (``/``, ``/voila/...``, ``/login``) to the dashboard port.
+
+:func:`worker_header` is an output transform that adds ``X-Yyai-Worker: <n>`` to every
+reply of an application, Voila's pages included, so that tests and operators can see
+which worker answered (a single server answers as worker 0).
+
+:class:`WorkerMode` is what :class:`~yyai_kernel.server.app.YyaiServer` does as one of
+those workers: take the supervisor's settings, and join the shared ports once loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+WORKER_HEADER = "X-Yyai-Worker"
+
+
+def worker_header(worker: int):
+    """An output transform class for ``Application.add_transform``: ``X-Yyai-Worker: <worker>``."""
+    value = str(worker)
+
+    class WorkerHeader(web.OutputTransform):
+        def transform_first_chunk(self, status_code, headers, chunk, finishing):
+            headers[WORKER_HEADER] = value
+            return status_code, headers, chunk
+
+    return WorkerHeader
+
+
+class DashboardRedirect(web.RequestHandler):
+    """On the shared port: the dashboard lives on worker 0's port; send the browser there."""
+
+    def initialize(self, dashboard_port: int) -> None:
+        self.dashboard_port = dashboard_port
+
+    def _redirect(self, *args) -> None:
+        host = self.request.host_name
+        host = f"[{host}]" if ":" in host else host
+        # 307 keeps the method and body (a login form's POST); a GET gets the usual 302
+        self.redirect(f"{self.request.protocol}://{host}:{self.dashboard_port}{self.request.uri}",
+                      status=302 if self.request.method in ("GET", "HEAD") else 307)
+
+    get = head = post = put = delete = patch = _redirect
+
+
+def shared_application(settings: dict, rest_handlers: list, dashboard_port: int, worker: int) -> web.Application:
+    """The application of the shared port: the REST routes, then the redirect to the dashboard."""
+    app = web.Application(**settings)
+    app.add_handlers(".*$", [*rest_handlers, (r"/.*", DashboardRedirect, {"dashboard_port": dashboard_port})])
+    app.add_transform(worker_header(worker))
+    return app
+
+
+def serve_on(app: web.Application, host: str, port: int, max_body_bytes: int) -> HTTPServer:
+    """Listen on ``port`` beside the other workers (``SO_REUSEPORT``)."""
+    server = HTTPServer(app, max_body_size=max_body_bytes, xheaders=False)
+    server.add_sockets(bind_sockets(port, host, reuse_port=True))
+    return server
+
+
+class _WorkerName(logging.Filter):
+    """Adds `` w<n>`` to the logger name of every record a worker logs, to tell workers apart."""
+
+    def __init__(self, worker: int):
+        super().__init__()
+        self.suffix = f" w{worker}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith(self.suffix):
+            record.name += self.suffix
+        return True
+
+
+def tag_log(log: logging.Logger, worker: int) -> None:
+    """Name this worker in every line its log handlers write."""
+    for handler in log.handlers:
+        handler.addFilter(_WorkerName(worker))
+
+
+class WorkerMode:
+    """YyaiServer as a worker of ``--workers N``: the supervisor's settings and the shared ports."""
+
+    def _become_worker(self, spec) -> None:
+        """Take the supervisor's settings: the shared token, temp folders inside its own, the link."""
+        from yyai_kernel.server.workers.workerlink import WorkerLink
+
+        self.token = spec.token
+        self.port = spec.port
+        self.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
+        self.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
+        os.mkdir(self.tmp_dir)
+        tag_log(self.log, spec.index)
+        self.worker_link = WorkerLink(spec, on_lost=self._supervisor_lost)
+
+    def _supervisor_lost(self) -> None:
+        if not self._stopping and getattr(self, "ioloop", None) is not None:
+            self.log.warning("The supervisor is gone; stopping.")
+            self.ioloop.add_callback(self._on_signal, signal.SIGTERM)
+
+    async def _join_shared_port(self) -> None:
+        """A worker starts serving on the ports it shares with the others (REST, and gRPC if asked)."""
+        spec = self.worker_spec
+        app = shared_application(dict(self.app.settings), self.rest_handlers(), spec.dashboard_port, spec.index)
+        self.http_servers.append(serve_on(app, self.ip, spec.port, self.max_body_bytes))
+        if spec.grpc_port is not None:
+            self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
+        self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+                      f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
+        if spec.index == 0:  # the dashboard's kernels call the shared port
+            self._serve_kernels()

@@ -1,0 +1,116 @@
+"""The typed values every layer shares: model references, states, statuses, descriptions,
+predictions and the rollout types.
+
+Why one package: the registry, the data plane, the REST handlers, the HTTP client, the
+dashboard and the metrics all speak about the same facts (a version's state, a model's
+default, a prediction's labels). Each fact is defined once, as an enum or a frozen
+dataclass that writes its own JSON (``to_json``) and, where a client reads it back,
+parses it (``from_json``). JSON is made at the edge; the layers pass these types.
+
+- ``refs.py``: the one rule for model names, version numbers and labels;
+- ``jsonview.py``: results that also read like their JSON, for scripts;
+- ``latency.py``: latency percentiles;
+- ``status.py``: version states, model and server statuses, what an upload did;
+- ``description.py``: what a version takes and gives;
+- ``prediction.py``: one answer, labelled for people, and its explanations;
+- ``rollout.py``: traffic policies (canary, shadow) and what they saw.
+
+Everything is re-exported here: ``from yyai_kernel.types import ModelStatus``. The package
+imports only numpy and the errors, so every layer may import it.
+"""
+
+from yyai_kernel.types.description import (
+    COMBINED_OUTPUT,
+    VersionDescription,
+)
+from yyai_kernel.types.jsonview import (
+    JsonView,
+)
+from yyai_kernel.types.latency import (
+    Latency,
+)
+from yyai_kernel.types.prediction import (
+    EXPLAIN_METHODS,
+    Explanation,
+    Prediction,
+    check_explain,
+)
+from yyai_kernel.types.refs import (
+    LABEL_PATTERN,
+    LABEL_RE,
+    MAX_VERSION_DIGITS,
+    NAME_PATTERN,
+    NAME_RE,
+    check_label,
+    check_name,
+    parse_version,
+    parse_version_ref,
+)
+from yyai_kernel.types.rollout import (
+    POLICY_EXAMPLE,
+    SPLITS,
+    STICKY_HEADER,
+    CanaryStats,
+    Choice,
+    Disagreement,
+    InputReference,
+    RolloutStats,
+    ShadowStats,
+    TrafficPolicy,
+    TrafficReport,
+    TrafficSplit,
+    VersionLabel,
+)
+from yyai_kernel.types.status import (
+    InstallResult,
+    ModelError,
+    ModelRemoved,
+    ModelStatus,
+    ModelSummary,
+    ServerStatus,
+    StoreProblemInfo,
+    VersionState,
+    VersionStatus,
+)
+
+__all__ = [
+    "NAME_PATTERN",
+    "NAME_RE",
+    "MAX_VERSION_DIGITS",
+    "LABEL_PATTERN",
+    "LABEL_RE",
+    "check_name",
+    "parse_version",
+    "check_label",
+    "parse_version_ref",
+    "JsonView",
+    "VersionState",
+    "Latency",
+    "VersionStatus",
+    "ModelStatus",
+    "ModelSummary",
+    "StoreProblemInfo",
+    "ServerStatus",
+    "ModelRemoved",
+    "ModelError",
+    "InstallResult",
+    "COMBINED_OUTPUT",
+    "VersionDescription",
+    "EXPLAIN_METHODS",
+    "check_explain",
+    "Explanation",
+    "Prediction",
+    "POLICY_EXAMPLE",
+    "SPLITS",
+    "STICKY_HEADER",
+    "TrafficSplit",
+    "Choice",
+    "TrafficPolicy",
+    "CanaryStats",
+    "ShadowStats",
+    "RolloutStats",
+    "InputReference",
+    "Disagreement",
+    "VersionLabel",
+    "TrafficReport",
+]

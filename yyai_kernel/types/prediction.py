@@ -1,0 +1,156 @@
+"""Predictions and explanations: one answer of a version, labelled for people.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.types.jsonview import JsonView
+
+EXPLAIN_METHODS = ("gradcam",)
+
+
+def check_explain(method: str | None) -> str | None:
+    """An explanation method from a request (``?explain=``): None for none, else a known one."""
+    if method is None or method == "":
+        return None
+    if method not in EXPLAIN_METHODS:
+        raise InvalidInputError(f"Unknown explanation {method!r}; yyai explains with: {', '.join(EXPLAIN_METHODS)}.",
+                                field="explain")
+    return method
+
+
+@dataclass(frozen=True)
+class Explanation(JsonView):
+    """Where one member looked for one image (a Grad-CAM heat map), or why it cannot say.
+
+    ``heatmap`` is on the explained layer's grid, in 0..1; ``overlay_png`` draws it over
+    the image as the model sees it. ``label`` is the class (or output) explained: the
+    version's answer for that image.
+    """
+
+    method: str
+    available: bool
+    reason: str = ""
+    layer: str | None = None
+    label: str | None = None
+    heatmap: np.ndarray | None = None
+    overlay_png: bytes | None = None
+
+    def to_json(self) -> dict:
+        if not self.available:
+            return {"method": self.method, "available": False, "reason": self.reason}
+        return {"method": self.method, "available": True, "layer": self.layer, "label": self.label,
+                "heatmap": np.round(self.heatmap.astype(float), 4).tolist(),
+                "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Explanation":
+        if not data.get("available"):
+            return cls(data["method"], False, data.get("reason", ""))
+        return cls(data["method"], True, "", data.get("layer"), data.get("label"),
+                   np.asarray(data["heatmap"], dtype=np.float32), base64.b64decode(data["overlay_png"]))
+
+
+@dataclass(frozen=True)
+class Prediction(JsonView):
+    """One answer: the version that gave it, each member's ``[B, K]`` output and the combined one.
+
+    It owns how outputs read for people: labelled rows, the top label, the top k.
+    ``filenames`` names the images of an image request, row by row, when known;
+    ``explanations`` holds, row by row, each member's :class:`Explanation` when one was asked for.
+    """
+
+    name: str
+    version: int
+    members: dict[str, np.ndarray]
+    combined: np.ndarray | None
+    output: dict
+    filenames: tuple[str | None, ...] | None = None
+    explanations: tuple[dict[str, Explanation], ...] | None = None  # per row: member -> Explanation
+
+    def __len__(self) -> int:
+        return len(next(iter(self.members.values())))
+
+    @property
+    def classification(self) -> bool:
+        return self.output.get("kind") == "classification"
+
+    def best(self) -> np.ndarray:
+        """The output that answers for the whole model: combined, else the first member's."""
+        return self.combined if self.combined is not None else next(iter(self.members.values()))
+
+    def label(self, row: np.ndarray):
+        """One output row for people: labels by probability (highest first), or named values."""
+        values = row.tolist()  # plain floats: indexing a numpy row per entry costs more than the row
+        if self.classification:
+            labels = self.output["labels"]
+            if any(v != v for v in values):  # NaN: NumPy's order puts it last
+                order = np.argsort(-row, kind="stable").tolist()
+            else:  # highest first; a stable sort keeps ties in label order
+                order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+            return [{"label": labels[j], "probability": round(values[j], 6)} for j in order]
+        names = self.output.get("names") or [f"y{j}" for j in range(len(values))]
+        rounding = self.output.get("rounding", 4)
+        return {n: round(v, rounding) for n, v in zip(names, values)}
+
+    def top(self, i: int = 0) -> tuple[str, float] | None:
+        """The best (label, probability) of row ``i``: from the combined output, or the only member."""
+        k = self.top_k(i, 1)
+        return k[0] if k else None
+
+    def top_k(self, i: int = 0, k: int = 5) -> list[tuple[str, float]]:
+        """The k best (label, probability) of row ``i``; empty for regression or an ensemble without a combined output."""
+        if not self.classification or (self.combined is None and len(self.members) != 1):
+            return []
+        row = self.best()[i]
+        order = np.argsort(-row, kind="stable")[:k]
+        return [(self.output["labels"][j], float(row[j])) for j in order]
+
+    def rows(self) -> list[dict]:
+        """Per input row, each member's output and the combined one, labelled for people."""
+        return [
+            {
+                "members": {name: self.label(out[i]) for name, out in self.members.items()},
+                "combined": None if self.combined is None else self.label(self.combined[i]),
+            }
+            for i in range(len(self))
+        ]
+
+    def to_json(self, *, raw: bool = False) -> dict:
+        """The reply of ``POST /predictions``: model, version and one labelled row per image."""
+        rows = self.rows()
+        for i, row in enumerate(rows):
+            top = self.top(i)
+            row["top"] = top[0] if top else None
+            if self.filenames and self.filenames[i] is not None:
+                row["filename"] = self.filenames[i]
+            if self.explanations is not None:
+                row["explanations"] = {m: e.to_json() for m, e in self.explanations[i].items()}
+            if raw:
+                row["raw"] = {
+                    "members": {m: out[i].tolist() for m, out in self.members.items()},
+                    "combined": None if self.combined is None else self.combined[i].tolist(),
+                }
+        return {"model": self.name, "version": self.version, "predictions": rows}
+
+    @classmethod
+    def from_json(cls, reply: dict, output: dict) -> "Prediction":
+        """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec."""
+        rows = reply["predictions"]
+        names = list(rows[0]["raw"]["members"]) if rows else []
+        members = {m: np.array([r["raw"]["members"][m] for r in rows], dtype=np.float32) for m in names}
+        combined = None
+        if rows and rows[0]["raw"]["combined"] is not None:
+            combined = np.array([r["raw"]["combined"] for r in rows], dtype=np.float32)
+        filenames = tuple(r.get("filename") for r in rows)
+        explanations = None
+        if rows and "explanations" in rows[0]:
+            explanations = tuple({m: Explanation.from_json(e) for m, e in r["explanations"].items()} for r in rows)
+        return cls(reply["model"], int(reply["version"]), members, combined, output,
+                   filenames if any(filenames) else None, explanations)
+

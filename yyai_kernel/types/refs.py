@@ -1,0 +1,86 @@
+"""Model references: the one rule for model names, version numbers and version labels.
+
+Every front end refuses the same inputs with the same words, because each checks them here
+(:func:`check_name`, :func:`parse_version`, :func:`check_label`, :func:`parse_version_ref`).
+Imports only the errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from yyai_kernel.errors import InvalidInputError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+NAME_RE = re.compile(NAME_PATTERN)
+MAX_VERSION_DIGITS = 9
+
+
+# A label starts with a letter, so that it never reads as a version number: wherever a
+# version is accepted (``/predictions/m/stable``, ``/v2/models/m/versions/stable/infer``,
+# ``?version=stable``), a label is accepted in its place.
+LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+LABEL_RE = re.compile(LABEL_PATTERN)
+
+
+def check_name(name: str) -> str:
+    """A model name, checked: 1-64 characters of a-z, 0-9, '_', '.', '-', and no '..'."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidInputError(
+            f"{name!r} is not a model name: names are 1-64 characters of a-z, 0-9, '_', '.', '-'."
+        )
+    return name
+
+
+def parse_version(version: Any) -> int | None:
+    """A version from a URL, a body or a caller: None, or a positive integer.
+
+    Accepts an int or a string of digits only ("2"); refuses booleans, signs, spaces,
+    fractions and zero, so ``+1`` and `` 7 `` mean the same thing everywhere: nothing.
+    """
+    if version is None:
+        return None
+    if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+        value = int(version)
+    elif isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS:
+        value = int(version)
+    else:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    if value < 1:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    return value
+
+
+def check_label(label: str) -> str:
+    """A version label, checked: 1-32 characters of a-z, 0-9, '_', '-', starting with a letter."""
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise InvalidInputError(
+            f"{label!r} is not a version label: labels are 1-32 characters of a-z, 0-9, '_', '-', "
+            "starting with a letter (such as 'stable' or 'canary')."
+        )
+    return label
+
+
+def parse_version_ref(version: Any) -> int | str | None:
+    """What a request names in the version's place: None, a version number, or a label.
+
+    Digits are a version (:func:`parse_version`); a string that starts with a letter is a
+    label (:func:`check_label`); anything else is refused with both rules in the message.
+    """
+    if isinstance(version, str) and version[:1].isalpha():
+        if LABEL_RE.match(version):
+            return version
+        raise InvalidInputError(
+            f"Version must be a positive integer or a label (1-32 characters of a-z, 0-9, '_', '-', "
+            f"starting with a letter), not {version!r}."
+        )
+    try:
+        return parse_version(version)
+    except InvalidInputError:
+        raise InvalidInputError(
+            f"Version must be a positive integer or a label (such as 'stable'), not {version!r}."
+        ) from None
+

@@ -1,0 +1,248 @@
+"""States and statuses: where each version stands, a model's status, the server's, what an upload did.
+
+Each fact is an enum or a frozen dataclass that writes its own JSON (``to_json``) and,
+where a client reads it back, parses it (``from_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from yyai_kernel.types.jsonview import JsonView
+from yyai_kernel.types.latency import Latency
+from yyai_kernel.types.rollout import RolloutStats, TrafficPolicy
+
+
+class VersionState(str, Enum):
+    """Where one version of a model stands in this server."""
+
+    AVAILABLE = "available"  # in the store, never loaded here
+    LOADING = "loading"  # a first load is running
+    READY = "ready"  # loaded and serving
+    FAILED = "failed"  # its last load failed and nothing older serves
+    UNLOADED = "unloaded"  # an operator (or a deleted archive) stopped it
+    REMOVED = "removed"  # its archive left the store; a request in flight may still finish
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def triton(self) -> str:
+        """The state name of Triton's repository extension."""
+        return _TRITON_STATES.get(self, "UNAVAILABLE")
+
+
+_TRITON_STATES = {VersionState.READY: "READY", VersionState.LOADING: "LOADING"}
+
+
+
+
+@dataclass(frozen=True)
+class VersionStatus(JsonView):
+    """One version of one model: state, load figures, traffic and its manifest's headline."""
+
+    version: int
+    state: VersionState
+    in_store: bool = True
+    load_time_s: float | None = None
+    warmup_time_s: float | None = None
+    loaded_at: float | None = None
+    last_error: str | None = None
+    requests: int = 0
+    errors: int = 0
+    latency_ms: Latency = field(default_factory=Latency)
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    description: str = ""
+    created: str | None = None
+    members: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state is VersionState.READY
+
+    def to_json(self) -> dict:
+        return {
+            "version": self.version,
+            "state": self.state.value,
+            "reason": self.reason,
+            "in_store": self.in_store,
+            "load_time_s": self.load_time_s,
+            "warmup_time_s": self.warmup_time_s,
+            "loaded_at": self.loaded_at,
+            "last_error": self.last_error,
+            "requests": self.requests,
+            "errors": self.errors,
+            "latency_ms": self.latency_ms.to_json(),
+            "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+            "description": self.description,
+            "created": self.created,
+            "members": list(self.members),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "VersionStatus":
+        return cls(
+            version=int(d["version"]),
+            state=VersionState(d["state"]),
+            in_store=d.get("in_store", True),
+            load_time_s=d.get("load_time_s"),
+            warmup_time_s=d.get("warmup_time_s"),
+            loaded_at=d.get("loaded_at"),
+            last_error=d.get("last_error"),
+            requests=d.get("requests", 0),
+            errors=d.get("errors", 0),
+            latency_ms=Latency(**(d.get("latency_ms") or {})),
+            batch_sizes={int(k): v for k, v in (d.get("batch_sizes") or {}).items()},
+            description=d.get("description", ""),
+            created=d.get("created"),
+            members=tuple(d.get("members", ())),
+            reason=d.get("reason", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ModelStatus(JsonView):
+    """Everything about one model: its versions, which one is the default, and why.
+
+    ``labels`` and ``traffic`` (the canary and shadow policy) come from the store;
+    ``rollout`` (the running canary counts and shadow agreement) from the data plane.
+    """
+
+    name: str
+    default: int | None
+    pinned: bool
+    versions: dict[int, VersionStatus]
+    last_error: str | None = None
+    default_reason: str = ""
+    labels: dict[str, int] = field(default_factory=dict)
+    traffic: TrafficPolicy | None = None
+    rollout: RolloutStats | None = None
+
+    def version(self, version: int) -> VersionStatus | None:
+        return self.versions.get(version)
+
+    @property
+    def loaded(self) -> list[int]:
+        return sorted(v for v, s in self.versions.items() if s.ready)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "default": self.default,
+            "pinned": self.pinned,
+            "default_reason": self.default_reason,
+            "last_error": self.last_error,
+            "versions": {str(v): s.to_json() for v, s in sorted(self.versions.items())},
+            "labels": dict(sorted(self.labels.items())),
+            "traffic": None if self.traffic is None else self.traffic.to_json(),
+            "rollout": None if self.rollout is None else self.rollout.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelStatus":
+        return cls(
+            name=d["name"],
+            default=d.get("default"),
+            pinned=bool(d.get("pinned")),
+            versions={int(k): VersionStatus.from_json(v) for k, v in (d.get("versions") or {}).items()},
+            last_error=d.get("last_error"),
+            default_reason=d.get("default_reason", ""),
+            labels={str(k): int(v) for k, v in (d.get("labels") or {}).items()},
+            traffic=TrafficPolicy.from_json(d["traffic"]) if d.get("traffic") else None,
+            rollout=RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSummary(JsonView):
+    """One line of ``GET /models``: the versions in the store, the default, the loaded ones."""
+
+    name: str
+    versions: tuple[int, ...]
+    default: int | None
+    loaded: tuple[int, ...]
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "versions": list(self.versions), "default": self.default,
+                "loaded": list(self.loaded)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ModelSummary":
+        return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
+
+
+@dataclass(frozen=True)
+class StoreProblemInfo:
+    """An archive the store skipped (``kind``: unreadable or duplicate)."""
+
+    path: str
+    kind: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "kind": self.kind, "error": self.error}
+
+
+@dataclass(frozen=True)
+class ServerStatus(JsonView):
+    """Every model's status, plus the store's skipped archives and state-file error."""
+
+    models: dict[str, ModelStatus]
+    problems: tuple[StoreProblemInfo, ...] = ()
+    state_error: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "models": {n: m.to_json() for n, m in self.models.items()},
+            "problems": [p.to_json() for p in self.problems],
+            "state_error": self.state_error,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ServerStatus":
+        return cls(
+            models={n: ModelStatus.from_json(m) for n, m in (d.get("models") or {}).items()},
+            problems=tuple(StoreProblemInfo(p["path"], p["kind"], p["error"]) for p in d.get("problems") or ()),
+            state_error=d.get("state_error"),
+        )
+
+
+@dataclass(frozen=True)
+class ModelRemoved(JsonView):
+    """The reply when a model's last version was purged: the model is gone."""
+
+    name: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "removed": True}
+
+
+@dataclass(frozen=True)
+class ModelError(JsonView):
+    """One model's failure inside a reply about several (a rescan)."""
+
+    name: str
+    error: str
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "error": self.error}
+
+
+@dataclass(frozen=True)
+class InstallResult(JsonView):
+    """What an upload did: the name and version installed, the model's status, and a line for people."""
+
+    name: str
+    version: int
+    model: ModelStatus
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "message": self.message, "model": self.model.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "InstallResult":
+        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""))
+
