@@ -250,11 +250,11 @@ def measure_http(server: YyaiServer, name: str, inp: dict, args, out: dict, suff
                 f"server CPU {cell['server_cpu']:.0%}")
 
 
-def measure_inprocess(dataplane, name: str, inp: dict, args, out: dict) -> None:
+def measure_inprocess(backend, name: str, inp: dict, args, out: dict) -> None:
     """``predict`` (tensor) and ``predict_images`` (PNG) at every concurrency, into ``out``."""
     tensor, png = inp["tensor"], inp["png"]
-    calls = {"predict": lambda: dataplane.predict(name, tensor),
-             "predict_images": lambda: dataplane.predict_images(name, [png])}
+    calls = {"predict": lambda: backend.predict(name, tensor),
+             "predict_images": lambda: backend.predict_images(name, [png])}
     for kind, call in calls.items():
         thread_load(call, 8, args.warmup)  # warm-up, discarded
         for conc in args.concurrency:
@@ -317,7 +317,7 @@ LABELS = {
     "predictions-w2": "HTTP `POST /predictions/{m}`, `--workers 2`",
     "traced": "in-process traced call (`ArchiveRuntime`; c=32: one thread, batch 32, samples/s)",
     "predict": "in-process `Registry.predict` (tensor)",
-    "predict_images": "in-process `DataPlane.predict_images` (PNG)",
+    "predict_images": "in-process `LocalBackend.predict_images` (PNG)",
 }
 
 
@@ -341,7 +341,7 @@ def render(results: dict) -> str:
         "Load: one closed-loop aiohttp client process (`bench/peers/loadclient.py`, one keep-alive connection per "
         "concurrent request), exact percentiles over every request; in-process: the version's traced function "
         "called directly, and the same closed loop with threads calling `Registry.predict` (preprocessed tensor) "
-        "or `DataPlane.predict_images` (PNG bytes) on the same store with the same batching settings, after the "
+        "or `LocalBackend.predict_images` (PNG bytes) on the same store with the same batching settings, after the "
         "servers stopped. Client, server and in-process threads share the machine's cores. CPU columns are cores "
         "busy (1.00 = one core); server CPU ms per request = server CPU / req/s.",
     ]
@@ -598,7 +598,7 @@ def main() -> None:
             server = None
 
         log("in-process: the traced function, then a Registry on the same store, same batching settings")
-        from yyai_kernel.plane.dataplane import DataPlane
+        from yyai_kernel.plane.local import LocalBackend
         from yyai_kernel.registry.registry import Registry  # TensorFlow is imported only now
 
         for name, inp in inputs.items():
@@ -610,7 +610,7 @@ def main() -> None:
             for name, inp in inputs.items():
                 diff = check_same_output(inp["v2_reply"], registry.predict(name, inp["tensor"]), name)
                 log(f"  {name}: v2 reply equals the in-process output (max difference {diff:.1e})")
-                measure_inprocess(DataPlane(registry), name, inp, args, results["models"][name]["cells"])
+                measure_inprocess(LocalBackend.over(registry), name, inp, args, results["models"][name]["cells"])
         finally:
             registry.close()
     finally:

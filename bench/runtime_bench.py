@@ -86,7 +86,7 @@ def main() -> None:
             for concurrency in (1, 8, 32):
                 rps, p50, p99 = throughput(registry, name, sample, concurrency, args.seconds)
                 cells.append(f"{rps:,.0f} ({p50:.2f} / {p99:.2f})")
-            print(f"| {name} v{registry.resolve_version(name)} | {'on' if batching else 'off'} | " + " | ".join(cells) + " |")
+            print(f"| {name} v{registry.describe(name).version} | {'on' if batching else 'off'} | " + " | ".join(cells) + " |")
         registry.close()
 
 

@@ -97,10 +97,11 @@ def _schema():
     from the live server at collection time; ``test_the_fuzzed_document_is_the_served_one``
     checks that the two are the same document.)
     """
+    from yyai_kernel.api.openapi import build_spec
+    from yyai_kernel.api.table import all_endpoints
     from yyai_kernel.server import __version__
-    from yyai_kernel.server.rest.openapi import build_spec
 
-    loaded = schemathesis.openapi.from_dict(build_spec(__version__))
+    loaded = schemathesis.openapi.from_dict(build_spec(all_endpoints(), __version__))
     loaded.config.generation.update(max_examples=MAX_EXAMPLES, modes=list(schemathesis.GenerationMode))
     return loaded
 

@@ -16,7 +16,15 @@ import pytest
 from conftest import INPUT_SPEC, OUTPUT_SPEC
 
 from yyai_kernel import archive
-from yyai_kernel.archive import Limits, Manifest, copy_capped, open_archive, pack, read_manifest, verify
+from yyai_kernel.archive import (
+    Limits,
+    Manifest,
+    copy_capped,
+    open_archive,
+    pack,
+    read_manifest,
+    verify,
+)
 from yyai_kernel.errors import (
     ArchiveLimitError,
     ChecksumError,

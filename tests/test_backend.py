@@ -1,6 +1,6 @@
-"""One backend contract: the in-process DataPlane and the HTTP YyaiClient agree.
+"""One backend contract: the in-process LocalBackend and the HTTP YyaiClient agree.
 
-The same archives are served twice, by a DataPlane over a Registry in this process and by
+The same archives are served twice, by a LocalBackend over a Registry in this process and by
 a real ``yyai serve`` on a loopback port; every call of the Backend Protocol goes to both,
 and the results must be of the same types and equal (outputs to float tolerance).
 """
@@ -17,7 +17,7 @@ from serving import start_server
 from yyai_kernel.client import YyaiClient
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.plane.backend import Backend
-from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.plane.local import LocalBackend
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.runtime.images import encode_png
 from yyai_kernel.store.store import ModelStore
@@ -52,7 +52,7 @@ def backends(tmp_path_factory):
     registry.load_all()
     server = start_server(stores[1], out / "server")
     client = YyaiClient(server.url, server.token)
-    yield {"local": DataPlane(registry), "remote": client, "upload": upload}
+    yield {"local": LocalBackend.over(registry), "remote": client, "upload": upload}
     client.close()
     registry.close()
     assert server.stop() == 0

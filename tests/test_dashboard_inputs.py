@@ -69,10 +69,10 @@ def test_explain_shows_each_members_overlay_and_says_not_available_for_the_mlp(d
     assert [bytes(o.value) for o in overlays] == [explanations["cnn_a"].overlay_png, explanations["cnn_wide"].overlay_png]
     missing = with_class(shown[0], "yyai-gradcam-na")
     assert len(missing) == 1 and "Grad-CAM not available: this member has no 2-D convolutional layer" in missing[0].value
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
 
-    direct = DataPlane(registry).predict_images("digits", [(SAMPLES / "digit-3.png").read_bytes()], 2,
-                                                explain="gradcam").explanations[0]
+    direct = LocalBackend.over(registry).predict_images("digits", [(SAMPLES / "digit-3.png").read_bytes()], 2,
+                                                    explain="gradcam").explanations[0]
     for member in ("cnn_a", "cnn_wide"):
         np.testing.assert_allclose(explanations[member].heatmap, direct[member].heatmap, atol=1e-6)
     preview.explain_toggle.value = False  # results on screen: they are run again, plain

@@ -1,7 +1,9 @@
-"""The data plane called directly (no HTTP): the operations every front end shares.
+"""The planes called directly (no HTTP): the operations every front end shares.
 
 Real tiny Keras models in a real store, a real Registry; each test checks a typed result
-against the Keras models called directly or against the store's state.
+against the Keras models called directly or against the store's state. A request's model
+reference is parsed and resolved once (``at``), as every front end does, then handed to
+the data plane.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import pytest
 from builders import LABELS, install, pack_models, reference, sample_inputs
 
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
-from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.plane.planes import Planes
 from yyai_kernel.protocol import v2codec
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.store.store import ModelStore
-from yyai_kernel.types import ModelStatus, Prediction, VersionState
+from yyai_kernel.types import ModelRef, ModelStatus, Prediction, VersionState
 
 X = sample_inputs(3)
 
@@ -33,10 +35,14 @@ def plane(built, tmp_path):
     store.mkdir()
     for key in ("alpha1", "beta1"):
         install(built[key][0], store)
-    registry = Registry(ModelStore(store))
-    dataplane = DataPlane(registry)
-    yield dataplane
-    registry.close()
+    planes = Planes.over(Registry(ModelStore(store)))
+    yield planes
+    planes.close()
+
+
+def at(planes: Planes, name: str, version=None):
+    """The request's one resolution: its reference parsed, then resolved in the model's view."""
+    return planes.data.resolve(ModelRef.parse(name, version))
 
 
 def _request(name: str = "input", x: np.ndarray = X, outputs=None) -> v2codec.InferRequest:
@@ -47,7 +53,7 @@ def _request(name: str = "input", x: np.ndarray = X, outputs=None) -> v2codec.In
 
 def test_infer_returns_every_output_equal_to_keras(plane, built):
     plane.registry.load_all()
-    result = plane.infer("alpha", None, _request()).result()
+    result = plane.data.infer(at(plane, "alpha"), _request()).result()
     ref = reference(built["alpha1"][1], X)
     assert result.model_name == "alpha" and result.model_version == 1 and result.id == "r1"
     names = [name for name, _, _ in result.outputs]
@@ -60,53 +66,56 @@ def test_infer_returns_every_output_equal_to_keras(plane, built):
 def test_infer_refuses_an_unknown_output_before_running(plane):
     plane.registry.load_all()
     with pytest.raises(InvalidInputError, match="Unknown output 'nope'"):
-        plane.infer("alpha", 1, _request(outputs=["nope"]))
+        plane.data.infer(at(plane, "alpha", 1), _request(outputs=["nope"]))
     with pytest.raises(InvalidInputError, match="input is named 'input'"):
-        plane.infer("alpha", 1, _request(name="x"))
+        plane.data.infer(at(plane, "alpha", 1), _request(name="x"))
 
 
 def test_names_and_versions_follow_one_rule(plane):
     for bad in ("../x", "Alpha", ""):
         with pytest.raises(InvalidInputError, match="not a model name"):
-            plane.status(bad)
+            at(plane, bad)
     for bad in ("+1", " 1 ", "1.0", True, 0, "0"):
         with pytest.raises(InvalidInputError, match="positive integer"):
-            plane.describe("alpha", bad)
+            at(plane, "alpha", bad)
     with pytest.raises(ModelNotFoundError, match="Did you mean 'alpha'"):
-        plane.status("alpah")
+        plane.data.status("alpah")
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'alpha'"):
+        at(plane, "alpah")
 
 
 def test_metadata_states_the_preprocessing(plane):
-    meta = plane.model_metadata("alpha")
+    meta = plane.data.model_metadata(at(plane, "alpha"))
     assert meta.to_json()["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4, 4, 1]}]
     assert [o.name for o in meta.outputs] == ["output", "m1", "m2"]
     assert meta.parameters["preprocessed"] is True and meta.parameters["scale"] == pytest.approx(1 / 255)
 
 
 def test_readiness_says_why_a_version_does_not_serve(plane):
-    index = {(e.name, e.version): e for e in plane.repository_index()}
+    data = plane.data
+    index = {(e.name, e.version): e for e in data.repository_index()}
     assert index[("alpha", "1")].state == "UNAVAILABLE" and "not loaded" in index[("alpha", "1")].reason
     with pytest.raises(ModelNotReadyError, match="not ready: not loaded"):
-        plane.model_ready("alpha")
+        data.model_ready(at(plane, "alpha"))
     with pytest.raises(ModelNotReadyError, match="still loading"):
-        plane.check_ready()
+        data.check_ready()
     plane.registry.load_all()
-    plane.mark_ready()
-    plane.check_ready()
-    assert plane.model_ready("alpha") == 1
-    plane.unload("alpha")
-    entry = {(e.name, e.version): e for e in plane.repository_index()}[("alpha", "1")]
+    data.mark_ready()
+    data.check_ready()
+    assert data.model_ready(at(plane, "alpha")) == 1
+    plane.repository.unload("alpha")
+    entry = {(e.name, e.version): e for e in data.repository_index()}[("alpha", "1")]
     assert (entry.state, entry.reason) == ("UNAVAILABLE", "unloaded")
-    assert [e.name for e in plane.repository_index(ready_only=True)] == ["beta"]
+    assert [e.name for e in data.repository_index(ready_only=True)] == ["beta"]
     with pytest.raises(ModelNotReadyError, match="was unloaded"):
-        plane.infer("alpha", None, _request())
+        data.infer(at(plane, "alpha"), _request())
 
 
 def test_a_default_version_being_loaded_answers_loading_with_retry_after(plane):
-    slot = plane.registry._model("alpha", create=True).slot(1)
+    slot = plane.registry.table.ensure("alpha", create=True).slot(1)
     slot.state = VersionState.LOADING  # what load_all marks before it starts loading
     with pytest.raises(ModelNotReadyError, match="is loading") as caught:
-        plane.infer("alpha", None, _request())
+        plane.data.infer(at(plane, "alpha"), _request())
     assert caught.value.retry_after
 
 
@@ -116,7 +125,7 @@ def test_images_are_preprocessed_and_named(plane, built):
     plane.registry.load_all()
     pixels = (X[:2, :, :, 0] * 255).round().astype(np.uint8)
     pngs = [encode_png(p, rgb=False) for p in pixels]
-    prediction = plane.submit_images("alpha", None, pngs, ["a.png", "b.png"]).result()
+    prediction = plane.data.submit_images(at(plane, "alpha"), pngs, ["a.png", "b.png"]).result()
     assert isinstance(prediction, Prediction) and prediction.filenames == ("a.png", "b.png")
     ref = reference(built["alpha1"][1], (pixels[..., None] / 255).astype(np.float32))
     np.testing.assert_allclose(prediction.combined, ref["combined"], atol=1e-5)
@@ -129,19 +138,19 @@ def test_images_are_preprocessed_and_named(plane, built):
 
 def test_pin_and_follow_latest_say_which_version_is_the_default_and_why(plane, built):
     plane.registry.load_all()
-    status = plane.set_default("alpha", 1)
+    status = plane.repository.set_default("alpha", 1)
     assert status.pinned and status.default == 1
-    result = plane.add_archive(built["alpha2"][0])
+    result = plane.repository.add_archive(built["alpha2"][0])
     assert (result.name, result.version) == ("alpha", 2)
     assert result.model.default == 1 and "v1 is the default: pinned" in result.message
     assert "DELETE /models/alpha/default" in result.message
-    status = plane.follow_latest("alpha")
+    status = plane.repository.follow_latest("alpha")
     assert isinstance(status, ModelStatus) and not status.pinned
     assert status.default == 2 and "the latest version" in status.default_reason
-    assert plane.predict("alpha", X).version == 2
+    assert plane.data.predict(at(plane, "alpha"), X).version == 2
 
 
 def test_samples_are_looked_up_by_manifest_name_only(plane):
-    assert plane.samples("alpha") == []
+    assert plane.data.bundled(at(plane, "alpha")) == []
     with pytest.raises(ModelNotFoundError, match="bundles no sample"):
-        plane.sample("alpha", "../../etc/passwd")
+        plane.data.bundled_file(at(plane, "alpha"), "../../etc/passwd")

@@ -17,13 +17,26 @@ from pathlib import Path
 import evalref
 import numpy as np
 import pytest
-from evalref import COLOR_SET, DEMO, bundled_rows, check_classification, expected_disagreements, reference
+from evalref import (
+    COLOR_SET,
+    DEMO,
+    bundled_rows,
+    check_classification,
+    expected_disagreements,
+    reference,
+)
 from sklearn import metrics as skm
 
 import yyai_kernel
 from yyai_kernel import archive
 from yyai_kernel.archive import kerasload
-from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotFoundError, UnsafeMemberError, ZipBombError
+from yyai_kernel.errors import (
+    ArchiveError,
+    InvalidInputError,
+    ModelNotFoundError,
+    UnsafeMemberError,
+    ZipBombError,
+)
 from yyai_kernel.evaluation.sets import open_set, set_from_archive, set_from_zip
 
 
@@ -37,14 +50,14 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def registry(store):
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
     reg = Registry(ModelStore(store))
     for name, version in (("digits", 1), ("digits", 2), ("colorfulness", 1)):
         reg.load(name, version)
-    yield DataPlane(reg)  # the in-process Backend
+    yield LocalBackend.over(reg)  # the in-process Backend
     reg.close()
 
 

@@ -26,14 +26,26 @@ from types import SimpleNamespace
 
 import evalref
 import pytest
-from evalref import COLOR_SET, DEMO, DIGITS_SET, check_classification, expected_disagreements
+from evalref import (
+    COLOR_SET,
+    DEMO,
+    DIGITS_SET,
+    check_classification,
+    expected_disagreements,
+)
 from serving import start_server
 
 from yyai_kernel.client import YyaiClient
 from yyai_kernel.errors import JobNotFoundError, ModelNotReadyError, TooManyJobsError
-from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs, JobState, wait_for
+from yyai_kernel.evaluation.jobs import (
+    EvaluationJob,
+    EvaluationJobs,
+    JobState,
+    wait_for,
+)
 from yyai_kernel.evaluation.results import Evaluation
 from yyai_kernel.server.startup import TMP_PREFIX
+from yyai_kernel.types import ModelRef
 
 
 @pytest.fixture(scope="module")
@@ -252,11 +264,11 @@ class Held:
 
 @pytest.fixture(scope="module")
 def dataplane(store):
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
-    plane = DataPlane(Registry(ModelStore(store)))
+    plane = LocalBackend.over(Registry(ModelStore(store)))
     plane.load("digits", 2)
     yield plane
     plane.close()
@@ -289,7 +301,7 @@ def test_jobs_are_bounded_and_found_from_another_runner(dataplane, ref, tmp_path
     assert wait_for(follow, third, interval=0.05) == result
     refused = list((tmp_path / "jobs").glob("*.zip"))
     with pytest.raises(ModelNotReadyError):
-        jobs.submit("digits", bad_zip(ref), lambda _set: dataplane.model_ready("digits", 1) and [1])
+        jobs.submit("digits", bad_zip(ref), lambda _set: dataplane.data.model_ready(dataplane.data.resolve(ModelRef("digits", 1))) and [1])
     assert list((tmp_path / "jobs").glob("*.zip")) == refused == []  # a refused upload is deleted at once
     assert EvaluationJob.from_json(jobs.get(third.id).to_json()) == jobs.get(third.id)
     jobs.close()

@@ -164,7 +164,7 @@ def test_concurrent_explanations_past_the_bound_get_429(server):
 
 def test_the_client_and_the_in_process_data_plane_agree(server):
     from yyai_kernel.client import YyaiClient
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
@@ -173,7 +173,7 @@ def test_the_client_and_the_in_process_data_plane_agree(server):
     registry = Registry(ModelStore(server.store), batching=False)
     try:
         registry.load("digits", 2)
-        in_process = DataPlane(registry).predict_images("digits", [DIGIT], 2, explain="gradcam")
+        in_process = LocalBackend.over(registry).predict_images("digits", [DIGIT], 2, explain="gradcam")
     finally:
         registry.close()
     for prediction in (over_http, in_process):

@@ -39,7 +39,14 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from builders import INPUT_SPEC, LABELS, install, pack_models, reference, tiny_classifier
+from builders import (
+    INPUT_SPEC,
+    LABELS,
+    install,
+    pack_models,
+    reference,
+    tiny_classifier,
+)
 from serving import start_server
 
 from yyai_kernel.errors import StoreWriteError

@@ -23,10 +23,10 @@ from serving import start_server
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.api.context import Api
+from yyai_kernel.plane.planes import Planes
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.server.grpc_server import GrpcServer
-from yyai_kernel.server.rest.base import ServerState
 from yyai_kernel.store.store import ModelStore
 
 TOKEN = "grpc-token"
@@ -357,7 +357,7 @@ def test_a_port_is_shared_only_when_reuse_port_is_asked_for(tmp_path):
     """One process owns its gRPC port (grpc.aio would share it by default on Linux); the
     worker processes of ``--workers`` ask for SO_REUSEPORT and share one."""
     registry = Registry(ModelStore(tmp_path))
-    state = ServerState(dataplane=DataPlane(registry), metrics=None, tmp_dir=str(tmp_path))
+    state = Api(Planes.over(registry), [], str(tmp_path))
 
     def live(port: int) -> bool:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -18,7 +18,12 @@ import h5py
 import numpy as np
 import pytest
 
-from yyai_kernel.archive.kerasload import convert_to_keras, load_member, member_info, normalize_config
+from yyai_kernel.archive.kerasload import (
+    convert_to_keras,
+    load_member,
+    member_info,
+    normalize_config,
+)
 from yyai_kernel.errors import LegacyFormatError, ModelLoadError, UnsafeModelError
 
 ROOT = Path(__file__).resolve().parent.parent

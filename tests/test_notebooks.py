@@ -119,7 +119,7 @@ def test_dashboard_for_models_builds_and_predicts_in_a_kernel(tmp_path):
         preview.sample_select.value = "samples/digit-3.png"
         replies = preview.predict()
         x = preprocess(board.backend.sample("mine", "samples/digit-3.png", 2), board.describe("mine", 2).input)[None]
-        store = board.backend.registry.store.root
+        store = board.backend.planes.registry.store.root
         summary, message, location = preview.results.summary.value, preview.predict_message.value, board.location
         board.close()
         print(json.dumps({"v1": replies[1].combined.tolist(), "v2": replies[2].combined.tolist(),

@@ -179,16 +179,15 @@ def test_every_ray_socket_stays_on_loopback(app, ray_session):
 
 
 def test_the_ingress_serves_every_route_of_the_yyai_table(app):
-    """Every (path, method) of yyai serve's route table is a route of the ingress, or is listed
-    in NOT_SERVED with its reason; and the live ingress routes each one (no router 404 or 405)."""
-    from types import SimpleNamespace
+    """The ingress serves the endpoint table of yyai serve, less the endpoints kept off Ray, each of
+    which NOT_SERVED explains; and the live ingress routes each one (no router 404 or 405)."""
+    from yyai_kernel.api.table import all_endpoints
+    from yyai_kernel.ray_app.http import NOT_SERVED, ray_endpoints
 
-    from yyai_kernel.ray_app.http import NOT_SERVED, routes
-    from yyai_kernel.server.rest.routes import all_routes
-
-    wanted = {(r.path, m.upper()) for r in all_routes() for m in r.operations if r.path not in NOT_SERVED}
-    served = {(r.path.replace(":path}", "}"), m) for r in routes(SimpleNamespace(plane=None)) for m in r.methods}
-    assert wanted - served == set()
+    kept_off = {e.path for e in all_endpoints() if not e.on_ray}
+    assert kept_off == set(NOT_SERVED)
+    wanted = {(e.path, e.method) for e in ray_endpoints()}
+    assert wanted == {(e.path, e.method) for e in all_endpoints() if e.path not in NOT_SERVED}
     placeholders = {"name": "nosuch", "version": "1", "sample": "samples/none.png", "label": "nosuch"}
     for path, method in sorted(wanted):
         reply = app.request(method, path.format(**placeholders), data=b"", timeout=120)

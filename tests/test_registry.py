@@ -17,7 +17,12 @@ import psutil
 import pytest
 from builders import install, pack_models, reference, sample_inputs
 
-from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotFoundError, ModelNotReadyError
+from yyai_kernel.errors import (
+    ArchiveError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+)
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.runtime.runtime import ArchiveRuntime
 from yyai_kernel.store.store import ModelStore

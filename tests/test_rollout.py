@@ -17,18 +17,32 @@ import time
 import cv2
 import numpy as np
 import pytest
-from builders import INPUT_SPEC, clear_cut, install, pack_models, reference, sample_inputs
+from builders import (
+    INPUT_SPEC,
+    clear_cut,
+    install,
+    pack_models,
+    reference,
+    sample_inputs,
+)
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ConflictError, InvalidInputError, ModelNotFoundError
-from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.plane.planes import Planes
 from yyai_kernel.protocol import v2codec
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.rollout.compare import compare_outputs
 from yyai_kernel.runtime.images import thumbnail_png
 from yyai_kernel.store.state import StoreState
 from yyai_kernel.store.store import STATE_FILE, ModelStore
-from yyai_kernel.types import ModelStatus, TrafficPolicy, TrafficSplit, check_label, parse_version_ref
+from yyai_kernel.types import (
+    ModelRef,
+    ModelStatus,
+    TrafficPolicy,
+    TrafficSplit,
+    check_label,
+    parse_version_ref,
+)
 
 CLASSES = {"kind": "classification", "labels": ["a", "b", "c"]}
 
@@ -220,23 +234,28 @@ def built(tmp_path_factory):
 
 @pytest.fixture
 def make_plane(built, tmp_path):
-    """``make_plane(**settings)``: a DataPlane over toy v1 (the default, pinned) and v2; closed after the test."""
+    """``make_plane(**settings)``: the planes over toy v1 (the default, pinned) and v2; closed after the test."""
     planes = []
 
-    def make(**settings) -> DataPlane:
+    def make(**settings) -> Planes:
         store = tmp_path / f"store-{len(planes)}"
         store.mkdir()
         for archive, _ in built.values():
             install(archive, store)
         registry = Registry(ModelStore(store), ServingConfig(**settings))
         registry.load_all()
-        planes.append(DataPlane(registry))
-        planes[-1].set_default("toy", 1)
+        planes.append(Planes.over(registry))
+        planes[-1].repository.set_default("toy", 1)
         return planes[-1]
 
     yield make
     for plane in planes:
         plane.close()
+
+
+def at(planes: Planes, name: str, version=None):
+    """A request's one resolution, as a front end makes it."""
+    return planes.data.resolve(ModelRef.parse(name, version))
 
 
 def _request(x: np.ndarray, id_: str = "") -> v2codec.InferRequest:
@@ -246,66 +265,66 @@ def _request(x: np.ndarray, id_: str = "") -> v2codec.InferRequest:
 
 def test_a_label_resolves_wherever_a_version_goes(make_plane, built):
     plane = make_plane()
-    status = plane.set_label("toy", "candidate", 2)
+    status = plane.repository.set_label("toy", "candidate", 2)
     assert isinstance(status, ModelStatus) and status.labels == {"candidate": 2}
     x = sample_inputs(2)
-    result = plane.infer("toy", "candidate", _request(x)).result()
+    result = plane.data.infer(at(plane, "toy", "candidate"), _request(x)).result()
     assert result.model_version == 2
     np.testing.assert_allclose(dict((n, a) for n, a, _ in result.outputs)["output"],
                                reference(built[2][1], x)["combined"], atol=1e-5)
-    assert plane.describe("toy", "candidate").version == 2
-    assert plane.model_ready("toy", "candidate") == 2
-    assert plane.model_metadata("toy", "candidate").versions == ["2"]
-    assert plane.sample_list("toy", "candidate") == (2, [])
-    assert plane.label("toy", "candidate").version == 2
+    assert plane.data.describe(at(plane, "toy", "candidate")).version == 2
+    assert plane.data.model_ready(at(plane, "toy", "candidate")) == 2
+    assert plane.data.model_metadata(at(plane, "toy", "candidate")).versions == ["2"]
+    assert plane.data.bundled(at(plane, "toy", "candidate")) == []
+    assert plane.repository.label(ModelRef("toy", label="candidate")).version == 2
     with pytest.raises(ModelNotFoundError, match="no label 'stable'"):
-        plane.infer("toy", "stable", _request(x))
+        plane.data.infer(at(plane, "toy", "stable"), _request(x))
     with pytest.raises(ConflictError, match="label 'candidate'"):
-        plane.remove("toy", 2, purge=True)
-    assert plane.status("toy").versions[2].ready  # the refused purge changed nothing
+        plane.repository.remove("toy", 2, purge=True)
+    assert plane.data.status("toy").versions[2].ready  # the refused purge changed nothing
 
 
 def test_a_canary_that_does_not_serve_hands_its_requests_to_the_default(make_plane):
     plane = make_plane()
-    plane.set_traffic("toy", {"canary": {"version": 2, "percent": 100}})
-    assert plane.infer("toy", None, _request(sample_inputs(1))).result().model_version == 2
-    assert plane.infer("toy", 1, _request(sample_inputs(1))).result().model_version == 1  # named: as named
-    plane.unload("toy", 2)
-    versions = [plane.infer("toy", None, _request(sample_inputs(1))).result().model_version for _ in range(5)]
+    plane.repository.set_traffic("toy", {"canary": {"version": 2, "percent": 100}})
+    assert plane.data.infer(at(plane, "toy", None), _request(sample_inputs(1))).result().model_version == 2
+    assert plane.data.infer(at(plane, "toy", 1), _request(sample_inputs(1))).result().model_version == 1  # named: as named
+    plane.repository.unload("toy", 2)
+    versions = [plane.data.infer(at(plane, "toy", None), _request(sample_inputs(1))).result().model_version for _ in range(5)]
     assert versions == [1] * 5
-    canary = plane.status("toy").rollout.canary
+    canary = plane.data.status("toy").rollout.canary
     assert (canary.requests, canary.fallbacks) == (6, 5)
 
 
 def test_shadow_work_past_the_queue_bound_is_dropped_and_counted(make_plane):
     plane = make_plane(shadow_max_pending=0)
-    plane.set_traffic("toy", {"shadow": {"version": 2, "percent": 100}})
+    plane.repository.set_traffic("toy", {"shadow": {"version": 2, "percent": 100}})
     x = sample_inputs(3)
     for _ in range(4):
-        result = plane.infer("toy", None, _request(x)).result()
+        result = plane.data.infer(at(plane, "toy", None), _request(x)).result()
         assert result.model_version == 1
-    shadow = plane.status("toy").rollout.shadow
+    shadow = plane.data.status("toy").rollout.shadow
     assert (shadow.runs, shadow.dropped, shadow.rows_compared) == (0, 4, 0)
 
 
 def test_shadow_agreement_equals_the_offline_comparison(make_plane, built):
     plane = make_plane()
-    plane.set_traffic("toy", {"shadow": {"version": 2, "percent": 100}})
+    plane.repository.set_traffic("toy", {"shadow": {"version": 2, "percent": 100}})
     x = sample_inputs(80, seed=5)
     x = x[clear_cut(*(reference(built[v][1], x)["combined"] for v in (1, 2)))[:40]]
-    pending = [plane.infer("toy", None, _request(x[start:start + 4])) for start in range(0, 40, 4)]
+    pending = [plane.data.infer(at(plane, "toy", None), _request(x[start:start + 4])) for start in range(0, 40, 4)]
     assert [p.result().model_version for p in pending] == [1] * 10  # queued together: shadows stack up
     deadline = time.monotonic() + 30
-    while plane.status("toy").rollout.shadow.rows_compared < 40 and time.monotonic() < deadline:
+    while plane.data.status("toy").rollout.shadow.rows_compared < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
-    shadow = plane.status("toy").rollout.shadow
+    shadow = plane.data.status("toy").rollout.shadow
     offline = reference(built[1][1], x)["combined"].argmax(1) == reference(built[2][1], x)["combined"].argmax(1)
     assert (shadow.rows_compared, shadow.rows_agreed, shadow.errors) == (40, int(offline.sum()), 0)
-    kept = plane.disagreements("toy")
+    kept = plane.repository.disagreements("toy")
     assert len(kept) == min(32, 40 - int(offline.sum())) and kept[0].id > kept[-1].id
     assert all(d.top != d.shadow_top and d.input.png for d in kept)
-    plane.set_traffic("toy", {"shadow": {"version": 2, "percent": 50}})  # a new policy starts afresh
-    assert plane.status("toy").rollout.shadow.rows_compared == 0 and plane.disagreements("toy") == []
+    plane.repository.set_traffic("toy", {"shadow": {"version": 2, "percent": 50}})  # a new policy starts afresh
+    assert plane.data.status("toy").rollout.shadow.rows_compared == 0 and plane.repository.disagreements("toy") == []
 
 
 # --- the CLI on a store folder ---------------------------------------------------------------------

@@ -21,7 +21,14 @@ import pytest
 import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from builders import clear_cut, install, pack_models, pack_raising, reference, sample_inputs
+from builders import (
+    clear_cut,
+    install,
+    pack_models,
+    pack_raising,
+    reference,
+    sample_inputs,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from serving import start_server
 from typer.testing import CliRunner

@@ -10,7 +10,13 @@ import shutil
 
 import pytest
 
-from yyai_kernel.errors import ConflictError, ModelNotFoundError, StoreWriteError, UnsafeModelError, YyaiError
+from yyai_kernel.errors import (
+    ConflictError,
+    ModelNotFoundError,
+    StoreWriteError,
+    UnsafeModelError,
+    YyaiError,
+)
 from yyai_kernel.store import store as store_mod
 from yyai_kernel.store.store import STATE_FILE, ModelStore
 

@@ -12,7 +12,14 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from yyai_kernel.archive.manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, SUFFIX, Manifest, _check_name
+from yyai_kernel.archive.manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SUFFIX,
+    Manifest,
+    _check_name,
+)
 from yyai_kernel.archive.reader import fsync_dir, open_archive, sha256_file
 from yyai_kernel.archive.verify import check_model_fits
 from yyai_kernel.errors import (

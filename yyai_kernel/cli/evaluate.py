@@ -23,7 +23,13 @@ from typing import List
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
@@ -93,7 +99,7 @@ def _parse_models(models: list[str]) -> tuple[str, list[int | None]]:
 
 @contextlib.contextmanager
 def _backend(name: str, versions: list[int | None], server, token, store, verbose):
-    """The HTTP client of a running server, or a data plane over a store with the versions loaded."""
+    """The HTTP client of a running server, or the in-process backend over a store with the versions loaded."""
     if server:
         from yyai_kernel.client import YyaiClient
 
@@ -101,17 +107,17 @@ def _backend(name: str, versions: list[int | None], server, token, store, verbos
             yield client
         return
     quiet_tensorflow(verbose)
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
-    dataplane = DataPlane(Registry(ModelStore(store or Path(DEFAULT_STORE))))
+    backend = LocalBackend.over(Registry(ModelStore(store or Path(DEFAULT_STORE))))
     try:
         for version in versions:
-            dataplane.load(name, version)
-        yield dataplane
+            backend.load(name, version)
+        yield backend
     finally:
-        dataplane.close()
+        backend.close()
 
 
 def _dataset(backend, name: str, versions: list[int | None], data: str):

@@ -64,16 +64,16 @@ def _predict(name, version, images: list[Path], server, token, store, verbose):
         with YyaiClient(server, token) as client:
             return client.predict_image_files(name, images, version)
     quiet_tensorflow(verbose)
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
-    registry = Registry(ModelStore(store or Path(DEFAULT_STORE)))
+    backend = LocalBackend.over(Registry(ModelStore(store or Path(DEFAULT_STORE))))
     try:
-        registry.load(name, version)
-        return DataPlane(registry).predict_images(name, [p.read_bytes() for p in images], version)
+        backend.load(name, version)
+        return backend.predict_images(name, [p.read_bytes() for p in images], version)
     finally:
-        registry.close()
+        backend.close()
 
 
 def _values(row: dict) -> str:

@@ -2,7 +2,7 @@
 
 Each version's models are packed with :func:`~yyai_kernel.archive.packmodel.pack_model` into a
 private temporary folder, which a :class:`~yyai_kernel.registry.registry.Registry` serves through an
-in-process :class:`~yyai_kernel.plane.dataplane.DataPlane`; every version is loaded, so that
+in-process :class:`~yyai_kernel.plane.local.LocalBackend`; every version is loaded, so that
 "Compare with" works at once. The dashboard is then exactly the one ``yyai serve`` shows,
 over the same data plane: the same checks (safe_mode load, input and output shapes), the
 same preprocessing, the same explanations. Closing the dashboard (or dropping it) closes
@@ -38,7 +38,7 @@ def for_models(versions: Mapping, *, input: dict, dashboard_class, labels=None, 
                refresh_interval: float | None = 2.0, **options):
     """A dashboard over ``{"v1": model_or_models, "v2": ...}`` (see ``Dashboard.for_models``)."""
     from yyai_kernel.archive.packmodel import pack_model
-    from yyai_kernel.plane.dataplane import DataPlane
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.quiet import quiet_tensorflow
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
@@ -55,13 +55,14 @@ def for_models(versions: Mapping, *, input: dict, dashboard_class, labels=None, 
         registry = Registry(ModelStore(folder))
         for version in sorted(numbers):
             registry.load(name, version)
-        board = dashboard_class(DataPlane(registry), refresh_interval=refresh_interval,
+        backend = LocalBackend.over(registry)
+        board = dashboard_class(backend, refresh_interval=refresh_interval,
                                                location="models from this notebook (in-process, no server)")
     except BaseException:
         if registry is not None:
             registry.close()
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    board.on_close(registry.close)
+    board.on_close(backend.close)
     board.on_close(weakref.finalize(board, shutil.rmtree, folder, True))  # also when the board is dropped
     return board

@@ -2,7 +2,7 @@
 
 :class:`Dashboard` holds what every tab shares and nothing a single tab owns:
 
-* the backend (``yyai_kernel.plane.backend.Backend``: a DataPlane in-process, or the HTTP
+* the backend (``yyai_kernel.plane.backend.Backend``: a LocalBackend in-process, or the HTTP
   ``YyaiClient`` when ``yyai serve`` shows the page) and the last ``ServerStatus``;
 * a daemon thread that refreshes that status every ``refresh_interval`` seconds and hands
   it to every tab (``Tab.update``); it pauses itself when nobody uses the page;
@@ -96,7 +96,7 @@ class ViewCount:
 
 
 class Dashboard:
-    """The yyai dashboard over a backend: a :class:`Registry`, a DataPlane or a :class:`YyaiClient`.
+    """The yyai dashboard over a backend: a :class:`Registry`, a LocalBackend or a :class:`YyaiClient`.
 
     ``refresh_interval`` (seconds) starts a daemon thread that refreshes every tab; None
     starts none (call :meth:`refresh` yourself). The thread pauses itself after
@@ -373,14 +373,14 @@ def as_backend(backend):
     """The backend contract (``yyai_kernel.plane.backend.Backend``) of what the caller handed in.
 
     A :class:`Registry` is wrapped in the data plane that serves it; anything else (a
-    DataPlane, a YyaiClient) is used as it is. The check never imports the registry:
+    LocalBackend, a YyaiClient) is used as it is. The check never imports the registry:
     when nothing imported it, the backend cannot be one.
     """
     registry_module = sys.modules.get("yyai_kernel.registry.registry")
     if registry_module is not None and isinstance(backend, registry_module.Registry):
-        from yyai_kernel.plane.dataplane import DataPlane
+        from yyai_kernel.plane.local import LocalBackend
 
-        return DataPlane(backend)
+        return LocalBackend.over(backend)
     return backend
 
 

@@ -41,7 +41,12 @@ from pathlib import Path
 from typing import Callable
 
 from yyai_kernel import errors
-from yyai_kernel.errors import JobNotFinishedError, JobNotFoundError, TooManyJobsError, YyaiError
+from yyai_kernel.errors import (
+    JobNotFinishedError,
+    JobNotFoundError,
+    TooManyJobsError,
+    YyaiError,
+)
 from yyai_kernel.evaluation.results import Evaluation
 from yyai_kernel.evaluation.run import DEFAULT_BATCH_SIZE, evaluate
 from yyai_kernel.evaluation.sets import LabelledSet, set_from_zip

@@ -31,7 +31,13 @@ import numpy as np
 
 from yyai_kernel.errors import ImageError, InvalidInputError
 from yyai_kernel.evaluation.metrics import classification_scores, regression_scores
-from yyai_kernel.evaluation.results import Disagreement, Evaluation, ItemResult, VersionPair, VersionResult
+from yyai_kernel.evaluation.results import (
+    Disagreement,
+    Evaluation,
+    ItemResult,
+    VersionPair,
+    VersionResult,
+)
 from yyai_kernel.evaluation.sets import (
     CLASSIFICATION,
     REGRESSION,

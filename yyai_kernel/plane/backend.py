@@ -1,10 +1,11 @@
 """The backend contract: what the dashboard (and any other client of yyai) calls.
 
 Two classes implement it with the same methods and the same result types:
-:class:`~yyai_kernel.plane.dataplane.DataPlane` in-process (a plain Jupyter notebook, over a
-Registry) and :class:`~yyai_kernel.client.YyaiClient` over HTTP (the page that
-``yyai serve`` shows, or a notebook attached to a running server). A test calls both on
-the same store and checks that they agree.
+:class:`~yyai_kernel.plane.local.LocalBackend` in-process (a plain Jupyter notebook, the CLI on a store folder: the
+data plane, model repository and evaluations of a Registry) and
+:class:`~yyai_kernel.client.YyaiClient` over HTTP (the page that ``yyai serve`` shows, or a
+notebook attached to a running server). A test calls both on the same store and checks
+that they agree.
 
 This module holds only the Protocol: importing it imports no TensorFlow and no HTTP.
 """
@@ -91,3 +92,4 @@ class Backend(Protocol):
                          *, bundled: str | None = None, set_version: int | None = None) -> EvaluationJob: ...
 
     def evaluation(self, job_id: str) -> EvaluationJob: ...
+

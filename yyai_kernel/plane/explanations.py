@@ -15,8 +15,9 @@ from concurrent.futures import Future
 import numpy as np
 
 from yyai_kernel.errors import PayloadTooLargeError, TooManyRequestsError
+from yyai_kernel.registry.protocol import Target
 from yyai_kernel.runtime.images import heatmap_overlay, model_view, preprocess
-from yyai_kernel.types import Explanation, Prediction, VersionDescription
+from yyai_kernel.types import Explanation, Prediction
 
 
 class Explainer:
@@ -28,11 +29,11 @@ class Explainer:
     """
 
     def __init__(self, registry, config):
-        self.registry = registry  # anything with explain(name, batch, version) -> (Prediction, maps)
+        self.registry = registry  # anything with explain(target, batch) -> (Prediction, maps)
         self.config = config
         self._running = threading.BoundedSemaphore(config.max_concurrent_explains)
 
-    def submit(self, method: str, described: VersionDescription, images: list[bytes],
+    def submit(self, method: str, target: Target, images: list[bytes],
                filenames: list[str | None] | None) -> Future:
         """A Future that is already done, like ``DataPlane.submit_images`` without batching."""
         limit = self.config.max_explain_images
@@ -45,10 +46,11 @@ class Explainer:
                                          "already; retry in a moment.")
             error.retry_after = 1
             raise error
+        described = target.description
         try:
             pixels = self.config.max_image_pixels
             batch = np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
-            prediction, maps = self.registry.explain(described.name, batch, described.version)
+            prediction, maps = self.registry.explain(target, batch)
             rows = explanation_rows(method, maps, images, described.input, described.output, max_pixels=pixels)
         finally:
             self._running.release()

@@ -15,7 +15,11 @@ import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable
 
-from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from python_multipart.multipart import (
+    MultipartParser,
+    MultipartState,
+    parse_options_header,
+)
 
 from yyai_kernel.errors import InvalidInputError
 

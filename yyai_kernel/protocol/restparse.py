@@ -16,7 +16,12 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from yyai_kernel.errors import ImageError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
+from yyai_kernel.errors import (
+    ImageError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.protocol.multipart import read_files
 from yyai_kernel.types import parse_version
@@ -25,7 +30,6 @@ AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
 MULTIPART = "multipart/form-data"
 TRUE_WORDS = ("1", "true", "yes")
-INLINE_BODY_BYTES = 16 * 1024  # a v2 body up to this size is parsed on the event loop: two thread hops cost more
 
 
 def media_type(content_type: str | None) -> str:

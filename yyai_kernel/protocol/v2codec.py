@@ -158,6 +158,19 @@ class RepositoryEntry:
 
 # --- health ---------------------------------------------------------------------------
 
+INLINE_BODY_BYTES = 16 * 1024  # a v2 request up to this size is decoded on the event loop
+
+
+def decode_inline(batching: bool, size: int, encoded: bool = False) -> bool:
+    """Whether a v2 request is decoded, queued and answered on the event loop (REST and gRPC).
+
+    A small request for a batching version costs less there than two thread hops would;
+    a large one, a compressed one or one for a version that runs unbatched (its call
+    blocks) goes to a thread pool.
+    """
+    return batching and size <= INLINE_BODY_BYTES and not encoded
+
+
 LIVE = {"live": True}
 """The body of ``GET /v2/health/live`` (KServe's REST client reads it; Triton's clients read only the status)."""
 READY = {"ready": True}

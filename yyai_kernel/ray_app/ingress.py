@@ -1,8 +1,9 @@
 """The Ray Serve ingress deployment: yyai's REST API over the same DataPlane, on a Ray cluster.
 
 What: ``YyaiIngress`` replicas take HTTP from Ray Serve's proxy and answer it with the ASGI
-app of ``http.py`` over an unchanged :class:`~yyai_kernel.plane.dataplane.DataPlane`, whose
-registry is a :class:`~yyai_kernel.ray_app.registry.RayRegistry`: versions, defaults and
+app of the endpoint table (``yyai_kernel/api/asgi.py``, less what ``http.py`` keeps off Ray)
+over unchanged planes (:class:`~yyai_kernel.plane.planes.Planes`), whose registry is a
+:class:`~yyai_kernel.ray_app.registry.RayRegistry`: versions, defaults and
 pins come from the shared store, predictions go to the model deployment (``YyaiModels``)
 by model id. The ingress imports no TensorFlow and loads no model.
 
@@ -28,10 +29,12 @@ import time
 
 from ray import serve
 
+from yyai_kernel.api.asgi import make_app
+from yyai_kernel.api.context import Api
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import YyaiError
-from yyai_kernel.plane.dataplane import DataPlane
-from yyai_kernel.ray_app.http import RestApi, make_app
+from yyai_kernel.plane.planes import Planes
+from yyai_kernel.ray_app.http import ray_endpoints
 from yyai_kernel.ray_app.loopback import keep_replica_grpc_on_loopback
 from yyai_kernel.ray_app.registry import RayRegistry, StateChange
 
@@ -56,12 +59,13 @@ class Ingress:
         self._peers = (context.deployment, context.app_name)
         config = ServingConfig(**(serving or {}))
         self.registry = RayRegistry(store, models, config, asyncio.get_running_loop(), announce=self._announce)
-        self.plane = DataPlane(self.registry, config)
-        self._api = RestApi(self.plane, token, tempfile.mkdtemp(prefix="yyai-ingress-"))
+        self.planes = Planes.over(self.registry, config)
+        self._token = token
+        self._api = Api(self.planes, ray_endpoints(), tempfile.mkdtemp(prefix="yyai-ingress-"))
         threading.Thread(target=self._warm_defaults, name="yyai-warm", daemon=True).start()
 
     def __serve_build_asgi_app__(self):
-        return make_app(self._api)
+        return make_app(self._api, self._token)
 
     def apply(self, change: StateChange) -> int:
         """Apply a change another replica announced (``handle.broadcast("apply", change)``)."""
@@ -71,7 +75,7 @@ class Ingress:
         """What this replica serves: ``{"ready", "defaults", "pins", "unloaded"}`` (ready: its
         start-up load finished; defaults: the version that answers when none is named)."""
         store = self.registry.store
-        return {"ready": self.plane.ready, "defaults": {name: store.default_version(name) for name in store.names()},
+        return {"ready": self.planes.data.ready, "defaults": {name: store.default_version(name) for name in store.names()},
                 "pins": store.pins(), "unloaded": sorted(self.registry.unloaded())}
 
     def _announce(self, change: StateChange) -> int:
@@ -91,7 +95,7 @@ class Ingress:
                 log.error("Could not load %s: %s", name, error.message)
             except Exception:  # noqa: BLE001 - start-up must end ready, as yyai serve's does
                 log.exception("Loading %s failed", name)
-        self.plane.mark_ready()
+        self.planes.data.mark_ready()
         log.info("yyai ingress ready: %d model(s)", len(self.registry.names()))
 
     def __del__(self):

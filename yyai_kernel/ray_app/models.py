@@ -44,7 +44,11 @@ from ray import serve
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.errors import InvalidInputError, StaleModelIdError, YyaiError
 from yyai_kernel.ray_app.loopback import keep_replica_grpc_on_loopback
-from yyai_kernel.runtime.runtime import ArchiveRuntime, RuntimeOutput, warmup_batch_sizes
+from yyai_kernel.runtime.runtime import (
+    ArchiveRuntime,
+    RuntimeOutput,
+    warmup_batch_sizes,
+)
 from yyai_kernel.store.store import ArchiveRecord, ModelStore
 from yyai_kernel.types import check_name, parse_version
 

@@ -21,8 +21,9 @@ How every ingress replica sees the same state:
 - A reload needs no call to the model replicas to drop anything: new content is a new id,
   and the old runtime ages out by LRU. It warms the new ids so that no request waits.
 
-Locking: ``_lock`` serializes this replica's store writes and scans; requests read the
-store's current maps without it (a scan swaps them whole). Blocking calls (management,
+Locking: ``_lock`` serializes this replica's store writes and scans, after each of which the
+models' views are rebuilt (``registry.protocol.views_of``); requests resolve in the current
+view without a lock (a rebuild swaps them whole), once per request. Blocking calls (management,
 status) run on the ingress's worker threads; :meth:`submit` never blocks: it schedules the
 call on the ingress's event loop and returns a ``concurrent.futures.Future``.
 """
@@ -54,13 +55,14 @@ from yyai_kernel.errors import (
 from yyai_kernel.ray_app.models import ModelId
 from yyai_kernel.ray_app.replicas import ReplicaSnapshot, ReplicaView
 from yyai_kernel.registry.defaults import default_reason
-from yyai_kernel.registry.protocol import resolve_version, unknown_name
+from yyai_kernel.registry.protocol import Target, ref_of, unknown_name, views_of
 from yyai_kernel.registry.versions import VersionSlot, VersionStats
 from yyai_kernel.store.store import ArchiveRecord, ModelStore
 from yyai_kernel.store.watch import StoreWatcher
 from yyai_kernel.types import (
     InstallResult,
     ModelError,
+    ModelRef,
     ModelRemoved,
     ModelStatus,
     ModelSummary,
@@ -68,7 +70,6 @@ from yyai_kernel.types import (
     ServerStatus,
     StoreProblemInfo,
     TrafficPolicy,
-    VersionDescription,
     VersionState,
     VersionStatus,
 )
@@ -111,6 +112,7 @@ class RayRegistry:
         self._lock = threading.RLock()
         self._unloaded: frozenset[Key] = frozenset()
         self._stats: dict[Key, VersionStats] = {}
+        self._views = views_of(self.store, self.store.default_version)
         self._watcher = StoreWatcher(self.store.root, watch_interval, self.rescan)
         self._watcher.start()
 
@@ -123,6 +125,7 @@ class RayRegistry:
         """Re-read the store folder and its state file (the watcher calls this on a change)."""
         with self._lock:
             self.store.scan()
+            self._views = views_of(self.store, self.store.default_version)
 
     def apply(self, change: StateChange) -> int:
         """Apply a change that some ingress replica announced; returns 1 (this replica)."""
@@ -156,16 +159,18 @@ class RayRegistry:
         except ModelNotFoundError:
             return []
 
+    def resolve(self, ref: ModelRef) -> Target:
+        """The version a request means, in the model's current view (see ``registry/protocol.py``)."""
+        view = self._views.get(ref.name)
+        if view is None:
+            raise ModelNotFoundError(unknown_name(ref.name, self.names()))
+        return view.resolve(ref)
+
     def resolve_version(self, name: str, version=None) -> int:
-        versions = self._versions(name)
-        default = self.store.default_version(name) if versions else None
-        return resolve_version(name, version, versions, default, self.names, lambda label: self.store.label(name, label))
+        return self.resolve(ref_of(name, version)).version
 
     def record(self, name: str, version=None) -> ArchiveRecord:
-        return self.store.record(name, self.resolve_version(name, version))
-
-    def describe(self, name: str, version=None) -> VersionDescription:
-        return self.record(name, version).describe()
+        return self.resolve(ref_of(name, version)).record
 
     def list(self) -> list[ModelSummary]:
         loaded = self.replicas.snapshot().loaded()
@@ -211,35 +216,32 @@ class RayRegistry:
 
     # --- predicting ------------------------------------------------------------------------------
 
-    def batches(self, name: str, version=None) -> bool:
+    def batches(self, target: Target) -> bool:
         """Always: the model replicas batch, and :meth:`submit` never blocks."""
-        self.resolve_version(name, version)
         return True
 
-    def submit(self, name: str, inputs, version=None, *, finite: bool = False) -> Future:
+    def submit(self, target: Target, inputs, *, finite: bool = False) -> Future:
         """Send ``inputs`` to the model deployment with the version's model id; a Future of its Prediction.
         (``finite`` is the in-process registry's hint; the model replica checks its inputs itself.)"""
-        version = self.resolve_version(name, version)
-        if (name, version) in self._unloaded:
-            raise VersionSlot(version, VersionState.UNLOADED).not_ready(name)
-        record = self.store.record(name, version)
-        return asyncio.run_coroutine_threadsafe(self._call(record, inputs), self._loop)
+        if (target.name, target.version) in self._unloaded:
+            raise VersionSlot(target.version, VersionState.UNLOADED).not_ready(target.name)
+        return asyncio.run_coroutine_threadsafe(self._call(target.record, inputs), self._loop)
 
-    def explain(self, name: str, inputs, version=None):
+    def explain(self, target: Target, inputs):
         """Grad-CAM needs the runtime in this process; on Ray the runtimes live on the model replicas."""
         raise NotSupportedError("Explanations (?explain=gradcam) are served by `yyai serve`, not on Ray: the "
                                 "models run on the model replicas, and the ingress holds no runtime.")
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """:meth:`submit`, waited for: from a worker thread only."""
-        return self.submit(name, inputs, version).result()
+        return self.submit(self.resolve(ModelRef.parse(name, version)), inputs).result()
 
     async def _call(self, record: ArchiveRecord, inputs) -> Prediction:
         stats, started = self._stats_of(record.name, record.version), time.perf_counter()
         try:
             try:
                 output = await self._remote(record, inputs)
-            except StaleModelIdError:  # the file changed after we resolved it: resolve once more
+            except StaleModelIdError:  # the file changed after we resolved it: read the store again
                 await asyncio.to_thread(self.rescan)
                 record = self.store.record(record.name, record.version)
                 output = await self._remote(record, inputs)
@@ -330,6 +332,7 @@ class RayRegistry:
             return status
         with self._lock:
             self.store.remove(name, version)
+            self._views = views_of(self.store, self.store.default_version)
         self._share(StateChange(served=((name, version),)))  # a later upload of it serves
         if not self._versions(name):
             return ModelRemoved(name)
@@ -340,10 +343,6 @@ class RayRegistry:
         return self.status(name)
 
     # --- labels and traffic policies: in the shared store's state file, like the pins ----------
-
-    def traffic(self, name: str) -> TrafficPolicy | None:
-        with self._lock:
-            return self.store.traffic(name)
 
     def set_label(self, name: str, label: str, version) -> ModelStatus:
         """Load the version on the model replicas, then point the label at it (persisted)."""
@@ -371,6 +370,7 @@ class RayRegistry:
         versions serve now, and return the model's status."""
         with self._lock:
             write()
+            self._views = views_of(self.store, self.store.default_version)
         self._share(StateChange(served=tuple((name, v) for v in served)))
         return self.status(name)
 
@@ -384,6 +384,7 @@ class RayRegistry:
             raise replica_error(error, None, loading=False) from None
         with self._lock:
             record = self.store.add(path, trusted=self.config.is_trusted(name), verify=False)
+            self._views = views_of(self.store, self.store.default_version)
         self.warm(record)
         self._share(StateChange(served=((record.name, record.version),)))
         status = self.status(record.name)

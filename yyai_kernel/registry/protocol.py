@@ -1,20 +1,29 @@
-"""The seam under the data plane: what :class:`~yyai_kernel.plane.dataplane.DataPlane` needs from a registry.
+"""The seam under the data plane: what it needs from a registry, and what a resolved request carries.
 
-Two classes implement it. :class:`~yyai_kernel.registry.registry.Registry` holds the runtimes in this
-process (``yyai serve``, a notebook). ``RayRegistry`` (``yyai_kernel/ray_app/registry.py``)
-holds none: it reads the shared store's state and submits each request to the Ray model
-deployment by model id. DataPlane is written against this Protocol only, so it runs
-unchanged in both, and every rule (names, versions, errors, v2 encoding) stays in one place.
+Two classes implement :class:`ModelRegistry`. :class:`~yyai_kernel.registry.registry.Registry`
+holds the runtimes in this process (``yyai serve``, a notebook). ``RayRegistry``
+(``yyai_kernel/ray_app/registry.py``) holds none: it reads the shared store's state and
+submits each request to the Ray model deployment by model id. The data plane is written
+against this Protocol only, so it runs unchanged in both.
 
-Only the Protocol and one shared rule (:func:`resolve_version`) live here: importing this
-module imports no TensorFlow, no Ray and no HTTP framework.
+Resolution happens once per request. A registry keeps one :class:`ModelView` per model: an
+immutable picture of its versions in the store, its default, its labels and its traffic
+policy, replaced whole whenever any of them changes. :meth:`ModelRegistry.resolve` reads
+the model's view (one dictionary read, no lock that a disk write can hold) and turns the
+request's :class:`~yyai_kernel.types.ModelRef` into a :class:`Target`: one version, with its
+archive record and description. Everything below takes the Target and never resolves again;
+a canary or a shadow version is picked from the same view (:meth:`ModelView.target`).
+
+Importing this module imports no TensorFlow, no Ray and no HTTP framework.
 """
 
 from __future__ import annotations
 
+import difflib
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, runtime_checkable
+from typing import Callable, Iterable, Mapping, Protocol, runtime_checkable
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
@@ -22,6 +31,7 @@ from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
     InstallResult,
     ModelError,
+    ModelRef,
     ModelRemoved,
     ModelStatus,
     ModelSummary,
@@ -29,16 +39,86 @@ from yyai_kernel.types import (
     ServerStatus,
     TrafficPolicy,
     VersionDescription,
-    parse_version_ref,
 )
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """One model as requests see it at one moment: its archives, default, labels and policy.
+
+    ``records`` holds every version a request may name: those in the store, and those that
+    still serve although their archive became unreadable (their runtime answers until a
+    reload succeeds). ``stored`` is the versions in the store.
+    """
+
+    name: str
+    records: Mapping[int, ArchiveRecord]
+    default: int | None
+    labels: Mapping[str, int]
+    policy: TrafficPolicy | None
+    stored: frozenset[int] = frozenset()
+
+    def resolve(self, ref: ModelRef) -> Target:
+        """The version ``ref`` means: the number it names, the version its label names, or the default.
+
+        ModelNotFoundError (404) for a version or label the model lacks, naming what it has;
+        ModelNotReadyError (503) when the model has no default.
+        """
+        if ref.label is not None:
+            version = self.labels.get(ref.label)
+            if version is None:
+                known = f"its labels are {', '.join(sorted(self.labels))}" if self.labels else "it has no labels"
+                raise ModelNotFoundError(f"Model {self.name!r} has no label {ref.label!r}; {known}.")
+            if version not in self.records:
+                raise ModelNotFoundError(f"Model {self.name!r} has label {ref.label!r} pointing at version "
+                                         f"{version}, which it lacks; it has {sorted(self.records)}.")
+            return Target(self, version, named=True)
+        if ref.version is not None:
+            return self.target(ref.version)
+        if self.default is None:
+            raise ModelNotReadyError(f"Model {self.name!r} has no version in the store.")
+        return Target(self, self.default, named=False)
+
+    def target(self, version: int) -> Target:
+        """A version of this model, named as such (404 when the store lacks it)."""
+        if version not in self.records:
+            raise ModelNotFoundError(f"Model {self.name!r} has no version {version}; it has {sorted(self.records)}.")
+        return Target(self, version, named=True)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved request: one version of one model, and the view it was resolved in.
+
+    ``named`` is False when the request named no version: the default was chosen, and
+    the model's traffic policy (``model.policy``) may place the request elsewhere.
+    """
+
+    model: ModelView
+    version: int
+    named: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def record(self) -> ArchiveRecord:
+        return self.model.records[self.version]
+
+    @property
+    def description(self) -> VersionDescription:
+        return self.record.description
 
 
 @runtime_checkable
 class ModelRegistry(Protocol):
     """Reading, resolving, submitting and managing the models of one store.
 
-    ``submit`` returns a Future of a :class:`Prediction` without waiting for the model;
-    everything else may block (on a disk, a lock or a cluster) and runs off event loops.
+    ``submit`` returns a Future of a :class:`Prediction` without waiting for the model, and
+    ``resolve`` never blocks; everything else may (on a disk, a lock or a cluster) and runs
+    off event loops. Management methods take a version as a number or a label, already
+    checked by the caller.
     """
 
     config: ServingConfig
@@ -50,37 +130,31 @@ class ModelRegistry(Protocol):
 
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
 
-    def resolve_version(self, name: str, version: int | str | None = None) -> int: ...
-
-    def record(self, name: str, version: int | None = None) -> ArchiveRecord: ...
-
-    def describe(self, name: str, version: int | None = None) -> VersionDescription: ...
+    def resolve(self, ref: ModelRef) -> Target: ...
 
     # predicting
-    def submit(self, name: str, inputs, version: int | None = None, *, finite: bool = False) -> Future: ...
+    def submit(self, target: Target, inputs, *, finite: bool = False) -> Future: ...
 
-    def predict(self, name: str, inputs, version: int | None = None) -> Prediction: ...
+    def explain(self, target: Target, inputs) -> tuple[Prediction, dict]: ...
 
-    def batches(self, name: str, version: int | None = None) -> bool: ...
+    def batches(self, target: Target) -> bool: ...
 
     # managing
-    def load(self, name: str, version: int | None = None) -> ModelStatus: ...
+    def load(self, name: str, version: int | str | None = None) -> ModelStatus: ...
 
-    def unload(self, name: str, version: int | None = None) -> ModelStatus: ...
+    def unload(self, name: str, version: int | str | None = None) -> ModelStatus: ...
 
     def reload(self, name: str | None = None, *, force: bool = True) -> ModelStatus | dict[str, ModelStatus | ModelError]: ...
 
-    def set_default(self, name: str, version: int) -> ModelStatus: ...
+    def set_default(self, name: str, version: int | str) -> ModelStatus: ...
 
     def follow_latest(self, name: str) -> ModelStatus: ...
 
-    def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
+    def remove(self, name: str, version: int | str, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
 
     def install(self, path: str | Path) -> InstallResult: ...
 
     # rollouts (persisted in the store's state file)
-    def traffic(self, name: str) -> TrafficPolicy | None: ...
-
     def set_label(self, name: str, label: str, version: int) -> ModelStatus: ...
 
     def delete_label(self, name: str, label: str) -> ModelStatus: ...
@@ -90,33 +164,27 @@ class ModelRegistry(Protocol):
     def clear_traffic(self, name: str) -> ModelStatus: ...
 
 
-def resolve_version(name: str, version, known: Iterable[int], default: int | None,
-                    names: Callable[[], list[str]], label: Callable[[str], int]) -> int:
-    """The version a request means: ``version`` checked against ``known``, the version a label
-    names (``label(text)``, the store's labels), or ``default``.
+def views_of(store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()) -> dict[str, ModelView]:
+    """Every model's view: its records in ``store`` (plus the ``serving`` records the store no
+    longer reads), ``default(name)``, and the store's labels and policy."""
+    records: dict[str, dict[int, ArchiveRecord]] = {}
+    for record in store.records():
+        records.setdefault(record.name, {})[record.version] = record
+    stored = {name: frozenset(versions) for name, versions in records.items()}
+    for record in serving:
+        records.setdefault(record.name, {}).setdefault(record.version, record)
+    return {name: ModelView(name, versions, default(name), store.labels(name), store.traffic(name),
+                            stored.get(name, frozenset()))
+            for name, versions in records.items()}
 
-    ModelNotFoundError (404) for an unknown name, version or label, naming the closest model
-    or the versions there are; ModelNotReadyError (503) when the model has no default.
-    """
-    version = parse_version_ref(version)
-    known = set(known)
-    if not known:
-        raise ModelNotFoundError(unknown_name(name, names()))
-    if version is None:
-        if default is None:
-            raise ModelNotReadyError(f"Model {name!r} has no version in the store.")
-        return default
-    named, version = (version, label(version)) if isinstance(version, str) else (None, version)
-    if version not in known:
-        lacks = f"label {named!r} points at version {version}, which it lacks" if named else f"no version {version}"
-        raise ModelNotFoundError(f"Model {name!r} has {lacks}; it has {sorted(known)}.")
-    return version
+
+def ref_of(name: str, version: int | str | None) -> ModelRef:
+    """A reference from a name and an already checked version or label (management calls)."""
+    return ModelRef(name, label=version) if isinstance(version, str) else ModelRef(name, version)
 
 
 def unknown_name(name: str, names: list[str]) -> str:
     """The 404 message for a model name nobody knows: the closest name, or the list."""
-    import difflib
-
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else (f" The models are: {', '.join(names)}." if names else
                                                           " The store holds no models yet.")

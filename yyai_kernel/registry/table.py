@@ -1,18 +1,16 @@
-"""ModelTable: the registry's state and its reads: name map, defaults, store, loading one version.
+"""ModelTable: what the registry knows about its models in memory, and the views requests read.
 
-The lower half of :class:`~yyai_kernel.registry.registry.Registry`. It keeps the name map (one
-:class:`~yyai_kernel.registry.versions.ModelVersions` per model, which owns that model's slots,
-loads and swaps), each model's default version, and the store, and it answers the reads
-(names, status, records, descriptions, which version a request means: a number, a
-label, or the default). Loading one version and reloading what serves are here too,
-since the reads' defaults follow them. What changes the models (predicting, managing,
-labels and traffic, following the store) is the Registry's.
+The table owns three things: the name map (one :class:`~yyai_kernel.registry.versions.ModelVersions`
+per model, which owns that model's slots, loads and swaps), each model's default version
+(:class:`~yyai_kernel.registry.defaults.DefaultVersions`), and one
+:class:`~yyai_kernel.registry.protocol.ModelView` per model, rebuilt from the store by
+:meth:`refresh` whenever the store or a default changes. The registry composes it with the
+store and does the I/O; the table never reads a file.
 
-Locking: ``_lock`` (re-entrant) guards the name map, the defaults and every store access;
-it is held only for bookkeeping, never across a model load. Each model's ``load_lock``
-serializes that model's loads (different models load in parallel). Predictions take no
-lock beyond reading a reference. The order is always ``load_lock`` then ``_lock``, never
-the reverse.
+Locking: ``_lock`` guards the name map, the defaults and the views. It is held only for
+memory work (never across a store write, a scan or a model load), so that a request never
+waits for a disk. Requests do not take it at all: :meth:`view` reads the current view of a
+model in one dictionary lookup, and views are immutable.
 """
 
 from __future__ import annotations
@@ -20,145 +18,109 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from yyai_kernel.config import ServingConfig, serving_config
 from yyai_kernel.errors import ModelNotFoundError
 from yyai_kernel.registry.defaults import DefaultVersions, default_reason
-from yyai_kernel.registry.protocol import resolve_version, unknown_name
-from yyai_kernel.registry.versions import LoadSettings, ModelVersions, StatsObserver
-from yyai_kernel.store.store import ArchiveRecord, ModelStore
-from yyai_kernel.types import ModelStatus, ModelSummary, ServerStatus, StoreProblemInfo, VersionDescription
+from yyai_kernel.registry.protocol import ModelView, unknown_name, views_of
+from yyai_kernel.registry.versions import ModelVersions, StatsObserver
+from yyai_kernel.store.store import ModelStore
+from yyai_kernel.types import ModelStatus, ModelSummary
 
 
 class ModelTable:
-    """Every model and version of a :class:`ModelStore`, as this process serves them (see the module docstring)."""
+    """The name map, the defaults and the views of one registry (see the module docstring)."""
 
-    def __init__(self, store: ModelStore, config: ServingConfig | None = None, *,
-                 observer: StatsObserver | None = None, **settings):
+    def __init__(self, store: ModelStore, observer: StatsObserver | None = None):
         self.store = store
-        self.config = serving_config(config, **settings)
         self.observer = observer  # told of every model call and batch (the server's metrics)
         self._models: dict[str, ModelVersions] = {}
         self._defaults = DefaultVersions()
+        self._views: dict[str, ModelView] = {}
         self._lock = threading.RLock()
-        with self._lock:
-            self.store.scan()
-            self._refresh_defaults()
+        self.refresh()
 
-    # --- reading ------------------------------------------------------------------------
+    # --- reading (no lock on the request path) ---------------------------------------------
+
+    def view(self, name: str) -> ModelView | None:
+        """The model's current view, or None when neither the store nor a runtime holds it."""
+        return self._views.get(name)
+
+    def versions(self, name: str) -> ModelVersions | None:
+        """The model's version slots, or None when nothing of it was ever loaded here."""
+        return self._models.get(name)
 
     def names(self) -> list[str]:
-        """Every model name the store holds or the registry has loaded."""
+        """Every model name the store holds or this process has loaded."""
         with self._lock:
-            return sorted(set(self.store.names()) | set(self._models))
+            return sorted(set(self._views) | set(self._models))
 
-    def list(self) -> list[ModelSummary]:
-        """A short line per model: versions in the store, the default, the loaded versions."""
+    def default(self, name: str) -> int | None:
+        return self._defaults.get(name)
+
+    def unknown(self, name: str) -> ModelNotFoundError:
+        return ModelNotFoundError(unknown_name(name, self.names()))
+
+    # --- changes (memory only) ------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Recompute every default from the store (see :class:`DefaultVersions`) and rebuild the views."""
         with self._lock:
-            return [ModelSummary(name, tuple(self._store_versions(name)), self._defaults.get(name),
-                                 tuple(self._models[name].loaded()) if name in self._models else ())
-                    for name in self.names()]
+            self._defaults.refresh(self.store, self._serves)
+            serving = [slot.record for model in self._models.values() for slot in model.slots.values()
+                       if slot.serving is not None and slot.record is not None]
+            self._views = views_of(self.store, self._defaults.get, serving)
 
-    def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
-        """Everything known about one model, or about all of them plus the store's problems."""
-        if name is not None:
-            return self._model_status(name)
+    def pinned(self, name: str, version: int) -> None:
+        """``version`` serves and was just pinned: it is the default from now on."""
         with self._lock:
-            problems = tuple(StoreProblemInfo(str(p.path), p.kind, p.error) for p in self.store.problems)
-            state_error = self.store.state_error
-        return ServerStatus({n: self._model_status(n) for n in self.names()}, problems, state_error)
+            self._defaults.set(name, version)
+        self.refresh()
 
-    def record(self, name: str, version: int | str | None = None) -> ArchiveRecord:
-        """The store's record (path, checksum, manifest) of a version (default: the default)."""
-        version = self.resolve_version(name, version)
-        with self._lock:
-            return self.store.record(name, version)
-
-    def describe(self, name: str, version: int | str | None = None) -> VersionDescription:
-        """What a version takes and gives: input spec, output spec, members."""
-        return self.record(name, version).describe()
-
-    def resolve_version(self, name: str, version: int | str | None = None) -> int:
-        """The version a request means: the given one (checked), the one a label names, or the default."""
-        with self._lock:
-            known = set(self._store_versions(name))
-            if name in self._models:
-                known |= set(self._models[name].slots)
-            return resolve_version(name, version, known, self._defaults.get(name), self.names,
-                                   lambda label: self.store.label(name, label))
-
-    def close(self) -> None:
-        """Stop every batcher: nothing serves afterwards."""
-        with self._lock:
-            models = list(self._models.values())
-        for model in models:
-            model.close()
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _model(self, name: str, *, create: bool = False) -> ModelVersions:
+    def ensure(self, name: str, *, create: bool = False) -> ModelVersions:
+        """The model's version slots; new ones for a model the store holds (or with ``create``)."""
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                if not create and name not in self.store.names():
-                    raise ModelNotFoundError(unknown_name(name, self.names()))
+                if not create and name not in self._views:
+                    raise self.unknown(name)
                 model = self._models[name] = ModelVersions(name, self.observer)
             return model
 
-    def _load_default(self, model: ModelVersions) -> None:
-        """Load the store's default of a model unless it serves already. Caller holds model.load_lock."""
+    def drop(self, name: str) -> bool:
+        """Forget a model that neither the store nor any slot holds any more; whether it went."""
         with self._lock:
-            self._refresh_defaults()
-            default = self.store.default_version(model.name) if model.name in self.store.names() else None
-        if default is not None and model.serving(default) is None:
-            self._load_version(model, default, force=False)
+            model = self._models.get(name)
+            if name in self._views or (model is not None and model.slots):
+                return False
+            self._models.pop(name, None)
+            return True
 
-    def _served_versions(self, name: str) -> list[int]:
-        """The default, then the versions the labels and the traffic policy name. Caller holds _lock."""
-        policy = self.store.traffic(name)
-        named = set(self.store.labels(name).values()) | set(policy.versions().values() if policy else ())
-        default = self._defaults.get(name)
-        return [default] + sorted(v for v in named & set(self._store_versions(name)) if v != default)
-
-    def _store_versions(self, name: str) -> list[int]:
-        return list(self.store.versions(name)) if name in self.store.names() else []
-
-    def _refresh_defaults(self) -> None:
-        """Recompute every default from the store (see :class:`DefaultVersions`). Caller holds _lock."""
-        self._defaults.refresh(self.store, self._serves)
+    def all(self) -> list[ModelVersions]:
+        with self._lock:
+            return list(self._models.values())
 
     def _serves(self, name: str, version: int | None) -> bool:
         model = self._models.get(name)
         return model is not None and version is not None and model.serving(version) is not None
 
-    def _reload_locked(self, model: ModelVersions, force: bool) -> ModelStatus:
-        """Reload what serves and load the (possibly new) default. Caller holds model.load_lock."""
-        with self._lock:
-            in_store = set(self._store_versions(model.name))
-            # the store's default, which may not serve yet (see DefaultVersions.refresh)
-            default = self.store.default_version(model.name) if in_store else self._defaults.get(model.name)
-            problems = {v: self.store.problem_of(model.slots[v].path) for v in model.loaded() if v not in in_store}
-        model.reconcile(in_store, default, problems, lambda v: self._load_version(model, v, force=force))
-        return self._model_status(model.name)
+    # --- statuses --------------------------------------------------------------------------------
 
-    def _load_version(self, model: ModelVersions, version: int, *, force: bool) -> None:
-        """Load one version off the serving path and swap it in. Caller holds model.load_lock."""
-        with self._lock:
-            record = self.store.record(model.name, version)
-        batch_size, delay_ms = self.config.batching_for(record.manifest.batching)
-        settings = LoadSettings(self.config.is_trusted(model.name), self.config.batching, batch_size, delay_ms)
-        if model.load(version, record.path, record.sha256, settings, force=force):
-            with self._lock:
-                self._refresh_defaults()  # a new default waiting for this load takes over now
+    def summaries(self) -> list[ModelSummary]:
+        """A short line per model: versions in the store, the default, the loaded versions."""
+        lines = []
+        for name in self.names():
+            view, model = self._views.get(name), self._models.get(name)
+            lines.append(ModelSummary(name, tuple(sorted(view.stored)) if view else (), self._defaults.get(name),
+                                      tuple(model.loaded()) if model else ()))
+        return lines
 
-    def _model_status(self, name: str) -> ModelStatus:
-        with self._lock:
-            model = self._models.get(name)
-            records = {v: self.store.record(name, v) for v in self._store_versions(name)}
-            if model is None and not records:
-                raise ModelNotFoundError(unknown_name(name, self.names()))
-            default, pin = self._defaults.get(name), self.store.pins().get(name)
-            labels, traffic = self.store.labels(name), self.store.traffic(name)
-        model = model or ModelVersions(name)
+    def status(self, name: str) -> ModelStatus:
+        """Everything known about one model: its versions, the default and why, labels and policy."""
+        view, model = self._views.get(name), self._models.get(name)
+        if view is None and (model is None or not model.slots):
+            raise self.unknown(name)
+        records = {v: r for v, r in view.records.items() if v in view.stored} if view else {}
+        default, pin = self._defaults.get(name), self.store.pins().get(name)
         reason = default_reason(name, default, pin if pin in records else None, max(records, default=None))
-        status = model.status({v: r.manifest for v, r in records.items()}, default, pin is not None, reason)
-        return replace(status, labels=labels, traffic=traffic)
+        status = (model or ModelVersions(name)).status({v: r.manifest for v, r in records.items()}, default,
+                                                       pin is not None, reason)
+        return replace(status, labels=dict(view.labels) if view else {}, traffic=view.policy if view else None)

@@ -26,10 +26,22 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotReadyError, YyaiError
+from yyai_kernel.errors import (
+    ArchiveError,
+    InvalidInputError,
+    ModelNotReadyError,
+    YyaiError,
+)
 from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
 from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
-from yyai_kernel.types import Latency, ModelStatus, Prediction, VersionState, VersionStatus
+from yyai_kernel.store.store import ArchiveRecord
+from yyai_kernel.types import (
+    Latency,
+    ModelStatus,
+    Prediction,
+    VersionState,
+    VersionStatus,
+)
 
 log = logging.getLogger("yyai.registry")
 
@@ -115,13 +127,20 @@ class VersionSlot:
     version: int
     state: VersionState = VersionState.AVAILABLE
     serving: Serving | None = None
-    sha256: str | None = None
-    path: Path | None = None
+    record: ArchiveRecord | None = None  # the archive its runtime was loaded from
     load_time_s: float | None = None
     warmup_time_s: float | None = None
     loaded_at: float | None = None
     last_error: str | None = None
     stats: VersionStats = field(default_factory=VersionStats)
+
+    @property
+    def sha256(self) -> str | None:
+        return self.record.sha256 if self.record is not None else None
+
+    @property
+    def path(self) -> Path | None:
+        return self.record.path if self.record is not None else None
 
     def reason(self) -> str:
         """Why the version is (not) serving, in the words of Triton's repository index."""
@@ -269,8 +288,9 @@ class ModelVersions:
 
     # --- changes (caller holds load_lock) ------------------------------------------------
 
-    def load(self, version: int, path: Path, sha256: str, settings: LoadSettings, *, force: bool) -> bool:
-        """Load one version off the serving path and swap it in; False when nothing changed."""
+    def load(self, record: ArchiveRecord, settings: LoadSettings, *, force: bool) -> bool:
+        """Load one version's archive off the serving path and swap it in; False when nothing changed."""
+        version, path, sha256 = record.version, record.path, record.sha256
         slot = self.slot(version)
         if slot.serving is not None and slot.sha256 == sha256 and not force:
             return False
@@ -295,7 +315,7 @@ class ModelVersions:
                                      max_delay_ms=settings.max_delay_ms, on_batch=slot.stats.record_batch,
                                      name=f"{self.name}-v{version}")
         old, slot.serving = slot.serving, Serving(runtime, batcher)  # the swap
-        slot.state, slot.sha256, slot.path, slot.last_error = VersionState.READY, sha256, path, None
+        slot.state, slot.record, slot.last_error = VersionState.READY, record, None
         slot.load_time_s, slot.warmup_time_s = runtime.load_time_s, runtime.warmup_time_s
         slot.loaded_at = time.time()
         self.last_error = None

@@ -28,9 +28,15 @@ from typing import Any, Callable
 import numpy as np
 
 from yyai_kernel.errors import YyaiError
+from yyai_kernel.registry.protocol import ModelView
 from yyai_kernel.rollout.compare import RowComparison, compare_outputs
 from yyai_kernel.runtime.images import thumbnail_png
-from yyai_kernel.types import Disagreement, InputReference, Prediction, VersionDescription
+from yyai_kernel.types import (
+    Disagreement,
+    InputReference,
+    Prediction,
+    VersionDescription,
+)
 
 log = logging.getLogger("yyai.traffic")
 
@@ -49,7 +55,7 @@ class ShadowRun:
     """One request's shadow: its input as the default saw it, the answer that was sent, and
     ``traffic`` (``compared(...)`` and ``failed(message)``) to report to."""
 
-    name: str
+    model: ModelView
     version: int
     described: VersionDescription
     x: np.ndarray
@@ -116,7 +122,7 @@ class ShadowRunner:
             self._queue.clear()
         groups: dict[tuple[str, int], list[ShadowRun]] = {}
         for run in runs:
-            groups.setdefault((run.name, run.version), []).append(run)
+            groups.setdefault((run.model.name, run.version), []).append(run)
         for group in groups.values():
             batch, rows = [], 0
             for run in group:
@@ -129,10 +135,10 @@ class ShadowRunner:
 
     def _start(self, runs: list[ShadowRun]) -> None:
         """The runs' inputs as the shadow's manifest says, stacked, submitted as one call."""
-        name, version = runs[0].name, runs[0].version
         try:
-            shadow = self.registry.describe(name, version)
-        except Exception as error:  # removed meanwhile
+            target = runs[0].model.target(runs[0].version)
+            shadow = target.description
+        except Exception as error:  # not in the store
             self._fail(runs, error)
             return
         ready, inputs = [], []
@@ -146,7 +152,7 @@ class ShadowRunner:
             return
         started = time.perf_counter()
         try:
-            pending = self.registry.submit(name, inputs[0] if len(inputs) == 1 else np.concatenate(inputs), version)
+            pending = self.registry.submit(target, inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
         except Exception as error:  # unloaded, refused the input: counted, nothing more
             self._fail(ready, error)
             return

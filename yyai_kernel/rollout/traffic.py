@@ -26,18 +26,19 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from yyai_kernel.errors import YyaiError
+from yyai_kernel.registry.protocol import Target
 from yyai_kernel.rollout.compare import RowComparison
 from yyai_kernel.rollout.shadow import ShadowRun, ShadowRunner
 from yyai_kernel.types import (
     CanaryStats,
     Disagreement,
     Latency,
+    ModelStatus,
     RolloutStats,
     ShadowStats,
     TrafficPolicy,
@@ -51,18 +52,15 @@ LATENCY_WINDOW = 2048
 
 @dataclass(frozen=True)
 class Plan:
-    """How to serve one request: ``version`` (as named, or chosen), the ``fallback`` when a
-    canary cannot take it, the shadow version, and the figures to count it in."""
+    """How to serve one request: its resolved ``target`` (as named, or the default), the
+    ``canary`` version that answers instead (the target answers when the canary cannot),
+    the ``shadow`` version, and the figures to count it in."""
 
-    version: int | str | None
+    target: Target
     started: float
-    fallback: int | None = None
+    canary: int | None = None
     shadow: int | None = None
     traffic: "ModelTraffic | None" = None
-
-    @property
-    def canary(self) -> bool:
-        return self.fallback is not None
 
 
 class ModelTraffic:
@@ -138,7 +136,6 @@ class TrafficRouter:
     """Places default requests by each model's policy and runs the shadows (see the module doc)."""
 
     def __init__(self, registry, *, max_pending: int = 64, keep: int = 32, seed: int | None = None):
-        self.registry = registry
         self.keep = keep
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -147,25 +144,23 @@ class TrafficRouter:
 
     # --- placing requests -------------------------------------------------------------------
 
-    def plan(self, name: str, version: int | str | None, key: str | None = None) -> Plan:
-        """Where a request goes. ``version`` is what it named (already parsed); ``key`` its sticky key."""
+    def plan(self, target: Target, key: str | None = None) -> Plan:
+        """Where a resolved request goes; ``key`` is its sticky key. A request that named its
+        version is served as named; one that did not follows the policy of the view it was
+        resolved in, with the default (``target``) as its fallback."""
         started = time.perf_counter()
-        if version is not None:
-            return Plan(version, started)
-        policy = self.registry.traffic(name)
+        policy = target.model.policy
+        if target.named:
+            return Plan(target, started)
         if policy is None:
-            self._forget(name)
-            return Plan(None, started)
-        try:
-            default = self.registry.resolve_version(name)
-        except YyaiError:  # the request itself will raise the same error
-            return Plan(None, started)
-        traffic = self._traffic(name, policy)
-        choice = policy.choose(name, default, key, self._rng)
+            self._forget(target.name)
+            return Plan(target, started)
+        traffic = self._traffic(target.name, policy)
+        choice = policy.choose(target.name, target.version, key, self._rng)
         traffic.count("default", *(("canary",) if choice.canary is not None else ()))
         if choice.canary is not None:
-            return Plan(choice.canary, started, fallback=default, traffic=traffic)
-        return Plan(default, started, shadow=choice.shadow, traffic=traffic)
+            return Plan(target, started, canary=choice.canary, traffic=traffic)
+        return Plan(target, started, shadow=choice.shadow, traffic=traffic)
 
     def fell_back(self, plan: Plan) -> None:
         """The canary could not take a request (not serving, or refused its input): the default answers."""
@@ -181,9 +176,13 @@ class TrafficRouter:
             return None
         return self._traffic(name, policy).stats()
 
-    def disagreements(self, name: str) -> list[Disagreement]:
-        policy = self.registry.traffic(name)
+    def disagreements(self, name: str, policy: TrafficPolicy | None) -> list[Disagreement]:
+        """The last disagreements of ``name`` under ``policy`` (none without one)."""
         return [] if policy is None else self._traffic(name, policy).disagreements()
+
+    def with_rollout(self, status: ModelStatus) -> ModelStatus:
+        """A model's status with its running rollout figures."""
+        return replace(status, rollout=self.stats(status.name, status.traffic))
 
     def _traffic(self, name: str, policy: TrafficPolicy) -> ModelTraffic:
         """The figures of ``name``, started afresh when its policy changed (here or in another process)."""
@@ -217,7 +216,7 @@ class TrafficRouter:
                 if done.cancelled() or done.exception() is not None:
                     return
                 real_ms = (time.perf_counter() - plan.started) * 1000
-                run = ShadowRun(described.name, plan.shadow, described, x, remake, files, done.result(), real_ms,
+                run = ShadowRun(plan.target.model, plan.shadow, described, x, remake, files, done.result(), real_ms,
                                 plan.traffic)
                 if self.runner.offer(run):
                     plan.traffic.count("runs")

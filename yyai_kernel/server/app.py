@@ -54,12 +54,13 @@ from traitlets import TraitError, Unicode, default, validate
 from traitlets.config import Config
 from voila.app import Voila
 
+from yyai_kernel.api.context import Api
 from yyai_kernel.config import MiB
 from yyai_kernel.quiet import quiet_tensorflow
 from yyai_kernel.server import __version__, pages
 from yyai_kernel.server.auth import YyaiIdentityProvider
 from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
-from yyai_kernel.server.rest.base import NotFoundHandler, ServerState
+from yyai_kernel.server.rest.handlers import rest_handlers
 from yyai_kernel.server.settings import (
     ALIASES,
     FLAGS,
@@ -70,7 +71,7 @@ from yyai_kernel.server.settings import (
 )
 from yyai_kernel.server.shutdown import GracefulStop
 from yyai_kernel.server.startup import TMP_PREFIX, announce_token, sweep_stale_temp_dirs
-from yyai_kernel.server.workers.workermode import WorkerMode, serve_on, worker_header
+from yyai_kernel.server.workers.workermode import WorkerRole, serve_on, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
@@ -135,13 +136,15 @@ def _ours_first(ours: dict, inherited: dict) -> dict:
     return {**ours, **{key: value for key, value in inherited.items() if key not in ours}}
 
 
-class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSettings):
-    """The yyai server: Voila's standalone app with the data plane and the REST handlers.
+class YyaiServer(Voila, ServerSettings):
+    """The yyai server: Voila's standalone app with the planes and the REST endpoints.
 
-    It is also the :class:`ServingConfig` it hands to the registry, the data plane and the
-    handlers (through :class:`~yyai_kernel.server.settings.ServerSettings`, which adds the
-    server's own settings), so settings are set as ``--max-body-bytes``, ``c.YyaiServer.x``
-    or ``c.ServingConfig.x``.
+    It is a Voila app (the dashboard) and the :class:`ServingConfig` it hands to the registry,
+    the planes and the endpoints (through :class:`~yyai_kernel.server.settings.ServerSettings`,
+    which adds the server's own settings), so settings are set as ``--max-body-bytes``,
+    ``c.YyaiServer.x`` or ``c.ServingConfig.x``. Its other parts are composed: the endpoints'
+    shared state (``rest_api``, an :class:`~yyai_kernel.api.context.Api`), the draining stop
+    (``stopper``) and, under ``--workers N``, its role as one worker (``worker``).
     """
 
     name = "yyai"
@@ -225,42 +228,40 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
         settings.setdefault("websocket_max_message_size", self.max_body_bytes + MiB)
         self.tornado_settings = settings
 
-    def build_state(self) -> ServerState:
-        """The store, the registry, the data plane and the shared handler state."""
-        from yyai_kernel.plane.dataplane import DataPlane
+    def build_api(self) -> Api:
+        """The store, the registry, the planes and the endpoints' shared state."""
+        from yyai_kernel.api.metrics import ServerMetrics
+        from yyai_kernel.api.table import all_endpoints
+        from yyai_kernel.plane.planes import Planes
         from yyai_kernel.registry.registry import Registry
-        from yyai_kernel.server.rest.metrics import ServerMetrics
         from yyai_kernel.store.store import ModelStore
 
         metrics = ServerMetrics()
-        worker = self.worker_spec.index if self.worker_spec else 0
+        role = self.worker
+        link = role.link if role else None
         # evaluation jobs keep their uploads and snapshots in the temporary folder, which every
-        # worker shares (see evaljobs): a job started on one is followed on any
-        shared_tmp = self.worker_spec.tmp_root if self.worker_spec else self.tmp_dir
-        dataplane = DataPlane(Registry(ModelStore(self.store_dir), config=self, observer=metrics),
-                              peers=self.worker_link, worker=worker, jobs_dir=os.path.join(shared_tmp, "evaluations"))
-        dataplane.registry.mark_loading()  # before listening: a request meanwhile hears "loading"
-        metrics.watch(dataplane)
-        if self.worker_link is not None:
-            self.worker_link.dataplane = dataplane
-        return ServerState(
-            dataplane=dataplane,
-            metrics=metrics,
-            worker=worker,
-            tmp_dir=self.tmp_dir,
-            predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
-            manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"),
-        )
+        # worker shares (see evaluation/jobs.py): a job started on one is followed on any
+        shared_tmp = role.spec.tmp_root if role else self.tmp_dir
+        registry = Registry(ModelStore(self.store_dir), config=self, observer=metrics)
+        planes = Planes.over(registry, self, peers=link, worker=role.spec.index if role else 0,
+                             jobs_dir=os.path.join(shared_tmp, "evaluations"))
+        registry.mark_loading()  # before listening: a request meanwhile hears "loading"
+        metrics.watch(planes.data)
+        if link is not None:
+            link.planes = planes
+        return Api(planes, all_endpoints(), self.tmp_dir, metrics=metrics, worker=role.spec.index if role else 0,
+                   predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
+                   manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"))
 
     def start(self):
         """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
         from yyai_kernel.server.workers.supervisor import WorkerSpec, worker_count
 
-        self.worker_spec = WorkerSpec.from_env()
-        self.worker_link = None
-        self._stopping = False
-        self.state = None
-        if self.worker_spec is None:
+        spec = WorkerSpec.from_env()
+        self.worker = None
+        self.stopper = GracefulStop(self)
+        self.rest_api = None
+        if spec is None:
             try:
                 count = worker_count(self.workers)
             except ValueError as error:
@@ -273,10 +274,10 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
                 self.exit(Supervisor(self, self._argv, count).run())
             self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
         else:
-            self._become_worker(self.worker_spec)
+            self.worker = WorkerRole(self, spec)
         self.log.info("Temporary files in %s", self.tmp_dir)
         try:
-            self.state = self.build_state()
+            self.rest_api = self.build_api()
         except Exception as error:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self.log.critical("yyai: cannot start: %s", getattr(error, "message", error))
@@ -285,25 +286,27 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     def init_settings(self) -> dict:
         settings = super().init_settings()
-        settings["yyai"] = self.state
+        # Voila built the identity provider with its own login handler class; yyai's replaces it
+        self.identity_provider.login_handler_class = pages.YyaiLoginHandler
+        settings["yyai"] = self.rest_api
         remote = self.allow_remote_access
         settings["allow_remote_access"] = (not _is_loopback(self.ip)) if remote is None else remote
         settings["local_hostnames"] = ["localhost"]
         settings["log_function"] = access_log
         return settings
 
+    def setup_template_dirs(self):
+        """Voila's template folders with yyai's first, so that its ``index.html.j2`` wins
+        (``pages.py``). Only over Voila's ``lab`` template, which yyai's extends."""
+        super().setup_template_dirs()
+        if self.voila_configuration.template == "lab":
+            ours = str(pages.TEMPLATES)
+            self.template_paths = [ours] + [p for p in self.template_paths if p != ours]
+
     def rest_handlers(self) -> list:
-        """Every REST route (``routes.all_routes``), joined to the server's base URL."""
-        from yyai_kernel.server.rest.routes import all_routes
-
-        def prefix(path: str) -> str:
-            return url_path_join(self.server_url or self.base_url, path)
-
-        routes = [(prefix(route.pattern()), route.handler) for route in all_routes()]
-        routes.extend(
-            (prefix(p), NotFoundHandler) for p in (r"/v2/.*", r"/models/.*", r"/predictions/?.*", r"/evaluations/.*")
-        )
-        return routes
+        """Every REST endpoint (``api/table.py``), joined to the server's base URL."""
+        return rest_handlers(self.rest_api.endpoints,
+                             lambda path: url_path_join(self.server_url or self.base_url, path))
 
     def init_handlers(self) -> list:
         """The REST handlers first, then Voila's (which end with a catch-all route)."""
@@ -315,7 +318,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
         A worker of ``--workers N`` joins the shared port only once its models are loaded
         (``_load_models``); worker 0 serves the dashboard on its own port from the start.
         """
-        spec = self.worker_spec
+        spec = self.worker.spec if self.worker else None
         self.app.add_transform(worker_header(spec.index if spec else 0))
         self.http_servers = []
         if spec is None:
@@ -334,7 +337,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
                 self.grpc_server = loop.run_until_complete(self._start_grpc(token, self.grpc_port))
             self._banner(token)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(sig, self.stopper.on_signal, sig)
         self.ioloop.add_callback(self._load_models)
         try:
             self.ioloop.start()
@@ -347,7 +350,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
         """The v2 gRPC server on --host and ``port``, on this loop (exit 1 if it cannot bind)."""
         from yyai_kernel.server.grpc_server import GrpcServer
 
-        server = GrpcServer(self.state, token=token, public_health=self.public_health, reuse_port=reuse_port)
+        server = GrpcServer(self.rest_api, token=token, public_health=self.public_health, reuse_port=reuse_port)
         try:
             self.grpc_port = await server.start(self.ip, port)
         except RuntimeError as error:
@@ -386,7 +389,7 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
         return local_url(self.ip, self.port, self.base_url)
 
     def _banner(self, token: str) -> None:
-        names = self.state.dataplane.registry.names()
+        names = self.rest_api.planes.registry.names()
         self.log.info("yyai %s serving %d model(s) from %s: %s", __version__, len(names),
                       os.path.abspath(self.store_dir), ", ".join(names) or "(none)")
         shown = self.local_url if self.ip in ("", "0.0.0.0", "::") else self._url(
@@ -399,31 +402,31 @@ class YyaiServer(pages.YyaiPages, WorkerMode, GracefulStop, Voila, ServerSetting
 
     async def _load_models(self) -> None:
         """Load every default version off the loop; then /v2/health/ready answers 200."""
-        state = self.state
+        api = self.rest_api
         try:
-            errors = await IOLoop.current().run_in_executor(state.manage_pool, _freeze_imports_then_load,
-                                                            state.dataplane.registry, self.verbose)
+            errors = await IOLoop.current().run_in_executor(api.manage_pool, _freeze_imports_then_load,
+                                                            api.planes.registry, self.verbose)
         except Exception:
             self.log.exception("The start-up load failed")
             errors = None
-        state.dataplane.mark_ready()
+        api.data.mark_ready()
         if errors:
             for name, message in errors.items():
                 self.log.error("Model %s did not load: %s", name, message)
         self.log.info("Start-up load finished; the server is ready.")
-        if self.worker_link is not None and not self._stopping:
-            names = state.dataplane.registry.names()
-            await IOLoop.current().run_in_executor(state.manage_pool, self.worker_link.join, names)
-            await self._join_shared_port()
+        if self.worker is not None and not self.stopper.stopping:
+            names = api.planes.registry.names()
+            await IOLoop.current().run_in_executor(api.manage_pool, self.worker.link.join, names)
+            await self.worker.join_shared_port()
 
     def stop(self):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
-        if self.state is not None:
+        if self.rest_api is not None:
             try:
-                self.state.dataplane.close()
+                self.rest_api.planes.close()
             except Exception:
-                self.log.exception("Closing the data plane failed")
-            self.state.shutdown()
+                self.log.exception("Closing the planes failed")
+            self.rest_api.shutdown()
         try:
             super().stop()  # removes the connection folder and shuts remaining kernels down
         except Exception as error:

@@ -9,8 +9,8 @@ carries the right token is one fixed API user, compared in constant time, with n
 Browsers (``?token=`` and the login cookie) go through Voila's provider unchanged.
 
 :func:`token_matches` reads the token by ``tokenauth.py``'s rule (which the Ray ingress and
-the gRPC interceptor share): the provider's header path and the lean inference handlers
-(``lean.py``, which also take ``?token=``) both use it.
+the gRPC interceptor share): the provider's header path and the token-only inference
+handlers (``rest/handlers.py``'s ``TokenHandler``, which also take ``?token=``) both use it.
 """
 
 from __future__ import annotations

@@ -43,13 +43,15 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
+from yyai_kernel.api.context import Api
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError, YyaiError
 from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.plane.operations import Operation, OpKind
+from yyai_kernel.plane.repository import repository_load_op
 from yyai_kernel.protocol import v2grpc
 from yyai_kernel.protocol.tokenauth import authorization_matches
-from yyai_kernel.server.rest.base import ServerState
-from yyai_kernel.server.rest.v2 import decode_inline
-from yyai_kernel.types import STICKY_HEADER
+from yyai_kernel.protocol.v2codec import decode_inline
+from yyai_kernel.types import STICKY_HEADER, ModelRef
 
 log = logging.getLogger("yyai.server.grpc")
 
@@ -72,14 +74,13 @@ class GrpcServer:
     RuntimeError when the address cannot be bound.
     """
 
-    def __init__(self, state: ServerState, *, token: str | None, public_health: bool = False,
-                 reuse_port: bool = False):
+    def __init__(self, api: Api, *, token: str | None, public_health: bool = False, reuse_port: bool = False):
         public = HEALTH_METHODS if public_health else frozenset()
         self.server = grpc.aio.server(
             interceptors=[TokenInterceptor(token, public)],
-            options=server_options(state.config.max_body_bytes, reuse_port),
+            options=server_options(api.config.max_body_bytes, reuse_port),
         )
-        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(state), self.server)
+        service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(api), self.server)
         self.port: int | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -165,28 +166,28 @@ def _rpc(method):
     return translated
 
 
-def _version(version: str) -> str | None:
-    """The protocol's empty version string means the default version."""
-    return version or None
+def _ref(name: str, version: str) -> ModelRef:
+    """A request's model reference, parsed once (the protocol's empty version means the default)."""
+    return ModelRef.parse(name, version or None)
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     """The RPCs yyai answers; the others (streaming, shared memory, traces, statistics,
     model config) keep the generated base's UNIMPLEMENTED."""
 
-    def __init__(self, state: ServerState):
-        self.state = state
+    def __init__(self, api: Api):
+        self.api = api
 
     @property
     def dataplane(self) -> DataPlane:
-        return self.state.dataplane
+        return self.api.data
 
     async def _run(self, fn, *args, manage: bool = False, inline: bool = False):
         """``fn(*args)`` on a pool of the server (``manage`` for loads), or right here when
         ``inline`` (work well under a millisecond, where two thread hops cost more)."""
         if inline:
             return fn(*args)
-        pool: Executor = self.state.manage_pool if manage else self.state.predict_pool
+        pool: Executor = self.api.manage_pool if manage else self.api.predict_pool
         return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
 
     # --- health and metadata ---------------------------------------------------------
@@ -203,7 +204,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request, context):
         """Ready or not, as Triton answers: an unknown or unloaded model is ``ready: false``."""
         try:
-            await self._run(self.dataplane.model_ready, request.name, _version(request.version))
+            target = self.dataplane.resolve(_ref(request.name, request.version))
+            await self._run(self.dataplane.model_ready, target)
         except (ModelNotFoundError, ModelNotReadyError):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
@@ -214,7 +216,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc
     async def ModelMetadata(self, request, context):
-        metadata = await self._run(self.dataplane.model_metadata, request.name, _version(request.version))
+        target = self.dataplane.resolve(_ref(request.name, request.version))
+        metadata = await self._run(self.dataplane.model_metadata, target)
         return v2grpc.encode_model_metadata(metadata)
 
     # --- inference -------------------------------------------------------------------
@@ -222,13 +225,13 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_rpc
     async def ModelInfer(self, request, context):
         dataplane = self.dataplane
-        name, version = request.model_name, _version(request.model_version)
+        target = dataplane.resolve(_ref(request.model_name, request.model_version))
         sticky = dict(context.invocation_metadata() or ()).get(STICKY_HEADER.lower())
 
         def submit():
-            return dataplane.infer(name, version, v2grpc.parse_model_infer_request(request), sticky=sticky)
+            return dataplane.infer(target, v2grpc.parse_model_infer_request(request), sticky=sticky)
 
-        inline = decode_inline(dataplane.batches(name, version), v2grpc.payload_bytes(request))
+        inline = decode_inline(dataplane.batches(target), v2grpc.payload_bytes(request))
         pending = await self._run(submit, inline=inline)
         result = await asyncio.wrap_future(pending)
         return await self._run(v2grpc.encode_result, result, inline=inline)
@@ -244,10 +247,12 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
     @_rpc
     async def RepositoryModelLoad(self, request, context):
         parameters = v2grpc.parameters_to_dict(request.parameters)
-        await self._run(self.dataplane.repository_load, request.model_name, parameters, manage=True)
+        op = repository_load_op(request.model_name, parameters).checked()
+        await self._run(self.api.repository.manage, op, manage=True)
         return pb.RepositoryModelLoadResponse()
 
     @_rpc
     async def RepositoryModelUnload(self, request, context):
-        await self._run(self.dataplane.unload, request.model_name, manage=True)
+        await self._run(self.api.repository.manage, Operation(OpKind.UNLOAD, request.model_name).checked(),
+                        manage=True)
         return pb.RepositoryModelUnloadResponse()

@@ -15,7 +15,7 @@ although Voila's own bundle, ``voila-style.js`` (served from ``/voila/static/``)
 ships Font Awesome 5 with its v4 shims and font files. ``templates/index.html.j2`` extends
 Voila's template and drops those links, so the page needs nothing past this server and
 the browser logs no failed request. It goes in through Voila's ``template_paths`` trait,
-ahead of Voila's own folders. The notebook package's JupyterLab extension
+ahead of Voila's own folders (``YyaiServer.setup_template_dirs``). The notebook package's JupyterLab extension
 (``@jupyter-notebook/lab-extension``), installed by the ``jupyter`` metapackage, is built
 for a newer JupyterLab than the one inside Voila and fails to load in the page, so it is
 denied (``VoilaConfiguration.extension_denylist``; a config file can change that). So is
@@ -37,25 +37,6 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 VOILA_CONFIGURATION = {"extension_denylist": ["@jupyter-notebook/lab-extension", "jupyterlab_pygments"]}
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-
-
-class YyaiPages:
-    """Mixed into the Voila app (``YyaiServer``): yyai's page template and login page."""
-
-    def setup_template_dirs(self):
-        """Voila's template folders with yyai's first, so that its ``index.html.j2`` wins.
-
-        Only over Voila's ``lab`` template, which yyai's extends; another template is left as it is.
-        """
-        super().setup_template_dirs()
-        if self.voila_configuration.template == "lab":
-            self.template_paths = [str(TEMPLATES)] + [p for p in self.template_paths if p != str(TEMPLATES)]
-
-    def init_settings(self) -> dict:
-        settings = super().init_settings()
-        # Voila built the identity provider with its own login handler class; yyai's replaces it
-        self.identity_provider.login_handler_class = YyaiLoginHandler
-        return settings
 
 
 def login_target(next_url: str, base_url: str) -> tuple[str, bool]:

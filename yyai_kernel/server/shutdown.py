@@ -1,9 +1,10 @@
 """How ``yyai serve`` stops: SIGTERM or SIGINT drains, a second one stops at once.
 
-:class:`GracefulStop` is a part of :class:`~yyai_kernel.server.app.YyaiServer`: on the first
-signal it stops listening (REST and gRPC), lets the requests in flight finish (up to
-``drain_timeout``), shuts the dashboard kernels down and stops the loop; ``YyaiServer.stop``
-then closes the data plane and removes the temporary folders.
+:class:`GracefulStop` is a part of :class:`~yyai_kernel.server.app.YyaiServer` (``stopper``):
+on the first signal it stops listening (REST and gRPC), lets the requests in flight finish
+(up to ``drain_timeout``), shuts the dashboard kernels down and stops the loop;
+``YyaiServer.stop`` then closes the planes and removes the temporary folders. Everything
+runs on the server's event loop.
 """
 
 from __future__ import annotations
@@ -16,29 +17,35 @@ from tornado.ioloop import IOLoop
 
 
 class GracefulStop:
-    """The signal handling and draining of YyaiServer (see the module docstring)."""
+    """The signal handling and draining of one server (see the module docstring)."""
 
-    def _on_signal(self, sig) -> None:
-        if self._stopping:
-            self.log.warning("Second %s: stopping now.", signal.Signals(sig).name)
-            self.ioloop.stop()
+    def __init__(self, server):
+        self.server = server
+        self.stopping = False
+
+    def on_signal(self, sig) -> None:
+        server = self.server
+        if self.stopping:
+            server.log.warning("Second %s: stopping now.", signal.Signals(sig).name)
+            server.ioloop.stop()
             return
-        self._stopping = True
-        self.log.info("Received %s: shutting down.", signal.Signals(sig).name)
-        self.ioloop.add_callback(self._graceful_stop)
+        self.stopping = True
+        server.log.info("Received %s: shutting down.", signal.Signals(sig).name)
+        server.ioloop.add_callback(self._drain)
 
-    async def _graceful_stop(self) -> None:
+    async def _drain(self) -> None:
         """Stop listening, let the requests in flight finish (``drain_timeout``), then stop."""
-        for server in self.http_servers:
-            server.stop()
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=5)
-        if self.state is not None:
-            deadline = IOLoop.current().time() + self.drain_timeout
-            while self.state.in_flight and IOLoop.current().time() < deadline:
+        server = self.server
+        for http_server in server.http_servers:
+            http_server.stop()
+        if server.grpc_server is not None:
+            await server.grpc_server.stop(grace=5)
+        if server.rest_api is not None:
+            deadline = IOLoop.current().time() + server.drain_timeout
+            while server.rest_api.in_flight and IOLoop.current().time() < deadline:
                 await asyncio.sleep(0.05)
         try:
-            await asyncio.wait_for(ensure_async(self.kernel_manager.shutdown_all()), timeout=20)
+            await asyncio.wait_for(ensure_async(server.kernel_manager.shutdown_all()), timeout=20)
         except Exception as error:
-            self.log.warning("Kernel shut-down: %s", error)
-        self.ioloop.stop()
+            server.log.warning("Kernel shut-down: %s", error)
+        server.ioloop.stop()

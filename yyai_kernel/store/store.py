@@ -17,18 +17,32 @@ only manifests, so it never imports Keras.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from yyai_kernel import archive
-from yyai_kernel.archive import SUFFIX, Limits, Manifest, fsync_dir, read_manifest, sha256_file
-from yyai_kernel.errors import ArchiveError, ConflictError, ModelNotFoundError, StoreWriteError, YyaiError
+from yyai_kernel.archive import (
+    SUFFIX,
+    Limits,
+    Manifest,
+    fsync_dir,
+    read_manifest,
+    sha256_file,
+)
+from yyai_kernel.errors import (
+    ArchiveError,
+    ConflictError,
+    ModelNotFoundError,
+    StoreWriteError,
+    YyaiError,
+)
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.store.state import StoreState
 from yyai_kernel.types import TrafficPolicy, VersionDescription
@@ -37,6 +51,7 @@ log = logging.getLogger("yyai.store")
 
 STATE_FILE = ".yyai-state.json"
 TEMP_PREFIX = ".tmp-"
+COPY_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,8 +66,10 @@ class ArchiveRecord:
     mtime: float
     manifest: Manifest
 
-    def describe(self) -> VersionDescription:
-        """What this version takes and gives: the manifest's input and output specs, its members."""
+    @cached_property
+    def description(self) -> VersionDescription:
+        """What this version takes and gives: the manifest's input and output specs, its members.
+        Built once per record, so a request that reads it costs a dictionary lookup."""
         m = self.manifest
         return VersionDescription(name=self.name, version=self.version, input=m.input, output=m.output,
                                   members=tuple(x["name"] for x in m.members), combine=m.combine,
@@ -281,8 +298,11 @@ class ModelStore:
     def add(self, src_path, *, trusted: bool = False, verify: bool = True) -> ArchiveRecord:
         """Verify an archive and copy it into the store as `<name>-<version>.yyar`.
 
-        ConflictError when the store already holds that name and version (or a file of
-        that name); StoreWriteError on disk errors, with nothing partial left behind.
+        The copy (and its checksum, computed while copying) is written to a temporary file
+        in the store folder and fsynced before the store's lock is taken; under the lock the
+        file is only renamed into place, so readers and other writers never wait for a large
+        archive's bytes. ConflictError when the store already holds that name and version (or
+        a file of that name); StoreWriteError on disk errors, with nothing partial left behind.
         """
         src_path = Path(src_path)
         if verify:
@@ -290,21 +310,34 @@ class ModelStore:
         else:
             manifest = read_manifest(src_path, self.limits)
         name, version = manifest.name, manifest.version
-        with self._lock:
-            self.scan()
-            target = self.root / f"{name}-{version}{SUFFIX}"
-            if (name, version) in self._records or (name, version) in self._duplicates or target.exists():
-                raise ConflictError(
-                    f"the store already holds {name} version {version}; remove it first or bump the version"
-                )
+        target = self.root / f"{name}-{version}{SUFFIX}"
+        self._check_free(name, version, target)  # refuse before copying; checked again under the lock
+        staged, sha256 = _stage_copy(self.root, src_path)
+        try:
+            with self._lock:
+                self.scan()
+                self._check_free(name, version, target)
+                try:
+                    os.replace(staged, target)
+                except OSError as exc:
+                    raise StoreWriteError(f"could not write {target.name} in {self.root}: "
+                                          f"{exc.strerror or exc}; nothing was changed") from exc
+                staged = None
+                fsync_dir(self.root)
+                st = target.stat()  # known content: the scan below must not read it again
+                self._cache[target] = ((st.st_size, st.st_mtime_ns, st.st_ino),
+                                       ArchiveRecord(name, version, target, sha256, st.st_size, st.st_mtime, manifest))
+                self.scan()
+                return self.record(name, version)
+        finally:
+            if staged is not None:
+                Path(staged).unlink(missing_ok=True)
 
-            def copy(f):
-                with open(src_path, "rb") as src:
-                    shutil.copyfileobj(src, f, 1024 * 1024)
-
-            atomic_write(self.root, target, copy)
-            self.scan()
-            return self.record(name, version)
+    def _check_free(self, name: str, version: int, target: Path) -> None:
+        if (name, version) in self._records or (name, version) in self._duplicates or target.exists():
+            raise ConflictError(
+                f"the store already holds {name} version {version}; remove it first or bump the version"
+            )
 
     def check_removable(self, name: str, version: int) -> None:
         """ConflictError when a label or the traffic policy names this version: move them first."""
@@ -365,6 +398,31 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     return str(exc)
+
+
+def _stage_copy(root: Path, src: Path) -> tuple[str, str]:
+    """Copy ``src`` into a fsynced temporary file in ``root``: (its path, its sha256).
+
+    The digest is computed from the bytes as they are written, so the archive is read once.
+    StoreWriteError on disk errors, with the temporary file removed.
+    """
+    digest = hashlib.sha256()
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=root)
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
+            for chunk in iter(lambda: source.read(COPY_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # as any file written with umask 022 would be
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise StoreWriteError(f"could not write {src.name} into {root}: {exc.strerror or exc}; "
+                              "nothing was changed") from exc
+    return tmp, digest.hexdigest()
 
 
 def atomic_write(root: Path, target: Path, write) -> None:

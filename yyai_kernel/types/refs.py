@@ -2,12 +2,14 @@
 
 Every front end refuses the same inputs with the same words, because each checks them here
 (:func:`check_name`, :func:`parse_version`, :func:`check_label`, :func:`parse_version_ref`).
-Imports only the errors.
+A request's reference is parsed once, at the edge, into a :class:`ModelRef`; the layers
+below take it as it is and never check it again. Imports only numpy and the errors.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,3 +86,33 @@ def parse_version_ref(version: Any) -> int | str | None:
             f"Version must be a positive integer or a label (such as 'stable'), not {version!r}."
         ) from None
 
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """What a request names: a model, and a version number, a version label, or neither.
+
+    Neither means the model's default version (for a prediction, its traffic policy may
+    place it elsewhere). Build one with :meth:`parse`, which checks every part; the
+    registry resolves it to one version (``registry.protocol.Target``).
+    """
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, name: Any, version: Any = None) -> "ModelRef":
+        """A reference from a request's parts: a name, and a version, a label or None (400 on a bad one)."""
+        name = check_name(name)
+        named = parse_version_ref(version)
+        return cls(name, label=named) if isinstance(named, str) else cls(name, named)
+
+    @property
+    def named(self) -> bool:
+        """Whether the request named a version (or a label): then no traffic policy places it."""
+        return self.version is not None or self.label is not None
+
+    def __str__(self) -> str:
+        named = self.version if self.version is not None else self.label
+        return self.name if named is None else f"{self.name}:{named}"

@@ -36,7 +36,7 @@ class WorkerLink:
 
     def __init__(self, spec: WorkerSpec, on_lost: Callable[[], None]):
         self.spec = spec
-        self.dataplane = None  # set once the server built it
+        self.planes = None  # set once the server built them
         self.ready = threading.Event()
         self.link = Link(spec.fd, self._handle, name="supervisor", on_close=on_lost)
 
@@ -78,7 +78,7 @@ class WorkerLink:
             if not self.ready.wait(self.spec.sync_timeout):
                 return {"ok": False, "error": "still loading its models"}
             try:
-                follow(self.dataplane.registry, Operation.from_json(message["op"]))
+                follow(self.planes.registry, Operation.from_json(message["op"]))
             except YyaiError as error:
                 return {"ok": False, "error": error.message}
             return {"ok": True}
@@ -87,6 +87,6 @@ class WorkerLink:
         return {"ok": False, "error": f"unknown request {kind!r}"}
 
     def _self_info(self) -> WorkerInfo:
-        if self.dataplane is None:
+        if self.planes is None:
             return WorkerInfo(self.spec.index, os.getpid(), "starting")
-        return self.dataplane.describe_self()
+        return self.planes.repository.describe_self()

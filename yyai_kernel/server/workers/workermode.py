@@ -11,8 +11,9 @@ sends every other path (``/``, ``/voila/...``, ``/login``) to the dashboard port
 reply of an application, Voila's pages included, so that tests and operators can see
 which worker answered (a single server answers as worker 0).
 
-:class:`WorkerMode` is what :class:`~yyai_kernel.server.app.YyaiServer` does as one of
-those workers: take the supervisor's settings, and join the shared ports once loaded.
+:class:`WorkerRole` is a part of :class:`~yyai_kernel.server.app.YyaiServer` (``worker``) when
+it runs as one of those workers: it takes the supervisor's settings, holds the link to the
+supervisor, and joins the shared ports once the models are loaded.
 """
 
 from __future__ import annotations
@@ -90,34 +91,37 @@ def tag_log(log: logging.Logger, worker: int) -> None:
         handler.addFilter(_WorkerName(worker))
 
 
-class WorkerMode:
-    """YyaiServer as a worker of ``--workers N``: the supervisor's settings and the shared ports."""
+class WorkerRole:
+    """One server as a worker of ``--workers N``: the supervisor's settings, the link, the shared ports."""
 
-    def _become_worker(self, spec) -> None:
+    def __init__(self, server, spec) -> None:
         """Take the supervisor's settings: the shared token, temp folders inside its own, the link."""
         from yyai_kernel.server.workers.workerlink import WorkerLink
 
-        self.token = spec.token
-        self.port = spec.port
-        self.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
-        self.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
-        os.mkdir(self.tmp_dir)
-        tag_log(self.log, spec.index)
-        self.worker_link = WorkerLink(spec, on_lost=self._supervisor_lost)
+        self.server, self.spec = server, spec
+        server.token = spec.token
+        server.port = spec.port
+        server.connection_dir_root = spec.tmp_root  # kernels' connection files: removed with the supervisor's folder
+        server.tmp_dir = os.path.join(spec.tmp_root, f"worker-{spec.index}-{os.getpid()}")
+        os.mkdir(server.tmp_dir)
+        tag_log(server.log, spec.index)
+        self.link = WorkerLink(spec, on_lost=self._supervisor_lost)
 
     def _supervisor_lost(self) -> None:
-        if not self._stopping and getattr(self, "ioloop", None) is not None:
-            self.log.warning("The supervisor is gone; stopping.")
-            self.ioloop.add_callback(self._on_signal, signal.SIGTERM)
+        server = self.server
+        if not server.stopper.stopping and getattr(server, "ioloop", None) is not None:
+            server.log.warning("The supervisor is gone; stopping.")
+            server.ioloop.add_callback(server.stopper.on_signal, signal.SIGTERM)
 
-    async def _join_shared_port(self) -> None:
-        """A worker starts serving on the ports it shares with the others (REST, and gRPC if asked)."""
-        spec = self.worker_spec
-        app = shared_application(dict(self.app.settings), self.rest_handlers(), spec.dashboard_port, spec.index)
-        self.http_servers.append(serve_on(app, self.ip, spec.port, self.max_body_bytes))
+    async def join_shared_port(self) -> None:
+        """Start serving on the ports this worker shares with the others (REST, and gRPC if asked)."""
+        server, spec = self.server, self.spec
+        app = shared_application(dict(server.app.settings), server.rest_handlers(), spec.dashboard_port, spec.index)
+        server.http_servers.append(serve_on(app, server.ip, spec.port, server.max_body_bytes))
         if spec.grpc_port is not None:
-            self.grpc_server = await self._start_grpc(self.identity_provider.token, spec.grpc_port, reuse_port=True)
-        self.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
-                      f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
+            server.grpc_server = await server._start_grpc(server.identity_provider.token, spec.grpc_port,
+                                                          reuse_port=True)
+        server.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+                        f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
         if spec.index == 0:  # the dashboard's kernels call the shared port
-            self._serve_kernels()
+            server._serve_kernels()

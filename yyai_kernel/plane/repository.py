@@ -1,12 +1,13 @@
-"""Managing the models: the data plane's changes, each an operation every worker applies.
+"""The model repository: every change to what serves, each an operation every worker applies.
 
-:class:`ManagedPlane` is the half of :class:`~yyai_kernel.plane.dataplane.DataPlane` that changes
-what serves: load, unload, reload, default and pin, remove, install, version labels and
-traffic policies. Each change is an :class:`~yyai_kernel.plane.operations.Operation`, led by the
-process that received the call and then followed by every other worker process
-(``yyai serve --workers N``; ``peers`` is None in a single process). It also holds the
-traffic router, so that a model's status carries its rollout figures, and the worker view.
-The reading and inference half, built on this one, lives in ``dataplane.py``.
+:class:`ModelRepository` changes what serves: load, unload, reload, default and pin,
+remove, install, version labels and traffic policies, over the same registry as the
+:class:`~yyai_kernel.plane.dataplane.DataPlane` (reading and inference), in the manner of
+MLServer's ``handlers/model_repository.py`` beside its ``dataplane.py``. Each change is an
+:class:`~yyai_kernel.plane.operations.Operation`, led by the process that received the call
+and then followed by every other worker process (``yyai serve --workers N``; ``peers`` is
+None in a single process). It also answers the reads that belong with the changes: labels,
+the traffic report, the kept disagreements, and the worker view.
 
 No framework types; safe from any thread (the registry and the store lock).
 """
@@ -15,24 +16,30 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError
-from yyai_kernel.plane.operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
+from yyai_kernel.plane.dataplane import Readiness
+from yyai_kernel.plane.operations import (
+    Managed,
+    Operation,
+    OpKind,
+    WorkerInfo,
+    WorkerReport,
+    local_worker,
+)
 from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.rollout.traffic import TrafficRouter
 from yyai_kernel.types import (
     Disagreement,
     InstallResult,
+    ModelRef,
     ModelStatus,
     TrafficPolicy,
     TrafficReport,
     VersionLabel,
-    check_label,
-    check_name,
 )
 
 
@@ -46,21 +53,24 @@ class Peers(Protocol):
         """Every worker's state, this one included."""
 
 
-class ManagedPlane:
-    """The changes of the data plane over one registry, led here and followed by the peers."""
+class ModelRepository:
+    """The changes to what serves over one registry, led here and followed by the peers.
 
-    def __init__(self, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
-                 worker: int = 0):
+    ``traffic`` is the router the data plane places requests with (statuses carry its
+    figures); ``health`` says whether this process finished its start-up load.
+    """
+
+    def __init__(self, registry: ModelRegistry, traffic: TrafficRouter, config: ServingConfig | None = None, *,
+                 health: Readiness, peers: Peers | None = None, worker: int = 0):
         self.registry = registry
+        self.traffic = traffic
         self.config = config or registry.config
+        self.health = health
         self.peers = peers
         self.worker = worker
-        self._ready = False
-        self.traffic = TrafficRouter(registry, max_pending=self.config.shadow_max_pending,
-                                     keep=self.config.shadow_disagreements)
 
     def _with_rollout(self, status: ModelStatus) -> ModelStatus:
-        return replace(status, rollout=self.traffic.stats(status.name, status.traffic))
+        return self.traffic.with_rollout(status)
 
     # --- managing ------------------------------------------------------------------------------
     # Each change is an Operation: led here, then followed by every other worker process
@@ -72,9 +82,9 @@ class ManagedPlane:
 
         Returns only when every worker serves the new state (or is reported as not doing so).
         A store-changing operation that fails here is still followed as a SYNC, so that the
-        others see what did reach the store; its error is raised.
+        others see what did reach the store; its error is raised. ``op`` was checked at the
+        edge (:meth:`Operation.checked`), where it was parsed from a request.
         """
-        op = op.checked()
         try:
             result = self._lead(op)
         except Exception:
@@ -120,65 +130,64 @@ class ManagedPlane:
         return registry.reload(name, force=False)  # SYNC: what the state file says now
 
     def load(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.LOAD, name, version)).result
+        return self.manage(Operation(OpKind.LOAD, name, version).checked()).result
 
     def unload(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.UNLOAD, name, version)).result
+        return self.manage(Operation(OpKind.UNLOAD, name, version).checked()).result
 
     def reload(self, name: str | None = None, *, force: bool = True):
         """Re-read the store and reload one model, or every model when ``name`` is None."""
-        return self.manage(Operation(OpKind.RELOAD, name, force=force)).result
+        return self.manage(Operation(OpKind.RELOAD, name, force=force).checked()).result
 
     def set_default(self, name: str, version) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_DEFAULT, name, version)).result
+        return self.manage(Operation(OpKind.SET_DEFAULT, name, version).checked()).result
 
     def follow_latest(self, name: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.FOLLOW_LATEST, name)).result
+        return self.manage(Operation(OpKind.FOLLOW_LATEST, name).checked()).result
 
     def remove(self, name: str, version, *, purge: bool = False):
-        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
+        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge).checked()).result
 
     # --- labels and traffic ------------------------------------------------------------------
 
     def labels(self, name: str) -> dict[str, int]:
         """A model's labels, ``{label: version}``."""
-        return self.registry.status(check_name(name)).labels
+        return self.registry.status(name).labels
 
-    def label(self, name: str, label: str) -> VersionLabel:
-        """The version a label names (404 for an unknown model or label)."""
-        return VersionLabel(name, check_label(label), self.registry.resolve_version(check_name(name), label))
+    def label(self, ref: ModelRef) -> VersionLabel:
+        """The version a label names (``ref`` names it; 404 for an unknown model or label)."""
+        return VersionLabel(ref.name, ref.label, self.registry.resolve(ref).version)
 
     def set_label(self, name: str, label: str, version) -> ModelStatus:
         """Point a label at a version (a number), loading it first; persisted in the store."""
-        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label)).result
+        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label).checked()).result
 
     def delete_label(self, name: str, label: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label)).result
+        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label).checked()).result
 
     def traffic_report(self, name: str) -> TrafficReport:
         """The traffic policy of a model and its running figures."""
-        policy = self.registry.status(check_name(name)).traffic
+        policy = self.registry.status(name).traffic
         return TrafficReport(name, policy, self.traffic.stats(name, policy))
 
     def set_traffic(self, name: str, policy) -> ModelStatus:
         """Set the canary and shadow policy (a :class:`TrafficPolicy` or its JSON document)."""
         if isinstance(policy, TrafficPolicy):
             policy = policy.to_json()
-        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy)).result
+        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy).checked()).result
 
     def clear_traffic(self, name: str) -> ModelStatus:
         """Drop the traffic policy: every request that names no version goes to the default (a roll-back)."""
-        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
+        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name).checked()).result
 
     def promote(self, name: str) -> ModelStatus:
         """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
-        return self.manage(Operation(OpKind.PROMOTE, name)).result
+        return self.manage(Operation(OpKind.PROMOTE, name).checked()).result
 
     def _promote(self, name: str) -> ModelStatus:
-        policy = self.registry.traffic(name)
+        policy = self.registry.status(name).traffic  # 404 for an unknown model
         candidate = policy and (policy.canary or policy.shadow)
         if candidate is None:
-            self.registry.status(name)  # 404 for an unknown model
             raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
                                     f"PUT /models/{name}/traffic, or make a version the default directly.")
         self.registry.set_default(name, candidate.version)
@@ -186,8 +195,7 @@ class ManagedPlane:
 
     def disagreements(self, name: str) -> list[Disagreement]:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
-        self.registry.status(check_name(name))  # 404 for an unknown model
-        return self.traffic.disagreements(name)
+        return self.traffic.disagreements(name, self.registry.status(name).traffic)  # 404 for an unknown model
 
     def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
         """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
@@ -207,9 +215,22 @@ class ManagedPlane:
     def workers(self) -> list[WorkerInfo]:
         """Every worker process: its state, memory and what it serves (this one alone without peers)."""
         if self.peers is None:
-            return [local_worker(self.registry, self.worker, ready=self._ready)]
+            return [self.describe_self()]
         return self.peers.gather()
 
     def describe_self(self) -> WorkerInfo:
         """This worker, as :meth:`workers` lists it."""
-        return local_worker(self.registry, self.worker, ready=self._ready)
+        return local_worker(self.registry, self.worker, ready=self.health.ready)
+
+    def repository_load(self, name: str, parameters: dict | None = None) -> ModelStatus:
+        """Triton's load: the default version. Config and file overrides are refused."""
+        return self.manage(repository_load_op(name, parameters).checked()).result
+
+
+def repository_load_op(name: str, parameters: dict | None = None) -> Operation:
+    """The operation of Triton's load; config and file overrides are refused (400)."""
+    if parameters and any(k == "config" or k.startswith("file:") for k in parameters):
+        raise InvalidInputError(
+            "Model config and file overrides are not accepted; upload an archive with POST /models."
+        )
+    return Operation(OpKind.LOAD, name)

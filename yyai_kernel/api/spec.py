@@ -1,19 +1,13 @@
-"""The OpenAPI 3.0 document of every REST endpoint, served at ``GET /openapi.json``.
+"""The pieces of the OpenAPI 3.0 document: shared parameters, component schemas, helpers.
 
-The paths come from the route table (``routes.all_routes()``): each handler module
-declares its routes once, with their operations, using the helpers and shared schemas
-here. ``tests/test_server.py`` validates the document with openapi-spec-validator and
-checks it against the server's real routes in both directions.
+Each API module writes its endpoints' operations with these (``op``, ``errors``,
+``json_reply``, ``ref``, the ``NAME`` / ``VERSION`` parameters), and ``openapi.py`` puts
+them together with :data:`SCHEMAS`. The patterns come from ``yyai_kernel.types`` (the one
+name rule), so the document cannot disagree with what the server accepts.
 """
 
 from __future__ import annotations
 
-import copy
-
-from tornado import web
-
-from yyai_kernel.server.rest.base import YyaiHandler
-from yyai_kernel.server.rest.routes import Route, all_routes
 from yyai_kernel.types import LABEL_PATTERN, NAME_PATTERN, VersionState
 
 
@@ -413,47 +407,3 @@ def op(summary: str, responses: dict, *, params=None, body=None, tags=None, desc
 def optional_json(schema: dict) -> dict:
     """An optional JSON request body."""
     return {"required": False, "content": {"application/json": {"schema": schema}}}
-
-
-INFO = ("Keras model serving with hot reload: Open Inference Protocol v2, image predictions "
-        "and model management. Every endpoint needs the server's token: 'Authorization: token <T>' "
-        "(or 'Bearer <T>'), or ?token=<T>.")
-
-
-def build_spec(server_version: str = "0", routes: list[Route] | None = None) -> dict:
-    """The OpenAPI document of ``routes`` (default: every REST route), a fresh dict on every call."""
-    paths: dict = {}
-    for route in routes if routes is not None else all_routes():
-        paths.setdefault(route.path, {}).update(route.operations)
-    return copy.deepcopy({
-        "openapi": "3.0.3",
-        "info": {"title": "yyai", "version": server_version, "description": INFO},
-        "servers": [{"url": "/"}],
-        "security": [{"tokenHeader": []}, {"bearer": []}, {"tokenQuery": []}],
-        "tags": [{"name": "v2"}, {"name": "images"}, {"name": "management"}, {"name": "rollout"},
-                 {"name": "evaluation"}, {"name": "ops"}],
-        "paths": paths,
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {
-                "tokenHeader": {"type": "apiKey", "in": "header", "name": "Authorization",
-                                "description": "The value is 'token <T>'."},
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "tokenQuery": {"type": "apiKey", "in": "query", "name": "token"},
-            },
-        },
-    })
-
-
-class OpenAPIHandler(YyaiHandler):
-    """GET /openapi.json."""
-
-    @web.authenticated
-    def get(self):
-        self.reply(build_spec(self.dataplane.version))
-
-
-ROUTES = [
-    Route("/openapi.json", OpenAPIHandler, {"get": op(
-        "This document", {"200": json_reply({"type": "object"}, "OpenAPI 3.0 document."), **errors()}, tags=["ops"])}),
-]

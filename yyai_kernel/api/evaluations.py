@@ -1,6 +1,6 @@
 """Evaluation over REST: start a job on a labelled set, follow it, fetch its results.
 
-Routes (thin adapters over ``DataPlane.start_evaluation`` / ``evaluation`` / ``eval_sets``):
+Endpoints (thin adapters over ``Evaluations`` and the data plane's bundled sets):
 
   POST /models/{m}/evaluate?versions=1,2            the labelled set as a zip: the raw body
                                                     (application/zip or octet-stream) or a
@@ -15,12 +15,13 @@ Routes (thin adapters over ``DataPlane.start_evaluation`` / ``evaluation`` / ``e
   GET  /models/{m}/evalsets[?version=v]             the labelled sets a version bundles
   GET  /models/{m}/evalsets/{set}[?version=v]       one of them, as a zip
 
-An uploaded set is spooled to the server's temporary folder, handed to the data plane
-(which keeps it in its jobs' folder) and deleted when the job ends. No route reads a path
+An uploaded set is spooled to the server's temporary folder, handed to the evaluations
+(which keep it in their jobs' folder) and deleted when the job ends. No route reads a path
 the client names: a bundled set is found by its manifest name inside the archive.
 
-Under ``--workers N`` the jobs' folder must be shared by the workers (see evaljobs): a job
+Under ``--workers N`` the jobs' folder must be shared by the workers (see ``evaluation/jobs.py``): a job
 runs in the worker that accepted it, and any worker answers its GETs from that folder.
+Not served on Ray: the jobs' folder is one server's, which ingress replicas do not share.
 """
 
 from __future__ import annotations
@@ -28,147 +29,112 @@ from __future__ import annotations
 import os
 import re
 
-from jupyter_server.utils import url_path_join
-from tornado import web
-
+from yyai_kernel.api.call import Call, Reply, reply
+from yyai_kernel.api.context import Api
+from yyai_kernel.api.endpoint import Body, Endpoint
+from yyai_kernel.api.refs import path_name, path_ref
+from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
 from yyai_kernel.evaluation.sets import CLASSIFICATION, EVAL_ROLE
 from yyai_kernel.protocol.multipart import extract_archive_part
-from yyai_kernel.protocol.restparse import AUTH_QUERY
-from yyai_kernel.server.rest.base import BodyHandler, YyaiHandler
-from yyai_kernel.server.rest.openapi import NAME, VERSION_QUERY, errors, json_reply, op
-from yyai_kernel.server.rest.routes import Route
-from yyai_kernel.types import check_name
+from yyai_kernel.protocol.restparse import AUTH_QUERY, MULTIPART
+from yyai_kernel.types import ModelRef, parse_version_ref
 
 ZIP_TYPES = {"application/zip", "application/octet-stream", "application/x-zip-compressed"}
 EVALUATE_QUERY = {"versions", "set", "set_version"}
 JOBS_PATH = "evaluations"
 
 
-def parse_versions(values: list[str]) -> list[str]:
-    """``?versions=1,2`` (or repeated): the version strings, for the data plane to parse; [] for the default."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+def parse_versions(values: list[str]) -> list[int | str]:
+    """``?versions=1,2`` (or repeated), each a checked version or label; [] for the default."""
+    return [parse_version_ref(part.strip()) for value in values for part in value.split(",") if part.strip()]
 
 
-class EvaluateHandler(BodyHandler):
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{re.sub(r"[^A-Za-z0-9._-]", "_", filename)}"'}
+
+
+async def evaluate(api: Api, call: Call) -> Reply:
     """POST /models/{m}/evaluate: start an evaluation job (202 and its Location)."""
-
-    spool = True
-    metric_endpoint = "management"
-
-    def body_limit(self) -> int:
-        return self.config.max_archive_bytes
-
-    @web.authenticated
-    async def post(self, name):
-        check_name(name)
-        self.label_model(name)
-        unknown = sorted(set(self.request.query_arguments) - AUTH_QUERY - EVALUATE_QUERY)
-        if unknown:
-            raise InvalidInputError(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; this endpoint "
-                                    "takes versions, set and set_version.")
-        versions = parse_versions(self.get_query_arguments("versions"))
-        bundled = self.get_query_argument("set", None)
-        spooled = self.spooled_body()
-        data = await self._upload(spooled, bundled)
-        try:
-            job = await self.run(self.dataplane.start_evaluation, name, versions, data, bundled=bundled,
-                                 set_version=self.get_query_argument("set_version", None), handover=True,
-                                 manage=True)
-        finally:
-            if data not in (None, spooled) and os.path.exists(data):
-                os.unlink(data)  # a multipart part the data plane did not take
-        self._model_confirmed = True
-        self.set_header("Location", url_path_join(self.base_url, JOBS_PATH, job.id))
-        self.reply(job.to_json(), status=202)
-
-    async def _upload(self, spooled: str, bundled: str | None) -> str | None:
-        """The uploaded zip's file (the spool, or the multipart's file part); None for a bundled set."""
-        size = os.path.getsize(spooled)
-        if bundled is not None:
-            if size:
-                raise InvalidInputError("Send a labelled set or name a bundled one with ?set=..., not both.")
-            return None
-        media = self.content_type()
-        if media == "multipart/form-data":
-            return await self.run(extract_archive_part, spooled, self.request.headers["Content-Type"],
-                                  self.state.tmp_dir, what="the labelled set (a .zip)", suffix=".zip", manage=True)
-        if media not in ZIP_TYPES:
-            raise UnsupportedMediaError(
-                f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
-                "application/zip, or as a multipart/form-data file upload, or name a bundled set with ?set=...")
-        if size == 0:
-            raise InvalidInputError("The request body is empty; send the labelled set as a zip, or name a set "
-                                    "the model's archive bundles with ?set=...")
-        return spooled
+    name = path_name(call)
+    unknown = sorted(call.query.names() - AUTH_QUERY - EVALUATE_QUERY)
+    if unknown:
+        raise InvalidInputError(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; this endpoint "
+                                "takes versions, set and set_version.")
+    versions = parse_versions(call.query.get_all("versions"))
+    bundled = call.query.get("set")
+    set_version = call.query.get("set_version")
+    set_ref = None if set_version is None else ModelRef.parse(name, set_version)
+    spooled = call.body_file
+    data = await _upload(api, call, spooled, bundled)
+    try:
+        job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
+                                                 set_ref=set_ref, handover=True, manage=True))
+    finally:
+        if data not in (None, spooled) and os.path.exists(data):
+            os.unlink(data)  # a multipart part the evaluations did not take
+    location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
+    return reply(job.to_json(), status=202, headers={"Location": location})
 
 
-class JobHandler(YyaiHandler):
+async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:
+    """The uploaded zip's file (the spool, or the multipart's file part); None for a bundled set."""
+    size = os.path.getsize(spooled)
+    if bundled is not None:
+        if size:
+            raise InvalidInputError("Send a labelled set or name a bundled one with ?set=..., not both.")
+        return None
+    media = call.media_type
+    if media == MULTIPART:
+        return await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
+                             what="the labelled set (a .zip)", suffix=".zip", manage=True)
+    if media not in ZIP_TYPES:
+        raise UnsupportedMediaError(
+            f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
+            "application/zip, or as a multipart/form-data file upload, or name a bundled set with ?set=...")
+    if size == 0:
+        raise InvalidInputError("The request body is empty; send the labelled set as a zip, or name a set "
+                                "the model's archive bundles with ?set=...")
+    return spooled
+
+
+async def job(api: Api, call: Call) -> Reply:
     """GET /evaluations/{id}: the job's progress and, once done, its results."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, job):
-        self.reply((await self.run(self.dataplane.evaluation, job)).to_json())
+    return reply((await api.run(api.evaluations.get, call.path["job"])).to_json())
 
 
-class PredictionsCsvHandler(YyaiHandler):
+async def predictions_csv(api: Api, call: Call) -> Reply:
     """GET /evaluations/{id}/predictions.csv: every item with each version's answer."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, job):
-        finished = await self.run(self.dataplane.evaluation, job)
-        text = await self.run(lambda: finished.evaluation().to_csv())
-        filename = re.sub(r"[^A-Za-z0-9._-]", "_", f"{finished.model}-evaluation-{finished.id}.csv")
-        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.finish(text.encode(), set_content_type="text/csv; charset=utf-8")
+    finished = await api.run(api.evaluations.get, call.path["job"])
+    text = await api.run(lambda: finished.evaluation().to_csv())
+    return Reply(text.encode(), media_type="text/csv; charset=utf-8",
+                 headers=_attachment(f"{finished.model}-evaluation-{finished.id}.csv"))
 
 
-class ResidualsHandler(YyaiHandler):
+async def residuals(api: Api, call: Call) -> Reply:
     """GET /evaluations/{id}/residuals.png: the residual plot of a regression evaluation."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, job):
-        finished = await self.run(self.dataplane.evaluation, job)
-        result = finished.evaluation()
-        if result.kind == CLASSIFICATION:
-            raise InvalidInputError("A residual plot is drawn for regression evaluations; this one is a "
-                                    "classification (see its confusion matrices).")
-        png = await self.run(result.residual_plot)
-        self.finish(png, set_content_type="image/png")
+    finished = await api.run(api.evaluations.get, call.path["job"])
+    result = finished.evaluation()
+    if result.kind == CLASSIFICATION:
+        raise InvalidInputError("A residual plot is drawn for regression evaluations; this one is a "
+                                "classification (see its confusion matrices).")
+    return Reply(await api.run(result.residual_plot), media_type="image/png")
 
 
-class EvalSetsHandler(YyaiHandler):
+async def eval_sets(api: Api, call: Call) -> Reply:
     """GET /models/{m}/evalsets[?version=v]: the labelled sets a version bundles."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, name):
-        version = self.get_query_argument("version", None)
-        self.label_model(name, version)
-        resolved, sets = await self.run(self.dataplane.bundled, name, version, EVAL_ROLE)
-        self.reply({"name": name, "version": resolved, "sets": sets})
+    target = api.data.resolve(path_ref(call, query_version=True))
+    call.confirm()
+    return reply({"name": target.name, "version": target.version, "sets": api.data.bundled(target, EVAL_ROLE)})
 
 
-class EvalSetHandler(YyaiHandler):
+async def eval_set(api: Api, call: Call) -> Reply:
     """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip)."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, name, set):  # noqa: A002 - the route's parameter name
-        version = self.get_query_argument("version", None)
-        self.label_model(name, version)
-        data = await self.run(self.dataplane.eval_set, name, set, version)
-        filename = re.sub(r"[^A-Za-z0-9._-]", "_", set.rsplit("/", 1)[-1])
-        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.finish(data, set_content_type="application/zip")
+    target = api.data.resolve(path_ref(call, query_version=True))
+    call.confirm()
+    name = call.path["set"]
+    data = await api.run(api.data.bundled_file, target, name, EVAL_ROLE)
+    return Reply(data, media_type="application/zip", headers=_attachment(name.rsplit("/", 1)[-1]))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------
@@ -233,37 +199,40 @@ _EVALUATE_PARAMS = [
 _CONFLICT = {"409": json_reply({"$ref": "#/components/schemas/Error"}, "The job has not finished.")}
 _TAGS = ["evaluation"]
 
-ROUTES = [
-    Route("/models/{name}/evaluate", EvaluateHandler, {"post": op(
+_NOT_ON_RAY = {"on_ray": False}
+
+ENDPOINTS = [
+    Endpoint("POST", "/models/{name}/evaluate", evaluate, op(
         "Evaluate versions on a labelled set (a job)",
         {"202": {**json_reply(_JOB, "Accepted; follow the job at its Location."),
                  "headers": {"Location": {"schema": {"type": "string"}, "description": "The job's URL."}}},
          **errors(400, 404, 413, 415, 503)},
         params=_EVALUATE_PARAMS, body=_ZIP_BODY, tags=_TAGS,
-        description="Runs in the background; GET the Location for progress and, once done, the results.")}),
-    Route("/models/{name}/evalsets", EvalSetsHandler, {"get": op(
+        description="Runs in the background; GET the Location for progress and, once done, the results."),
+        body=Body.SPOOL, **_NOT_ON_RAY),
+    Endpoint("GET", "/models/{name}/evalsets", eval_sets, op(
         "The labelled sets a version bundles",
         {"200": json_reply({"type": "object", "required": ["name", "version", "sets"], "properties": {
             "name": {"type": "string"}, "version": {"type": "integer"},
             "sets": {"type": "array", "items": {"type": "string"}}}}, "Set names, as the manifest lists them."),
-         **errors(400, 404)}, params=[NAME, VERSION_QUERY], tags=_TAGS)}, trailing_slash=True),
-    Route("/models/{name}/evalsets/{set}", EvalSetHandler, {"get": op(
+         **errors(400, 404)}, params=[NAME, VERSION_QUERY], tags=_TAGS), trailing_slash=True, **_NOT_ON_RAY),
+    Endpoint("GET", "/models/{name}/evalsets/{set}", eval_set, op(
         "One bundled labelled set, as a zip",
         {"200": {"description": "The zip.", "content": {"application/zip": {"schema": {
             "type": "string", "format": "binary"}}}}, **errors(400, 404)},
         params=[NAME, {"name": "set", "in": "path", "required": True, "schema": {"type": "string"},
                        "description": "A set name from the list (URL-encode its '/')."}, VERSION_QUERY],
-        tags=_TAGS)}),
-    Route("/evaluations/{job}", JobHandler, {"get": op(
+        tags=_TAGS), **_NOT_ON_RAY),
+    Endpoint("GET", "/evaluations/{job}", job, op(
         "An evaluation job: progress, and the results once done",
-        {"200": json_reply(_JOB, "The job."), **errors(404)}, params=[JOB], tags=_TAGS)}),
-    Route("/evaluations/{job}/predictions.csv", PredictionsCsvHandler, {"get": op(
+        {"200": json_reply(_JOB, "The job."), **errors(404)}, params=[JOB], tags=_TAGS), **_NOT_ON_RAY),
+    Endpoint("GET", "/evaluations/{job}/predictions.csv", predictions_csv, op(
         "Per-item predictions of a finished evaluation, as CSV",
         {"200": {"description": "file, truth, each version's answer and probability (or residual), problem.",
                  "content": {"text/csv": {"schema": {"type": "string"}}}}, **errors(400, 404), **_CONFLICT},
-        params=[JOB], tags=_TAGS)}),
-    Route("/evaluations/{job}/residuals.png", ResidualsHandler, {"get": op(
+        params=[JOB], tags=_TAGS), **_NOT_ON_RAY),
+    Endpoint("GET", "/evaluations/{job}/residuals.png", residuals, op(
         "The residual plot of a finished regression evaluation",
         {"200": {"description": "PNG.", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
-         **errors(400, 404), **_CONFLICT}, params=[JOB], tags=_TAGS)}),
+         **errors(400, 404), **_CONFLICT}, params=[JOB], tags=_TAGS), **_NOT_ON_RAY),
 ]

@@ -1,56 +1,45 @@
 """Bundled sample images over REST, for the dashboard's "pick a sample" list.
 
-Routes:
+Endpoints:
 
   GET /models/{m}/samples[?version=v]           {"name", "version", "samples": ["samples/3.png", ...]}
   GET /models/{m}/samples/{sample}[?version=v]  the sample's bytes (Content-Type from its name)
 
 A sample is looked up by the name the archive's manifest lists with role ``sample``
-(``DataPlane.sample``), read from inside the archive, never as a path on the server's
+(``DataPlane.bundled_file``), read from inside the archive, never as a path on the server's
 disk: an unknown name is a 404, whatever it contains.
 """
 
 from __future__ import annotations
 
-from tornado import web
-
+from yyai_kernel.api.call import Call, Reply, reply
+from yyai_kernel.api.context import Api
+from yyai_kernel.api.endpoint import Endpoint
+from yyai_kernel.api.refs import path_ref
+from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
+from yyai_kernel.plane.dataplane import SAMPLE_ROLE
 from yyai_kernel.protocol.restparse import sample_reply_headers
-from yyai_kernel.server.rest.base import YyaiHandler
-from yyai_kernel.server.rest.openapi import NAME, VERSION_QUERY, errors, json_reply, op
-from yyai_kernel.server.rest.routes import Route
 
 
-class SamplesHandler(YyaiHandler):
+async def samples(api: Api, call: Call) -> Reply:
     """GET /models/{m}/samples[?version=v]: the names of the samples a version bundles."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, name):
-        version = self.get_query_argument("version", None)
-        self.label_model(name, version)
-        resolved, samples = await self.run(self.dataplane.sample_list, name, version)
-        self.reply({"name": name, "version": resolved, "samples": samples})
+    target = api.data.resolve(path_ref(call, query_version=True))
+    call.confirm()
+    return reply({"name": target.name, "version": target.version, "samples": api.data.bundled(target, SAMPLE_ROLE)})
 
 
-class SampleHandler(YyaiHandler):
-    """GET /models/{m}/samples/{sample}[?version=v]: one sample's bytes."""
-
-    metric_endpoint = "management"
-
-    @web.authenticated
-    async def get(self, name, sample):
-        version = self.get_query_argument("version", None)
-        self.label_model(name, version)
-        data = await self.run(self.dataplane.sample, name, sample, version)
-        media, headers = sample_reply_headers(sample)
-        for header, value in headers.items():
-            self.set_header(header, value)
-        self.finish(data, set_content_type=media)  # APIHandler.finish would say JSON
+async def sample(api: Api, call: Call) -> Reply:
+    """GET /models/{m}/samples/{sample}[?version=v]: one sample's bytes (Content-Type from its name)."""
+    target = api.data.resolve(path_ref(call, query_version=True))
+    call.confirm()
+    name = call.path["sample"]
+    data = await api.run(api.data.bundled_file, target, name, SAMPLE_ROLE)
+    media, headers = sample_reply_headers(name)
+    return Reply(data, media_type=media, headers=headers)
 
 
-ROUTES = [
-    Route("/models/{name}/samples", SamplesHandler, {"get": op(
+ENDPOINTS = [
+    Endpoint("GET", "/models/{name}/samples", samples, op(
         "The sample inputs a version bundles",
         {"200": json_reply({
             "type": "object",
@@ -59,8 +48,8 @@ ROUTES = [
                            "samples": {"type": "array", "items": {"type": "string"}}},
         }, "Sample names, as the manifest lists them."), **errors(400, 404)},
         params=[NAME, VERSION_QUERY], tags=["management"],
-    )}, trailing_slash=True),
-    Route("/models/{name}/samples/{sample}", SampleHandler, {"get": op(
+    ), trailing_slash=True),
+    Endpoint("GET", "/models/{name}/samples/{sample}", sample, op(
         "One bundled sample's bytes (read from inside the archive, by its manifest name)",
         {"200": {"description": "The sample.", "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
          **errors(400, 404)},
@@ -68,5 +57,5 @@ ROUTES = [
                        "description": "A sample name from the list (URL-encode its '/').",
                        "schema": {"type": "string"}}, VERSION_QUERY],
         tags=["management"],
-    )}),
+    )),
 ]

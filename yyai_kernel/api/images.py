@@ -4,7 +4,7 @@ The body is either raw image bytes (``Content-Type: image/*``, so that
 ``curl --data-binary @digit.png -H 'Content-Type: image/png'`` works) or a
 ``multipart/form-data`` upload with one or more files. Anything else is a 415. The data
 plane decodes and preprocesses the images as the version's manifest says (pixel limit
-included), off the IOLoop. The reply (``Prediction.to_json``):
+included), on the predict pool. The reply (``Prediction.to_json``):
 
     {"model": "digits", "version": 2,
      "predictions": [{"members": {"cnn_a": [{"label": "3", "probability": 0.97}, ...]},
@@ -16,50 +16,40 @@ combined output (or of the only member), or null for regression. ``?raw=true`` a
 row's raw vectors under ``"raw"``, in label order, which the HTTP client uses.
 ``?explain=gradcam`` adds each row's ``"explanations"``: per member, a Grad-CAM heat map
 and its overlay PNG (base64), or ``"available": false`` with the reason; the data plane
-computes them and bounds them (``explanations.Explainer``).
+computes them and bounds them (``plane/explanations.py``).
 """
 
 from __future__ import annotations
 
+from yyai_kernel.api.call import Call, Reply, reply
+from yyai_kernel.api.context import Api
+from yyai_kernel.api.endpoint import Auth, Body, Endpoint
+from yyai_kernel.api.refs import path_ref
+from yyai_kernel.api.spec import NAME, STICKY, VERSION, errors, json_reply, op, ref
 from yyai_kernel.protocol.restparse import check_image_media, images_of, loose_flag
-from yyai_kernel.server.rest.lean import LeanBodyHandler
-from yyai_kernel.server.rest.openapi import (
-    NAME,
-    STICKY,
-    VERSION,
-    errors,
-    json_reply,
-    op,
-    ref,
-)
-from yyai_kernel.server.rest.routes import Route
-from yyai_kernel.types import STICKY_HEADER, check_name, parse_version_ref
+from yyai_kernel.types import STICKY_HEADER
 
 
-class PredictionsHandler(LeanBodyHandler):
-    """POST /predictions/{m}[/{v}]: one raw image, or a multipart upload of several (a lean handler)."""
+async def predictions(api: Api, call: Call) -> Reply:
+    """POST /predictions/{m}[/{v}]: one raw image, or a multipart upload of several."""
+    data = api.data
+    ref_ = path_ref(call)
+    raw = loose_flag(call.query.get("raw", "false"))
+    explain = call.query.get("explain")
+    media, content_type = call.media_type, call.content_type
+    check_image_media(media)
+    target = data.resolve(ref_)
+    call.confirm()
+    body, most = call.body, api.config.max_images_per_request
+    sticky = call.headers.get(STICKY_HEADER)
 
-    metric_endpoint = "predictions"
+    def work():  # multipart parsing and image decoding are CPU work: off the loop
+        images, filenames = images_of(media, content_type, body, most)
+        return data.submit_images(target, images, filenames, sticky=sticky, explain=explain)
 
-    async def post(self, name, version=None):
-        check_name(name), parse_version_ref(version)
-        self.label_model(name, version)
-        raw = loose_flag(self.get_query_argument("raw", "false"))
-        explain = self.get_query_argument("explain", None)
-        media = self.content_type()
-        check_image_media(media)
-        body = self.body
-        content_type = self.request.headers.get("Content-Type", "")
-        dataplane, most = self.dataplane, self.config.max_images_per_request
-        sticky = self.request.headers.get(STICKY_HEADER)
-
-        def work():  # multipart parsing and image decoding are CPU work: off the loop
-            images, filenames = images_of(media, content_type, body, most)
-            return dataplane.submit_images(name, version, images, filenames, sticky=sticky, explain=explain)
-
-        prediction = await self.model_call(await self.run(work))  # the batcher's thread completes it
-        self.metric_version = str(prediction.version)
-        self.reply(prediction.to_json(raw=raw))
+    prediction = await api.model_call(call, api.run(work))  # the batcher's thread completes it
+    call.confirm(prediction.version)
+    return reply(prediction.to_json(raw=raw))
 
 
 _IMAGE_BODY = {
@@ -80,17 +70,18 @@ _EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"typ
             "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
                            "max_explain_images images a request, max_concurrent_explains requests at once). "
                            "An explained request is never rerouted: the version named, else the default, answers."}
+_IMAGES = {"body": Body.MEMORY, "auth": Auth.TOKEN, "metric": "predictions"}
 
-ROUTES = [
-    Route("/predictions/{name}", PredictionsHandler, {"post": op(
+ENDPOINTS = [
+    Endpoint("POST", "/predictions/{name}", predictions, op(
         "Predict on images with the default version", _REPLIES, params=[NAME, STICKY, _EXPLAIN], body=_IMAGE_BODY,
         tags=["images"],
         description="Raw image bytes (Content-Type image/*) or a multipart upload of one or more files. "
         "The server decodes and preprocesses them as the archive's manifest says. The model's traffic "
         "policy (canary, shadow) applies: the reply's version says which version answered.",
-    )}),
-    Route("/predictions/{name}/{version}", PredictionsHandler, {"post": op(
+    ), **_IMAGES),
+    Endpoint("POST", "/predictions/{name}/{version}", predictions, op(
         "Predict on images with a given version or label (never rerouted)", _REPLIES,
         params=[NAME, VERSION, _EXPLAIN], body=_IMAGE_BODY, tags=["images"],
-    )}),
+    ), **_IMAGES),
 ]

@@ -43,9 +43,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
-from yyai_kernel.server.rest.base import YyaiHandler, public_if
-from yyai_kernel.server.rest.openapi import errors, op
-from yyai_kernel.server.rest.routes import Route
+from yyai_kernel.api.call import Call, Reply
+from yyai_kernel.api.endpoint import Endpoint
+from yyai_kernel.api.spec import errors, op
 from yyai_kernel.types import VersionState
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -178,18 +178,15 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-class MetricsHandler(YyaiHandler):
+async def metrics(api, call: Call) -> Reply:
     """GET /metrics: Prometheus text format."""
-
-    @public_if("public_metrics")
-    async def get(self):
-        payload = await self.run(self.state.metrics.render)
-        self.finish(payload, set_content_type=CONTENT_TYPE_LATEST)
+    return Reply(await api.run(api.metrics.render), media_type=CONTENT_TYPE_LATEST)
 
 
-ROUTES = [
-    Route("/metrics", MetricsHandler, {"get": op("Prometheus metrics", {
+# Ray Serve exports its own Prometheus metrics (ray_serve_* at each node's metrics port).
+ENDPOINTS = [
+    Endpoint("GET", "/metrics", metrics, op("Prometheus metrics", {
         "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
         **errors(),
-    }, tags=["ops"])}),
+    }, tags=["ops"]), metric=None, public="public_metrics", on_ray=False),
 ]

@@ -1,0 +1,164 @@
+"""The ASGI adapter of the endpoint table: yyai's REST API as a Starlette app.
+
+What: :func:`make_app` serves an :class:`~yyai_kernel.api.context.Api`'s endpoints (the Ray
+ingress serves the table less what cannot run across replicas, ``ray_app/http.py``). Each
+route reads the request into a :class:`~yyai_kernel.api.body.BodySink` (the one body rule
+that the Tornado adapter feeds too), builds a :class:`~yyai_kernel.api.call.Call`, awaits
+the endpoint and writes its :class:`~yyai_kernel.api.call.Reply`. The token rule is
+``tokenauth``'s, checked in constant time by :class:`TokenAuth`; errors are the same JSON
+(``api.call.error_body``), so the two servers answer the same request with the same status
+and body. Nothing here imports Tornado or Ray.
+
+Why Starlette rather than FastAPI: no route takes typed parameters or needs generated docs
+(they would bypass the token), and the bodies are the typed results' own JSON. Large
+spooled chunks are written to the upload's file off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+
+from starlette.applications import Starlette
+from starlette.datastructures import Headers, QueryParams
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from yyai_kernel.api.body import BodySink
+from yyai_kernel.api.call import (
+    JSON_TYPE,
+    Call,
+    Query,
+    dumps,
+    error_body,
+    error_headers,
+)
+from yyai_kernel.api.context import Api
+from yyai_kernel.api.endpoint import Body, Endpoint
+from yyai_kernel.api.table import by_path
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.protocol import tokenauth
+
+log = logging.getLogger("yyai.api")
+
+CHUNK_TO_THREAD = 1024 * 1024  # spooled upload chunks at least this large are written off the loop
+PATH_PARAMETERS = {"{sample}": "{sample:path}", "{set}": "{set:path}"}  # names that may hold '/'
+
+
+def make_app(api: Api, token: str | None) -> Starlette:
+    """The ASGI app of ``api.endpoints``, behind the token (None: no authentication)."""
+    routes, public = [], set()
+    for endpoint_path, methods in by_path(api.endpoints).items():
+        path = endpoint_path
+        for name, spelled in PATH_PARAMETERS.items():
+            path = path.replace(name, spelled)
+        handler = _route(api, methods)
+        routes.append(Route(path, handler, methods=list(methods)))
+        if any(e.trailing_slash for e in methods.values()):
+            routes.append(Route(path + "/", handler, methods=list(methods)))
+        if all(e.public and getattr(api.config, e.public) for e in methods.values()):
+            public.update((endpoint_path, endpoint_path + "/"))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(TokenAuth, token=token, public=tuple(public))],
+        exception_handlers={YyaiError: _yyai_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+
+
+def _route(api: Api, methods: dict[str, Endpoint]):
+    async def handle(request: Request) -> Response:
+        endpoint = methods[request.method]
+        call = Call(request.method, request.path_params, Query(_multi(request.query_params)), request.headers,
+                    base_url=request.scope.get("root_path", "") + "/", tmp_dir=api.tmp_dir)
+        sink = await _read_body(api, endpoint, request)
+        try:
+            if sink.spooling:
+                call.body_file = sink.spooled()
+            else:
+                call.body = sink.body()
+            reply = await endpoint(api, call)
+        finally:
+            sink.discard()
+        return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
+
+    return handle
+
+
+async def _read_body(api: Api, endpoint: Endpoint, request: Request) -> BodySink:
+    """The body within its limit: 413 from Content-Length before reading, or while reading."""
+    config = api.config
+    spool = endpoint.body is Body.SPOOL and request.method in ("POST", "PUT")
+    sink = BodySink(config.max_archive_bytes, spool_dir=api.tmp_dir) if spool else BodySink(config.max_body_bytes)
+    try:
+        sink.declared(request.headers.get("content-length"))
+        if sink.too_large:
+            raise sink.error()
+        async for chunk in request.stream():
+            if spool and len(chunk) >= CHUNK_TO_THREAD:
+                await asyncio.to_thread(sink.feed, chunk)
+            else:
+                sink.feed(chunk)
+            if sink.too_large:
+                raise sink.error()
+    except BaseException:
+        sink.discard()
+        raise
+    return sink
+
+
+def _multi(params: QueryParams) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for key, value in params.multi_items():
+        values.setdefault(key, []).append(value)
+    return values
+
+
+# --- errors and auth --------------------------------------------------------------------------
+
+
+def _error_reply(status: int, body: dict, headers: dict | None = None) -> Response:
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = tokenauth.WWW_AUTHENTICATE
+    return Response(dumps(body), status, headers=headers, media_type=JSON_TYPE)
+
+
+async def _yyai_error(request: Request, error: YyaiError) -> Response:
+    return _error_reply(error.status, error_body(error.status, error), error_headers(error))
+
+
+async def _http_error(request: Request, error: HTTPException) -> Response:
+    if error.status_code == 404:
+        message = f"No such endpoint: {request.method} {request.url.path}. See /openapi.json."
+    elif error.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        message = error.detail or HTTPStatus(error.status_code).phrase
+    return _error_reply(error.status_code, error_body(error.status_code, None, message), error.headers)
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+    return _error_reply(500, error_body(500, error))
+
+
+class TokenAuth:
+    """ASGI middleware: 401 for any request without the token (constant-time compare),
+    except the paths in ``public`` (health checks, when the server makes them public)."""
+
+    def __init__(self, app, token: str | None, public: tuple[str, ...] = ()):
+        self.app, self.token, self.public = app, token, frozenset(public)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.token is None or scope["path"] in self.public:
+            return await self.app(scope, receive, send)
+        authorization = Headers(scope=scope).get("authorization")
+        query_token = QueryParams(scope.get("query_string", b"")).get("token")
+        if tokenauth.same_token(tokenauth.sent_token(authorization, query_token), self.token):
+            return await self.app(scope, receive, send)
+        refused = _error_reply(401, {"error": tokenauth.refusal(authorization, query_token)})
+        await refused(scope, receive, send)

@@ -1,0 +1,78 @@
+"""Evaluations: scoring served versions on labelled sets, as bounded background jobs.
+
+The third object over the registry, beside the data plane (reading, inference) and the
+model repository (changes). It checks a request for an evaluation (the set, its kind, the
+versions and their readiness) before a job is queued, then hands the job to
+:class:`~yyai_kernel.evaluation.jobs.EvaluationJobs`, which runs ``evaluate()`` through the
+data plane, so a job measures exactly what is served. No framework types.
+"""
+
+from __future__ import annotations
+
+import os
+
+from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs
+from yyai_kernel.evaluation.run import DEFAULT_BATCH_SIZE, resolve_versions
+from yyai_kernel.evaluation.sets import EVAL_ROLE, set_from_zip
+from yyai_kernel.plane.dataplane import DataPlane
+from yyai_kernel.registry.protocol import ref_of
+from yyai_kernel.types import ModelRef, Prediction, VersionDescription
+
+
+class Evaluations:
+    """Evaluation jobs over one data plane; ``jobs_dir``: see ``EvaluationJobs`` (None: in memory)."""
+
+    def __init__(self, data: DataPlane, jobs_dir: str | os.PathLike | None = None):
+        self.data = data
+        self.jobs = EvaluationJobs(_Scoring(data), jobs_dir,
+                                   batch_size=min(DEFAULT_BATCH_SIZE, data.config.max_images_per_request))
+
+    def start(self, name: str, versions: list[int | str | None], data: bytes | os.PathLike | None = None, *,
+              bundled: str | None = None, set_ref: ModelRef | None = None, handover: bool = False) -> EvaluationJob:
+        """Start evaluating ``versions`` (checked numbers or labels; empty: the default) of ``name``.
+
+        The set is ``data`` (a zip's bytes or file: see ``EvaluationJobs.submit``; with
+        ``handover``, as the REST endpoint does with its spooled upload, the file is moved to
+        the jobs' folder and deleted when the job ends), or ``bundled``, the name of a set
+        that the version ``set_ref`` names (default: the default) bundles. Checks
+        everything it can before the job is queued: a bad zip or a set of the wrong kind
+        is a 400, an unknown version a 404, a version that does not serve a 503.
+        """
+        if (data is None) == (bundled is None):
+            raise InvalidInputError("Send a labelled set as a zip, or name a set the model's archive bundles "
+                                    "(one of the two).")
+        if bundled is not None:
+            target = self.data.resolve(set_ref or ModelRef(name))
+            data = set_from_zip(self.data.bundled_file(target, bundled, EVAL_ROLE),
+                                description=f"{name} v{target.version}: {bundled}")
+        wanted = list(versions) or [None]
+
+        def check(dataset) -> list[int]:
+            resolved = resolve_versions(self.jobs.backend, name, wanted, dataset.kind)
+            for version in resolved:
+                self.data.model_ready(self.data.resolve(ModelRef(name, version)))
+            return resolved
+
+        return self.jobs.submit(name, data, check, handover=handover)
+
+    def get(self, job_id: str) -> EvaluationJob:
+        """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""
+        return self.jobs.get(job_id)
+
+    def close(self) -> None:
+        """Drop queued evaluations (running ones end with the process)."""
+        self.jobs.close()
+
+
+class _Scoring:
+    """What ``evaluate()`` calls, by name and version, answered by the data plane."""
+
+    def __init__(self, data: DataPlane):
+        self.data = data
+
+    def describe(self, name: str, version: int | str | None = None) -> VersionDescription:
+        return self.data.resolve(ref_of(name, version)).description
+
+    def predict_images(self, name: str, images: list[bytes], version: int | str | None = None) -> Prediction:
+        return self.data.submit_images(self.data.resolve(ref_of(name, version)), list(images)).result()

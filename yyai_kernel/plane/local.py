@@ -1,0 +1,145 @@
+"""LocalBackend: the dashboard's and the CLI's :class:`~yyai_kernel.plane.backend.Backend` in this process.
+
+It answers by name and version from the data plane, the model repository and the
+evaluations of one registry (a plain notebook's dashboard, ``Dashboard.for_models``, the
+CLI on a store folder), with the same result types as the HTTP client. Each call parses
+its name and version once, as a REST endpoint does, then calls one plane method.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from yyai_kernel.evaluation.jobs import EvaluationJob
+from yyai_kernel.evaluation.sets import EVAL_ROLE
+from yyai_kernel.plane.dataplane import SAMPLE_ROLE
+from yyai_kernel.plane.planes import Planes
+from yyai_kernel.types import (
+    Disagreement,
+    InstallResult,
+    ModelRef,
+    ModelRemoved,
+    ModelStatus,
+    ModelSummary,
+    Prediction,
+    ServerStatus,
+    TrafficPolicy,
+    TrafficReport,
+    VersionDescription,
+    VersionLabel,
+    check_label,
+    check_name,
+)
+
+
+class LocalBackend:
+    """The Backend in this process: the data plane, the model repository and the
+    evaluations of one registry, called by name and version (a notebook's dashboard, the CLI
+    on a store folder). Each call parses its name and version once, as a REST endpoint does."""
+
+    def __init__(self, planes: Planes):
+        self.planes = planes
+        self.data, self.repository, self.evaluations = planes.data, planes.repository, planes.evaluations
+
+    @classmethod
+    def over(cls, registry, **options) -> "LocalBackend":
+        """The backend over a registry (``options``: see ``Planes.over``); closing it closes the registry."""
+        return cls(Planes.over(registry, **options))
+
+    def _target(self, name: str, version=None):
+        return self.data.resolve(ModelRef.parse(name, version))
+
+    # reading
+    def list(self) -> list[ModelSummary]:
+        return self.data.list()
+
+    def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
+        return self.data.status(None if name is None else check_name(name))
+
+    def describe(self, name: str, version=None) -> VersionDescription:
+        return self.data.describe(self._target(name, version))
+
+    def samples(self, name: str, version=None) -> list[str]:
+        return self.data.bundled(self._target(name, version), SAMPLE_ROLE)
+
+    def sample(self, name: str, sample: str, version=None) -> bytes:
+        return self.data.bundled_file(self._target(name, version), sample, SAMPLE_ROLE)
+
+    def eval_sets(self, name: str, version=None) -> list[str]:
+        return self.data.bundled(self._target(name, version), EVAL_ROLE)
+
+    def eval_set(self, name: str, set_name: str, version=None) -> bytes:
+        return self.data.bundled_file(self._target(name, version), set_name, EVAL_ROLE)
+
+    # predicting
+    def predict(self, name: str, inputs, version=None) -> Prediction:
+        return self.data.predict(self._target(name, version), inputs)
+
+    def predict_images(self, name: str, images: Iterable[bytes], version=None, *,
+                       explain: str | None = None) -> Prediction:
+        return self.data.submit_images(self._target(name, version), list(images), explain=explain).result()
+
+    # managing
+    def load(self, name: str, version=None) -> ModelStatus:
+        return self.repository.load(name, version)
+
+    def unload(self, name: str, version=None) -> ModelStatus:
+        return self.repository.unload(name, version)
+
+    def reload(self, name: str | None = None, *, force: bool = True):
+        return self.repository.reload(name, force=force)
+
+    def set_default(self, name: str, version) -> ModelStatus:
+        return self.repository.set_default(name, version)
+
+    def follow_latest(self, name: str) -> ModelStatus:
+        return self.repository.follow_latest(name)
+
+    def remove(self, name: str, version, *, purge: bool = False) -> ModelStatus | ModelRemoved:
+        return self.repository.remove(name, version, purge=purge)
+
+    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
+        return self.repository.add_archive(archive)
+
+    # rollouts
+    def labels(self, name: str) -> dict[str, int]:
+        return self.repository.labels(check_name(name))
+
+    def label(self, name: str, label: str) -> VersionLabel:
+        return self.repository.label(ModelRef(check_name(name), label=check_label(label)))
+
+    def set_label(self, name: str, label: str, version) -> ModelStatus:
+        return self.repository.set_label(name, label, version)
+
+    def delete_label(self, name: str, label: str) -> ModelStatus:
+        return self.repository.delete_label(name, label)
+
+    def traffic_report(self, name: str) -> TrafficReport:
+        return self.repository.traffic_report(check_name(name))
+
+    def set_traffic(self, name: str, policy: TrafficPolicy | dict) -> ModelStatus:
+        return self.repository.set_traffic(name, policy)
+
+    def clear_traffic(self, name: str) -> ModelStatus:
+        return self.repository.clear_traffic(name)
+
+    def promote(self, name: str) -> ModelStatus:
+        return self.repository.promote(name)
+
+    def disagreements(self, name: str) -> list[Disagreement]:
+        return self.repository.disagreements(check_name(name))
+
+    # evaluations
+    def start_evaluation(self, name: str, versions, data: bytes | os.PathLike | None = None, *,
+                         bundled: str | None = None, set_version=None) -> EvaluationJob:
+        parsed = [ModelRef.parse(name, v) for v in versions or ()]
+        return self.evaluations.start(check_name(name), [r.version if r.label is None else r.label for r in parsed],
+                                      data, bundled=bundled,
+                                      set_ref=None if set_version is None else ModelRef.parse(name, set_version))
+
+    def evaluation(self, job_id: str) -> EvaluationJob:
+        return self.evaluations.get(job_id)
+
+    def close(self) -> None:
+        self.planes.close()
