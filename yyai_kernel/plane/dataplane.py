@@ -40,7 +40,7 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs
 from yyai_kernel.evaluation.run import DEFAULT_BATCH_SIZE, resolve_versions
-from yyai_kernel.evaluation.sets import EVAL_ROLE, set_from_zip
+from yyai_kernel.evaluation.sets import set_from_zip
 from yyai_kernel.plane.explanations import Explainer
 from yyai_kernel.plane.management import ManagedPlane, Peers
 from yyai_kernel.plane.operations import Operation, OpKind
@@ -58,6 +58,9 @@ from yyai_kernel.rollout.traffic import Plan
 from yyai_kernel.runtime.images import preprocess
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
+    FileRole,
+    ImageSpec,
+    InputSpec,
     ModelStatus,
     ModelSummary,
     Prediction,
@@ -71,7 +74,6 @@ from yyai_kernel.types import (
 
 SERVER_NAME = "yyai"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-SAMPLE_ROLE = "sample"
 
 
 def _version() -> str:
@@ -147,22 +149,22 @@ class DataPlane(ManagedPlane):
         """What a version takes and gives (the request path: no status to compute)."""
         return self.registry.describe(check_name(name), parse_version_ref(version))
 
-    def bundled(self, name: str, version=None, role: str = SAMPLE_ROLE) -> tuple[int, list[str]]:
-        """(the version, the names of the files it bundles with ``role``: "sample" or "eval")."""
+    def bundled(self, name: str, version=None, role: FileRole = FileRole.SAMPLE) -> tuple[int, list[str]]:
+        """(the version, the names of the files it bundles with ``role``: samples or labelled sets)."""
         record = self.registry.record(check_name(name), parse_version_ref(version))
-        return record.version, [f["path"] for f in record.manifest.files if f.get("role") == role]
+        return record.version, [f.path for f in record.manifest.files if f.role is role]
 
-    def bundled_file(self, name: str, file: str, version=None, role: str = SAMPLE_ROLE) -> bytes:
+    def bundled_file(self, name: str, file: str, version=None, role: FileRole = FileRole.SAMPLE) -> bytes:
         """One bundled file's bytes, by its manifest name (never a path on the server's disk)."""
         resolved, names = self.bundled(name, version, role)
         if file not in names:
-            what = "labelled set" if role == EVAL_ROLE else role
+            what = "labelled set" if role is FileRole.EVAL else role.value
             raise ModelNotFoundError(f"Model {name!r} v{resolved} bundles no {what} named {file!r}.")
         return read_listed_file(self.registry.record(name, resolved).path, file)
 
     def sample_list(self, name: str, version=None) -> tuple[int, list[str]]:
         """(the version, the names of the sample inputs it bundles: files with role "sample")."""
-        return self.bundled(name, version, SAMPLE_ROLE)
+        return self.bundled(name, version, FileRole.SAMPLE)
 
     def samples(self, name: str, version=None) -> list[str]:
         """The names of the sample inputs a version bundles."""
@@ -170,15 +172,15 @@ class DataPlane(ManagedPlane):
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
         """One bundled sample's bytes, by its manifest name."""
-        return self.bundled_file(name, sample, version, SAMPLE_ROLE)
+        return self.bundled_file(name, sample, version, FileRole.SAMPLE)
 
     def eval_sets(self, name: str, version=None) -> list[str]:
         """The names of the labelled sets a version bundles (files with role "eval": zips)."""
-        return self.bundled(name, version, EVAL_ROLE)[1]
+        return self.bundled(name, version, FileRole.EVAL)[1]
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
         """One bundled labelled set (a zip's bytes), by its manifest name."""
-        return self.bundled_file(name, set_name, version, EVAL_ROLE)
+        return self.bundled_file(name, set_name, version, FileRole.EVAL)
 
     # --- Open Inference Protocol ---------------------------------------------------------------
 
@@ -192,8 +194,7 @@ class DataPlane(ManagedPlane):
         else:
             versions = [described.version]
         spec = described.input
-        tensor_input = TensorMetadata(described.input_name, v2codec.datatype_of(spec.get("dtype", "float32")),
-                                      [-1, *[int(d) for d in spec["shape"]]])
+        tensor_input = TensorMetadata(spec.name, v2codec.datatype_of(spec.dtype), [-1, *spec.shape])
         outputs = [TensorMetadata(n, "FP32", [-1, described.output_width]) for n in described.output_names]
         return ModelMetadata(described.name, [str(v) for v in versions], "keras", [tensor_input], outputs,
                              parameters=_preprocessing(spec))
@@ -351,7 +352,7 @@ class DataPlane(ManagedPlane):
             raise InvalidInputError("Send a labelled set as a zip, or name a set the model's archive bundles "
                                     "(one of the two).")
         if bundled is not None:
-            resolved = self.bundled(name, set_version, EVAL_ROLE)[0]
+            resolved = self.bundled(name, set_version, FileRole.EVAL)[0]
             data = set_from_zip(self.eval_set(name, bundled, resolved), description=f"{name} v{resolved}: {bundled}")
         versions = [None] if versions is None or len(versions) == 0 else [parse_version_ref(v) for v in versions]
 
@@ -367,13 +368,14 @@ class DataPlane(ManagedPlane):
         """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""
         return self.jobs.get(job_id)
 
-def _preprocessing(spec: dict) -> dict:
+def _preprocessing(spec: InputSpec) -> dict:
     """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
+    image = spec.image or ImageSpec()
     return {
         "preprocessed": True,
-        "scale": float(spec.get("scale", 1.0)),
-        "offset": float(spec.get("offset", 0.0)),
-        "color": spec.get("color", "rgb"),
+        "scale": float(image.scale),
+        "offset": float(image.offset),
+        "color": image.color.value,
         "description": (
             "v2 takes the model's input tensor after preprocessing: x = pixel * scale + offset, "
             "in the colour order and shape given. POST /predictions/{model} takes image bytes and "

@@ -32,13 +32,12 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
-from yyai_kernel.evaluation.sets import CLASSIFICATION, EVAL_ROLE
 from yyai_kernel.protocol.multipart import extract_archive_part
 from yyai_kernel.protocol.restparse import AUTH_QUERY
 from yyai_kernel.server.rest.base import BodyHandler, YyaiHandler
 from yyai_kernel.server.rest.openapi import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.server.rest.routes import Route
-from yyai_kernel.types import check_name
+from yyai_kernel.types import FileRole, OutputKind, check_name
 
 ZIP_TYPES = {"application/zip", "application/octet-stream", "application/x-zip-compressed"}
 EVALUATE_QUERY = {"versions", "set", "set_version"}
@@ -136,7 +135,7 @@ class ResidualsHandler(YyaiHandler):
     async def get(self, job):
         finished = await self.run(self.dataplane.evaluation, job)
         result = finished.evaluation()
-        if result.kind == CLASSIFICATION:
+        if result.kind is OutputKind.CLASSIFICATION:
             raise InvalidInputError("A residual plot is drawn for regression evaluations; this one is a "
                                     "classification (see its confusion matrices).")
         png = await self.run(result.residual_plot)
@@ -152,7 +151,7 @@ class EvalSetsHandler(YyaiHandler):
     async def get(self, name):
         version = self.get_query_argument("version", None)
         self.label_model(name, version)
-        resolved, sets = await self.run(self.dataplane.bundled, name, version, EVAL_ROLE)
+        resolved, sets = await self.run(self.dataplane.bundled, name, version, FileRole.EVAL)
         self.reply({"name": name, "version": resolved, "sets": sets})
 
 
@@ -182,7 +181,7 @@ _RESULT = {
     "description": "The results, once the job is done.",
     "required": ["model", "kind", "dataset", "versions", "pairs", "items", "bad_items"],
     "properties": {
-        "model": {"type": "string"}, "kind": {"type": "string", "enum": ["classification", "regression"]},
+        "model": {"type": "string"}, "kind": {"type": "string", "enum": [k.value for k in OutputKind]},
         "dataset": {"type": "string"}, "n_items": {"type": "integer"},
         "tolerance": {"type": "number", "nullable": True},
         "versions": {"type": "array", "items": {"type": "object", "properties": {

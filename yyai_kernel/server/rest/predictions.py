@@ -33,7 +33,7 @@ from yyai_kernel.server.rest.openapi import (
     ref,
 )
 from yyai_kernel.server.rest.routes import Route
-from yyai_kernel.types import STICKY_HEADER, check_name, parse_version_ref
+from yyai_kernel.types import STICKY_HEADER, ExplainMethod, check_name, parse_version_ref
 
 
 class PredictionsHandler(LeanBodyHandler):
@@ -76,7 +76,7 @@ _IMAGE_BODY = {
 }
 _REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
             **errors(400, 404, 413, 415, 429, 503)}
-_EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": ["gradcam"]},
+_EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},
             "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
                            "max_explain_images images a request, max_concurrent_explains requests at once). "
                            "An explained request is never rerouted: the version named, else the default, answers."}
