@@ -104,7 +104,8 @@ def _output_spec(labels, regression, rounding) -> OutputSpec:
 def _input_spec(spec: InputSpec | dict, model) -> InputSpec | dict:
     """The input spec's JSON with the shape read from the model and the colour of a one-channel input filled in.
 
-    The JSON stays a dict, so that ``pack`` checks it against the schema and names a bad field.
+    The caller's JSON is read here as given and stays a dict, so that ``pack`` checks it against
+    the schema and names a bad field.
     """
     if isinstance(spec, InputSpec):
         return spec
