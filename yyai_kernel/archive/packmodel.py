@@ -38,12 +38,13 @@ def pack_model(
     """Write `out/<name>-<version>.yyar` from in-memory Keras models; returns its path.
 
     `model_or_models` is one model, a list (an ensemble; member names from each model's
-    name) or a dict {member name: model}. `input` is the manifest's input spec (an
+    name) or a dict {member name: model}. `input` is the manifest's input spec: an
     :class:`InputSpec`, or its JSON, where `shape` defaults to the first model's input
-    shape, `color` to grayscale for one channel, and the rest as the format says). Give `labels` (classification) or `regression` (output
-    names) and not both. `samples` are image files stored under samples/, `eval_set` a
-    labelled-set zip stored as eval/<file name> (role eval). Raises ManifestError or
-    ModelLoadError, as `archive.pack` does.
+    shape, `color` to grayscale for one channel, and the rest as the format says. Give
+    `labels` (classification) or `regression` (output names) and not both. `samples` are
+    image files stored under samples/, `eval_set` a labelled-set zip stored as
+    eval/<file name> (role eval). Raises ManifestError or ModelLoadError, as `archive.pack`
+    does.
 
     Example:
         pack_model(model, name="digits", version=3, input={"scale": 1 / 255},

@@ -370,7 +370,7 @@ class DataPlane(ManagedPlane):
 
 def _preprocessing(spec: InputSpec) -> dict:
     """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
-    image = spec.image or ImageSpec()
+    image = spec.image or ImageSpec()  # an input that is no image (none yet) takes its tensor as it is
     return {
         "preprocessed": True,
         "scale": float(image.scale),
