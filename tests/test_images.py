@@ -13,7 +13,8 @@ from yyai_kernel.types import InputSpec
 
 RGB = {"shape": [4, 4, 3], "dtype": "float32", "color": "rgb", "scale": 1 / 255, "offset": 0.0}
 GRAY = {"shape": [8, 8, 1], "dtype": "float32", "color": "grayscale", "scale": 1.0, "offset": 0.0}
-RGB_SPEC, BGR_SPEC, GRAY_SPEC = InputSpec.from_json(RGB), InputSpec.from_json(dict(RGB, color="bgr")), InputSpec.from_json(GRAY)
+RGB_SPEC, BGR_SPEC = InputSpec.from_json(RGB), InputSpec.from_json(dict(RGB, color="bgr"))
+GRAY_SPEC = InputSpec.from_json(GRAY)
 
 
 def png_bytes(bgr: np.ndarray) -> bytes:

@@ -148,7 +148,8 @@ def test_explain_methods_and_store_problem_kinds_are_enums():
 
 # The manifest's keys and vocabularies, read or compared as strings: each belongs to types/specs.py.
 _STRINGLY = re.compile(
-    r'\.get\("(scale|offset|color|layout|resize|rounding|role)"|\["role"\]|\b(input|output)(_spec)?\["|\bspec(\.get\(|\[")'
+    r'\.get\("(scale|offset|color|layout|resize|rounding|role)"|\["role"\]'
+    r'|\b(input|output)(_spec)?\["|\bspec(\.get\(|\[")'
     r'|[=!]= "(classification|regression|mean|each|sample|eval|gradcam|unreadable|duplicate|grayscale|rgb|bgr)"'
     r'|"(unreadable|duplicate)",')
 # where the manifest's JSON is still read by key: the caller's own JSON, before pack's schema check

@@ -51,7 +51,8 @@ def archive_cmd(
     color: Optional[str] = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
-    scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale", help="x = pixel * scale + offset; a number or a fraction like 1/255 "
+    scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale",
+                              help="x = pixel * scale + offset; a number or a fraction like 1/255 "
                               "(the default 1 feeds pixels 0-255 as they are)."),
     offset: str = typer.Option(f"{ImageSpec.offset:g}", "--offset", help="Added after scaling."),
     resize: str = typer.Option(ImageSpec.resize, "--resize", help="How an image of another size is fitted to the input "
@@ -64,7 +65,8 @@ def archive_cmd(
         None, "--regression", help="Regression output names, comma separated: NAME[,NAME]."),
     rounding: Optional[int] = typer.Option(None, "--rounding", min=0, max=15,
                                            help="Decimals to round regression outputs to."),
-    combine: str = typer.Option(Combine.MEAN.value, "--combine", help="How members combine: mean, or each (no combined output)."),
+    combine: str = typer.Option(Combine.MEAN.value, "--combine",
+                                help="How members combine: mean, or each (no combined output)."),
     max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
     max_delay_ms: Optional[float] = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
     description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),

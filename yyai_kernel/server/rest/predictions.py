@@ -76,7 +76,8 @@ _IMAGE_BODY = {
 }
 _REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
             **errors(400, 404, 413, 415, 429, 503)}
-_EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},
+_EXPLAIN = {"name": "explain", "in": "query", "required": False,
+            "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},
             "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
                            "max_explain_images images a request, max_concurrent_explains requests at once). "
                            "An explained request is never rerouted: the version named, else the default, answers."}
