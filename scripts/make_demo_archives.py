@@ -420,14 +420,16 @@ def eval_scores(out_dir: Path) -> dict:
 def repack_with_eval(path: Path, eval_zip: Path, out_dir: Path) -> Path:
     """``path`` re-packed into ``out_dir`` with ``eval_zip`` as its eval set; members and samples unchanged."""
     from yyai_kernel import archive
+    from yyai_kernel.types import FileRole
 
     with archive.open_archive(path) as opened:
         m = opened.manifest
-        kept = [(opened.member_path(f), f["path"], f["role"]) for f in m.files if f["role"] != "eval"]
+        kept = [(opened.member_path(f), f.path, f.role) for f in m.files if f.role is not FileRole.EVAL]
         new = archive.pack(
             name=m.name, version=m.version, models=[opened.member_path(x) for x in m.members],
-            input_spec=m.data["input"], output_spec=m.output, description=m.description, combine=m.combine,
-            batching=m.batching, extra_files=kept + [(eval_zip, f"eval/{eval_zip.name}", "eval")], out_dir=out_dir,
+            input_spec=m.input, output_spec=m.output, description=m.description, combine=m.combine,
+            batching=m.batching, extra_files=kept + [(eval_zip, f"eval/{eval_zip.name}", FileRole.EVAL)],
+            out_dir=out_dir,
         )
     if archive.read_manifest(new).members != m.members:
         raise RuntimeError(f"{path.name}: re-packing changed a member; refusing to replace it")
@@ -619,15 +621,16 @@ def archive_outputs(path: Path) -> dict:
     """Every member's (and the mean's) outputs on the archive's own samples, via images.preprocess."""
     from yyai_kernel import archive
     from yyai_kernel.runtime import images
+    from yyai_kernel.types import FileRole
 
     with archive.open_archive(path) as opened:
         m = opened.manifest
-        samples = sorted(f["path"] for f in m.files if f.get("role") == "sample")
+        samples = sorted(f.path for f in m.files if f.role is FileRole.SAMPLE)
         x = np.stack([images.preprocess((opened.root / s).read_bytes(), m.input) for s in samples])
         members = {}
         for member in m.members:
             model = _load_member(opened.member_path(member))
-            members[member["name"]] = predict(model, x)
+            members[member.name] = predict(model, x)
     mean = np.mean(list(members.values()), axis=0)
     result = {}
     for i, s in enumerate(samples):

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from yyai_kernel.archive import Limits, read_listed_file, read_manifest, verify
 from yyai_kernel.errors import ArchiveError, ImageError
 from yyai_kernel.runtime.images import decode_image, preprocess
+from yyai_kernel.types import InputSpec
 
 # Small limits put the count, size, ratio and manifest-size refusals within reach of tiny inputs.
 SMALL_LIMITS = Limits(max_members=6, max_member_bytes=4096, max_total_bytes=6000, max_ratio=8.0,
@@ -349,7 +350,7 @@ def archive_target(data: bytes, *, limits: Limits | None = None, load_models: bo
         assert manifest is not None, "verify accepted an archive that read_manifest refused"
         assert report.manifest.data == manifest.data
         for entry in manifest.files:
-            assert len(read_listed_file(path, entry["path"], limits)) == entry["size"]
+            assert len(read_listed_file(path, entry.path, limits)) == entry.size
         assert not list((work / "tmp").iterdir()), "an accepted archive left files behind"
         return "accepted"
     finally:
@@ -448,7 +449,7 @@ def image_target(data: bytes, spec: dict, *, max_pixels: int) -> str:
         assert image.shape[0] * image.shape[1] <= max_pixels
         assert image.ndim == 2 or image.shape[2] == 3
     try:
-        tensor = preprocess(data, spec, max_pixels=max_pixels)
+        tensor = preprocess(data, InputSpec.from_json(spec), max_pixels=max_pixels)
     except ImageError as exc:
         assert outcome == "accepted" or type(exc).__name__ == outcome, "preprocess and decode_image disagree"
         return type(exc).__name__

@@ -38,6 +38,7 @@ from yyai_kernel.errors import (
     UnsafeModelError,
     ZipBombError,
 )
+from yyai_kernel.types import Combine
 
 
 @pytest.fixture(autouse=True)
@@ -72,12 +73,13 @@ def test_round_trip_same_predictions(models, packed, private_tempdir):
 def test_manifest_written_by_pack(packed):
     m = read_manifest(packed)
     assert m.data["format"] == "yyar" and m.data["format_version"] == 1
-    assert m.output == OUTPUT_SPEC and m.combine == "mean" and m.description == "tiny test model"
-    assert m.input["resize"] == "stretch" and m.input["name"] == "input"
+    assert m.output.to_json() == OUTPUT_SPEC and m.combine is Combine.MEAN and m.description == "tiny test model"
+    assert m.input.image.resize == "stretch" and m.input.name == "input"
+    assert m.data["input"] == m.input.to_json()  # the defaults are written out
     with zipfile.ZipFile(packed) as zf:
         assert sorted(zf.namelist()) == ["MANIFEST.json", "models/tiny.keras", "models/tiny_2.h5"]
         for member in m.members:
-            assert hashlib.sha256(zf.read(member["path"])).hexdigest() == member["sha256"]
+            assert hashlib.sha256(zf.read(member.path)).hexdigest() == member.sha256
 
 
 def test_pack_convert_records_source(models, tmp_path):
@@ -216,7 +218,7 @@ def test_valid_manifest_and_regression():
     d = _valid()
     d["output"] = {"kind": "regression", "names": ["colorfulness"], "rounding": 3}
     m = Manifest.from_dict(d)
-    assert m.output["names"] == ["colorfulness"] and m.version == 1 and m.files == []
+    assert m.output.names == ("colorfulness",) and m.output.rounding == 3 and m.version == 1 and m.files == ()
 
 
 @pytest.mark.parametrize("fmt, version", [("zip", 1), ("yyar", 2), ("yyar", "1"), (None, 1)])

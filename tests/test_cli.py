@@ -46,7 +46,7 @@ def test_archive_then_inspect(models, tmp_path):
     path = out / "toy-2.yyar"
     assert f"wrote {path}" in result.output
     m = read_manifest(path)
-    assert m.output == {"kind": "classification", "labels": ["a", "b", "c"]}
+    assert m.output.to_json() == {"kind": "classification", "labels": ["a", "b", "c"]}
     assert m.input["scale"] == pytest.approx(1 / 255) and m.input["color"] == "grayscale"
     assert m.batching == {"max_batch_size": 16}
     assert [f["path"] for f in m.files] == ["labels.txt", "samples/0.png"]
@@ -76,7 +76,7 @@ def test_archive_regression_and_force(models, tmp_path):
     result = run(*args, "--force")
     assert result.exit_code == 0, result.output
     m = read_manifest(tmp_path / "reg-1.yyar")
-    assert m.output == {"kind": "regression", "names": ["r", "g", "b"], "rounding": 2} and m.combine == "each"
+    assert m.output.to_json() == {"kind": "regression", "names": ["r", "g", "b"], "rounding": 2} and m.combine == "each"
 
 
 def test_archive_errors_are_one_line(models, tmp_path):

@@ -26,7 +26,7 @@ from builders import demo_registry
 
 from yyai_kernel.dashboard import TABS, Dashboard, models_table_html, top_of
 from yyai_kernel.errors import ModelNotReadyError
-from yyai_kernel.types import ModelStatus, Prediction, VersionState
+from yyai_kernel.types import ModelStatus, OutputSpec, Prediction, VersionState
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -301,7 +301,7 @@ def test_charts_fit_their_titles_and_labels_and_come_with_a_top_k_table():
         members = {name: rng.dirichlet(np.ones(len(labels)), size=1).astype(np.float32)
                    for name in ("resnet50_finetuned_on_pets", "efficientnet_b0_finetuned", "mlp")}
         combined = np.mean(list(members.values()), axis=0)
-        prediction = Prediction("animals", 3, members, combined, {"kind": "classification", "labels": labels})
+        prediction = Prediction("animals", 3, members, combined, OutputSpec.classes(labels))
         for size in ((2.9, 1.75), (2.1, 1.45)):
             figure = bar_chart_figure(prediction, 0, labels, has_combined=True, panel_size=size)
             figure.canvas.draw()

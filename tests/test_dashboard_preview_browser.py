@@ -115,6 +115,7 @@ def test_drawing_pad_predicts(browser, server):
     from playwright.sync_api import expect
 
     from yyai_kernel.dashboard.drawpad import PAD_PX, DrawingPad
+    from yyai_kernel.types import InputSpec
 
     page, seen = visit(browser, server)
     page.select_option(".yyai-model-select select", label="digits")
@@ -138,7 +139,7 @@ def test_drawing_pad_predicts(browser, server):
 
     # the same stroke, rasterized here by the pad's own code (its pen sized for the digits' 8x8 input)
     twin = DrawingPad()
-    twin.set_input({"shape": [8, 8, 1]})
+    twin.set_input(InputSpec((8, 8, 1)))
     twin.strokes = [[start, end]]
     expected = rest_prediction(server, twin.png())
     expect(page.locator(".yyai-top-label[data-version='2']")).to_have_text(expected["top"])

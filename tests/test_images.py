@@ -9,10 +9,12 @@ import pytest
 
 from yyai_kernel.errors import ImageError, ImageTooLargeError
 from yyai_kernel.runtime.images import decode_image, encode_png, model_view, preprocess
+from yyai_kernel.types import InputSpec
 
-RGB_SPEC = {"shape": [4, 4, 3], "dtype": "float32", "color": "rgb", "scale": 1 / 255, "offset": 0.0}
-BGR_SPEC = dict(RGB_SPEC, color="bgr")
-GRAY_SPEC = {"shape": [8, 8, 1], "dtype": "float32", "color": "grayscale", "scale": 1.0, "offset": 0.0}
+RGB = {"shape": [4, 4, 3], "dtype": "float32", "color": "rgb", "scale": 1 / 255, "offset": 0.0}
+GRAY = {"shape": [8, 8, 1], "dtype": "float32", "color": "grayscale", "scale": 1.0, "offset": 0.0}
+RGB_SPEC, BGR_SPEC = InputSpec.from_json(RGB), InputSpec.from_json(dict(RGB, color="bgr"))
+GRAY_SPEC = InputSpec.from_json(GRAY)
 
 
 def png_bytes(bgr: np.ndarray) -> bytes:
@@ -57,7 +59,7 @@ def test_resize_and_grayscale_and_scale():
 
 
 def test_offset_is_applied_after_scale():
-    spec = dict(GRAY_SPEC, scale=2.0, offset=-1.0)
+    spec = InputSpec.from_json(dict(GRAY, scale=2.0, offset=-1.0))
     x = preprocess(png_bytes(np.full((8, 8), 3, np.uint8)), spec)
     np.testing.assert_allclose(x, 5.0)
 

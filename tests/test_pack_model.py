@@ -79,7 +79,7 @@ def test_a_regression_model_on_rgb_input(tmp_path):
         yyai_kernel.pack_model(model, name="reg", version=1, input={}, regression=["x", "y"], out=tmp_path)
     path = yyai_kernel.pack_model(model, name="reg", version=1, input={"color": "rgb", "scale": 1 / 255},
                                   regression=["x", "y"], rounding=3, out=tmp_path)
-    assert read_manifest(path).output == {"kind": "regression", "names": ["x", "y"], "rounding": 3}
+    assert read_manifest(path).output.to_json() == {"kind": "regression", "names": ["x", "y"], "rounding": 3}
     x = batch((16, 16, 3), seed=2)
     np.testing.assert_allclose(ArchiveRuntime.load(path)(x).combined, np.asarray(model(x, training=False)),
                                atol=1e-6)

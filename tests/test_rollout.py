@@ -36,15 +36,17 @@ from yyai_kernel.runtime.images import thumbnail_png
 from yyai_kernel.store.state import StoreState
 from yyai_kernel.store.store import STATE_FILE, ModelStore
 from yyai_kernel.types import (
+    InputSpec,
     ModelRef,
     ModelStatus,
+    OutputSpec,
     TrafficPolicy,
     TrafficSplit,
     check_label,
     parse_version_ref,
 )
 
-CLASSES = {"kind": "classification", "labels": ["a", "b", "c"]}
+CLASSES = OutputSpec.classes(["a", "b", "c"])
 
 
 # --- the policy document -----------------------------------------------------------------------
@@ -131,12 +133,12 @@ def test_classification_compares_top_label_and_largest_probability_gap():
     assert [r.agree for r in rows] == [True, False]
     assert [r.top for r in rows] == ["a", "b"] and rows[1].shadow_top == "c"
     assert rows[0].abs_diff == pytest.approx(0.1, abs=1e-6) and rows[1].abs_diff == pytest.approx(0.3, abs=1e-6)
-    reordered = compare_outputs(real, CLASSES, shadow[:, ::-1], {**CLASSES, "labels": ["c", "b", "a"]})
+    reordered = compare_outputs(real, CLASSES, shadow[:, ::-1], OutputSpec.classes(["c", "b", "a"]))
     assert [(r.agree, round(r.abs_diff, 6)) for r in reordered] == [(r.agree, round(r.abs_diff, 6)) for r in rows]
 
 
 def test_regression_compares_absolute_error_and_rounded_equality():
-    spec = {"kind": "regression", "names": ["y"], "rounding": 1}
+    spec = OutputSpec.values(["y"], rounding=1)
     rows = compare_outputs(np.array([[1.02], [2.0]]), spec, np.array([[1.04], [2.5]]), spec)
     assert [r.agree for r in rows] == [True, False]
     assert rows[1].abs_diff == pytest.approx(0.5)
@@ -147,11 +149,11 @@ def test_regression_compares_absolute_error_and_rounded_equality():
 def test_a_thumbnail_shows_the_input_pixels():
     pixels = np.random.default_rng(0).integers(0, 256, (4, 4), dtype=np.uint8)
     x = (pixels.astype(np.float32) / 255)[:, :, None]
-    png = thumbnail_png(x, INPUT_SPEC, size=16)
+    png = thumbnail_png(x, InputSpec.from_json(INPUT_SPEC), size=16)
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert image.shape == (16, 16)
     np.testing.assert_array_equal(image[::4, ::4], pixels)
-    assert thumbnail_png(np.zeros(10), {"shape": [10], "scale": 1.0}) is None
+    assert thumbnail_png(np.zeros(10), InputSpec.from_json({"shape": [10], "dtype": "float32", "color": "rgb"})) is None
 
 
 # --- the state file and the store ----------------------------------------------------------------------

@@ -15,8 +15,9 @@ import pytest
 
 from yyai_kernel.errors import InvalidInputError, PayloadTooLargeError
 from yyai_kernel.protocol import v2codec
+from yyai_kernel.types import InputSpec
 
-SPEC = {"name": "input", "shape": [2, 2, 1], "dtype": "float32"}
+SPEC = InputSpec.from_json({"name": "input", "shape": [2, 2, 1], "dtype": "float32", "color": "grayscale"})
 
 
 def _request(data, datatype="FP32", shape=(1, 2, 2, 1), name="input", **extra):
@@ -151,7 +152,7 @@ def test_binary_size_must_match_shape_and_body():
 def test_model_input_checks_values_name_and_shape(data, spec_change, words):
     request = v2codec.parse_infer_request(_request(data, datatype="FP64"))
     with pytest.raises(InvalidInputError, match=words):
-        v2codec.model_input(request, {**SPEC, **spec_change})
+        v2codec.model_input(request, InputSpec.from_json({**SPEC.to_json(), **spec_change}))
 
 
 def test_nan_tokens_in_json_are_read_then_refused():

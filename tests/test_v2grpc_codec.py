@@ -20,8 +20,9 @@ from tritonclient.grpc._utils import _get_inference_request
 from yyai_kernel import errors
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.protocol import v2codec, v2grpc
+from yyai_kernel.types import InputSpec
 
-SPEC = {"name": "input", "shape": [2, 2, 1], "dtype": "float32"}
+SPEC = InputSpec.from_json({"name": "input", "shape": [2, 2, 1], "dtype": "float32", "color": "grayscale"})
 TRITON_TYPES = {np.float32: "FP32", np.float64: "FP64", np.int32: "INT32", np.uint8: "UINT8", np.float16: "FP16"}
 
 

@@ -35,10 +35,9 @@ from yyai_kernel.api.endpoint import Body, Endpoint
 from yyai_kernel.api.refs import path_name, path_ref
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
-from yyai_kernel.evaluation.sets import CLASSIFICATION, EVAL_ROLE
 from yyai_kernel.protocol.multipart import extract_archive_part
 from yyai_kernel.protocol.restparse import AUTH_QUERY, MULTIPART
-from yyai_kernel.types import ModelRef, parse_version_ref
+from yyai_kernel.types import FileRole, ModelRef, OutputKind, parse_version_ref
 
 ZIP_TYPES = {"application/zip", "application/octet-stream", "application/x-zip-compressed"}
 EVALUATE_QUERY = {"versions", "set", "set_version"}
@@ -115,7 +114,7 @@ async def residuals(api: Api, call: Call) -> Reply:
     """GET /evaluations/{id}/residuals.png: the residual plot of a regression evaluation."""
     finished = await api.run(api.evaluations.get, call.path["job"])
     result = finished.evaluation()
-    if result.kind == CLASSIFICATION:
+    if result.kind is OutputKind.CLASSIFICATION:
         raise InvalidInputError("A residual plot is drawn for regression evaluations; this one is a "
                                 "classification (see its confusion matrices).")
     return Reply(await api.run(result.residual_plot), media_type="image/png")
@@ -125,7 +124,7 @@ async def eval_sets(api: Api, call: Call) -> Reply:
     """GET /models/{m}/evalsets[?version=v]: the labelled sets a version bundles."""
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
-    return reply({"name": target.name, "version": target.version, "sets": api.data.bundled(target, EVAL_ROLE)})
+    return reply({"name": target.name, "version": target.version, "sets": api.data.bundled(target, FileRole.EVAL)})
 
 
 async def eval_set(api: Api, call: Call) -> Reply:
@@ -133,7 +132,7 @@ async def eval_set(api: Api, call: Call) -> Reply:
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
     name = call.path["set"]
-    data = await api.run(api.data.bundled_file, target, name, EVAL_ROLE)
+    data = await api.run(api.data.bundled_file, target, name, FileRole.EVAL)
     return Reply(data, media_type="application/zip", headers=_attachment(name.rsplit("/", 1)[-1]))
 
 
@@ -148,7 +147,7 @@ _RESULT = {
     "description": "The results, once the job is done.",
     "required": ["model", "kind", "dataset", "versions", "pairs", "items", "bad_items"],
     "properties": {
-        "model": {"type": "string"}, "kind": {"type": "string", "enum": ["classification", "regression"]},
+        "model": {"type": "string"}, "kind": {"type": "string", "enum": [k.value for k in OutputKind]},
         "dataset": {"type": "string"}, "n_items": {"type": "integer"},
         "tolerance": {"type": "number", "nullable": True},
         "versions": {"type": "array", "items": {"type": "object", "properties": {

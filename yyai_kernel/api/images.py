@@ -27,7 +27,7 @@ from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_ref
 from yyai_kernel.api.spec import NAME, STICKY, VERSION, errors, json_reply, op, ref
 from yyai_kernel.protocol.restparse import check_image_media, images_of, loose_flag
-from yyai_kernel.types import STICKY_HEADER
+from yyai_kernel.types import STICKY_HEADER, ExplainMethod
 
 
 async def predictions(api: Api, call: Call) -> Reply:
@@ -66,7 +66,8 @@ _IMAGE_BODY = {
 }
 _REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
             **errors(400, 404, 413, 415, 429, 503)}
-_EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "string", "enum": ["gradcam"]},
+_EXPLAIN = {"name": "explain", "in": "query", "required": False,
+            "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},
             "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
                            "max_explain_images images a request, max_concurrent_explains requests at once). "
                            "An explained request is never rerouted: the version named, else the default, answers."}

@@ -17,15 +17,15 @@ from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.refs import path_ref
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
-from yyai_kernel.plane.dataplane import SAMPLE_ROLE
 from yyai_kernel.protocol.restparse import sample_reply_headers
+from yyai_kernel.types import FileRole
 
 
 async def samples(api: Api, call: Call) -> Reply:
     """GET /models/{m}/samples[?version=v]: the names of the samples a version bundles."""
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
-    return reply({"name": target.name, "version": target.version, "samples": api.data.bundled(target, SAMPLE_ROLE)})
+    return reply({"name": target.name, "version": target.version, "samples": api.data.bundled(target, FileRole.SAMPLE)})
 
 
 async def sample(api: Api, call: Call) -> Reply:
@@ -33,7 +33,7 @@ async def sample(api: Api, call: Call) -> Reply:
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
     name = call.path["sample"]
-    data = await api.run(api.data.bundled_file, target, name, SAMPLE_ROLE)
+    data = await api.run(api.data.bundled_file, target, name, FileRole.SAMPLE)
     media, headers = sample_reply_headers(name)
     return Reply(data, media_type=media, headers=headers)
 

@@ -8,7 +8,13 @@ name rule), so the document cannot disagree with what the server accepts.
 
 from __future__ import annotations
 
-from yyai_kernel.types import LABEL_PATTERN, NAME_PATTERN, VersionState
+from yyai_kernel.types import (
+    LABEL_PATTERN,
+    NAME_PATTERN,
+    Combine,
+    ExplainMethod,
+    VersionState,
+)
 
 
 def ref(name: str) -> dict:
@@ -311,7 +317,7 @@ SCHEMAS = {
             "output": {"type": "object", "description": "The manifest's output spec (labels or names)."},
             "output_width": {"type": "integer"},
             "members": {"type": "array", "items": {"type": "string"}},
-            "combine": {"type": "string", "enum": ["mean", "each"]},
+            "combine": {"type": "string", "enum": [c.value for c in Combine]},
             "has_combined": {"type": "boolean"},
             "status": {"allOf": [ref("VersionStatus")], "nullable": True},
         },
@@ -367,7 +373,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["method", "available"],
         "properties": {
-            "method": {"type": "string", "enum": ["gradcam"]},
+            "method": {"type": "string", "enum": [m.value for m in ExplainMethod]},
             "available": {"type": "boolean"},
             "reason": {"type": "string", "description": "Why there is no map (such as no convolutional layer)."},
             "layer": {"type": "string", "description": "The convolutional layer explained (the last one)."},

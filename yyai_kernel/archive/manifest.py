@@ -2,8 +2,10 @@
 
 A `.yyar` file is a zip holding `MANIFEST.json` at its root, one or more Keras members
 under `models/` (`.h5` or `.keras`) and any other file the manifest lists (labels,
-sample inputs). :class:`Manifest` is a validated MANIFEST.json; reading the zip is
-``reader.py``'s, verifying it ``verify.py``'s and writing one ``pack.py``'s.
+sample inputs). :class:`Manifest` is a validated MANIFEST.json: its parts are typed specs
+(``types/specs.py``, where the format's defaults live) and ``.data`` is the dict as
+written. Reading the zip is ``reader.py``'s, verifying it ``verify.py``'s and writing one
+``pack.py``'s.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from yyai_kernel.errors import (
     FormatVersionError,
     ManifestError,
     UnsafeMemberError,
+)
+from yyai_kernel.types.specs import (
+    Color,
+    Combine,
+    FileSpec,
+    InputSpec,
+    MemberSpec,
+    OutputSpec,
 )
 
 FORMAT = "yyar"
@@ -75,10 +85,18 @@ def _short(text: str, limit: int = 200) -> str:
 
 
 class Manifest:
-    """A validated MANIFEST.json. `.data` is the dict; the properties are views on it."""
+    """A validated MANIFEST.json: typed specs of its parts, and `.data`, the dict as written.
+
+    Build it with :meth:`from_dict`, which checks the dict first.
+    """
 
     def __init__(self, data: dict):
         self.data = data
+        self.input: InputSpec = InputSpec.from_json(data["input"]).filled()
+        self.output: OutputSpec = OutputSpec.from_json(data["output"])
+        self.members: tuple[MemberSpec, ...] = tuple(MemberSpec.from_json(m) for m in data["members"])
+        self.files: tuple[FileSpec, ...] = tuple(FileSpec.from_json(f) for f in data.get("files", ()))
+        self.combine: Combine = Combine(data.get("combine", Combine.MEAN))
 
     @classmethod
     def from_dict(cls, d) -> "Manifest":
@@ -109,8 +127,9 @@ class Manifest:
         d = copy.deepcopy(d)
         d["version"] = int(d["version"])
         d["input"]["shape"] = [int(n) for n in d["input"]["shape"]]
-        _check_rules(d)
-        return cls(d)
+        manifest = cls(d)
+        _check_rules(manifest)
+        return manifest
 
     @property
     def name(self) -> str:
@@ -129,31 +148,10 @@ class Manifest:
         return self.data.get("created")
 
     @property
-    def members(self) -> list[dict]:
-        return self.data["members"]
-
-    @property
-    def input(self) -> dict:
-        """The input spec with its defaults filled in (name, resize, scale, offset)."""
-        return {"name": "input", "resize": "stretch", "scale": 1.0, "offset": 0.0, **self.data["input"]}
-
-    @property
-    def output(self) -> dict:
-        return self.data["output"]
-
-    @property
-    def combine(self) -> str:
-        return self.data.get("combine", "mean")
-
-    @property
     def batching(self) -> dict:
         return self.data.get("batching", {})
 
-    @property
-    def files(self) -> list[dict]:
-        return self.data.get("files", [])
-
-    def entries(self) -> list[dict]:
+    def entries(self) -> tuple[MemberSpec | FileSpec, ...]:
         """Every file the archive must hold besides the manifest: members, then files."""
         return self.members + self.files
 
@@ -165,45 +163,50 @@ class Manifest:
         return f"Manifest({self.name!r}, version={self.version})"
 
 
-def _check_rules(d: dict) -> None:
-    if ".." in d["name"]:
-        raise ManifestError(f"invalid manifest: name: {d['name']!r} must not contain '..'", field="name")
+def _check_rules(m: Manifest) -> None:
+    if ".." in m.name:
+        raise ManifestError(f"invalid manifest: name: {m.name!r} must not contain '..'", field="name")
     seen_names: set[str] = set()
-    for i, m in enumerate(d["members"]):
-        if m["name"] in seen_names:
+    for i, member in enumerate(m.members):
+        if member.name in seen_names:
             where = f"members[{i}].name"
-            raise ManifestError(f"invalid manifest: {where}: member name {m['name']!r} is used twice", field=where)
-        seen_names.add(m["name"])
+            raise ManifestError(f"invalid manifest: {where}: member name {member.name!r} is used twice", field=where)
+        seen_names.add(member.name)
     seen_paths: set[str] = set()
-    for key in ("members", "files"):
-        for i, entry in enumerate(d.get(key, [])):
+    for key, entries in (("members", m.members), ("files", m.files)):
+        for i, entry in enumerate(entries):
             where = f"{key}[{i}].path"
-            path = entry["path"]
+            path = entry.path
             if ".." in path.split("/") or path == MANIFEST_NAME:
                 raise ManifestError(f"invalid manifest: {where}: {path!r} is not allowed", field=where)
             if path in seen_paths:
                 raise ManifestError(f"invalid manifest: {where}: {path!r} is listed twice", field=where)
             seen_paths.add(path)
-    shape, color = d["input"]["shape"], d["input"]["color"]
+    _check_channels(m.input)
+    names = m.output.names
+    if len(set(names)) != len(names):
+        raise ManifestError("invalid manifest: output.names: names must be unique", field="output.names")
+
+
+def _check_channels(spec: InputSpec) -> None:
+    """An image input's colour must match its channel axis (1 channel for grayscale, else 3)."""
+    shape, image = list(spec.shape), spec.image
+    if image is None:
+        return
+    color = image.color.value
     if len(shape) == 3:
-        want = 1 if color == "grayscale" else 3
-        first = d["input"].get("layout") == "channels_first"
-        if shape[0 if first else -1] != want:
-            axis = "first" if first else "last"
+        want = image.channels
+        if shape[0 if image.channels_first else -1] != want:
+            axis = "first" if image.channels_first else "last"
             raise ManifestError(
                 f"invalid manifest: input.color: {color!r} needs {want} channel(s) but input.shape is {shape} "
                 f"(channels {axis}; input.layout says where the channel axis is)",
                 field="input.color",
             )
-    elif len(shape) == 2 and color != "grayscale":
+    elif len(shape) == 2 and image.color is not Color.GRAYSCALE:
         raise ManifestError(
             f"invalid manifest: input.color: a 2-D input shape {shape} must be 'grayscale'", field="input.color"
         )
-    out = d["output"]
-    values = out.get("labels") or out.get("names")
-    key = "labels" if "labels" in out else "names"
-    if out["kind"] == "regression" and len(set(values)) != len(values):
-        raise ManifestError(f"invalid manifest: output.{key}: names must be unique", field=f"output.{key}")
 
 
 def _check_name(name: str) -> None:

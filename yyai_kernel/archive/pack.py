@@ -26,6 +26,15 @@ from yyai_kernel.errors import (
     ManifestError,
     ModelLoadError,
 )
+from yyai_kernel.types.specs import (
+    Combine,
+    FileRole,
+    FileSpec,
+    InputSpec,
+    MemberSource,
+    MemberSpec,
+    OutputSpec,
+)
 
 
 def member_name_for(stem: str) -> str:
@@ -49,10 +58,10 @@ def pack(
     name: str,
     version: int,
     models: list,
-    input_spec: dict,
-    output_spec: dict,
+    input_spec: InputSpec | dict,
+    output_spec: OutputSpec | dict,
     description: str = "",
-    combine: str = "mean",
+    combine: Combine | str = Combine.MEAN,
     batching: dict | None = None,
     extra_files=(),
     out_dir,
@@ -64,48 +73,67 @@ def pack(
     Every model is loaded (through kerasload, safe_mode unless `trusted`) and checked
     against the input/output specs before anything is written. Member names come from
     the file stems (made unique); `convert=True` re-saves `.h5` members as `.keras` and
-    records the original file under "source". `extra_files` is a sequence of
-    (file, arcname, role). The file appears atomically (temp file, fsync, rename);
-    an existing archive of the same name is replaced. ``yyai archive`` is its command line.
+    records the original file under "source". The specs may be given as their JSON (the
+    manifest's ``input`` and ``output`` objects); the input is written with its defaults
+    stated. `extra_files` is a sequence of (file, arcname, role). The file appears
+    atomically (temp file, fsync, rename); an existing archive of the same name is
+    replaced. ``yyai archive`` is its command line.
     """
     out_dir = Path(out_dir)
     if not models:
         raise ManifestError("an archive needs at least one model member", field="members")
-    input_spec = {"name": "input", "resize": "stretch", "scale": 1.0, "offset": 0.0, **input_spec}
     placeholder = {"name": "m", "path": "models/m.h5", "sha256": "0" * 64, "size": 0}
-    Manifest.from_dict({  # refuse bad metadata before loading any model
+    checked = Manifest.from_dict({  # refuse bad metadata before loading any model
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "version": version,
-        "description": description, "members": [placeholder], "input": input_spec,
-        "output": output_spec, "combine": combine, "batching": dict(batching or {}),
+        "description": description, "members": [placeholder], "input": _json(input_spec),
+        "output": _json(output_spec), "combine": str(combine), "batching": dict(batching or {}),
     })
+    input_spec, output_spec = checked.input, checked.output
+    extra_files = list(extra_files)
+    roles = [_role(i, role) for i, (_, _, role) in enumerate(extra_files)]
     work = Path(tempfile.mkdtemp(prefix="yyai-pack-"))
     try:
         members, sources, used = [], {}, set()
         for src in map(Path, models):
             entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted)
             members.append(entry)
-            sources[entry["path"]] = file
+            sources[entry.path] = file
         files = []
-        for file, arcname, role in extra_files:
+        for (file, arcname, _), role in zip(extra_files, roles):
             file = Path(file)
-            files.append({"path": arcname, "sha256": sha256_file(file), "size": file.stat().st_size, "role": role})
+            files.append(FileSpec(arcname, sha256_file(file), file.stat().st_size, role))
             sources[arcname] = file
         data = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "version": version,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "description": description, "members": members, "input": input_spec, "output": output_spec,
-            "combine": combine, "batching": dict(batching or {}), "files": files,
+            "description": description, "members": [m.to_json() for m in members], "input": input_spec.to_json(),
+            "output": output_spec.to_json(), "combine": checked.combine.value, "batching": dict(batching or {}),
+            "files": [f.to_json() for f in files],
         }
         manifest = Manifest.from_dict(data)
         for entry in manifest.entries():
-            _check_name(entry["path"])
+            _check_name(entry.path)
         return _write_zip(manifest, sources, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _pack_member(src: Path, used: set, input_spec: dict, output_spec: dict, work: Path, *,
-                 convert: bool, trusted: bool) -> tuple[dict, Path]:
+def _json(spec: InputSpec | OutputSpec | dict) -> dict:
+    return spec.to_json() if isinstance(spec, (InputSpec, OutputSpec)) else spec
+
+
+def _role(i: int, role: FileRole | str) -> FileRole:
+    """The role of the i-th extra file, checked before any model loads."""
+    try:
+        return FileRole(role)
+    except ValueError:
+        known = ", ".join(repr(r.value) for r in FileRole)
+        raise ManifestError(f"invalid manifest: files[{i}].role: {role!r} is not one of {known}",
+                            field=f"files[{i}].role") from None
+
+
+def _pack_member(src: Path, used: set, input_spec: InputSpec, output_spec: OutputSpec, work: Path, *,
+                 convert: bool, trusted: bool) -> tuple[MemberSpec, Path]:
     """One member's manifest entry and the file to store: loaded, checked against the specs,
     named uniquely (``used`` collects the names), converted to .keras when asked."""
     from yyai_kernel.archive import kerasload
@@ -125,14 +153,11 @@ def _pack_member(src: Path, used: set, input_spec: dict, output_spec: dict, work
     file, source = src, None
     if convert and suffix == ".h5":
         file = kerasload.convert_to_keras(src, work / f"{mname}.keras", trusted=trusted)
-        source = {"path": f"models/{mname}.h5", "sha256": sha256_file(src),
-                  "size": src.stat().st_size, "keras_version": info["keras_version"]}
+        source = MemberSource(f"models/{mname}.h5", sha256_file(src), src.stat().st_size, info["keras_version"])
         info = kerasload.member_info(file)
         suffix = ".keras"
-    entry = {"name": mname, "path": f"models/{mname}{suffix}", "sha256": sha256_file(file),
-             "size": file.stat().st_size, "keras_version": info["keras_version"]}
-    if source:
-        entry["source"] = source
+    entry = MemberSpec(mname, f"models/{mname}{suffix}", sha256_file(file), file.stat().st_size,
+                       info["keras_version"], source)
     return entry, file
 
 
@@ -145,7 +170,7 @@ def _write_zip(manifest: Manifest, sources: dict, out_dir: Path) -> Path:
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 zf.writestr(_zip_info(MANIFEST_NAME), manifest.to_json().encode("utf-8"))
                 for entry in manifest.entries():
-                    with open(sources[entry["path"]], "rb") as src, zf.open(_zip_info(entry["path"]), "w") as dst:
+                    with open(sources[entry.path], "rb") as src, zf.open(_zip_info(entry.path), "w") as dst:
                         shutil.copyfileobj(src, dst, 1024 * 1024)
             raw.flush()
             os.fsync(raw.fileno())

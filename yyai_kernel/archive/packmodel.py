@@ -15,6 +15,14 @@ from pathlib import Path
 
 from yyai_kernel.archive import member_name_for, pack
 from yyai_kernel.errors import ManifestError, ModelLoadError
+from yyai_kernel.types.specs import (
+    Color,
+    Combine,
+    FileRole,
+    InputSpec,
+    Layout,
+    OutputSpec,
+)
 
 
 def pack_model(
@@ -22,13 +30,13 @@ def pack_model(
     *,
     name: str,
     version: int,
-    input: dict,
+    input: InputSpec | dict,
     labels=None,
     regression=None,
     rounding: int | None = None,
     out,
     description: str = "",
-    combine: str = "mean",
+    combine: Combine | str = Combine.MEAN,
     batching: dict | None = None,
     samples=(),
     eval_set=None,
@@ -37,12 +45,13 @@ def pack_model(
     """Write `out/<name>-<version>.yyar` from in-memory Keras models; returns its path.
 
     `model_or_models` is one model, a list (an ensemble; member names from each model's
-    name) or a dict {member name: model}. `input` is the manifest's input spec; its
-    `shape` defaults to the first model's input shape, `dtype` to float32 and `color` to
-    grayscale for one channel. Give `labels` (classification) or `regression` (output
-    names) and not both. `samples` are image files stored under samples/, `eval_set` a
-    labelled-set zip stored as eval/<file name> (role eval). Raises ManifestError or
-    ModelLoadError, as `archive.pack` does.
+    name) or a dict {member name: model}. `input` is the manifest's input spec: an
+    :class:`InputSpec`, or its JSON, where `shape` defaults to the first model's input
+    shape, `color` to grayscale for one channel, and the rest as the format says. Give
+    `labels` (classification) or `regression` (output names) and not both. `samples` are
+    image files stored under samples/, `eval_set` a labelled-set zip stored as
+    eval/<file name> (role eval). Raises ManifestError or ModelLoadError, as `archive.pack`
+    does.
 
     Example:
         pack_model(model, name="digits", version=3, input={"scale": 1 / 255},
@@ -51,9 +60,9 @@ def pack_model(
     models = _named_models(model_or_models)
     output = _output_spec(labels, regression, rounding)
     input_spec = _input_spec(input, next(iter(models.values())))
-    extra = [(Path(p), f"samples/{Path(p).name}", "sample") for p in samples]
+    extra = [(Path(p), f"samples/{Path(p).name}", FileRole.SAMPLE) for p in samples]
     if eval_set is not None:
-        extra.append((Path(eval_set), f"eval/{Path(eval_set).name}", "eval"))
+        extra.append((Path(eval_set), f"eval/{Path(eval_set).name}", FileRole.EVAL))
     work = Path(tempfile.mkdtemp(prefix="yyai-pack-model-"))
     try:
         files = []
@@ -91,21 +100,23 @@ def _named_models(model_or_models) -> dict:
     return named
 
 
-def _output_spec(labels, regression, rounding) -> dict:
+def _output_spec(labels, regression, rounding) -> OutputSpec:
     if (labels is None) == (regression is None):
         raise ManifestError("give labels (classification) or regression (output names), not both or neither",
                             field="output")
     if labels is not None:
-        return {"kind": "classification", "labels": [str(label) for label in labels]}
-    names = [regression] if isinstance(regression, str) else [str(n) for n in regression]
-    spec = {"kind": "regression", "names": names}
-    if rounding is not None:
-        spec["rounding"] = int(rounding)
-    return spec
+        return OutputSpec.classes(labels)
+    return OutputSpec.values([regression] if isinstance(regression, str) else regression, rounding)
 
 
-def _input_spec(spec: dict, model) -> dict:
-    """The input spec with the shape read from the model and the plain defaults filled in."""
+def _input_spec(spec: InputSpec | dict, model) -> InputSpec | dict:
+    """The input spec's JSON with the shape read from the model and the colour of a one-channel input filled in.
+
+    The caller's JSON is read here as given and stays a dict, so that ``pack`` checks it against
+    the schema and names a bad field.
+    """
+    if isinstance(spec, InputSpec):
+        return spec
     spec = dict(spec)
     if "shape" not in spec:
         shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else ()
@@ -113,12 +124,12 @@ def _input_spec(spec: dict, model) -> dict:
             raise ManifestError(f"the model's input shape {shape} is not fixed; give input['shape']",
                                 field="input.shape")
         spec["shape"] = [int(n) for n in shape]
-    spec.setdefault("dtype", "float32")
     if "color" not in spec:
         shape = spec["shape"]
-        channels = shape[0 if spec.get("layout") == "channels_first" else -1] if len(shape) == 3 else 1
+        channels = shape[0 if spec.get("layout") == Layout.CHANNELS_FIRST else -1] if len(shape) == 3 else 1
         if channels != 1:
             raise ManifestError("say which channel order the model expects: input['color'] = 'rgb' or 'bgr'",
                                 field="input.color")
-        spec["color"] = "grayscale"
+        spec["color"] = Color.GRAYSCALE.value
+    spec.setdefault("dtype", InputSpec.dtype)
     return spec

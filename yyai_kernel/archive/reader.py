@@ -34,6 +34,7 @@ from yyai_kernel.errors import (
     ZipBombError,
 )
 from yyai_kernel.protocol import jsonparse
+from yyai_kernel.types.specs import FileSpec, MemberSpec
 
 _CHUNK = 64 * 1024
 
@@ -201,7 +202,7 @@ class OpenedArchive:
         with _open_zip(self.path) as zf:
             infos = _check_entries(zf, self.limits)
             manifest = _read_manifest_from(zf, self.path, self.limits)
-            expected = {e["path"]: e for e in manifest.entries()}
+            expected = {e.path: e for e in manifest.entries()}
             present = {i.filename: i for i in infos if i.filename != MANIFEST_NAME}
             missing = sorted(set(expected) - set(present))
             if missing:
@@ -218,8 +219,9 @@ class OpenedArchive:
                 budget -= self._extract_one(zf, present[arcname], entry, budget)
         return manifest
 
-    def _extract_one(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: dict, budget: int) -> int:
-        name, declared = info.filename, entry["size"]
+    def _extract_one(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: MemberSpec | FileSpec,
+                     budget: int) -> int:
+        name, declared = info.filename, entry.size
         if info.file_size > declared:
             raise ArchiveLimitError(
                 f"archive member {name!r} holds {info.file_size} bytes but the manifest declares {declared}"
@@ -248,16 +250,16 @@ class OpenedArchive:
             raise ArchiveLimitError(f"archive member {name!r} exceeds the archive size limits")
         if n != declared:
             raise ChecksumError(f"archive member {name!r} is {n} bytes but the manifest says {declared}")
-        if sha != entry["sha256"]:
+        if sha != entry.sha256:
             raise ChecksumError(
-                f"archive member {name!r} fails its sha256 check (manifest {entry['sha256'][:12]}..., "
+                f"archive member {name!r} fails its sha256 check (manifest {entry.sha256[:12]}..., "
                 f"actual {sha[:12]}...); the archive is corrupt or was altered"
             )
         return n
 
-    def member_path(self, member: dict) -> Path:
+    def member_path(self, member: MemberSpec | FileSpec) -> Path:
         """Where a member (or a `files` entry) of the manifest was extracted."""
-        return self.root / member["path"]
+        return self.root / member.path
 
     def close(self) -> None:
         """Remove the extraction folder. Safe to call more than once."""
@@ -308,18 +310,18 @@ def read_listed_file(path, arcname: str, limits: Limits | None = None) -> bytes:
     with _open_zip(path) as zf:
         _check_entries(zf, limits)
         manifest = _read_manifest_from(zf, path, limits)
-        entry = next((e for e in manifest.entries() if e["path"] == arcname), None)
+        entry = next((e for e in manifest.entries() if e.path == arcname), None)
         if entry is None:
             raise MissingMemberError(f"{Path(path).name}: the manifest lists no file {arcname!r}")
         buffer = io.BytesIO()
         try:
             with zf.open(arcname) as src:
-                n, sha = copy_capped(_MemberReader(src), buffer, min(entry["size"], limits.max_member_bytes))
+                n, sha = copy_capped(_MemberReader(src), buffer, min(entry.size, limits.max_member_bytes))
         except KeyError:
             raise MissingMemberError(f"{Path(path).name}: the archive does not hold {arcname!r}") from None
         except _ZIP_ERRORS as exc:
             raise NotAnArchiveError(f"archive member {arcname!r} is corrupt or truncated ({exc})") from exc
-    if n != entry["size"] or sha != entry["sha256"]:
+    if n != entry.size or sha != entry.sha256:
         raise ChecksumError(f"{Path(path).name}: {arcname!r} does not match its manifest checksum")
     return buffer.getvalue()
 

@@ -13,6 +13,7 @@ from yyai_kernel.errors import (
     ManifestError,
     ModelLoadError,
 )
+from yyai_kernel.types.specs import InputSpec, OutputSpec
 
 
 @dataclass
@@ -24,7 +25,7 @@ class VerifyReport:
     ok: bool = True
 
 
-def check_model_fits(model, member_name: str, input_spec: dict, output_spec: dict) -> None:
+def check_model_fits(model, member_name: str, input_spec: InputSpec, output_spec: OutputSpec) -> None:
     """Refuse a loaded model whose input or output does not match the manifest specs."""
     inputs, outputs = list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
     if len(inputs) != 1 or len(outputs) != 1:
@@ -33,18 +34,18 @@ def check_model_fits(model, member_name: str, input_spec: dict, output_spec: dic
             "models with exactly one input and one output"
         )
     got = tuple(inputs[0].shape)[1:]
-    want = tuple(input_spec["shape"])
+    want = input_spec.shape
     if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
         raise ManifestError(
             f"member {member_name!r} expects input shape {got} but input.shape is {list(want)}",
             field="input.shape",
         )
-    key = "labels" if output_spec["kind"] == "classification" else "names"
+    key = "labels" if output_spec.classification else "names"
     width = tuple(outputs[0].shape)[-1]
-    if len(outputs[0].shape) != 2 or width != len(output_spec[key]):
+    if len(outputs[0].shape) != 2 or width != output_spec.width:
         raise ManifestError(
             f"member {member_name!r} outputs shape {tuple(outputs[0].shape)} but output.{key} has "
-            f"{len(output_spec[key])} entries",
+            f"{output_spec.width} entries",
             field=f"output.{key}",
         )
 
@@ -60,15 +61,14 @@ def verify(path, *, trusted: bool = False, load_models: bool = True, limits: Lim
         manifest = opened.manifest
         members = []
         for m in manifest.members:
-            row = {"name": m["name"], "path": m["path"], "format": None,
-                   "keras_version": m.get("keras_version"), "params": None}
+            row = {"name": m.name, "path": m.path, "format": None, "keras_version": m.keras_version, "params": None}
             if load_models:
                 from yyai_kernel.archive import kerasload
 
                 file = opened.member_path(m)
                 info = kerasload.member_info(file)
                 model = kerasload.load_member(file, trusted=trusted)
-                check_model_fits(model, m["name"], manifest.input, manifest.output)
+                check_model_fits(model, m.name, manifest.input, manifest.output)
                 row.update(format=info["format"], keras_version=info["keras_version"] or row["keras_version"],
                            params=int(model.count_params()))
                 del model

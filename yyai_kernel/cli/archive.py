@@ -9,10 +9,19 @@ from typing import List, Optional
 
 import typer
 
-from yyai_kernel.archive import SUFFIX, read_manifest, verify
+from yyai_kernel.archive import SUFFIX, Manifest, read_manifest, verify
 from yyai_kernel.cli import app, fail
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
+from yyai_kernel.types import (
+    Color,
+    Combine,
+    FileRole,
+    ImageSpec,
+    InputSpec,
+    Layout,
+    OutputSpec,
+)
 
 
 def _number(text: str, option: str) -> float:
@@ -44,16 +53,17 @@ def archive_cmd(
     model: List[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
                                      help="A .h5 or .keras model file; repeat for an ensemble."),
     input_shape: str = typer.Option(..., "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1."),
-    dtype: str = typer.Option("float32", "--dtype", help="Input dtype the model expects."),
+    dtype: str = typer.Option(InputSpec.dtype, "--dtype", help="Input dtype the model expects."),
     channels_first: bool = typer.Option(False, "--channels-first",
                                         help="The channel axis comes first, e.g. --input-shape 3,64,64."),
     color: Optional[str] = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
-    scale: str = typer.Option("1", "--scale", help="x = pixel * scale + offset; a number or a fraction like 1/255 "
+    scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale",
+                              help="x = pixel * scale + offset; a number or a fraction like 1/255 "
                               "(the default 1 feeds pixels 0-255 as they are)."),
-    offset: str = typer.Option("0", "--offset", help="Added after scaling."),
-    resize: str = typer.Option("stretch", "--resize", help="How an image of another size is fitted to the input "
+    offset: str = typer.Option(f"{ImageSpec.offset:g}", "--offset", help="Added after scaling."),
+    resize: str = typer.Option(ImageSpec.resize, "--resize", help="How an image of another size is fitted to the input "
                                "shape: stretch (each axis scaled on its own; the aspect ratio is not kept)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
     labels_file: Optional[Path] = typer.Option(
@@ -63,7 +73,8 @@ def archive_cmd(
         None, "--regression", help="Regression output names, comma separated: NAME[,NAME]."),
     rounding: Optional[int] = typer.Option(None, "--rounding", min=0, max=15,
                                            help="Decimals to round regression outputs to."),
-    combine: str = typer.Option("mean", "--combine", help="How members combine: mean, or each (no combined output)."),
+    combine: str = typer.Option(Combine.MEAN.value, "--combine",
+                                help="How members combine: mean, or each (no combined output)."),
     max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
     max_delay_ms: Optional[float] = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
     description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),
@@ -124,27 +135,24 @@ def _input_spec(shape_text: str, dtype: str, color, resize: str, scale: str, off
     if color is None:
         if len(shape) == 3 and shape[0 if channels_first else -1] != 1:
             raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
-        color = "grayscale"
+        color = Color.GRAYSCALE.value
     return {"shape": shape, "dtype": dtype, "color": color, "resize": resize,
             "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
-            **({"layout": "channels_first"} if channels_first else {})}
+            **({"layout": Layout.CHANNELS_FIRST.value} if channels_first else {})}
 
 
-def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[dict, list]:
+def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[OutputSpec, list]:
     """The manifest's output spec, and the labels file to store when labels come from one."""
     if regression is not None:
-        output = {"kind": "regression", "names": _csv(regression)}
-        if rounding is not None:
-            output["rounding"] = rounding
-        return output, []
+        return OutputSpec.values(_csv(regression), rounding), []
     if labels_file is None:
-        return {"kind": "classification", "labels": _csv(labels)}, []
+        return OutputSpec.classes(_csv(labels)), []
     try:
         text = labels_file.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {labels_file}: {exc}")
     label_list = [line.strip() for line in text.splitlines() if line.strip()]
-    return {"kind": "classification", "labels": label_list}, [(labels_file, "labels.txt", "labels")]
+    return OutputSpec.classes(label_list), [(labels_file, "labels.txt", FileRole.LABELS)]
 
 
 def _samples(files: list[Path]) -> list[tuple[Path, str, str]]:
@@ -155,24 +163,26 @@ def _samples(files: list[Path]) -> list[tuple[Path, str, str]]:
         if arcname in used:
             fail(f"two samples are named {file.name}; rename one")
         used.add(arcname)
-        extra.append((file, arcname, "sample"))
+        extra.append((file, arcname, FileRole.SAMPLE))
     return extra
 
 
-def _print_preprocessing(spec: dict) -> None:
+def _print_preprocessing(spec: InputSpec) -> None:
     """The input as recorded, and a warning when a float model would get raw 0-255 pixels."""
     typer.echo(f"  input: {_input_line(spec)}")
-    if spec["scale"] == 1 and spec["dtype"].startswith("float"):
-        typer.echo(f"warning: --scale is 1 and the input is {spec['dtype']}: pixels 0-255 reach the model unscaled; "
+    if spec.image is not None and spec.image.scale == 1 and spec.dtype.startswith("float"):
+        typer.echo(f"warning: --scale is 1 and the input is {spec.dtype}: pixels 0-255 reach the model unscaled; "
                    "pass --scale 1/255 if it was trained on 0-1 inputs", err=True)
 
 
-def _input_line(spec: dict) -> str:
+def _input_line(spec: InputSpec) -> str:
     """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel * scale + offset."""
-    layout = " channels_first" if spec.get("layout") == "channels_first" else ""
-    resize = f", resize {spec['resize']}" if "resize" in spec else ""
-    return (f"shape {spec['shape']}{layout} {spec['dtype']} {spec['color']}{resize}, "
-            f"x = pixel * {spec.get('scale', 1.0):g} + {spec.get('offset', 0.0):g}")
+    image = spec.image
+    if image is None:
+        return f"shape {list(spec.shape)} {spec.dtype}"
+    layout = f" {Layout.CHANNELS_FIRST.value}" if image.channels_first else ""
+    return (f"shape {list(spec.shape)}{layout} {spec.dtype} {image.color.value}, resize {image.resize}, "
+            f"x = pixel * {image.scale:g} + {image.offset:g}")
 
 
 def inspect_one(path: Path, *, trusted: bool, load_models: bool) -> dict:
@@ -187,31 +197,35 @@ def inspect_one(path: Path, *, trusted: bool, load_models: bool) -> dict:
     except YyaiError as exc:
         result["error"] = exc.to_dict()
         return result
-    sizes = {m["path"]: m for m in report.manifest.members}
-    result["members"] = [{**row, "size": sizes[row["path"]]["size"], "sha256": sizes[row["path"]]["sha256"],
-                          "source": sizes[row["path"]].get("source")} for row in report.members]
+    specs = {m.path: m for m in report.manifest.members}
+    result["members"] = [{**row, "size": specs[row["path"]].size, "sha256": specs[row["path"]].sha256,
+                          "source": _source_json(specs[row["path"]])} for row in report.members]
     result["ok"] = True
     return result
+
+
+def _source_json(member) -> dict | None:
+    return member.source.to_json() if member.source is not None else None
 
 
 def _print_inspection(result: dict) -> None:
     echo = typer.echo
     echo(result["path"])
-    m = result["manifest"]
-    if m:
-        echo(f"  name: {m['name']}  version: {m['version']}  created: {m.get('created', '?')}")
-        if m.get("description"):
-            echo(f"  description: {m['description']}")
-        echo(f"  input: {_input_line(m['input'])}")
-        o = m["output"]
-        if o["kind"] == "classification":
-            shown = ", ".join(o["labels"][:12]) + (", ..." if len(o["labels"]) > 12 else "")
-            echo(f"  output: classification, {len(o['labels'])} labels: {shown}")
+    if result["manifest"]:
+        m = Manifest(result["manifest"])  # read and checked by inspect_one
+        echo(f"  name: {m.name}  version: {m.version}  created: {m.created or '?'}")
+        if m.description:
+            echo(f"  description: {m.description}")
+        echo(f"  input: {_input_line(m.input)}")
+        o = m.output
+        if o.classification:
+            shown = ", ".join(o.labels[:12]) + (", ..." if len(o.labels) > 12 else "")
+            echo(f"  output: classification, {len(o.labels)} labels: {shown}")
         else:
-            rounding = f", rounded to {o['rounding']} decimals" if "rounding" in o else ""
-            echo(f"  output: regression: {', '.join(o['names'])}{rounding}")
-        echo(f"  combine: {m.get('combine', 'mean')}  batching: {m.get('batching') or 'server defaults'}")
-        rows = result["members"] or m["members"]
+            rounding = f", rounded to {o.rounding} decimals" if "rounding" in o.stated else ""
+            echo(f"  output: regression: {', '.join(o.names)}{rounding}")
+        echo(f"  combine: {m.combine.value}  batching: {m.batching or 'server defaults'}")
+        rows = result["members"] or [member.to_json() for member in m.members]
         for row in rows:
             written = f"Keras {row.get('keras_version') or '?'}"
             if row.get("source"):
@@ -220,8 +234,8 @@ def _print_inspection(result: dict) -> None:
             fmt = f"  {row['format']}" if row.get("format") else ""
             echo(f"  member {row['name']}: {row['path']}{fmt}  {written}{params}  "
                  f"{row['size']} bytes  sha256 {row['sha256'][:12]}")
-        for f in m.get("files", []):
-            echo(f"  file: {f['path']} ({f['role']}, {f['size']} bytes)")
+        for f in m.files:
+            echo(f"  file: {f.path} ({f.role.value}, {f.size} bytes)")
     if result["ok"]:
         echo("  verified: OK")
     else:

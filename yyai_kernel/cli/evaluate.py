@@ -36,7 +36,7 @@ from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
 from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
-from yyai_kernel.types import parse_version
+from yyai_kernel.types import OutputKind, parse_version
 
 BUNDLED = "bundled"
 BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
@@ -148,7 +148,7 @@ def _run(backend, name, versions, dataset, batch_size: int):
 
 
 def _print(result) -> None:
-    classify = result.kind == "classification"
+    classify = result.kind is OutputKind.CLASSIFICATION
     headers = ("version", "output", "n", "accuracy", "top-3", "macro F1") if classify else (
         "version", "output", "n", "MAE", "RMSE", "R²")
     table = Table(*headers, title=escape(f"{result.model} on {result.dataset}"))
@@ -175,7 +175,7 @@ def _score_cells(scores, classify: bool) -> list[str]:
 
 
 def _gate(result, min_accuracy: float) -> None:
-    if result.kind != "classification":
+    if result.kind is not OutputKind.CLASSIFICATION:
         fail("--min-accuracy applies to classification sets; this one is a regression set")
     below = [v for v in result.versions if v.scores.accuracy < min_accuracy]
     for version in below:

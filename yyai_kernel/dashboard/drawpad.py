@@ -16,20 +16,19 @@ from __future__ import annotations
 import ipywidgets as W
 
 from yyai_kernel.dashboard.render import subtle_html, with_classes
+from yyai_kernel.types import InputSpec
 
 PAD_PX = 192  # the pad's side, in pixels (canvas and rasterized image alike)
 MAX_INPUT_SIDE = 64  # a model whose input is at most this many pixels a side, in one channel, gets the pad
 STROKE_INPUT_PIXELS = 1.5  # a stroke is this many of the model's input pixels wide
 
 
-def pad_fits(input_spec: dict) -> bool:
+def pad_fits(input_spec: InputSpec) -> bool:
     """Whether a version takes small one-channel images: drawing is a sensible input for it."""
-    shape = list(input_spec.get("shape", []))
-    if len(shape) == 3 and input_spec.get("layout") == "channels_first":
-        shape = shape[1:] + shape[:1]
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] != 1):
+    grid = input_spec.image_grid()
+    if grid is None or grid[2] != 1:
         return False
-    return max(shape[0], shape[1]) <= MAX_INPUT_SIDE
+    return max(grid[0], grid[1]) <= MAX_INPUT_SIDE
 
 
 class DrawingPad:
@@ -55,10 +54,10 @@ class DrawingPad:
         self.clear_button.on_click(lambda _: self.clear())
         self.clear()
 
-    def set_input(self, input_spec: dict) -> None:
+    def set_input(self, input_spec: InputSpec) -> None:
         """Size the pen for a model's input: a stroke about ``STROKE_INPUT_PIXELS`` input pixels wide."""
-        shape = input_spec.get("shape", [8, 8])
-        side = min(shape[1:3]) if input_spec.get("layout") == "channels_first" and len(shape) == 3 else min(shape[:2])
+        grid = input_spec.image_grid()
+        side = min(grid[:2]) if grid is not None else min(input_spec.shape[:2])
         self.line_width = max(4.0, min(40.0, PAD_PX / max(1, side) * STROKE_INPUT_PIXELS))
         self.canvas.line_width = self.line_width
 

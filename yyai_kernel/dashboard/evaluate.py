@@ -37,7 +37,7 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.evaluation.results import Evaluation
 from yyai_kernel.evaluation.sets import LabelledSet, UnreadableItem, set_from_zip
-from yyai_kernel.types import ServerStatus, VersionState
+from yyai_kernel.types import OutputKind, ServerStatus, VersionState
 
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
@@ -232,7 +232,7 @@ class EvaluateTab:
         result = self.result
         if result is None or self.cm_version.value is None:
             return
-        if result.kind != "classification":
+        if result.kind is not OutputKind.CLASSIFICATION:
             self.cm_box.children = [W.Image(value=result.residual_plot(), format="png")]
             show(self.cm_version, False)
             return

@@ -20,6 +20,7 @@ import ipywidgets as W
 
 from yyai_kernel.dashboard.render import _figure, _png, with_classes
 from yyai_kernel.evaluation.results import Evaluation, ItemResult, VersionResult
+from yyai_kernel.types import OutputKind
 
 MAX_GRID_LABELS = 24
 MOST_CONFUSED = 12
@@ -44,14 +45,14 @@ a.yyai-download-link { display: inline-block; padding: 4px 10px; border: 1px sol
 
 def better(result: Evaluation) -> VersionResult:
     """The version that scored best: the highest accuracy, or the lowest MAE (first on ties)."""
-    if result.kind == "classification":
+    if result.kind is OutputKind.CLASSIFICATION:
         return max(result.versions, key=lambda v: v.scores.accuracy)
     return min(result.versions, key=lambda v: v.scores.mae)
 
 
 def scores_html(result: Evaluation) -> str:
     """One column per version (members after it), one row per score; the best in bold."""
-    classify = result.kind == "classification"
+    classify = result.kind is OutputKind.CLASSIFICATION
     rows = (("accuracy", "accuracy"), ("top-3", None), ("macro F1", "macro_f1")) if classify else (
         ("MAE", "mae"), ("RMSE", "rmse"), ("R²", "r2"))
     columns = []
@@ -78,7 +79,7 @@ def scores_html(result: Evaluation) -> str:
 def summary_text(result: Evaluation) -> str:
     """One line: who scored best and where the versions disagree."""
     best = better(result)
-    score = (f"accuracy {best.scores.accuracy:.3f}" if result.kind == "classification"
+    score = (f"accuracy {best.scores.accuracy:.3f}" if result.kind is OutputKind.CLASSIFICATION
              else f"MAE {best.scores.mae:.3f}")
     text = f"Done: v{best.version} scored best ({score})"
     for pair in result.pairs:

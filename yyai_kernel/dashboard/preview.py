@@ -37,7 +37,7 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.dashboard.results import ResultsPanel
 from yyai_kernel.errors import ImageError, ModelNotReadyError
-from yyai_kernel.types import Prediction, ServerStatus, VersionState
+from yyai_kernel.types import ExplainMethod, Prediction, ServerStatus, VersionState
 
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
 SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
 SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
-EXPLAIN = "gradcam"
+EXPLAIN = ExplainMethod.GRADCAM
 
 
 class PreviewTab:
@@ -154,10 +154,10 @@ class PreviewTab:
         """"Draw" is a source only for versions with small one-channel inputs; the pen fits the input."""
         name, version = self.model_select.value, self.version_select.value
         try:
-            spec = self.shell.describe(name, version).input if name and version else {}
+            spec = self.shell.describe(name, version).input if name and version else None
         except Exception:  # noqa: BLE001 - a version gone meanwhile: no pad, and the next refresh says why
-            spec = {}
-        fits = bool(spec) and pad_fits(spec)
+            spec = None
+        fits = spec is not None and pad_fits(spec)
         self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []), preferred=SAMPLE)
         if fits and self.pad is not None:
             self.pad.set_input(spec)

@@ -88,7 +88,7 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
 
     version = prediction.version
     seen = model_view(data, described.input)
-    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.get('color', 'rgb')}"
+    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.image.color.value}"
     side = 96 if compact else DISPLAY_PX
     view = image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
     view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"), view],

@@ -13,7 +13,8 @@ import io
 from dataclasses import dataclass
 
 from yyai_kernel.evaluation.metrics import Scores, residual_plot, scores_from_json
-from yyai_kernel.evaluation.sets import CLASSIFICATION, BadItem
+from yyai_kernel.evaluation.sets import BadItem
+from yyai_kernel.types.specs import OutputKind
 
 Truth = str | float
 
@@ -107,7 +108,7 @@ class Evaluation:
     """
 
     model: str
-    kind: str
+    kind: OutputKind
     dataset: str
     versions: tuple[VersionResult, ...]
     pairs: tuple[VersionPair, ...]
@@ -131,7 +132,7 @@ class Evaluation:
 
     def to_json(self) -> dict:
         return {
-            "model": self.model, "kind": self.kind, "dataset": self.dataset, "n_items": len(self.items),
+            "model": self.model, "kind": self.kind.value, "dataset": self.dataset, "n_items": len(self.items),
             "tolerance": self.tolerance,
             "versions": [v.to_json() for v in self.versions],
             "pairs": [p.to_json() for p in self.pairs],
@@ -143,7 +144,7 @@ class Evaluation:
     def from_json(cls, body: dict) -> "Evaluation":
         """The result a ``to_json()`` wrote (an HTTP reply, a job's file): equal to the original."""
         return cls(
-            body["model"], body["kind"], body["dataset"],
+            body["model"], OutputKind(body["kind"]), body["dataset"],
             tuple(VersionResult.from_json(v) for v in body["versions"]),
             tuple(VersionPair.from_json(p) for p in body["pairs"]),
             tuple(ItemResult.from_json(i) for i in body["items"]),
@@ -159,7 +160,7 @@ class Evaluation:
     def to_csv(self) -> str:
         """Per-item predictions: file, truth, each version's answer and its probability (or
         residual), then a problem column that explains the rows left out."""
-        classify = self.kind == CLASSIFICATION
+        classify = self.kind is OutputKind.CLASSIFICATION
         extra = "probability" if classify else "residual"
         header = ["file", "label" if classify else "target"]
         for v in self.versions:
@@ -179,7 +180,7 @@ class Evaluation:
 
     def residual_plot(self) -> bytes:
         """PNG bytes: residual against prediction for every evaluated version (regression only)."""
-        if self.kind == CLASSIFICATION:
+        if self.kind is OutputKind.CLASSIFICATION:
             raise ValueError("a residual plot needs a regression evaluation")
         truth = [item.truth for item in self.items]
         series = {f"v{v.version}": [item.predicted[i] for item in self.items] for i, v in enumerate(self.versions)}

@@ -39,14 +39,13 @@ from yyai_kernel.evaluation.results import (
     VersionResult,
 )
 from yyai_kernel.evaluation.sets import (
-    CLASSIFICATION,
-    REGRESSION,
     BadItem,
     Item,
     LabelledSet,
     UnreadableItem,
     open_set,
 )
+from yyai_kernel.types.specs import OutputKind, OutputSpec
 
 DEFAULT_BATCH_SIZE = 64
 # Regression: two versions disagree on an item when their answers differ by more than this
@@ -61,13 +60,13 @@ class _Version:
     """What one evaluated version answers with, and the rows collected from it so far."""
 
     version: int
-    output: dict
+    output: OutputSpec
     members: list[str]
     rows: dict[str, tuple[dict[str, np.ndarray], np.ndarray | None]] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
-        return list(self.output.get("labels", []))
+        return list(self.output.labels)
 
 
 def evaluate(
@@ -115,7 +114,7 @@ def evaluate(
     return _result(name, dataset, targets, scored, bad, tolerance)
 
 
-def resolve_versions(backend, name: str, versions, kind: str) -> list[int]:
+def resolve_versions(backend, name: str, versions, kind: OutputKind) -> list[int]:
     """The distinct versions that ``versions`` name (None: the default), each checked against a
     set's ``kind``: what a job checks before it is accepted, so a bad request fails at once."""
     return [target.version for target in _describe_all(backend, name, _as_list(versions), kind)]
@@ -125,7 +124,7 @@ def _as_list(versions) -> list:
     return [versions] if versions is None or isinstance(versions, (int, str)) else list(versions)
 
 
-def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:
+def _describe_all(backend, name: str, versions, kind: OutputKind) -> list[_Version]:
     """Each distinct version's output spec and members, checked against the set's kind."""
     targets: list[_Version] = []
     for requested in versions:
@@ -134,13 +133,13 @@ def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:
         if any(t.version == version for t in targets):
             continue
         output = description.output
-        if output["kind"] != kind:
+        if output.kind is not kind:
             raise InvalidInputError(
-                f"Model {name!r} v{version} is a {output['kind']} model but the set is labelled for {kind}."
+                f"Model {name!r} v{version} is a {output.kind.value} model but the set is labelled for {kind.value}."
             )
-        if kind == REGRESSION and len(output["names"]) != 1:
+        if kind is OutputKind.REGRESSION and output.width != 1:
             raise InvalidInputError(
-                f"Model {name!r} v{version} has {len(output['names'])} regression outputs; a set's "
+                f"Model {name!r} v{version} has {output.width} regression outputs; a set's "
                 "target column scores a model with exactly one."
             )
         targets.append(_Version(version, output, list(description.members)))
@@ -151,7 +150,7 @@ def _describe_all(backend, name: str, versions, kind: str) -> list[_Version]:
 
 def _known_items(items: tuple[Item, ...], targets: list[_Version], bad: list[BadItem]) -> list[Item]:
     """The items whose label every version knows; the others go to `bad` with the reason."""
-    if targets[0].output["kind"] != CLASSIFICATION:
+    if not targets[0].output.classification:
         return list(items)
     known = []
     for item in items:
@@ -219,7 +218,7 @@ def _outputs(target: _Version, keys: list[str], who: str) -> np.ndarray:
 
 def _result(name, dataset, targets, scored, bad, tolerance) -> Evaluation:
     keys = [item.key for item in scored]
-    classify = dataset.kind == CLASSIFICATION
+    classify = dataset.kind is OutputKind.CLASSIFICATION
     if classify:
         tolerance = None
     elif tolerance is None:
@@ -247,7 +246,7 @@ def _result(name, dataset, targets, scored, bad, tolerance) -> Evaluation:
 
 
 def _scores(scored: list[Item], target: _Version, outputs: np.ndarray):
-    if target.output["kind"] == CLASSIFICATION:
+    if target.output.classification:
         truth = np.array([target.labels.index(item.truth) for item in scored])
         return classification_scores(truth, outputs, target.labels)
     return regression_scores(np.array([item.truth for item in scored]), outputs[:, 0])

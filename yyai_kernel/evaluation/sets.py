@@ -40,10 +40,9 @@ from yyai_kernel.archive import (
     read_zip_entry,
 )
 from yyai_kernel.errors import ArchiveError, InvalidInputError, ModelNotFoundError
+from yyai_kernel.types.specs import FileRole, OutputKind
 
 CSV_NAME = "labels.csv"
-EVAL_ROLE = "eval"
-CLASSIFICATION, REGRESSION = "classification", "regression"
 # A labelled set may hold many more files than a model archive; the other checks stay.
 SET_LIMITS = Limits(max_members=200_000, max_member_bytes=64 * MiB, max_total_bytes=4096 * MiB)
 MAX_CSV_BYTES = 64 * MiB
@@ -75,13 +74,14 @@ class UnreadableItem(Exception):
 
 
 class LabelledSet:
-    """A labelled set: `kind` (classification or regression), `items`, `problems`.
+    """A labelled set: `kind` (the kind of output it scores), `items`, `problems`.
 
     `read(key)` returns an item's bytes or raises UnreadableItem. Reading is lazy; a
     zip-backed set keeps its bytes (or path) and opens the zip for each `read_many`.
     """
 
-    def __init__(self, kind: str, items: list[Item], problems: list[BadItem], source: "_Source", description: str):
+    def __init__(self, kind: OutputKind, items: list[Item], problems: list[BadItem], source: "_Source",
+                 description: str):
         self.kind = kind
         self.items = tuple(items)
         self.problems = tuple(problems)
@@ -92,7 +92,8 @@ class LabelledSet:
         return len(self.items)
 
     def __repr__(self) -> str:
-        return f"LabelledSet({self.description!r}, {self.kind}, {len(self.items)} items, {len(self.problems)} problems)"
+        return (f"LabelledSet({self.description!r}, {self.kind.value}, {len(self.items)} items, "
+                f"{len(self.problems)} problems)")
 
     def read_many(self, keys: list[str]) -> dict[str, bytes | UnreadableItem]:
         """Each key's bytes, or the UnreadableItem that says why it cannot be read."""
@@ -205,7 +206,7 @@ def set_from_zip(zipped: bytes | str | Path, *, description: str = "the zip") ->
 
 def eval_sets(manifest) -> list[str]:
     """The names of the labelled sets an archive's manifest bundles (files with role eval)."""
-    return [entry["path"] for entry in manifest.files if entry.get("role") == EVAL_ROLE]
+    return [entry.path for entry in manifest.files if entry.role is FileRole.EVAL]
 
 
 def set_from_archive(path: str | Path, arcname: str | None = None) -> LabelledSet:
@@ -217,7 +218,7 @@ def set_from_archive(path: str | Path, arcname: str | None = None) -> LabelledSe
     names = eval_sets(read_manifest(path))
     if not names or (arcname is not None and arcname not in names):
         wanted = "labelled set" if arcname is None else f"labelled set named {arcname!r}"
-        raise ModelNotFoundError(f"{Path(path).name} bundles no {wanted} (manifest role {EVAL_ROLE!r}).")
+        raise ModelNotFoundError(f"{Path(path).name} bundles no {wanted} (manifest role {FileRole.EVAL.value!r}).")
     arcname = arcname or names[0]
     return set_from_zip(read_listed_file(path, arcname), description=f"{Path(path).name}:{arcname}")
 
@@ -257,7 +258,7 @@ def _folder_set(names: list[str], source: _Source, description: str) -> Labelled
             f"{description} holds no labelled images: give one sub-folder per class, or a {CSV_NAME} "
             "with a file column and a label or target column."
         )
-    return LabelledSet(CLASSIFICATION, items, problems, source, description)
+    return LabelledSet(OutputKind.CLASSIFICATION, items, problems, source, description)
 
 
 def _read_csv_text(source: _Source, name: str) -> str:
@@ -283,7 +284,7 @@ def _csv_set(source: _Source, csv_name: str, description: str, text: str) -> Lab
             f"{csv_name} needs a header with a 'file' column and a 'label' (classification) or 'target' "
             f"(regression) column; it has {columns}."
         )
-    kind = CLASSIFICATION if column == "label" else REGRESSION
+    kind = OutputKind.CLASSIFICATION if column == "label" else OutputKind.REGRESSION
     folder = str(PurePosixPath(csv_name).parent)
     prefix = "" if folder == "." else folder + "/"
     items, problems, seen = [], [], set()
@@ -301,7 +302,7 @@ def _csv_set(source: _Source, csv_name: str, description: str, text: str) -> Lab
     return LabelledSet(kind, items, problems, source, description)
 
 
-def _csv_item(row: dict, column: str, kind: str, prefix: str, line: int) -> Item | BadItem:
+def _csv_item(row: dict, column: str, kind: OutputKind, prefix: str, line: int) -> Item | BadItem:
     file = (row.get("file") or "").strip()
     value = (row.get(column) or "").strip()
     if not file:
@@ -312,7 +313,7 @@ def _csv_item(row: dict, column: str, kind: str, prefix: str, line: int) -> Item
         return BadItem(file, f"line {line}: the path is absolute or leaves the CSV's folder; refused")
     if not value:
         return BadItem(file, f"line {line}: the {column} is empty")
-    if kind == CLASSIFICATION:
+    if kind is OutputKind.CLASSIFICATION:
         return Item(prefix + file, value)
     try:
         target = float(value)

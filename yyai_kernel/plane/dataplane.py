@@ -41,7 +41,6 @@ from yyai_kernel.errors import (
     PayloadTooLargeError,
     YyaiError,
 )
-from yyai_kernel.evaluation.sets import EVAL_ROLE
 from yyai_kernel.plane.explanations import Explainer
 from yyai_kernel.protocol import v2codec
 from yyai_kernel.protocol.v2codec import (
@@ -57,6 +56,9 @@ from yyai_kernel.rollout.traffic import Plan, TrafficRouter
 from yyai_kernel.runtime.images import preprocess
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
+    FileRole,
+    ImageSpec,
+    InputSpec,
     ModelRef,
     ModelStatus,
     ModelSummary,
@@ -69,7 +71,6 @@ from yyai_kernel.types import (
 
 SERVER_NAME = "yyai"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
-SAMPLE_ROLE = "sample"
 READY_RETRY_S = 2  # what a client is told to wait while the server or a version loads
 
 
@@ -150,14 +151,14 @@ class DataPlane:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
         return target.description.with_status(self.version_status(target))
 
-    def bundled(self, target: Target, role: str = SAMPLE_ROLE) -> list[str]:
-        """The names of the files a version bundles with ``role`` ("sample" or "eval")."""
-        return [f["path"] for f in target.record.manifest.files if f.get("role") == role]
+    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> list[str]:
+        """The names of the files a version bundles with ``role``: samples or labelled sets."""
+        return [f.path for f in target.record.manifest.files if f.role is role]
 
-    def bundled_file(self, target: Target, file: str, role: str = SAMPLE_ROLE) -> bytes:
+    def bundled_file(self, target: Target, file: str, role: FileRole = FileRole.SAMPLE) -> bytes:
         """One bundled file's bytes, by its manifest name (never a path on the server's disk)."""
         if file not in self.bundled(target, role):
-            what = "labelled set" if role == EVAL_ROLE else role
+            what = "labelled set" if role is FileRole.EVAL else role.value
             raise ModelNotFoundError(f"Model {target.name!r} v{target.version} bundles no {what} named {file!r}.")
         return read_listed_file(target.record.path, file)
 
@@ -168,8 +169,7 @@ class DataPlane:
         described = target.description
         versions = sorted(target.model.records) if not target.named else [target.version]
         spec = described.input
-        tensor_input = TensorMetadata(described.input_name, v2codec.datatype_of(spec.get("dtype", "float32")),
-                                      [-1, *[int(d) for d in spec["shape"]]])
+        tensor_input = TensorMetadata(spec.name, v2codec.datatype_of(spec.dtype), [-1, *spec.shape])
         outputs = [TensorMetadata(n, "FP32", [-1, described.output_width]) for n in described.output_names]
         return ModelMetadata(described.name, [str(v) for v in versions], "keras", [tensor_input], outputs,
                              parameters=_preprocessing(spec))
@@ -289,13 +289,14 @@ class DataPlane:
         self.traffic.close()
 
 
-def _preprocessing(spec: dict) -> dict:
+def _preprocessing(spec: InputSpec) -> dict:
     """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
+    image = spec.image or ImageSpec()  # an input that is no image (none yet) takes its tensor as it is
     return {
         "preprocessed": True,
-        "scale": float(spec.get("scale", 1.0)),
-        "offset": float(spec.get("offset", 0.0)),
-        "color": spec.get("color", "rgb"),
+        "scale": float(image.scale),
+        "offset": float(image.offset),
+        "color": image.color.value,
         "description": (
             "v2 takes the model's input tensor after preprocessing: x = pixel * scale + offset, "
             "in the colour order and shape given. POST /predictions/{model} takes image bytes and "

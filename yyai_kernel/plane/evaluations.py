@@ -14,10 +14,10 @@ import os
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs
 from yyai_kernel.evaluation.run import DEFAULT_BATCH_SIZE, resolve_versions
-from yyai_kernel.evaluation.sets import EVAL_ROLE, set_from_zip
+from yyai_kernel.evaluation.sets import set_from_zip
 from yyai_kernel.plane.dataplane import DataPlane
 from yyai_kernel.registry.protocol import ref_of
-from yyai_kernel.types import ModelRef, Prediction, VersionDescription
+from yyai_kernel.types import FileRole, ModelRef, Prediction, VersionDescription
 
 
 class Evaluations:
@@ -44,7 +44,7 @@ class Evaluations:
                                     "(one of the two).")
         if bundled is not None:
             target = self.data.resolve(set_ref or ModelRef(name))
-            data = set_from_zip(self.data.bundled_file(target, bundled, EVAL_ROLE),
+            data = set_from_zip(self.data.bundled_file(target, bundled, FileRole.EVAL),
                                 description=f"{name} v{target.version}: {bundled}")
         wanted = list(versions) or [None]
 

@@ -17,7 +17,13 @@ import numpy as np
 from yyai_kernel.errors import PayloadTooLargeError, TooManyRequestsError
 from yyai_kernel.registry.protocol import Target
 from yyai_kernel.runtime.images import heatmap_overlay, model_view, preprocess
-from yyai_kernel.types import Explanation, Prediction
+from yyai_kernel.types import (
+    ExplainMethod,
+    Explanation,
+    InputSpec,
+    OutputSpec,
+    Prediction,
+)
 
 
 class Explainer:
@@ -33,7 +39,7 @@ class Explainer:
         self.config = config
         self._running = threading.BoundedSemaphore(config.max_concurrent_explains)
 
-    def submit(self, method: str, target: Target, images: list[bytes],
+    def submit(self, method: ExplainMethod, target: Target, images: list[bytes],
                filenames: list[str | None] | None) -> Future:
         """A Future that is already done, like ``DataPlane.submit_images`` without batching."""
         limit = self.config.max_explain_images
@@ -60,10 +66,10 @@ class Explainer:
         return done
 
 
-def explanation_rows(method: str, maps: dict, images: list[bytes], input_spec: dict, output_spec: dict, *,
-                     max_pixels: int) -> tuple[dict[str, Explanation], ...]:
+def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], input_spec: InputSpec,
+                     output_spec: OutputSpec, *, max_pixels: int) -> tuple[dict[str, Explanation], ...]:
     """Per image, ``{member: Explanation}`` from ``{member: gradcam.MemberMap}`` over the batch."""
-    names = _output_names(output_spec)
+    names = output_spec.columns
     rows = []
     for i, data in enumerate(images):
         view = model_view(data, input_spec, max_pixels=max_pixels)
@@ -78,9 +84,3 @@ def explanation_rows(method: str, maps: dict, images: list[bytes], input_spec: d
                                       heatmap_overlay(view, cam.heat[i]))
         rows.append(row)
     return tuple(rows)
-
-
-def _output_names(output_spec: dict) -> list[str]:
-    if output_spec.get("kind") == "classification":
-        return [str(label) for label in output_spec["labels"]]
-    return [str(name) for name in output_spec.get("names") or []]

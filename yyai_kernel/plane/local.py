@@ -12,11 +12,10 @@ import os
 from typing import Iterable
 
 from yyai_kernel.evaluation.jobs import EvaluationJob
-from yyai_kernel.evaluation.sets import EVAL_ROLE
-from yyai_kernel.plane.dataplane import SAMPLE_ROLE
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.types import (
     Disagreement,
+    FileRole,
     InstallResult,
     ModelRef,
     ModelRemoved,
@@ -61,16 +60,16 @@ class LocalBackend:
         return self.data.describe(self._target(name, version))
 
     def samples(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), SAMPLE_ROLE)
+        return self.data.bundled(self._target(name, version), FileRole.SAMPLE)
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
-        return self.data.bundled_file(self._target(name, version), sample, SAMPLE_ROLE)
+        return self.data.bundled_file(self._target(name, version), sample, FileRole.SAMPLE)
 
     def eval_sets(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), EVAL_ROLE)
+        return self.data.bundled(self._target(name, version), FileRole.EVAL)
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
-        return self.data.bundled_file(self._target(name, version), set_name, EVAL_ROLE)
+        return self.data.bundled_file(self._target(name, version), set_name, FileRole.EVAL)
 
     # predicting
     def predict(self, name: str, inputs, version=None) -> Prediction:

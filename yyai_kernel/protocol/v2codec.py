@@ -25,6 +25,7 @@ import orjson
 
 from yyai_kernel.errors import InvalidInputError, PayloadTooLargeError
 from yyai_kernel.protocol import jsonparse
+from yyai_kernel.types.specs import InputSpec
 
 # v2 datatype -> numpy dtype (little-endian, as the binary extension requires)
 DATATYPES = {
@@ -411,13 +412,13 @@ def parse_requested_output(raw, index: int) -> RequestedOutput:
     return RequestedOutput(raw["name"], binary)
 
 
-def model_input(request: InferRequest, input_spec: dict) -> np.ndarray:
+def model_input(request: InferRequest, input_spec: InputSpec) -> np.ndarray:
     """The one model input of a request, cast to the model dtype, shape ``[B, *input.shape]``.
 
     Its values are checked finite here, once, after the cast (so that an FP64 value too
     large for float32 is caught too); the data plane tells the runtime not to check again.
     """
-    expected = input_spec.get("name", "input")
+    expected = input_spec.name
     if len(request.inputs) != 1:
         raise InvalidInputError(
             f"The model takes one input named {expected!r}; the request has {len(request.inputs)}."
@@ -425,14 +426,14 @@ def model_input(request: InferRequest, input_spec: dict) -> np.ndarray:
     tensor = request.inputs[0]
     if tensor.name != expected:
         raise InvalidInputError(f"Unexpected input {tensor.name!r}; the model's input is named {expected!r}.")
-    want = [int(d) for d in input_spec["shape"]]
+    want = list(input_spec.shape)
     if len(tensor.shape) != len(want) + 1 or tensor.shape[1:] != want:
         raise InvalidInputError(
             f"Input {expected!r} has shape {tensor.shape}; expected [batch, {', '.join(map(str, want))}]."
         )
     if tensor.shape[0] < 1:
         raise InvalidInputError(f"Input {expected!r} has an empty batch.")
-    dtype = np.dtype(input_spec.get("dtype", "float32"))
+    dtype = np.dtype(input_spec.dtype)
     values = tensor.array
     with np.errstate(over="ignore", invalid="ignore"):
         cast = values.astype(dtype, copy=False)  # FP32 data for a float32 model: no copy

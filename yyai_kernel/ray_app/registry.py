@@ -406,11 +406,11 @@ def version_status(record: ArchiveRecord, snapshot: ReplicaSnapshot, unloaded: f
         reason = (f"loaded on {holders} of {snapshot.replicas} model replicas" if holders else
                   "loaded by the model replica that gets its first request")
     requests, errors, latency, batches = stats.snapshot()
-    data = record.manifest.data
+    manifest = record.manifest
     return VersionStatus(
         version=record.version, state=state, reason=reason, last_error=failure, requests=requests,
-        errors=errors, latency_ms=latency, batch_sizes=batches, description=data.get("description", ""),
-        created=data.get("created"), members=tuple(m["name"] for m in record.manifest.members))
+        errors=errors, latency_ms=latency, batch_sizes=batches, description=manifest.description,
+        created=manifest.created, members=tuple(m.name for m in manifest.members))
 
 
 def replica_error(error: Exception, record: ArchiveRecord | None, *, loading: bool = True) -> Exception:

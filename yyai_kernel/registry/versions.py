@@ -171,7 +171,6 @@ class VersionSlot:
     def status(self, manifest, in_store: bool) -> VersionStatus:
         requests, errors, latency, batches = self.stats.snapshot()
         state = self.state if in_store or self.serving is not None else VersionState.REMOVED
-        data = manifest.data if manifest is not None else {}
         return VersionStatus(
             version=self.version,
             state=state,
@@ -185,9 +184,9 @@ class VersionSlot:
             errors=errors,
             latency_ms=latency,
             batch_sizes=batches,
-            description=data.get("description", ""),
-            created=data.get("created"),
-            members=tuple(m["name"] for m in manifest.members) if manifest is not None else (),
+            description=manifest.description if manifest is not None else "",
+            created=manifest.created if manifest is not None else None,
+            members=tuple(m.name for m in manifest.members) if manifest is not None else (),
         )
 
 

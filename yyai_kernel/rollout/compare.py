@@ -1,7 +1,7 @@
 """Comparing a shadow's output with the answer that was sent, row by row: a pure function.
 
 Classification agrees on the top-1 label; regression on every output after the manifest's
-rounding. Used by the shadow runner (``shadow.py``); imports only numpy and the errors.
+rounding. Used by the shadow runner (``shadow.py``); imports only numpy, the errors and the types.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.types.specs import OutputSpec
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,19 @@ class RowComparison:
     shadow_top: str | None
 
 
-def compare_outputs(real: np.ndarray, real_spec: dict, shadow: np.ndarray, shadow_spec: dict) -> list[RowComparison]:
+def compare_outputs(real: np.ndarray, real_spec: OutputSpec, shadow: np.ndarray,
+                    shadow_spec: OutputSpec) -> list[RowComparison]:
     """Row by row comparison of two ``[B, K]`` outputs; InvalidInputError when they cannot be compared."""
-    kind = real_spec.get("kind")
-    if kind != shadow_spec.get("kind") or len(real) != len(shadow):
-        raise InvalidInputError(f"The shadow's output ({shadow_spec.get('kind')}, {len(shadow)} rows) cannot be "
-                                f"compared with the default's ({kind}, {len(real)} rows).")
-    if kind == "classification":
-        return _compare_classes(real, list(real_spec["labels"]), shadow, list(shadow_spec["labels"]))
+    kind = real_spec.kind
+    if kind is not shadow_spec.kind or len(real) != len(shadow):
+        raise InvalidInputError(f"The shadow's output ({shadow_spec.kind.value}, {len(shadow)} rows) cannot be "
+                                f"compared with the default's ({kind.value}, {len(real)} rows).")
+    if real_spec.classification:
+        return _compare_classes(real, list(real_spec.labels), shadow, list(shadow_spec.labels))
     if real.shape != shadow.shape:
         raise InvalidInputError(f"The shadow's regression outputs {list(shadow.shape[1:])} differ from the "
                                 f"default's {list(real.shape[1:])}.")
-    digits = int(real_spec.get("rounding", 4))
+    digits = int(real_spec.rounding)
     errors = np.abs(real.astype(np.float64) - shadow.astype(np.float64)).max(axis=1)
     same = (np.round(real.astype(np.float64), digits) == np.round(shadow.astype(np.float64), digits)).all(axis=1)
     return [RowComparison(bool(s), float(e), None, None) for s, e in zip(same, errors)]

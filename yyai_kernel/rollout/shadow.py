@@ -34,6 +34,7 @@ from yyai_kernel.runtime.images import thumbnail_png
 from yyai_kernel.types import (
     Disagreement,
     InputReference,
+    OutputSpec,
     Prediction,
     VersionDescription,
 )
@@ -204,15 +205,14 @@ def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
 
 
-def _disagreement(run: ShadowRun, shadow: np.ndarray, shadow_spec: dict, id_: int, row: int,
+def _disagreement(run: ShadowRun, shadow: np.ndarray, shadow_spec: OutputSpec, id_: int, row: int,
                   r: RowComparison) -> Disagreement:
     """A ring entry: a thumbnail and summary of the row's input, and both outputs."""
     x = np.asarray(run.x[row], dtype=np.float64)
     filename = run.filenames[row] if run.filenames and row < len(run.filenames) else None
     reference = InputReference(tuple(int(d) for d in x.shape), float(x.min()), float(x.max()), float(x.mean()),
                                thumbnail_png(run.x[row], run.described.input), filename)
-    labels = run.real.output.get("labels") or run.real.output.get("names") or []
-    shadow_labels = shadow_spec.get("labels") or shadow_spec.get("names") or []
+    labels, shadow_labels = run.real.output.columns, shadow_spec.columns
     return Disagreement(id_, time.time(), run.real.version, run.version, reference,
                         tuple(float(v) for v in run.real.best()[row]), tuple(float(v) for v in shadow[row]),
                         tuple(labels), tuple(shadow_labels), r.top, r.shadow_top,

@@ -19,6 +19,7 @@ from PIL import Image
 
 from yyai_kernel.config import DEFAULT_MAX_PIXELS
 from yyai_kernel.errors import ImageError, ImageTooLargeError
+from yyai_kernel.types.specs import Color, ImageSpec, InputSpec
 
 
 def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
@@ -75,26 +76,27 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(scaled, 0, 255).round().astype(np.uint8)
 
 
-def _to_model_pixels(image: np.ndarray, input_spec: dict) -> np.ndarray:
-    """Convert a decoded image to the model's colour order and size, still uint8, as HxWxC."""
-    shape = list(input_spec["shape"])
-    if len(shape) not in (2, 3):
+def _image_of(input_spec: InputSpec) -> tuple[ImageSpec, tuple[int, int, int]]:
+    """The image part of an input spec and its (height, width, channels); ImageError for a non-image input."""
+    grid = input_spec.image_grid()
+    if input_spec.image is None or grid is None:
         raise ImageError(
-            f"This model takes input of shape {shape}, not an image (height, width[, channels]); "
+            f"This model takes input of shape {list(input_spec.shape)}, not an image (height, width[, channels]); "
             "send it tensors through the v2 inference API instead."
         )
-    if len(shape) == 3 and input_spec.get("layout") == "channels_first":
-        shape = shape[1:] + shape[:1]  # pixels are worked on as HxWxC; preprocess transposes
-    height, width = shape[0], shape[1]
-    channels = shape[2] if len(shape) == 3 else 1
-    color = input_spec.get("color", "rgb")
-    if channels == 1 or color == "grayscale":
+    return input_spec.image, grid
+
+
+def _to_model_pixels(image: np.ndarray, input_spec: InputSpec) -> np.ndarray:
+    """Convert a decoded image to the model's colour order and size, still uint8, as HxWxC."""
+    spec, (height, width, channels) = _image_of(input_spec)  # pixels are worked on as HxWxC; preprocess transposes
+    if channels == 1 or spec.color is Color.GRAYSCALE:
         if image.ndim == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     else:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        if color == "rgb":
+        if spec.color is Color.RGB:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if image.shape[:2] != (height, width):
         shrinking = image.shape[0] > height or image.shape[1] > width
@@ -105,18 +107,17 @@ def _to_model_pixels(image: np.ndarray, input_spec: dict) -> np.ndarray:
     return image
 
 
-def preprocess(data: bytes, input_spec: dict, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Turn image bytes into one model input of ``input_spec['shape']``: decode, colour, resize, scale, cast."""
+def preprocess(data: bytes, input_spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Turn image bytes into one model input of ``input_spec.shape``: decode, colour, resize, scale, cast."""
     pixels = _to_model_pixels(decode_image(data, max_pixels=max_pixels), input_spec)
-    if input_spec.get("layout") == "channels_first" and len(input_spec["shape"]) == 3:
+    spec, _ = _image_of(input_spec)
+    if spec.channels_first and len(input_spec.shape) == 3:
         pixels = pixels.transpose(2, 0, 1)
-    scaled = pixels.astype(np.float32) * float(input_spec.get("scale", 1.0)) + float(
-        input_spec.get("offset", 0.0)
-    )
-    return scaled.reshape(input_spec["shape"]).astype(input_spec.get("dtype", "float32"))
+    scaled = pixels.astype(np.float32) * float(spec.scale) + float(spec.offset)
+    return scaled.reshape(input_spec.shape).astype(input_spec.dtype)
 
 
-def model_view(data: bytes, input_spec: dict, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def model_view(data: bytes, input_spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image as the model sees it, as RGB (or gray) uint8 for display.
 
     Resized and colour-converted like ``preprocess``; a BGR model's input is shown with its
@@ -138,19 +139,18 @@ def encode_png(image: np.ndarray, *, rgb: bool = True) -> bytes:
     return buffer.tobytes()
 
 
-def thumbnail_png(x: np.ndarray, input_spec: dict, *, size: int = 64) -> bytes | None:
+def thumbnail_png(x: np.ndarray, input_spec: InputSpec, *, size: int = 64) -> bytes | None:
     """A model input turned back into pixels (``pixel = (x - offset) / scale``), as a PNG
     whose longer side is ``size``; None for inputs that are not images.
 
     Used to show the inputs on which two versions disagreed: small images (8x8 digits)
     are enlarged with nearest-neighbour so their pixels stay visible.
     """
-    scale = float(input_spec.get("scale", 1.0))
-    shape = list(input_spec.get("shape", []))
-    if scale == 0 or len(shape) not in (2, 3) or list(x.shape) != shape:
+    spec = input_spec.image
+    if spec is None or spec.scale == 0 or input_spec.image_grid() is None or x.shape != input_spec.shape:
         return None
-    pixels = (np.asarray(x, dtype=np.float64) - float(input_spec.get("offset", 0.0))) / scale
-    if pixels.ndim == 3 and input_spec.get("layout") == "channels_first":
+    pixels = (np.asarray(x, dtype=np.float64) - float(spec.offset)) / float(spec.scale)
+    if pixels.ndim == 3 and spec.channels_first:
         pixels = pixels.transpose(1, 2, 0)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
@@ -162,7 +162,7 @@ def thumbnail_png(x: np.ndarray, input_spec: dict, *, size: int = 64) -> bytes |
     interpolation = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA
     image = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
                        interpolation=interpolation)
-    return encode_png(image, rgb=input_spec.get("color", "rgb") != "bgr")
+    return encode_png(image, rgb=spec.color is not Color.BGR)
 
 
 OVERLAY_MIN_SIDE = 144  # an overlay of a smaller input is drawn larger, so that the map reads

@@ -24,6 +24,7 @@ import numpy as np
 
 from yyai_kernel.archive import Limits, Manifest, open_archive
 from yyai_kernel.errors import InvalidInputError, ModelLoadError
+from yyai_kernel.types.specs import Combine
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,13 @@ class ArchiveRuntime:
 
         self.manifest = manifest
         self.sha256 = sha256
-        self.member_names = [member["name"] for member in manifest.members]
-        self.input_shape = tuple(manifest.input["shape"])
-        self.dtype = np.dtype(manifest.input.get("dtype", "float32"))
+        self.member_names = [member.name for member in manifest.members]
+        self.input_shape = manifest.input.shape
+        self.dtype = np.dtype(manifest.input.dtype)
         self.load_time_s = 0.0
         self.warmup_time_s = 0.0
         self._models = models
-        combine_mean = manifest.combine == "mean" and len(models) > 1
+        combine_mean = manifest.combine is Combine.MEAN and len(models) > 1
         signature = [tf.TensorSpec([None, *self.input_shape], tf.as_dtype(self.dtype))]
 
         @tf.function(input_signature=signature)
@@ -107,7 +108,7 @@ class ArchiveRuntime:
                 except ModelLoadError:
                     raise
                 except Exception as error:  # a loader bug must still read as a load failure
-                    raise ModelLoadError(f"Member {member['name']!r} failed to load: {error}") from None
+                    raise ModelLoadError(f"Member {member.name!r} failed to load: {error}") from None
             runtime = cls(opened.manifest, models, sha256=sha256)
         runtime.load_time_s = time.perf_counter() - started
         runtime.warmup(warmup_sizes or [1])
@@ -168,7 +169,7 @@ class ArchiveRuntime:
     def _targets(self, output: RuntimeOutput) -> dict[str, np.ndarray]:
         """The output index each member explains, row by row."""
         rows = len(next(iter(output.members.values())))
-        if self.manifest.output.get("kind") != "classification":
+        if not self.manifest.output.classification:
             return {member: np.zeros(rows, np.int32) for member in output.members}
         if output.combined is not None:
             top = np.argmax(output.combined, axis=1)

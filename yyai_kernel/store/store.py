@@ -45,7 +45,7 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.store.state import StoreState
-from yyai_kernel.types import TrafficPolicy, VersionDescription
+from yyai_kernel.types import StoreProblemKind, TrafficPolicy, VersionDescription
 
 log = logging.getLogger("yyai.store")
 
@@ -72,17 +72,17 @@ class ArchiveRecord:
         Built once per record, so a request that reads it costs a dictionary lookup."""
         m = self.manifest
         return VersionDescription(name=self.name, version=self.version, input=m.input, output=m.output,
-                                  members=tuple(x["name"] for x in m.members), combine=m.combine,
-                                  description=m.data.get("description", ""))
+                                  members=tuple(x.name for x in m.members), combine=m.combine,
+                                  description=m.description)
 
 
 @dataclass
 class StoreProblem:
-    """An archive the store skipped: kind is "unreadable" or "duplicate"."""
+    """An archive the store skipped, and why (``kind``)."""
 
     path: Path
     error: str
-    kind: str
+    kind: StoreProblemKind
 
 
 class ModelStore:
@@ -127,7 +127,7 @@ class ModelStore:
                 try:
                     record = self._read(path)
                 except (ArchiveError, OSError) as exc:
-                    problems.append(StoreProblem(path, _message(exc), "unreadable"))
+                    problems.append(StoreProblem(path, _message(exc), StoreProblemKind.UNREADABLE))
                     continue
                 cache[path] = self._cache[path]
                 found.setdefault((record.name, record.version), []).append(record)
@@ -142,7 +142,7 @@ class ModelStore:
                         rec.path,
                         f"{rec.path.name} claims {key[0]} version {key[1]}, as does {others}; "
                         "neither is served until one is removed",
-                        "duplicate",
+                        StoreProblemKind.DUPLICATE,
                     ))
             self._records, self._cache, self._problems = records, cache, problems
             index: dict[str, list[int]] = {}

@@ -11,6 +11,7 @@ parses it (``from_json``). JSON is made at the edge; the layers pass these types
 - ``jsonview.py``: results that also read like their JSON, for scripts;
 - ``latency.py``: latency percentiles;
 - ``status.py``: version states, model and server statuses, what an upload did;
+- ``specs.py``: the manifest's specs (input, output, members, files) and its vocabularies;
 - ``description.py``: what a version takes and gives;
 - ``prediction.py``: one answer, labelled for people, and its explanations;
 - ``rollout.py``: traffic policies (canary, shadow) and what they saw.
@@ -30,7 +31,7 @@ from yyai_kernel.types.latency import (
     Latency,
 )
 from yyai_kernel.types.prediction import (
-    EXPLAIN_METHODS,
+    ExplainMethod,
     Explanation,
     Prediction,
     check_explain,
@@ -62,6 +63,19 @@ from yyai_kernel.types.rollout import (
     TrafficSplit,
     VersionLabel,
 )
+from yyai_kernel.types.specs import (
+    Color,
+    Combine,
+    FileRole,
+    FileSpec,
+    ImageSpec,
+    InputSpec,
+    Layout,
+    MemberSource,
+    MemberSpec,
+    OutputKind,
+    OutputSpec,
+)
 from yyai_kernel.types.status import (
     InstallResult,
     ModelError,
@@ -70,6 +84,7 @@ from yyai_kernel.types.status import (
     ModelSummary,
     ServerStatus,
     StoreProblemInfo,
+    StoreProblemKind,
     VersionState,
     VersionStatus,
 )
@@ -92,13 +107,25 @@ __all__ = [
     "ModelStatus",
     "ModelSummary",
     "StoreProblemInfo",
+    "StoreProblemKind",
     "ServerStatus",
     "ModelRemoved",
     "ModelError",
     "InstallResult",
     "COMBINED_OUTPUT",
     "VersionDescription",
-    "EXPLAIN_METHODS",
+    "OutputKind",
+    "Combine",
+    "FileRole",
+    "Color",
+    "Layout",
+    "ImageSpec",
+    "InputSpec",
+    "OutputSpec",
+    "MemberSource",
+    "MemberSpec",
+    "FileSpec",
+    "ExplainMethod",
     "check_explain",
     "Explanation",
     "Prediction",

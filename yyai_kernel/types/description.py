@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yyai_kernel.types.jsonview import JsonView
+from yyai_kernel.types.specs import Combine, InputSpec, OutputSpec
 from yyai_kernel.types.status import VersionStatus
 
 COMBINED_OUTPUT = "output"  # the v2 name of an ensemble's combined output
@@ -13,41 +14,41 @@ COMBINED_OUTPUT = "output"  # the v2 name of an ensemble's combined output
 
 @dataclass(frozen=True)
 class VersionDescription(JsonView):
-    """What a version takes and gives: the manifest's input and output specs, and its members.
+    """What a version takes and gives: the manifest's input and output specs, and its members' names.
 
-    ``input`` and ``output`` are the manifest's own objects (documented in the archive
-    format), so they travel as the manifest writes them.
+    ``input`` and ``output`` write the manifest's own objects (documented in the archive
+    format), so they travel as the manifest writes them; ``input`` with its defaults stated.
     """
 
     name: str
     version: int
-    input: dict
-    output: dict
+    input: InputSpec
+    output: OutputSpec
     members: tuple[str, ...]
-    combine: str = "mean"
+    combine: Combine = Combine.MEAN
     description: str = ""
     status: VersionStatus | None = None
 
     @property
     def classification(self) -> bool:
-        return self.output["kind"] == "classification"
+        return self.output.classification
 
     @property
     def labels(self) -> list[str]:
         """The classification labels, or the regression output names."""
-        return list(self.output.get("labels") or self.output.get("names") or [])
+        return list(self.output.columns)
 
     @property
     def output_width(self) -> int:
-        return len(self.labels)
+        return self.output.width
 
     @property
     def has_combined(self) -> bool:
-        return self.combine == "mean" or len(self.members) == 1
+        return self.combine is Combine.MEAN or len(self.members) == 1
 
     @property
     def input_name(self) -> str:
-        return self.input.get("name", "input")
+        return self.input.name
 
     @property
     def output_names(self) -> list[str]:
@@ -57,9 +58,7 @@ class VersionDescription(JsonView):
 
     def preprocessing(self) -> str:
         """How image pixels become the model's input, in one line."""
-        spec = self.input
-        return (f"x = pixel * {spec.get('scale', 1.0):g} + {spec.get('offset', 0.0):g}, "
-                f"{spec.get('color', 'rgb')}, shape {list(spec['shape'])} {spec.get('dtype', 'float32')}")
+        return self.input.preprocessing()
 
     def with_status(self, status: VersionStatus | None) -> "VersionDescription":
         return VersionDescription(self.name, self.version, self.input, self.output, self.members,
@@ -70,11 +69,11 @@ class VersionDescription(JsonView):
             "name": self.name,
             "version": self.version,
             "description": self.description,
-            "input": self.input,
-            "output": self.output,
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
             "output_width": self.output_width,
             "members": list(self.members),
-            "combine": self.combine,
+            "combine": self.combine.value,
             "has_combined": self.has_combined,
         }
         if self.status is not None:
@@ -84,7 +83,7 @@ class VersionDescription(JsonView):
     @classmethod
     def from_json(cls, d: dict) -> "VersionDescription":
         status = d.get("status")
-        return cls(d["name"], int(d["version"]), d["input"], d["output"], tuple(d["members"]),
-                   d.get("combine", "mean"), d.get("description", ""),
+        return cls(d["name"], int(d["version"]), InputSpec.from_json(d["input"]), OutputSpec.from_json(d["output"]),
+                   tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),
                    VersionStatus.from_json(status) if status else None)
 

@@ -5,23 +5,31 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types.jsonview import JsonView
+from yyai_kernel.types.specs import OutputSpec
 
-EXPLAIN_METHODS = ("gradcam",)
+
+class ExplainMethod(StrEnum):
+    """How yyai explains an answer (``?explain=``)."""
+
+    GRADCAM = "gradcam"  # where a convolutional model looked, as a heat map over the image
 
 
-def check_explain(method: str | None) -> str | None:
+def check_explain(method: str | None) -> ExplainMethod | None:
     """An explanation method from a request (``?explain=``): None for none, else a known one."""
     if method is None or method == "":
         return None
-    if method not in EXPLAIN_METHODS:
-        raise InvalidInputError(f"Unknown explanation {method!r}; yyai explains with: {', '.join(EXPLAIN_METHODS)}.",
-                                field="explain")
-    return method
+    try:
+        return ExplainMethod(method)
+    except ValueError:
+        known = ", ".join(m.value for m in ExplainMethod)
+        raise InvalidInputError(f"Unknown explanation {method!r}; yyai explains with: {known}.",
+                                field="explain") from None
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class Explanation(JsonView):
     version's answer for that image.
     """
 
-    method: str
+    method: ExplainMethod
     available: bool
     reason: str = ""
     layer: str | None = None
@@ -43,16 +51,17 @@ class Explanation(JsonView):
 
     def to_json(self) -> dict:
         if not self.available:
-            return {"method": self.method, "available": False, "reason": self.reason}
-        return {"method": self.method, "available": True, "layer": self.layer, "label": self.label,
+            return {"method": self.method.value, "available": False, "reason": self.reason}
+        return {"method": self.method.value, "available": True, "layer": self.layer, "label": self.label,
                 "heatmap": np.round(self.heatmap.astype(float), 4).tolist(),
                 "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
 
     @classmethod
     def from_json(cls, data: dict) -> "Explanation":
+        method = ExplainMethod(data["method"])
         if not data.get("available"):
-            return cls(data["method"], False, data.get("reason", ""))
-        return cls(data["method"], True, "", data.get("layer"), data.get("label"),
+            return cls(method, False, data.get("reason", ""))
+        return cls(method, True, "", data.get("layer"), data.get("label"),
                    np.asarray(data["heatmap"], dtype=np.float32), base64.b64decode(data["overlay_png"]))
 
 
@@ -69,7 +78,7 @@ class Prediction(JsonView):
     version: int
     members: dict[str, np.ndarray]
     combined: np.ndarray | None
-    output: dict
+    output: OutputSpec
     filenames: tuple[str | None, ...] | None = None
     explanations: tuple[dict[str, Explanation], ...] | None = None  # per row: member -> Explanation
 
@@ -78,7 +87,7 @@ class Prediction(JsonView):
 
     @property
     def classification(self) -> bool:
-        return self.output.get("kind") == "classification"
+        return self.output.classification
 
     def best(self) -> np.ndarray:
         """The output that answers for the whole model: combined, else the first member's."""
@@ -88,14 +97,14 @@ class Prediction(JsonView):
         """One output row for people: labels by probability (highest first), or named values."""
         values = row.tolist()  # plain floats: indexing a numpy row per entry costs more than the row
         if self.classification:
-            labels = self.output["labels"]
+            labels = self.output.labels
             if any(v != v for v in values):  # NaN: NumPy's order puts it last
                 order = np.argsort(-row, kind="stable").tolist()
             else:  # highest first; a stable sort keeps ties in label order
                 order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
             return [{"label": labels[j], "probability": round(values[j], 6)} for j in order]
-        names = self.output.get("names") or [f"y{j}" for j in range(len(values))]
-        rounding = self.output.get("rounding", 4)
+        names = self.output.names or [f"y{j}" for j in range(len(values))]
+        rounding = self.output.rounding
         return {n: round(v, rounding) for n, v in zip(names, values)}
 
     def top(self, i: int = 0) -> tuple[str, float] | None:
@@ -109,7 +118,8 @@ class Prediction(JsonView):
             return []
         row = self.best()[i]
         order = np.argsort(-row, kind="stable")[:k]
-        return [(self.output["labels"][j], float(row[j])) for j in order]
+        labels = self.output.labels
+        return [(labels[j], float(row[j])) for j in order]
 
     def rows(self) -> list[dict]:
         """Per input row, each member's output and the combined one, labelled for people."""
@@ -139,8 +149,11 @@ class Prediction(JsonView):
         return {"model": self.name, "version": self.version, "predictions": rows}
 
     @classmethod
-    def from_json(cls, reply: dict, output: dict) -> "Prediction":
-        """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec."""
+    def from_json(cls, reply: dict, output: OutputSpec | dict) -> "Prediction":
+        """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec
+        (its JSON, or the described version's :class:`OutputSpec`)."""
+        if not isinstance(output, OutputSpec):
+            output = OutputSpec.from_json(output)
         rows = reply["predictions"]
         names = list(rows[0]["raw"]["members"]) if rows else []
         members = {m: np.array([r["raw"]["members"][m] for r in rows], dtype=np.float32) for m in names}

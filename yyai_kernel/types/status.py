@@ -7,7 +7,7 @@ where a client reads it back, parses it (``from_json``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
@@ -173,16 +173,23 @@ class ModelSummary(JsonView):
         return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
 
 
+class StoreProblemKind(StrEnum):
+    """Why the store skipped an archive."""
+
+    UNREADABLE = "unreadable"  # it is not a valid archive (or could not be read)
+    DUPLICATE = "duplicate"  # another archive claims the same name and version
+
+
 @dataclass(frozen=True)
 class StoreProblemInfo:
-    """An archive the store skipped (``kind``: unreadable or duplicate)."""
+    """An archive the store skipped, and why."""
 
     path: str
-    kind: str
+    kind: StoreProblemKind
     error: str
 
     def to_json(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "error": self.error}
+        return {"path": self.path, "kind": self.kind.value, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,8 @@ class ServerStatus(JsonView):
     def from_json(cls, d: dict) -> "ServerStatus":
         return cls(
             models={n: ModelStatus.from_json(m) for n, m in (d.get("models") or {}).items()},
-            problems=tuple(StoreProblemInfo(p["path"], p["kind"], p["error"]) for p in d.get("problems") or ()),
+            problems=tuple(StoreProblemInfo(p["path"], StoreProblemKind(p["kind"]), p["error"])
+                           for p in d.get("problems") or ()),
             state_error=d.get("state_error"),
         )
 
