@@ -25,12 +25,12 @@ import tritonclient.http as httpclient  # noqa: E402
 import yaml
 from builders import install, pack_models, reference, sample_inputs
 from raycluster import REPO
+from requesttable import LIMIT, bad_cases, good_cases, same, send
 from serving import start_server
 
 TOKEN = "ray-ingress-token"
 APP = "yyai"
 SAMPLES = REPO / "model_archives" / "samples"
-LIMIT = 1024 * 1024  # max_body_bytes on both servers, so that 413s can be compared
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}
 
 
@@ -216,49 +216,10 @@ def test_tritonclient_outputs_equal_yyai_serve(app, local, binary):
     local_client.close()
 
 
-def _bad_requests() -> list[tuple[str, str, dict]]:
-    wrong_shape = {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
-    return [
-        ("GET", "/v2", {"auth": False}),
-        ("GET", "/v2", {"auth": False, "headers": {"Authorization": "token wrong"}}),
-        ("GET", "/models?token=wrong", {"auth": False}),
-        ("GET", "/v2/models/digitz", {}),
-        ("GET", "/v2/models/digits/versions/9/ready", {}),
-        ("GET", "/v2/models/Digits!/ready", {}),
-        ("POST", "/v2/models/digits/infer", {"data": b"{"}),
-        ("POST", "/v2/models/digits/infer", {"json": wrong_shape}),
-        ("POST", "/v2/models/digits/versions/0/infer", {"json": wrong_shape}),
-        ("POST", "/v2/models/digits/infer", {"data": b"x" * (LIMIT + LIMIT // 2)}),
-        ("POST", "/v2/repository/index", {"json": {"ready": "yes"}}),
-        ("POST", "/v2/repository/models/digits/load", {"json": {"parameters": {"config": "{}"}}}),
-        ("POST", "/predictions/digits", {"data": b"abc", "headers": {"Content-Type": "text/plain"}}),
-        ("POST", "/predictions/digits", {"data": b"not an image", "headers": {"Content-Type": "image/png"}}),
-        ("POST", "/predictions/digits/7", {"data": b"x", "headers": {"Content-Type": "image/png"}}),
-        ("POST", "/models", {"data": b"{}", "headers": {"Content-Type": "application/json"}}),
-        ("POST", "/models?path=/etc/passwd", {"data": b"x", "headers": {"Content-Type": "application/zip"}}),
-        ("POST", "/models", {"data": b"not a zip", "headers": {"Content-Type": "application/zip"},
-                             "names_a_temp_file": True}),
-        ("PUT", "/models/digits/default", {"json": {}}),
-        ("PUT", "/models/digits/default", {"json": {"version": 9}}),
-        ("PUT", "/models/digits/default", {"json": {"version": 1, "path": "/tmp"}}),
-        ("POST", "/models/digits/reload?force=maybe", {}),
-        ("GET", "/models/digits/versions/x", {}),
-        ("GET", "/models/digits/samples/..%2F..%2Fetc%2Fpasswd", {}),
-        ("DELETE", "/v2", {}),
-    ]
-
-
-@pytest.mark.parametrize("method,path,options", _bad_requests(), ids=[f"{m} {p}" for m, p, _ in _bad_requests()])
-def test_refusals_equal_yyai_serve(app, local, method, path, options):
-    """The same bad request gets the same status, JSON body and auth header from both servers."""
-    options = dict(options)
-    exact = not options.pop("names_a_temp_file", False)
-    ours, theirs = (server.request(method, path, **options) for server in (app, local))
-    if not exact:  # the message names each server's own temporary file
-        assert (ours.status_code, ours.json()["type"]) == (theirs.status_code, theirs.json()["type"])
-    else:
-        assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
-    assert ours.headers.get("WWW-Authenticate") == theirs.headers.get("WWW-Authenticate")
+@pytest.mark.parametrize("case", [*good_cases(), *bad_cases()], ids=lambda c: c.id)
+def test_the_request_table_gets_the_same_replies_as_yyai_serve(app, local, case):
+    """The shared request table (tests/requesttable.py): status, media type and body agree."""
+    same(case, send(app, case), send(local, case))
 
 
 def test_predictions_with_a_png_equal_yyai_serve(app, local):
