@@ -234,6 +234,46 @@ def test_compare_two_versions_side_by_side(dash, registry):
     assert len(_widgets_with_class(row, "yyai-chart")) == len(_widgets_with_class(row, "yyai-topk-table")) == 2
 
 
+def test_compare_with_a_version_never_loaded_loads_it_with_a_note(tmp_path):
+    """#23: "v1 (available)" was offered, and Compare answered "not loaded; load it first" and
+    showed nothing for v2 either. A version never loaded is loaded first, saying so."""
+    registry = demo_registry(tmp_path)
+    board = Dashboard(registry, refresh_interval=None)
+    try:
+        preview = board.preview
+        said = []
+        preview.predict_message.observe(lambda change: said.append(change["new"]), "value")
+        pick(board, "digits", 2, "digit-8-disputed.png")
+        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (available)"
+        preview.compare_select.value = 1
+        assert preview.load_button.layout.display == "none"  # nothing to do by hand
+        preview.predict_button.click()
+        assert any("yyai-busy" in m and "Loading digits v1 first: it was not loaded yet" in m for m in said), said
+        message = preview.predict_message.value
+        assert "yyai-ok" in message and "Loaded digits v1 in" in message and "1 image compared" in message, message
+        assert registry.status("digits").versions[1].state is VersionState.READY
+        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (ready)"  # truthful
+        (row,) = preview.results.rows.children
+        assert len(_widgets_with_class(row, "yyai-chart")) == 2 and "the versions disagree" in preview.results.summary.value
+        assert preview.load_button.layout.display == "none"
+
+        # an operator unloads v1: picking it again shows the Load button at once, and Predict never loads it
+        board.backend.unload("digits", 1)
+        board.refresh()
+        preview.compare_select.value = 0
+        preview.compare_select.value = 1
+        assert preview.load_button.layout.display != "none" and preview.load_button.description == "Load v1"
+        assert "v1 is unloaded: press Load v1" in preview.predict_message.value
+        preview.predict_button.click()
+        assert "yyai-error" in preview.predict_message.value
+        assert registry.status("digits").versions[1].state is VersionState.UNLOADED
+        preview.compare_select.value = 0  # nothing unloaded is picked: the note and the button go
+        assert preview.load_button.layout.display == "none"
+    finally:
+        board.close()
+        registry.close()
+
+
 def test_regression_output_is_a_table(dash):
     pick(dash, "colorfulness", 1, "flower-1.png")
     replies = dash.preview.predict()

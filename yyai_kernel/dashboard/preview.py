@@ -8,10 +8,12 @@ control shows. "Compare with" runs a second version on the same images, side by 
 over REST) and the results show it over the image; ticking it with results on screen runs
 the prediction again, explained.
 
-Preview never loads a model as a side effect: a version that does not serve (never
-loaded, or unloaded by an operator) gets the same answer REST gives (503, "not loaded;
-load it first"), shown as a message with a "Load" button beside it. Loading is then the
-person's choice; the button loads the version and runs the prediction again.
+A picked version that was never loaded ("available": in the store, not in memory) is
+loaded before it predicts, with a note that says so while it loads and in the final
+message, so that "Compare v2 / v1" simply works. A version that an operator unloaded, or
+whose load failed, is never loaded behind anyone's back: picking it shows a "Load" button
+at once, and Predict gets the answer REST gives (503), with that button; loading is then
+the person's choice, and the button loads the version and runs the prediction again.
 
 Uploaded files are checked one by one before anything is sent, so that a file that is not
 an image is named in the message; a failed prediction never leaves an older one on screen.
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 
 # States a person can load from; a version that is loading only needs a moment.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
+# Of those, the ones nobody chose: Predict loads them (an unloaded or failed version waits for the Load button)
+LOADED_ON_USE = (VersionState.AVAILABLE,)
 SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
 SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
 EXPLAIN = "gradcam"
@@ -58,12 +62,13 @@ class PreviewTab:
     def __init__(self, shell: "Dashboard"):
         self.shell = shell
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
+        self._state_note = ""  # the note about the picked versions' states last shown
         self.pad: DrawingPad | None = None  # built the first time "Draw" is picked
         self._build()
         guard, message = shell.guard, self.predict_message
         self.model_select.observe(guard(self._on_model, message), "value")
         self.version_select.observe(guard(self._on_version, message), "value")
-        self.compare_select.observe(guard(lambda _: self._label_predict_button(), message), "value")
+        self.compare_select.observe(guard(self._on_compare, message), "value")
         self.source_toggle.observe(guard(lambda _: self._show_source(), message, observer=False), "value")
         self.explain_toggle.observe(guard(self._on_explain, message), "value")
         self.image_upload.observe(guard(self._on_images, message), "value")
@@ -129,14 +134,20 @@ class PreviewTab:
         self._label_predict_button()
         self.results.clear()
         show(self.load_button, False)
+        self._note_states()
         self._load_samples()
         self._offer_drawing()
 
     def _on_version(self, change) -> None:
         self._label_predict_button()
         show(self.load_button, False)
+        self._note_states()
         self._load_samples()
         self._offer_drawing()
+
+    def _on_compare(self, change) -> None:
+        self._label_predict_button()
+        self._note_states()
 
     def _show_source(self) -> None:
         """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
@@ -220,9 +231,9 @@ class PreviewTab:
     def predict(self, _button=None, *, done: str = "") -> dict[int, Prediction]:
         """Run the picked version (and the compared one) on the picked images; show the results.
 
-        Returns ``{version: Prediction}``. A version that does not serve raises the
-        backend's ModelNotReadyError, and the Load button appears. ``done`` starts the
-        final message.
+        Returns ``{version: Prediction}``. A version that was never loaded is loaded first
+        (:data:`LOADED_ON_USE`); one that an operator unloaded raises the backend's
+        ModelNotReadyError, and the Load button appears. ``done`` starts the final message.
         """
         name, versions = self.picked()
         self.results.clear()  # a failure below must not leave an older prediction on screen
@@ -231,6 +242,7 @@ class PreviewTab:
         try:
             self._say("busy", "Reading the images…")
             images = self.current_images()
+            done += self._load_on_use(name, versions)
             predictions = {}
             for version in versions:
                 doing = "Predicting and explaining" if self.explain_toggle.value else "Predicting"
@@ -253,14 +265,48 @@ class PreviewTab:
             self._offer_load(name, versions)
             raise
 
-    def _offer_load(self, name: str, versions: list[int]) -> None:
-        """Show the Load button for the picked versions that a person can load."""
+    def _load_on_use(self, name: str, versions: list[int]) -> str:
+        """Load the picked versions that were never loaded, saying so; the start of the final message."""
         model = self.shell.backend.status(name)
+        missing = [v for v in versions if v in model.versions and model.versions[v].state in LOADED_ON_USE]
+        if not missing:
+            return ""
+        started = time.perf_counter()
+        for version in missing:
+            self._say("busy", f"Loading {name} v{version} first: it was not loaded yet…")
+            self.shell.backend.load(name, version)
+        self.shell.refresh()  # the pickers and the table say "ready" now
+        return f"Loaded {name} {_versions_text(missing)} in {time.perf_counter() - started:.1f} s. "
+
+    def _offer_load(self, name: str, versions: list[int], model=None) -> list[int]:
+        """Show the Load button for the picked versions that a person can load; returns them."""
+        model = model if model is not None else self.shell.backend.status(name)
         loadable = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE]
         if loadable:
             self._to_load = (name, loadable)
-            self.load_button.description = "Load " + " and ".join(f"v{v}" for v in loadable)
-            show(self.load_button, True)
+            self.load_button.description = f"Load {_versions_text(loadable)}"
+        show(self.load_button, bool(loadable))
+        return loadable
+
+    def _note_states(self) -> None:
+        """A picked version that an operator unloaded (or that failed) shows its Load button at once."""
+        name = self.model_select.value
+        model = self.shell.status.models.get(name)
+        if model is None or not self.version_select.value:
+            return
+        _, versions = self.picked()
+        waiting = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE
+                   and model.versions[v].state not in LOADED_ON_USE]
+        note = ""
+        if waiting:
+            self._offer_load(name, waiting, model)
+            states = ", ".join(f"v{v} is {model.versions[v].state.value}" for v in waiting)
+            note = message_html("warn", f"{states}: press {self.load_button.description} to serve it, then predict.")
+        else:
+            show(self.load_button, False)
+        if note or self.predict_message.value == self._state_note:  # never wipe what a prediction said
+            self.predict_message.value = note
+        self._state_note = note
 
     def load_and_predict(self, _button=None) -> dict[int, Prediction]:
         """The Load button: load the versions that did not serve, then predict again."""
@@ -273,11 +319,14 @@ class PreviewTab:
             self._say("busy", f"Loading {name} v{version}…")
             self.shell.backend.load(name, version)
         self.shell.refresh()  # the pickers and the table show the new state
-        loaded = " and ".join(f"v{v}" for v in versions)
-        return self.predict(done=f"Loaded {name} {loaded} in {time.perf_counter() - started:.1f} s. ")
+        return self.predict(done=f"Loaded {name} {_versions_text(versions)} in {time.perf_counter() - started:.1f} s. ")
 
     def _say(self, kind: str, text: str) -> None:
         self.predict_message.value = message_html(kind, text)
+
+
+def _versions_text(versions: list[int]) -> str:
+    return " and ".join(f"v{v}" for v in versions)
 
 
 def _checked_image(name: str, data: bytes) -> bytes:

@@ -36,6 +36,10 @@ CSS = """
 .yyai-dashboard h2 { margin: 4px 0 2px 0; font-size: 1.45em; }
 .yyai-header { border-bottom: 1px solid #ddd; padding-bottom: 6px; margin-bottom: 6px; }
 .yyai-subtle { color: #666; font-size: 0.9em; }
+.yyai-nowrap { white-space: nowrap; }
+/* ipywidgets' boxes scroll (overflow: auto), which lets flex items shrink below their content
+   and hides the rest behind a scrollbar; results wrap to the next line instead */
+.yyai-output .widget-box { overflow: visible; }
 .yyai-pixelated { image-rendering: pixelated; border: 1px solid #ccc; background: #fafafa; }
 .yyai-panel { border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px; margin: 4px; background: #fff; }
 .yyai-controls { background: #f7f8fa; }

@@ -29,6 +29,14 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.types import Explanation, Prediction, VersionDescription
 
+
+def wrapping(flex: str | None = None) -> W.Layout:
+    """A row of parts that wraps to the next line where the window is narrow, rather than scroll
+    sideways (an ensemble's top-k table goes under its chart); ``flex="1 1 0px"`` lets a box
+    share its line with others down to the width of its widest part."""
+    return W.Layout(flex_flow="row wrap", align_items="flex-start", flex=flex)
+
+
 EMPTY = ("<div class='yyai-empty'><b>No predictions yet.</b><br>"
          "Pick a model and a version on the left, choose a bundled sample or upload your own images, "
          "then press <b>Predict</b>.<br>Pick a second version under \"Compare with\" to see both side by side."
@@ -68,7 +76,7 @@ class ResultsPanel:
                 _column(name, prediction, i, data, descriptions[v], compact=compact)
                 for v, prediction in predictions.items()
             ]
-            rows.append(with_classes(W.HBox(columns, layout=W.Layout(align_items="flex-start")), "yyai-result-row"))
+            rows.append(with_classes(W.HBox(columns, layout=wrapping()), "yyai-result-row"))
             summary.append(summary_line(label, {v: p.top(i) for v, p in predictions.items()}))
         self._set_rows(rows)
         self.summary.value = "<div class='yyai-summary-lines'>" + "<br>".join(summary) + "</div>"
@@ -103,16 +111,17 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
                                   panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
         table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels, has_combined=described.has_combined)),
                              "yyai-topk-table")
-        beside = W.VBox if compact else W.HBox  # side by side, versions leave no room to the right
-        outputs = beside([png_widget(png, size, "yyai-chart"), table], layout=W.Layout(align_items="flex-start"))
+        parts = [png_widget(png, size, "yyai-chart"), table]
+        # compared versions stand side by side and leave no room for the table beside the chart
+        outputs = W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact else W.HBox(parts, layout=wrapping("1 1 0px"))
     else:
         outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
                                "yyai-regression-table")
-    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs])]
+    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs], layout=wrapping())]
     if prediction.explanations is not None:
         body.append(explained_row(prediction.explanations[i], side=96 if compact else 120))
     column = W.VBox([W.HTML(headline), *body],
-                    layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px", padding="0 0 0 12px",
+                    layout=W.Layout(flex="1 1 0px", margin="0 0 0 12px", padding="0 0 0 12px",
                                     border_left="1px solid #e3e3e3"))
     return with_classes(column, "yyai-result", f"yyai-result-v{version}")
 
@@ -132,6 +141,11 @@ def summary_line(label: str, tops: dict[int, tuple[str, float] | None]) -> str:
     return line
 
 
+def unbroken_hyphens(text: str) -> str:
+    """HTML in which a hyphenated word ("2-D") never breaks at its hyphen in a narrow cell."""
+    return " ".join(f"<span class='yyai-nowrap'>{word}</span>" if "-" in word else word for word in text.split(" "))
+
+
 def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widget:
     """Where each member looked: its Grad-CAM overlay, or why it has none."""
     cells = []
@@ -143,7 +157,7 @@ def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widge
             image = image_widget(explained.overlay_png, height, width, css_class="yyai-gradcam-overlay", side=side)
             cells.append(W.VBox([W.HTML(caption), image], layout=W.Layout(width=f"{side + 12}px", flex="0 0 auto")))
         else:
-            note = html.escape(explained.reason.removeprefix("not available: "))
+            note = unbroken_hyphens(html.escape(explained.reason.removeprefix("not available: ")))
             cells.append(with_classes(W.HTML(f"{title}<br><span class='yyai-subtle'>Grad-CAM not available: {note}"
                                              "</span>", layout=W.Layout(width=f"{side + 12}px")),
                                       "yyai-gradcam-na"))
