@@ -23,7 +23,13 @@ import pytest
 import requests
 from builders import demo_store
 from serving import start_server
-from test_dashboard_browser import HEADERS, SAMPLES, TOKEN, headless_chromium, open_dashboard
+from test_dashboard_browser import (
+    HEADERS,
+    SAMPLES,
+    TOKEN,
+    headless_chromium,
+    open_dashboard,
+)
 
 POOL_SIZE = 1  # VOILA_CONFIGURATION["default_pool_size"]
 VISITS = 4
