@@ -193,6 +193,14 @@ def test_upload_several_images(dash):
 
     seen = cv2.imdecode(np.frombuffer(bytes(model_view.value), np.uint8), cv2.IMREAD_UNCHANGED)
     assert seen.shape == (8, 8)
+    # #23: the caption says the image was resized (no note for the 8x8 one)
+    captions = [_html_of(row) for row in dash.preview.results.rows.children]
+    assert "8×8 grayscale<" in captions[0] and "8×8 grayscale, scaled from 64×64" in captions[1]
+
+    dash.preview.image_upload.value = (upload_entry("wide.png", cv2.imencode(".png", np.zeros((120, 160), np.uint8))[1]
+                                                    .tobytes()),)
+    dash.preview.predict()
+    assert "8×8 grayscale, stretched from 160×120" in _html_of(dash.preview.results.rows)
 
 
 def test_compare_two_versions_side_by_side(dash, registry):
@@ -272,6 +280,38 @@ def test_compare_with_a_version_never_loaded_loads_it_with_a_note(tmp_path):
     finally:
         board.close()
         registry.close()
+
+
+def test_a_tie_is_shown_as_a_tie():
+    """#23: a five-way tie at 0.2 read "predicted daisy" (the first label of the tie)."""
+    import cv2
+    import keras
+
+    from yyai_kernel.dashboard.render import bar_chart_figure
+
+    flowers = ["daisy", "rose", "tulip", "dandelion", "sunflower"]
+    undecided = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(5, activation="softmax", kernel_initializer="zeros")])
+    board = Dashboard.for_models({"v1": undecided}, input={"scale": 1 / 255}, labels=flowers, name="flowers",
+                                 refresh_interval=None)
+    try:
+        png = cv2.imencode(".png", np.full((4, 4), 128, np.uint8))[1].tobytes()
+        board.preview.image_upload.value = (upload_entry("meadow.png", png),)
+        (prediction,) = board.preview.predict().values()
+        assert prediction.tied(0) == flowers and prediction.top(0) == ("daisy", pytest.approx(0.2))
+        headline = _html_of(board.preview.results.rows)
+        assert "predicted" not in headline, headline
+        assert "no single answer" in headline and "a 5-way tie</span> between daisy, rose, tulip, dandelion and sunflower" in headline
+        assert "(p = 0.200 each)" in headline
+        summary = board.preview.results.summary.value
+        assert "tie: daisy, rose, tulip, dandelion and sunflower</span> (0.20 each)" in summary, summary
+        figure = bar_chart_figure(prediction, 0, flowers, has_combined=True)
+        titles = [" ".join(sub._suptitle.get_text().split()) for sub in figure.subfigs]
+        assert any("5-way tie (0.20)" in t for t in titles) and not any("daisy" in t for t in titles), titles
+    finally:
+        board.close()
+    one = Prediction("m", 1, {"m": np.array([[0.5, 0.3, 0.2]])}, None, {"kind": "classification", "labels": ["a", "b", "c"]})
+    assert one.tied(0) == ["a"]
 
 
 def test_regression_output_is_a_table(dash):

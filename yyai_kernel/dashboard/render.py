@@ -222,6 +222,13 @@ def panels(prediction: Prediction, has_combined: bool) -> list[tuple[str, Predic
     return found
 
 
+def tie_text(labels: list[str], shown: int = TOP_K) -> str:
+    """The labels of a tie for people: "daisy, rose and tulip", or the first few "and 3 more"."""
+    if len(labels) > shown:
+        return ", ".join(labels[:shown]) + f" and {len(labels) - shown} more"
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else "".join(labels)
+
+
 def top_k_table_html(prediction: Prediction, i: int, labels: list[str], *, has_combined: bool,
                      k: int = TOP_K) -> str:
     """The k best labels of row ``i`` (by the combined output, else the first member), with each
@@ -307,23 +314,24 @@ def bar_chart_figure(prediction: Prediction, i: int, labels: list[str], *, has_c
     for sub, (title, panel) in zip(figure.subfigures(rows, columns, squeeze=False).flat, found):
         axes = sub.add_subplot()
         top = panel.top_k(i, 1 if vertical else TOP_K)
+        best = set(panel.tied(i))  # every bar of a tie stands out, not the first of them
         combined = title.endswith("combined")
         best_color = "#d9822b" if combined else "#2f6db5"
         if vertical:
             values = panel.best()[i]
-            colors = ["#c9d6ea"] * len(values)
-            colors[labels.index(top[0][0])] = best_color
-            axes.bar(range(len(values)), values, color=colors)
+            axes.bar(range(len(values)), values, color=[best_color if label in best else "#c9d6ea" for label in labels])
             axes.set_ylim(0, 1)
             axes.set_xticks(range(len(labels)), labels, fontsize=8)
         else:
             names = [_short(label) for label, _ in reversed(top)]
             values = [p for _, p in reversed(top)]
-            axes.barh(range(len(values)), values, color=["#c9d6ea"] * (len(values) - 1) + [best_color])
+            axes.barh(range(len(values)), values,
+                      color=[best_color if label in best else "#c9d6ea" for label, _ in reversed(top)])
             axes.set_xlim(0, 1)
             axes.set_yticks(range(len(names)), names, fontsize=8)
         axes.tick_params(labelsize=7)
-        sub.suptitle(_fit(f"{title}: {top[0][0]} ({top[0][1]:.2f})", width, 9), fontsize=9,
+        answer = f"{len(best)}-way tie" if len(best) > 1 else top[0][0]
+        sub.suptitle(_fit(f"{title}: {answer} ({top[0][1]:.2f})", width, 9), fontsize=9,
                      fontweight="bold" if combined else "normal")
         _plain(axes)
     return figure
