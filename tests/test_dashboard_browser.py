@@ -437,3 +437,54 @@ def test_rollout_tab_in_a_browser(browser, server):
     assert requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()["traffic"] is None
     assert not seen.errors, seen.errors
     page.close()
+
+
+# What a button shows: its label cut short (text-overflow) or not, and the text a person reads.
+BUTTON_TEXT = """(button) => {
+    const range = document.createRange();
+    range.selectNodeContents(button);
+    const after = getComputedStyle(button, '::after').content;
+    const texts = [...button.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+    const drawn = texts.filter((n) => { const r = document.createRange(); r.selectNode(n);
+                                        return r.getBoundingClientRect().width > 0; });
+    return {cut: button.scrollWidth > button.clientWidth + 1,
+            reads: (drawn.map((n) => n.textContent.trim()).join(' ')
+                    + (after && after !== 'none' ? after.replace(/^"|"$/g, '') : '')).trim()};
+}"""
+
+
+def test_buttons_read_whole_in_a_browser(browser, server):
+    """#23: the "Bundled …" toggle was cut short, and file buttons read "Install .yyar (0)"."""
+    from playwright.sync_api import expect
+
+    page, _ = open_dashboard(browser, server)
+    seen = watch(page, server)
+    page.select_option(".yyai-model-select select", label="digits")
+    sources = page.locator(".yyai-source button")
+    expect(sources).to_have_count(3, timeout=WAIT_MS)  # digits can be drawn: "Draw" joins
+    shown = [button.evaluate(BUTTON_TEXT) for button in sources.all()]
+    assert [s["reads"] for s in shown] == ["Bundled sample", "My images", "Draw"], shown
+    assert not any(s["cut"] for s in shown), shown
+    tops = {round(button.bounding_box()["y"]) for button in sources.all()}
+    assert len(tops) == 1, tops  # one row
+    choose_source(page, "My images")
+    assert page.locator(".yyai-image-upload").evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Upload images"}
+
+    open_tab(page, "Manage")
+    install = page.locator(".yyai-archive-upload")
+    expect(install).to_be_visible(timeout=WAIT_MS)
+    assert install.evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Install .yyar"}
+
+    open_tab(page, "Evaluate")
+    evaluate_sources = page.locator(".yyai-eval-source button")
+    expect(evaluate_sources).to_have_count(2, timeout=WAIT_MS)
+    assert [b.evaluate(BUTTON_TEXT)["reads"] for b in evaluate_sources.all()] == ["Bundled set", "Upload a zip"]
+    expect(page.locator(".yyai-eval-model select")).to_have_value("digits")  # it follows Preview's model
+    expect(page.locator(".yyai-eval-upload-help")).to_be_hidden()  # the zip format, for a zip only
+    expect(page.locator(".yyai-eval-versions-hint")).to_contain_text("Ctrl-click")
+    evaluate_sources.nth(1).click()
+    expect(page.locator(".yyai-eval-upload-help")).to_be_visible()
+    assert page.locator(".yyai-eval-upload").evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Upload a zip"}
+    shot(page, "10-buttons")
+    assert not seen.errors, seen.errors
+    page.close()

@@ -30,6 +30,8 @@ import ipywidgets as W
 from yyai_kernel.dashboard.drawpad import DrawingPad, pad_fits
 from yyai_kernel.dashboard.render import (
     dropdown,
+    error_text,
+    file_button,
     message_html,
     model_options,
     show,
@@ -44,10 +46,9 @@ from yyai_kernel.types import Prediction, ServerStatus, VersionState
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
 
-# States a person can load from; a version that is loading only needs a moment.
+# States a person can load from; a version that is loading only needs a moment. Predict loads an
+# "available" one itself (Dashboard.load_on_use); the others wait for the Load button.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
-# Of those, the ones nobody chose: Predict loads them (an unloaded or failed version waits for the Load button)
-LOADED_ON_USE = (VersionState.AVAILABLE,)
 SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
 SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
 EXPLAIN = "gradcam"
@@ -80,16 +81,15 @@ class PreviewTab:
         self.version_select = dropdown("Version", "yyai-version-select")
         self.compare_select = dropdown("Compare with", "yyai-compare-select", options=[("—", 0)], value=0)
         self.source_toggle = with_classes(W.ToggleButtons(options=SOURCES, value=SAMPLE,
-                                                          style={"button_width": "88px"}), "yyai-source")
+                                                          style={"button_width": "auto"}), "yyai-source")
         self.pad_box = with_classes(W.VBox(layout=W.Layout(display="none")), "yyai-pad-box")
         self.explain_toggle = with_classes(W.Checkbox(value=False, description="Explain (Grad-CAM)", indent=False,
                                                       tooltip="Show where each convolutional member looked"),
                                            "yyai-explain-toggle")
         self.sample_select = dropdown("Sample", "yyai-sample-select")
-        self.image_upload = with_classes(W.FileUpload(accept="image/*", multiple=True, description="Upload images",
-                                                      tooltip="Choose one or more image files (PNG, JPEG, ...)",
-                                                      layout=W.Layout(width="180px", display="none")),
-                                         "yyai-image-upload")
+        self.image_upload = file_button("yyai-image-upload", accept="image/*", multiple=True,
+                                        tooltip="Choose one or more image files (PNG, JPEG, ...)",
+                                        layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
         self.predict_button = with_classes(W.Button(description="Predict", button_style="primary", icon="play",
                                                     tooltip="Run the picked version (and the compared one) on the images",
@@ -113,7 +113,7 @@ class PreviewTab:
 
     def update(self, status: ServerStatus) -> None:
         before = (self.model_select.value, self.version_select.value)
-        self.shell.set_options(self.model_select, model_options(status))
+        self.shell.set_options(self.model_select, model_options(status), preferred=self.shell.picked.name)
         model = status.models.get(self.model_select.value)
         options = version_options(model)
         self.shell.set_options(self.version_select, options, preferred=model.default if model else None)
@@ -124,9 +124,11 @@ class PreviewTab:
             self._offer_drawing()
 
     def shown(self) -> None:
-        pass
+        if self.shell.picked.follow(self.model_select):  # picked in another tab meanwhile
+            self._on_model({"new": self.model_select.value})
 
     def _on_model(self, change) -> None:
+        self.shell.picked(change["new"])
         model = self.shell.status.models.get(change["new"])
         options = version_options(model)
         self.shell.set_options(self.version_select, options, preferred=model.default if model else None, select=True)
@@ -225,14 +227,14 @@ class PreviewTab:
             return [(f["name"], _checked_image(f["name"], bytes(f["content"]))) for f in files]
         name, version, sample = self.model_select.value, self.version_select.value, self.sample_select.value
         if not sample:
-            raise ValueError("This version bundles no sample images; upload your own.")
+            raise ValueError(f"{name} v{version} bundles no sample images: pick \"My images\" and upload your own.")
         return [(Path(sample).name, self.shell.backend.sample(name, sample, version))]
 
     def predict(self, _button=None, *, done: str = "") -> dict[int, Prediction]:
         """Run the picked version (and the compared one) on the picked images; show the results.
 
         Returns ``{version: Prediction}``. A version that was never loaded is loaded first
-        (:data:`LOADED_ON_USE`); one that an operator unloaded raises the backend's
+        (``Dashboard.load_on_use``); one that an operator unloaded raises the backend's
         ModelNotReadyError, and the Load button appears. ``done`` starts the final message.
         """
         name, versions = self.picked()
@@ -261,22 +263,17 @@ class PreviewTab:
             if self.explain_toggle.value:
                 return self.shell.backend.predict_images(name, images, version, explain=EXPLAIN)
             return self.shell.backend.predict_images(name, images, version)
-        except ModelNotReadyError:
-            self._offer_load(name, versions)
+        except ModelNotReadyError as error:
+            if self._offer_load(name, versions):  # the next step, in this page's words
+                raise ModelNotReadyError(f"{error_text(error)} Press \"{self.load_button.description}\" below "
+                                         "to load it here.") from error
             raise
 
     def _load_on_use(self, name: str, versions: list[int]) -> str:
         """Load the picked versions that were never loaded, saying so; the start of the final message."""
-        model = self.shell.backend.status(name)
-        missing = [v for v in versions if v in model.versions and model.versions[v].state in LOADED_ON_USE]
-        if not missing:
-            return ""
         started = time.perf_counter()
-        for version in missing:
-            self._say("busy", f"Loading {name} v{version} first: it was not loaded yet…")
-            self.shell.backend.load(name, version)
-        self.shell.refresh()  # the pickers and the table say "ready" now
-        return f"Loaded {name} {_versions_text(missing)} in {time.perf_counter() - started:.1f} s. "
+        missing = self.shell.load_on_use(name, versions, lambda text: self._say("busy", text))
+        return f"Loaded {name} {_versions_text(missing)} in {time.perf_counter() - started:.1f} s. " if missing else ""
 
     def _offer_load(self, name: str, versions: list[int], model=None) -> list[int]:
         """Show the Load button for the picked versions that a person can load; returns them."""
@@ -296,7 +293,7 @@ class PreviewTab:
             return
         _, versions = self.picked()
         waiting = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE
-                   and model.versions[v].state not in LOADED_ON_USE]
+                   and model.versions[v].state is not VersionState.AVAILABLE]
         note = ""
         if waiting:
             self._offer_load(name, waiting, model)

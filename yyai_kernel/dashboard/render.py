@@ -30,6 +30,14 @@ SHORT_LABEL = 3  # labels this short (digits, letters) fit side by side on an x-
 MAX_SIDE_BY_SIDE = 12  # more labels than this, and a chart shows the top k instead
 LABEL_CHARS = 18  # a longer label is shortened on a chart (the table shows it whole)
 
+# ipywidgets' FileUpload always writes the number of files after its label ("Install .yyar (0)");
+# these buttons show their label through CSS instead (file_button): css class -> label
+FILE_BUTTONS = {
+    "yyai-image-upload": "Upload images",
+    "yyai-archive-upload": "Install .yyar",
+    "yyai-eval-upload": "Upload a zip",
+}
+
 CSS = """
 <style>
 .yyai-dashboard { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1500px; }
@@ -65,6 +73,10 @@ table.yyai-topk { align-self: flex-start; margin-left: 8px; }
 .yyai-state-unloaded, .yyai-state-available, .yyai-state-removed { background: #f0f0f0; color: #555; }
 .yyai-top-label { font-size: 1.25em; font-weight: 600; }
 .yyai-agree { color: #1e6b34; } .yyai-disagree { color: #a15c00; font-weight: 600; }
+.yyai-file-button { font-size: 0 !important; }
+.yyai-file-button i, .yyai-file-button::after { font-size: var(--jp-widgets-font-size, 13px); }
+.yyai-file-button i { margin-right: 0.4em; }
+""" + "".join(f'.{css_class}::after {{ content: "{label}"; }}\n' for css_class, label in FILE_BUTTONS.items()) + """
 </style>
 """
 
@@ -107,6 +119,11 @@ def dropdown(description: str, css_class: str, **kwargs) -> W.Dropdown:
     """A labelled picker of the dashboard's width (each with its own Layout: hiding one hides one)."""
     return with_classes(W.Dropdown(description=description, style={"description_width": "100px"},
                                    layout=W.Layout(width="290px"), **kwargs), css_class)
+
+
+def file_button(css_class: str, **kwargs) -> W.FileUpload:
+    """A FileUpload that reads as its label alone (:data:`FILE_BUTTONS`), without ipywidgets' file count."""
+    return with_classes(W.FileUpload(description=FILE_BUTTONS[css_class], **kwargs), css_class, "yyai-file-button")
 
 
 def image_widget(png: bytes, height: int, width: int, *, css_class: str, side: int = DISPLAY_PX) -> W.Image:
