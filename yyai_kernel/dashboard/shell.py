@@ -124,7 +124,8 @@ class Dashboard:
     ``refresh_interval`` (seconds) starts a daemon thread that refreshes every tab; None
     starts none (call :meth:`refresh` yourself). The thread pauses itself after
     ``pause_after`` seconds without anyone using the page, so that an abandoned page stops
-    talking to the server and its kernel goes idle (and gets culled). Display the object
+    talking to the server. (Served, a closed page's kernel is shut down by the server soon
+    after its websocket closes: ``yyai_kernel.server.kernels``.) Display the object
     (or ``.widget``) in a notebook; :meth:`close` stops the thread and closes the widgets.
     ``wait_for_view`` (a preheated kernel, built before anyone visits) refreshes nothing
     until a browser shows the dashboard, then refreshes at once.
