@@ -193,6 +193,14 @@ def test_upload_several_images(dash):
 
     seen = cv2.imdecode(np.frombuffer(bytes(model_view.value), np.uint8), cv2.IMREAD_UNCHANGED)
     assert seen.shape == (8, 8)
+    # #23: the caption says the image was resized (no note for the 8x8 one)
+    captions = [_html_of(row) for row in dash.preview.results.rows.children]
+    assert "8×8 grayscale<" in captions[0] and "8×8 grayscale, scaled from 64×64" in captions[1]
+
+    dash.preview.image_upload.value = (upload_entry("wide.png", cv2.imencode(".png", np.zeros((120, 160), np.uint8))[1]
+                                                    .tobytes()),)
+    dash.preview.predict()
+    assert "8×8 grayscale, stretched from 160×120" in _html_of(dash.preview.results.rows)
 
 
 def test_compare_two_versions_side_by_side(dash, registry):
@@ -232,6 +240,79 @@ def test_compare_two_versions_side_by_side(dash, registry):
     assert [c for c in row.children if "yyai-result-v1" in c._dom_classes]
     assert [c for c in row.children if "yyai-result-v2" in c._dom_classes]
     assert len(_widgets_with_class(row, "yyai-chart")) == len(_widgets_with_class(row, "yyai-topk-table")) == 2
+
+
+def test_compare_with_a_version_never_loaded_loads_it_with_a_note(tmp_path):
+    """#23: "v1 (available)" was offered, and Compare answered "not loaded; load it first" and
+    showed nothing for v2 either. A version never loaded is loaded first, saying so."""
+    registry = demo_registry(tmp_path)
+    board = Dashboard(registry, refresh_interval=None)
+    try:
+        preview = board.preview
+        said = []
+        preview.predict_message.observe(lambda change: said.append(change["new"]), "value")
+        pick(board, "digits", 2, "digit-8-disputed.png")
+        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (available)"
+        preview.compare_select.value = 1
+        assert preview.load_button.layout.display == "none"  # nothing to do by hand
+        preview.predict_button.click()
+        assert any("yyai-busy" in m and "Loading digits v1 first: it was not loaded yet" in m for m in said), said
+        message = preview.predict_message.value
+        assert "yyai-ok" in message and "Loaded digits v1 in" in message and "1 image compared" in message, message
+        assert registry.status("digits").versions[1].state is VersionState.READY
+        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (ready)"  # truthful
+        (row,) = preview.results.rows.children
+        assert len(_widgets_with_class(row, "yyai-chart")) == 2 and "the versions disagree" in preview.results.summary.value
+        assert preview.load_button.layout.display == "none"
+
+        # an operator unloads v1: picking it again shows the Load button at once, and Predict never loads it
+        board.backend.unload("digits", 1)
+        board.refresh()
+        preview.compare_select.value = 0
+        preview.compare_select.value = 1
+        assert preview.load_button.layout.display != "none" and preview.load_button.description == "Load v1"
+        assert "v1 is unloaded: press Load v1" in preview.predict_message.value
+        preview.predict_button.click()
+        assert "yyai-error" in preview.predict_message.value
+        assert "Press &quot;Load v1&quot; below to load it here." in preview.predict_message.value  # the next step
+        assert registry.status("digits").versions[1].state is VersionState.UNLOADED
+        preview.compare_select.value = 0  # nothing unloaded is picked: the note and the button go
+        assert preview.load_button.layout.display == "none"
+    finally:
+        board.close()
+        registry.close()
+
+
+def test_a_tie_is_shown_as_a_tie():
+    """#23: a five-way tie at 0.2 read "predicted daisy" (the first label of the tie)."""
+    import cv2
+    import keras
+
+    from yyai_kernel.dashboard.render import bar_chart_figure
+
+    flowers = ["daisy", "rose", "tulip", "dandelion", "sunflower"]
+    undecided = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(5, activation="softmax", kernel_initializer="zeros")])
+    board = Dashboard.for_models({"v1": undecided}, input={"scale": 1 / 255}, labels=flowers, name="flowers",
+                                 refresh_interval=None)
+    try:
+        png = cv2.imencode(".png", np.full((4, 4), 128, np.uint8))[1].tobytes()
+        board.preview.image_upload.value = (upload_entry("meadow.png", png),)
+        (prediction,) = board.preview.predict().values()
+        assert prediction.tied(0) == flowers and prediction.top(0) == ("daisy", pytest.approx(0.2))
+        headline = _html_of(board.preview.results.rows)
+        assert "predicted" not in headline, headline
+        assert "no single answer" in headline and "a 5-way tie</span> between daisy, rose, tulip, dandelion and sunflower" in headline
+        assert "(p = 0.200 each)" in headline
+        summary = board.preview.results.summary.value
+        assert "tie: daisy, rose, tulip, dandelion and sunflower</span> (0.20 each)" in summary, summary
+        figure = bar_chart_figure(prediction, 0, flowers, has_combined=True)
+        titles = [" ".join(sub._suptitle.get_text().split()) for sub in figure.subfigs]
+        assert any("5-way tie (0.20)" in t for t in titles) and not any("daisy" in t for t in titles), titles
+    finally:
+        board.close()
+    one = Prediction("m", 1, {"m": np.array([[0.5, 0.3, 0.2]])}, None, OutputSpec.classes(["a", "b", "c"]))
+    assert one.tied(0) == ["a"]
 
 
 def test_regression_output_is_a_table(dash):
@@ -389,6 +470,9 @@ def test_install_archives_good_and_bad_then_delete_with_a_confirmation(dash, reg
 
     manage.archive_upload.value = (upload_entry("notes.txt", b"hello"),)
     assert "not a .yyar archive" in manage.archive_message.value
+    manage.archive_upload.value = (upload_entry("model.keras", b"PK\x03\x04 a Keras zip"),)  # #23: the next step
+    assert "model.keras is a Keras model, not a .yyar archive: pack it first with `yyai archive --model model.keras" \
+        in html.unescape(manage.archive_message.value)
 
     from builders import pack_models
 
@@ -413,6 +497,97 @@ def test_install_archives_good_and_bad_then_delete_with_a_confirmation(dash, reg
     assert "Deleted tiny v1; tiny has no versions left" in manage.manage_message.value, manage.manage_message.value
     assert "tiny" not in registry.names() and not list(registry.store.root.glob("tiny-*"))
     assert "tiny" not in [v for _, v in manage.manage_model.options]
+
+
+# --- cosmetics (#23) -----------------------------------------------------------------------------
+
+
+def test_every_tab_follows_the_model_picked_last(dash):
+    """Each tab's Model picker used to start at the first model instead of following Preview."""
+    dash.preview.model_select.value = "digits"  # a person picks digits in Preview
+    manage_at = [cls.key for cls in TABS].index("manage")
+    dash.tabs.selected_index = manage_at  # Manage is built now, and shows digits
+    assert dash.manage.manage_model.value == "digits"
+    assert dash.manage.manage_version.value == 2 and "default" in dash.manage.default_reason.value.lower()
+    dash.manage.manage_model.value = "colorfulness"  # picked in Manage ...
+    dash.tabs.selected_index = [cls.key for cls in TABS].index("rollout")
+    assert dash.rollout.model_select.value == "colorfulness"  # ... the Rollout tab follows
+    assert "colorfulness" in dash.rollout.policy.value
+    dash.tabs.selected_index = [cls.key for cls in TABS].index("evaluate")
+    assert dash.evaluate.model.value == "colorfulness"
+    dash.tabs.selected_index = 0
+    preview = dash.preview
+    assert preview.model_select.value == "colorfulness" and preview.version_select.value == 1  # and Preview
+    assert "samples/flower-1.png" in [v for _, v in preview.sample_select.options]
+    dash.refresh()  # a refresh keeps every tab where it is
+    assert (preview.model_select.value, dash.manage.manage_model.value) == ("colorfulness", "colorfulness")
+
+
+def test_evaluate_offers_only_what_applies(dash, registry):
+    """The zip's format help shows only for a zip; the Versions list says how to pick several; the best
+    version that already is the default is not offered as "Make v2 the default"."""
+    import yyai_kernel
+    from yyai_kernel.evaluation.sets import set_from_archive
+
+    tab = dash.evaluate
+    tab.model.value = "digits"
+    tab.shown()
+    assert tab.source.value == "bundled" and tab.upload_help.layout.display == "none"
+    tab.source.value = "upload"
+    assert tab.upload_help.layout.display != "none" and "one folder per class" in tab.upload_help.value
+    tab.source.value = "bundled"
+    assert tab.upload_help.layout.display == "none"
+    assert "Ctrl-click" in tab.versions_hint.value and "several" in tab.versions_hint.value
+
+    registry.load("digits", 1)
+    result = yyai_kernel.evaluate(dash.backend, "digits", [1, 2], set_from_archive(DEMO / "digits-2.yyar"),
+                                  batch_size=64)
+    assert registry.status("digits").default == 2 and not registry.status("digits").pinned  # the latest
+    tab.show_result(result)
+    assert "v2 scored best" in tab.message.value
+    assert tab.promote_button.description == "v2 is the default" and tab.promote_button.disabled
+    registry.set_default("digits", 1)  # pinned to v1: now there is something to promote
+    dash.refresh()
+    assert tab.promote_button.description == "Make v2 the default" and not tab.promote_button.disabled
+    tab.promote()
+    assert registry.status("digits").default == 2 and tab.promote_button.disabled
+
+
+def test_evaluate_loads_a_version_never_loaded_and_says_where_to_load_an_unloaded_one(tmp_path):
+    registry = demo_registry(tmp_path)
+    board = Dashboard(registry, refresh_interval=None)
+    try:
+        tab = board.evaluate
+        tab.model.value = "digits"
+        tab.shown()
+        said = []
+        tab.message.observe(lambda change: said.append(change["new"]), "value")
+        tab.versions.value = (1,)  # in the store, never loaded
+        tab.run_button.click()
+        assert any("Loading digits v1 first" in m for m in said), said
+        assert deadline_wait(lambda: tab._job is None, 120) and "v1" in tab.message.value
+        assert "yyai-ok" in tab.message.value, tab.message.value
+        assert registry.status("digits").versions[1].state is VersionState.READY
+
+        board.backend.unload("digits", 1)  # an operator's choice: Run does not undo it
+        board.refresh()
+        tab.versions.value = (1,)
+        tab.run_button.click()
+        message = tab.message.value
+        assert "yyai-error" in message and "Load it in the Manage tab" in message, message
+        assert registry.status("digits").versions[1].state is VersionState.UNLOADED
+    finally:
+        board.close()
+        registry.close()
+
+
+def test_shadow_runs_read_plainly():
+    """"0 dropped (queue full)" read oddly: nothing wrong says so, and what went wrong says why."""
+    from yyai_kernel.dashboard.rollout import shadow_runs_text
+
+    assert shadow_runs_text(13, 0, 0) == "13 started, none failed or skipped"
+    assert shadow_runs_text(13, 2, 0) == "13 started; 2 failed"
+    assert shadow_runs_text(13, 0, 5) == "13 started; 5 skipped: the shadow queue was full"
 
 
 # --- the package and its tabs ----------------------------------------------------------------------
@@ -569,6 +744,7 @@ def test_the_rollout_tab_sets_labels_and_a_shadow_and_shows_what_it_saw(dash, re
     assert tab.disagreements.value.count("yyai-disagreement'") == 1 and "<img" in tab.disagreements.value
     assert "digit-8-disputed" not in tab.disagreements.value  # one image per request: no file name
     assert "sent v2: <b>8</b>" in tab.disagreements.value and ">5</b>" in tab.disagreements.value
+    assert f"{len(samples)} started, none failed or skipped" in tab.figures.value
     tab.roll_back()
     assert registry.traffic("digits") is None and tab.shadow_slider.value == 0
     tab.canary_slider.value = 10
@@ -576,3 +752,7 @@ def test_the_rollout_tab_sets_labels_and_a_shadow_and_shows_what_it_saw(dash, re
     assert tab.promote().default == 1 and registry.traffic("digits") is None
     tab.delete_label()
     assert registry.store.labels("digits") == {}
+    tab.model_select.value = "colorfulness"  # one version: the message says what to do first
+    tab.canary_slider.value = 10
+    tab.apply_button.click()
+    assert "colorfulness has one version" in tab.message.value and "Install another version" in tab.message.value

@@ -5,8 +5,8 @@ A real server process serves a temporary copy of the bundled demo archives; Debi
 here) opens the page. One visit does what a person does: it meets yyai's login page with
 a wrong token and signs in with the right one; uploads a digit image and reads the
 predicted label and its top-k table off the page; picks a version that was never loaded,
-gets REST's 503 message and a Load button, and loads it; compares two versions on a
-bundled sample; uploads a file that is not an image; then reloads a model, promotes a
+which loads with a note; compares with a version an operator unloaded, gets REST's 503
+message and a Load button, and loads it; the two versions are compared on a bundled sample; uploads a file that is not an image; then reloads a model, promotes a
 version (checked through REST), installs a bad and a good archive, deletes the good one
 after a confirmation, reads the models table, and follows the latest version again. The
 page must log no console error and ask nothing of any host but the server: it works
@@ -32,6 +32,8 @@ import pytest
 import requests
 from builders import demo_store
 from serving import start_server
+
+from yyai_kernel.client import YyaiClient
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "model_archives"
@@ -174,8 +176,9 @@ def choose_source(page, label: str) -> None:
     page.locator(".yyai-source button", has_text=label).click()
 
 
-def preview(page, tmp_path) -> Path:
-    """Predict, load an unloaded version from its 503, compare, and a file that is not an image."""
+def preview(page, server, tmp_path) -> Path:
+    """Predict, a version loaded on first use, an unloaded one loaded by its button, compare, and a
+    file that is not an image."""
     from playwright.sync_api import expect
 
     # the empty panel says what to do; only the picked source's control shows
@@ -199,29 +202,38 @@ def preview(page, tmp_path) -> Path:
         expect(page.locator(f".{part}")).to_have_count(1)
     shot(page, "02-predicted")
 
-    # 2. v1 was never loaded: Predict answers what REST answers (503), and offers to load it
+    # 2. v1 was never loaded: Predict loads it first and says so (#23); the picker then says "ready"
     select_option_starting(page, ".yyai-version-select select", "v1 (available)")
-    page.locator(".yyai-predict-button").click()
-    expect(page.locator(".yyai-predict-message .yyai-error")).to_contain_text(
-        "version 1 is not loaded; load it first", timeout=WAIT_MS)
     load = page.locator(".yyai-preview-load-button")
-    expect(load).to_have_text("Load v1")
-    expect(page.locator(".yyai-result")).to_have_count(0)
-    load.click()
+    expect(load).to_be_hidden()
+    page.locator(".yyai-predict-button").click()
     expect(page.locator(".yyai-top-label[data-version='1']")).to_have_text(
         expected_label("digits-1.yyar", "digit-3.png"), timeout=WAIT_MS)
-    expect(page.locator(".yyai-predict-message")).to_contain_text("Loaded digits v1")
-    expect(load).to_be_hidden()
+    expect(page.locator(".yyai-predict-message .yyai-ok")).to_contain_text("Loaded digits v1 in")
+    expect(page.locator(".yyai-version-select select")).to_contain_text("v1 (ready)", timeout=WAIT_MS)
 
-    # 3. compare two versions side by side, on a bundled sample they disagree on
+    # 3. an operator unloads v1 (REST): picking it to compare offers Load at once, and Predict never
+    #    loads it behind the operator's back (#12); the button loads it and compares, on a bundled
+    #    sample the versions disagree on
     choose_source(page, "Bundled sample")
     expect(page.locator(".yyai-image-upload")).to_be_hidden()
     select_option_starting(page, ".yyai-version-select select", "v2")
     page.locator(".yyai-sample-select select").select_option(label="digit-8-disputed.png")
-    select_option_starting(page, ".yyai-compare-select select", "v1 (ready)")
-    expect(page.locator(".yyai-predict-button")).to_contain_text("Compare v2 / v1", timeout=WAIT_MS)
+    YyaiClient(server.url, TOKEN).unload("digits", 1)
+    expect(page.locator(".yyai-compare-select select")).to_contain_text("v1 (unloaded)", timeout=WAIT_MS)
+    select_option_starting(page, ".yyai-compare-select select", "v1 (unloaded)")
+    expect(load).to_have_text("Load v1", timeout=WAIT_MS)
+    expect(page.locator(".yyai-predict-message .yyai-warn")).to_contain_text("v1 is unloaded: press Load v1")
+    expect(page.locator(".yyai-predict-button")).to_contain_text("Compare v2 / v1")
     page.locator(".yyai-predict-button").click()
+    expect(page.locator(".yyai-predict-message .yyai-error")).to_contain_text(
+        "version 1 was unloaded", timeout=WAIT_MS)
+    expect(page.locator(".yyai-result")).to_have_count(0)
+    expect(load).to_be_visible()
+    load.click()
     expect(page.locator(".yyai-summary")).to_contain_text("the versions disagree", timeout=WAIT_MS)
+    expect(page.locator(".yyai-predict-message")).to_contain_text("Loaded digits v1")
+    expect(load).to_be_hidden()
     expect(page.locator(".yyai-top-label[data-version='1']")).to_have_text(
         expected_label("digits-1.yyar", "digit-8-disputed.png"))
     expect(page.locator(".yyai-top-label[data-version='2']")).to_have_text(
@@ -303,7 +315,7 @@ def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
     page, first_ms, seen = sign_in(browser, server)
     assert "://cdn." not in page.content()
     shot(page, "01-opened")
-    compare_shot = preview(page, tmp_path)
+    compare_shot = preview(page, server, tmp_path)
     manage(page, server, tmp_path)
 
     # the models table and the live plot; the background refresh brings in the REST request
@@ -314,7 +326,7 @@ def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
     expect(v1_row).to_contain_text("default (pinned)", timeout=WAIT_MS)
     digits = requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()
     served = digits["versions"]["1"]["requests"]
-    assert served == 3  # v1 answered: after the Load button, the comparison and the REST call
+    assert served == 3  # v1 answered: the prediction that loaded it, the comparison after Load, the REST call
     expect(v1_row.locator("td").nth(5)).to_have_text(str(served), timeout=WAIT_MS)
     expect(page.locator(".yyai-activity-plot")).to_be_visible(timeout=WAIT_MS)
     shot(page, "05-models")
@@ -423,5 +435,56 @@ def test_rollout_tab_in_a_browser(browser, server):
     page.locator(".yyai-rollback-button").click()
     expect(message).to_contain_text("Rolled back: v2 answers every request to digits again", timeout=WAIT_MS)
     assert requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()["traffic"] is None
+    assert not seen.errors, seen.errors
+    page.close()
+
+
+# What a button shows: its label cut short (text-overflow) or not, and the text a person reads.
+BUTTON_TEXT = """(button) => {
+    const range = document.createRange();
+    range.selectNodeContents(button);
+    const after = getComputedStyle(button, '::after').content;
+    const texts = [...button.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim());
+    const drawn = texts.filter((n) => { const r = document.createRange(); r.selectNode(n);
+                                        return r.getBoundingClientRect().width > 0; });
+    return {cut: button.scrollWidth > button.clientWidth + 1,
+            reads: (drawn.map((n) => n.textContent.trim()).join(' ')
+                    + (after && after !== 'none' ? after.replace(/^"|"$/g, '') : '')).trim()};
+}"""
+
+
+def test_buttons_read_whole_in_a_browser(browser, server):
+    """#23: the "Bundled …" toggle was cut short, and file buttons read "Install .yyar (0)"."""
+    from playwright.sync_api import expect
+
+    page, _ = open_dashboard(browser, server)
+    seen = watch(page, server)
+    page.select_option(".yyai-model-select select", label="digits")
+    sources = page.locator(".yyai-source button")
+    expect(sources).to_have_count(3, timeout=WAIT_MS)  # digits can be drawn: "Draw" joins
+    shown = [button.evaluate(BUTTON_TEXT) for button in sources.all()]
+    assert [s["reads"] for s in shown] == ["Bundled sample", "My images", "Draw"], shown
+    assert not any(s["cut"] for s in shown), shown
+    tops = {round(button.bounding_box()["y"]) for button in sources.all()}
+    assert len(tops) == 1, tops  # one row
+    choose_source(page, "My images")
+    assert page.locator(".yyai-image-upload").evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Upload images"}
+
+    open_tab(page, "Manage")
+    install = page.locator(".yyai-archive-upload")
+    expect(install).to_be_visible(timeout=WAIT_MS)
+    assert install.evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Install .yyar"}
+
+    open_tab(page, "Evaluate")
+    evaluate_sources = page.locator(".yyai-eval-source button")
+    expect(evaluate_sources).to_have_count(2, timeout=WAIT_MS)
+    assert [b.evaluate(BUTTON_TEXT)["reads"] for b in evaluate_sources.all()] == ["Bundled set", "Upload a zip"]
+    expect(page.locator(".yyai-eval-model select")).to_have_value("digits")  # it follows Preview's model
+    expect(page.locator(".yyai-eval-upload-help")).to_be_hidden()  # the zip format, for a zip only
+    expect(page.locator(".yyai-eval-versions-hint")).to_contain_text("Ctrl-click")
+    evaluate_sources.nth(1).click()
+    expect(page.locator(".yyai-eval-upload-help")).to_be_visible()
+    assert page.locator(".yyai-eval-upload").evaluate(BUTTON_TEXT) == {"cut": False, "reads": "Upload a zip"}
+    shot(page, "10-buttons")
     assert not seen.errors, seen.errors
     page.close()

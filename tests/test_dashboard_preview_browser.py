@@ -6,7 +6,9 @@ digits ensemble draws an overlay for each convolutional member, and the overlay 
 shows is the one ``POST /predictions/digits?explain=gradcam`` returns, while the MLP
 member says "not available"; the view is copied to ``docs/gradcam.png`` for the README.
 Drawing pad: a stroke drawn with the mouse on the pad is predicted, and the page's answer
-is REST's answer for the same stroke rasterized here by the pad's own code.
+is REST's answer for the same stroke rasterized here by the pad's own code. Fit: at 1024,
+1280 and 1440 px wide, an ensemble's explained results, alone and compared with another
+version, need no sideways scroll and show every image, chart and table in the window.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from test_dashboard_browser import (
     demo_server,
     headless_chromium,
     interactive,
+    select_option_starting,
     shot,
     watch,
 )
@@ -149,5 +152,100 @@ def test_drawing_pad_predicts(browser, server):
     expect(page.locator(".yyai-predict-message .yyai-error")).to_contain_text("Draw something on the pad first",
                                                                               timeout=WAIT_MS)
     shot(page, "07-drawing")
+    assert not seen.errors, seen.errors
+    page.close()
+
+
+# --- Preview fits the screen (#23) --------------------------------------------------------------
+
+FIT_WIDTHS = (1024, 1280, 1440)
+SHOWN_PARTS = ("yyai-given-image", "yyai-model-image", "yyai-chart", "yyai-topk-table", "yyai-gradcam-overlay")
+
+# What a person could not see without scrolling sideways: the page's own horizontal scroll,
+# any box inside the results that scrolls (or clips) sideways, and every part's box against
+# the results panel and the window.
+FIT_PROBE = """(parts) => {
+    const out = document.querySelector('.yyai-output');
+    const panel = out.getBoundingClientRect();
+    const doc = document.documentElement;
+    const scrolling = [out, ...out.querySelectorAll('*')]
+        .filter((e) => getComputedStyle(e).overflowX !== 'visible' && e.scrollWidth > e.clientWidth + 1)
+        .map((e) => `${e.className} ${e.scrollWidth}>${e.clientWidth}`);
+    const outside = [];
+    const counts = {};
+    for (const part of parts) {
+        const found = [...out.querySelectorAll('.' + part)];
+        counts[part] = found.length;
+        for (const e of found) {
+            const b = e.getBoundingClientRect();
+            if (b.width === 0 || b.left < panel.left - 1 || b.right > panel.right + 1 || b.right > window.innerWidth)
+                outside.push(`${part} ${Math.round(b.left)}..${Math.round(b.right)} of ${Math.round(panel.left)}..`
+                             + `${Math.round(panel.right)} (window ${window.innerWidth})`);
+        }
+    }
+    return {pageScroll: doc.scrollWidth - doc.clientWidth, scrolling, outside, counts};
+}"""
+
+# The number of lines a piece of text takes where the page shows it.
+LINES_OF = """([selector, text]) => {
+    for (const root of document.querySelectorAll(selector)) {
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            const at = node.textContent.indexOf(text);
+            if (at < 0) continue;
+            const range = document.createRange();
+            range.setStart(node, at);
+            range.setEnd(node, at + text.length);
+            return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+        }
+    }
+    return 0;
+}"""
+
+
+def assert_results_fit(page, width: int, *, versions: int, overlays: int) -> None:
+    seen = page.evaluate(FIT_PROBE, list(SHOWN_PARTS))
+    assert seen["pageScroll"] <= 0, (width, seen)
+    assert not seen["scrolling"], (width, seen["scrolling"])
+    assert not seen["outside"], (width, seen["outside"])
+    counts = seen["counts"]
+    assert counts["yyai-given-image"] == 1 and counts["yyai-model-image"] == versions, (width, counts)
+    assert counts["yyai-chart"] == counts["yyai-topk-table"] == versions, (width, counts)
+    assert counts["yyai-gradcam-overlay"] == overlays, (width, counts)
+
+
+@pytest.mark.parametrize("width", FIT_WIDTHS)
+def test_an_ensembles_results_fit_common_widths(browser, server, width):
+    """digits v2 (three members and the combined output), explained, then compared with v1:
+    no sideways scroll anywhere, and every image, chart and table inside the window."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.add_init_script(INTERACTIVE_PROBE)
+    seen = watch(page, server)
+    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
+    interactive(page)
+    page.select_option(".yyai-model-select select", label="digits")
+    expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
+    choose_source(page, "Bundled sample")
+    page.locator(".yyai-sample-select select").select_option(label="digit-3.png")
+    page.locator(".yyai-explain-toggle input").check()
+    page.locator(".yyai-predict-button").click()
+    expect(page.locator(".yyai-predict-message")).to_contain_text("1 image predicted", timeout=WAIT_MS)
+    assert_results_fit(page, width, versions=1, overlays=2)  # cnn_a and cnn_wide
+    shot(page, f"08-fit-{width}")
+
+    select_option_starting(page, ".yyai-compare-select select", "v1")
+    page.locator(".yyai-predict-button").click()
+    expect(page.locator(".yyai-predict-message")).to_contain_text("1 image compared", timeout=WAIT_MS)
+    explained = requests.post(f"{server.url}/predictions/digits/1", params={"explain": "gradcam"},
+                              data=(SAMPLES / "digit-3.png").read_bytes(), timeout=60,
+                              headers={**HEADERS, "Content-Type": "image/png"}).json()["predictions"][0]
+    v1_overlays = sum(e["available"] for e in explained["explanations"].values())
+    assert_results_fit(page, width, versions=2, overlays=2 + v1_overlays)
+    # a member without Grad-CAM says why, and "2-D" stays on one line in its narrow cell
+    expect(page.locator(".yyai-gradcam-na").first).to_contain_text("2-D")
+    assert page.evaluate(LINES_OF, [".yyai-gradcam-na", "2-D"]) == 1
+    shot(page, f"09-fit-compared-{width}")
     assert not seen.errors, seen.errors
     page.close()

@@ -38,6 +38,8 @@ from test_dashboard_browser import (  # noqa: F401
     watch,
 )
 
+from yyai_kernel.client import YyaiClient
+
 PADDING_BYTES = 50 * 1024 * 1024
 
 
@@ -116,8 +118,13 @@ def test_evaluate_tab_in_a_browser(browser, server, store, tmp_path):
     DOCS.mkdir(exist_ok=True)
     shutil.copyfile(ARTIFACTS / "evaluate.png", DOCS / "evaluate.png")
 
+    # v2, the best, is the default already (the latest): nothing to promote (#23) ...
     promote = page.locator(".yyai-eval-promote")
-    expect(promote).to_have_text("Make v2 the default")
+    expect(promote).to_have_text("v2 is the default")
+    expect(promote).to_be_disabled()
+    # ... until an operator pins v1 (REST); the page's refresh then offers v2
+    YyaiClient(server.url, TOKEN).set_default("digits", 1)
+    expect(promote).to_have_text("Make v2 the default", timeout=WAIT_MS)
     promote.click()
     expect(page.locator(".yyai-eval-message .yyai-ok")).to_contain_text("v2 is the default: pinned", timeout=WAIT_MS)
     expect(promote).to_be_disabled(timeout=WAIT_MS)

@@ -1,12 +1,14 @@
 """The Evaluate tab: score versions on a labelled set, look at the mistakes, promote the best.
 
 A person picks a model, a set (one the archive bundles, or a zip they upload) and the
-versions, and presses Run. The backend runs it as a job (``start_evaluation``: over REST
+versions, and presses Run (a picked version never loaded is loaded first, with a note; one
+that an operator unloaded is named, with where to load it). The backend runs it as a job (``start_evaluation``: over REST
 when ``yyai serve`` shows the page, in-process in a notebook); a thread of this tab follows
 the job and moves the progress bar. Then: the scores side by side, the confusion matrix
 of a version as a heat map (a click on a cell shows that cell's images), the gallery of
 the images where two versions disagree, the items left out and why, a CSV download, and a
-button that makes the best version the default.
+button that makes the best version the default (it says "v2 is the default" instead when it
+already is). The zip format's help shows only while "Upload a zip" is picked.
 
 The images in the galleries come from the set this tab holds: the uploaded zip, or the
 bundled set fetched once (``eval_set``). An upload travels over the page's websocket,
@@ -29,12 +31,14 @@ from yyai_kernel.dashboard import evalview as view
 from yyai_kernel.dashboard.render import (
     dropdown,
     error_text,
+    file_button,
     message_html,
     model_options,
     show,
     subtle_html,
     with_classes,
 )
+from yyai_kernel.errors import ModelNotReadyError
 from yyai_kernel.evaluation.results import Evaluation
 from yyai_kernel.evaluation.sets import LabelledSet, UnreadableItem, set_from_zip
 from yyai_kernel.types import OutputKind, ServerStatus, VersionState
@@ -73,9 +77,9 @@ class EvaluateTab:
         self.source = with_classes(W.ToggleButtons(options=[("Bundled set", BUNDLED), ("Upload a zip", UPLOAD)],
                                                    value=BUNDLED, style={"button_width": "136px"}), "yyai-eval-source")
         self.bundled = dropdown("Set", "yyai-eval-set")
-        self.upload = with_classes(W.FileUpload(accept=".zip", multiple=False, description="Upload a zip",
-                                                tooltip="A zip with one folder per class, or labels.csv (file,label)",
-                                                layout=W.Layout(width="180px", display="none")), "yyai-eval-upload")
+        self.upload = file_button("yyai-eval-upload", accept=".zip", multiple=False,
+                                  tooltip="A zip with one folder per class, or labels.csv (file,label)",
+                                  layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(), "yyai-eval-upload-info")
         self.versions = with_classes(W.SelectMultiple(description="Versions", rows=4, layout=W.Layout(width="290px"),
                                                       style={"description_width": "100px"}), "yyai-eval-versions")
@@ -95,13 +99,17 @@ class EvaluateTab:
         self.cell_box = with_classes(W.VBox(), "yyai-eval-cell")
         self.disagree_box = with_classes(W.VBox(), "yyai-eval-disagreements")
         self.bad = with_classes(W.HTML(), "yyai-eval-bad")
+        self.upload_help = with_classes(W.HTML(subtle_html(
+            "A zip with one folder per class, or a labels.csv with file,label (or file,target for regression); "
+            "up to the server's body limit (64 MB by default) through this page, larger sets with yyai evaluate "
+            "or REST."), layout=W.Layout(display="none")), "yyai-eval-upload-help")
+        self.versions_hint = with_classes(W.HTML(subtle_html(
+            "Ctrl-click (⌘-click on a Mac) picks several versions; Shift-click picks a range.")), "yyai-eval-versions-hint")
         controls = with_classes(W.VBox([
             W.HTML("<b>Which model and set</b>"), self.model, self.source, self.bundled,
-            W.HBox([self.upload, self.upload_info]),
-            W.HTML(subtle_html("A zip with one folder per class, or a labels.csv with file,label (or file,target "
-                               "for regression); up to the server's body limit (64 MB by default) through this page, "
-                               "larger sets with yyai evaluate or REST.")),
-            W.HTML("<b>Which versions</b>"), self.versions, self.run_button, self.progress, self.message,
+            W.HBox([self.upload, self.upload_info]), self.upload_help,
+            W.HTML("<b>Which versions</b>"), self.versions, self.versions_hint, self.run_button, self.progress,
+            self.message,
         ], layout=W.Layout(width="330px", flex="0 0 auto")), "yyai-panel", "yyai-controls")
         self.results = with_classes(W.VBox([
             self.scores, W.HBox([self.promote_button, self.download]),
@@ -113,14 +121,17 @@ class EvaluateTab:
     # --- following the status -------------------------------------------------------------------
 
     def update(self, status: ServerStatus) -> None:
-        self.shell.set_options(self.model, model_options(status))
+        self.shell.set_options(self.model, model_options(status), preferred=self.shell.picked.name)
         self._sync_versions(status)
         self._sync_promote()
 
     def shown(self) -> None:
+        if self.shell.picked.follow(self.model):  # picked in another tab meanwhile
+            self._sync_versions(self.shell.status)
         self._sync_sets()
 
     def _on_model(self, _change) -> None:
+        self.shell.picked(self.model.value)
         self._sync_versions(self.shell.status)
         self._sync_sets()
 
@@ -155,6 +166,7 @@ class EvaluateTab:
         show(self.bundled, bundled)
         show(self.upload, not bundled)
         show(self.upload_info, not bundled)
+        show(self.upload_help, not bundled)  # the zip format matters only to a zip
 
     def _on_upload(self, change) -> None:
         files = change["new"]
@@ -172,6 +184,21 @@ class EvaluateTab:
         name, versions = self.model.value, list(self.versions.value)
         if not name or not versions:
             raise ValueError("Pick a model and at least one version first.")
+        self.shell.load_on_use(name, versions, lambda text: setattr(self.message, "value", message_html("busy", text)))
+        try:
+            job, dataset = self._start(name, versions)
+        except ModelNotReadyError as error:  # unloaded by an operator, or failed: loading it is a choice
+            raise ModelNotReadyError(f"{error_text(error)} Load it in the Manage tab (\"Load version\"), "
+                                     "then press Run again.") from error
+        self._job, self.dataset = job, dataset
+        self.run_button.disabled = True
+        self.progress.bar_style, self.progress.value, self.progress.max = "info", 0, max(job.total, 1)
+        self.message.value = message_html("busy", f"Evaluating {name} {', '.join(f'v{v}' for v in job.versions)} "
+                                                  f"on {job.total} items…")
+        threading.Thread(target=self._follow, args=(job,), name="yyai-eval-follow", daemon=True).start()
+
+    def _start(self, name: str, versions: list[int]):
+        """The job on the picked set, and the set itself (the galleries' images)."""
         backend = self.shell.backend
         if self.source.value == UPLOAD:
             if self._upload is None:
@@ -181,15 +208,10 @@ class EvaluateTab:
             dataset = set_from_zip(data, description=filename)
         else:
             if not self.bundled.value:
-                raise ValueError(f"{name}'s archive bundles no labelled set; upload a zip instead.")
+                raise ValueError(f"{name}'s archive bundles no labelled set: pick \"Upload a zip\" and upload one.")
             job = backend.start_evaluation(name, versions, bundled=self.bundled.value)
             dataset = set_from_zip(backend.eval_set(name, self.bundled.value), description=self.bundled.value)
-        self._job, self.dataset = job, dataset
-        self.run_button.disabled = True
-        self.progress.bar_style, self.progress.value, self.progress.max = "info", 0, max(job.total, 1)
-        self.message.value = message_html("busy", f"Evaluating {name} {', '.join(f'v{v}' for v in job.versions)} "
-                                                  f"on {job.total} items…")
-        threading.Thread(target=self._follow, args=(job,), name="yyai-eval-follow", daemon=True).start()
+        return job, dataset
 
     def _follow(self, job) -> None:
         try:
@@ -263,9 +285,8 @@ class EvaluateTab:
             return
         best = view.better(self.result).version
         model = self.shell.status.models.get(self.result.model)
-        is_default = model is not None and model.default == best and model.pinned
-        self.promote_button.description = (f"v{best} is the default" if is_default
-                                           else f"Make v{best} the default")
+        is_default = model is not None and model.default == best  # pinned or not: nothing to make
+        self.promote_button.description = f"v{best} is the default" if is_default else f"Make v{best} the default"
         self.promote_button.disabled = is_default
         self.promote_button.button_style = "" if is_default else "warning"
         show(self.promote_button, len(self.result.versions) > 1 or not is_default)

@@ -24,6 +24,7 @@ import ipywidgets as W
 from yyai_kernel.dashboard.render import (
     dropdown,
     error_text,
+    file_button,
     message_html,
     model_options,
     show,
@@ -36,6 +37,7 @@ from yyai_kernel.types import InstallResult, ModelRemoved, ModelStatus, ServerSt
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
 
+KERAS_FILES = (".keras", ".h5", ".hdf5")  # a model a person may mistake for an archive
 # names of temporary copies of an uploaded archive (the data plane's, and the server's spool files)
 TEMP_UPLOAD_NAME = re.compile(r"\b(?:upload|upload-[A-Za-z0-9_]+)\.(?:yyar|part)\b")
 
@@ -134,9 +136,8 @@ class ManageTab:
         self.confirm_box = with_classes(W.VBox([self.confirm_text, W.HBox([self.confirm_button, self.cancel_button])],
                                                layout=W.Layout(display="none")), "yyai-confirm", "yyai-panel")
         self.manage_message = with_classes(W.HTML(), "yyai-manage-message")
-        self.archive_upload = with_classes(W.FileUpload(accept=".yyar", multiple=False, description="Install .yyar",
-                                                        tooltip="Choose a .yyar model archive", icon="plus",
-                                                        layout=W.Layout(width="170px")), "yyai-archive-upload")
+        self.archive_upload = file_button("yyai-archive-upload", accept=".yyar", multiple=False, icon="plus",
+                                          tooltip="Choose a .yyar model archive", layout=W.Layout(width="170px"))
         self.archive_progress = with_classes(W.IntProgress(value=0, min=0, max=3, layout=W.Layout(
             width="290px", visibility="hidden")), "yyai-archive-progress")
         self.archive_message = with_classes(W.HTML(), "yyai-archive-message")
@@ -160,11 +161,12 @@ class ManageTab:
     # --- following the status -----------------------------------------------------------------
 
     def update(self, status: ServerStatus) -> None:
-        self.shell.set_options(self.manage_model, model_options(status))
+        self.shell.set_options(self.manage_model, model_options(status), preferred=self.shell.picked.name)
         self._sync_versions(status)
 
     def shown(self) -> None:
-        pass
+        if self.shell.picked.follow(self.manage_model):  # picked in another tab meanwhile
+            self._on_model(None)
 
     def _model(self) -> ModelStatus | None:
         return self.shell.status.models.get(self.manage_model.value)
@@ -188,6 +190,7 @@ class ManageTab:
                                        else DEFAULT.tooltip)
 
     def _on_model(self, change) -> None:
+        self.shell.picked(self.manage_model.value)
         self._hide_confirmation()
         self._sync_versions(self.shell.status)
 
@@ -271,6 +274,10 @@ class ManageTab:
         progress.bar_style, progress.value = "info", 1
         message.value = message_html("busy", f"Received {filename} ({len(data) / 1024:,.0f} KiB); checking it…")
         try:
+            if filename.lower().endswith(KERAS_FILES):
+                raise ValueError(f"{filename} is a Keras model, not a .yyar archive: pack it first with "
+                                 f"`yyai archive --model {filename} ...` (or pack_model in a notebook), then "
+                                 "install the .yyar it writes.")
             if not filename.lower().endswith(".yyar"):
                 raise ValueError(f"{filename} is not a .yyar archive; build one with `yyai archive`.")
             progress.value = 2
@@ -288,6 +295,7 @@ class ManageTab:
         self.shell.refresh()
         self.shell.set_options(self.manage_model, model_options(self.shell.status), preferred=result.name,
                                select=True)
+        self.shell.picked(result.name)
         self._sync_versions(self.shell.status, select=result.version)
         self.manage_message.value = ""  # it spoke of the model picked before
         return result

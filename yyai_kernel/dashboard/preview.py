@@ -8,10 +8,12 @@ control shows. "Compare with" runs a second version on the same images, side by 
 over REST) and the results show it over the image; ticking it with results on screen runs
 the prediction again, explained.
 
-Preview never loads a model as a side effect: a version that does not serve (never
-loaded, or unloaded by an operator) gets the same answer REST gives (503, "not loaded;
-load it first"), shown as a message with a "Load" button beside it. Loading is then the
-person's choice; the button loads the version and runs the prediction again.
+A picked version that was never loaded ("available": in the store, not in memory) is
+loaded before it predicts, with a note that says so while it loads and in the final
+message, so that "Compare v2 / v1" simply works. A version that an operator unloaded, or
+whose load failed, is never loaded behind anyone's back: picking it shows a "Load" button
+at once, and Predict gets the answer REST gives (503), with that button; loading is then
+the person's choice, and the button loads the version and runs the prediction again.
 
 Uploaded files are checked one by one before anything is sent, so that a file that is not
 an image is named in the message; a failed prediction never leaves an older one on screen.
@@ -28,6 +30,8 @@ import ipywidgets as W
 from yyai_kernel.dashboard.drawpad import DrawingPad, pad_fits
 from yyai_kernel.dashboard.render import (
     dropdown,
+    error_text,
+    file_button,
     message_html,
     model_options,
     show,
@@ -42,7 +46,8 @@ from yyai_kernel.types import ExplainMethod, Prediction, ServerStatus, VersionSt
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
 
-# States a person can load from; a version that is loading only needs a moment.
+# States a person can load from; a version that is loading only needs a moment. Predict loads an
+# "available" one itself (Dashboard.load_on_use); the others wait for the Load button.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
 SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
 SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
@@ -58,12 +63,13 @@ class PreviewTab:
     def __init__(self, shell: "Dashboard"):
         self.shell = shell
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
+        self._state_note = ""  # the note about the picked versions' states last shown
         self.pad: DrawingPad | None = None  # built the first time "Draw" is picked
         self._build()
         guard, message = shell.guard, self.predict_message
         self.model_select.observe(guard(self._on_model, message), "value")
         self.version_select.observe(guard(self._on_version, message), "value")
-        self.compare_select.observe(guard(lambda _: self._label_predict_button(), message), "value")
+        self.compare_select.observe(guard(self._on_compare, message), "value")
         self.source_toggle.observe(guard(lambda _: self._show_source(), message, observer=False), "value")
         self.explain_toggle.observe(guard(self._on_explain, message), "value")
         self.image_upload.observe(guard(self._on_images, message), "value")
@@ -75,16 +81,15 @@ class PreviewTab:
         self.version_select = dropdown("Version", "yyai-version-select")
         self.compare_select = dropdown("Compare with", "yyai-compare-select", options=[("—", 0)], value=0)
         self.source_toggle = with_classes(W.ToggleButtons(options=SOURCES, value=SAMPLE,
-                                                          style={"button_width": "88px"}), "yyai-source")
+                                                          style={"button_width": "auto"}), "yyai-source")
         self.pad_box = with_classes(W.VBox(layout=W.Layout(display="none")), "yyai-pad-box")
         self.explain_toggle = with_classes(W.Checkbox(value=False, description="Explain (Grad-CAM)", indent=False,
                                                       tooltip="Show where each convolutional member looked"),
                                            "yyai-explain-toggle")
         self.sample_select = dropdown("Sample", "yyai-sample-select")
-        self.image_upload = with_classes(W.FileUpload(accept="image/*", multiple=True, description="Upload images",
-                                                      tooltip="Choose one or more image files (PNG, JPEG, ...)",
-                                                      layout=W.Layout(width="180px", display="none")),
-                                         "yyai-image-upload")
+        self.image_upload = file_button("yyai-image-upload", accept="image/*", multiple=True,
+                                        tooltip="Choose one or more image files (PNG, JPEG, ...)",
+                                        layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
         self.predict_button = with_classes(W.Button(description="Predict", button_style="primary", icon="play",
                                                     tooltip="Run the picked version (and the compared one) on the images",
@@ -108,7 +113,7 @@ class PreviewTab:
 
     def update(self, status: ServerStatus) -> None:
         before = (self.model_select.value, self.version_select.value)
-        self.shell.set_options(self.model_select, model_options(status))
+        self.shell.set_options(self.model_select, model_options(status), preferred=self.shell.picked.name)
         model = status.models.get(self.model_select.value)
         options = version_options(model)
         self.shell.set_options(self.version_select, options, preferred=model.default if model else None)
@@ -119,9 +124,11 @@ class PreviewTab:
             self._offer_drawing()
 
     def shown(self) -> None:
-        pass
+        if self.shell.picked.follow(self.model_select):  # picked in another tab meanwhile
+            self._on_model({"new": self.model_select.value})
 
     def _on_model(self, change) -> None:
+        self.shell.picked(change["new"])
         model = self.shell.status.models.get(change["new"])
         options = version_options(model)
         self.shell.set_options(self.version_select, options, preferred=model.default if model else None, select=True)
@@ -129,14 +136,20 @@ class PreviewTab:
         self._label_predict_button()
         self.results.clear()
         show(self.load_button, False)
+        self._note_states()
         self._load_samples()
         self._offer_drawing()
 
     def _on_version(self, change) -> None:
         self._label_predict_button()
         show(self.load_button, False)
+        self._note_states()
         self._load_samples()
         self._offer_drawing()
+
+    def _on_compare(self, change) -> None:
+        self._label_predict_button()
+        self._note_states()
 
     def _show_source(self) -> None:
         """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
@@ -214,15 +227,15 @@ class PreviewTab:
             return [(f["name"], _checked_image(f["name"], bytes(f["content"]))) for f in files]
         name, version, sample = self.model_select.value, self.version_select.value, self.sample_select.value
         if not sample:
-            raise ValueError("This version bundles no sample images; upload your own.")
+            raise ValueError(f"{name} v{version} bundles no sample images: pick \"My images\" and upload your own.")
         return [(Path(sample).name, self.shell.backend.sample(name, sample, version))]
 
     def predict(self, _button=None, *, done: str = "") -> dict[int, Prediction]:
         """Run the picked version (and the compared one) on the picked images; show the results.
 
-        Returns ``{version: Prediction}``. A version that does not serve raises the
-        backend's ModelNotReadyError, and the Load button appears. ``done`` starts the
-        final message.
+        Returns ``{version: Prediction}``. A version that was never loaded is loaded first
+        (``Dashboard.load_on_use``); one that an operator unloaded raises the backend's
+        ModelNotReadyError, and the Load button appears. ``done`` starts the final message.
         """
         name, versions = self.picked()
         self.results.clear()  # a failure below must not leave an older prediction on screen
@@ -231,6 +244,7 @@ class PreviewTab:
         try:
             self._say("busy", "Reading the images…")
             images = self.current_images()
+            done += self._load_on_use(name, versions)
             predictions = {}
             for version in versions:
                 doing = "Predicting and explaining" if self.explain_toggle.value else "Predicting"
@@ -249,18 +263,47 @@ class PreviewTab:
             if self.explain_toggle.value:
                 return self.shell.backend.predict_images(name, images, version, explain=EXPLAIN)
             return self.shell.backend.predict_images(name, images, version)
-        except ModelNotReadyError:
-            self._offer_load(name, versions)
+        except ModelNotReadyError as error:
+            if self._offer_load(name, versions):  # the next step, in this page's words
+                raise ModelNotReadyError(f"{error_text(error)} Press \"{self.load_button.description}\" below "
+                                         "to load it here.") from error
             raise
 
-    def _offer_load(self, name: str, versions: list[int]) -> None:
-        """Show the Load button for the picked versions that a person can load."""
-        model = self.shell.backend.status(name)
+    def _load_on_use(self, name: str, versions: list[int]) -> str:
+        """Load the picked versions that were never loaded, saying so; the start of the final message."""
+        started = time.perf_counter()
+        missing = self.shell.load_on_use(name, versions, lambda text: self._say("busy", text))
+        return f"Loaded {name} {_versions_text(missing)} in {time.perf_counter() - started:.1f} s. " if missing else ""
+
+    def _offer_load(self, name: str, versions: list[int], model=None) -> list[int]:
+        """Show the Load button for the picked versions that a person can load; returns them."""
+        model = model if model is not None else self.shell.backend.status(name)
         loadable = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE]
         if loadable:
             self._to_load = (name, loadable)
-            self.load_button.description = "Load " + " and ".join(f"v{v}" for v in loadable)
-            show(self.load_button, True)
+            self.load_button.description = f"Load {_versions_text(loadable)}"
+        show(self.load_button, bool(loadable))
+        return loadable
+
+    def _note_states(self) -> None:
+        """A picked version that an operator unloaded (or that failed) shows its Load button at once."""
+        name = self.model_select.value
+        model = self.shell.status.models.get(name)
+        if model is None or not self.version_select.value:
+            return
+        _, versions = self.picked()
+        waiting = [v for v in versions if v in model.versions and model.versions[v].state in LOADABLE
+                   and model.versions[v].state is not VersionState.AVAILABLE]
+        note = ""
+        if waiting:
+            self._offer_load(name, waiting, model)
+            states = ", ".join(f"v{v} is {model.versions[v].state.value}" for v in waiting)
+            note = message_html("warn", f"{states}: press {self.load_button.description} to serve it, then predict.")
+        else:
+            show(self.load_button, False)
+        if note or self.predict_message.value == self._state_note:  # never wipe what a prediction said
+            self.predict_message.value = note
+        self._state_note = note
 
     def load_and_predict(self, _button=None) -> dict[int, Prediction]:
         """The Load button: load the versions that did not serve, then predict again."""
@@ -273,11 +316,14 @@ class PreviewTab:
             self._say("busy", f"Loading {name} v{version}…")
             self.shell.backend.load(name, version)
         self.shell.refresh()  # the pickers and the table show the new state
-        loaded = " and ".join(f"v{v}" for v in versions)
-        return self.predict(done=f"Loaded {name} {loaded} in {time.perf_counter() - started:.1f} s. ")
+        return self.predict(done=f"Loaded {name} {_versions_text(versions)} in {time.perf_counter() - started:.1f} s. ")
 
     def _say(self, kind: str, text: str) -> None:
         self.predict_message.value = message_html(kind, text)
+
+
+def _versions_text(versions: list[int]) -> str:
+    return " and ".join(f"v{v}" for v in versions)
 
 
 def _checked_image(name: str, data: bytes) -> bytes:

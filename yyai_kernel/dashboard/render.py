@@ -30,12 +30,24 @@ SHORT_LABEL = 3  # labels this short (digits, letters) fit side by side on an x-
 MAX_SIDE_BY_SIDE = 12  # more labels than this, and a chart shows the top k instead
 LABEL_CHARS = 18  # a longer label is shortened on a chart (the table shows it whole)
 
+# ipywidgets' FileUpload always writes the number of files after its label ("Install .yyar (0)");
+# these buttons show their label through CSS instead (file_button): css class -> label
+FILE_BUTTONS = {
+    "yyai-image-upload": "Upload images",
+    "yyai-archive-upload": "Install .yyar",
+    "yyai-eval-upload": "Upload a zip",
+}
+
 CSS = """
 <style>
 .yyai-dashboard { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1500px; }
 .yyai-dashboard h2 { margin: 4px 0 2px 0; font-size: 1.45em; }
 .yyai-header { border-bottom: 1px solid #ddd; padding-bottom: 6px; margin-bottom: 6px; }
 .yyai-subtle { color: #666; font-size: 0.9em; }
+.yyai-nowrap { white-space: nowrap; }
+/* ipywidgets' boxes scroll (overflow: auto), which lets flex items shrink below their content
+   and hides the rest behind a scrollbar; results wrap to the next line instead */
+.yyai-output .widget-box { overflow: visible; }
 .yyai-pixelated { image-rendering: pixelated; border: 1px solid #ccc; background: #fafafa; }
 .yyai-panel { border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px; margin: 4px; background: #fff; }
 .yyai-controls { background: #f7f8fa; }
@@ -61,6 +73,10 @@ table.yyai-topk { align-self: flex-start; margin-left: 8px; }
 .yyai-state-unloaded, .yyai-state-available, .yyai-state-removed { background: #f0f0f0; color: #555; }
 .yyai-top-label { font-size: 1.25em; font-weight: 600; }
 .yyai-agree { color: #1e6b34; } .yyai-disagree { color: #a15c00; font-weight: 600; }
+.yyai-file-button { font-size: 0 !important; }
+.yyai-file-button i, .yyai-file-button::after { font-size: var(--jp-widgets-font-size, 13px); }
+.yyai-file-button i { margin-right: 0.4em; }
+""" + "".join(f'.{css_class}::after {{ content: "{label}"; }}\n' for css_class, label in FILE_BUTTONS.items()) + """
 </style>
 """
 
@@ -103,6 +119,11 @@ def dropdown(description: str, css_class: str, **kwargs) -> W.Dropdown:
     """A labelled picker of the dashboard's width (each with its own Layout: hiding one hides one)."""
     return with_classes(W.Dropdown(description=description, style={"description_width": "100px"},
                                    layout=W.Layout(width="290px"), **kwargs), css_class)
+
+
+def file_button(css_class: str, **kwargs) -> W.FileUpload:
+    """A FileUpload that reads as its label alone (:data:`FILE_BUTTONS`), without ipywidgets' file count."""
+    return with_classes(W.FileUpload(description=FILE_BUTTONS[css_class], **kwargs), css_class, "yyai-file-button")
 
 
 def image_widget(png: bytes, height: int, width: int, *, css_class: str, side: int = DISPLAY_PX) -> W.Image:
@@ -218,6 +239,13 @@ def panels(prediction: Prediction, has_combined: bool) -> list[tuple[str, Predic
     return found
 
 
+def tie_text(labels: list[str], shown: int = TOP_K) -> str:
+    """The labels of a tie for people: "daisy, rose and tulip", or the first few "and 3 more"."""
+    if len(labels) > shown:
+        return ", ".join(labels[:shown]) + f" and {len(labels) - shown} more"
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else "".join(labels)
+
+
 def top_k_table_html(prediction: Prediction, i: int, labels: list[str], *, has_combined: bool,
                      k: int = TOP_K) -> str:
     """The k best labels of row ``i`` (by the combined output, else the first member), with each
@@ -303,23 +331,24 @@ def bar_chart_figure(prediction: Prediction, i: int, labels: list[str], *, has_c
     for sub, (title, panel) in zip(figure.subfigures(rows, columns, squeeze=False).flat, found):
         axes = sub.add_subplot()
         top = panel.top_k(i, 1 if vertical else TOP_K)
+        best = set(panel.tied(i))  # every bar of a tie stands out, not the first of them
         combined = title.endswith("combined")
         best_color = "#d9822b" if combined else "#2f6db5"
         if vertical:
             values = panel.best()[i]
-            colors = ["#c9d6ea"] * len(values)
-            colors[labels.index(top[0][0])] = best_color
-            axes.bar(range(len(values)), values, color=colors)
+            axes.bar(range(len(values)), values, color=[best_color if label in best else "#c9d6ea" for label in labels])
             axes.set_ylim(0, 1)
             axes.set_xticks(range(len(labels)), labels, fontsize=8)
         else:
             names = [_short(label) for label, _ in reversed(top)]
             values = [p for _, p in reversed(top)]
-            axes.barh(range(len(values)), values, color=["#c9d6ea"] * (len(values) - 1) + [best_color])
+            axes.barh(range(len(values)), values,
+                      color=[best_color if label in best else "#c9d6ea" for label, _ in reversed(top)])
             axes.set_xlim(0, 1)
             axes.set_yticks(range(len(names)), names, fontsize=8)
         axes.tick_params(labelsize=7)
-        sub.suptitle(_fit(f"{title}: {top[0][0]} ({top[0][1]:.2f})", width, 9), fontsize=9,
+        answer = f"{len(best)}-way tie" if len(best) > 1 else top[0][0]
+        sub.suptitle(_fit(f"{title}: {answer} ({top[0][1]:.2f})", width, 9), fontsize=9,
                      fontweight="bold" if combined else "normal")
         _plain(axes)
     return figure

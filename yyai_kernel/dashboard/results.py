@@ -1,7 +1,9 @@
 """The Preview tab's result panel: one row per image, one column per version compared.
 
 Each row shows the image as given, then for each version the image as that version sees
-it (resized and colour-converted as its manifest says), its headline label, a bar chart
+it (resized and colour-converted as its manifest says; its caption says "scaled from 30×30",
+or "stretched from 160×120" when the aspect changed), its headline label (or the labels of a
+tie, never the first of them as if it had won), a bar chart
 of every member's output with a top-k table beside it (classification) or a table of the
 outputs (regression), and, when the prediction was explained, each member's Grad-CAM
 overlay (or why it has none). Above the rows, one summary line per image says what each version
@@ -24,10 +26,19 @@ from yyai_kernel.dashboard.render import (
     image_widget,
     png_widget,
     regression_table_html,
+    tie_text,
     top_k_table_html,
     with_classes,
 )
 from yyai_kernel.types import Explanation, Prediction, VersionDescription
+
+
+def wrapping(flex: str | None = None) -> W.Layout:
+    """A row of parts that wraps to the next line where the window is narrow, rather than scroll
+    sideways (an ensemble's top-k table goes under its chart); ``flex="1 1 0px"`` lets a box
+    share its line with others down to the width of its widest part."""
+    return W.Layout(flex_flow="row wrap", align_items="flex-start", flex=flex)
+
 
 EMPTY = ("<div class='yyai-empty'><b>No predictions yet.</b><br>"
          "Pick a model and a version on the left, choose a bundled sample or upload your own images, "
@@ -65,11 +76,11 @@ class ResultsPanel:
                 image_widget(encode_png(given, rgb=False), height, width, css_class="yyai-given-image"),
             ], layout=W.Layout(width=f"{DISPLAY_PX + 16}px", flex="0 0 auto"))
             columns = [given_box] + [
-                _column(name, prediction, i, data, descriptions[v], compact=compact)
+                _column(name, prediction, i, data, descriptions[v], compact=compact, given=(height, width))
                 for v, prediction in predictions.items()
             ]
-            rows.append(with_classes(W.HBox(columns, layout=W.Layout(align_items="flex-start")), "yyai-result-row"))
-            summary.append(summary_line(label, {v: p.top(i) for v, p in predictions.items()}))
+            rows.append(with_classes(W.HBox(columns, layout=wrapping()), "yyai-result-row"))
+            summary.append(summary_line(label, {v: answer_of(p, i) for v, p in predictions.items()}))
         self._set_rows(rows)
         self.summary.value = "<div class='yyai-summary-lines'>" + "<br>".join(summary) + "</div>"
 
@@ -81,21 +92,34 @@ class ResultsPanel:
             close_tree(widget)
 
 
+def resize_note(given: tuple[int, int], seen: tuple[int, int]) -> str:
+    """How the version resized an image of (height, width) ``given`` to ``seen``: "" when it did not."""
+    if tuple(given) == tuple(seen):
+        return ""
+    (gh, gw), (sh, sw) = given, seen
+    kept = abs(gw / gh - sw / sh) <= 0.01 * (sw / sh)
+    return f", {'scaled' if kept else 'stretched'} from {gw}×{gh}"
+
+
 def _column(name: str, prediction: Prediction, i: int, data: bytes, described: VersionDescription, *,
-            compact: bool) -> W.VBox:
+            compact: bool, given: tuple[int, int]) -> W.VBox:
     """What one version makes of one image: headline, the image as it sees it, its outputs."""
     from yyai_kernel.runtime.images import encode_png, model_view
 
     version = prediction.version
     seen = model_view(data, described.input)
-    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.image.color.value}"
+    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.image.color.value}{resize_note(given, seen.shape[:2])}"
     side = 96 if compact else DISPLAY_PX
     view = image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
     view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"), view],
                       layout=W.Layout(width=f"{side + 16}px", flex="0 0 auto"))
-    top = prediction.top(i)
+    top, tied = prediction.top(i), prediction.tied(i)
     headline = f"<b>{html.escape(name)} v{version}</b>"
-    if top is not None:
+    if len(tied) > 1:  # no winner to name: "predicted daisy" would be the first label of the tie
+        headline += (f": no single answer, <span class='yyai-top-label yyai-tie' data-version='{version}'>"
+                     f"a {len(tied)}-way tie</span> between {html.escape(tie_text(tied))} "
+                     f"<span class='yyai-subtle'>(p = {top[1]:.3f} each)</span>")
+    elif top is not None:
         headline += (f": predicted <span class='yyai-top-label' data-version='{version}'>{html.escape(top[0])}</span> "
                      f"<span class='yyai-subtle'>(p = {top[1]:.3f})</span>")
     if described.classification:
@@ -103,33 +127,49 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
                                   panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
         table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels, has_combined=described.has_combined)),
                              "yyai-topk-table")
-        beside = W.VBox if compact else W.HBox  # side by side, versions leave no room to the right
-        outputs = beside([png_widget(png, size, "yyai-chart"), table], layout=W.Layout(align_items="flex-start"))
+        parts = [png_widget(png, size, "yyai-chart"), table]
+        # compared versions stand side by side and leave no room for the table beside the chart
+        outputs = W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact else W.HBox(parts, layout=wrapping("1 1 0px"))
     else:
         outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
                                "yyai-regression-table")
-    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs])]
+    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs], layout=wrapping())]
     if prediction.explanations is not None:
         body.append(explained_row(prediction.explanations[i], side=96 if compact else 120))
     column = W.VBox([W.HTML(headline), *body],
-                    layout=W.Layout(flex="0 0 auto", margin="0 0 0 12px", padding="0 0 0 12px",
+                    layout=W.Layout(flex="1 1 0px", margin="0 0 0 12px", padding="0 0 0 12px",
                                     border_left="1px solid #e3e3e3"))
     return with_classes(column, "yyai-result", f"yyai-result-v{version}")
 
 
-def summary_line(label: str, tops: dict[int, tuple[str, float] | None]) -> str:
-    """One image's line: each version's top label, and whether the versions agree."""
-    found = {v: t for v, t in tops.items() if t is not None}
+def answer_of(prediction: Prediction, i: int) -> tuple[tuple[str, ...], float] | None:
+    """Row ``i``'s answer: the label (or the labels of a tie) and its probability; None for regression."""
+    top = prediction.top(i)
+    return None if top is None else (tuple(prediction.tied(i)), top[1])
+
+
+def summary_line(label: str, answers: dict[int, tuple[tuple[str, ...], float] | None]) -> str:
+    """One image's line: each version's top label (or its tie), and whether the versions agree."""
+    found = {v: a for v, a in answers.items() if a is not None}
     if not found:
         return f"<b>{html.escape(label)}</b>: see the outputs below."
-    parts = [f"v{v} → <span class='yyai-summary-label'>{html.escape(t[0])}</span> ({t[1]:.2f})"
-             for v, t in found.items()]
+    parts = [f"v{v} → <span class='yyai-summary-label'>{html.escape(_answer_text(labels))}</span> "
+             f"({p:.2f}{' each' if len(labels) > 1 else ''})" for v, (labels, p) in found.items()]
     line = f"<b>{html.escape(label)}</b>: " + ", ".join(parts)
-    if len(tops) > 1:
-        agree = len({t[0] for t in found.values()}) == 1
+    if len(answers) > 1:
+        agree = len({labels for labels, _ in found.values()}) == 1
         line += (" — <span class='yyai-agree'>the versions agree</span>" if agree
                  else " — <span class='yyai-disagree'>the versions disagree</span>")
     return line
+
+
+def _answer_text(labels: tuple[str, ...]) -> str:
+    return f"tie: {tie_text(list(labels))}" if len(labels) > 1 else labels[0]
+
+
+def unbroken_hyphens(text: str) -> str:
+    """HTML in which a hyphenated word ("2-D") never breaks at its hyphen in a narrow cell."""
+    return " ".join(f"<span class='yyai-nowrap'>{word}</span>" if "-" in word else word for word in text.split(" "))
 
 
 def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widget:
@@ -143,7 +183,7 @@ def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widge
             image = image_widget(explained.overlay_png, height, width, css_class="yyai-gradcam-overlay", side=side)
             cells.append(W.VBox([W.HTML(caption), image], layout=W.Layout(width=f"{side + 12}px", flex="0 0 auto")))
         else:
-            note = html.escape(explained.reason.removeprefix("not available: "))
+            note = unbroken_hyphens(html.escape(explained.reason.removeprefix("not available: ")))
             cells.append(with_classes(W.HTML(f"{title}<br><span class='yyai-subtle'>Grad-CAM not available: {note}"
                                              "</span>", layout=W.Layout(width=f"{side + 12}px")),
                                       "yyai-gradcam-na"))

@@ -90,16 +90,18 @@ class RolloutTab:
 
     def update(self, status: ServerStatus) -> None:
         before = self.model_select.value
-        self.shell.set_options(self.model_select, model_options(status))
+        self.shell.set_options(self.model_select, model_options(status), preferred=self.shell.picked.name)
         self._show(status.models.get(self.model_select.value), sync=before != self.model_select.value)
 
     def shown(self) -> None:
-        self._show(self._model(), sync=False)
+        followed = self.shell.picked.follow(self.model_select)  # picked in another tab meanwhile
+        self._show(self._model(), sync=followed)
 
     def _model(self) -> ModelStatus | None:
         return self.shell.status.models.get(self.model_select.value)
 
     def _on_model(self, _change) -> None:
+        self.shell.picked(self.model_select.value)
         self._show(self._model(), sync=True)
 
     def _show(self, model: ModelStatus | None, *, sync: bool) -> None:
@@ -135,7 +137,8 @@ class RolloutTab:
         if not canary and not shadow:
             return self.roll_back()
         if candidate is None:
-            raise ValueError("This model has one version: there is no candidate to send traffic to.")
+            raise ValueError(f"{name} has one version: there is no candidate to send traffic to. Install another "
+                             "version in the Manage tab first.")
         document = {side: {"version": candidate, "percent": percent}
                     for side, percent in (("canary", canary), ("shadow", shadow)) if percent}
         status = self._after(self.shell.backend.set_traffic(name, {**document, "sticky": self.sticky.value}))
@@ -212,13 +215,22 @@ def figures_html(model: ModelStatus) -> str:
         agreement = "–" if s.agreement is None else f"{100 * s.agreement:.1f}%"
         rows += [(f"Shadow v{s.version} agreement", f"<span class='yyai-agreement'>{agreement}</span> of "
                   f"{s.rows_compared} rows; largest |Δ| {fmt(s.max_abs_diff, 3)}"),
-                 ("Shadow runs", f"{s.runs} started, {s.errors} failed, {s.dropped} dropped (queue full)"),
+                 ("Shadow runs", shadow_runs_text(s.runs, s.errors, s.dropped)),
                  ("Latency p50 / p99", f"real {fmt(s.real_latency_ms.p50, 2)} / {fmt(s.real_latency_ms.p99, 2)} ms; "
                   f"shadow {fmt(s.latency_ms.p50, 2)} / {fmt(s.latency_ms.p99, 2)} ms")]
         if s.last_error:
             rows.append(("Last shadow error", html.escape(s.last_error)))
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<table class='yyai-table yyai-rollout-table'>{body}</table>"
+
+
+def shadow_runs_text(runs: int, errors: int, dropped: int) -> str:
+    """"13 started, none failed or skipped", or what went wrong: "2 failed; 5 skipped: the shadow queue was full"."""
+    if not errors and not dropped:
+        return f"{runs} started, none failed or skipped"
+    trouble = ([f"{errors} failed"] if errors else []) + (
+        [f"{dropped} skipped: the shadow queue was full"] if dropped else [])
+    return f"{runs} started; " + "; ".join(trouble)
 
 
 def disagreements_html(found: list[Disagreement]) -> str:

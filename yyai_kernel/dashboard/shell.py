@@ -6,6 +6,8 @@
   ``YyaiClient`` when ``yyai serve`` shows the page) and the last ``ServerStatus``;
 * a daemon thread that refreshes that status every ``refresh_interval`` seconds and hands
   it to every tab (``Tab.update``); it pauses itself when nobody uses the page;
+* the model a person picked last in any tab's Model picker (``picked``, a :class:`PickedModel`),
+  which every tab shows when it is opened, so that switching tabs keeps the model;
 * the ``guard`` that turns an exception in a widget callback into a message on the page
   (otherwise it is invisible, or a traceback), and the ``quiet`` flag that keeps observers
   silent while code, not a person, changes widget values.
@@ -54,7 +56,7 @@ from yyai_kernel.dashboard.render import (
     with_classes,
 )
 from yyai_kernel.dashboard.rollout import RolloutTab
-from yyai_kernel.types import ServerStatus, VersionDescription
+from yyai_kernel.types import ServerStatus, VersionDescription, VersionState
 
 log = logging.getLogger("yyai.dashboard")
 
@@ -95,13 +97,35 @@ class ViewCount:
         return self.widget._view_count or 0
 
 
+class PickedModel:
+    """The model a person picked last in any tab's Model picker, which every tab shows when opened."""
+
+    def __init__(self, quiet: Callable):
+        self.name: str | None = None
+        self._quiet = quiet
+
+    def __call__(self, name: str | None) -> None:
+        """A person picked ``name`` (a tab's observer calls this)."""
+        if name:
+            self.name = name
+
+    def follow(self, dropdown: W.Dropdown) -> bool:
+        """Show the picked model in ``dropdown``, quietly; True when its value changed."""
+        if not self.name or dropdown.value == self.name or self.name not in [v for _, v in dropdown.options]:
+            return False
+        with self._quiet():
+            dropdown.value = self.name
+        return True
+
+
 class Dashboard:
     """The yyai dashboard over a backend: a :class:`Registry`, a LocalBackend or a :class:`YyaiClient`.
 
     ``refresh_interval`` (seconds) starts a daemon thread that refreshes every tab; None
     starts none (call :meth:`refresh` yourself). The thread pauses itself after
     ``pause_after`` seconds without anyone using the page, so that an abandoned page stops
-    talking to the server and its kernel goes idle (and gets culled). Display the object
+    talking to the server. (Served, a closed page's kernel is shut down by the server soon
+    after its websocket closes: ``yyai_kernel.server.kernels``.) Display the object
     (or ``.widget``) in a notebook; :meth:`close` stops the thread and closes the widgets.
     ``wait_for_view`` (a preheated kernel, built before anyone visits) refreshes nothing
     until a browser shows the dashboard, then refreshes at once.
@@ -114,6 +138,7 @@ class Dashboard:
         self.pause_after = pause_after
         self.location = location
         self.status = ServerStatus({})  # the last status of every model
+        self.picked = PickedModel(self.quiet)  # the model a person picked last, in any tab
         self._fetched = False  # self.status came from the backend (a tab built later gets it)
         self._descriptions: dict[tuple[str, int], VersionDescription] = {}
         self._lock = threading.RLock()
@@ -200,6 +225,19 @@ class Dashboard:
             dropdown.options = options
             dropdown.value = keep
 
+    def load_on_use(self, name: str, versions: list[int], say: Callable[[str], object]) -> list[int]:
+        """Load the ``versions`` of ``name`` that were never loaded (in the store, not in memory), each
+        announced through ``say`` first; returns them. A version an operator unloaded, or whose load
+        failed, is left as it is: loading it again is a person's choice (Preview's and Manage's Load)."""
+        model = self.backend.status(name)
+        missing = [v for v in versions if v in model.versions and model.versions[v].state is VersionState.AVAILABLE]
+        for version in missing:
+            say(f"Loading {name} v{version} first: it was not loaded yet…")
+            self.backend.load(name, version)
+        if missing:
+            self.refresh()  # every picker says "ready" now
+        return missing
+
     def describe(self, name: str, version: int) -> VersionDescription:
         """What a version takes and gives (cached: an archive's manifest never changes)."""
         key = (name, int(version))
@@ -253,7 +291,8 @@ class Dashboard:
             try:
                 status = self.backend.status()
             except Exception as error:  # noqa: BLE001
-                self.status_line.value = message_html("error", f"The server did not answer: {error_text(error)}")
+                self.status_line.value = message_html(
+                    "error", f"The server did not answer ({error_text(error)}); is yyai serve still running?")
                 return
             self.status, self._fetched = status, True
             self._set(self.status_line, "")

@@ -8,12 +8,17 @@ inherits both, so each is set as ``--option``, ``c.YyaiServer.x`` in a config fi
 
 from __future__ import annotations
 
+import base64
+import os
+
+from jupyter_client.manager import KernelManager
 from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import Config
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.quiet import VERBOSE_HELP
 from yyai_kernel.server import pages
+from yyai_kernel.server.kernels import CLOSED_PAGE_GRACE_S
 
 TOKEN_ENV = "YYAI_TOKEN"
 
@@ -88,8 +93,11 @@ class ServerSettings(ServingConfig):
     )
 
     # --- dashboard kernels ---------------------------------------------------------------
-    kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled.")
+    kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled "
+                                       "(a kernel whose page never connected; see kernel_closed_grace).")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
+    kernel_closed_grace = Float(CLOSED_PAGE_GRACE_S, config=True, help="Seconds a dashboard kernel outlives its closed page "
+                                "(a reload or a brief network loss reconnects meanwhile).")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
     dashboard_api = Unicode("", config=True,
                             help="The REST API the dashboard pages call instead of this server's own, such as "
@@ -101,16 +109,26 @@ class ServerSettings(ServingConfig):
 
 
 def kernel_defaults(settings: "ServerSettings") -> Config:
-    """The dashboard kernels' cell timeout and culling from yyai's settings, under what the
-    user set in those sections (a config file or ``--VoilaExecutor.timeout=...`` wins)."""
+    """The dashboard kernels' settings from yyai's, under what the user set in those sections
+    (a config file or ``--VoilaExecutor.timeout=...`` wins): the cell timeout; idle culling,
+    and the end of a kernel whose page closed (``server/kernels.py``); kernels bound to
+    loopback with CurveZMQ-encrypted channels where the kernel supports it (where
+    jupyter_client offers it); and an in-memory notary, with a key of this process, in which
+    the server signs its bundled notebook (nothing written to the user's Jupyter folder)."""
+    kernel_manager = {"ip": "127.0.0.1"}
+    if "transport_encryption" in KernelManager.class_traits():  # jupyter_client >= 8.10
+        kernel_manager["transport_encryption"] = "auto"  # encrypted where the kernelspec says it can be
     defaults = Config({
         "VoilaExecutor": {"timeout": settings.cell_timeout},
         "MappingKernelManager": {
             "cull_idle_timeout": settings.kernel_cull_idle_timeout,
             "cull_interval": settings.kernel_cull_interval,
         },
+        "YyaiKernelManager": {"closed_page_grace": settings.kernel_closed_grace},
+        "KernelManager": kernel_manager,
+        "NotebookNotary": {"db_file": ":memory:", "secret": base64.b64encode(os.urandom(32))},
     })
-    for section in ("VoilaExecutor", "MappingKernelManager"):
+    for section in defaults:
         if section in settings.config:
             defaults[section].merge(settings.config[section])
     return defaults

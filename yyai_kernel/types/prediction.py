@@ -13,6 +13,8 @@ from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.specs import OutputSpec
 
+PROBABILITY_DECIMALS = 6  # a reply's probabilities are rounded to this; labels equal after it tie
+
 
 class ExplainMethod(StrEnum):
     """How yyai explains an answer (``?explain=``)."""
@@ -102,7 +104,7 @@ class Prediction(JsonView):
                 order = np.argsort(-row, kind="stable").tolist()
             else:  # highest first; a stable sort keeps ties in label order
                 order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
-            return [{"label": labels[j], "probability": round(values[j], 6)} for j in order]
+            return [{"label": labels[j], "probability": round(values[j], PROBABILITY_DECIMALS)} for j in order]
         names = self.output.names or [f"y{j}" for j in range(len(values))]
         rounding = self.output.rounding
         return {n: round(v, rounding) for n, v in zip(names, values)}
@@ -111,6 +113,16 @@ class Prediction(JsonView):
         """The best (label, probability) of row ``i``: from the combined output, or the only member."""
         k = self.top_k(i, 1)
         return k[0] if k else None
+
+    def tied(self, i: int = 0) -> list[str]:
+        """The labels that share row ``i``'s best probability as a reply shows it (rounded to
+        :data:`PROBABILITY_DECIMALS`): one label, or several when they tie; empty when
+        :meth:`top` is None. A five-way tie at 0.2 names no winner."""
+        ranked = self.top_k(i, self.output.width)
+        if not ranked:
+            return []
+        best = round(ranked[0][1], PROBABILITY_DECIMALS)
+        return [label for label, p in ranked if round(p, PROBABILITY_DECIMALS) == best]
 
     def top_k(self, i: int = 0, k: int = 5) -> list[tuple[str, float]]:
         """The k best (label, probability) of row ``i``; empty for regression or an ensemble without a combined output."""
