@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from yyai_kernel.archive import SUFFIX, read_manifest, verify
-from yyai_kernel.cli import app, fail
+from yyai_kernel.cli import CHANGE, LOOK, app, fail
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 
@@ -37,7 +37,7 @@ def _input_shape(text: str) -> list[int]:
     return shape
 
 
-@app.command("archive")
+@app.command("archive", rich_help_panel=CHANGE)
 def archive_cmd(
     name: str = typer.Option(..., "--name", help="Model name: lower case letters, digits, '_', '.', '-'."),
     version: int = typer.Option(..., "--version", min=1, help="Integer version, 1 or more."),
@@ -110,7 +110,7 @@ def _write_archive(pack_args: dict, *, force: bool, verbose: bool) -> None:
     try:
         path = pack(**pack_args)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     except OSError as exc:
         fail(f"could not write the archive: {exc}")
     typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
@@ -228,7 +228,7 @@ def _print_inspection(result: dict) -> None:
         echo(f"  INVALID ({result['error']['type']}): {result['error']['error']}")
 
 
-@app.command("inspect")
+@app.command("inspect", rich_help_panel=LOOK)
 def inspect_cmd(
     target: Path = typer.Argument(..., exists=True, help="A .yyar file, or a folder of them."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),

@@ -23,11 +23,17 @@ from typing import List
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
-from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import parse_version
@@ -37,7 +43,7 @@ BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
 SHOWN_BAD_ITEMS = 10
 
 
-@app.command("evaluate")
+@app.command("evaluate", rich_help_panel=MEASURE)
 def evaluate_cmd(
     models: List[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
     data: str = typer.Option(..., "--data", help="A folder, .zip or labels.csv here; or 'bundled' / "
@@ -67,7 +73,7 @@ def evaluate_cmd(
             dataset = _dataset(backend, name, versions, data)
             result = _run(backend, name, versions, dataset, batch_size)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if json_out:
         json_out.write_text(json.dumps(result.to_json(), indent=1))
     if csv_out:
@@ -85,7 +91,7 @@ def _parse_models(models: list[str]) -> tuple[str, list[int | None]]:
         try:
             versions.append(parse_version(version or None))
         except YyaiError as exc:
-            fail(exc.message)
+            fail(exc)
     if len(names) != 1:
         fail(f"give versions of one model (got {', '.join(sorted(names))}); evaluate the others in their own run")
     return names.pop(), versions

@@ -9,14 +9,14 @@ from typing import List
 import typer
 from rich.table import Table
 
-from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
-from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import parse_version_ref
 
 
-@app.command("predict")
+@app.command("predict", rich_help_panel=MEASURE)
 def predict_cmd(
     model: str = typer.Argument(..., help="MODEL, MODEL:VERSION or MODEL:LABEL (default: the default version)."),
     images: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
@@ -45,7 +45,7 @@ def predict_cmd(
         version = parse_version_ref(version_text or None)
         prediction = _predict(name, version, images, server, token, store, verbose)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(prediction.to_json(), indent=2))
         return

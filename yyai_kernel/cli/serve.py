@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from yyai_kernel.cli import app, usage_error
+from yyai_kernel.cli import SERVE, app, usage_error
 
 SERVE_FOOTER = (
     "Any other setting: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
@@ -28,6 +28,7 @@ SERVE_FOOTER = (
 
 @app.command(
     "serve",
+    rich_help_panel=SERVE,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
 )
