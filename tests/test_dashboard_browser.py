@@ -203,7 +203,7 @@ def preview(page, tmp_path) -> Path:
     select_option_starting(page, ".yyai-version-select select", "v1 (available)")
     page.locator(".yyai-predict-button").click()
     expect(page.locator(".yyai-predict-message .yyai-error")).to_contain_text(
-        "version 1 is not loaded; load it first", timeout=WAIT_MS)
+        "version 1 is not loaded", timeout=WAIT_MS)
     load = page.locator(".yyai-preview-load-button")
     expect(load).to_have_text("Load v1")
     expect(page.locator(".yyai-result")).to_have_count(0)

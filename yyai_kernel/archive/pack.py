@@ -75,7 +75,8 @@ def pack(
     try:
         members, sources, used = [], {}, set()
         for src in map(Path, models):
-            entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted)
+            entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted,
+                                       model_name=name)
             members.append(entry)
             sources[entry["path"]] = file
         files = []
@@ -98,7 +99,7 @@ def pack(
 
 
 def _pack_member(src: Path, used: set, input_spec: dict, output_spec: dict, work: Path, *,
-                 convert: bool, trusted: bool) -> tuple[dict, Path]:
+                 convert: bool, trusted: bool, model_name: str) -> tuple[dict, Path]:
     """One member's manifest entry and the file to store: loaded, checked against the specs,
     named uniquely (``used`` collects the names), converted to .keras when asked."""
     from yyai_kernel.archive import kerasload
@@ -111,7 +112,7 @@ def _pack_member(src: Path, used: set, input_spec: dict, output_spec: dict, work
     while mname in used:
         mname, k = f"{base}_{k}", k + 1
     used.add(mname)
-    model = kerasload.load_member(src, trusted=trusted)
+    model = kerasload.load_member(src, trusted=trusted, model_name=model_name)
     check_model_fits(model, mname, input_spec, output_spec)
     del model
     info = kerasload.member_info(src)

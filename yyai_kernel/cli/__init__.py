@@ -22,6 +22,7 @@ change, measure); ``yyai --help`` lists the panels in that order.
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from rich.console import Console
@@ -62,6 +63,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False)
+JUPYTER_KERNEL_ENV = "JPY_PARENT_PID"  # jupyter_client sets it in every kernel; a notebook's `!cmd` inherits it
+
+
+def live_display() -> bool:
+    """Whether a progress bar may redraw itself in place: stdout is a terminal of its own.
+
+    Not in a pipe or a file, and not in a notebook's ``!yyai ...``: ipykernel runs that
+    under a pseudo-terminal with ``FORCE_COLOR=1``, so rich takes it for a terminal, but the
+    notebook keeps cursor-movement codes as text. Colours are fine there; redrawing is not.
+    """
+    return sys.stdout.isatty() and JUPYTER_KERNEL_ENV not in os.environ
+
+
 DEFAULT_STORE = os.environ.get("YYAI_STORE", "model_archives")
 
 

@@ -3,7 +3,8 @@
 The set's images are sent through the model as it is served: in this process over a store
 folder (`--store`, loads TensorFlow and the versions asked for), or through a running
 server's prediction API (`--server`, batched requests; the versions must be loaded
-there). Either way the library's `evaluate()` does the work, with a rich progress bar.
+there). Either way the library's `evaluate()` does the work, with a rich progress bar on a
+terminal (none in a pipe or a notebook's `!yyai evaluate`, where redrawing leaves escape codes).
 
 `--data` is a folder, a `.zip` or a `labels.csv` on this machine, or `bundled` (the first
 labelled set the model's archive bundles, role `eval`), or `bundled:NAME` (that one, such
@@ -32,7 +33,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail
+from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail, live_display
 from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
@@ -141,7 +142,7 @@ def _run(backend, name, versions, dataset, batch_size: int):
     from yyai_kernel.evaluation.run import evaluate
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not live_display()) as progress:
         task = progress.add_task(escape(f"{name} on {dataset.description}"), total=len(dataset.items))
         return evaluate(backend, name, versions, dataset, batch_size=batch_size,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))

@@ -71,7 +71,8 @@ def _predict(name, version, images: list[Path], server, token, store, verbose):
     registry = Registry(ModelStore(store or Path(DEFAULT_STORE)))
     try:
         registry.load(name, version)
-        return DataPlane(registry).predict_images(name, [p.read_bytes() for p in images], version)
+        return DataPlane(registry).predict_images(name, [p.read_bytes() for p in images], version,
+                                                  [p.name for p in images])
     finally:
         registry.close()
 

@@ -27,8 +27,6 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Callable
 
-import numpy as np
-
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import (
@@ -55,7 +53,7 @@ from yyai_kernel.protocol.v2codec import (
 )
 from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.rollout.traffic import Plan
-from yyai_kernel.runtime.images import preprocess
+from yyai_kernel.runtime.images import preprocess_batch
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
     ModelStatus,
@@ -304,7 +302,7 @@ class DataPlane(ManagedPlane):
         pixels = self.config.max_image_pixels
 
         def make(described: VersionDescription):
-            return np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
+            return preprocess_batch(images, described.input, max_pixels=pixels, names=filenames)
 
         def attempt(version):
             described = self._describe(name, version)
@@ -317,10 +315,10 @@ class DataPlane(ManagedPlane):
         return _then(pending, lambda p: Prediction(p.name, p.version, p.members, p.combined, p.output,
                                                    tuple(filenames)))
 
-    def predict_images(self, name: str, images: list[bytes], version=None, *, explain: str | None = None
-                       ) -> Prediction:
-        """:meth:`submit_images`, waited for (the dashboard's backend contract)."""
-        return self.submit_images(name, version, list(images), explain=explain).result()
+    def predict_images(self, name: str, images: list[bytes], version=None, filenames: list[str] | None = None, *,
+                       explain: str | None = None) -> Prediction:
+        """:meth:`submit_images`, waited for (the dashboard's backend contract, as ``YyaiClient``'s)."""
+        return self.submit_images(name, version, list(images), filenames, explain=explain).result()
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version."""
