@@ -95,7 +95,7 @@ def test_a_model_file_posted_as_an_archive_hints_at_yyai_archive(server, tmp_pat
     inputs = keras.Input((8, 8, 1))
     keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs))).save(tmp_path / "cnn.keras")
     for body, what in (((tmp_path / "cnn.keras").read_bytes(), "a Keras .keras model file, not a .yyar archive"),
-                       (b"plain text\n", "not a .yyar archive: not a zip file")):
+                       (b"plain text\n", "not a .yyar archive: not a zip archive")):
         reply = server.post("/models", data=body, headers={"Content-Type": "application/octet-stream"})
         assert reply.status_code == 400, reply.text
         error = reply.json()["error"]

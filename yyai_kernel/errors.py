@@ -5,14 +5,15 @@ meaningful exceptions and the server maps them to JSON errors in one place, with
 knowledge of the individual cases. Messages are written for a person: they say what was
 wrong. What to do about it, where the raiser knows, is a typed :class:`~yyai_kernel.hints.Hint`
 (``hint=``), never words of one interface in the message: the CLI renders it as a command,
-the REST API (``to_dict``) as a route, the dashboard as its own control.
+the REST API (``to_dict``) as a route, ``str()`` as a Python call, the dashboard as its own
+control.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from yyai_kernel.hints import REST_WORDS, Hint, Words, with_hints
+from yyai_kernel.hints import PYTHON_WORDS, REST_WORDS, Hint, Words, with_hints
 
 INTERNAL_ERROR = "Internal server error; the server log has the details."
 """The whole reply to a failure that is not a YyaiError: the traceback goes to the log, never to the client."""
@@ -32,6 +33,10 @@ class YyaiError(Exception):
     def say(self, words: Words) -> str:
         """The message with its next steps in an interface's words."""
         return with_hints(self.message, self.hints, words)
+
+    def __str__(self) -> str:
+        """The message with its next steps as Python calls (a traceback in a notebook)."""
+        return self.say(PYTHON_WORDS)
 
     def to_dict(self) -> dict:
         """The JSON body the server sends for this error: ``error`` in the REST API's words;

@@ -6,12 +6,12 @@ API ``DELETE /models/digits/default``, the dashboard a checkbox. A message that 
 one of them out is wrong in the other two. So a layer that knows the next step says it
 as a :class:`Hint` (a :class:`Step` and the model, version or label it applies to), and
 each front end renders it with its own :data:`Words`: ``cli/words.py`` for the CLI, the
-dashboard its own, and :data:`REST_WORDS` here.
+dashboard its own, and here :data:`REST_WORDS` and :data:`PYTHON_WORDS`.
 
-Why the REST words live here, at the bottom: a hint travels as JSON, and JSON is the REST
-API's form (``YyaiError.to_dict``, ``ModelStatus.to_json``), made by the types themselves
-for every HTTP front end (Tornado, Ray). They also serve a Python caller, whose
-``YyaiClient`` speaks to those routes. The JSON carries the hint as data too
+Why those two live here, at the bottom: a hint travels as JSON, and JSON is the REST API's
+form (``YyaiError.to_dict``, ``ModelStatus.to_json``), made by the types themselves for
+every HTTP front end (Tornado, Ray); and the Python API is every layer's own (``str()`` of
+an error raised in a notebook). The JSON carries the hint as data too
 (:meth:`Hint.to_json`), so a client renders it in its own words.
 
 A rendering is a short imperative fragment with no leading capital and no final period
@@ -99,6 +99,23 @@ def _model(hint: Hint) -> str:
 def _rest_load(hint: Hint) -> str:
     body = "" if hint.version is None else " " + json.dumps({"version": hint.version})
     return f"load it with POST /models/{_model(hint)}/load{body}"
+
+
+def _python_load(hint: Hint) -> str:
+    version = "" if hint.version is None else f", {hint.version}"
+    return f"load it with .load({_model(hint)!r}{version})"
+
+
+PYTHON_WORDS: Words = {
+    Step.LOAD: _python_load,
+    Step.FOLLOW_LATEST: lambda h: f".follow_latest({_model(h)!r}) follows the latest again",
+    Step.TRUST: lambda h: (f"if you trust its source, pass trusted=True (a server: yyai serve --trust {_model(h)})"),
+    Step.PACK: lambda h: "pack the model into one with pack_model(model, ...), or upload it with YyaiClient.upload",
+    Step.MOVE_LABEL: lambda h: (f"move or delete the label first (.set_label({_model(h)!r}, "
+                                f"{h.label or 'LABEL'!r}, VERSION) or .delete_label)"),
+    Step.CLEAR_TRAFFIC: lambda h: f"clear the traffic policy first (.clear_traffic({_model(h)!r}))",
+}
+"""The Python API's words (``DataPlane``, ``YyaiClient``, ``pack``): ``str()`` of an error."""
 
 
 REST_WORDS: Words = {

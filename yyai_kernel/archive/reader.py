@@ -134,7 +134,7 @@ def _open_zip(path, *, archive: bool = True) -> zipfile.ZipFile:
             raise NotAnArchiveError(f"{path.name} is not a zip archive, or it is truncated ({exc})") from exc
         if _starts_with(path, _HDF5_SIGNATURE):
             raise NotAnArchiveError(f"a Keras .h5 model file, not a {SUFFIX} archive", hint=Hint(Step.PACK)) from exc
-        raise NotAnArchiveError(f"not a {SUFFIX} archive: not a zip file, or a truncated one ({exc})",
+        raise NotAnArchiveError(f"not a {SUFFIX} archive: not a zip archive, or a truncated one ({exc})",
                                 hint=Hint(Step.PACK)) from exc
     except OSError as exc:
         raise NotAnArchiveError(f"cannot read {path}: {exc.strerror or exc}") from exc
