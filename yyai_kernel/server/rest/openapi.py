@@ -14,7 +14,8 @@ from tornado import web
 
 from yyai_kernel.server.rest.base import YyaiHandler
 from yyai_kernel.server.rest.routes import Route, all_routes
-from yyai_kernel.types import LABEL_PATTERN, NAME_PATTERN, VersionState
+from yyai_kernel.hints import Step
+from yyai_kernel.types import LABEL_PATTERN, NAME_PATTERN, DefaultWhy, VersionState
 
 
 def ref(name: str) -> dict:
@@ -143,9 +144,23 @@ SCHEMAS = {
         "type": "object",
         "required": ["error"],
         "properties": {
-            "error": {"type": "string", "description": "What was wrong, for a person."},
+            "error": {"type": "string", "description": "What was wrong, for a person, with what to do next "
+                      "in this API's words."},
             "type": {"type": "string", "description": "The yyai error class, when the refusal is yyai's own."},
             "field": {"type": "string", "description": "The JSON path of the offending field, when known."},
+            "message": {"type": "string", "description": "With hints: what was wrong, without the next steps."},
+            "hints": {"type": "array", "items": ref("Hint"),
+                      "description": "The next steps as data, for a client to word in its own interface."},
+        },
+    },
+    "Hint": {
+        "type": "object",
+        "required": ["step"],
+        "properties": {
+            "step": {"type": "string", "enum": [step.value for step in Step]},
+            "name": {"type": "string", "description": "The model it applies to."},
+            "version": {"type": "integer"},
+            "label": {"type": "string"},
         },
     },
     "ServerMetadata": {
@@ -286,6 +301,12 @@ SCHEMAS = {
             "default": {"type": "integer", "nullable": True},
             "pinned": {"type": "boolean"},
             "default_reason": {"type": "string", "description": "Which version is the default, and why."},
+            "default_why": {
+                "type": "object", "nullable": True, "description": "The same as data: why, and the versions it names.",
+                "properties": {"why": {"type": "string", "enum": [why.value for why in DefaultWhy]},
+                               "name": {"type": "string"}, "default": {"type": "integer", "nullable": True},
+                               "latest": {"type": "integer", "nullable": True}},
+            },
             "last_error": {"type": "string", "nullable": True},
             "versions": {"type": "object", "additionalProperties": ref("VersionStatus")},
             "removed": {"type": "boolean", "description": "Present (true) when the last version was purged."},
