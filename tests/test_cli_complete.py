@@ -213,3 +213,13 @@ def test_serve_with_a_folder_suggests_store(tmp_path):
     refused = yyai("serve", "model_archives", check=False, cwd=tmp_path)
     assert refused.returncode == 2
     assert "to serve the archives in model_archives, give --store model_archives" in flat(refused.stderr)
+
+
+def test_traffic_refusals_suggest_yyai_commands(store):
+    shutil.copy(ARCHIVES / "digits-2.yyar", store)
+    same = yyai("traffic", "digits", "--canary", "2:10", "--store", store, check=False)
+    assert same.returncode == 1 and "already the default of 'digits'" in same.stderr
+    assert "`yyai default digits VERSION`" in same.stderr and "PUT" not in same.stderr
+    nothing = yyai("traffic", "digits", "--promote", "--store", store, check=False)
+    assert nothing.returncode == 1 and "no canary or shadow to promote" in nothing.stderr
+    assert "`yyai traffic digits --canary VERSION:PERCENT`" in nothing.stderr and "PUT" not in nothing.stderr

@@ -32,6 +32,8 @@ class Step(str, Enum):
 
     LOAD = "load"  # load a version so that it serves
     FOLLOW_LATEST = "follow_latest"  # forget the pin: the latest version is the default again
+    PIN = "pin"  # make a version the default (the version, when the hint names one)
+    SET_TRAFFIC = "set_traffic"  # set a canary or shadow policy
     TRUST = "trust"  # let a model's archives run the Python code of Lambda layers
     PACK = "pack"  # pack a Keras model file into a .yyar archive
     MOVE_LABEL = "move_label"  # move or delete a label that points at a version
@@ -101,6 +103,10 @@ def _rest_load(hint: Hint) -> str:
     return f"load it with POST /models/{_model(hint)}/load{body}"
 
 
+def _version(hint: Hint) -> str:
+    return "VERSION" if hint.version is None else str(hint.version)
+
+
 def _python_load(hint: Hint) -> str:
     version = "" if hint.version is None else f", {hint.version}"
     return f"load it with .load({_model(hint)!r}{version})"
@@ -109,6 +115,8 @@ def _python_load(hint: Hint) -> str:
 PYTHON_WORDS: Words = {
     Step.LOAD: _python_load,
     Step.FOLLOW_LATEST: lambda h: f".follow_latest({_model(h)!r}) follows the latest again",
+    Step.PIN: lambda h: f"make a version the default with .set_default({_model(h)!r}, {_version(h)})",
+    Step.SET_TRAFFIC: lambda h: f"set one with .set_traffic({_model(h)!r}, policy)",
     Step.TRUST: lambda h: (f"if you trust its source, pass trusted=True (a server: yyai serve --trust {_model(h)})"),
     Step.PACK: lambda h: "pack the model into one with pack_model(model, ...), or upload it with YyaiClient.upload",
     Step.MOVE_LABEL: lambda h: (f"move or delete the label first (.set_label({_model(h)!r}, "
@@ -121,6 +129,8 @@ PYTHON_WORDS: Words = {
 REST_WORDS: Words = {
     Step.LOAD: _rest_load,
     Step.FOLLOW_LATEST: lambda h: f"DELETE /models/{_model(h)}/default follows the latest again",
+    Step.PIN: lambda h: f'make a version the default with PUT /models/{_model(h)}/default {{"version": {_version(h)}}}',
+    Step.SET_TRAFFIC: lambda h: f"set one with PUT /models/{_model(h)}/traffic",
     Step.TRUST: lambda h: ("if you trust its source, the server's operator can allow it for this model "
                            f"(yyai serve --trust {_model(h)}, or c.YyaiServer.trusted)"),
     Step.PACK: lambda h: ("pack the model into one with `yyai archive` (or pack_model / YyaiClient.upload "

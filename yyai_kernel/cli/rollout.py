@@ -23,6 +23,7 @@ from yyai_kernel.cli.target import (
     store_path,
 )
 from yyai_kernel.errors import InvalidInputError, YyaiError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.types import TrafficPolicy, TrafficReport, check_label, check_name
 
 
@@ -175,7 +176,8 @@ def _traffic_on_store(name, action, policy, root: Path) -> TrafficReport:
         current = store.traffic(name)
         candidate = current and (current.canary or current.shadow)
         if candidate is None:
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote.")
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
         store.pin(name, candidate.version)
         store.set_traffic(name, None)
     return TrafficReport(name, store.traffic(name), None)

@@ -21,6 +21,8 @@ def _load(hint: Hint) -> str:
 CLI_WORDS: Words = {
     Step.LOAD: _load,
     Step.FOLLOW_LATEST: lambda h: f"`yyai default {_model(h)} --latest` follows the latest again",
+    Step.PIN: lambda h: f"make a version the default with `yyai default {_model(h)} {h.version or 'VERSION'}`",
+    Step.SET_TRAFFIC: lambda h: f"set one with `yyai traffic {_model(h)} --canary VERSION:PERCENT`",
     Step.TRUST: lambda h: ("if you trust its source, pass --trust (on a server: "
                            f"yyai serve --trust {_model(h)})"),
     Step.PACK: lambda h: "pack the model into one with `yyai archive --model FILE ...`",

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.plane.operations import Managed, Operation, OpKind, WorkerInfo, WorkerReport, local_worker
 from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.rollout.traffic import TrafficRouter
@@ -179,8 +180,8 @@ class ManagedPlane:
         candidate = policy and (policy.canary or policy.shadow)
         if candidate is None:
             self.registry.status(name)  # 404 for an unknown model
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
-                                    f"PUT /models/{name}/traffic, or make a version the default directly.")
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
         self.registry.set_default(name, candidate.version)
         return self._with_rollout(self.registry.clear_traffic(name))
 
