@@ -34,7 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail, live_display
-from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import parse_version
@@ -46,6 +46,7 @@ SHOWN_BAD_ITEMS = 10
 
 @app.command("evaluate", rich_help_panel=MEASURE)
 def evaluate_cmd(
+    ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
     data: str = typer.Option(..., "--data", help="A folder, .zip or labels.csv here; or 'bundled' / "
                              "'bundled:NAME' for a set the model's archive bundles."),
@@ -69,6 +70,7 @@ def evaluate_cmd(
         yyai evaluate digits --data my-digits.zip --server http://127.0.0.1:8866 --token T --csv out.csv
     """
     name, versions = _parse_models(models)
+    server = server if on_server(ctx, server, store) else None
     try:
         with _backend(name, versions, server, token, store, verbose) as backend:
             dataset = _dataset(backend, name, versions, data)

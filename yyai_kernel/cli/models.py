@@ -1,4 +1,4 @@
-"""`yyai models` (list a store's or a server's models) and `yyai default` (pin a version, or follow the latest again)."""
+"""`yyai models` (a store's or a server's models) and `yyai default` (pin a version, or follow the latest again)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail
-from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import parse_version_ref
@@ -18,6 +18,7 @@ from yyai_kernel.types import parse_version_ref
 
 @app.command("predict", rich_help_panel=MEASURE)
 def predict_cmd(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="MODEL, MODEL:VERSION or MODEL:LABEL (default: the default version)."),
     images: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
     server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
@@ -43,6 +44,7 @@ def predict_cmd(
     name, _, version_text = model.partition(":")
     try:
         version = parse_version_ref(version_text or None)
+        server = server if on_server(ctx, server, store) else None
         prediction = _predict(name, version, images, server, token, store, verbose)
     except YyaiError as exc:
         fail(exc)

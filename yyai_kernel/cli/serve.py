@@ -83,8 +83,9 @@ def _print_serve_help(ctx: typer.Context, app_class) -> None:
     rows = describe_options(app_class)
     help_row = OptionDoc(("--help", "-h"), "", "Show this message and exit.", "", own=True)
     listed = {f"--{name}" for name in PASSED_THROUGH}
+    voila = [r for r in rows if not r.own and listed & set(r.names)]
     for title, panel_rows in (("Options", [r for r in rows if r.own] + [help_row]),
-                              ("Dashboard settings (Voila's)", [r for r in rows if not r.own and listed & set(r.names)])):
+                              ("Dashboard settings (Voila's)", voila)):
         table = Table(highlight=False, show_header=False, expand=True, box=None, pad_edge=False,
                       padding=style.STYLE_OPTIONS_TABLE_PADDING)
         for row in panel_rows:
