@@ -12,9 +12,9 @@ import copy
 
 from tornado import web
 
+from yyai_kernel.hints import Step
 from yyai_kernel.server.rest.base import YyaiHandler
 from yyai_kernel.server.rest.routes import Route, all_routes
-from yyai_kernel.hints import Step
 from yyai_kernel.types import LABEL_PATTERN, NAME_PATTERN, DefaultWhy, VersionState
 
 
