@@ -88,7 +88,7 @@ def test_archive_errors_are_one_line(models, tmp_path):
 
     result = run("archive", "--name", "lam", "--version", 1, "--model", models.lambda_keras,
                  "--input-shape", "8,8,1", "--labels", "a,b,c", "-o", tmp_path)
-    assert result.exit_code == 1 and "trusted" in result.stderr and "Traceback" not in result.output
+    assert result.exit_code == 1 and "pass --trust" in result.stderr and "Traceback" not in result.output
     result = run("archive", "--name", "lam", "--version", 1, "--model", models.lambda_keras,
                  "--input-shape", "8,8,1", "--labels", "a,b,c", "--trust", "-o", tmp_path)
     assert result.exit_code == 0, result.output
@@ -168,7 +168,7 @@ def test_archive_prints_the_preprocessing_and_records_resize(models, tmp_path):
     result = run("archive", "--name", "pre", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
                  "--scale", "1/255", "--offset", "-0.5", "--resize", "stretch", "--labels", "a,b,c", "-o", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "input: shape [8, 8, 1] float32 grayscale, resize stretch, x = pixel * 0.00392157 + -0.5" in result.stdout
+    assert "input: shape [8, 8, 1] float32 grayscale, resize stretch, x = pixel / 255 - 0.5" in result.stdout
     assert "warning" not in result.output
     assert read_manifest(tmp_path / "pre-1.yyar").input["resize"] == "stretch"
 
@@ -177,7 +177,7 @@ def test_archive_warns_when_float_inputs_get_unscaled_pixels(models, tmp_path):
     result = run("archive", "--name", "raw", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",
                  "--labels", "a,b,c", "-o", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "x = pixel * 1 + 0" in result.stdout
+    assert "x = pixel\n" in result.stdout
     assert result.stderr.startswith("warning:")
     assert "pixels 0-255 reach the model unscaled; pass --scale 1/255" in result.stderr
     result = run("archive", "--name", "ints", "--version", 1, "--model", models.tiny_keras, "--input-shape", "8,8,1",

@@ -12,6 +12,7 @@ server's bind.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from typer.testing import CliRunner
 
 from yyai_kernel.cli import app
 from yyai_kernel.server.app import YyaiServer
+from yyai_kernel.server.cmdline import aliases_of
 
 SPY = r"""
 import atexit, runpy, socket, sys
@@ -132,7 +134,7 @@ def test_the_spy_sees_a_real_server_bind(empty_store, tmp_path):
 
 def own_options() -> list[str]:
     """yyai's own options, read from the app: aliases and flags that set YyaiServer traits."""
-    names = [name for name, target in YyaiServer.aliases.items() if target.startswith("YyaiServer.")]
+    names = [name for name, target in aliases_of(YyaiServer).items() if target.startswith("YyaiServer.")]
     names += [name for name, (config, _) in YyaiServer.flags.items() if set(config) == {"YyaiServer"}]
     return names
 
@@ -141,7 +143,7 @@ def test_serve_help_lists_every_yyai_option_with_its_default():
     result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     assert "Usage: yyai serve [OPTIONS]" in result.output and "Example" in result.output
-    ours, _, passed_through = result.output.partition("Voila and Jupyter settings (passed through)")
+    ours, _, passed_through = result.output.partition("Dashboard settings (Voila's)")
     assert passed_through, result.output
     rows = [line for line in ours.splitlines() if line.startswith("│ --")]
     for name in own_options():
@@ -153,8 +155,11 @@ def test_serve_help_lists_every_yyai_option_with_its_default():
                           ("--max-body-bytes", str(64 * 1024 * 1024)), ("--token", "$YYAI_TOKEN, else a random one")]:
         row = next(r for r in rows if name in r.replace(",", " ").split())
         assert f"[default: {default}" in row, row
-    for name in ("--debug", "--template", "--base_url"):  # Voila's, under their own heading
-        assert name in passed_through and name not in ours
+    for name in ("--base_url", "--theme", "--pool_size"):  # Voila's, under their own heading, in yyai's words
+        row = flat(next(r for r in passed_through.splitlines() if name in r.split()))
+        assert name not in ours and re.search(rf"{name} <\w+> [A-Z]", row), row  # described, not just a default
+    for name in ("--debug", "--template", "--classic_tree", "--classic-tree", "--no-browser"):  # --help-all has them
+        assert name not in result.output
     footer = flat(passed_through)
     assert "--Class.trait=value" in footer and "--config" in footer and "--help-all" in footer
     assert "YYAI_TOKEN" in footer and "YYAI_LOG_LEVEL=debug" in footer

@@ -13,6 +13,7 @@ import pytest
 from builders import LABELS, install, pack_models, reference, sample_inputs
 
 from yyai_kernel.errors import InvalidInputError, ModelNotFoundError, ModelNotReadyError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.protocol import v2codec
 from yyai_kernel.registry.registry import Registry
@@ -142,8 +143,10 @@ def test_pin_and_follow_latest_say_which_version_is_the_default_and_why(plane, b
     assert status.pinned and status.default == 1
     result = plane.repository.add_archive(built["alpha2"][0])
     assert (result.name, result.version) == ("alpha", 2)
-    assert result.model.default == 1 and "v1 is the default: pinned" in result.message
-    assert "DELETE /models/alpha/default" in result.message
+    assert result.model.default == 1 and "v1 is the default: pinned (v2 is newer)" in result.message
+    assert result.model.default_why.hints == (Hint(Step.FOLLOW_LATEST, "alpha"),)  # each front end words it
+    assert "DELETE /models/alpha/default" in result.to_json()["message"]  # REST's words, at the JSON edge
+    assert "DELETE" not in result.message
     status = plane.repository.follow_latest("alpha")
     assert isinstance(status, ModelStatus) and not status.pinned
     assert status.default == 2 and "the latest version" in status.default_reason

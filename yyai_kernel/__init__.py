@@ -4,6 +4,14 @@ The package root re-exports the few entry points a notebook needs. They are impo
 first use (PEP 562), so `import yyai_kernel` stays cheap for the CLI and the server.
 """
 
+try:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _version
+
+    __version__ = _version("yyai")
+except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+    __version__ = "0.0.0"
+
 _EXPORTS = {
     "evaluate": ("yyai_kernel.evaluation.run", "evaluate"),
     "pack_model": ("yyai_kernel.archive.packmodel", "pack_model"),

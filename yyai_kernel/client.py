@@ -10,7 +10,8 @@ in-process :class:`~yyai_kernel.plane.dataplane.DataPlane` (``ModelStatus``, ``P
 ``YyaiClient()`` reads ``YYAI_URL`` and ``YYAI_TOKEN`` from the environment, which the
 server puts into its dashboard kernels. Errors come back as the same typed exceptions
 the data plane raises (``ModelNotFoundError``, ``ModelNotReadyError``, ...), rebuilt from
-the reply's ``type`` field or, failing that, from the HTTP status.
+the reply's ``type`` field or, failing that, from the HTTP status, with the reply's typed
+next steps (``error.hints``) so that the caller says them in its own words.
 
 Example::
 
@@ -36,6 +37,7 @@ import requests
 
 from yyai_kernel import errors
 from yyai_kernel.evaluation.jobs import EvaluationJob
+from yyai_kernel.hints import Hint
 from yyai_kernel.protocol.v2codec import DATATYPES, datatype_of
 from yyai_kernel.types import (
     Disagreement,
@@ -386,12 +388,16 @@ def _error_from(response: requests.Response) -> errors.YyaiError:
         body = response.json()
     except ValueError:
         body = {}
-    message = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        body = {}
+    hints = [hint for hint in map(Hint.from_json, body.get("hints") or ()) if hint is not None]
+    # with hints, the bare message: the caller words the next steps for its own interface
+    message = (body.get("message") if hints else None) or body.get("error")
     message = message or f"HTTP {response.status_code} from {response.url}"
-    cls = getattr(errors, str(body.get("type", "")) if isinstance(body, dict) else "", None)
+    cls = getattr(errors, str(body.get("type", "")), None)
     if not (isinstance(cls, type) and issubclass(cls, errors.YyaiError)):
         cls = _BY_STATUS.get(response.status_code, errors.YyaiError)
-    error = cls(message, field=body.get("field") if isinstance(body, dict) else None)
+    error = cls(message, field=body.get("field"), hint=hints)
     if cls is errors.YyaiError:
         error.status = response.status_code
     return error

@@ -3,10 +3,17 @@
 Each class carries the HTTP status the server answers with, so the library raises
 meaningful exceptions and the server maps them to JSON errors in one place, with no
 knowledge of the individual cases. Messages are written for a person: they say what was
-wrong and, where it helps, what to do about it.
+wrong. What to do about it, where the raiser knows, is a typed :class:`~yyai_kernel.hints.Hint`
+(``hint=``), never words of one interface in the message: the CLI renders it as a command,
+the REST API (``to_dict``) as a route, ``str()`` as a Python call, the dashboard as its own
+control.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
+
+from yyai_kernel.hints import PYTHON_WORDS, REST_WORDS, Hint, Words, with_hints
 
 INTERNAL_ERROR = "Internal server error; the server log has the details."
 """The whole reply to a failure that is not a YyaiError: the traceback goes to the log, never to the client."""
@@ -17,16 +24,29 @@ class YyaiError(Exception):
 
     status = 400
 
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str, *, field: str | None = None, hint: Hint | Sequence[Hint] | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.hints: tuple[Hint, ...] = (hint,) if isinstance(hint, Hint) else tuple(hint or ())
+
+    def say(self, words: Words) -> str:
+        """The message with its next steps in an interface's words."""
+        return with_hints(self.message, self.hints, words)
+
+    def __str__(self) -> str:
+        """The message with its next steps as Python calls (a traceback in a notebook)."""
+        return self.say(PYTHON_WORDS)
 
     def to_dict(self) -> dict:
-        """The JSON body the server sends for this error."""
-        body = {"error": self.message, "type": type(self).__name__}
+        """The JSON body the server sends for this error: ``error`` in the REST API's words;
+        with hints, also the bare ``message`` and the ``hints`` as data, for clients to word."""
+        body = {"error": self.say(REST_WORDS), "type": type(self).__name__}
         if self.field:
             body["field"] = self.field
+        if self.hints:
+            body["message"] = self.message
+            body["hints"] = [hint.to_json() for hint in self.hints]
         return body
 
 

@@ -8,10 +8,12 @@ name rule), so the document cannot disagree with what the server accepts.
 
 from __future__ import annotations
 
+from yyai_kernel.hints import Step
 from yyai_kernel.types import (
     LABEL_PATTERN,
     NAME_PATTERN,
     Combine,
+    DefaultWhy,
     ExplainMethod,
     VersionState,
 )
@@ -143,9 +145,23 @@ SCHEMAS = {
         "type": "object",
         "required": ["error"],
         "properties": {
-            "error": {"type": "string", "description": "What was wrong, for a person."},
+            "error": {"type": "string", "description": "What was wrong, for a person, with what to do next "
+                      "in this API's words."},
             "type": {"type": "string", "description": "The yyai error class, when the refusal is yyai's own."},
             "field": {"type": "string", "description": "The JSON path of the offending field, when known."},
+            "message": {"type": "string", "description": "With hints: what was wrong, without the next steps."},
+            "hints": {"type": "array", "items": ref("Hint"),
+                      "description": "The next steps as data, for a client to word in its own interface."},
+        },
+    },
+    "Hint": {
+        "type": "object",
+        "required": ["step"],
+        "properties": {
+            "step": {"type": "string", "enum": [step.value for step in Step]},
+            "name": {"type": "string", "description": "The model it applies to."},
+            "version": {"type": "integer"},
+            "label": {"type": "string"},
         },
     },
     "ServerMetadata": {
@@ -286,6 +302,12 @@ SCHEMAS = {
             "default": {"type": "integer", "nullable": True},
             "pinned": {"type": "boolean"},
             "default_reason": {"type": "string", "description": "Which version is the default, and why."},
+            "default_why": {
+                "type": "object", "nullable": True, "description": "The same as data: why, and the versions it names.",
+                "properties": {"why": {"type": "string", "enum": [why.value for why in DefaultWhy]},
+                               "name": {"type": "string"}, "default": {"type": "integer", "nullable": True},
+                               "latest": {"type": "integer", "nullable": True}},
+            },
             "last_error": {"type": "string", "nullable": True},
             "versions": {"type": "object", "additionalProperties": ref("VersionStatus")},
             "removed": {"type": "boolean", "description": "Present (true) when the last version was purged."},

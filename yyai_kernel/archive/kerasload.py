@@ -43,6 +43,7 @@ import h5py
 import numpy as np
 
 from yyai_kernel.errors import LegacyFormatError, ModelLoadError, UnsafeModelError
+from yyai_kernel.hints import Hint, Step
 
 H5_SUFFIXES = (".h5", ".hdf5")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a model_config attribute larger than this is refused
@@ -104,6 +105,9 @@ def member_info(path) -> dict:
         return {"format": "keras", "keras_version": meta.get("keras_version"), "backend": None}
     if path.suffix not in H5_SUFFIXES:
         raise ModelLoadError(f"{path.name}: not a Keras model file (expected .keras, .h5 or .hdf5)")
+    if path.is_file() and not h5py.is_hdf5(path):
+        raise ModelLoadError(f"{path.name} is not a Keras model: a {path.suffix} file is the HDF5 file that "
+                             f"model.save('name{path.suffix}') writes, and this file is not HDF5")
     try:
         with h5py.File(path, "r") as f:
             weights = f.get("model_weights", getlink=True)
@@ -236,7 +240,7 @@ def _channels_last(entry: dict) -> dict:
 # --- loading ----------------------------------------------------------------------------
 
 
-def _load_keras3(path: Path, name: str, trusted: bool):
+def _load_keras3(path: Path, name: str, trusted: bool, model_name: str = ""):
     import keras
 
     try:
@@ -246,8 +250,8 @@ def _load_keras3(path: Path, name: str, trusted: bool):
         if "safe_mode" in text or "arbitrary code execution" in text:
             raise UnsafeModelError(
                 f"{name}: the model has a Lambda layer with Python code, and loading it "
-                "would run that code. Load it only if you trust its source: mark the "
-                "archive as trusted."
+                "would run that code, so it is refused",
+                hint=Hint(Step.TRUST, model_name),
             ) from exc
         first = text.strip().splitlines()[0] if text.strip() else ""
         raise ModelLoadError(
@@ -255,22 +259,26 @@ def _load_keras3(path: Path, name: str, trusted: bool):
         ) from exc
 
 
-def load_member(path, *, trusted: bool = False):
+def load_member(path, *, trusted: bool = False, model_name: str = ""):
     """Load one member file (`.keras`, `.h5` or `.hdf5`) as an uncompiled keras.Model.
 
     `trusted=False` keeps Keras safe_mode on: a Lambda layer with Python code raises
-    UnsafeModelError. Keras 1.x files raise LegacyFormatError naming the version found.
+    UnsafeModelError, whose hint names `model_name` (the archive's model, whose trust would
+    allow it). Keras 1.x files raise LegacyFormatError naming the version found.
     Anything else that is not a loadable Keras model raises ModelLoadError naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"{path.name}: no such file")
     if path.suffix == ".keras":
-        return _load_keras3(path, path.name, trusted)
+        if not zipfile.is_zipfile(path):  # Keras itself would say "File not found" of a file that exists
+            raise ModelLoadError(f"{path.name} is not a Keras model: a .keras file is the zip archive that "
+                                 "model.save('name.keras') writes, and this file is not a zip archive")
+        return _load_keras3(path, path.name, trusted, model_name)
     info = member_info(path)
     version = info["keras_version"]
     if (_major(version) or 0) >= 3:
-        return _load_keras3(path, path.name, trusted)  # Keras 3 wrote it: nothing to fix
+        return _load_keras3(path, path.name, trusted, model_name)  # Keras 3 wrote it: nothing to fix
     if _major(version) == 1:
         raise LegacyFormatError(
             f"{path.name}: written by Keras {version}; Keras 1.x files cannot be loaded. "
@@ -285,9 +293,9 @@ def load_member(path, *, trusted: bool = False):
     except Exception as exc:
         raise ModelLoadError(f"{path.name}: malformed model_config ({exc})") from exc
     if fixed == original:
-        model = _load_keras3(path, path.name, trusted)
+        model = _load_keras3(path, path.name, trusted, model_name)
     else:
-        model = _load_rewritten(path, fixed, trusted)
+        model = _load_rewritten(path, fixed, trusted, model_name)
     if info["backend"] == "theano":
         _flip_theano_kernels(model)
     return model
@@ -312,7 +320,7 @@ def _read_config(path: Path) -> dict:
     return config
 
 
-def _load_rewritten(path: Path, config: dict, trusted: bool):
+def _load_rewritten(path: Path, config: dict, trusted: bool, model_name: str = ""):
     """Copy the file, replace its model_config attribute, load the copy, delete it."""
     text = np.bytes_(json.dumps(config, separators=(",", ":")).encode("utf-8"))
     tmpdir = tempfile.mkdtemp(prefix="yyai-h5-")
@@ -326,7 +334,7 @@ def _load_rewritten(path: Path, config: dict, trusted: bool):
             # An old-format file keeps attributes in a 64 KiB object header; a grown
             # config may not fit. Rebuild the copy in the newer format instead.
             _rebuild(path, copy_path, text)
-        return _load_keras3(copy_path, path.name, trusted)
+        return _load_keras3(copy_path, path.name, trusted, model_name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 

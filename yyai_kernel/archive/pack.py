@@ -95,7 +95,8 @@ def pack(
     try:
         members, sources, used = [], {}, set()
         for src in map(Path, models):
-            entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted)
+            entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted,
+                                       model_name=name)
             members.append(entry)
             sources[entry.path] = file
         files = []
@@ -133,7 +134,7 @@ def _role(i: int, role: FileRole | str) -> FileRole:
 
 
 def _pack_member(src: Path, used: set, input_spec: InputSpec, output_spec: OutputSpec, work: Path, *,
-                 convert: bool, trusted: bool) -> tuple[MemberSpec, Path]:
+                 convert: bool, trusted: bool, model_name: str) -> tuple[MemberSpec, Path]:
     """One member's manifest entry and the file to store: loaded, checked against the specs,
     named uniquely (``used`` collects the names), converted to .keras when asked."""
     from yyai_kernel.archive import kerasload
@@ -146,7 +147,7 @@ def _pack_member(src: Path, used: set, input_spec: InputSpec, output_spec: Outpu
     while mname in used:
         mname, k = f"{base}_{k}", k + 1
     used.add(mname)
-    model = kerasload.load_member(src, trusted=trusted)
+    model = kerasload.load_member(src, trusted=trusted, model_name=model_name)
     check_model_fits(model, mname, input_spec, output_spec)
     del model
     info = kerasload.member_info(src)

@@ -109,6 +109,25 @@ def _output_spec(labels, regression, rounding) -> OutputSpec:
     return OutputSpec.values([regression] if isinstance(regression, str) else regression, rounding)
 
 
+def model_input_shape(model) -> list[int] | None:
+    """The first input's shape without the batch axis, or None when the model does not fix it.
+
+    The one rule for reading an input shape off a Keras model: ``pack_model`` fills
+    ``input['shape']`` with it, and ``yyai archive`` its ``--input-shape``.
+    """
+    shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else ()
+    if not shape or any(n is None for n in shape):
+        return None
+    return [int(n) for n in shape]
+
+
+def default_color(shape, layout: str | None = None) -> str | None:
+    """The colour an input of ``shape`` gets when none is said: grayscale for one channel (or
+    no channel axis), None for more, where the channel order must be said (rgb or bgr)."""
+    channels = shape[0 if layout == Layout.CHANNELS_FIRST else -1] if len(shape) == 3 else 1
+    return Color.GRAYSCALE.value if channels == 1 else None
+
+
 def _input_spec(spec: InputSpec | dict, model) -> InputSpec | dict:
     """The input spec's JSON with the shape read from the model and the colour of a one-channel input filled in.
 
@@ -119,17 +138,17 @@ def _input_spec(spec: InputSpec | dict, model) -> InputSpec | dict:
         return spec
     spec = dict(spec)
     if "shape" not in spec:
-        shape = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else ()
-        if not shape or any(n is None for n in shape):
-            raise ManifestError(f"the model's input shape {shape} is not fixed; give input['shape']",
+        shape = model_input_shape(model)
+        if shape is None:
+            found = tuple(model.inputs[0].shape)[1:] if getattr(model, "inputs", None) else ()
+            raise ManifestError(f"the model's input shape {found} is not fixed; give input['shape']",
                                 field="input.shape")
-        spec["shape"] = [int(n) for n in shape]
+        spec["shape"] = shape
     if "color" not in spec:
-        shape = spec["shape"]
-        channels = shape[0 if spec.get("layout") == Layout.CHANNELS_FIRST else -1] if len(shape) == 3 else 1
-        if channels != 1:
+        color = default_color(spec["shape"], spec.get("layout"))
+        if color is None:
             raise ManifestError("say which channel order the model expects: input['color'] = 'rgb' or 'bgr'",
                                 field="input.color")
-        spec["color"] = Color.GRAYSCALE.value
+        spec["color"] = color
     spec.setdefault("dtype", InputSpec.dtype)
     return spec

@@ -21,7 +21,13 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from yyai_kernel.archive.manifest import MANIFEST_NAME, Limits, Manifest, _check_name
+from yyai_kernel.archive.manifest import (
+    MANIFEST_NAME,
+    SUFFIX,
+    Limits,
+    Manifest,
+    _check_name,
+)
 from yyai_kernel.errors import (
     ArchiveLimitError,
     ChecksumError,
@@ -33,6 +39,7 @@ from yyai_kernel.errors import (
     UnsafeMemberError,
     ZipBombError,
 )
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.types.specs import FileSpec, MemberSpec
 
@@ -118,33 +125,57 @@ class _MemberReader:
             raise zipfile.BadZipFile(f"corrupt compressed data: {exc}") from exc
 
 
-def _open_zip(path) -> zipfile.ZipFile:
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _open_zip(path, *, archive: bool = True) -> zipfile.ZipFile:
+    """The zip at ``path``; NotAnArchiveError when it is none. For an ``archive``, the error
+    says what the file is instead (a Keras .h5 model is the usual mistake) and hints at
+    packing one, without naming the file: the caller knows it, and a server's spooled
+    upload has a name that means nothing to its sender."""
     path = Path(path)
     try:
         return zipfile.ZipFile(path)
     except _ZIP_ERRORS as exc:
-        raise NotAnArchiveError(f"{path.name} is not a zip archive, or it is truncated ({exc})") from exc
+        if not archive:
+            raise NotAnArchiveError(f"{path.name} is not a zip archive, or it is truncated ({exc})") from exc
+        if _starts_with(path, _HDF5_SIGNATURE):
+            raise NotAnArchiveError(f"a Keras .h5 model file, not a {SUFFIX} archive", hint=Hint(Step.PACK)) from exc
+        raise NotAnArchiveError(f"not a {SUFFIX} archive: not a zip archive, or a truncated one ({exc})",
+                                hint=Hint(Step.PACK)) from exc
     except OSError as exc:
         raise NotAnArchiveError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
-def _read_manifest_from(zf: zipfile.ZipFile, path, limits: Limits) -> Manifest:
-    name = Path(path).name
+def _starts_with(path: Path, signature: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(signature)) == signature
+    except OSError:
+        return False
+
+
+def _read_manifest_from(zf: zipfile.ZipFile, limits: Limits) -> Manifest:
     try:
         info = zf.getinfo(MANIFEST_NAME)
     except KeyError:
-        raise ManifestError(f"{name} has no {MANIFEST_NAME} at its root; is it a yyai archive?") from None
+        names = set(zf.namelist())
+        if "config.json" in names and names & {"metadata.json", "model.weights.h5"}:
+            raise ManifestError(f"a Keras .keras model file, not a {SUFFIX} archive (which holds {MANIFEST_NAME})",
+                                hint=Hint(Step.PACK)) from None
+        raise ManifestError(f"not a {SUFFIX} archive: the zip has no {MANIFEST_NAME} at its root",
+                            hint=Hint(Step.PACK)) from None
     if info.file_size > limits.max_manifest_bytes:
         raise ArchiveLimitError(f"{MANIFEST_NAME} is {info.file_size} bytes; the limit is {limits.max_manifest_bytes}")
     try:
         with zf.open(info) as src:
             raw = _MemberReader(src).read(limits.max_manifest_bytes + 1)
     except _ZIP_ERRORS as exc:
-        raise NotAnArchiveError(f"{name}: {MANIFEST_NAME} is corrupt or truncated ({exc})") from exc
+        raise NotAnArchiveError(f"{MANIFEST_NAME} is corrupt or truncated ({exc})") from exc
     if len(raw) > limits.max_manifest_bytes:
         raise ArchiveLimitError(f"{MANIFEST_NAME} exceeds the limit of {limits.max_manifest_bytes} bytes")
     # the size was capped above; a manifest's numbers (scale, offset) must be finite
-    data = jsonparse.loads(raw, what=f"{name}: {MANIFEST_NAME}", error=ManifestError, max_bytes=None, finite=True)
+    data = jsonparse.loads(raw, what=MANIFEST_NAME, error=ManifestError, max_bytes=None, finite=True)
     return Manifest.from_dict(data)
 
 
@@ -158,7 +189,7 @@ def read_manifest(path, limits: Limits | None = None) -> Manifest:
     limits = limits or Limits()
     with _open_zip(path) as zf:
         _check_entries(zf, limits)
-        return _read_manifest_from(zf, path, limits)
+        return _read_manifest_from(zf, limits)
 
 
 def copy_capped(src, dst, cap: int) -> tuple[int, str]:
@@ -201,7 +232,7 @@ class OpenedArchive:
     def _extract(self) -> Manifest:
         with _open_zip(self.path) as zf:
             infos = _check_entries(zf, self.limits)
-            manifest = _read_manifest_from(zf, self.path, self.limits)
+            manifest = _read_manifest_from(zf, self.limits)
             expected = {e.path: e for e in manifest.entries()}
             present = {i.filename: i for i in infos if i.filename != MANIFEST_NAME}
             missing = sorted(set(expected) - set(present))
@@ -309,7 +340,7 @@ def read_listed_file(path, arcname: str, limits: Limits | None = None) -> bytes:
     limits = limits or Limits()
     with _open_zip(path) as zf:
         _check_entries(zf, limits)
-        manifest = _read_manifest_from(zf, path, limits)
+        manifest = _read_manifest_from(zf, limits)
         entry = next((e for e in manifest.entries() if e.path == arcname), None)
         if entry is None:
             raise MissingMemberError(f"{Path(path).name}: the manifest lists no file {arcname!r}")
@@ -347,7 +378,7 @@ def open_checked_zip(source: bytes | str | Path, limits: Limits) -> tuple[zipfil
         except _ZIP_ERRORS as exc:
             raise NotAnArchiveError(f"the upload is not a zip file, or it is truncated ({exc})") from exc
     else:
-        zf = _open_zip(source)
+        zf = _open_zip(source, archive=False)
     try:
         return zf, _check_entries(zf, limits)
     except BaseException:

@@ -67,7 +67,7 @@ def verify(path, *, trusted: bool = False, load_models: bool = True, limits: Lim
 
                 file = opened.member_path(m)
                 info = kerasload.member_info(file)
-                model = kerasload.load_member(file, trusted=trusted)
+                model = kerasload.load_member(file, trusted=trusted, model_name=manifest.name)
                 check_model_fits(model, m.name, manifest.input, manifest.output)
                 row.update(format=info["format"], keras_version=info["keras_version"] or row["keras_version"],
                            params=int(model.count_params()))

@@ -10,11 +10,10 @@ from typing import List, Optional
 import typer
 
 from yyai_kernel.archive import SUFFIX, Manifest, read_manifest, verify
-from yyai_kernel.cli import app, fail
+from yyai_kernel.cli import CHANGE, LOOK, app, fail
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import (
-    Color,
     Combine,
     FileRole,
     ImageSpec,
@@ -25,11 +24,33 @@ from yyai_kernel.types import (
 
 
 def _number(text: str, option: str) -> float:
-    """Parse a float or a fraction such as "1/255"."""
+    """A rational number: a decimal (0.0078125, -1, 1e-3) or a fraction of two (1/255, 1/127.5, 2/255)."""
+    numerator, slash, denominator = text.strip().partition("/")
     try:
-        return float(Fraction(text.strip()))
+        value = Fraction(numerator.strip()) / (Fraction(denominator.strip()) if slash else 1)
     except (ValueError, ZeroDivisionError):
-        raise typer.BadParameter(f"{text!r} is not a number or a fraction like 1/255", param_hint=option)
+        raise typer.BadParameter(f"{text!r} is not a number or a fraction such as 1/255 or 1/127.5",
+                                 param_hint=option) from None
+    return float(value)
+
+
+def scaling_formula(scale: float, offset: float) -> str:
+    """``x = pixel / 127.5 - 1``: the preprocessing as a person writes it (a division when the
+    scale is 1/n for a short n, the offset's sign folded in, no ``* 1`` or ``+ 0``)."""
+    term = "pixel"
+    if scale == -1:
+        term = "-pixel"
+    elif scale != 1 and scale != 0:
+        divisor = 1 / scale
+        short = float(f"{divisor:.6g}")
+        term = f"pixel / {short:g}" if abs(short - divisor) <= 1e-9 * abs(divisor) else f"pixel * {scale:.6g}"
+    elif scale == 0:
+        term = "0 * pixel"
+    if offset > 0:
+        return f"x = {term} + {offset:.6g}"
+    if offset < 0:
+        return f"x = {term} - {-offset:.6g}"
+    return f"x = {term}"
 
 
 def _csv(text: str) -> list[str]:
@@ -46,23 +67,25 @@ def _input_shape(text: str) -> list[int]:
     return shape
 
 
-@app.command("archive")
+@app.command("archive", rich_help_panel=CHANGE)
 def archive_cmd(
     name: str = typer.Option(..., "--name", help="Model name: lower case letters, digits, '_', '.', '-'."),
     version: int = typer.Option(..., "--version", min=1, help="Integer version, 1 or more."),
     model: List[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
                                      help="A .h5 or .keras model file; repeat for an ensemble."),
-    input_shape: str = typer.Option(..., "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1 (default: read from the first "
+        "model, which must fix it)."),
     dtype: str = typer.Option(InputSpec.dtype, "--dtype", help="Input dtype the model expects."),
     channels_first: bool = typer.Option(False, "--channels-first",
                                         help="The channel axis comes first, e.g. --input-shape 3,64,64."),
     color: Optional[str] = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
-    scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale",
-                              help="x = pixel * scale + offset; a number or a fraction like 1/255 "
-                              "(the default 1 feeds pixels 0-255 as they are)."),
-    offset: str = typer.Option(f"{ImageSpec.offset:g}", "--offset", help="Added after scaling."),
+    scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale", help="x = pixel * scale + offset; a number or a "
+                              "fraction such as 1/255 or 1/127.5 (the default 1 feeds pixels 0-255 as they are)."),
+    offset: str = typer.Option(f"{ImageSpec.offset:g}", "--offset",
+                               help="Added after scaling; a number or a fraction, such as -1."),
     resize: str = typer.Option(ImageSpec.resize, "--resize", help="How an image of another size is fitted to the input "
                                "shape: stretch (each axis scaled on its own; the aspect ratio is not kept)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
@@ -89,17 +112,22 @@ def archive_cmd(
 ) -> None:
     """Pack model files and their metadata into a .yyar archive.
 
-    Prints the preprocessing it recorded, and warns when float inputs get unscaled pixels.
+    The input shape is read from the first model unless --input-shape says it. Prints the
+    preprocessing it recorded, and warns when float inputs get unscaled pixels.
 
-    Example:
+    Examples:
 
         yyai archive --name digits --version 1 --model cnn.h5 --input-shape 8,8,1
         --scale 1/255 --labels 0,1,2,3,4,5,6,7,8,9 -o model_archives
+
+        yyai archive --name flowers --version 1 --model mobilenet.keras --color rgb
+        --scale 1/127.5 --offset -1 --labels-file labels.txt -o model_archives
     """
     if sum(x is not None for x in (labels, labels_file, regression)) != 1:
         raise typer.BadParameter("give exactly one of --labels, --labels-file or --regression",
                                  param_hint="--labels")
-    input_spec = _input_spec(input_shape, dtype, color, resize, scale, offset, channels_first)
+    shape = _input_shape(input_shape) if input_shape is not None else _shape_of(model[0], name, trust, verbose)
+    input_spec = _input_spec(shape, dtype, color, resize, scale, offset, channels_first)
     output, extra = _output_spec(labels, labels_file, regression, rounding)
     extra += _samples(sample)
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
@@ -121,24 +149,45 @@ def _write_archive(pack_args: dict, *, force: bool, verbose: bool) -> None:
     try:
         path = pack(**pack_args)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     except OSError as exc:
         fail(f"could not write the archive: {exc}")
     typer.echo(f"wrote {path} ({path.stat().st_size} bytes)")
     _print_preprocessing(read_manifest(path).input)
 
 
-def _input_spec(shape_text: str, dtype: str, color, resize: str, scale: str, offset: str,
+def _shape_of(path: Path, name: str, trusted: bool, verbose: bool) -> list[int]:
+    """The input shape the model file fixes (loaded as ``pack`` will load it), or exit saying
+    that --input-shape must give it."""
+    quiet_tensorflow(verbose)
+    from yyai_kernel.archive import kerasload
+    from yyai_kernel.archive.packmodel import model_input_shape
+
+    try:
+        model = kerasload.load_member(path, trusted=trusted, model_name=name)
+    except YyaiError as exc:
+        fail(exc)
+    shape = model_input_shape(model)
+    if shape is None:
+        fail(f"{path.name} does not fix its input shape ({tuple(model.inputs[0].shape)[1:]}); "
+             "give it with --input-shape, e.g. --input-shape 224,224,3")
+    typer.echo(f"input shape {','.join(map(str, shape))} read from {path.name} (--input-shape overrides it)")
+    return shape
+
+
+def _input_spec(shape: list[int], dtype: str, color, resize: str, scale: str, offset: str,
                 channels_first: bool) -> dict:
     """The manifest's input spec from the options (colour defaults to grayscale for 1 channel)."""
-    shape = _input_shape(shape_text)
+    from yyai_kernel.archive.packmodel import default_color
+
+    layout = Layout.CHANNELS_FIRST.value if channels_first else None
     if color is None:
-        if len(shape) == 3 and shape[0 if channels_first else -1] != 1:
+        color = default_color(shape, layout)
+        if color is None:
             raise typer.BadParameter("say which channel order the model expects: rgb or bgr", param_hint="--color")
-        color = Color.GRAYSCALE.value
     return {"shape": shape, "dtype": dtype, "color": color, "resize": resize,
             "scale": _number(scale, "--scale"), "offset": _number(offset, "--offset"),
-            **({"layout": Layout.CHANNELS_FIRST.value} if channels_first else {})}
+            **({"layout": layout} if layout else {})}
 
 
 def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[OutputSpec, list]:
@@ -176,13 +225,13 @@ def _print_preprocessing(spec: InputSpec) -> None:
 
 
 def _input_line(spec: InputSpec) -> str:
-    """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel * scale + offset."""
+    """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel / 127.5 - 1."""
     image = spec.image
     if image is None:
         return f"shape {list(spec.shape)} {spec.dtype}"
     layout = f" {Layout.CHANNELS_FIRST.value}" if image.channels_first else ""
     return (f"shape {list(spec.shape)}{layout} {spec.dtype} {image.color.value}, resize {image.resize}, "
-            f"x = pixel * {image.scale:g} + {image.offset:g}")
+            f"{scaling_formula(image.scale, image.offset)}")
 
 
 def inspect_one(path: Path, *, trusted: bool, load_models: bool) -> dict:
@@ -242,7 +291,7 @@ def _print_inspection(result: dict) -> None:
         echo(f"  INVALID ({result['error']['type']}): {result['error']['error']}")
 
 
-@app.command("inspect")
+@app.command("inspect", rich_help_panel=LOOK)
 def inspect_cmd(
     target: Path = typer.Argument(..., exists=True, help="A .yyar file, or a folder of them."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),

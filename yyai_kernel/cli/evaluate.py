@@ -3,7 +3,8 @@
 The set's images are sent through the model as it is served: in this process over a store
 folder (`--store`, loads TensorFlow and the versions asked for), or through a running
 server's prediction API (`--server`, batched requests; the versions must be loaded
-there). Either way the library's `evaluate()` does the work, with a rich progress bar.
+there). Either way the library's `evaluate()` does the work, with a rich progress bar on a
+terminal (none in a pipe or a notebook's `!yyai evaluate`, where redrawing leaves escape codes).
 
 `--data` is a folder, a `.zip` or a `labels.csv` on this machine, or `bundled` (the first
 labelled set the model's archive bundles, role `eval`), or `bundled:NAME` (that one, such
@@ -32,8 +33,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
-from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail, live_display
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import OutputKind, parse_version
@@ -43,8 +44,9 @@ BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
 SHOWN_BAD_ITEMS = 10
 
 
-@app.command("evaluate")
+@app.command("evaluate", rich_help_panel=MEASURE)
 def evaluate_cmd(
+    ctx: typer.Context,
     models: List[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
     data: str = typer.Option(..., "--data", help="A folder, .zip or labels.csv here; or 'bundled' / "
                              "'bundled:NAME' for a set the model's archive bundles."),
@@ -68,12 +70,13 @@ def evaluate_cmd(
         yyai evaluate digits --data my-digits.zip --server http://127.0.0.1:8866 --token T --csv out.csv
     """
     name, versions = _parse_models(models)
+    server = server if on_server(ctx, server, store) else None
     try:
         with _backend(name, versions, server, token, store, verbose) as backend:
             dataset = _dataset(backend, name, versions, data)
             result = _run(backend, name, versions, dataset, batch_size)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if json_out:
         json_out.write_text(json.dumps(result.to_json(), indent=1))
     if csv_out:
@@ -91,7 +94,7 @@ def _parse_models(models: list[str]) -> tuple[str, list[int | None]]:
         try:
             versions.append(parse_version(version or None))
         except YyaiError as exc:
-            fail(exc.message)
+            fail(exc)
     if len(names) != 1:
         fail(f"give versions of one model (got {', '.join(sorted(names))}); evaluate the others in their own run")
     return names.pop(), versions
@@ -141,7 +144,7 @@ def _run(backend, name, versions, dataset, batch_size: int):
     from yyai_kernel.evaluation.run import evaluate
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not live_display()) as progress:
         task = progress.add_task(escape(f"{name} on {dataset.description}"), total=len(dataset.items))
         return evaluate(backend, name, versions, dataset, batch_size=batch_size,
                         progress=lambda done, total: progress.update(task, completed=done, total=total))

@@ -9,15 +9,16 @@ from typing import List
 import typer
 from rich.table import Table
 
-from yyai_kernel.cli import DEFAULT_STORE, app, console, fail
-from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail
+from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import parse_version_ref
 
 
-@app.command("predict")
+@app.command("predict", rich_help_panel=MEASURE)
 def predict_cmd(
+    ctx: typer.Context,
     model: str = typer.Argument(..., help="MODEL, MODEL:VERSION or MODEL:LABEL (default: the default version)."),
     images: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
     server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
@@ -43,9 +44,10 @@ def predict_cmd(
     name, _, version_text = model.partition(":")
     try:
         version = parse_version_ref(version_text or None)
+        server = server if on_server(ctx, server, store) else None
         prediction = _predict(name, version, images, server, token, store, verbose)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(prediction.to_json(), indent=2))
         return
@@ -71,7 +73,8 @@ def _predict(name, version, images: list[Path], server, token, store, verbose):
     backend = LocalBackend.over(Registry(ModelStore(store or Path(DEFAULT_STORE))))
     try:
         backend.load(name, version)
-        return backend.predict_images(name, [p.read_bytes() for p in images], version)
+        return backend.predict_images(name, [p.read_bytes() for p in images], version,
+                                      filenames=[p.name for p in images])
     finally:
         backend.close()
 

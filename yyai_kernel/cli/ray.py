@@ -12,11 +12,11 @@ from typing import List, Optional
 
 import typer
 
-from yyai_kernel.cli import DEFAULT_STORE, app, fail, usage_error
+from yyai_kernel.cli import DEFAULT_STORE, SERVE, app, fail, usage_error
 from yyai_kernel.errors import YyaiError
 
 
-@app.command("ray")
+@app.command("ray", rich_help_panel=SERVE)
 def ray_cmd(
     ctx: typer.Context,
     store: Path = typer.Option(Path(DEFAULT_STORE), "--store",
@@ -57,4 +57,4 @@ def ray_cmd(
     try:
         serve_on_ray(options, echo=typer.echo)
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)

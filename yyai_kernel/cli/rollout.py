@@ -14,22 +14,28 @@ from pathlib import Path
 
 import typer
 
-from yyai_kernel.cli import DEFAULT_STORE, app, fail
-from yyai_kernel.cli.models import SERVER_HELP, TOKEN_HELP
+from yyai_kernel.cli import CHANGE, app, fail
+from yyai_kernel.cli.target import (
+    CHANGE_SERVER_HELP,
+    STORE_HELP,
+    TOKEN_HELP,
+    on_server,
+    store_path,
+)
 from yyai_kernel.errors import InvalidInputError, YyaiError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.types import TrafficPolicy, TrafficReport, check_label, check_name
 
-STORE_HELP = "The store folder (env YYAI_STORE) when no --server is given."
 
-
-@app.command("label")
+@app.command("label", rich_help_panel=CHANGE)
 def label_cmd(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
     label: str = typer.Argument(None, help="The label, such as stable (omit to list the model's labels)."),
     version: int = typer.Argument(None, min=1, help="The version the label names (omit to show it)."),
     delete: bool = typer.Option(False, "--delete", help="Forget the label."),
     store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
+    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
     token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
 ) -> None:
     """Set, show, list or delete a model's version labels.
@@ -50,10 +56,10 @@ def label_cmd(
         check_name(name)
         if label is not None:
             check_label(label)
-        labels = _labels_on_server(name, label, version, delete, server, token) if server else \
-            _labels_on_store(name, label, version, delete, store or Path(DEFAULT_STORE))
+        labels = _labels_on_server(name, label, version, delete, server, token) if on_server(ctx, server, store) \
+            else _labels_on_store(name, label, version, delete, store_path(store))
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if label is not None and not delete:
         labels = {label: labels[label]}
     for key, number in sorted(labels.items()):
@@ -89,8 +95,9 @@ def _labels_on_store(name, label, version, delete, root: Path) -> dict[str, int]
     return store.labels(name)
 
 
-@app.command("traffic")
+@app.command("traffic", rich_help_panel=CHANGE)
 def traffic_cmd(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
     canary: str = typer.Option(None, "--canary", help="VERSION:PERCENT answered by the canary, such as 3:10."),
     shadow: str = typer.Option(None, "--shadow", help="VERSION:PERCENT also run on the shadow, such as 3:100."),
@@ -99,7 +106,7 @@ def traffic_cmd(
     promote: bool = typer.Option(False, "--promote", help="Make the candidate the default and clear the policy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
+    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
     token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
 ) -> None:
     """Show or set a model's canary and shadow split of the requests that name no version.
@@ -117,10 +124,10 @@ def traffic_cmd(
     try:
         policy = _policy(canary, shadow, sticky) if canary or shadow else None
         action = "clear" if clear else "promote" if promote else "set" if policy else "show"
-        report = _traffic_on_server(name, action, policy, server, token) if server else \
-            _traffic_on_store(name, action, policy, store or Path(DEFAULT_STORE))
+        report = _traffic_on_server(name, action, policy, server, token) if on_server(ctx, server, store) \
+            else _traffic_on_store(name, action, policy, store_path(store))
     except YyaiError as exc:
-        fail(exc.message)
+        fail(exc)
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
@@ -169,7 +176,8 @@ def _traffic_on_store(name, action, policy, root: Path) -> TrafficReport:
         current = store.traffic(name)
         candidate = current and (current.canary or current.shadow)
         if candidate is None:
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote.")
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
         store.pin(name, candidate.version)
         store.set_traffic(name, None)
     return TrafficReport(name, store.traffic(name), None)

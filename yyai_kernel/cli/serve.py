@@ -7,6 +7,7 @@ anything starts) and listed by `cmdline.describe_options`, so no option is decla
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -15,10 +16,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from yyai_kernel.cli import app, usage_error
+from yyai_kernel.archive import SUFFIX
+from yyai_kernel.cli import SERVE, app, usage_error
 
 SERVE_FOOTER = (
-    "Any other setting: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
+    "Any other setting of yyai, Voila or Jupyter: --Class.trait=value, e.g. --YyaiServer.max_images_per_request=16 or "
     "--MappingKernelManager.cull_idle_timeout=300, or the same in a config file given with --config "
     "(c.YyaiServer.max_body_bytes = 1_000_000); --help-all lists every one. An option yyai serve does "
     "not know is refused (exit status 2) before anything starts.\n"
@@ -28,6 +30,7 @@ SERVE_FOOTER = (
 
 @app.command(
     "serve",
+    rich_help_panel=SERVE,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     add_help_option=False,
 )
@@ -47,10 +50,24 @@ def serve_cmd(ctx: typer.Context) -> None:
         _print_serve_help(ctx, YyaiServer)
         return
     try:
-        check_argv(YyaiServer, args, command="yyai serve", positional_hint=POSITIONAL_HINT)
+        check_argv(YyaiServer, args, command="yyai serve", positional_hint=lambda word: _positional_hint(word,
+                   POSITIONAL_HINT))
     except UnknownOptionError as error:
         raise usage_error(f"{error}\n{HELP_HINT}", ctx) from None
     serve_main(args)
+
+
+def _positional_hint(word: str, otherwise: str) -> str:
+    """What a stray word most likely meant: a store folder (``yyai serve model_archives``), a
+    notebook, or an archive; else ``otherwise``."""
+    path = Path(word)
+    if path.suffix == ".ipynb":
+        return f"to serve that notebook as the dashboard, give --notebook {word}"
+    if path.suffix == SUFFIX:
+        return f"a server serves a folder of {SUFFIX} archives: put it in one and give --store FOLDER"
+    if path.is_dir():
+        return f"to serve the archives in {word}, give --store {word}"
+    return f"a store folder goes with --store FOLDER; {otherwise}"
 
 
 def _print_serve_help(ctx: typer.Context, app_class) -> None:
@@ -58,14 +75,17 @@ def _print_serve_help(ctx: typer.Context, app_class) -> None:
     from typer import rich_utils as style
 
     from yyai_kernel.server.cmdline import OptionDoc, describe_options
+    from yyai_kernel.server.settings import PASSED_THROUGH
 
     out = Console(highlight=False)
     out.print(Padding(f"Usage: {ctx.command_path} [OPTIONS]", 1), style=style.STYLE_USAGE_COMMAND)
     out.print(Padding(inspect.getdoc(serve_cmd), (0, 1, 1, 1)))
     rows = describe_options(app_class)
     help_row = OptionDoc(("--help", "-h"), "", "Show this message and exit.", "", own=True)
+    listed = {f"--{name}" for name in PASSED_THROUGH}
+    voila = [r for r in rows if not r.own and listed & set(r.names)]
     for title, panel_rows in (("Options", [r for r in rows if r.own] + [help_row]),
-                              ("Voila and Jupyter settings (passed through)", [r for r in rows if not r.own])):
+                              ("Dashboard settings (Voila's)", voila)):
         table = Table(highlight=False, show_header=False, expand=True, box=None, pad_edge=False,
                       padding=style.STYLE_OPTIONS_TABLE_PADDING)
         for row in panel_rows:

@@ -30,8 +30,6 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from typing import Callable
 
-import numpy as np
-
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import (
@@ -53,7 +51,7 @@ from yyai_kernel.protocol.v2codec import (
 )
 from yyai_kernel.registry.protocol import ModelRegistry, Target
 from yyai_kernel.rollout.traffic import Plan, TrafficRouter
-from yyai_kernel.runtime.images import preprocess
+from yyai_kernel.runtime.images import preprocess_batch
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
     FileRole,
@@ -267,7 +265,7 @@ class DataPlane:
         pixels = self.config.max_image_pixels
 
         def make(described: VersionDescription):
-            return np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
+            return preprocess_batch(images, described.input, max_pixels=pixels, names=filenames)
 
         def attempt(chosen: Target):
             described = chosen.description

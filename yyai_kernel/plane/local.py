@@ -75,9 +75,10 @@ class LocalBackend:
     def predict(self, name: str, inputs, version=None) -> Prediction:
         return self.data.predict(self._target(name, version), inputs)
 
-    def predict_images(self, name: str, images: Iterable[bytes], version=None, *,
-                       explain: str | None = None) -> Prediction:
-        return self.data.submit_images(self._target(name, version), list(images), explain=explain).result()
+    def predict_images(self, name: str, images: Iterable[bytes], version=None, filenames: list[str] | None = None,
+                       *, explain: str | None = None) -> Prediction:
+        return self.data.submit_images(self._target(name, version), list(images), filenames,
+                                       explain=explain).result()
 
     # managing
     def load(self, name: str, version=None) -> ModelStatus:

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.plane.dataplane import Readiness
 from yyai_kernel.plane.operations import (
     Managed,
@@ -188,8 +189,8 @@ class ModelRepository:
         policy = self.registry.status(name).traffic  # 404 for an unknown model
         candidate = policy and (policy.canary or policy.shadow)
         if candidate is None:
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote; set one with "
-                                    f"PUT /models/{name}/traffic, or make a version the default directly.")
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
         self.registry.set_default(name, candidate.version)
         return self._with_rollout(self.registry.clear_traffic(name))
 

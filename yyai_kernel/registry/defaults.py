@@ -5,11 +5,15 @@ new default (an upload, a rescan, an unpin) takes over only once it serves, so t
 requests naming no version keep going to the old one and never meet a 503 during the
 swap. A model whose archive became unreadable keeps its old default while that serves.
 The registry guards this object with its own lock and refreshes it after every load.
+:func:`default_reason` says why, as a typed :class:`~yyai_kernel.types.DefaultReason`
+that each front end words (no interface's words are written here).
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+from yyai_kernel.types import DefaultReason, DefaultWhy
 
 
 class DefaultVersions:
@@ -34,15 +38,14 @@ class DefaultVersions:
         self._defaults = defaults
 
 
-def default_reason(name: str, default: int | None, pin: int | None, latest: int | None) -> str:
-    """Which version answers requests that name none, and why, for people."""
+def default_reason(name: str, default: int | None, pin: int | None, latest: int | None) -> DefaultReason:
+    """Which version answers requests that name none, and why, as data each front end words."""
     if default is None:
-        return "no version is in the store"
-    if pin is not None:
-        why = f"v{default} is the default: pinned"
-        if latest is not None and latest != pin:
-            why += f" (v{latest} is newer; DELETE /models/{name}/default to follow the latest)"
-        return why
-    if latest is not None and default != latest:
-        return f"v{default} stays the default until v{latest}, the latest, serves"
-    return f"v{default} is the default: the latest version"
+        why = DefaultWhy.NO_VERSION
+    elif pin is not None:
+        why = DefaultWhy.PINNED
+    elif latest is not None and default != latest:
+        why = DefaultWhy.WAITING
+    else:
+        why = DefaultWhy.LATEST
+    return DefaultReason(why, name, default, latest)

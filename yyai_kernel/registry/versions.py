@@ -32,6 +32,7 @@ from yyai_kernel.errors import (
     ModelNotReadyError,
     YyaiError,
 )
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
 from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
 from yyai_kernel.store.store import ArchiveRecord
@@ -162,11 +163,12 @@ class VersionSlot:
             return error
         if self.state is VersionState.FAILED:
             return ModelNotReadyError(f"{where} failed to load: {self.last_error}")
+        load = Hint(Step.LOAD, name, self.version)
         if self.state is VersionState.UNLOADED:
-            return ModelNotReadyError(f"{where} was unloaded; load it again to serve it.")
+            return ModelNotReadyError(f"{where} was unloaded", hint=load)
         if self.state is VersionState.REMOVED:
             return ModelNotReadyError(f"{where} was removed from the store.")
-        return ModelNotReadyError(f"{where} is not loaded; load it first.")
+        return ModelNotReadyError(f"{where} is not loaded", hint=load)
 
     def status(self, manifest, in_store: bool) -> VersionStatus:
         requests, errors, latency, batches = self.stats.snapshot()

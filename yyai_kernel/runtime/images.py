@@ -117,6 +117,23 @@ def preprocess(data: bytes, input_spec: InputSpec, *, max_pixels: int = DEFAULT_
     return scaled.reshape(input_spec.shape).astype(input_spec.dtype)
 
 
+def preprocess_batch(images: list[bytes], input_spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     names: list[str | None] | None = None) -> np.ndarray:
+    """Several images as one batch ``[B, *shape]``; an image that cannot be read is named in
+    the ImageError (its file name from ``names``, else its place: "image 2 of 3")."""
+    rows = []
+    for i, data in enumerate(images):
+        try:
+            rows.append(preprocess(data, input_spec, max_pixels=max_pixels))
+        except ImageError as error:
+            name = names[i] if names and i < len(names) and names[i] else None
+            if name is None and len(images) == 1:
+                raise
+            where = repr(name) if name else f"image {i + 1} of {len(images)}"
+            raise type(error)(f"{where}: {error.message}", field=error.field, hint=error.hints) from None
+    return np.stack(rows)
+
+
 def model_view(data: bytes, input_spec: InputSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image as the model sees it, as RGB (or gray) uint8 for display.
 

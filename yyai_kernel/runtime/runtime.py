@@ -104,7 +104,8 @@ class ArchiveRuntime:
             models = []
             for member in opened.manifest.members:
                 try:
-                    models.append(load_member(opened.member_path(member), trusted=trusted))
+                    models.append(load_member(opened.member_path(member), trusted=trusted,
+                                              model_name=opened.manifest.name))
                 except ModelLoadError:
                     raise
                 except Exception as error:  # a loader bug must still read as a load failure

@@ -25,10 +25,4 @@ import sys
 # jupyter_server; a process that imported rfc3987_syntax already keeps it.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-try:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as _version
-
-    __version__ = _version("yyai")
-except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-    __version__ = "0.0.0"
+from yyai_kernel import __version__  # noqa: E402,F401  (the server reports the package's version)

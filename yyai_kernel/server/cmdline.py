@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Callable
 
 from traitlets import Bool, Float, Integer, List, TraitType, Unicode
 from traitlets.config import Configurable
@@ -59,6 +60,13 @@ def aliases_of(app_class) -> dict[str, str]:
         for name in _keys(key):
             out[name] = target[0] if isinstance(target, tuple) else target
     return out
+
+
+def alias_help(app_class) -> dict[str, str]:
+    """``{"port": help, ...}`` for the aliases declared as ``(target, help)``: the app's own
+    words, which win over the trait's help (traitlets shows them in ``--help-all`` too)."""
+    return {name: target[1] for key, target in app_class.aliases.items() if isinstance(target, tuple)
+            for name in _keys(key)}
 
 
 def flags_of(app_class) -> dict[str, tuple[dict, str]]:
@@ -108,18 +116,21 @@ def _unknown(option: str, name: str, aliases: dict, flags: dict) -> UnknownOptio
     return UnknownOptionError(f"no such option {option}", option, f"--{near}" if near else None)
 
 
-def _positional(word: str, command: str, hint: str) -> UnknownOptionError:
+def _positional(word: str, command: str, hint: str | Callable[[str], str]) -> UnknownOptionError:
+    said = hint(word) if callable(hint) else hint
     return UnknownOptionError(f"unexpected argument {word!r}: {command} takes no positional arguments"
-                              + (f" ({hint})" if hint else ""), word)
+                              + (f" ({said})" if said else ""), word)
 
 
-def check_argv(app_class, argv: list[str], *, command: str, positional_hint: str = "") -> None:
+def check_argv(app_class, argv: list[str], *, command: str,
+               positional_hint: str | Callable[[str], str] = "") -> None:
     """Refuse every word of ``argv`` that ``app_class`` would not use: raise :class:`UnknownOptionError`.
 
     Accepted: the application's aliases (``--port 8866``, ``--port=8866``), its flags
     (``--watch``), ``--Class.trait=value`` for a config trait of an imported Configurable
     class, and traitlets' own ``--help``/``--help-all``/``--version``. Refused: anything
-    else, a flag given a value, an option missing its value, and positional words.
+    else, a flag given a value, an option missing its value, and positional words, with
+    ``positional_hint`` (a text, or a function of the word) saying what to give instead.
     """
     aliases, flags = aliases_of(app_class), flags_of(app_class)
     classes = configurable_classes()
@@ -164,8 +175,8 @@ def check_argv(app_class, argv: list[str], *, command: str, positional_hint: str
 
 # --- --help ------------------------------------------------------------------------------
 
-_METAVARS = ((Bool, "<bool>"), (Integer, "<integer>"), (Float, "<float>"), (Unicode, "<text>"),
-             (List, "<text> (repeatable)"))
+# the names typer gives the same kinds in every other yyai command's --help
+_METAVARS = ((Bool, "<bool>"), (Integer, "<int>"), (Float, "<float>"), (Unicode, "<str>"), (List, "<list[str]>"))
 
 
 def _metavar(trait: TraitType) -> str:
@@ -189,9 +200,10 @@ def _show(value) -> str:
 def describe_options(app_class) -> list[OptionDoc]:
     """The rows of ``--help`` for ``app_class``: its own options first, then the pass-through ones.
 
-    A row's default is the trait's default on a fresh instance (so ``@default`` methods
-    count) unless the trait carries ``help_default`` metadata, which wins (for values that
-    must not be printed, such as a token from the environment).
+    A row's help is the alias's own (a ``(target, help)`` alias), else the trait's. A row's
+    default is the trait's default on a fresh instance (so ``@default`` methods count)
+    unless the trait carries ``help_default`` metadata, which wins (for values that must
+    not be printed, such as a token from the environment).
     """
     aliases, flags = aliases_of(app_class), flags_of(app_class)
     app = app_class()
@@ -209,13 +221,15 @@ def describe_options(app_class) -> list[OptionDoc]:
         return _show(instances[class_name].trait_defaults(trait_name))
 
     rows = []
+    own_words = alias_help(app_class)
     by_target: dict[str, list[str]] = {}
     for name, target in aliases.items():
         by_target.setdefault(target, []).append(name)
     for target, names in by_target.items():
         class_name, trait_name = target.split(".", 1)
         trait = _trait(app_class, class_name, trait_name)
-        rows.append(OptionDoc(tuple(f"--{n}" for n in names), _metavar(trait), _first_paragraph(trait.help),
+        help_text = next((own_words[n] for n in names if n in own_words), trait.help)
+        rows.append(OptionDoc(tuple(f"--{n}" for n in names), _metavar(trait), _first_paragraph(help_text),
                               default_of(class_name, trait_name, trait), class_name == app_class.__name__))
     rows.extend(_flag_rows(app_class, flags, aliases, instances))
     return sorted(rows, key=lambda row: not row.own)  # stable: the app's own first, in declared order

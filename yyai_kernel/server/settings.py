@@ -33,12 +33,15 @@ VOILA_CONFIGURATION = {
     **pages.VOILA_CONFIGURATION,
 }
 
-# yyai serve's own command-line options, listed first in --help (then Voila's)
+HOST_HELP = "The address to listen on: 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)."
+
+# yyai serve's own command-line options, listed first in --help (then Voila's). A (target,
+# help) pair gives yyai's own words where the trait's help speaks of Voila or Jupyter.
 ALIASES = {
     "store": "YyaiServer.store_dir",
-    "host": "YyaiServer.ip",
-    "ip": "YyaiServer.ip",
-    "port": "YyaiServer.port",
+    "host": ("YyaiServer.ip", HOST_HELP),
+    "ip": ("YyaiServer.ip", HOST_HELP),
+    "port": ("YyaiServer.port", "The port to listen on (0: any free port, printed at start)."),
     "token": "YyaiServer.token",
     "trust": "YyaiServer.trusted",
     "max-batch-size": "YyaiServer.max_batch_size",
@@ -50,9 +53,18 @@ ALIASES = {
     "workers": "YyaiServer.workers",
     "dashboard-port": "YyaiServer.dashboard_port",
     "dashboard-api": "YyaiServer.dashboard_api",
-    "notebook": "YyaiServer.notebook_path",
+    "notebook": ("YyaiServer.notebook_path", "The dashboard notebook to serve (default: yyai's own)."),
     "config": "YyaiServer.config_file",
+    # Voila's settings worth a line in --help, in yyai's words (see PASSED_THROUGH)
+    "base_url": ("Voila.base_url", "The path every page and route is served under, behind a reverse proxy "
+                 "(such as /yyai/)."),
+    "theme": ("VoilaConfiguration.theme", "The dashboard's colours: light or dark."),
+    "pool_size": ("VoilaConfiguration.default_pool_size",
+                  "Dashboard kernels started ahead of page visits, so that a page opens at once."),
 }
+# The Voila and Jupyter options `yyai serve --help` lists; the others still work, and
+# --help-all lists every setting in Voila's and Jupyter's own words.
+PASSED_THROUGH = ("base_url", "theme", "pool_size")
 FLAGS = {
     "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
     "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),

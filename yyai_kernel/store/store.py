@@ -43,6 +43,7 @@ from yyai_kernel.errors import (
     StoreWriteError,
     YyaiError,
 )
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.store.state import StoreState
 from yyai_kernel.types import StoreProblemKind, TrafficPolicy, VersionDescription
@@ -343,11 +344,13 @@ class ModelStore:
         """ConflictError when a label or the traffic policy names this version: move them first."""
         found = self._state.references(name, int(version))
         if found:
-            raise ConflictError(
-                f"{name} v{version} cannot be deleted: {' and '.join(found)} point at it. Move or delete "
-                f"the label (PUT or DELETE /models/{name}/labels/<label>) and clear the traffic policy "
-                f"(DELETE /models/{name}/traffic) first."
-            )
+            labels = [label for label, v in sorted(self._state.labels.get(name, {}).items()) if v == int(version)]
+            policy = self._state.traffic.get(name)
+            hints = [Hint(Step.MOVE_LABEL, name, label=label) for label in labels]
+            if policy is not None and int(version) in policy.versions().values():
+                hints.append(Hint(Step.CLEAR_TRAFFIC, name))
+            raise ConflictError(f"{name} v{version} cannot be deleted: {' and '.join(found)} point at it",
+                                hint=hints)
 
     def remove(self, name: str, version: int) -> None:
         """Delete the archive of `name` at `version`, and its pin if it was pinned to it.

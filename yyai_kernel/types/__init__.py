@@ -17,7 +17,7 @@ parses it (``from_json``). JSON is made at the edge; the layers pass these types
 - ``rollout.py``: traffic policies (canary, shadow) and what they saw.
 
 Everything is re-exported here: ``from yyai_kernel.types import ModelStatus``. The package
-imports only numpy and the errors, so every layer may import it.
+imports only numpy, the errors and the hints, so every layer may import it.
 """
 
 from yyai_kernel.types.description import (
@@ -77,6 +77,8 @@ from yyai_kernel.types.specs import (
     OutputSpec,
 )
 from yyai_kernel.types.status import (
+    DefaultReason,
+    DefaultWhy,
     InstallResult,
     ModelError,
     ModelRemoved,
@@ -111,6 +113,8 @@ __all__ = [
     "ServerStatus",
     "ModelRemoved",
     "ModelError",
+    "DefaultReason",
+    "DefaultWhy",
     "InstallResult",
     "COMBINED_OUTPUT",
     "VersionDescription",

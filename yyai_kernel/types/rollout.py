@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.hints import Hint, Step
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
 from yyai_kernel.types.refs import parse_version
@@ -127,7 +128,7 @@ class TrafficPolicy(JsonView):
             if version == default:
                 raise InvalidInputError(
                     f"The {side} would be v{version}, which is already the default of {name!r}; name another "
-                    f"version, or promote one with PUT /models/{name}/default.", field=f"{side}.version")
+                    "version", field=f"{side}.version", hint=Hint(Step.PIN, name))
 
     def choose(self, name: str, default: int, key: str | None, rng: random.Random) -> Choice:
         """Where a request for ``name``'s default goes. A side equal to the default is idle.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from yyai_kernel.hints import REST_WORDS, Hint, Step, Words, with_hints
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
 from yyai_kernel.types.rollout import RolloutStats, TrafficPolicy
@@ -34,6 +35,66 @@ class VersionState(str, Enum):
 
 
 _TRITON_STATES = {VersionState.READY: "READY", VersionState.LOADING: "LOADING"}
+
+
+class DefaultWhy(str, Enum):
+    """Why a version is a model's default (the registry decides which applies)."""
+
+    NO_VERSION = "no_version"  # the store holds no version of the model
+    PINNED = "pinned"  # an operator pinned it
+    LATEST = "latest"  # it is the latest version
+    WAITING = "waiting"  # it answers until the latest, which should take over, serves
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class DefaultReason:
+    """Which version answers requests that name none, and why: data each front end words.
+
+    ``say(words)`` is the sentence with the next step (such as following the latest again
+    when a newer version waits behind a pin) in an interface's words; ``str()`` is the
+    sentence alone, for a front end with no words for the step.
+    """
+
+    why: DefaultWhy
+    name: str
+    default: int | None = None
+    latest: int | None = None
+
+    @property
+    def hints(self) -> tuple[Hint, ...]:
+        if self.why is DefaultWhy.PINNED and self.latest is not None and self.latest != self.default:
+            return (Hint(Step.FOLLOW_LATEST, self.name),)
+        return ()
+
+    def __str__(self) -> str:
+        if self.why is DefaultWhy.NO_VERSION:
+            return "no version is in the store"
+        if self.why is DefaultWhy.PINNED:
+            newer = f" (v{self.latest} is newer)" if self.hints else ""
+            return f"v{self.default} is the default: pinned{newer}"
+        if self.why is DefaultWhy.WAITING:
+            return f"v{self.default} stays the default until v{self.latest}, the latest, serves"
+        return f"v{self.default} is the default: the latest version"
+
+    def say(self, words: Words) -> str:
+        """The sentence and its next step in ``words``, with no final period."""
+        return with_hints(str(self), self.hints, words).rstrip(".")
+
+    def to_json(self) -> dict:
+        return {"why": self.why.value, "name": self.name, "default": self.default, "latest": self.latest}
+
+    @classmethod
+    def from_json(cls, d) -> "DefaultReason | None":
+        if not isinstance(d, dict):
+            return None
+        try:
+            why = DefaultWhy(d.get("why"))
+        except ValueError:
+            return None
+        return cls(why, str(d.get("name", "")), d.get("default"), d.get("latest"))
 
 
 
@@ -108,6 +169,10 @@ class ModelStatus(JsonView):
 
     ``labels`` and ``traffic`` (the canary and shadow policy) come from the store;
     ``rollout`` (the running canary counts and shadow agreement) from the data plane.
+    ``default_why`` says why the default is the default, as data each front end words
+    (``default_why.say(words)``); ``default_reason`` is that sentence with no next step.
+    The JSON's ``default_reason`` is in the REST API's words, and ``default_why`` travels
+    beside it as data.
     """
 
     name: str
@@ -115,7 +180,7 @@ class ModelStatus(JsonView):
     pinned: bool
     versions: dict[int, VersionStatus]
     last_error: str | None = None
-    default_reason: str = ""
+    default_why: DefaultReason | None = None
     labels: dict[str, int] = field(default_factory=dict)
     traffic: TrafficPolicy | None = None
     rollout: RolloutStats | None = None
@@ -127,12 +192,17 @@ class ModelStatus(JsonView):
     def loaded(self) -> list[int]:
         return sorted(v for v, s in self.versions.items() if s.ready)
 
+    @property
+    def default_reason(self) -> str:
+        return "" if self.default_why is None else str(self.default_why)
+
     def to_json(self) -> dict:
         return {
             "name": self.name,
             "default": self.default,
             "pinned": self.pinned,
-            "default_reason": self.default_reason,
+            "default_reason": "" if self.default_why is None else self.default_why.say(REST_WORDS),
+            "default_why": None if self.default_why is None else self.default_why.to_json(),
             "last_error": self.last_error,
             "versions": {str(v): s.to_json() for v, s in sorted(self.versions.items())},
             "labels": dict(sorted(self.labels.items())),
@@ -148,7 +218,7 @@ class ModelStatus(JsonView):
             pinned=bool(d.get("pinned")),
             versions={int(k): VersionStatus.from_json(v) for k, v in (d.get("versions") or {}).items()},
             last_error=d.get("last_error"),
-            default_reason=d.get("default_reason", ""),
+            default_why=DefaultReason.from_json(d.get("default_why")),
             labels={str(k): int(v) for k, v in (d.get("labels") or {}).items()},
             traffic=TrafficPolicy.from_json(d["traffic"]) if d.get("traffic") else None,
             rollout=RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None,
@@ -240,7 +310,12 @@ class ModelError(JsonView):
 
 @dataclass(frozen=True)
 class InstallResult(JsonView):
-    """What an upload did: the name and version installed, the model's status, and a line for people."""
+    """What an upload did: the name and version installed, the model's status, and a line for people.
+
+    ``message`` names no interface's steps; the JSON's adds the default's next step (such
+    as following the latest again) in the REST API's words. Another front end words it
+    from ``model.default_why``.
+    """
 
     name: str
     version: int
@@ -248,7 +323,9 @@ class InstallResult(JsonView):
     message: str = ""
 
     def to_json(self) -> dict:
-        return {"name": self.name, "version": self.version, "message": self.message, "model": self.model.to_json()}
+        hints = self.model.default_why.hints if self.model.default_why is not None else ()
+        return {"name": self.name, "version": self.version, "message": with_hints(self.message, hints, REST_WORDS),
+                "model": self.model.to_json()}
 
     @classmethod
     def from_json(cls, d: dict) -> "InstallResult":
