@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from yyai_kernel.errors import INTERNAL_ERROR, YyaiError
+from yyai_kernel.types import COLD_START_HEADER
 
 JSON_TYPE = "application/json"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -114,6 +115,11 @@ def _json_default(value):
 
 def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(dumps(body), status, JSON_TYPE, dict(headers or {}))
+
+
+def cold_start_headers(waited_s: float | None) -> dict[str, str]:
+    """``X-Yyai-Cold-Start: <seconds>`` when the version was not loaded and the request waited for its load."""
+    return {} if waited_s is None else {COLD_START_HEADER: f"{waited_s:.3f}"}
 
 
 def reply_managed(managed, status: int = 200) -> Reply:

@@ -21,7 +21,7 @@ computes them and bounds them (``plane/explanations.py``).
 
 from __future__ import annotations
 
-from yyai_kernel.api.call import Call, Reply, reply
+from yyai_kernel.api.call import Call, Reply, cold_start_headers, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_ref
@@ -49,7 +49,7 @@ async def predictions(api: Api, call: Call) -> Reply:
 
     prediction = await api.model_call(call, api.run(work))  # the batcher's thread completes it
     call.confirm(prediction.version)
-    return reply(prediction.to_json(raw=raw))
+    return reply(prediction.to_json(raw=raw), headers=cold_start_headers(prediction.cold_start_s))
 
 
 _IMAGE_BODY = {

@@ -292,6 +292,12 @@ SCHEMAS = {
             "description": {"type": "string"},
             "created": {"type": "string", "nullable": True},
             "members": {"type": "array", "items": {"type": "string"}},
+            "memory_bytes": {"type": "integer", "nullable": True, "description": (
+                "What the version costs while loaded, measured at its load (the process's resident set and "
+                "allocated bytes before and after); null while not loaded.")},
+            "used_at": {"type": "number", "nullable": True,
+                        "description": "When it last answered a request (Unix time): the budget unloads the "
+                                       "least recently used first."},
         },
     },
     "ModelStatus": {

@@ -68,7 +68,7 @@ class Explainer:
 
 def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], input_spec: InputSpec,
                      output_spec: OutputSpec, *, max_pixels: int) -> tuple[dict[str, Explanation], ...]:
-    """Per image, ``{member: Explanation}`` from ``{member: gradcam.MemberMap}`` over the batch."""
+    """Per image, ``{member: Explanation}`` from ``{member: membermap.MemberMap}`` over the batch."""
     names = output_spec.columns
     rows = []
     for i, data in enumerate(images):

@@ -153,7 +153,7 @@ class ArchiveRuntime:
         return RuntimeOutput(members=members, combined=combined)
 
     def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict]:
-        """Run a validated batch, then explain each member's answer: (output, {member: gradcam.MemberMap}).
+        """Run a validated batch, then explain each member's answer: (output, {member: membermap.MemberMap}).
 
         The output explained is the version's answer: for classification, each row's top
         class of the combined output (of the member itself when there is none); for

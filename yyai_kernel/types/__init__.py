@@ -31,6 +31,7 @@ from yyai_kernel.types.latency import (
     Latency,
 )
 from yyai_kernel.types.prediction import (
+    COLD_START_HEADER,
     ExplainMethod,
     Explanation,
     Prediction,
@@ -84,6 +85,7 @@ from yyai_kernel.types.status import (
     ModelRemoved,
     ModelStatus,
     ModelSummary,
+    ResidencyStatus,
     ServerStatus,
     StoreProblemInfo,
     StoreProblemKind,
@@ -110,6 +112,7 @@ __all__ = [
     "ModelSummary",
     "StoreProblemInfo",
     "StoreProblemKind",
+    "ResidencyStatus",
     "ServerStatus",
     "ModelRemoved",
     "ModelError",
@@ -129,6 +132,7 @@ __all__ = [
     "MemberSource",
     "MemberSpec",
     "FileSpec",
+    "COLD_START_HEADER",
     "ExplainMethod",
     "check_explain",
     "Explanation",
