@@ -144,6 +144,21 @@ def test_upload_is_served_by_both_workers(server, built):
         np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, atol=1e-5)
 
 
+def test_a_large_tensor_crosses_to_the_host_in_shared_memory_and_answers_right(server, built):
+    """2 MiB of input or more travels in a shared-memory segment, removed once the reply came."""
+    from yyai_kernel.host.channel import SHARED_MEMORY_BYTES
+
+    rows = SHARED_MEMORY_BYTES // (4 * 4 * 4) + 1  # float32 4x4x1 inputs
+    x = np.random.default_rng(3).random((rows, 4, 4, 1), dtype=np.float32)
+    reply = requests.post(server.url + "/v2/models/alpha/infer", json=v2_body(x), headers=HEADERS, timeout=300)
+    assert reply.status_code == 200, reply.text[:500]
+    output = next(o for o in reply.json()["outputs"] if o["name"] == "output")
+    np.testing.assert_allclose(np.reshape(output["data"], (rows, 3)), reference(built["alpha1"][1], x)["combined"],
+                               atol=1e-5)
+    senders = {f"yyai-{w['pid']}-" for w in workers_of(server)}
+    assert not [f for f in os.listdir("/dev/shm") if any(f.startswith(s) for s in senders)]
+
+
 def test_default_swap_and_unpin_reach_both_workers(server):
     manage(server, "PUT", "/models/digits/default", json={"version": 1})
     for reply in predict(server, "/predictions/digits").values():

@@ -53,6 +53,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from yyai_kernel.api.call import Call, Reply
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.spec import errors, op
+from yyai_kernel.errors import YyaiError
 from yyai_kernel.types import VersionState
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -69,7 +70,10 @@ class RegistryCollector:
         return []  # collected lazily; no names reserved up front
 
     def collect(self):
-        status = self.dataplane.status()
+        try:
+            status = self.dataplane.status()
+        except YyaiError:  # the model host is restarting: the other series still answer
+            return
         models = status.models
         loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.", labels=["model", "version"])
         state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).", labels=["model", "version", "state"])

@@ -13,8 +13,10 @@ answers 503 with ``Retry-After``, and requests in flight when it died do too; no
 answered from stale state. A thread reconnects as soon as the host listens again, and the
 host's hello brings the current views.
 
-Locking: the views are replaced whole (one reference); ``_channel`` is one reference too.
-Nothing here is held while a request waits.
+Locking: the views are replaced whole (one reference), under ``_views_lock`` only while a
+push or a hello applies; ``_channel`` is one reference. Nothing is held while a request waits.
+Pushes that arrive before the hello's snapshot is in place wait in a buffer and are applied
+on top of it, in order, so a newer view is never overwritten by an older one.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class HostRegistry:
         self.index = index
         self.on_ready = on_ready
         self._views: dict[str, ModelView] = {}
+        self._views_lock = threading.Lock()
+        self._synced = False  # the current connection's hello snapshot is in place
+        self._early: list[tuple[int, dict, list]] = []  # pushes that came before it
         self._channel: Channel | None = None
         self._host_ready = False
         self._connected = threading.Event()
@@ -107,6 +112,8 @@ class HostRegistry:
             except (OSError, EOFError):  # not listening yet (starting, restarting)
                 time.sleep(RECONNECT_S)
                 continue
+            with self._views_lock:
+                self._synced, self._early = False, []
             channel = Channel(conn, name=f"front-end-{self.index}", on_push=self._pushed,
                               lost=host_unavailable).start()
             try:
@@ -117,7 +124,15 @@ class HostRegistry:
                 channel.close()
                 time.sleep(RECONNECT_S)
                 continue
-            self._views, self._host_ready, self._channel = dict(views), bool(ready), channel
+            with self._views_lock:
+                views = dict(views)
+                for pushed, changed, gone in self._early:
+                    if pushed > generation:
+                        _apply(views, changed, gone)
+                        generation = pushed
+                self._views, self._synced, self._early = views, True, []
+            channel.push("ack", generation)
+            self._host_ready, self._channel = bool(ready), channel
             self._connected.set()
             log.info("Connected to the model host (%d models)", len(views))
             if ready and self.on_ready is not None:
@@ -131,11 +146,13 @@ class HostRegistry:
     def _pushed(self, channel: Channel, kind: str, payload) -> None:
         if kind == "views":
             generation, changed, gone = payload
-            views = dict(self._views)
-            views.update(changed)
-            for name in gone:
-                views.pop(name, None)
-            self._views = views
+            with self._views_lock:
+                if not self._synced:  # the hello's snapshot is not in place yet: apply on top of it
+                    self._early.append((generation, changed, gone))
+                    return
+                views = dict(self._views)
+                _apply(views, changed, gone)
+                self._views = views
             channel.push("ack", generation)
         elif kind == "ready":
             self._host_ready = bool(payload)
@@ -236,3 +253,9 @@ class HostRegistry:
 
     def clear_traffic(self, name: str) -> ModelStatus:
         return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
+
+
+def _apply(views: dict, changed: dict, gone: list) -> None:
+    views.update(changed)
+    for name in gone:
+        views.pop(name, None)

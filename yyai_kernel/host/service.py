@@ -36,7 +36,14 @@ from multiprocessing.connection import Listener
 
 from yyai_kernel.errors import ModelNotFoundError, YyaiError
 from yyai_kernel.host.channel import Channel, ChannelClosed, SharedArray
-from yyai_kernel.plane.operations import Managed, Operation, Outcome, WorkerOutcome, WorkerReport, lead
+from yyai_kernel.plane.operations import (
+    Managed,
+    Operation,
+    Outcome,
+    WorkerOutcome,
+    WorkerReport,
+    lead,
+)
 from yyai_kernel.registry.protocol import unknown_name
 from yyai_kernel.registry.registry import Registry
 
@@ -143,9 +150,12 @@ class HostService:
     def _submit(self, channel: Channel, ident: int, name: str, version: int, inputs, finite: bool) -> None:
         target = self._target(name, version)
         inputs = _array(inputs)
-        if not self.registry.batches(target):  # no batcher: the model would run on this reader thread
+        model = self.registry.table.versions(name)
+        serving = model.serving(version) if model is not None else None
+        if serving is not None and serving.batcher is None:  # the model would run on this reader thread
             self._on_pool(channel, ident, lambda: self.registry.submit(target, inputs, finite=finite).result())
             return
+        # a batcher queues it; a version not loaded starts (or joins) its load: neither blocks this thread
         pending = self.registry.submit(target, inputs, finite=finite)
         pending.add_done_callback(lambda done: _answer(channel, ident, done))
 

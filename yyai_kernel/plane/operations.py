@@ -24,7 +24,13 @@ from enum import Enum
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.hints import Hint, Step
-from yyai_kernel.types import TrafficPolicy, check_label, check_name, parse_version, parse_version_ref
+from yyai_kernel.types import (
+    TrafficPolicy,
+    check_label,
+    check_name,
+    parse_version,
+    parse_version_ref,
+)
 
 
 class OpKind(str, Enum):

@@ -111,17 +111,18 @@ class Registry:
         self._cold = ThreadPoolExecutor(COLD_START_THREADS, thread_name_prefix="yyai-cold")
         self._held = threading.local()  # the model whose load_lock this thread holds while it loads
         self._closed = threading.Event()
-        self._background: threading.Thread | None = None
+        self._background: threading.Thread | None = None  # a server's: warming, and the recent order kept
         self._watcher = StoreWatcher(store.root, self.config.watch_interval, self._store_changed)
         if self.config.watch:
             self._watcher.start()
 
     def close(self) -> None:
-        """Stop the watcher, the background warming and every batcher; persist the recently used
-        order. The registry serves nothing afterwards."""
+        """Stop the watcher, the background warming and every batcher; a server's registry
+        (:meth:`start_background`) persists the recently used order. It serves nothing afterwards."""
         self._closed.set()
         self._watcher.stop()
-        self.persist_recent()
+        if self._background is not None:  # a server's registry keeps the order for its next start
+            self.persist_recent()
         self._cold.shutdown(wait=False, cancel_futures=True)
         for model in self.table.all():
             model.close()
@@ -343,6 +344,10 @@ class Registry:
             except YyaiError as error:
                 errors.setdefault(name, error.message)
                 log.error("Could not load %s v%d: %s", name, version, error.message)
+        for model in self.table.all():  # marked at start but left out (the budget was full): not loading
+            for slot in list(model.slots.values()):
+                if slot.state is VersionState.LOADING and slot.serving is None and slot.pending is None:
+                    slot.state = VersionState.AVAILABLE
         return errors
 
     def start_background(self) -> None:

@@ -285,9 +285,9 @@ class YyaiServer(Voila, ServerSettings):
                 self.exit(2)
             sweep_stale_temp_dirs(self.log)
             if count > 1:
-                from yyai_kernel.server.workers.supervisor import Supervisor
+                from yyai_kernel.server.workers.supervisor import become
 
-                self.exit(Supervisor(self, self._argv, count).run())
+                become(self, self._argv, count)  # this process becomes the supervisor: it never returns
             self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
         else:
             self.worker = WorkerRole(self, spec)

@@ -271,8 +271,11 @@ class ModelStore:
         return list(self._state.recent)
 
     def set_recent(self, recent: list[tuple[str, int]]) -> None:
-        """Persist the recently used order (atomically, like the pins); nothing is written when it is unchanged."""
+        """Persist the recently used order (atomically, like the pins); nothing is written when it is
+        unchanged. The file is read again first, so that a pin or label another process wrote
+        meanwhile (``yyai default --store``) is kept, never overwritten by this periodic write."""
         with self._lock:
+            self._load_state()
             if tuple(recent) != self._state.recent:
                 self._write_state(self._state.with_recent(recent))
 

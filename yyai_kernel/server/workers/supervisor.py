@@ -60,6 +60,7 @@ from yyai_kernel.server.startup import TMP_PREFIX, announce_token
 from yyai_kernel.server.workers.link import Link
 
 WORKER_ENV = "YYAI_WORKER"
+SUPERVISOR_ENV = "YYAI_SUPERVISOR"
 STOP_TIMEOUT_S = 30.0  # SIGTERM to SIGKILL, per process, on shut-down
 YOUNG_S = 10.0  # a worker that dies younger than this is restarted after a growing delay
 MAX_BACKOFF_S = 30.0
@@ -89,6 +90,56 @@ class WorkerSpec:
         """This process's spec, taken out of the environment (so that kernels do not inherit it)."""
         raw = os.environ.pop(WORKER_ENV, None)
         return None if raw is None else cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """What the supervisor needs of ``yyai serve``'s settings, read once by the server that parsed
+    them and handed over as JSON (``YYAI_SUPERVISOR``) when it becomes the supervisor (:func:`become`)."""
+
+    argv: list[str]
+    count: int
+    ip: str
+    port: int
+    dashboard_port: int | None
+    grpc_port: int | None
+    token: str | None
+    auto_token: bool
+    store_dir: str
+    version: str
+    base_url: str
+    serving: dict  # the ServingConfig traits, for the host
+    devices: str | None
+    gpu_memory_fraction: float | None
+    verbose: bool
+    ack_timeout: float
+
+    @classmethod
+    def of(cls, app, argv: list[str], count: int) -> SupervisorSettings:
+        return cls(list(argv), count, app.ip, app.port, app.dashboard_port, app.grpc_port, app.token,
+                   bool(app.auto_token), os.path.abspath(app.store_dir), app.version, app.base_url,
+                   {name: getattr(app, name) for name in ServingConfig.class_own_traits(config=True)},
+                   app.visible_devices(), app.gpu_memory_fraction, bool(app.verbose), float(app.worker_sync_timeout))
+
+
+def become(app, argv: list[str], count: int) -> None:
+    """Replace this process (a ``yyai serve`` that parsed its settings, and imported Voila to do
+    so) with the lean supervisor: same pid, same output, none of the server's modules in memory."""
+    env = {**os.environ, SUPERVISOR_ENV: json.dumps(asdict(SupervisorSettings.of(app, argv, count)))}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "yyai_kernel.server.workers.supervisor"], env)
+
+
+def main() -> None:
+    """``python -m yyai_kernel.server.workers.supervisor``, as :func:`become` runs it."""
+    import logging
+
+    settings = SupervisorSettings(**json.loads(os.environ.pop(SUPERVISOR_ENV)))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[YyaiServer] %(message)s")
+    log = logging.getLogger("YyaiServer")
+    log.setLevel(logging.INFO)
+    sys.exit(Supervisor(settings, log).run())
 
 
 def worker_count(value: str) -> int:
@@ -148,10 +199,11 @@ class Slot:
 class Supervisor:
     """Runs the model host and N front ends for one ``YyaiServer`` configuration (see the module docstring)."""
 
-    def __init__(self, app, argv: list[str], count: int):
-        self.app, self.argv, self.count = app, list(argv), count
-        self.log = app.log
-        self.slots = [Slot(i) for i in range(count)]
+    def __init__(self, settings: SupervisorSettings, log):
+        self.app, self.argv, self.count = settings, list(settings.argv), settings.count
+        self.log = log
+        app = settings
+        self.slots = [Slot(i) for i in range(self.count)]
         self.hosts = [Slot(0, role="host")]
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -236,10 +288,8 @@ class Supervisor:
 
     def _host_spec(self, slot: Slot, fd: int) -> HostSpec:
         app = self.app
-        config = {name: getattr(app, name) for name in ServingConfig.class_own_traits(config=True)}
-        return HostSpec(slot.index, self.host_address, self.host_key, os.path.abspath(app.store_dir), self.count, fd,
-                        config, app.visible_devices(), app.gpu_memory_fraction, bool(app.verbose),
-                        float(app.worker_sync_timeout))
+        return HostSpec(slot.index, self.host_address, self.host_key, app.store_dir, self.count, fd, app.serving,
+                        app.devices, app.gpu_memory_fraction, app.verbose, app.ack_timeout)
 
     def _died(self, slot: Slot) -> None:
         code = slot.proc.returncode
@@ -358,3 +408,7 @@ def _rss(proc: subprocess.Popen | None) -> int | None:
         return psutil.Process(proc.pid).memory_info().rss if proc is not None else None
     except psutil.Error:
         return None
+
+
+if __name__ == "__main__":
+    main()
