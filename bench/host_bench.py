@@ -11,6 +11,9 @@ processes (``http_bench.YyaiServer``) and reads what they do from outside:
   ``--memory-budget`` (``--budget``, default 64M): launch to ``/v2/health/ready``, launch to
   the first answer of every default (one client asking for each model in turn, from the
   moment the server listens), and the tree's memory at the end. The bundled store too.
+* ``release``: whether memory comes back: a store of 40 ensembles started with ``--warm 0``;
+  the host's resident set at ready, after loading every version, and after unloading them
+  all, three times over.
 * ``churn``: 200 ensembles under ``--max-loaded 20``, 8 clients asking for models drawn
   uniformly at random for ``--churn-seconds``: failures, the share of cold starts (the
   ``X-Yyai-Cold-Start`` header), p50/p99, and the host's loads and evictions.
@@ -262,6 +265,34 @@ def part_launch(args, tmp: Path) -> list[dict]:
     return rows
 
 
+def part_release(args, tmp: Path) -> list[dict]:
+    store = tmp / "release"
+    names = ensembles(40, store)
+    server = YyaiServer(store, ["--warm", "0"])
+    rows = []
+    try:
+        start_listening(server)
+        time.sleep(2)
+
+        def host() -> dict:
+            residency = server.get_json("/models/_status")["residency"]
+            return {"rss": residency["process_rss_bytes"], "resident": residency["resident_bytes"],
+                    "loaded": residency["loaded"]}
+
+        rows.append({"step": "ready, nothing loaded", **host()})
+        for cycle in range(1, 4):
+            for name in names:
+                server.request_json("POST", f"/models/{name}/load")
+            rows.append({"step": f"cycle {cycle}: every version loaded", **host()})
+            for name in names:
+                server.request_json("DELETE", f"/models/{name}/versions/2")
+            rows.append({"step": f"cycle {cycle}: every version unloaded", **host()})
+            log(f"release cycle {cycle}: {rows[-2]['rss'] / 2**20:.0f} -> {rows[-1]['rss'] / 2**20:.0f} MiB")
+    finally:
+        server.stop()
+    return rows
+
+
 def part_churn(args, tmp: Path) -> dict:
     store = tmp / "churn"
     names = ensembles(args.churn_models, store)
@@ -352,6 +383,17 @@ def render(results: dict, args) -> str:
                          f"{'-' if r['loaded'] is None else r['loaded']} | "
                          f"{'-' if r['evictions'] is None else r['evictions']} | {mib(r['rss'])} |")
         lines.append("")
+    if "release" in results:
+        base = results["release"][0]["rss"]
+        lines += ["### Does memory come back on unload?", "",
+                  "40 ensembles, `--warm 0`; every version loaded (`POST /models/{m}/load`), then unloaded "
+                  "(`DELETE /models/{m}/versions/2`, after which the host collects and trims), three times. "
+                  "The host process's resident set:", "",
+                  "| step | loaded | measured cost of the loaded (MiB) | host RSS MiB | vs at ready |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['loaded']} | {mib(r['resident'])} | {mib(r['rss'])} | "
+                  f"{(r['rss'] - base) / 2**20:+,.0f} MiB |" for r in results["release"]]
+        lines.append("")
     if "churn" in results:
         c = results["churn"]
         lines += ["### LRU churn", "",
@@ -367,7 +409,7 @@ def render(results: dict, args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="memory,launch,churn", type=lambda s: s.split(","))
+    parser.add_argument("--parts", default="memory,launch,release,churn", type=lambda s: s.split(","))
     parser.add_argument("--workers", default="1,2,4", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--stores", default="0,1,40,200", type=lambda s: [int(x) for x in s.split(",")],
                         help="store sizes in ensembles (0: the bundled store)")
@@ -389,6 +431,8 @@ def main() -> None:
             results["memory"] = part_memory(args, Path(tmp))
         if "launch" in args.parts:
             results["launch"] = part_launch(args, Path(tmp))
+        if "release" in args.parts:
+            results["release"] = part_release(args, Path(tmp))
         if "churn" in args.parts:
             results["churn"] = part_churn(args, Path(tmp))
     (WORK / "host_bench.json").write_text(json.dumps(results, indent=2))

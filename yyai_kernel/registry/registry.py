@@ -493,6 +493,7 @@ class Registry:
         with model.load_lock:
             for v in versions:
                 model.unload(v)
+        memory.release()  # its memory goes back to the system now, not at the next collection
         return self.table.status(name)
 
     def remove(self, name: str, version: int | str, *, purge: bool = False):

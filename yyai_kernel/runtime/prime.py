@@ -1,39 +1,32 @@
-"""Prime TensorFlow and Keras once per process, before the first model loads.
+"""Start TensorFlow once per process, and prime it before the first model loads.
 
 The first archive a process loads pays for what TensorFlow and Keras set up lazily: the
-saving and loading code, the first traced function, the kernels its first calls pick.
-Measured on this project's machine (``bench/RESULTS.md``) that was about 40 MB and a second
-of the first load, whichever archive came first, so the first version's measured cost
+loading code, the first traced function, the kernels its first calls pick. Measured on this
+project's machine (``bench/RESULTS.md``) that was about 40 MB and a second of the first
+load, whichever archive came first, so the first version's measured cost
 (``registry/memory.py``) would have been ten times its own. :func:`prime` pays it up front
-with a tiny two-member archive built in a temporary folder and loaded the way every archive
-is (:meth:`ArchiveRuntime.load`), then dropped.
+by loading ``primer.yyar``, a 6 KB archive shipped with the package (made by
+``scripts/make_primer_archive.py``), the way every archive is loaded
+(:meth:`ArchiveRuntime.load`), and dropping it.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
+from pathlib import Path
 
 log = logging.getLogger("yyai.runtime")
 
+PRIMER = Path(__file__).resolve().parent / "primer.yyar"
+
 
 def prime(warmup_sizes: list[int]) -> float:
-    """Load and drop a tiny archive, as every archive is loaded; the seconds it took."""
-    import keras
-
-    from yyai_kernel.archive.packmodel import pack_model
+    """Load and drop the primer archive, as every archive is loaded; the seconds it took."""
     from yyai_kernel.runtime.runtime import ArchiveRuntime
 
     started = time.perf_counter()
-    conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
-                             keras.layers.Dense(2, activation="softmax")], name="conv")
-    dense = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(2, activation="softmax")], name="dense")
-    with tempfile.TemporaryDirectory(prefix="yyai-prime-") as folder:
-        path = pack_model([conv, dense], name="prime", version=1, input={"scale": 1 / 255}, labels=["a", "b"],
-                          out=folder)
-        ArchiveRuntime.load(path, warmup_sizes=warmup_sizes)
+    ArchiveRuntime.load(PRIMER, warmup_sizes=warmup_sizes)
     seconds = time.perf_counter() - started
     log.debug("Primed TensorFlow and Keras in %.2fs", seconds)
     return seconds
