@@ -209,16 +209,17 @@ def part_memory(args, tmp: Path) -> list[dict]:
                 time.sleep(1)
                 total, roles = tree_rss(server.proc.pid)
                 rows.append({"side": old or "new", "workers": workers, "ready_s": ready, "rss": total,
-                             "pss": tree_pss(server.proc.pid), "peak": peak.stop(), "roles": roles})
+                             "uss": tree_uss(server.proc.pid), "peak": peak.stop(), "roles": roles})
                 log(f"memory, {old or 'new'}, workers {workers}: {total / 2**20:.0f} MiB "
-                    f"(peak {rows[-1]['peak'] / 2**20:.0f}, PSS {rows[-1]['pss'] / 2**20:.0f})")
+                    f"(peak {rows[-1]['peak'] / 2**20:.0f}, USS {rows[-1]['uss'] / 2**20:.0f})")
             finally:
                 server.stop()
     return rows
 
 
-def tree_pss(pid: int) -> int:
-    """The proportional set size of the process tree: each shared page counted once over the processes."""
+def tree_uss(pid: int) -> int:
+    """The unique set size of the process tree: the memory private to each process (what would be
+    freed if it exited), shared library pages left out."""
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
@@ -227,7 +228,7 @@ def tree_pss(pid: int) -> int:
     total = 0
     for process in processes:
         try:
-            total += process.memory_full_info().pss
+            total += process.memory_full_info().uss
         except psutil.Error:
             continue
     return total
@@ -243,7 +244,13 @@ def part_launch(args, tmp: Path) -> list[dict]:
             server = serve(store, extra, old)
             try:
                 launched = time.perf_counter()
-                listening, ready = start_listening(server)
+                try:
+                    listening, ready = start_listening(server)
+                except RuntimeError as error:  # not ready within START_TIMEOUT_S (a busy machine): say so
+                    log(f"launch {old or 'new'} {count}, budget {budget}: {error}")
+                    rows.append({"side": old or "new", "store": "bundled" if count == 0 else f"{count} ensembles",
+                                 "budget": budget or "none", "failed": str(error).split(";")[0]})
+                    continue
                 failures, cold = 0, 0
                 for name in names:  # every default, one after another, as a client walking the store
                     status, _, was_cold = post(server, name, FLOWER if name == "colorfulness" else PNG)
@@ -355,9 +362,9 @@ def render(results: dict, args) -> str:
     if "memory" in results:
         lines += ["### Memory of the process tree (bundled store, after 200 predictions)", "",
                   "RSS is summed over the process tree (shared pages counted in every process that maps them, "
-                  "as the issue measured it); PSS counts each shared page once. Ratios are to one process of "
-                  "the same commit.", "",
-                  "| commit | server | RSS MiB | vs one process | PSS MiB | vs one process | peak RSS MiB "
+                  "as the issue measured it); USS sums each process's private memory (shared library pages left "
+                  "out). Ratios are to one process of the same commit.", "",
+                  "| commit | server | RSS MiB | vs one process | USS MiB | vs one process | peak RSS MiB "
                   "| supervisor | model host | front ends (each) | ready s |", "|---" * 11 + "|"]
         for r in results["memory"]:
             one = next(o for o in results["memory"] if o["workers"] == 1 and o["side"] == r["side"])
@@ -366,7 +373,7 @@ def render(results: dict, args) -> str:
             each = roles.get("front end", 0) // ends if ends else 0
             server = "`yyai serve`" + ("" if r["workers"] == 1 else f" --workers {r['workers']}")
             lines.append(f"| {r['side']} | {server} | {mib(r['rss'])} | {r['rss'] / one['rss']:.2f}x | "
-                         f"{mib(r['pss'])} | {r['pss'] / one['pss']:.2f}x | {mib(r['peak'])} | "
+                         f"{mib(r['uss'])} | {r['uss'] / one['uss']:.2f}x | {mib(r['peak'])} | "
                          f"{mib(roles.get('main', 0)) if ends else '-'} "
                          f"| {mib(roles.get('host', 0)) if ends and roles.get('host') else '-'} "
                          f"| {mib(each) if ends else '-'} | {r['ready_s']:.1f} |")
@@ -378,6 +385,9 @@ def render(results: dict, args) -> str:
                   "", "| commit | store | budget | listening s | ready s | every model answered s | cold starts "
                   "| failures | loaded at the end | evictions | RSS MiB |", "|---" * 11 + "|"]
         for r in results["launch"]:
+            if "failed" in r:
+                lines.append(f"| {r['side']} | {r['store']} | {r['budget']} | {r['failed']} |" + " |" * 7)
+                continue
             lines.append(f"| {r['side']} | {r['store']} | {r['budget']} | {r['listening_s']:.1f} | "
                          f"{r['ready_s']:.1f} | {r['every_s']:.1f} | {r['cold']} of {r['models']} | {r['failures']} | "
                          f"{'-' if r['loaded'] is None else r['loaded']} | "
@@ -419,23 +429,22 @@ def main() -> None:
     parser.add_argument("--churn-budget", type=int, default=20)
     parser.add_argument("--churn-clients", type=int, default=8)
     parser.add_argument("--churn-seconds", type=float, default=120)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the parts not run now from the last run (bench/.work/http/host_bench.json)")
     parser.add_argument("--write-results", action="store_true", help=f"replace '{HEADING}' in bench/RESULTS.md")
     args = parser.parse_args()
     from yyai_kernel.config import DEFAULT_WARM
 
     args.warm_default = DEFAULT_WARM
     WORK.mkdir(parents=True, exist_ok=True)
-    results: dict = {}
+    saved = WORK / "host_bench.json"  # each part's results replace that part's there, as they come
+    results: dict = json.loads(saved.read_text()) if saved.exists() and args.keep else {}
+    parts = {"memory": part_memory, "launch": part_launch, "release": part_release, "churn": part_churn}
     with tempfile.TemporaryDirectory(prefix="host-", dir=WORK) as tmp:
-        if "memory" in args.parts:
-            results["memory"] = part_memory(args, Path(tmp))
-        if "launch" in args.parts:
-            results["launch"] = part_launch(args, Path(tmp))
-        if "release" in args.parts:
-            results["release"] = part_release(args, Path(tmp))
-        if "churn" in args.parts:
-            results["churn"] = part_churn(args, Path(tmp))
-    (WORK / "host_bench.json").write_text(json.dumps(results, indent=2))
+        for name, part in parts.items():
+            if name in args.parts:
+                results[name] = part(args, Path(tmp))
+                saved.write_text(json.dumps(results, indent=2))
     text = render(results, args)
     print(text)
     if args.write_results:

@@ -93,7 +93,7 @@ SHADOW_HEADING = "## Shadow traffic cost (bench/http_bench.py --shadow)"
 WORK = BENCH / ".work" / "http"
 TOKEN = "bench-http-token-0123456789"
 SAMPLES = {"digits": "digit-3.png", "colorfulness": "flower-1.png"}
-START_TIMEOUT_S = 300
+START_TIMEOUT_S = 900  # a 200-model store loaded before ready, on a busy machine
 STOP_TIMEOUT_S = 30
 
 

@@ -25,7 +25,16 @@ from yyai_kernel.api.call import Call, Reply, cold_start_headers, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_ref
-from yyai_kernel.api.spec import NAME, STICKY, VERSION, errors, json_reply, op, ref
+from yyai_kernel.api.spec import (
+    COLD_START,
+    NAME,
+    STICKY,
+    VERSION,
+    errors,
+    json_reply,
+    op,
+    ref,
+)
 from yyai_kernel.protocol.restparse import check_image_media, images_of, loose_flag
 from yyai_kernel.types import STICKY_HEADER, ExplainMethod
 
@@ -64,7 +73,7 @@ _IMAGE_BODY = {
         },
     },
 }
-_REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
+_REPLIES = {"200": {**json_reply(ref("PredictionReply"), "Each image's predictions."), "headers": COLD_START},
             **errors(400, 404, 413, 415, 429, 503)}
 _EXPLAIN = {"name": "explain", "in": "query", "required": False,
             "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},

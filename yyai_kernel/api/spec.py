@@ -27,6 +27,11 @@ def json_reply(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+COLD_START = {"X-Yyai-Cold-Start": {
+    "description": "Present when the version was not loaded: the seconds this request waited for its load.",
+    "schema": {"type": "number"}}}
+
+
 def errors(*codes: int) -> dict:
     text = {
         400: "Bad input (malformed body, bad name or version, bad tensor or image).",
@@ -38,7 +43,8 @@ def errors(*codes: int) -> dict:
         413: "Too large: body, archive, image pixels or number of images over the limit.",
         415: "Unsupported Content-Type.",
         429: "Too many expensive requests (explanations) at once; retry after Retry-After seconds.",
-        503: "Not ready: the model (or the server) is loading, failed or unloaded.",
+        503: "Not ready: the model (or the server) is loading, failed or unloaded, or the model host is "
+             "restarting; retry after Retry-After seconds when the reply gives it.",
         507: "The store could not be written (disk full or permissions); nothing changed.",
     }
     return {str(c): json_reply(ref("Error"), text[c]) for c in (401, *codes)}

@@ -20,6 +20,7 @@ from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_name, path_ref
 from yyai_kernel.api.spec import (
+    COLD_START,
     NAME,
     STICKY,
     VERSION,
@@ -145,6 +146,7 @@ _INFER_REPLY = {
         "application/json": {"schema": ref("InferResponse")},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
+    "headers": COLD_START,
 }
 _HEADER_LENGTH = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
                   "schema": {"type": "integer", "minimum": 0},

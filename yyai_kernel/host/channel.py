@@ -16,7 +16,9 @@ runs once.
 Large tensors travel in shared memory instead of the socket: an array of
 :data:`SHARED_MEMORY_BYTES` or more is written to a segment under ``/dev/shm`` by the
 sender, named in the message (:class:`SharedArray`), copied out by the receiver, and the
-segment is removed by the sender once the reply came (or the channel closed). Measured in
+segment is removed by whichever side is first: the receiver once it copied it, the sender
+once the reply came (or the channel closed); the supervisor removes what a front end that
+died left (``sweep_shared``). Measured in
 ``bench/ipc_bench.py`` (results in ``bench/RESULTS.md``): below about 2 MiB the socket is
 faster, above it shared memory is, and by 18 MiB twice as fast.
 
@@ -72,7 +74,7 @@ class SharedArray:
         return cls(name, tuple(array.shape), array.dtype.str)
 
     def take(self) -> np.ndarray:
-        """A private copy of the array (the segment stays until its sender removes it)."""
+        """A private copy of the array (the segment stays until :meth:`remove`, by either side)."""
         dtype = np.dtype(self.dtype)
         size = int(np.prod(self.shape)) * dtype.itemsize
         out = np.empty(self.shape, dtype)
@@ -89,6 +91,20 @@ class SharedArray:
         try:
             os.unlink(os.path.join(SHM_DIR, self.name))
         except FileNotFoundError:
+            pass
+
+
+def sweep_shared(pid: int) -> None:
+    """Remove the segments a process that died had sent and nobody removed."""
+    prefix = f"yyai-{pid}-"
+    try:
+        names = [name for name in os.listdir(SHM_DIR) if name.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(SHM_DIR, name))
+        except OSError:
             pass
 
 

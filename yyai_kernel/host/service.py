@@ -264,7 +264,14 @@ class HostService:
 
 
 def _array(value):
-    return value.take() if isinstance(value, SharedArray) else value
+    """The request's input: a shared-memory segment is copied out and removed at once (its sender
+    removes it too, once the reply came; whichever comes first)."""
+    if not isinstance(value, SharedArray):
+        return value
+    try:
+        return value.take()
+    finally:
+        value.remove()
 
 
 def _answer(channel: Channel, ident: int, done: Future) -> None:

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 import psutil
 
 from yyai_kernel.config import ServingConfig
+from yyai_kernel.host.channel import sweep_shared
 from yyai_kernel.host.spec import HOST_ENV, HostSpec, host_address, new_key
 from yyai_kernel.plane.operations import WorkerInfo
 from yyai_kernel.server.startup import TMP_PREFIX, announce_token
@@ -296,6 +297,7 @@ class Supervisor:
         pid = slot.proc.pid
         _kill_all(slot.descendants)
         shutil.rmtree(os.path.join(self.tmp, f"worker-{slot.index}-{pid}"), ignore_errors=True)
+        sweep_shared(pid)  # tensors it had sent the host in shared memory
         with self._lock:
             link, slot.link, slot.proc = slot.link, None, None
             slot.state = "restarting"
