@@ -277,7 +277,7 @@ def test_a_label_resolves_wherever_a_version_goes(make_plane, built):
     assert plane.data.describe(at(plane, "toy", "candidate")).version == 2
     assert plane.data.model_ready(at(plane, "toy", "candidate")) == 2
     assert plane.data.model_metadata(at(plane, "toy", "candidate")).versions == ["2"]
-    assert plane.data.bundled(at(plane, "toy", "candidate")) == []
+    assert plane.data.bundled(at(plane, "toy", "candidate")).files == ()
     assert plane.repository.label(ModelRef("toy", label="candidate")).version == 2
     with pytest.raises(ModelNotFoundError, match="no label 'stable'"):
         plane.data.infer(at(plane, "toy", "stable"), _request(x))

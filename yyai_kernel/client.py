@@ -40,7 +40,9 @@ from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.hints import Hint
 from yyai_kernel.protocol.v2codec import DATATYPES, datatype_of
 from yyai_kernel.types import (
+    BundledFiles,
     Disagreement,
+    FileRole,
     InstallResult,
     ModelRemoved,
     ModelStatus,
@@ -132,8 +134,15 @@ class YyaiClient:
         return ServerStatus.from_json(self._json("GET", "/models/_status"))
 
     def samples(self, name: str, version: int | None = None) -> list[str]:
-        """Names of the sample inputs a version bundles."""
-        return self._json("GET", f"/models/{_q(name)}/samples", params=_version_param(version))["samples"]
+        """Names of the sample inputs that go with a version (its own, else the newest version's)."""
+        return list(self.bundled(name, version).files)
+
+    def bundled(self, name: str, version: int | None = None, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        """The samples (or, with ``role`` eval, the labelled sets) that go with a version, and
+        which version's archive holds them."""
+        path = "samples" if role is FileRole.SAMPLE else "evalsets"
+        return BundledFiles.from_json(self._json("GET", f"/models/{_q(name)}/{path}", params=_version_param(version)),
+                                      role)
 
     def sample(self, name: str, sample: str, version: int | None = None) -> bytes:
         """The bytes of one bundled sample, by its name in :meth:`samples`."""
@@ -254,20 +263,23 @@ class YyaiClient:
                            params={"purge": str(purge).lower()})
         return ModelRemoved(reply["name"]) if reply.get("removed") else ModelStatus.from_json(reply)
 
-    def upload(self, model_or_models, *, name: str, version: int, input: dict, labels=None, **options) -> InstallResult:
+    def upload(self, model_or_models, *, name: str, version: int, input: dict, labels=None,
+               promote: bool | None = None, label: str | None = None, replace: bool = False,
+               **options) -> InstallResult:
         """Pack in-memory Keras models and install them on the server, in one call.
 
         The arguments are :func:`yyai_kernel.pack_model`'s (``regression=``, ``samples=``,
-        ``description=``...); the archive is written to a temporary folder here, uploaded
-        (:meth:`add_archive`) and removed. Importing Keras is the model's own business:
-        the client imports ``packmodel`` only when this is called.
+        ``eval_set=``, ``description=``...) and :meth:`add_archive`'s (``promote``, ``label``,
+        ``replace``); the archive is written to a temporary folder here, uploaded and removed.
+        Importing Keras is the model's own business: the client imports ``packmodel`` only
+        when this is called.
         """
         from yyai_kernel.archive.packmodel import pack_model
 
         with tempfile.TemporaryDirectory(prefix="yyai-upload-") as folder:
             path = pack_model(model_or_models, name=name, version=version, input=input, labels=labels, out=folder,
                               **options)
-            return self.add_archive(path)
+            return self.add_archive(path, promote=promote, label=label, replace=replace)
 
     # --- labels and traffic -----------------------------------------------------------------
 
@@ -306,20 +318,30 @@ class YyaiClient:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return [Disagreement.from_json(d) for d in self._json("GET", f"/models/{_q(name)}/traffic/disagreements")]
 
-    def add_archive(self, archive: bytes | str | Path) -> InstallResult:
-        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it."""
+    def add_archive(self, archive: bytes | str | Path, *, promote: bool | None = None, label: str | None = None,
+                    replace: bool = False) -> InstallResult:
+        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it.
+
+        ``promote``: True makes it the default (pinned), False stages it (it serves by its
+        number, and ``label``); None leaves it to the server's rule (a new version of a pinned,
+        labelled or policy-routed model is staged). ``replace`` lets different content take a
+        version's place. The result says which version is the default afterwards, and why.
+        """
         headers = {"Content-Type": "application/octet-stream"}
+        params = {**({} if promote is None else {"promote": str(bool(promote)).lower()}),
+                  **({} if label is None else {"label": label}), **({"replace": "true"} if replace else {})}
         if isinstance(archive, (str, Path)):
             with open(archive, "rb") as f:
-                return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers))
-        return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers))
+                return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers, params=params))
+        return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers,
+                                                  params=params))
 
 
     # --- evaluating -----------------------------------------------------------------------
 
     def eval_sets(self, name: str, version: int | None = None) -> list[str]:
         """Names of the labelled sets a version bundles (manifest role eval)."""
-        return self._json("GET", f"/models/{_q(name)}/evalsets", params=_version_param(version))["sets"]
+        return list(self.bundled(name, version, FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes:
         """One bundled labelled set, as a zip's bytes."""

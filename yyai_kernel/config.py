@@ -43,6 +43,10 @@ class ServingConfig(Configurable):
 
     # --- the store ---------------------------------------------------------------------------
     watch = Bool(False, config=True, help="Poll the store folder and reload what changed.")
+    auto_promote = Bool(True, config=True, help=(
+        "A new version of a model that is not pinned, labelled or under a traffic policy becomes its default "
+        "at once (it follows the latest). Off: every new version is staged, serving by its number until it "
+        "is promoted. An upload's own promote= wins either way."))
     watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
 
     # --- limits ------------------------------------------------------------------------------

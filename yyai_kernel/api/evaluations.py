@@ -124,7 +124,7 @@ async def eval_sets(api: Api, call: Call) -> Reply:
     """GET /models/{m}/evalsets[?version=v]: the labelled sets a version bundles."""
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
-    return reply({"name": target.name, "version": target.version, "sets": api.data.bundled(target, FileRole.EVAL)})
+    return reply(api.data.bundled(target, FileRole.EVAL).to_json())
 
 
 async def eval_set(api: Api, call: Call) -> Reply:

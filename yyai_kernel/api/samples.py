@@ -25,7 +25,7 @@ async def samples(api: Api, call: Call) -> Reply:
     """GET /models/{m}/samples[?version=v]: the names of the samples a version bundles."""
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
-    return reply({"name": target.name, "version": target.version, "samples": api.data.bundled(target, FileRole.SAMPLE)})
+    return reply(api.data.bundled(target, FileRole.SAMPLE).to_json())
 
 
 async def sample(api: Api, call: Call) -> Reply:

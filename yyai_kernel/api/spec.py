@@ -351,6 +351,10 @@ SCHEMAS = {
             "name": {"type": "string"},
             "version": {"type": "integer"},
             "message": {"type": "string", "description": "What happened, and which version is the default now."},
+            "staged": {"type": "boolean", "description": "The version serves by its number while another stays "
+                                                          "the default, until it is promoted."},
+            "changed": {"type": "boolean", "description": "False when the same content was there already."},
+            "default": {"type": "integer", "nullable": True, "description": "The default version afterwards."},
             "model": ref("ModelStatus"),
         },
     },

@@ -37,7 +37,7 @@ from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail, live_dis
 from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
-from yyai_kernel.types import OutputKind, parse_version
+from yyai_kernel.types import FileRole, OutputKind, parse_version
 
 BUNDLED = "bundled"
 BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
@@ -131,13 +131,14 @@ def _dataset(backend, name: str, versions: list[int | None], data: str):
     if kind != BUNDLED:
         return open_set(data)
     version = versions[0]
-    if not set_name:
-        sets = backend.eval_sets(name, version)
-        if not sets:
-            raise YyaiError(f"{name} {'the default version' if version is None else f'v{version}'} bundles no "
-                            "labelled set; pass --data PATH.")
-        set_name = sets[0]
-    return set_from_zip(backend.eval_set(name, set_name, version), description=f"{name}: {set_name}")
+    found = backend.bundled(name, version, FileRole.EVAL)
+    if not found.files:
+        raise YyaiError(f"No version of {name} bundles a labelled set; pass --data PATH (a folder, zip or CSV).")
+    set_name = set_name or found.files[0]
+    where = f"{name} v{found.source}"
+    if found.source != found.version:
+        console.print(f"using the labelled set {set_name} bundled with {where} (v{found.version} bundles none)")
+    return set_from_zip(backend.eval_set(name, set_name, version), description=f"{where}: {set_name}")
 
 
 def _run(backend, name, versions, dataset, batch_size: int):

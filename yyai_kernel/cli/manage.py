@@ -10,7 +10,7 @@ holds; given a store folder they say so and how to name the server.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -31,7 +31,7 @@ from yyai_kernel.cli.words import CLI_WORDS
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.hints import Hint, Step, say
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
-from yyai_kernel.types import ModelStatus, check_name
+from yyai_kernel.types import ModelStatus, check_label, check_name
 
 MODEL_FILES = (".keras", ".h5", ".hdf5")
 RESCAN_NOTE = "a running server over that folder applies it at its next rescan (`yyai reload --server URL`)"
@@ -46,17 +46,26 @@ def upload_cmd(
     store: Path = typer.Option(None, "--store", help=STORE_HELP),
     trust: bool = typer.Option(False, "--trust", help="On a store folder: allow Lambda layers with Python code "
                                "(runs that code to verify it). A server applies its own --trust."),
+    promote: Optional[bool] = typer.Option(None, "--promote/--stage", help="Make the new version the default "
+                                           "(pinned), or stage it: it serves by its number while the default "
+                                           "stays. Neither: staged when the model is pinned, labelled or under a "
+                                           "traffic policy (a comparison is running), else it follows the latest."),
+    label: Optional[str] = typer.Option(None, "--label", help="Point this version label at the new version."),
+    replace: bool = typer.Option(False, "--replace", help="Replace other content under the same name and version "
+                                 "(refused while a label or traffic policy names it). The same content again is "
+                                 "never an error."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Add archives: upload them to a running server (verified, stored and loaded), or copy them into a store.
 
-    Build an archive from a Keras model with `yyai archive` first.
+    Build an archive from a Keras model with `yyai archive` first. A new version of a model
+    under comparison is staged until you promote it (`yyai default MODEL VERSION`).
 
     Examples:
 
         yyai upload digits-3.yyar --server http://127.0.0.1:8866 --token T
 
-        yyai upload digits-3.yyar --store model_archives
+        yyai upload digits-3.yyar --stage --label candidate --store model_archives
     """
     for path in archives:
         if path.suffix.lower() in MODEL_FILES:
@@ -65,10 +74,10 @@ def upload_cmd(
         with client(server, token) as remote:
             for path in archives:
                 try:
-                    result = remote.add_archive(path)
+                    result = remote.add_archive(path, promote=promote, label=label, replace=replace)
                 except YyaiError as exc:
                     fail(f"{path.name}: {exc.say(CLI_WORDS)}")
-                typer.echo(f"installed {result.name} v{result.version} on {remote.url}; {default_line(result.model)}")
+                typer.echo(f"{_what(result)} on {remote.url}; {default_line(result.model)}")
         return
     quiet_tensorflow(verbose)  # the store verifies each archive, which loads its models
     from yyai_kernel.store.store import ModelStore
@@ -79,11 +88,44 @@ def upload_cmd(
         fail(exc)
     for path in archives:
         try:
-            record = folder.add(path, trusted=trust)
+            record, staged = _add_to_store(folder, path, trust, promote, label, replace)
         except YyaiError as exc:
             fail(f"{path.name}: {exc.say(CLI_WORDS)}")
-        typer.echo(f"added {record.name} v{record.version} to {folder.root}; {_store_default(folder, record.name)}; "
-                   f"{RESCAN_NOTE}")
+        typer.echo(f"added {record.name} v{record.version}{' (staged)' if staged else ''} to {folder.root}; "
+                   f"{_store_default(folder, record.name)}; {RESCAN_NOTE}")
+
+
+def _what(result) -> str:
+    """What an upload did, in one clause."""
+    if not result.changed:
+        return f"{result.name} v{result.version} was already there with the same content: nothing changed"
+    staged = f", staged (promote it with `yyai default {result.name} {result.version}`)" if result.staged else ""
+    return f"installed {result.name} v{result.version}{staged}"
+
+
+def _add_to_store(folder, path: Path, trust: bool, promote: bool | None, label: str | None, replace: bool):
+    """Copy an archive into a store folder by the server's rules: staged (the default pinned so that it
+    stays) when ``defaults.stages`` says so, promoted (pinned) with ``promote``, labelled with ``label``."""
+    from yyai_kernel.archive import read_manifest
+    from yyai_kernel.registry.defaults import stages
+
+    if label is not None:
+        check_label(label)
+    manifest = read_manifest(path)
+    name = manifest.name
+    staged = False
+    if name in folder.names() and manifest.version not in folder.versions(name):
+        pinned = name in folder.pins()
+        protected = bool(folder.labels(name)) or folder.traffic(name) is not None
+        staged = stages(promote, True, pinned, protected)
+        if staged and not pinned:
+            folder.pin(name, folder.default_version(name))
+    record = folder.add(path, trusted=trust, replace=replace)
+    if promote:
+        folder.pin(name, record.version)
+    if label is not None:
+        folder.set_label(name, label, record.version)
+    return record, staged
 
 
 @app.command("remove", rich_help_panel=CHANGE)

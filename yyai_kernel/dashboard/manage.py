@@ -141,6 +141,14 @@ class ManageTab:
         self.archive_progress = with_classes(W.IntProgress(value=0, min=0, max=3, layout=W.Layout(
             width="290px", visibility="hidden")), "yyai-archive-progress")
         self.archive_message = with_classes(W.HTML(), "yyai-archive-message")
+        self.promote_toggle = with_classes(W.ToggleButtons(
+            options=[("Server's rule", "auto"), ("Make it the default", "promote"), ("Stage it", "stage")],
+            value="auto", tooltips=["A new version of a pinned, labelled or policy-routed model is staged; others "
+                                    "follow the latest.", "The new version becomes the default (pinned).",
+                                    "The new version serves by its number; the default stays."],
+            style={"button_width": "auto"}), "yyai-promote-toggle")
+        self.install_label = with_classes(W.Text(placeholder="label (optional)", layout=W.Layout(width="170px")),
+                                          "yyai-install-label")
         self.widget = W.VBox([
             with_classes(W.VBox([
                 W.HTML("<b>A model and one of its versions</b>"),
@@ -152,7 +160,9 @@ class ManageTab:
             ]), "yyai-panel"),
             with_classes(W.VBox([
                 W.HTML("<b>Install an archive</b> <span class='yyai-subtle'>(verified, added to the store, "
-                       "loaded; a new latest version becomes the default unless the model is pinned)</span>"),
+                       "loaded; a new version of a pinned, labelled or policy-routed model is staged until "
+                       "promoted)</span>"),
+                W.HBox([self.promote_toggle, self.install_label]),
                 W.HBox([self.archive_upload, self.archive_progress]),
                 self.archive_message,
             ]), "yyai-panel"),
@@ -282,7 +292,9 @@ class ManageTab:
                 raise ValueError(f"{filename} is not a .yyar archive; build one with `yyai archive`.")
             progress.value = 2
             message.value = message_html("busy", f"Verifying, storing and loading {filename}…")
-            result = self.shell.backend.add_archive(data)
+            promote = {"auto": None, "promote": True, "stage": False}[self.promote_toggle.value]
+            label = self.install_label.value.strip() or None
+            result = self.shell.backend.add_archive(data, promote=promote, label=label)
         except Exception as error:
             progress.bar_style, progress.value = "danger", 3
             # the error names a temporary copy (the data plane's, or the server's spool file): name the upload

@@ -87,6 +87,7 @@ class PreviewTab:
                                                       tooltip="Show where each convolutional member looked"),
                                            "yyai-explain-toggle")
         self.sample_select = dropdown("Sample", "yyai-sample-select")
+        self.sample_source = with_classes(W.HTML(), "yyai-sample-source")  # where the samples come from
         self.image_upload = file_button("yyai-image-upload", accept="image/*", multiple=True,
                                         tooltip="Choose one or more image files (PNG, JPEG, ...)",
                                         layout=W.Layout(width="180px", display="none"))
@@ -104,7 +105,7 @@ class PreviewTab:
             W.HTML("<b>What to run</b>"),
             self.model_select, self.version_select, self.compare_select,
             W.HTML("<b>On which images</b>"),
-            self.source_toggle, self.sample_select, self.image_upload, self.upload_info, self.pad_box,
+            self.source_toggle, self.sample_select, self.sample_source, self.image_upload, self.upload_info, self.pad_box,
             W.HTML("&nbsp;"), self.explain_toggle, self.predict_button, self.predict_message, self.load_button,
         ], layout=W.Layout(width="320px", min_width="320px")), "yyai-panel", "yyai-controls")
         self.widget = W.HBox([controls, self.results.widget])
@@ -155,6 +156,7 @@ class PreviewTab:
         """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
         source = self.source_toggle.value
         show(self.sample_select, source == SAMPLE)
+        show(self.sample_source, source == SAMPLE)
         show(self.image_upload, source == UPLOAD)
         show(self.upload_info, source == UPLOAD)
         if source == DRAW and self.pad is None:
@@ -197,11 +199,14 @@ class PreviewTab:
         """List the bundled samples of the picked version (none if it bundles none)."""
         name, version = self.model_select.value, self.version_select.value
         options: list = []
+        where = ""
         if name and version:
             try:
-                options = [(Path(s).name, s) for s in self.shell.backend.samples(name, version)]
+                found = self.shell.backend.bundled(name, version)
+                options, where = [(Path(s).name, s) for s in found.files], found.where()
             except Exception as error:  # noqa: BLE001 - samples are optional
                 self.predict_message.value = message_html("warn", f"No bundled samples: {error}")
+        self.sample_source.value = subtle_html(f"samples {where}") if where else ""
         self.shell.set_options(self.sample_select, options)
         self.sample_select.disabled = not options
         if not options and self.source_toggle.value == SAMPLE and self.image_upload.value:

@@ -16,7 +16,9 @@ import os
 from typing import TYPE_CHECKING, Iterable, Protocol, runtime_checkable
 
 from yyai_kernel.types import (
+    BundledFiles,
     Disagreement,
+    FileRole,
     InstallResult,
     ModelRemoved,
     ModelStatus,
@@ -45,6 +47,8 @@ class Backend(Protocol):
 
     def samples(self, name: str, version: int | None = None) -> list[str]: ...
 
+    def bundled(self, name: str, version: int | None = None, role: FileRole = FileRole.SAMPLE) -> BundledFiles: ...
+
     def sample(self, name: str, sample: str, version: int | None = None) -> bytes: ...
 
     def predict(self, name: str, inputs, version: int | None = None) -> Prediction: ...
@@ -64,7 +68,8 @@ class Backend(Protocol):
 
     def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
 
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult: ...
+    def add_archive(self, archive: bytes | str | os.PathLike, *, promote: bool | None = None,
+                    label: str | None = None, replace: bool = False) -> InstallResult: ...
 
     def labels(self, name: str) -> dict[str, int]: ...
 

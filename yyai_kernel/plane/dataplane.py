@@ -54,6 +54,7 @@ from yyai_kernel.rollout.traffic import Plan, TrafficRouter
 from yyai_kernel.runtime.images import preprocess_batch
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
+    BundledFiles,
     FileRole,
     ImageSpec,
     InputSpec,
@@ -149,16 +150,25 @@ class DataPlane:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
         return target.description.with_status(self.version_status(target))
 
-    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> list[str]:
-        """The names of the files a version bundles with ``role``: samples or labelled sets."""
-        return [f.path for f in target.record.manifest.files if f.role is role]
+    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        """The files with ``role`` (samples, labelled sets) that go with a version: its own, else
+        those of the newest version that bundles any (``BundledFiles.source`` says which)."""
+        records = target.model.records
+        for version in [target.version, *sorted((v for v in records if v != target.version), reverse=True)]:
+            files = tuple(f.path for f in records[version].manifest.files if f.role is role)
+            if files:
+                return BundledFiles(target.name, target.version, version, role, files)
+        return BundledFiles(target.name, target.version, None, role)
 
     def bundled_file(self, target: Target, file: str, role: FileRole = FileRole.SAMPLE) -> bytes:
-        """One bundled file's bytes, by its manifest name (never a path on the server's disk)."""
-        if file not in self.bundled(target, role):
+        """One bundled file's bytes, by its manifest name (never a path on the server's disk), from
+        the archive :meth:`bundled` finds it in."""
+        found = self.bundled(target, role)
+        if file not in found.files:
             what = "labelled set" if role is FileRole.EVAL else role.value
-            raise ModelNotFoundError(f"Model {target.name!r} v{target.version} bundles no {what} named {file!r}.")
-        return read_listed_file(target.record.path, file)
+            others = "" if found.source is None else f" (the {what}s of v{found.source} are {', '.join(found.files)})"
+            raise ModelNotFoundError(f"Model {target.name!r} v{target.version} has no {what} named {file!r}{others}.")
+        return read_listed_file(target.model.records[found.source].path, file)
 
     # --- Open Inference Protocol ---------------------------------------------------------------
 

@@ -14,8 +14,10 @@ from typing import Iterable
 from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.types import (
+    BundledFiles,
     Disagreement,
     FileRole,
+    InstallOptions,
     InstallResult,
     ModelRef,
     ModelRemoved,
@@ -60,13 +62,16 @@ class LocalBackend:
         return self.data.describe(self._target(name, version))
 
     def samples(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), FileRole.SAMPLE)
+        return list(self.data.bundled(self._target(name, version), FileRole.SAMPLE).files)
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
         return self.data.bundled_file(self._target(name, version), sample, FileRole.SAMPLE)
 
+    def bundled(self, name: str, version=None, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        return self.data.bundled(self._target(name, version), role)
+
     def eval_sets(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), FileRole.EVAL)
+        return list(self.data.bundled(self._target(name, version), FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
         return self.data.bundled_file(self._target(name, version), set_name, FileRole.EVAL)
@@ -99,8 +104,9 @@ class LocalBackend:
     def remove(self, name: str, version, *, purge: bool = False) -> ModelStatus | ModelRemoved:
         return self.repository.remove(name, version, purge=purge)
 
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
-        return self.repository.add_archive(archive)
+    def add_archive(self, archive: bytes | str | os.PathLike, *, promote: bool | None = None,
+                    label: str | None = None, replace: bool = False) -> InstallResult:
+        return self.repository.add_archive(archive, InstallOptions.parse(promote, label, replace))
 
     # rollouts
     def labels(self, name: str) -> dict[str, int]:

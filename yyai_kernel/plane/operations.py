@@ -60,8 +60,10 @@ class Operation:
     force: bool = False
     purge: bool = False
     archive: str | None = None
-    label: str | None = None  # SET_LABEL, DELETE_LABEL
+    label: str | None = None  # SET_LABEL, DELETE_LABEL; INSTALL: a label to point at the new version
     policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
+    promote: bool | None = None  # INSTALL: make it the default (True), stage it (False), or the server's rule
+    replace: bool = False  # INSTALL: replace different content under the same version
 
     def checked(self) -> "Operation":
         """The same operation with its name, version and label checked (400 on a bad one).
@@ -88,8 +90,9 @@ def follow(registry, op: Operation) -> None:
     """
     kind, name, version = op.kind, op.name, op.version
     if kind is OpKind.INSTALL:
-        registry.reload(name, force=False)  # the store has the new archive; a new default loads
+        registry.reload(name, force=False)  # the store has the new archive (and state); a new default loads
         registry.load(name, version)  # and the uploaded version serves, default or not
+        registry.load_served(name)  # and whatever a label or a pin made of it
     elif kind is OpKind.LOAD:
         registry.load(name, version)
     elif kind is OpKind.UNLOAD:

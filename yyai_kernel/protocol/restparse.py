@@ -24,7 +24,7 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.protocol.multipart import read_files
-from yyai_kernel.types import parse_version
+from yyai_kernel.types import InstallOptions, parse_version
 
 AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
@@ -144,19 +144,31 @@ def images_of(media: str, content_type: str, body: bytes, most: int) -> tuple[li
 # --- archives and samples ------------------------------------------------------------------
 
 
+UPLOAD_QUERY = {"promote", "label", "replace"}
+
+
 def check_upload(query_names, media: str) -> None:
-    """``POST /models``: no query parameters but auth's, and an archive or multipart body."""
-    unknown = sorted(set(query_names) - AUTH_QUERY)
+    """``POST /models``: no query parameters but auth's and the upload's options, and an archive or
+    multipart body."""
+    unknown = sorted(set(query_names) - AUTH_QUERY - UPLOAD_QUERY)
     if unknown:  # ?url=, ?path=, ?trusted=...: the archive is the body, and trust is the operator's
         raise InvalidInputError(
-            f"POST /models takes no query parameters (got {', '.join(map(repr, unknown))}); "
-            "send the .yyar archive itself as the request body."
+            f"POST /models takes no query parameters but promote, label and replace (got "
+            f"{', '.join(map(repr, unknown))}); send the .yyar archive itself as the request body."
         )
     if media not in ARCHIVE_TYPES and media != MULTIPART:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the .yyar archive as "
             "application/octet-stream, or as a multipart/form-data file upload."
         )
+
+
+def upload_options(query) -> InstallOptions:
+    """``POST /models``'s options: ``?promote=true|false`` (absent: the server's rule), ``?label=``,
+    ``?replace=true``; 400 for a bad value."""
+    promote = query.get("promote")
+    return InstallOptions.parse(None if promote is None else flag(promote), query.get("label"),
+                                flag(query.get("replace")))
 
 
 def empty_upload() -> InvalidInputError:

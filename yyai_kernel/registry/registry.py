@@ -23,9 +23,10 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from yyai_kernel.archive import read_manifest, verify
+from yyai_kernel.archive import read_manifest, sha256_file, verify
 from yyai_kernel.config import ServingConfig, serving_config
 from yyai_kernel.errors import ModelNotFoundError, YyaiError
+from yyai_kernel.registry.defaults import stages
 from yyai_kernel.registry.protocol import Target, ref_of
 from yyai_kernel.registry.table import ModelTable
 from yyai_kernel.registry.versions import (
@@ -37,6 +38,7 @@ from yyai_kernel.registry.versions import (
 from yyai_kernel.store.store import ModelStore
 from yyai_kernel.store.watch import StoreWatcher
 from yyai_kernel.types import (
+    InstallOptions,
     InstallResult,
     ModelError,
     ModelRef,
@@ -279,28 +281,62 @@ class Registry:
             return ModelRemoved(model.name)
         return self.table.status(model.name)
 
-    def install(self, path: str | Path) -> InstallResult:
-        """Verify an archive, move it into the store atomically, and load it.
+    def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult:
+        """Verify an archive, move it into the store atomically, load it, and say what became the default.
 
-        A new latest version becomes the default (once it serves) unless the model is
-        pinned; the result's message says which version is the default afterwards, and why.
-        No lock of the registry's is held while the archive is verified or copied.
+        A new version of an existing model is *staged* (see ``defaults.stages``): it serves by
+        its number (and by ``options.label``) while the default stays, pinned so that it
+        stays, until it is promoted. ``options.promote`` True makes it the default (pinned).
+        The same content again changes nothing and says so; different content under a
+        version the store holds is refused unless ``options.replace`` (itself refused while a
+        label or the traffic policy names that version). No lock of the registry's is held
+        while the archive is verified or copied.
         """
-        name = read_manifest(path).name
+        options = options or InstallOptions()
+        manifest = read_manifest(path)
+        name, version = manifest.name, manifest.version
+        existing = self.store.find(name, version)
+        if existing is not None:
+            if sha256_file(path) == existing.sha256:
+                status = self.table.status(name)
+                return InstallResult(name, version, status, f"{name} v{version} is already installed with the "
+                                     f"same content; nothing changed. {status.default_reason}", changed=False)
+            if options.replace:
+                self.store.check_removable(name, version, "replaced")
         trusted = self.config.is_trusted(name)
         verify(path, trusted=trusted)  # slow (loads Keras)
-        record = self.store.add(path, trusted=trusted, verify=False)
-        self.table.refresh()
-        model = self.table.ensure(record.name)
+        model = self.table.ensure(name, create=True)
         with model.load_lock:
-            self._load_version(model, record.version, force=False)
-        status = self.table.status(record.name)
-        message = f"Installed {record.name} v{record.version}; " + status.default_reason
-        return InstallResult(record.name, record.version, status, message)
+            staged = self._stage_for(name, version, options.promote)
+            record = self.store.add(path, trusted=trusted, verify=False, replace=options.replace)
+            self.table.refresh()
+            self._load_version(model, record.version, force=existing is not None)
+            if options.promote:
+                self.store.pin(name, version)
+                self.table.pinned(name, version)
+            if options.label is not None:
+                self.store.set_label(name, options.label, version)
+                self.table.refresh()
+        status = self.table.status(name)
+        return InstallResult(name, version, status, _installed(name, version, status, staged, options), staged)
 
-    def add_archive(self, path: str | Path) -> ModelStatus:
+    def _stage_for(self, name: str, version: int, promote: bool | None) -> bool:
+        """Pin the current default when the new version is staged; whether it is. Caller holds model.load_lock."""
+        view = self.table.view(name)
+        if view is None or view.default is None or version in view.stored:
+            return False
+        pinned = name in self.store.pins()
+        protected = bool(view.labels) or view.policy is not None
+        if not stages(promote, self.config.auto_promote, pinned, protected):
+            return False
+        if not pinned:
+            self.store.pin(name, view.default)  # so that the default stays when the new one is the latest
+            self.table.pinned(name, view.default)
+        return True
+
+    def add_archive(self, path: str | Path, options: InstallOptions | None = None) -> ModelStatus:
         """:meth:`install`, returning only the model's status."""
-        return self.install(path).model
+        return self.install(path, options).model
 
     # --- labels and traffic policies (persisted in the store) ----------------------------
 
@@ -332,12 +368,22 @@ class Registry:
         return self.table.status(name)
 
     def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
-        """Load the versions (each resolved), then ``persist(versions)``; the model's status."""
+        """Load the versions (each resolved), pin the default if it is not, then ``persist(versions)``
+        (a label or a traffic policy); the model's status.
+
+        A model that a label or a policy compares versions of keeps its default while the
+        comparison runs: no new archive (an upload, a file dropped into the folder) replaces
+        it until someone promotes one, so its default is pinned here if it was not.
+        """
         versions = [self.resolve(ref_of(name, v)).version for v in versions]
         model = self.table.ensure(name)
         with model.load_lock:
             for version in versions:
                 self._load_version(model, version, force=False)
+            view = self.table.view(name)
+            if name not in self.store.pins() and view is not None and view.default is not None:
+                self.store.pin(name, view.default)
+                self.table.pinned(name, view.default)
             persist(versions)
             self.table.refresh()
         return self.table.status(name)
@@ -397,6 +443,19 @@ class Registry:
         """The watcher saw archives appear, change or go: reload, unforced."""
         log.info("Store changed on disk; reloading")
         self.reload(force=False)
+
+
+def _installed(name: str, version: int, status: ModelStatus, staged: bool, options: InstallOptions) -> str:
+    """What an install did, for people: installed (staged, or as the default), and the default's reason."""
+    label = f" (label {options.label!r})" if options.label else ""
+    if staged:
+        what = f"Installed {name} v{version}{label}, staged: it serves as v{version} and v{status.default} stays " \
+               "the default until you promote it"
+    elif options.promote:
+        what = f"Installed {name} v{version}{label} as the default (pinned)"
+    else:
+        what = f"{'Replaced' if options.replace else 'Installed'} {name} v{version}{label}"
+    return f"{what}. {status.default_reason}"
 
 
 def _each(names: list[str], work) -> dict:

@@ -68,6 +68,11 @@ PASSED_THROUGH = ("base_url", "theme", "pool_size")
 FLAGS = {
     "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
     "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
+    "no-auto-promote": ({"YyaiServer": {"auto_promote": False}},
+                        "Stage every new version: it serves by its number until promoted (yyai default M V)."),
+    "auto-promote": ({"YyaiServer": {"auto_promote": True}},
+                     "A new version of a model that is not pinned, labelled or under a traffic policy becomes "
+                     "the default at once (the default)."),
     "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
     "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
     "public-health": ({"YyaiServer": {"public_health": True}},

@@ -21,7 +21,9 @@ imports only numpy, the errors and the hints, so every layer may import it.
 """
 
 from yyai_kernel.types.description import (
+    BUNDLED_KEYS,
     COMBINED_OUTPUT,
+    BundledFiles,
     VersionDescription,
 )
 from yyai_kernel.types.jsonview import (
@@ -79,6 +81,7 @@ from yyai_kernel.types.specs import (
 from yyai_kernel.types.status import (
     DefaultReason,
     DefaultWhy,
+    InstallOptions,
     InstallResult,
     ModelError,
     ModelRemoved,
@@ -92,6 +95,8 @@ from yyai_kernel.types.status import (
 )
 
 __all__ = [
+    "BUNDLED_KEYS",
+    "BundledFiles",
     "NAME_PATTERN",
     "NAME_RE",
     "MAX_VERSION_DIGITS",
@@ -115,6 +120,7 @@ __all__ = [
     "ModelError",
     "DefaultReason",
     "DefaultWhy",
+    "InstallOptions",
     "InstallResult",
     "COMBINED_OUTPUT",
     "VersionDescription",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yyai_kernel.types.jsonview import JsonView
-from yyai_kernel.types.specs import Combine, InputSpec, OutputSpec
+from yyai_kernel.types.specs import Combine, FileRole, InputSpec, OutputSpec
 from yyai_kernel.types.status import VersionStatus
 
 COMBINED_OUTPUT = "output"  # the v2 name of an ensemble's combined output
@@ -87,3 +87,39 @@ class VersionDescription(JsonView):
                    tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),
                    VersionStatus.from_json(status) if status else None)
 
+
+
+BUNDLED_KEYS = {FileRole.SAMPLE: "samples", FileRole.EVAL: "sets"}  # the reply's key for each role's files
+
+
+@dataclass(frozen=True)
+class BundledFiles(JsonView):
+    """The files of one role (sample inputs, labelled sets) that go with a version.
+
+    Samples and labelled sets belong to the model more than to one version: a version
+    whose archive bundles none (one uploaded from a notebook, say) gets those of the newest
+    version that does. ``source`` says which version's archive holds them (None: no version
+    bundles any), so that every interface can say where they came from.
+    """
+
+    name: str
+    version: int
+    source: int | None
+    role: FileRole
+    files: tuple[str, ...] = ()
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "version": self.version, "source": self.source,
+                BUNDLED_KEYS.get(self.role, "files"): list(self.files)}
+
+    @classmethod
+    def from_json(cls, d: dict, role: FileRole) -> "BundledFiles":
+        source = d.get("source", d["version"])
+        return cls(d["name"], int(d["version"]), None if source is None else int(source), role,
+                   tuple(d.get(BUNDLED_KEYS.get(role, "files"), ())))
+
+    def where(self) -> str:
+        """Where they came from, for people: "" when from the version itself."""
+        if self.source is None or self.source == self.version:
+            return ""
+        return f"from v{self.source} (v{self.version} bundles none)"

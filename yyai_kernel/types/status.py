@@ -12,6 +12,7 @@ from enum import Enum, StrEnum
 from yyai_kernel.hints import REST_WORDS, Hint, Step, Words, with_hints
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
+from yyai_kernel.types.refs import check_label
 from yyai_kernel.types.rollout import RolloutStats, TrafficPolicy
 
 
@@ -309,9 +310,35 @@ class ModelError(JsonView):
 
 
 @dataclass(frozen=True)
+class InstallOptions:
+    """How an upload enters: ``promote`` (True: it becomes the default, pinned; False: it is
+    staged, the default stays; None: the server's rule), a ``label`` to point at it, and
+    whether it may ``replace`` different content under the same name and version."""
+
+    promote: bool | None = None
+    label: str | None = None
+    replace: bool = False
+
+    @classmethod
+    def parse(cls, promote: bool | None = None, label: str | None = None, replace: bool = False) -> "InstallOptions":
+        """The options of a request, checked (a bad label is a 400)."""
+        return cls(promote, None if label is None else check_label(label), bool(replace))
+
+    def to_json(self) -> dict:
+        return {"promote": self.promote, "label": self.label, "replace": self.replace}
+
+    @classmethod
+    def from_json(cls, d: dict | None) -> "InstallOptions":
+        d = d or {}
+        return cls(d.get("promote"), d.get("label"), bool(d.get("replace", False)))
+
+
+@dataclass(frozen=True)
 class InstallResult(JsonView):
     """What an upload did: the name and version installed, the model's status, and a line for people.
 
+    ``staged``: the version serves by its number (and label) while another stays the default;
+    ``changed`` is False when the same content was there already (nothing was done).
     ``message`` names no interface's steps; the JSON's adds the default's next step (such
     as following the latest again) in the REST API's words. Another front end words it
     from ``model.default_why``.
@@ -321,13 +348,22 @@ class InstallResult(JsonView):
     version: int
     model: ModelStatus
     message: str = ""
+    staged: bool = False
+    changed: bool = True
+
+    @property
+    def hints(self) -> tuple[Hint, ...]:
+        """The next steps: promote a staged version, and the default's own (such as following the latest)."""
+        promote = (Hint(Step.PIN, self.name, self.version),) if self.staged else ()
+        return promote + (self.model.default_why.hints if self.model.default_why is not None else ())
 
     def to_json(self) -> dict:
-        hints = self.model.default_why.hints if self.model.default_why is not None else ()
-        return {"name": self.name, "version": self.version, "message": with_hints(self.message, hints, REST_WORDS),
+        return {"name": self.name, "version": self.version, "message": with_hints(self.message, self.hints, REST_WORDS),
+                "staged": self.staged, "changed": self.changed, "default": self.model.default,
                 "model": self.model.to_json()}
 
     @classmethod
     def from_json(cls, d: dict) -> "InstallResult":
-        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""))
+        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""),
+                   bool(d.get("staged", False)), bool(d.get("changed", True)))
 
