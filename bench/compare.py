@@ -489,7 +489,7 @@ class TorchServe(Server):
     def __init__(self, round_no):
         super().__init__(round_no)
         self.mgmt = free_port()
-        self.version = {m: "1.0" for m in MODELS}
+        self.version = dict.fromkeys(MODELS, "1.0")
 
     def setup(self):
         self.dir = WORK / "torchserve"

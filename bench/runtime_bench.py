@@ -15,12 +15,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-from benchlib import thread_load  # noqa: E402
+import numpy as np
+from benchlib import thread_load
 
-from yyai_kernel.registry.registry import Registry  # noqa: E402
-from yyai_kernel.runtime.runtime import ArchiveRuntime  # noqa: E402
-from yyai_kernel.store.store import ModelStore  # noqa: E402
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.runtime.runtime import ArchiveRuntime
+from yyai_kernel.store.store import ModelStore
 
 
 def time_calls(fn, repeats: int) -> list[float]:

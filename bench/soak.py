@@ -95,7 +95,7 @@ class Template:
     blobs: dict[str, bytes]
 
     @classmethod
-    def read(cls, path: Path) -> "Template":
+    def read(cls, path: Path) -> Template:
         with zipfile.ZipFile(path) as zf:
             manifest = json.loads(zf.read("MANIFEST.json"))
             blobs = {e["path"]: zf.read(e["path"]) for e in manifest["members"] + manifest.get("files", [])}
@@ -105,7 +105,7 @@ class Template:
         """A valid .yyar of this archive as ``version``, keeping only ``members`` if given."""
         data = json.loads(json.dumps(self.manifest))
         data["version"] = version
-        data["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        data["created"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if members is not None:
             data["members"] = [m for m in data["members"] if m["name"] in members]
         which = "every member" if members is None else "+".join(members)
@@ -172,7 +172,7 @@ class ModelState:
     uploaded: list[int] = field(default_factory=list)  # uploaded versions still in the pool
     retired: dict[int, float] = field(default_factory=dict)  # version -> when it left the pool
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, default from then on)
-    changes: list["Change"] = field(default_factory=list)  # management calls that may move the default
+    changes: list[Change] = field(default_factory=list)  # management calls that may move the default
     next_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,14 +190,14 @@ class ModelState:
                     found |= change.versions
             return found
 
-    def begin_change(self, *versions: int) -> "Change":
+    def begin_change(self, *versions: int) -> Change:
         """Open a window, before the call is sent, in which the default may become any of ``versions``."""
         change = Change(time.monotonic(), float("inf"), {self.default, *versions})
         with self.lock:
             self.changes.append(change)
         return change
 
-    def end_change(self, change: "Change", reply) -> None:
+    def end_change(self, change: Change, reply) -> None:
         """Close the window with the default the reply reports (model status ``default``)."""
         new = self.default
         if reply is not None and reply.status_code in (200, 201):

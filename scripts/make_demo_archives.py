@@ -46,8 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Train on the CPU whatever the machine: same numbers everywhere (as far as floats allow).
 os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -507,8 +507,8 @@ def build(out_dir: Path) -> dict:
         scores["digits"]["v2 ensemble (mean)"] = float((p2.argmax(1) == yte).mean())
         scores["digits_disagree"] = int((p1.argmax(1) != p2.argmax(1)).sum())
         scores["digits_max_prob_gap"] = float(np.abs(p1 - p2).max())
-        scores["digits_test_size"] = int(len(test))
-        scores["digits_train_size"] = int(len(train))
+        scores["digits_test_size"] = len(test)
+        scores["digits_train_size"] = len(train)
 
         dsamples = digit_samples(pixels, target, test, p1, p2, work / "samples")
 
@@ -528,8 +528,8 @@ def build(out_dir: Path) -> dict:
             "r2": float(1 - (err**2).sum() / ((cyev - cyev.mean()) ** 2).sum()),
             "baseline_mae": float(np.abs(cyev - cytr.mean()).mean()),
             "label_range": [float(cyev.min()), float(cyev.max())],
-            "n_train": int(len(cytr)),
-            "n_eval": int(len(cyev)),
+            "n_train": len(cytr),
+            "n_eval": len(cyev),
         }
         cpath = work / "colorfulness" / "cnn.keras"
         save_weights_only_model(cm, cpath)

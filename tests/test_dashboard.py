@@ -48,7 +48,7 @@ def expected_label(archive: str, sample: str) -> str:
 def upload_entry(name: str, data: bytes) -> dict:
     """One FileUpload value entry, as ipywidgets 8 builds it from a browser upload."""
     return {"name": name, "type": "", "size": len(data), "content": memoryview(data),
-            "last_modified": datetime.datetime.now(datetime.timezone.utc)}
+            "last_modified": datetime.datetime.now(datetime.UTC)}
 
 
 def deadline_wait(predicate, seconds: float = 30.0) -> bool:

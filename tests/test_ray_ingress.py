@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import tritonclient.http as httpclient  # noqa: E402
+import tritonclient.http as httpclient
 import yaml
 from builders import install, pack_models, reference, sample_inputs
 from raycluster import REPO

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient  # noqa: E402
+import tritonclient.http as httpclient
 from builders import install, pack_models, reference, sample_inputs
 from serving import start_server
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException
 
 TOKEN = "triton-token"
 

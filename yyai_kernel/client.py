@@ -28,8 +28,8 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import quote
 
 import numpy as np
@@ -92,7 +92,7 @@ class YyaiClient:
         """Close the HTTP session."""
         self.session.close()
 
-    def __enter__(self) -> "YyaiClient":
+    def __enter__(self) -> YyaiClient:
         return self
 
     def __exit__(self, *exc) -> None:

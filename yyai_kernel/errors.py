@@ -11,7 +11,7 @@ control.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from yyai_kernel.hints import PYTHON_WORDS, REST_WORDS, Hint, Words, with_hints
 

@@ -22,9 +22,9 @@ This module imports nothing from yyai_kernel, so every layer may use it; no stat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping
 
 
 class Step(str, Enum):
@@ -63,7 +63,7 @@ class Hint:
         return body
 
     @classmethod
-    def from_json(cls, d) -> "Hint | None":
+    def from_json(cls, d) -> Hint | None:
         """The hint of a reply, or None when it has none or names a step this version does not know."""
         if not isinstance(d, dict):
             return None

@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
-from common import Traced, model_files  # noqa: E402
-from pytriton.decorators import batch  # noqa: E402
-from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # noqa: E402
-from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig  # noqa: E402
+import numpy as np
+from common import Traced, model_files
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
 
 def make_infer(traced: Traced):
     @batch
-    def infer(input):  # noqa: A002 - the tensor's name
+    def infer(input):  # the tensor's name
         return {"output": traced(input)}
 
     return infer

@@ -15,9 +15,10 @@ request named, counted under that name only once the registry knew the model
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.client import responses
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import orjson

@@ -12,9 +12,10 @@ thread. The adapters build one Api per server and hand it to every endpoint.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from yyai_kernel.api.call import Call
 from yyai_kernel.api.endpoint import Endpoint

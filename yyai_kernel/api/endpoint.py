@@ -13,9 +13,9 @@ documented twice, or behave differently on two servers.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Awaitable, Callable
 
 from yyai_kernel.api.call import Call, Reply
 

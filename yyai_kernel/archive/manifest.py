@@ -99,7 +99,7 @@ class Manifest:
         self.combine: Combine = Combine(data.get("combine", Combine.MEAN))
 
     @classmethod
-    def from_dict(cls, d) -> "Manifest":
+    def from_dict(cls, d) -> Manifest:
         """Validate `d` against the schema and the rules JSON Schema cannot say.
 
         Raises FormatVersionError for an unknown format or format_version, and

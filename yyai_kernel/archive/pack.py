@@ -9,7 +9,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from yyai_kernel.archive.manifest import (
@@ -106,7 +106,7 @@ def pack(
             sources[arcname] = file
         data = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "version": version,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "description": description, "members": [m.to_json() for m in members], "input": input_spec.to_json(),
             "output": output_spec.to_json(), "combine": checked.combine.value, "batching": dict(batching or {}),
             "files": [f.to_json() for f in files],

@@ -296,7 +296,7 @@ class OpenedArchive:
         """Remove the extraction folder. Safe to call more than once."""
         self._finalizer()
 
-    def __enter__(self) -> "OpenedArchive":
+    def __enter__(self) -> OpenedArchive:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -71,15 +70,15 @@ def _input_shape(text: str) -> list[int]:
 def archive_cmd(
     name: str = typer.Option(..., "--name", help="Model name: lower case letters, digits, '_', '.', '-'."),
     version: int = typer.Option(..., "--version", min=1, help="Integer version, 1 or more."),
-    model: List[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
+    model: list[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
                                      help="A .h5 or .keras model file; repeat for an ensemble."),
-    input_shape: Optional[str] = typer.Option(
+    input_shape: str | None = typer.Option(
         None, "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1 (default: read from the first "
         "model, which must fix it)."),
     dtype: str = typer.Option(InputSpec.dtype, "--dtype", help="Input dtype the model expects."),
     channels_first: bool = typer.Option(False, "--channels-first",
                                         help="The channel axis comes first, e.g. --input-shape 3,64,64."),
-    color: Optional[str] = typer.Option(
+    color: str | None = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
     scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale", help="x = pixel * scale + offset; a number or a "
@@ -88,20 +87,20 @@ def archive_cmd(
                                help="Added after scaling; a number or a fraction, such as -1."),
     resize: str = typer.Option(ImageSpec.resize, "--resize", help="How an image of another size is fitted to the input "
                                "shape: stretch (each axis scaled on its own; the aspect ratio is not kept)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
-    labels_file: Optional[Path] = typer.Option(
+    labels: str | None = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
+    labels_file: Path | None = typer.Option(
         None, "--labels-file", exists=True, dir_okay=False,
         help="Classification labels, one per line; the file is stored in the archive."),
-    regression: Optional[str] = typer.Option(
+    regression: str | None = typer.Option(
         None, "--regression", help="Regression output names, comma separated: NAME[,NAME]."),
-    rounding: Optional[int] = typer.Option(None, "--rounding", min=0, max=15,
+    rounding: int | None = typer.Option(None, "--rounding", min=0, max=15,
                                            help="Decimals to round regression outputs to."),
     combine: str = typer.Option(Combine.MEAN.value, "--combine",
                                 help="How members combine: mean, or each (no combined output)."),
-    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
-    max_delay_ms: Optional[float] = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
+    max_batch_size: int | None = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
+    max_delay_ms: float | None = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
     description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),
-    sample: List[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
+    sample: list[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
                                       help="A sample input stored as samples/<file name>; repeatable."),
     convert: bool = typer.Option(False, "--convert", help="Re-save .h5 members in the native .keras format."),
     trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.markup import escape
@@ -47,7 +46,7 @@ SHOWN_BAD_ITEMS = 10
 @app.command("evaluate", rich_help_panel=MEASURE)
 def evaluate_cmd(
     ctx: typer.Context,
-    models: List[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
+    models: list[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
     data: str = typer.Option(..., "--data", help="A folder, .zip or labels.csv here; or 'bundled' / "
                              "'bundled:NAME' for a set the model's archive bundles."),
     server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),

@@ -10,7 +10,6 @@ holds; given a store folder they say so and how to name the server.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 
@@ -40,7 +39,7 @@ RESCAN_NOTE = "a running server over that folder applies it at its next rescan (
 @app.command("upload", rich_help_panel=CHANGE)
 def upload_cmd(
     ctx: typer.Context,
-    archives: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help=f"{SUFFIX} archives to add."),
+    archives: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help=f"{SUFFIX} archives to add."),
     server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
     token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
     store: Path = typer.Option(None, "--store", help=STORE_HELP),

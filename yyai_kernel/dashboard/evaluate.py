@@ -57,7 +57,7 @@ class EvaluateTab:
     key = "evaluate"
     title = "Evaluate"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self.result: Evaluation | None = None
         self.dataset: LabelledSet | None = None  # where the galleries' images come from

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as W
 

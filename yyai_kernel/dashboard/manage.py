@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
@@ -103,7 +104,7 @@ class ManageTab:
     key = "manage"
     title = "Manage"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._pending_delete: tuple[str, int] | None = None  # what the confirmation would delete
         self._build()

@@ -38,7 +38,7 @@ class ModelsTab:
     title = "Models"
     lazy = False  # built with the dashboard: the activity plot samples every refresh from the start
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self.history: deque[tuple[float, dict[str, ActivitySample]]] = deque()
         self._plot_drawn_at = 0.0

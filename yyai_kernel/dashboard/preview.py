@@ -60,7 +60,7 @@ class PreviewTab:
     key = "preview"
     title = "Preview"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
         self._state_note = ""  # the note about the picked versions' states last shown

@@ -16,8 +16,9 @@ from __future__ import annotations
 import html
 import io
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 import ipywidgets as W
 

@@ -43,7 +43,7 @@ class RolloutTab:
     key = "rollout"
     title = "Rollout"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._build()
         guard, message = shell.guard, self.message

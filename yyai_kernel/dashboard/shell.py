@@ -38,8 +38,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import ipywidgets as W
 
@@ -200,7 +201,7 @@ class Dashboard:
             self._last_used = time.monotonic()
             try:
                 return fn(*args)
-            except Exception as error:  # noqa: BLE001 - every failure becomes a message
+            except Exception as error:  # every failure becomes a message
                 log.info("dashboard action failed: %s", error, exc_info=True)
                 target.value = message_html("error", error_text(error))
                 return None
@@ -359,7 +360,7 @@ class Dashboard:
         self._closers.append(closer)
 
     @classmethod
-    def for_models(cls, versions, *, input: dict, labels=None, name: str = "model", **options) -> "Dashboard":
+    def for_models(cls, versions, *, input: dict, labels=None, name: str = "model", **options) -> Dashboard:
         """The dashboard over Keras models in this notebook, with no server and no store of yours.
 
         ``versions`` maps a version (``"v1"``, ``"v2"``, or 1, 2) to a model, a list of
@@ -403,7 +404,7 @@ class Dashboard:
                 continue
             try:
                 self.refresh()  # shows its own error when the server does not answer
-            except Exception as error:  # noqa: BLE001 - the loop outlives a failing tab
+            except Exception as error:  # the loop outlives a failing tab
                 log.info("refresh failed: %s", error, exc_info=True)
                 self.status_line.value = message_html("error", f"Could not refresh: {error_text(error)}")
 

@@ -36,7 +36,7 @@ class VersionResult:
                 "members": {name: s.to_json() for name, s in self.members.items()}}
 
     @classmethod
-    def from_json(cls, body: dict) -> "VersionResult":
+    def from_json(cls, body: dict) -> VersionResult:
         return cls(int(body["version"]), str(body["output"]), scores_from_json(body["scores"]),
                    {name: scores_from_json(s) for name, s in body["members"].items()})
 
@@ -54,7 +54,7 @@ class Disagreement:
         return {"key": self.key, "truth": self.truth, "a": self.a, "b": self.b}
 
     @classmethod
-    def from_json(cls, body: dict) -> "Disagreement":
+    def from_json(cls, body: dict) -> Disagreement:
         return cls(body["key"], body["truth"], body["a"], body["b"])
 
 
@@ -74,7 +74,7 @@ class VersionPair:
                 "disagreements": [d.to_json() for d in self.disagreements]}
 
     @classmethod
-    def from_json(cls, body: dict) -> "VersionPair":
+    def from_json(cls, body: dict) -> VersionPair:
         return cls(int(body["a"]), int(body["b"]), tuple(Disagreement.from_json(d) for d in body["disagreements"]))
 
 
@@ -95,7 +95,7 @@ class ItemResult:
                 "probability": list(self.probability)}
 
     @classmethod
-    def from_json(cls, body: dict) -> "ItemResult":
+    def from_json(cls, body: dict) -> ItemResult:
         return cls(body["key"], body["truth"], tuple(body["predicted"]), tuple(body["probability"]))
 
 
@@ -141,7 +141,7 @@ class Evaluation:
         }
 
     @classmethod
-    def from_json(cls, body: dict) -> "Evaluation":
+    def from_json(cls, body: dict) -> Evaluation:
         """The result a ``to_json()`` wrote (an HTTP reply, a job's file): equal to the original."""
         return cls(
             body["model"], OutputKind(body["kind"]), body["dataset"],

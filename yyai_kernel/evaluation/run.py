@@ -22,10 +22,10 @@ and the backend does its own locking.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 

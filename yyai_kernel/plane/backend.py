@@ -13,7 +13,8 @@ This module holds only the Protocol: importing it imports no TensorFlow and no H
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from yyai_kernel.types import (
     Disagreement,

@@ -24,11 +24,11 @@ each with its HTTP status.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Callable
 
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig

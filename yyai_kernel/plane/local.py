@@ -9,7 +9,7 @@ its name and version once, as a REST endpoint does, then calls one plane method.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.plane.planes import Planes
@@ -42,7 +42,7 @@ class LocalBackend:
         self.data, self.repository, self.evaluations = planes.data, planes.repository, planes.evaluations
 
     @classmethod
-    def over(cls, registry, **options) -> "LocalBackend":
+    def over(cls, registry, **options) -> LocalBackend:
         """The backend over a registry (``options``: see ``Planes.over``); closing it closes the registry."""
         return cls(Planes.over(registry, **options))
 

@@ -63,7 +63,7 @@ class Operation:
     label: str | None = None  # SET_LABEL, DELETE_LABEL
     policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
 
-    def checked(self) -> "Operation":
+    def checked(self) -> Operation:
         """The same operation with its name, version and label checked (400 on a bad one).
         A version may be a label where one is accepted (load, unload, remove)."""
         name = None if self.name is None else check_name(self.name)
@@ -77,7 +77,7 @@ class Operation:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Operation":
+    def from_json(cls, data: dict) -> Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
@@ -135,7 +135,7 @@ class WorkerReport:
     outcomes: tuple[WorkerOutcome, ...]
 
     @classmethod
-    def alone(cls, worker: int = 0) -> "WorkerReport":
+    def alone(cls, worker: int = 0) -> WorkerReport:
         return cls((WorkerOutcome(worker, Outcome.APPLIED),))
 
     @property
@@ -163,7 +163,7 @@ class WorkerReport:
                             for o in self.outcomes]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerReport":
+    def from_json(cls, data: dict) -> WorkerReport:
         return cls(tuple(WorkerOutcome(w["worker"], Outcome(w["outcome"]), w.get("error"))
                          for w in data["workers"]))
 
@@ -194,7 +194,7 @@ class WorkerInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerInfo":
+    def from_json(cls, data: dict) -> WorkerInfo:
         return cls(**data)
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO
 
 from python_multipart.multipart import (
     MultipartParser,

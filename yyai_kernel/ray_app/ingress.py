@@ -93,7 +93,7 @@ class Ingress:
                     time.sleep(1.0)  # no model replica runs yet
             except YyaiError as error:
                 log.error("Could not load %s: %s", name, error.message)
-            except Exception:  # noqa: BLE001 - start-up must end ready, as yyai serve's does
+            except Exception:  # start-up must end ready, as yyai serve's does
                 log.exception("Loading %s failed", name)
         self.planes.data.mark_ready()
         log.info("yyai ingress ready: %d model(s)", len(self.registry.names()))

@@ -34,9 +34,9 @@ import re
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from ray import serve
@@ -71,7 +71,7 @@ class ModelId:
     sha256: str
 
     @classmethod
-    def parse(cls, text: str) -> "ModelId":
+    def parse(cls, text: str) -> ModelId:
         """Read an id; InvalidInputError when it is not ``name:version:<64 hex digits>``."""
         parts = text.split(":") if isinstance(text, str) else []
         if len(parts) != 3 or not _SHA256_RE.match(parts[2]):
@@ -81,7 +81,7 @@ class ModelId:
         return cls(check_name(parts[0]), parse_version(parts[1]), parts[2])
 
     @classmethod
-    def of(cls, record: ArchiveRecord) -> "ModelId":
+    def of(cls, record: ArchiveRecord) -> ModelId:
         """The id of an archive the store holds."""
         return cls(record.name, record.version, record.sha256)
 

@@ -34,10 +34,10 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError

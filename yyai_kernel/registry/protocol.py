@@ -20,10 +20,11 @@ Importing this module imports no TensorFlow, no Ray and no HTTP framework.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError

@@ -25,9 +25,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Plan:
     started: float
     canary: int | None = None
     shadow: int | None = None
-    traffic: "ModelTraffic | None" = None
+    traffic: ModelTraffic | None = None
 
 
 class ModelTraffic:

@@ -24,8 +24,8 @@ functions are then safe to call from any thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import keras
 import numpy as np

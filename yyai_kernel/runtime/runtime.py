@@ -91,7 +91,7 @@ class ArchiveRuntime:
         warmup_sizes: list[int] | None = None,
         limits: Limits | None = None,
         sha256: str | None = None,
-    ) -> "ArchiveRuntime":
+    ) -> ArchiveRuntime:
         """Open, verify and load an archive, then trace and warm its function.
 
         Raises the archive's typed errors (ArchiveError subclasses) when the archive is
@@ -174,7 +174,7 @@ class ArchiveRuntime:
             return {member: np.zeros(rows, np.int32) for member in output.members}
         if output.combined is not None:
             top = np.argmax(output.combined, axis=1)
-            return {member: top for member in output.members}
+            return dict.fromkeys(output.members, top)
         return {member: np.argmax(array, axis=1) for member, array in output.members.items()}
 
     def split(self, output: RuntimeOutput, bounds: list[tuple[int, int]]) -> list[RuntimeOutput]:

@@ -19,8 +19,8 @@ Nothing here imports anything heavier than traitlets; no state, no locking.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from traitlets import Bool, Float, Integer, List, TraitType, Unicode
 from traitlets.config import Configurable

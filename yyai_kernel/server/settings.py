@@ -120,7 +120,7 @@ class ServerSettings(ServingConfig):
     verbose = Bool(False, config=True, help=VERBOSE_HELP)
 
 
-def kernel_defaults(settings: "ServerSettings") -> Config:
+def kernel_defaults(settings: ServerSettings) -> Config:
     """The dashboard kernels' settings from yyai's, under what the user set in those sections
     (a config file or ``--VoilaExecutor.timeout=...`` wins): the cell timeout; idle culling,
     and the end of a kernel whose page closed (``server/kernels.py``); kernels bound to

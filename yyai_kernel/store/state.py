@@ -39,7 +39,7 @@ class StoreState:
     # --- reading and writing ------------------------------------------------------------
 
     @classmethod
-    def parse(cls, data: Any) -> tuple["StoreState", list[str]]:
+    def parse(cls, data: Any) -> tuple[StoreState, list[str]]:
         """The state a parsed file holds, and a line per section that was ignored ("does not hold ...")."""
         if not isinstance(data, dict):
             return cls(), ['does not hold {"pins": {name: version}}']
@@ -74,18 +74,18 @@ class StoreState:
 
     # --- changes (each returns a new state) ----------------------------------------------
 
-    def with_pin(self, name: str, version: int | None) -> "StoreState":
+    def with_pin(self, name: str, version: int | None) -> StoreState:
         pins = {k: v for k, v in self.pins.items() if k != name}
         return replace(self, pins=pins if version is None else {**pins, name: int(version)})
 
-    def with_label(self, name: str, label: str, version: int | None) -> "StoreState":
+    def with_label(self, name: str, label: str, version: int | None) -> StoreState:
         by = {k: v for k, v in self.labels.get(name, {}).items() if k != label}
         if version is not None:
             by[label] = int(version)
         labels = {k: v for k, v in self.labels.items() if k != name}
         return replace(self, labels={**labels, name: by} if by else labels)
 
-    def with_traffic(self, name: str, policy: TrafficPolicy | None) -> "StoreState":
+    def with_traffic(self, name: str, policy: TrafficPolicy | None) -> StoreState:
         traffic = {k: v for k, v in self.traffic.items() if k != name}
         return replace(self, traffic=traffic if policy is None else {**traffic, name: policy})
 

@@ -60,7 +60,7 @@ class VersionDescription(JsonView):
         """How image pixels become the model's input, in one line."""
         return self.input.preprocessing()
 
-    def with_status(self, status: VersionStatus | None) -> "VersionDescription":
+    def with_status(self, status: VersionStatus | None) -> VersionDescription:
         return VersionDescription(self.name, self.version, self.input, self.output, self.members,
                                   self.combine, self.description, status)
 
@@ -81,7 +81,7 @@ class VersionDescription(JsonView):
         return body
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionDescription":
+    def from_json(cls, d: dict) -> VersionDescription:
         status = d.get("status")
         return cls(d["name"], int(d["version"]), InputSpec.from_json(d["input"]), OutputSpec.from_json(d["output"]),
                    tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),

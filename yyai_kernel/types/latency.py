@@ -19,7 +19,7 @@ class Latency:
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
 
     @classmethod
-    def of(cls, latencies_ms) -> "Latency":
+    def of(cls, latencies_ms) -> Latency:
         """The percentiles of a window of latencies (milliseconds), rounded to microseconds."""
         if not len(latencies_ms):
             return cls()

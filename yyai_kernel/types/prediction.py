@@ -59,7 +59,7 @@ class Explanation(JsonView):
                 "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Explanation":
+    def from_json(cls, data: dict) -> Explanation:
         method = ExplainMethod(data["method"])
         if not data.get("available"):
             return cls(method, False, data.get("reason", ""))
@@ -161,7 +161,7 @@ class Prediction(JsonView):
         return {"model": self.name, "version": self.version, "predictions": rows}
 
     @classmethod
-    def from_json(cls, reply: dict, output: OutputSpec | dict) -> "Prediction":
+    def from_json(cls, reply: dict, output: OutputSpec | dict) -> Prediction:
         """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec
         (its JSON, or the described version's :class:`OutputSpec`)."""
         if not isinstance(output, OutputSpec):

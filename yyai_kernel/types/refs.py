@@ -45,9 +45,7 @@ def parse_version(version: Any) -> int | None:
     """
     if version is None:
         return None
-    if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
-        value = int(version)
-    elif isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS:
+    if (isinstance(version, (int, np.integer)) and not isinstance(version, bool)) or (isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS):
         value = int(version)
     else:
         raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
@@ -102,7 +100,7 @@ class ModelRef:
     label: str | None = None
 
     @classmethod
-    def parse(cls, name: Any, version: Any = None) -> "ModelRef":
+    def parse(cls, name: Any, version: Any = None) -> ModelRef:
         """A reference from a request's parts: a name, and a version, a label or None (400 on a bad one)."""
         name = check_name(name)
         named = parse_version_ref(version)

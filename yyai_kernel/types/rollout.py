@@ -51,7 +51,7 @@ class TrafficSplit:
         return {"version": self.version, "percent": self.percent}
 
     @classmethod
-    def parse(cls, doc: Any, where: str) -> "TrafficSplit":
+    def parse(cls, doc: Any, where: str) -> TrafficSplit:
         if not isinstance(doc, dict):
             raise InvalidInputError(f"{where} must be an object such as {{\"version\": 3, \"percent\": 10}}.",
                                     field=where)
@@ -103,7 +103,7 @@ class TrafficPolicy(JsonView):
         return body
 
     @classmethod
-    def parse(cls, doc: Any) -> "TrafficPolicy":
+    def parse(cls, doc: Any) -> TrafficPolicy:
         """A policy from a JSON document (a client's body or the state file), checked field by field."""
         if not isinstance(doc, dict):
             raise InvalidInputError(f"The traffic policy must be a JSON object such as {POLICY_EXAMPLE}.")
@@ -174,7 +174,7 @@ class CanaryStats:
         return {"version": self.version, "requests": self.requests, "fallbacks": self.fallbacks}
 
     @classmethod
-    def from_json(cls, d: dict) -> "CanaryStats":
+    def from_json(cls, d: dict) -> CanaryStats:
         return cls(int(d["version"]), d.get("requests", 0), d.get("fallbacks", 0))
 
 
@@ -214,7 +214,7 @@ class ShadowStats:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ShadowStats":
+    def from_json(cls, d: dict) -> ShadowStats:
         return cls(int(d["version"]), d.get("runs", 0), d.get("rows_compared", 0), d.get("rows_agreed", 0),
                    d.get("errors", 0), d.get("dropped", 0), d.get("max_abs_diff"), d.get("mean_abs_diff"),
                    d.get("last_error"), Latency(**(d.get("latency_ms") or {})),
@@ -238,7 +238,7 @@ class RolloutStats(JsonView):
                 "disagreements": self.disagreements}
 
     @classmethod
-    def from_json(cls, d: dict) -> "RolloutStats":
+    def from_json(cls, d: dict) -> RolloutStats:
         return cls(d["since"], d.get("default_requests", 0),
                    CanaryStats.from_json(d["canary"]) if d.get("canary") else None,
                    ShadowStats.from_json(d["shadow"]) if d.get("shadow") else None,
@@ -262,7 +262,7 @@ class InputReference:
                 "filename": self.filename}
 
     @classmethod
-    def from_json(cls, d: dict) -> "InputReference":
+    def from_json(cls, d: dict) -> InputReference:
         png = d.get("png_base64")
         return cls(tuple(d["shape"]), d["min"], d["max"], d["mean"], base64.b64decode(png) if png else None,
                    d.get("filename"))
@@ -292,7 +292,7 @@ class Disagreement(JsonView):
                 "shadow_top": self.shadow_top, "abs_diff": self.abs_diff}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Disagreement":
+    def from_json(cls, d: dict) -> Disagreement:
         return cls(d["id"], d["time"], d["version"], d["shadow_version"], InputReference.from_json(d["input"]),
                    tuple(d["output"]), tuple(d["shadow_output"]), tuple(d["labels"]), tuple(d["shadow_labels"]),
                    d.get("top"), d.get("shadow_top"), d.get("abs_diff"))
@@ -310,7 +310,7 @@ class VersionLabel(JsonView):
         return {"name": self.name, "label": self.label, "version": self.version}
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionLabel":
+    def from_json(cls, d: dict) -> VersionLabel:
         return cls(d["name"], d["label"], int(d["version"]))
 
 
@@ -327,7 +327,7 @@ class TrafficReport(JsonView):
                 "rollout": None if self.rollout is None else self.rollout.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrafficReport":
+    def from_json(cls, d: dict) -> TrafficReport:
         return cls(d["name"], TrafficPolicy.parse(d["policy"]) if d.get("policy") else None,
                    RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None)
 

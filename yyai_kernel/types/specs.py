@@ -130,7 +130,7 @@ class InputSpec(JsonView):
     stated: frozenset[str] = field(default=_PACK_WRITES, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "InputSpec":
+    def from_json(cls, d: dict) -> InputSpec:
         """An input spec from its JSON; every input is an image input today (``color`` says how)."""
         image = ImageSpec(Color(d.get("color", _IMAGE_DEFAULTS["color"])),
                           Layout(d.get("layout", _IMAGE_DEFAULTS["layout"])),
@@ -151,7 +151,7 @@ class InputSpec(JsonView):
             _written(body, {"layout": image.layout.value}, self.stated, {"layout": Layout.CHANNELS_LAST.value})
         return body
 
-    def filled(self) -> "InputSpec":
+    def filled(self) -> InputSpec:
         """This spec stating its name, resize, scale and offset: the form ``pack`` writes and a description shows."""
         return replace(self, stated=self.stated | _PACK_WRITES)
 
@@ -193,18 +193,18 @@ class OutputSpec(JsonView):
     stated: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "OutputSpec":
+    def from_json(cls, d: dict) -> OutputSpec:
         kind = OutputKind(d["kind"])
         key = "labels" if kind is OutputKind.CLASSIFICATION else "names"
         return cls(kind, tuple(str(c) for c in d.get(key) or ()), d.get("rounding", DEFAULT_ROUNDING),
                    _stated(d, ("rounding",)))
 
     @classmethod
-    def classes(cls, labels) -> "OutputSpec":
+    def classes(cls, labels) -> OutputSpec:
         return cls(OutputKind.CLASSIFICATION, tuple(str(label) for label in labels))
 
     @classmethod
-    def values(cls, names, rounding: int | None = None) -> "OutputSpec":
+    def values(cls, names, rounding: int | None = None) -> OutputSpec:
         names = tuple(str(n) for n in names)
         if rounding is None:
             return cls(OutputKind.REGRESSION, names)
@@ -247,7 +247,7 @@ class MemberSource(JsonView):
     stated: frozenset[str] = field(default=frozenset({"keras_version"}), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "MemberSource":
+    def from_json(cls, d: dict) -> MemberSource:
         return cls(d["path"], d["sha256"], int(d["size"]), d.get("keras_version"), _stated(d, ("keras_version",)))
 
     def to_json(self) -> dict:
@@ -268,7 +268,7 @@ class MemberSpec(JsonView):
     stated: frozenset[str] = field(default=frozenset({"keras_version"}), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "MemberSpec":
+    def from_json(cls, d: dict) -> MemberSpec:
         source = d.get("source")
         return cls(d["name"], d["path"], d["sha256"], int(d["size"]), d.get("keras_version"),
                    MemberSource.from_json(source) if source is not None else None,
@@ -292,7 +292,7 @@ class FileSpec(JsonView):
     role: FileRole
 
     @classmethod
-    def from_json(cls, d: dict) -> "FileSpec":
+    def from_json(cls, d: dict) -> FileSpec:
         return cls(d["path"], d["sha256"], int(d["size"]), FileRole(d["role"]))
 
     def to_json(self) -> dict:

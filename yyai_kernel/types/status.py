@@ -87,7 +87,7 @@ class DefaultReason:
         return {"why": self.why.value, "name": self.name, "default": self.default, "latest": self.latest}
 
     @classmethod
-    def from_json(cls, d) -> "DefaultReason | None":
+    def from_json(cls, d) -> DefaultReason | None:
         if not isinstance(d, dict):
             return None
         try:
@@ -143,7 +143,7 @@ class VersionStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionStatus":
+    def from_json(cls, d: dict) -> VersionStatus:
         return cls(
             version=int(d["version"]),
             state=VersionState(d["state"]),
@@ -211,7 +211,7 @@ class ModelStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelStatus":
+    def from_json(cls, d: dict) -> ModelStatus:
         return cls(
             name=d["name"],
             default=d.get("default"),
@@ -239,7 +239,7 @@ class ModelSummary(JsonView):
                 "loaded": list(self.loaded)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelSummary":
+    def from_json(cls, d: dict) -> ModelSummary:
         return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
 
 
@@ -278,7 +278,7 @@ class ServerStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ServerStatus":
+    def from_json(cls, d: dict) -> ServerStatus:
         return cls(
             models={n: ModelStatus.from_json(m) for n, m in (d.get("models") or {}).items()},
             problems=tuple(StoreProblemInfo(p["path"], StoreProblemKind(p["kind"]), p["error"])
@@ -328,6 +328,6 @@ class InstallResult(JsonView):
                 "model": self.model.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "InstallResult":
+    def from_json(cls, d: dict) -> InstallResult:
         return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""))
 
