@@ -70,7 +70,7 @@ async def evaluate(api: Api, call: Call) -> Reply:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
                                                  set_ref=set_ref, handover=True, manage=True))
     finally:
-        if data not in (None, spooled) and os.path.exists(data):
+        if data not in (None, spooled) and os.path.exists(data):  # noqa: ASYNC240 - a stat of the local spool
             os.unlink(data)  # a multipart part the evaluations did not take
     location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
     return reply(job.to_json(), status=202, headers={"Location": location})
@@ -78,7 +78,7 @@ async def evaluate(api: Api, call: Call) -> Reply:
 
 async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:
     """The uploaded zip's file (the spool, or the multipart's file part); None for a bundled set."""
-    size = os.path.getsize(spooled)
+    size = os.path.getsize(spooled)  # noqa: ASYNC240 - a stat of the local spool
     if bundled is not None:
         if size:
             raise InvalidInputError("Send a labelled set or name a bundled one with ?set=..., not both.")

@@ -63,11 +63,16 @@ class RegistryCollector:
 
     def collect(self):
         models = self.dataplane.status().models
-        loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.", labels=["model", "version"])
-        state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).", labels=["model", "version", "state"])
-        default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.", labels=["model"])
-        load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.", labels=["model", "version"])
-        warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.", labels=["model", "version"])
+        loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.",
+                                   labels=["model", "version"])
+        state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).",
+                                  labels=["model", "version", "state"])
+        default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.",
+                                    labels=["model"])
+        load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.",
+                                   labels=["model", "version"])
+        warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.",
+                                   labels=["model", "version"])
         count = 0
         for name, model in models.items():
             if model.default is not None:

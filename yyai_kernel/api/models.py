@@ -70,7 +70,7 @@ async def upload(api: Api, call: Call) -> Reply:
     try:
         if media == restparse.MULTIPART:
             archive = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir, manage=True)
-        elif os.path.getsize(spooled) == 0:
+        elif os.path.getsize(spooled) == 0:  # noqa: ASYNC240 - a stat of the local spool
             raise restparse.empty_upload()
         managed = await api.run(api.repository.install, archive, manage=True)
     finally:
@@ -185,8 +185,9 @@ _UPLOAD_BODY = {
 }
 
 ENDPOINTS = [
-    Endpoint("GET", "/models", list_models, op("List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")},
-                                                     "One line per model."), **errors()}, tags=["management"]),
+    Endpoint("GET", "/models", list_models, op(
+        "List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")}, "One line per model."),
+                        **errors()}, tags=["management"]),
         trailing_slash=True),
     Endpoint("POST", "/models", upload, op(
         "Upload an archive (.yyar): verify, store atomically, load",

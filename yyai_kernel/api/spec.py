@@ -214,7 +214,8 @@ SCHEMAS = {
                                                     "INT32", "INT64", "FP16", "FP32", "FP64"]},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
-            "data": {"type": "array", "items": {}, "description": "Values, flattened row-major (nested lists are accepted)."},
+            "data": {"type": "array", "items": {},
+                     "description": "Values, flattened row-major (nested lists are accepted)."},
         },
     },
     "InferRequestOutput": {

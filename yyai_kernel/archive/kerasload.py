@@ -330,7 +330,7 @@ def _load_rewritten(path: Path, config: dict, trusted: bool, model_name: str = "
         try:
             with h5py.File(copy_path, "r+") as f:
                 f.attrs["model_config"] = text
-        except Exception:
+        except Exception:  # noqa: BLE001 - the copy did not take the config; rebuilt below
             # An old-format file keeps attributes in a 64 KiB object header; a grown
             # config may not fit. Rebuild the copy in the newer format instead.
             _rebuild(path, copy_path, text)

@@ -39,7 +39,7 @@ def scaling_formula(scale: float, offset: float) -> str:
     term = "pixel"
     if scale == -1:
         term = "-pixel"
-    elif scale != 1 and scale != 0:
+    elif scale not in (1, 0):
         divisor = 1 / scale
         short = float(f"{divisor:.6g}")
         term = f"pixel / {short:g}" if abs(short - divisor) <= 1e-9 * abs(divisor) else f"pixel * {scale:.6g}"
@@ -131,9 +131,10 @@ def archive_cmd(
     extra += _samples(sample)
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
                 if v is not None}
-    _write_archive(dict(name=name, version=version, models=list(model), input_spec=input_spec, output_spec=output,
-                        description=description, combine=combine, batching=batching, extra_files=extra,
-                        out_dir=output_dir, convert=convert, trusted=trust), force=force, verbose=verbose)
+    _write_archive({"name": name, "version": version, "models": list(model), "input_spec": input_spec,
+                    "output_spec": output, "description": description, "combine": combine, "batching": batching,
+                    "extra_files": extra, "out_dir": output_dir, "convert": convert, "trusted": trust},
+                   force=force, verbose=verbose)
 
 
 def _write_archive(pack_args: dict, *, force: bool, verbose: bool) -> None:
@@ -277,7 +278,8 @@ def _print_inspection(result: dict) -> None:
         for row in rows:
             written = f"Keras {row.get('keras_version') or '?'}"
             if row.get("source"):
-                written += f", converted from {row['source']['path']} (Keras {row['source'].get('keras_version') or '?'})"
+                source = row["source"]
+                written += f", converted from {source['path']} (Keras {source.get('keras_version') or '?'})"
             params = f"  {row['params']} params" if row.get("params") is not None else ""
             fmt = f"  {row['format']}" if row.get("format") else ""
             echo(f"  member {row['name']}: {row['path']}{fmt}  {written}{params}  "

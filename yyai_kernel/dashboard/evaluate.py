@@ -2,13 +2,14 @@
 
 A person picks a model, a set (one the archive bundles, or a zip they upload) and the
 versions, and presses Run (a picked version never loaded is loaded first, with a note; one
-that an operator unloaded is named, with where to load it). The backend runs it as a job (``start_evaluation``: over REST
-when ``yyai serve`` shows the page, in-process in a notebook); a thread of this tab follows
-the job and moves the progress bar. Then: the scores side by side, the confusion matrix
-of a version as a heat map (a click on a cell shows that cell's images), the gallery of
-the images where two versions disagree, the items left out and why, a CSV download, and a
-button that makes the best version the default (it says "v2 is the default" instead when it
-already is). The zip format's help shows only while "Upload a zip" is picked.
+that an operator unloaded is named, with where to load it). The backend runs it as a job
+(``start_evaluation``: over REST when ``yyai serve`` shows the page, in-process in a
+notebook); a thread of this tab follows the job and moves the progress bar. Then: the
+scores side by side, the confusion matrix of a version as a heat map (a click on a cell
+shows that cell's images), the gallery of the images where two versions disagree, the
+items left out and why, a CSV download, and a button that makes the best version the
+default (it says "v2 is the default" instead when it already is). The zip format's help
+shows only while "Upload a zip" is picked.
 
 The images in the galleries come from the set this tab holds: the uploaded zip, or the
 bundled set fetched once (``eval_set``). An upload travels over the page's websocket,
@@ -104,7 +105,8 @@ class EvaluateTab:
             "up to the server's body limit (64 MB by default) through this page, larger sets with yyai evaluate "
             "or REST."), layout=W.Layout(display="none")), "yyai-eval-upload-help")
         self.versions_hint = with_classes(W.HTML(subtle_html(
-            "Ctrl-click (⌘-click on a Mac) picks several versions; Shift-click picks a range.")), "yyai-eval-versions-hint")
+            "Ctrl-click (⌘-click on a Mac) picks several versions; Shift-click picks a range.")),
+            "yyai-eval-versions-hint")
         controls = with_classes(W.VBox([
             W.HTML("<b>Which model and set</b>"), self.model, self.source, self.bundled,
             W.HBox([self.upload, self.upload_info]), self.upload_help,
@@ -245,7 +247,7 @@ class EvaluateTab:
         self.cell_box.children = ()
         self.disagree_box.children = [self._gallery(
             f"v{pair.a} and v{pair.b} disagree on {len(pair.disagreements)} items",
-            [item for item in result.items if item.key in pair.keys()], "yyai-eval-disagreement")
+            _items_among(result, pair.keys()), "yyai-eval-disagreement")
             for pair in result.pairs]
         self.bad.value = view.bad_items_html(result)
         show(self.results, True)
@@ -300,3 +302,8 @@ class EvaluateTab:
         self.message.value = message_html("ok", f"Promoted v{best} of {self.result.model}: {status.default_reason}.")
 
 
+
+
+def _items_among(result: Evaluation, keys: set[str]) -> list:
+    """The result's items whose key is in ``keys`` (one set per pair, not one per item)."""
+    return [item for item in result.items if item.key in keys]

@@ -108,7 +108,7 @@ def confusion_grid(result: Evaluation, version: int, on_cell: Callable[[str, str
     children = [W.HTML("<div class='yyai-cm-head' title='rows: the true label; columns: the predicted one'>"
                        "true \\ predicted</div>")]
     children += [W.HTML(f"<div class='yyai-cm-head'>{html.escape(label)}</div>") for label in labels]
-    for t, (truth, row) in enumerate(zip(labels, scores.confusion)):
+    for truth, row in zip(labels, scores.confusion):
         children.append(W.HTML(f"<div class='yyai-cm-head'>{html.escape(truth)}</div>"))
         for p, ((background, text), count) in enumerate(zip(heat_colors(row), row)):
             cell = W.Button(description=str(count), tooltip=f"true {truth}, predicted {labels[p]}: {count}",

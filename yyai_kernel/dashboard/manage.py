@@ -123,7 +123,8 @@ class ManageTab:
         self.manage_model = dropdown("Model", "yyai-manage-model")
         self.manage_version = dropdown("Version", "yyai-manage-version")
         self.follow_latest = with_classes(W.Checkbox(description=FOLLOW.label, indent=False,
-                                                     tooltip="Unticked: the default stays pinned"), "yyai-follow-latest")
+                                                     tooltip="Unticked: the default stays pinned"),
+                                          "yyai-follow-latest")
         self.default_reason = with_classes(W.HTML(), "yyai-default-reason")
         self.buttons = {a: with_classes(W.Button(description=a.label, icon=a.icon, tooltip=a.tooltip,
                                                  layout=W.Layout(width="170px")), f"yyai-{a.key}-button")

@@ -91,9 +91,10 @@ class PreviewTab:
                                         tooltip="Choose one or more image files (PNG, JPEG, ...)",
                                         layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
-        self.predict_button = with_classes(W.Button(description="Predict", button_style="primary", icon="play",
-                                                    tooltip="Run the picked version (and the compared one) on the images",
-                                                    layout=W.Layout(width="180px")), "yyai-predict-button")
+        self.predict_button = with_classes(W.Button(
+            description="Predict", button_style="primary", icon="play",
+            tooltip="Run the picked version (and the compared one) on the images",
+            layout=W.Layout(width="180px")), "yyai-predict-button")
         self.load_button = with_classes(W.Button(description="Load", icon="play-circle", button_style="info",
                                                  tooltip="Load the version so that it serves, then predict",
                                                  layout=W.Layout(width="180px", display="none")),

@@ -125,11 +125,12 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
     if described.classification:
         png, size = bar_chart_png(prediction, i, described.labels, has_combined=described.has_combined,
                                   panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
-        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels, has_combined=described.has_combined)),
-                             "yyai-topk-table")
+        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels,
+                                                      has_combined=described.has_combined)), "yyai-topk-table")
         parts = [png_widget(png, size, "yyai-chart"), table]
         # compared versions stand side by side and leave no room for the table beside the chart
-        outputs = W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact else W.HBox(parts, layout=wrapping("1 1 0px"))
+        outputs = (W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact
+                   else W.HBox(parts, layout=wrapping("1 1 0px")))
     else:
         outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
                                "yyai-regression-table")

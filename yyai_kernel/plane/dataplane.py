@@ -331,7 +331,7 @@ def _then(pending: Future, transform) -> Future:
             return
         try:
             chained.set_result(transform(source.result()))
-        except BaseException as failure:  # a transform bug must reach the caller, not the batcher
+        except BaseException as failure:  # noqa: BLE001 - a transform bug must reach the caller, not the batcher
             chained.set_exception(failure)
 
     pending.add_done_callback(finish)

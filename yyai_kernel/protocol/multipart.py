@@ -94,7 +94,7 @@ def read_files(content_type: str, chunks: Iterable[bytes], *,
             parser.write(chunk)
             if max_files is not None and len(files) > max_files:
                 return files
-    except Exception as exc:  # python-multipart raises its own errors and ValueError for bad bytes
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises its own errors and ValueError for bad bytes
         raise InvalidInputError(f"The multipart upload is malformed: {exc}.") from None
     if parser.state != MultipartState.END:
         raise InvalidInputError("The multipart body is truncated: its closing boundary is missing.")

@@ -384,9 +384,8 @@ def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
         raise InvalidInputError(f"{where} ({name}): 'data' must hold only numbers.")
     dtype = DATATYPES[datatype]
     if dtype.kind in "iu":
-        if values.dtype.kind == "f":
-            if not np.isfinite(values).all() or not (values == np.round(values)).all():
-                raise InvalidInputError(f"{where} ({name}): {datatype} data must be whole numbers.")
+        if values.dtype.kind == "f" and (not np.isfinite(values).all() or not (values == np.round(values)).all()):
+            raise InvalidInputError(f"{where} ({name}): {datatype} data must be whole numbers.")
         if values.size:
             info = np.iinfo(dtype)
             if values.min() < info.min or values.max() > info.max:
@@ -480,15 +479,15 @@ def encode_infer_response(
         reply["parameters"] = parameters
     blobs = []
     encoded = []
-    for name, array, binary in outputs:
-        datatype = datatype_of(array.dtype)
-        array = np.ascontiguousarray(array, dtype=DATATYPES[datatype])  # little-endian, C order
-        entry = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    for name, output, binary in outputs:
+        datatype = datatype_of(output.dtype)
+        values = np.ascontiguousarray(output, dtype=DATATYPES[datatype])  # little-endian, C order
+        entry = {"name": name, "datatype": datatype, "shape": list(values.shape)}
         if binary:
-            entry["parameters"] = {"binary_data_size": array.nbytes}
-            blobs.append(array.data)
+            entry["parameters"] = {"binary_data_size": values.nbytes}
+            blobs.append(values.data)
         else:
-            entry["data"] = array.reshape(-1)  # orjson writes the numbers straight from the array
+            entry["data"] = values.reshape(-1)  # orjson writes the numbers straight from the array
         encoded.append(entry)
     reply["outputs"] = encoded
     header = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY, default=_tolist)

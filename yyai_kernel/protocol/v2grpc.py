@@ -154,7 +154,8 @@ def _typed_values(tensor, where: str) -> list:
     """The values of a numeric input's typed contents field, which must be its datatype's."""
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        raise InvalidInputError(f"{where}: {tensor.datatype} has no typed contents field; send it in raw_input_contents.")
+        raise InvalidInputError(
+            f"{where}: {tensor.datatype} has no typed contents field; send it in raw_input_contents.")
     present = [f.name for f, _ in tensor.contents.ListFields()]
     if present and present != [field]:
         raise InvalidInputError(

@@ -75,7 +75,8 @@ class Ingress:
         """What this replica serves: ``{"ready", "defaults", "pins", "unloaded"}`` (ready: its
         start-up load finished; defaults: the version that answers when none is named)."""
         store = self.registry.store
-        return {"ready": self.planes.data.ready, "defaults": {name: store.default_version(name) for name in store.names()},
+        return {"ready": self.planes.data.ready,
+                "defaults": {name: store.default_version(name) for name in store.names()},
                 "pins": store.pins(), "unloaded": sorted(self.registry.unloaded())}
 
     def _announce(self, change: StateChange) -> int:

@@ -145,7 +145,9 @@ class ModelRegistry(Protocol):
 
     def unload(self, name: str, version: int | str | None = None) -> ModelStatus: ...
 
-    def reload(self, name: str | None = None, *, force: bool = True) -> ModelStatus | dict[str, ModelStatus | ModelError]: ...
+    def reload(
+        self, name: str | None = None, *, force: bool = True
+    ) -> ModelStatus | dict[str, ModelStatus | ModelError]: ...
 
     def set_default(self, name: str, version: int | str) -> ModelStatus: ...
 
@@ -165,7 +167,9 @@ class ModelRegistry(Protocol):
     def clear_traffic(self, name: str) -> ModelStatus: ...
 
 
-def views_of(store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()) -> dict[str, ModelView]:
+def views_of(
+    store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()
+) -> dict[str, ModelView]:
     """Every model's view: its records in ``store`` (plus the ``serving`` records the store no
     longer reads), ``default(name)``, and the store's labels and policy."""
     records: dict[str, dict[int, ArchiveRecord]] = {}

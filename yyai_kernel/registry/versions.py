@@ -113,7 +113,7 @@ class Serving:
         done: Future = Future()
         try:
             done.set_result(self.runtime(batch))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the caller through the future
             done.set_exception(error)
         return done
 
@@ -392,7 +392,7 @@ class ModelVersions:
                     self._pending = None  # later callers queue a fresh run
                 try:
                     pending.set_result(work())
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - handed to every waiter through the future
                     pending.set_exception(error)
         return pending.result()
 

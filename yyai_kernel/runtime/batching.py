@@ -113,7 +113,7 @@ class DynamicBatcher:
         arrays = [item[0] for item in taken]
         try:
             output = self._fn(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the callers' futures
             if len(taken) == 1:
                 taken[0][1].set_exception(error)
             else:  # never let one request poison the others: retry each alone

@@ -105,7 +105,7 @@ def _member(model, signature) -> _Member:
         return _Member(layer.name, None, "not available: Grad-CAM here needs a model with one input and one output")
     try:
         forward = _forward(model, layer)
-    except Exception as error:  # a graph Keras cannot cut at that layer
+    except Exception as error:  # noqa: BLE001 - a graph Keras cannot cut at that layer
         return _Member(layer.name, None, f"not available: {type(error).__name__}: {error}")
     return _Member(layer.name, _traced(forward, getattr(layer, "data_format", "channels_last"), signature))
 

@@ -36,7 +36,7 @@ def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[in
         raise ImageTooLargeError(
             f"The image declares far more pixels than the limit of {max_pixels:,}."
         ) from None
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the decoder raises, the bytes are no image
         raise ImageError(
             "This is not an image yyai can read (PNG, JPEG, BMP, TIFF, WebP are accepted)."
         ) from None

@@ -108,7 +108,7 @@ class ArchiveRuntime:
                                               model_name=opened.manifest.name))
                 except ModelLoadError:
                     raise
-                except Exception as error:  # a loader bug must still read as a load failure
+                except Exception as error:  # noqa: BLE001 - a loader bug must still read as a load failure
                     raise ModelLoadError(f"Member {member.name!r} failed to load: {error}") from None
             runtime = cls(opened.manifest, models, sha256=sha256)
         runtime.load_time_s = time.perf_counter() - started
@@ -126,11 +126,12 @@ class ArchiveRuntime:
         """Check and cast a request's input to ``[B, *input.shape]`` of the model dtype.
 
         ``finite=True`` says the caller checked the values already (the v2 codec, which
-        checks after its cast), so they are not scanned again. Raises InvalidInputError with a message that names the expected shape.
+        checks after its cast), so they are not scanned again. Raises InvalidInputError with a
+        message that names the expected shape.
         """
         try:
             array = np.asarray(inputs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever numpy refuses is bad input
             raise InvalidInputError("The input is not a numeric array.") from None
         if array.dtype.kind not in "biuf":
             raise InvalidInputError(f"The input must be numeric, not {array.dtype}.")

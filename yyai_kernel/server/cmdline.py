@@ -188,7 +188,7 @@ def _first_paragraph(text: str) -> str:
 
 
 def _show(value) -> str:
-    if value is None or value == "" or value == []:
+    if value is None or value in ("", []):
         return "not set"
     if isinstance(value, list):
         return ", ".join(map(str, value))

@@ -66,7 +66,8 @@ ALIASES = {
 # --help-all lists every setting in Voila's and Jupyter's own words.
 PASSED_THROUGH = ("base_url", "theme", "pool_size")
 FLAGS = {
-    "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
+    "no-token": ({"YyaiServer": {"token": ""}},
+                 "Turn authentication off (anyone who reaches the port can manage models)."),
     "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
     "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
     "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
@@ -108,7 +109,8 @@ class ServerSettings(ServingConfig):
     kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled "
                                        "(a kernel whose page never connected; see kernel_closed_grace).")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
-    kernel_closed_grace = Float(CLOSED_PAGE_GRACE_S, config=True, help="Seconds a dashboard kernel outlives its closed page "
+    kernel_closed_grace = Float(CLOSED_PAGE_GRACE_S, config=True,
+                                help="Seconds a dashboard kernel outlives its closed page "
                                 "(a reload or a brief network loss reconnects meanwhile).")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
     dashboard_api = Unicode("", config=True,

@@ -45,7 +45,7 @@ class StoreWatcher:
             last = current
             try:
                 self.on_change()
-            except Exception as error:  # the watcher must outlive any one bad archive
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any one bad archive
                 log.error("Reload after a store change failed: %s", error)
 
 

@@ -100,7 +100,7 @@ class Prediction(JsonView):
         values = row.tolist()  # plain floats: indexing a numpy row per entry costs more than the row
         if self.classification:
             labels = self.output.labels
-            if any(v != v for v in values):  # NaN: NumPy's order puts it last
+            if any(v != v for v in values):  # noqa: PLR0124 - NaN: NumPy's order puts it last
                 order = np.argsort(-row, kind="stable").tolist()
             else:  # highest first; a stable sort keeps ties in label order
                 order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
@@ -125,7 +125,10 @@ class Prediction(JsonView):
         return [label for label, p in ranked if round(p, PROBABILITY_DECIMALS) == best]
 
     def top_k(self, i: int = 0, k: int = 5) -> list[tuple[str, float]]:
-        """The k best (label, probability) of row ``i``; empty for regression or an ensemble without a combined output."""
+        """The k best (label, probability) of row ``i``.
+
+        Empty for regression, or for an ensemble without a combined output.
+        """
         if not self.classification or (self.combined is None and len(self.members) != 1):
             return []
         row = self.best()[i]

@@ -45,10 +45,11 @@ def parse_version(version: Any) -> int | None:
     """
     if version is None:
         return None
-    if (isinstance(version, (int, np.integer)) and not isinstance(version, bool)) or (isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS):
-        value = int(version)
-    else:
+    whole = isinstance(version, (int, np.integer)) and not isinstance(version, bool)
+    digits = isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS
+    if not (whole or digits):
         raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    value = int(version)
     if value < 1:
         raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
     return value

@@ -25,7 +25,7 @@ import base64
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yyai_kernel.errors import InvalidInputError
@@ -197,8 +197,8 @@ class ShadowStats:
     max_abs_diff: float | None = None
     mean_abs_diff: float | None = None
     last_error: str | None = None
-    latency_ms: Latency = Latency()
-    real_latency_ms: Latency = Latency()
+    latency_ms: Latency = field(default_factory=Latency)
+    real_latency_ms: Latency = field(default_factory=Latency)
 
     @property
     def agreement(self) -> float | None:

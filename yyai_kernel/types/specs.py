@@ -84,9 +84,7 @@ def _stated(d: dict, optional: tuple[str, ...]) -> frozenset[str]:
 
 def _written(body: dict, optional: dict, stated: frozenset[str], defaults: dict) -> dict:
     """``body`` plus each optional key that was stated or differs from its default, in ``optional``'s order."""
-    for key, value in optional.items():
-        if key in stated or value != defaults[key]:
-            body[key] = value
+    body.update({key: value for key, value in optional.items() if key in stated or value != defaults[key]})
     return body
 
 
