@@ -475,7 +475,8 @@ def render_shadow(results: dict) -> str:
               "| shadow | requests | p50 ms | p99 ms |", "|---|---|---|---|",
               f"| off | {off['requests']:,} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} |",
               f"| on (100%) | {on['requests']:,} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} |",
-              "", f"Cost of the shadow on the real reply, pooled: p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+.1f}%, "
+              "",
+              f"Cost of the shadow on the real reply, pooled: p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+.1f}%, "
               f"p99 {100 * (on['p99_ms'] / off['p99_ms'] - 1):+.1f}%. Round by round (on against the off cell "
               f"just before it), p50 {_ratios(r['cells'], 'p50_ms')}; p99 {_ratios(r['cells'], 'p99_ms')}."]
     return "\n".join(lines) + "\n"

@@ -282,7 +282,8 @@ def check_rows(state: ModelState, version: int, chosen: list[str], reply_rows) -
             return f"{state.name} v{version} {sample}: members {sorted(members)} != {sorted(want_members)}"
         for m, values in members.items():
             if not close(values, want_members[m]):
-                return f"{state.name} v{version} {sample} member {m}: {np.round(values, 5)} != {np.round(want_members[m], 5)}"
+                return (f"{state.name} v{version} {sample} member {m}: "
+                        f"{np.round(values, 5)} != {np.round(want_members[m], 5)}")
         want = ref.combined[sample]
         if (combined is None) != (want is None) or (want is not None and not close(combined, want)):
             return f"{state.name} v{version} {sample} combined: {combined} != {want}"
@@ -344,7 +345,8 @@ def client(index: int, server: RunningServer, states: dict[str, ModelState], tal
         tally.client_ends.append(time.monotonic())
 
 
-def judge(state: ModelState, kind: str, version: int | None, chosen: list[str], reply, t0: float, t1: float) -> str | None:
+def judge(state: ModelState, kind: str, version: int | None, chosen: list[str], reply, t0: float,
+          t1: float) -> str | None:
     """Why a 200 reply is wrong (wrong version or wrong values), or None."""
     try:
         body = reply.json()
@@ -394,7 +396,7 @@ def manage(server: RunningServer, state: ModelState, template: Template, tally: 
                 tally.mgmt_latencies[action].append(time.monotonic() - started)
             if isinstance(status, int) and status >= 500:
                 tally.problem("5xx", f"{action} {state.name} -> {status}")
-            elif status != 200 and status != 201:
+            elif status not in (200, 201):
                 log(f"{action} {state.name} answered {status}")
         pause = interval - (time.monotonic() - started)
         if pause > 0:
@@ -578,7 +580,8 @@ def report(args, tally: Tally, rss: RssSampler, rss_start: int, rss_end: int, in
     for action in ("reload", "upload", "swap", "retire"):
         by_status = {s: n for (a, s), n in sorted(tally.mgmt.items(), key=str) if a == action}
         times = tally.mgmt_latencies.get(action, [])
-        label = {"retire": "delete (`DELETE .../versions/{v}?purge=true`)", "reload": "reload (`POST /models/{m}/reload`)",
+        label = {"retire": "delete (`DELETE .../versions/{v}?purge=true`)",
+                 "reload": "reload (`POST /models/{m}/reload`)",
                  "upload": "upload (`POST /models`)", "swap": "default swap (`PUT /models/{m}/default`)"}[action]
         mgmt_rows.append(
             f"| {label} | {sum(by_status.values())} | "
@@ -734,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = server.stop()
         log_summary = summarize_log(server.log())
         info = {
-            "date": _dt.date.today().isoformat(), "revision": git_revision(),
+            "date": _dt.datetime.now(_dt.UTC).date().isoformat(), "revision": git_revision(),
             "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), "
                        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}",
             "load_before": load_before, "load_after": load_after, "wall_s": wall,

@@ -148,7 +148,8 @@ def test_errors_come_back_as_inference_server_exceptions(client):
         client.infer("alpha", _inputs(x, binary=True))
     assert no_token.value.status() == "401"
     with pytest.raises(InferenceServerException) as bad_output:
-        client.infer("alpha", _inputs(x, binary=True), outputs=[httpclient.InferRequestedOutput("nope")], headers=_Auth())
+        client.infer("alpha", _inputs(x, binary=True), outputs=[httpclient.InferRequestedOutput("nope")],
+                     headers=_Auth())
     assert bad_output.value.status() == "400"
 
 

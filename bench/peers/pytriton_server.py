@@ -43,7 +43,8 @@ def main() -> None:
     security = TritonSecurityConfig(access_token=sys.argv[5])
     # A local model store, so that Triton's own repository API can reload a model from it.
     policy = TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
-    with Triton(config=config, workspace=sys.argv[6], security_config=security, triton_lifecycle_policy=policy) as triton:
+    with Triton(config=config, workspace=sys.argv[6], security_config=security,
+                triton_lifecycle_policy=policy) as triton:
         for name, path in model_files(models_dir).items():
             traced = Traced(path)
             triton.bind(
