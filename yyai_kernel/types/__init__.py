@@ -47,6 +47,7 @@ from yyai_kernel.types.refs import (
     check_name,
     parse_version,
     parse_version_ref,
+    require_version,
 )
 from yyai_kernel.types.rollout import (
     POLICY_EXAMPLE,
@@ -146,4 +147,5 @@ __all__ = [
     "check_name",
     "parse_version",
     "parse_version_ref",
+    "require_version",
 ]

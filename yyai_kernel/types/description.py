@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.specs import Combine, InputSpec, OutputSpec
@@ -64,7 +65,7 @@ class VersionDescription(JsonView):
         return VersionDescription(self.name, self.version, self.input, self.output, self.members,
                                   self.combine, self.description, status)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         body = {
             "name": self.name,
             "version": self.version,
@@ -81,7 +82,7 @@ class VersionDescription(JsonView):
         return body
 
     @classmethod
-    def from_json(cls, d: dict) -> VersionDescription:
+    def from_json(cls, d: dict[str, Any]) -> VersionDescription:
         status = d.get("status")
         return cls(d["name"], int(d["version"]), InputSpec.from_json(d["input"]), OutputSpec.from_json(d["output"]),
                    tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),

@@ -28,7 +28,7 @@ LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 LABEL_RE = re.compile(LABEL_PATTERN)
 
 
-def check_name(name: str) -> str:
+def check_name(name: object) -> str:
     """A model name, checked: 1-64 characters of a-z, 0-9, '_', '.', '-', and no '..'."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise InvalidInputError(
@@ -43,19 +43,19 @@ def parse_version(version: Any) -> int | None:
     Accepts an int or a string of digits only ("2"); refuses booleans, signs, spaces,
     fractions and zero, so ``+1`` and `` 7 `` mean the same thing everywhere: nothing.
     """
-    if version is None:
-        return None
+    return None if version is None else require_version(version)
+
+
+def require_version(version: Any) -> int:
+    """A version that must be given: as :func:`parse_version`, and None is refused too."""
     whole = isinstance(version, (int, np.integer)) and not isinstance(version, bool)
     digits = isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS
-    if not (whole or digits):
+    if not (whole or digits) or int(version) < 1:
         raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    value = int(version)
-    if value < 1:
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    return value
+    return int(version)
 
 
-def check_label(label: str) -> str:
+def check_label(label: object) -> str:
     """A version label, checked: 1-32 characters of a-z, 0-9, '_', '-', starting with a letter."""
     if not isinstance(label, str) or not LABEL_RE.match(label):
         raise InvalidInputError(
