@@ -18,6 +18,7 @@ atomically; this module only turns it into values and back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -100,11 +101,11 @@ class StoreState:
         return found
 
 
-def _object(value: Any) -> dict:
+def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInputError("it is not an object of {name: policy}")
     return value
 
 
-def _versions_by_key(value: Any, key_ok) -> bool:
+def _versions_by_key(value: Any, key_ok: Callable[[Any], object]) -> bool:
     return isinstance(value, dict) and all(key_ok(k) and type(v) is int and v >= 1 for k, v in value.items())

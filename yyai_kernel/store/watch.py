@@ -49,13 +49,13 @@ class StoreWatcher:
                 log.error("Reload after a store change failed: %s", error)
 
 
-def folder_signature(root: Path) -> frozenset:
+def folder_signature(root: Path) -> frozenset[tuple[str, int, int, int]]:
     """(name, size, mtime, inode) of every archive in the folder and of its state file.
 
     The inode counts because the store replaces files atomically (``os.replace``): a
     rewrite within the file system's mtime resolution still changes it.
     """
-    signature = set()
+    signature: set[tuple[str, int, int, int]] = set()
     for path in [*Path(root).glob("*.yyar"), Path(root) / STATE_FILE]:
         try:
             stat = path.stat()
