@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.context import Api
@@ -64,7 +65,7 @@ async def evaluate(api: Api, call: Call) -> Reply:
     bundled = call.query.get("set")
     set_version = call.query.get("set_version")
     set_ref = None if set_version is None else ModelRef.parse(name, set_version)
-    spooled = call.body_file
+    spooled = call.spooled
     data = await _upload(api, call, spooled, bundled)
     try:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
@@ -85,8 +86,9 @@ async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> st
         return None
     media = call.media_type
     if media == MULTIPART:
-        return await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
-                             what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        part: str = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
+                                  what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        return part
     if media not in ZIP_TYPES:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
@@ -198,7 +200,7 @@ _EVALUATE_PARAMS = [
 _CONFLICT = {"409": json_reply({"$ref": "#/components/schemas/Error"}, "The job has not finished.")}
 _TAGS = ["evaluation"]
 
-_NOT_ON_RAY = {"on_ray": False}
+_NOT_ON_RAY: dict[str, Any] = {"on_ray": False}
 
 ENDPOINTS = [
     Endpoint("POST", "/models/{name}/evaluate", evaluate, op(

@@ -65,7 +65,7 @@ async def upload(api: Api, call: Call) -> Reply:
     """
     media = call.media_type
     restparse.check_upload(call.query.names(), media)
-    spooled = call.body_file
+    spooled = call.spooled
     archive = spooled
     try:
         if media == restparse.MULTIPART:

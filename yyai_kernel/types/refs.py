@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -63,6 +63,14 @@ def check_label(label: object) -> str:
             "starting with a letter (such as 'stable' or 'canary')."
         )
     return label
+
+
+@overload
+def parse_version_ref(version: None) -> None: ...
+@overload
+def parse_version_ref(version: str | int) -> int | str: ...
+@overload
+def parse_version_ref(version: Any) -> int | str | None: ...
 
 
 def parse_version_ref(version: Any) -> int | str | None:
