@@ -30,6 +30,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import overload
 from urllib.parse import quote
 
 import numpy as np
@@ -125,6 +126,10 @@ class YyaiClient:
         """A short line per model: versions, default, loaded versions."""
         return [ModelSummary.from_json(m) for m in self._json("GET", "/models")]
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """One model's status, or every model's with the store's problems."""
         if name is not None:

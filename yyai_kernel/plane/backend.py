@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
 
 from yyai_kernel.types import (
     Disagreement,
@@ -40,6 +40,10 @@ class Backend(Protocol):
 
     def list(self) -> list[ModelSummary]: ...
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
 
     def describe(self, name: str, version: int | None = None) -> VersionDescription: ...

@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from typing import overload
 
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig
@@ -135,6 +136,10 @@ class DataPlane:
     def list(self) -> list[ModelSummary]:
         return self.registry.list()
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """A model's status (with its rollout figures), or every model's."""
         if name is not None:

@@ -56,7 +56,7 @@ class Operation:
 
     kind: OpKind
     name: str | None = None
-    version: int | None = None
+    version: int | str | None = None  # a label where one is accepted (load, unload, remove)
     force: bool = False
     purge: bool = False
     archive: str | None = None

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -182,6 +183,10 @@ class RayRegistry:
                 tuple(r.version for r in records if str(ModelId.of(r)) in loaded)))
         return summaries
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         snapshot = self.replicas.snapshot()
         if name is not None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, overload, runtime_checkable
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
@@ -129,6 +129,10 @@ class ModelRegistry(Protocol):
 
     def list(self) -> list[ModelSummary]: ...
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
 
     def resolve(self, ref: ModelRef) -> Target: ...

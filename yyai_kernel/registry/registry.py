@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import overload
 
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig, serving_config
@@ -91,6 +92,10 @@ class Registry:
     def list(self) -> list[ModelSummary]:
         return self.table.summaries()
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """Everything known about one model, or about all of them plus the store's problems."""
         if name is not None:
