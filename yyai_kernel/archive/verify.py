@@ -52,7 +52,8 @@ def check_model_fits(model: Any, member_name: str, input_spec: InputSpec, output
         )
 
 
-def verify(path: str | os.PathLike[str], *, trusted: bool = False, load_models: bool = True, limits: Limits | None = None) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, trusted: bool = False, load_models: bool = True,
+           limits: Limits | None = None) -> VerifyReport:
     """Open an archive, check everything, and (load_models) load each member with Keras.
 
     Returns a VerifyReport whose members are {name, path, format, keras_version, params}

@@ -190,11 +190,13 @@ def _input_spec(shape: list[int], dtype: str, color, resize: str, scale: str, of
             **({"layout": layout} if layout else {})}
 
 
-def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[OutputSpec, list]:
+def _output_spec(labels: str | None, labels_file: Path | None, regression: str | None,
+                 rounding: int | None) -> tuple[OutputSpec, list[tuple[Path, str, FileRole]]]:
     """The manifest's output spec, and the labels file to store when labels come from one."""
     if regression is not None:
         return OutputSpec.values(_csv(regression), rounding), []
     if labels_file is None:
+        assert labels is not None  # the command checked that exactly one of the three is given
         return OutputSpec.classes(_csv(labels)), []
     try:
         text = labels_file.read_text("utf-8")
@@ -204,9 +206,10 @@ def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tupl
     return OutputSpec.classes(label_list), [(labels_file, "labels.txt", FileRole.LABELS)]
 
 
-def _samples(files: list[Path]) -> list[tuple[Path, str, str]]:
+def _samples(files: list[Path]) -> list[tuple[Path, str, FileRole]]:
     """(file, name in the archive, role) for each sample input."""
-    extra, used = [], set()
+    extra: list[tuple[Path, str, FileRole]] = []
+    used: set[str] = set()
     for file in files:
         arcname = f"samples/{file.name}"
         if arcname in used:

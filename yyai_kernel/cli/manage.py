@@ -40,9 +40,9 @@ RESCAN_NOTE = "a running server over that folder applies it at its next rescan (
 def upload_cmd(
     ctx: typer.Context,
     archives: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help=f"{SUFFIX} archives to add."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
     trust: bool = typer.Option(False, "--trust", help="On a store folder: allow Lambda layers with Python code "
                                "(runs that code to verify it). A server applies its own --trust."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
@@ -90,9 +90,9 @@ def remove_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
     version: int = typer.Argument(..., min=1, help="The version whose archive to delete."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """Delete a version: unload it and delete its archive (refused while a label or traffic policy names it).
 
@@ -124,10 +124,10 @@ def remove_cmd(
 def load_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    version: int = typer.Argument(None, min=1, help="The version (default: the default version)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
+    version: int | None = typer.Argument(None, min=1, help="The version (default: the default version)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
 ) -> None:
     """Load a version on a running server, so that it serves (it stays loaded until unloaded or evicted).
 
@@ -149,10 +149,10 @@ def load_cmd(
 def unload_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    version: int = typer.Argument(None, min=1, help="The version (default: every version of the model)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
+    version: int | None = typer.Argument(None, min=1, help="The version (default: every version of the model)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
 ) -> None:
     """Stop serving a version (or every version) on a running server; the archives stay in the store.
 
@@ -172,10 +172,10 @@ def unload_cmd(
 @app.command("reload", rich_help_panel=CHANGE)
 def reload_cmd(
     ctx: typer.Context,
-    name: str = typer.Argument(None, help="The model (default: re-read the whole store)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder is read when a server starts."),
+    name: str | None = typer.Argument(None, help="The model (default: re-read the whole store)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder is read when a server starts."),
 ) -> None:
     """Make a running server re-read its store: one model (reloaded in place), or every model.
 
@@ -202,7 +202,7 @@ def reload_cmd(
         typer.echo("the store holds no models")
 
 
-def _on_server(server: str, token: str | None, call):
+def _on_server(server: str | None, token: str | None, call):
     try:
         with client(server, token) as remote:
             return call(remote)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -40,8 +40,8 @@ from yyai_kernel.dashboard.render import (
     with_classes,
 )
 from yyai_kernel.errors import ModelNotReadyError
-from yyai_kernel.evaluation.results import Evaluation
-from yyai_kernel.evaluation.sets import LabelledSet, UnreadableItem, set_from_zip
+from yyai_kernel.evaluation.results import Evaluation, ItemResult
+from yyai_kernel.evaluation.sets import LabelledSet, set_from_zip
 from yyai_kernel.types import OutputKind, ServerStatus, VersionState
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ GALLERY = 48  # images shown at most per gallery
 class EvaluateTab:
     """Model, set and versions; Run with progress; scores, heat map, galleries, CSV, promote."""
 
-    key = "evaluate"
-    title = "Evaluate"
+    key: ClassVar[str] = "evaluate"
+    title: ClassVar[str] = "Evaluate"
 
     def __init__(self, shell: Dashboard):
         self.shell = shell
@@ -266,16 +266,19 @@ class EvaluateTab:
     def show_cell(self, truth: str, predicted: str) -> None:
         """The images of one cell of the shown version's confusion matrix."""
         version = self.cm_version.value
+        if self.result is None:
+            return
         items = self.result.cell(version, truth, predicted)
         self.cell_box.children = [self._gallery(
             f"v{version}: true {truth}, predicted {predicted} ({len(items)} image{'s' if len(items) != 1 else ''})",
             items, "yyai-eval-cell-item")]
 
-    def _gallery(self, title: str, items, css_class: str) -> W.Widget:
+    def _gallery(self, title: str, items: list[ItemResult], css_class: str) -> W.Widget:
         shown = items[:GALLERY]
+        result = self.result
         images = self.dataset.read_many([item.key for item in shown]) if self.dataset is not None else {}
-        thumbs = [view.thumb(images[item.key], view.item_caption(self.result, item), css_class)
-                  for item in shown if not isinstance(images.get(item.key, UnreadableItem()), UnreadableItem)]
+        thumbs = [view.thumb(image, view.item_caption(result, item), css_class)
+                  for item in shown if result is not None and isinstance(image := images.get(item.key), bytes)]
         more = f" (the first {GALLERY})" if len(items) > GALLERY else ""
         return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>{more}"),
                        with_classes(W.HBox(thumbs), "yyai-eval-gallery")])
@@ -295,15 +298,18 @@ class EvaluateTab:
 
     def promote(self) -> None:
         """Make the best-scoring version the default (pinned), as the Manage tab would."""
-        best = view.better(self.result).version
-        status = self.shell.backend.set_default(self.result.model, best)
+        result = self.result
+        if result is None:
+            return
+        best = view.better(result).version
+        status = self.shell.backend.set_default(result.model, best)
         self.shell.refresh()
         self._sync_promote()
-        self.message.value = message_html("ok", f"Promoted v{best} of {self.result.model}: {status.default_reason}.")
+        self.message.value = message_html("ok", f"Promoted v{best} of {result.model}: {status.default_reason}.")
 
 
 
 
-def _items_among(result: Evaluation, keys: set[str]) -> list:
+def _items_among(result: Evaluation, keys: set[str]) -> list[ItemResult]:
     """The result's items whose key is in ``keys`` (one set per pair, not one per item)."""
     return [item for item in result.items if item.key in keys]

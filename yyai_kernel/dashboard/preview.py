@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -57,8 +57,8 @@ EXPLAIN = ExplainMethod.GRADCAM
 class PreviewTab:
     """Pickers, images and the Predict button on the left; the results on the right."""
 
-    key = "preview"
-    title = "Preview"
+    key: ClassVar[str] = "preview"
+    title: ClassVar[str] = "Preview"
 
     def __init__(self, shell: Dashboard):
         self.shell = shell
@@ -173,7 +173,7 @@ class PreviewTab:
             spec = None
         fits = spec is not None and pad_fits(spec)
         self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []), preferred=SAMPLE)
-        if fits and self.pad is not None:
+        if fits and spec is not None and self.pad is not None:
             self.pad.set_input(spec)
 
     def _on_explain(self, change) -> None:
@@ -219,7 +219,7 @@ class PreviewTab:
 
     def current_images(self) -> list[tuple[str, bytes]]:
         """The images to run: (name, bytes) of the uploads, the drawing or the picked sample."""
-        if self.source_toggle.value == DRAW:
+        if self.source_toggle.value == DRAW and self.pad is not None:  # Draw is offered only with a pad
             return [("drawing.png", self.pad.png())]
         if self.source_toggle.value == UPLOAD:
             files = self.image_upload.value

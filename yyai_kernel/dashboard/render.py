@@ -19,7 +19,7 @@ import itertools
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import ipywidgets as W
 
@@ -265,7 +265,8 @@ def top_k_table_html(prediction: Prediction, i: int, labels: list[str], *, has_c
 
 def regression_table_html(prediction: Prediction, i: int, *, has_combined: bool) -> str:
     """Each member's regression outputs of row ``i`` (and the combined ones) as a small table."""
-    found = [(title, panel.label(panel.best()[i])) for title, panel in panels(prediction, has_combined)]
+    found = [(title, cast(dict[str, float], panel.label(panel.best()[i])))  # regression: {name: value}
+             for title, panel in panels(prediction, has_combined)]
     names = list(found[0][1]) if found else []
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = "".join(

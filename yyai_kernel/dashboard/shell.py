@@ -69,6 +69,8 @@ class Tab(Protocol):
     title: ClassVar[str]
     widget: W.Widget
 
+    def __init__(self, shell: Dashboard) -> None: ...
+
     def update(self, status: ServerStatus) -> None:
         """A new status arrived (any thread, under the dashboard's lock, observers quiet)."""
 
@@ -133,7 +135,7 @@ class Dashboard:
     """
 
     def __init__(self, backend, *, refresh_interval: float | None = 2.0, pause_after: float = 900.0,
-                 location: str = "", tabs: tuple[type, ...] = TABS, wait_for_view: bool = False):
+                 location: str = "", tabs: tuple[type[Tab], ...] = TABS, wait_for_view: bool = False):
         self.backend = as_backend(backend)
         self.refresh_interval = refresh_interval
         self.pause_after = pause_after
@@ -156,7 +158,7 @@ class Dashboard:
         if refresh_interval:
             self.start()
 
-    def _build(self, tabs: tuple[type, ...]) -> None:
+    def _build(self, tabs: tuple[type[Tab], ...]) -> None:
         self.header = with_classes(W.HTML(), "yyai-header")
         self.status_line = with_classes(W.HTML(), "yyai-status")
         # the refresh controls belong to the shell (the thread reads them); the Models tab shows them

@@ -18,9 +18,11 @@ figure state is not thread-safe.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 MAX_TOP_K = 5
 
@@ -167,7 +169,7 @@ def regression_scores(truth: np.ndarray, predicted: np.ndarray) -> RegressionSco
     )
 
 
-def residual_plot(truth: np.ndarray, predictions: dict[str, np.ndarray], *, title: str = "") -> bytes:
+def residual_plot(truth: npt.ArrayLike, predictions: Mapping[str, npt.ArrayLike], *, title: str = "") -> bytes:
     """PNG bytes: residual (predicted - true) against predicted, one series per entry."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

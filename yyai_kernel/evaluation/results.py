@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import cast
 
 from yyai_kernel.evaluation.metrics import Scores, residual_plot, scores_from_json
 from yyai_kernel.evaluation.sets import BadItem
@@ -169,9 +170,9 @@ class Evaluation:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header + ["problem"])
         for item in self.items:
-            row = [item.key, item.truth]
+            row: list[str | float | None] = [item.key, item.truth]
             for predicted, probability in zip(item.predicted, item.probability):
-                row += [predicted, probability if classify else predicted - item.truth]
+                row += [predicted, probability if classify else cast(float, predicted) - cast(float, item.truth)]
             writer.writerow(row + [""])
         blank = [""] * (len(header) - 1)
         for bad in self.bad_items:

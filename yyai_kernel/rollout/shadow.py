@@ -126,7 +126,8 @@ class ShadowRunner:
         for run in runs:
             groups.setdefault((run.model.name, run.version), []).append(run)
         for group in groups.values():
-            batch, rows = [], 0
+            batch: list[ShadowRun] = []
+            rows = 0
             for run in group:
                 if batch and rows + len(run.x) > MAX_BATCH_ROWS:
                     self._start(batch)
