@@ -53,8 +53,10 @@ def evaluate_cmd(
     token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
     store: Path | None = typer.Option(None, "--store", help="Evaluate in this process over a store folder when no "
                                "--server is given (default: YYAI_STORE or model_archives; loads TensorFlow)."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the whole result (scores, pairs, items) as JSON here."),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write one row per item (each version's answer) as CSV here."),
+    json_out: Path | None = typer.Option(None, "--json",
+                                         help="Write the whole result (scores, pairs, items) as JSON here."),
+    csv_out: Path | None = typer.Option(None, "--csv",
+                                        help="Write one row per item (each version's answer) as CSV here."),
     min_accuracy: float | None = typer.Option(None, "--min-accuracy", min=0.0, max=1.0,
                                        help=f"Exit with status {BELOW_THE_BAR} when any version's accuracy is below."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per prediction request."),
