@@ -24,6 +24,7 @@ each with its HTTP status.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -154,7 +155,7 @@ class DataPlane:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
         return target.description.with_status(self.version_status(target))
 
-    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> list[str]:
+    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> builtins.list[str]:
         """The names of the files a version bundles with ``role``: samples or labelled sets."""
         return [f.path for f in target.record.manifest.files if f.role is role]
 
@@ -229,7 +230,7 @@ class DataPlane:
         self.traffic.shadow(plan, described, x, pending, make, filenames)
         return described, pending
 
-    def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+    def repository_index(self, ready_only: bool = False) -> builtins.list[RepositoryEntry]:
         """Every version of every model with its Triton state and the reason it is not ready."""
         index = []
         for name in self.registry.names():
@@ -246,8 +247,9 @@ class DataPlane:
 
     # --- images and tensors ----------------------------------------------------------------------
 
-    def submit_images(self, target: Target, images: list[bytes], filenames: list[str | None] | None = None, *,
-                      sticky: str | None = None, explain: str | None = None) -> Future:
+    def submit_images(self, target: Target, images: builtins.list[bytes],
+                      filenames: builtins.list[str | None] | None = None, *, sticky: str | None = None,
+                      explain: str | None = None) -> Future:
         """Decode and preprocess images as the version's manifest says, then queue them.
 
         The decoding runs in the calling thread; the Future completes with a

@@ -8,6 +8,7 @@ its name and version once, as a REST endpoint does, then calls one plane method.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable
 
@@ -59,13 +60,13 @@ class LocalBackend:
     def describe(self, name: str, version=None) -> VersionDescription:
         return self.data.describe(self._target(name, version))
 
-    def samples(self, name: str, version=None) -> list[str]:
+    def samples(self, name: str, version=None) -> builtins.list[str]:
         return self.data.bundled(self._target(name, version), FileRole.SAMPLE)
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
         return self.data.bundled_file(self._target(name, version), sample, FileRole.SAMPLE)
 
-    def eval_sets(self, name: str, version=None) -> list[str]:
+    def eval_sets(self, name: str, version=None) -> builtins.list[str]:
         return self.data.bundled(self._target(name, version), FileRole.EVAL)
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
@@ -75,8 +76,8 @@ class LocalBackend:
     def predict(self, name: str, inputs, version=None) -> Prediction:
         return self.data.predict(self._target(name, version), inputs)
 
-    def predict_images(self, name: str, images: Iterable[bytes], version=None, filenames: list[str] | None = None,
-                       *, explain: str | None = None) -> Prediction:
+    def predict_images(self, name: str, images: Iterable[bytes], version=None,
+                       filenames: builtins.list[str | None] | None = None, *, explain: str | None = None) -> Prediction:
         return self.data.submit_images(self._target(name, version), list(images), filenames,
                                        explain=explain).result()
 
@@ -127,7 +128,7 @@ class LocalBackend:
     def promote(self, name: str) -> ModelStatus:
         return self.repository.promote(name)
 
-    def disagreements(self, name: str) -> list[Disagreement]:
+    def disagreements(self, name: str) -> builtins.list[Disagreement]:
         return self.repository.disagreements(check_name(name))
 
     # evaluations

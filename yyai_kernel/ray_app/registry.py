@@ -34,7 +34,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,7 +370,7 @@ class RayRegistry:
         self.resolve_version(name)  # 404 for an unknown model
         return self._persist(name, lambda: self.store.set_traffic(name, None))
 
-    def _persist(self, name: str, write: Callable[[], None], served: list[int] = ()) -> ModelStatus:
+    def _persist(self, name: str, write: Callable[[], None], served: Iterable[int] = ()) -> ModelStatus:
         """Write the store's state (``write``, under the lock), tell every ingress replica which
         versions serve now, and return the model's status."""
         with self._lock:

@@ -19,6 +19,7 @@ the model's immutable view and reads one slot reference.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -50,7 +51,7 @@ from yyai_kernel.types import (
     TrafficPolicy,
     VersionDescription,
     VersionState,
-    parse_version,
+    require_version,
 )
 
 log = logging.getLogger("yyai.registry")
@@ -171,7 +172,7 @@ class Registry:
                 log.error("Could not load %s: %s", name, result.error)
         return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-    def mark_loading(self) -> dict[str, list[int]]:
+    def mark_loading(self) -> dict[str, builtins.list[int]]:
         """Mark every version to serve at start-up that does not serve yet as loading (the server
         does it before it listens, so no request hears "not loaded" about a model the server is
         about to load); ``{name: [default, then the labelled and policy versions]}``."""
@@ -257,7 +258,7 @@ class Registry:
     def forget(self, name: str, version: int | str):
         """Another process deleted this version's archive (a purge): stop serving it and
         forget it, and load the new default, without writing the store."""
-        version = parse_version(version)
+        version = require_version(version)
         model = self.table.versions(name)
         if model is None:  # never loaded here: the store only needs re-reading
             self.store.scan()
@@ -336,7 +337,7 @@ class Registry:
             self.table.refresh()
         return self.table.status(name)
 
-    def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
+    def _load_then_persist(self, name: str, versions: builtins.list, persist) -> ModelStatus:
         """Load the versions (each resolved), then ``persist(versions)``; the model's status."""
         versions = [self.resolve(ref_of(name, v)).version for v in versions]
         model = self.table.ensure(name)
@@ -368,7 +369,7 @@ class Registry:
         if default is not None and model.serving(default) is None:
             self._load_version(model, default, force=False)
 
-    def _served_versions(self, name: str) -> list[int]:
+    def _served_versions(self, name: str) -> builtins.list[int]:
         """The default, then the versions the labels and the traffic policy name."""
         view = self.table.view(name)
         if view is None:
@@ -386,7 +387,7 @@ class Registry:
         if versions:
             self._load_each(name, versions)
 
-    def _load_each(self, name: str, versions: list[int]) -> ModelStatus:
+    def _load_each(self, name: str, versions: builtins.list[int]) -> ModelStatus:
         """Load each version in turn; the first failure is raised once all were tried."""
         first_error = None
         for version in versions:

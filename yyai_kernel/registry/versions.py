@@ -38,6 +38,7 @@ from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
 from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
 from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
+    DefaultReason,
     Latency,
     ModelStatus,
     Prediction,
@@ -233,7 +234,7 @@ class ModelVersions:
         serving = self.serving(version)
         return serving is not None and serving.batcher is not None
 
-    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: str) -> ModelStatus:
+    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: DefaultReason) -> ModelStatus:
         """This model's status, given the manifests of the versions in the store."""
         slots = dict(self.slots)
         versions = {v: (slots.get(v) or VersionSlot(v)).status(manifests.get(v), v in manifests)
@@ -350,7 +351,7 @@ class ModelVersions:
         unreadable (``problems``) keeps its old runtime and reports the error; the rest,
         and the default, are (re)loaded by ``load``. Raises the first error after trying all.
         """
-        first_error = None
+        first_error: YyaiError | None = None
         for version in self.loaded():
             if version in in_store:
                 continue
