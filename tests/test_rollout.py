@@ -76,6 +76,7 @@ def test_a_policy_round_trips_through_its_json():
     ({"canary": {"version": 2, "percent": float("nan")}}, "from 0 to 100"),
     ({"canary": {"version": 0, "percent": 10}}, "canary.version: Version must be a positive integer"),
     ({"canary": {"version": "stable", "percent": 10}}, "positive integer"),
+    ({"shadow": {"version": None, "percent": 10}}, "shadow.version: Version must be a positive integer, not None"),
     ({"canary": [2, 10]}, "canary must be an object"),
     ({"canary": {"version": 2, "percent": 10}, "sticky": "yes"}, "'sticky' must be true or false"),
 ])
