@@ -30,10 +30,10 @@ import struct
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import conftest
 import cv2
@@ -620,7 +620,8 @@ NESTED_CASES = [
     Case("archive-manifest-nested-5000-deep", 400, upload(crafted(manifest=nested(DEEP).encode())), "ManifestError",
          NESTS),
     Case("archive-manifest-field-nested-65-deep", 400, upload(crafted(
-        members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))), "ManifestError", NESTS),
+        members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))),
+         "ManifestError", NESTS),
 ]
 
 BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES + ROLLOUT_CASES + NESTED_CASES

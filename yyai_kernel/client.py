@@ -24,12 +24,14 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import overload
 from urllib.parse import quote
 
 import numpy as np
@@ -94,7 +96,7 @@ class YyaiClient:
         """Close the HTTP session."""
         self.session.close()
 
-    def __enter__(self) -> "YyaiClient":
+    def __enter__(self) -> YyaiClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -127,13 +129,17 @@ class YyaiClient:
         """A short line per model: versions, default, loaded versions."""
         return [ModelSummary.from_json(m) for m in self._json("GET", "/models")]
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """One model's status, or every model's with the store's problems."""
         if name is not None:
             return ModelStatus.from_json(self._json("GET", f"/models/{_q(name)}"))
         return ServerStatus.from_json(self._json("GET", "/models/_status"))
 
-    def samples(self, name: str, version: int | None = None) -> list[str]:
+    def samples(self, name: str, version: int | None = None) -> builtins.list[str]:
         """Names of the sample inputs that go with a version (its own, else the newest version's)."""
         return list(self.bundled(name, version).files)
 
@@ -205,7 +211,7 @@ class YyaiClient:
         return Prediction(name, int(reply["model_version"]), members, combined, described.output)
 
     def predict_images(self, name: str, images: Iterable[bytes] | bytes, version: int | None = None,
-                       filenames: list[str] | None = None, *, explain: str | None = None) -> Prediction:
+                       filenames: builtins.list[str] | None = None, *, explain: str | None = None) -> Prediction:
         """Send image bytes (one, or several in one multipart upload); the server preprocesses them.
 
         ``explain="gradcam"`` also brings each member's Grad-CAM map (``Prediction.explanations``).
@@ -226,8 +232,8 @@ class YyaiClient:
 
     def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> Prediction:
         """Send image files from THIS machine (read here); a Prediction with their file names."""
-        paths = [Path(p) for p in paths]
-        return self.predict_images(name, [p.read_bytes() for p in paths], version, filenames=[p.name for p in paths])
+        files = [Path(p) for p in paths]
+        return self.predict_images(name, [p.read_bytes() for p in files], version, filenames=[p.name for p in files])
 
     # --- managing -------------------------------------------------------------------------
 
@@ -314,7 +320,7 @@ class YyaiClient:
         """The candidate (canary, else shadow) becomes the default, and the policy is cleared."""
         return ModelStatus.from_json(self._json("POST", f"/models/{_q(name)}/traffic/promote", data=b""))
 
-    def disagreements(self, name: str) -> list[Disagreement]:
+    def disagreements(self, name: str) -> builtins.list[Disagreement]:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return [Disagreement.from_json(d) for d in self._json("GET", f"/models/{_q(name)}/traffic/disagreements")]
 
@@ -339,7 +345,7 @@ class YyaiClient:
 
     # --- evaluating -----------------------------------------------------------------------
 
-    def eval_sets(self, name: str, version: int | None = None) -> list[str]:
+    def eval_sets(self, name: str, version: int | None = None) -> builtins.list[str]:
         """Names of the labelled sets a version bundles (manifest role eval)."""
         return list(self.bundled(name, version, FileRole.EVAL).files)
 
@@ -353,7 +359,7 @@ class YyaiClient:
         """Start an evaluation job on the server: ``data`` is a zip (bytes, or a path on THIS
         machine, read here), or ``bundled`` names a set the archive bundles. Follow it with
         :meth:`evaluation` or ``evaljobs.wait_for``."""
-        params = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
+        params: dict[str, str | int] = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
         if bundled is not None:
             params["set"] = bundled
             if set_version is not None:
@@ -376,7 +382,7 @@ def _version_param(version: int | None) -> dict:
     return {} if version is None else {"version": parse_version_ref(version)}
 
 
-def _q(name: str) -> str:
+def _q(name: str | int) -> str:
     return quote(str(name), safe="")
 
 

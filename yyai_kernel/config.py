@@ -13,6 +13,8 @@ Every default limit lives here and nowhere else.
 
 from __future__ import annotations
 
+from typing import Any
+
 from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
@@ -77,7 +79,7 @@ class ServingConfig(Configurable):
     def is_trusted(self, name: str) -> bool:
         return name in self.trusted
 
-    def batching_for(self, hints: dict | None) -> tuple[int, float]:
+    def batching_for(self, hints: dict[str, Any] | None) -> tuple[int, float]:
         """(max batch size, max delay in ms) for an archive: the override, its hint, or the default."""
         hints = hints or {}
         size = self.max_batch_size or hints.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
@@ -86,7 +88,7 @@ class ServingConfig(Configurable):
         return int(size), float(delay)
 
 
-def serving_config(config: ServingConfig | None = None, **settings) -> ServingConfig:
+def serving_config(config: ServingConfig | None = None, **settings: Any) -> ServingConfig:
     """``config`` as given, or a new ServingConfig from keyword settings (not both)."""
     if config is not None:
         if settings:

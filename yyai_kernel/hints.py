@@ -22,9 +22,10 @@ This module imports nothing from yyai_kernel, so every layer may use it; no stat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Any
 
 
 class Step(str, Enum):
@@ -54,8 +55,8 @@ class Hint:
     version: int | None = None
     label: str = ""
 
-    def to_json(self) -> dict:
-        body: dict = {"step": self.step.value}
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"step": self.step.value}
         if self.name:
             body["name"] = self.name
         if self.version is not None:
@@ -65,7 +66,7 @@ class Hint:
         return body
 
     @classmethod
-    def from_json(cls, d) -> "Hint | None":
+    def from_json(cls, d: object) -> Hint | None:
         """The hint of a reply, or None when it has none or names a step this version does not know."""
         if not isinstance(d, dict):
             return None

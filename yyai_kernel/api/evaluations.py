@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.context import Api
@@ -64,13 +65,13 @@ async def evaluate(api: Api, call: Call) -> Reply:
     bundled = call.query.get("set")
     set_version = call.query.get("set_version")
     set_ref = None if set_version is None else ModelRef.parse(name, set_version)
-    spooled = call.body_file
+    spooled = call.spooled
     data = await _upload(api, call, spooled, bundled)
     try:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
                                                  set_ref=set_ref, handover=True, manage=True))
     finally:
-        if data not in (None, spooled) and os.path.exists(data):
+        if data not in (None, spooled) and os.path.exists(data):  # noqa: ASYNC240 - a stat of the local spool
             os.unlink(data)  # a multipart part the evaluations did not take
     location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
     return reply(job.to_json(), status=202, headers={"Location": location})
@@ -78,15 +79,16 @@ async def evaluate(api: Api, call: Call) -> Reply:
 
 async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:
     """The uploaded zip's file (the spool, or the multipart's file part); None for a bundled set."""
-    size = os.path.getsize(spooled)
+    size = os.path.getsize(spooled)  # noqa: ASYNC240 - a stat of the local spool
     if bundled is not None:
         if size:
             raise InvalidInputError("Send a labelled set or name a bundled one with ?set=..., not both.")
         return None
     media = call.media_type
     if media == MULTIPART:
-        return await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
-                             what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        part: str = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
+                                  what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        return part
     if media not in ZIP_TYPES:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
@@ -198,7 +200,7 @@ _EVALUATE_PARAMS = [
 _CONFLICT = {"409": json_reply({"$ref": "#/components/schemas/Error"}, "The job has not finished.")}
 _TAGS = ["evaluation"]
 
-_NOT_ON_RAY = {"on_ray": False}
+_NOT_ON_RAY: dict[str, Any] = {"on_ray": False}
 
 ENDPOINTS = [
     Endpoint("POST", "/models/{name}/evaluate", evaluate, op(

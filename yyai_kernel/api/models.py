@@ -69,12 +69,12 @@ async def upload(api: Api, call: Call) -> Reply:
     media = call.media_type
     restparse.check_upload(call.query.names(), media)
     options = restparse.upload_options(call.query)
-    spooled = call.body_file
+    spooled = call.spooled
     archive = spooled
     try:
         if media == restparse.MULTIPART:
             archive = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir, manage=True)
-        elif os.path.getsize(spooled) == 0:
+        elif os.path.getsize(spooled) == 0:  # noqa: ASYNC240 - a stat of the local spool
             raise restparse.empty_upload()
         managed = await api.run(api.repository.install, archive, options, manage=True)
     finally:
@@ -199,8 +199,9 @@ _UPLOAD_BODY = {
 }
 
 ENDPOINTS = [
-    Endpoint("GET", "/models", list_models, op("List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")},
-                                                     "One line per model."), **errors()}, tags=["management"]),
+    Endpoint("GET", "/models", list_models, op(
+        "List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")}, "One line per model."),
+                        **errors()}, tags=["management"]),
         trailing_slash=True),
     Endpoint("POST", "/models", upload, op(
         "Upload an archive (.yyar): verify, store atomically, load",

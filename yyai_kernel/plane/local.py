@@ -8,8 +8,9 @@ its name and version once, as a REST endpoint does, then calls one plane method.
 
 from __future__ import annotations
 
+import builtins
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.plane.planes import Planes
@@ -44,7 +45,7 @@ class LocalBackend:
         self.data, self.repository, self.evaluations = planes.data, planes.repository, planes.evaluations
 
     @classmethod
-    def over(cls, registry, **options) -> "LocalBackend":
+    def over(cls, registry, **options) -> LocalBackend:
         """The backend over a registry (``options``: see ``Planes.over``); closing it closes the registry."""
         return cls(Planes.over(registry, **options))
 
@@ -61,7 +62,7 @@ class LocalBackend:
     def describe(self, name: str, version=None) -> VersionDescription:
         return self.data.describe(self._target(name, version))
 
-    def samples(self, name: str, version=None) -> list[str]:
+    def samples(self, name: str, version=None) -> builtins.list[str]:
         return list(self.data.bundled(self._target(name, version), FileRole.SAMPLE).files)
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
@@ -70,7 +71,7 @@ class LocalBackend:
     def bundled(self, name: str, version=None, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
         return self.data.bundled(self._target(name, version), role)
 
-    def eval_sets(self, name: str, version=None) -> list[str]:
+    def eval_sets(self, name: str, version=None) -> builtins.list[str]:
         return list(self.data.bundled(self._target(name, version), FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
@@ -80,8 +81,8 @@ class LocalBackend:
     def predict(self, name: str, inputs, version=None) -> Prediction:
         return self.data.predict(self._target(name, version), inputs)
 
-    def predict_images(self, name: str, images: Iterable[bytes], version=None, filenames: list[str] | None = None,
-                       *, explain: str | None = None) -> Prediction:
+    def predict_images(self, name: str, images: Iterable[bytes], version=None,
+                       filenames: builtins.list[str | None] | None = None, *, explain: str | None = None) -> Prediction:
         return self.data.submit_images(self._target(name, version), list(images), filenames,
                                        explain=explain).result()
 
@@ -133,7 +134,7 @@ class LocalBackend:
     def promote(self, name: str) -> ModelStatus:
         return self.repository.promote(name)
 
-    def disagreements(self, name: str) -> list[Disagreement]:
+    def disagreements(self, name: str) -> builtins.list[Disagreement]:
         return self.repository.disagreements(check_name(name))
 
     # evaluations

@@ -56,7 +56,7 @@ class Operation:
 
     kind: OpKind
     name: str | None = None
-    version: int | None = None
+    version: int | str | None = None  # a label where one is accepted (load, unload, remove)
     force: bool = False
     purge: bool = False
     archive: str | None = None
@@ -65,7 +65,7 @@ class Operation:
     promote: bool | None = None  # INSTALL: make it the default (True), stage it (False), or the server's rule
     replace: bool = False  # INSTALL: replace different content under the same version
 
-    def checked(self) -> "Operation":
+    def checked(self) -> Operation:
         """The same operation with its name, version and label checked (400 on a bad one).
         A version may be a label where one is accepted (load, unload, remove)."""
         name = None if self.name is None else check_name(self.name)
@@ -79,7 +79,7 @@ class Operation:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Operation":
+    def from_json(cls, data: dict) -> Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
@@ -138,7 +138,7 @@ class WorkerReport:
     outcomes: tuple[WorkerOutcome, ...]
 
     @classmethod
-    def alone(cls, worker: int = 0) -> "WorkerReport":
+    def alone(cls, worker: int = 0) -> WorkerReport:
         return cls((WorkerOutcome(worker, Outcome.APPLIED),))
 
     @property
@@ -166,7 +166,7 @@ class WorkerReport:
                             for o in self.outcomes]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerReport":
+    def from_json(cls, data: dict) -> WorkerReport:
         return cls(tuple(WorkerOutcome(w["worker"], Outcome(w["outcome"]), w.get("error"))
                          for w in data["workers"]))
 
@@ -197,7 +197,7 @@ class WorkerInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerInfo":
+    def from_json(cls, data: dict) -> WorkerInfo:
         return cls(**data)
 
 

@@ -11,7 +11,7 @@ that each front end words (no interface's words are written here).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from yyai_kernel.types import DefaultReason, DefaultWhy
 

@@ -19,14 +19,16 @@ the model's immutable view and reads one slot reference.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import overload
 
-from yyai_kernel.archive import read_manifest, sha256_file, verify
+from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig, serving_config
 from yyai_kernel.errors import ModelNotFoundError, YyaiError
-from yyai_kernel.registry.defaults import stages
+from yyai_kernel.registry import installs
 from yyai_kernel.registry.protocol import Target, ref_of
 from yyai_kernel.registry.table import ModelTable
 from yyai_kernel.registry.versions import (
@@ -51,7 +53,7 @@ from yyai_kernel.types import (
     TrafficPolicy,
     VersionDescription,
     VersionState,
-    parse_version,
+    require_version,
 )
 
 log = logging.getLogger("yyai.registry")
@@ -93,6 +95,10 @@ class Registry:
     def list(self) -> list[ModelSummary]:
         return self.table.summaries()
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """Everything known about one model, or about all of them plus the store's problems."""
         if name is not None:
@@ -168,7 +174,7 @@ class Registry:
                 log.error("Could not load %s: %s", name, result.error)
         return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-    def mark_loading(self) -> dict[str, list[int]]:
+    def mark_loading(self) -> dict[str, builtins.list[int]]:
         """Mark every version to serve at start-up that does not serve yet as loading (the server
         does it before it listens, so no request hears "not loaded" about a model the server is
         about to load); ``{name: [default, then the labelled and policy versions]}``."""
@@ -254,7 +260,7 @@ class Registry:
     def forget(self, name: str, version: int | str):
         """Another process deleted this version's archive (a purge): stop serving it and
         forget it, and load the new default, without writing the store."""
-        version = parse_version(version)
+        version = require_version(version)
         model = self.table.versions(name)
         if model is None:  # never loaded here: the store only needs re-reading
             self.store.scan()
@@ -295,44 +301,25 @@ class Registry:
         options = options or InstallOptions()
         manifest = read_manifest(path)
         name, version = manifest.name, manifest.version
-        existing = self.store.find(name, version)
-        if existing is not None:
-            if sha256_file(path) == existing.sha256:
-                status = self.table.status(name)
-                return InstallResult(name, version, status, f"{name} v{version} is already installed with the "
-                                     f"same content; nothing changed. {status.default_reason}", changed=False)
-            if options.replace:
-                self.store.check_removable(name, version, "replaced")
+        if installs.already_there(self.store, path, manifest, options):
+            status = self.table.status(name)
+            return InstallResult(name, version, status, installs.message(name, version, status, False, options,
+                                                                         changed=False), changed=False)
+        replacing = self.store.find(name, version) is not None
         trusted = self.config.is_trusted(name)
         verify(path, trusted=trusted)  # slow (loads Keras)
         model = self.table.ensure(name, create=True)
         with model.load_lock:
-            staged = self._stage_for(name, version, options.promote)
+            view = self.table.view(name)
+            staged = installs.stage(self.store, manifest, options, self.config.auto_promote,
+                                    view.default if view is not None else None)
             record = self.store.add(path, trusted=trusted, verify=False, replace=options.replace)
             self.table.refresh()
-            self._load_version(model, record.version, force=existing is not None)
-            if options.promote:
-                self.store.pin(name, version)
-                self.table.pinned(name, version)
-            if options.label is not None:
-                self.store.set_label(name, options.label, version)
-                self.table.refresh()
+            self._load_version(model, record.version, force=replacing)
+            installs.after_add(self.store, name, version, options)
+            self.table.refresh()
         status = self.table.status(name)
-        return InstallResult(name, version, status, _installed(name, version, status, staged, options), staged)
-
-    def _stage_for(self, name: str, version: int, promote: bool | None) -> bool:
-        """Pin the current default when the new version is staged; whether it is. Caller holds model.load_lock."""
-        view = self.table.view(name)
-        if view is None or view.default is None or version in view.stored:
-            return False
-        pinned = name in self.store.pins()
-        protected = bool(view.labels) or view.policy is not None
-        if not stages(promote, self.config.auto_promote, pinned, protected):
-            return False
-        if not pinned:
-            self.store.pin(name, view.default)  # so that the default stays when the new one is the latest
-            self.table.pinned(name, view.default)
-        return True
+        return InstallResult(name, version, status, installs.message(name, version, status, staged, options), staged)
 
     def add_archive(self, path: str | Path, options: InstallOptions | None = None) -> ModelStatus:
         """:meth:`install`, returning only the model's status."""
@@ -367,7 +354,7 @@ class Registry:
             self.table.refresh()
         return self.table.status(name)
 
-    def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
+    def _load_then_persist(self, name: str, versions: builtins.list, persist) -> ModelStatus:
         """Load the versions (each resolved), pin the default if it is not, then ``persist(versions)``
         (a label or a traffic policy); the model's status.
 
@@ -409,7 +396,7 @@ class Registry:
         if default is not None and model.serving(default) is None:
             self._load_version(model, default, force=False)
 
-    def _served_versions(self, name: str) -> list[int]:
+    def _served_versions(self, name: str) -> builtins.list[int]:
         """The default, then the versions the labels and the traffic policy name."""
         view = self.table.view(name)
         if view is None:
@@ -427,7 +414,7 @@ class Registry:
         if versions:
             self._load_each(name, versions)
 
-    def _load_each(self, name: str, versions: list[int]) -> ModelStatus:
+    def _load_each(self, name: str, versions: builtins.list[int]) -> ModelStatus:
         """Load each version in turn; the first failure is raised once all were tried."""
         first_error = None
         for version in versions:
@@ -443,19 +430,6 @@ class Registry:
         """The watcher saw archives appear, change or go: reload, unforced."""
         log.info("Store changed on disk; reloading")
         self.reload(force=False)
-
-
-def _installed(name: str, version: int, status: ModelStatus, staged: bool, options: InstallOptions) -> str:
-    """What an install did, for people: installed (staged, or as the default), and the default's reason."""
-    label = f" (label {options.label!r})" if options.label else ""
-    if staged:
-        what = f"Installed {name} v{version}{label}, staged: it serves as v{version} and v{status.default} stays " \
-               "the default until you promote it"
-    elif options.promote:
-        what = f"Installed {name} v{version}{label} as the default (pinned)"
-    else:
-        what = f"{'Replaced' if options.replace else 'Installed'} {name} v{version}{label}"
-    return f"{what}. {status.default_reason}"
 
 
 def _each(names: list[str], work) -> dict:

@@ -19,10 +19,11 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
 from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
 from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
+    DefaultReason,
     Latency,
     ModelStatus,
     Prediction,
@@ -112,7 +114,7 @@ class Serving:
         done: Future = Future()
         try:
             done.set_result(self.runtime(batch))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the caller through the future
             done.set_exception(error)
         return done
 
@@ -232,7 +234,7 @@ class ModelVersions:
         serving = self.serving(version)
         return serving is not None and serving.batcher is not None
 
-    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: str) -> ModelStatus:
+    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: DefaultReason) -> ModelStatus:
         """This model's status, given the manifests of the versions in the store."""
         slots = dict(self.slots)
         versions = {v: (slots.get(v) or VersionSlot(v)).status(manifests.get(v), v in manifests)
@@ -349,7 +351,7 @@ class ModelVersions:
         unreadable (``problems``) keeps its old runtime and reports the error; the rest,
         and the default, are (re)loaded by ``load``. Raises the first error after trying all.
         """
-        first_error = None
+        first_error: YyaiError | None = None
         for version in self.loaded():
             if version in in_store:
                 continue
@@ -391,7 +393,7 @@ class ModelVersions:
                     self._pending = None  # later callers queue a fresh run
                 try:
                     pending.set_result(work())
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - handed to every waiter through the future
                     pending.set_exception(error)
         return pending.result()
 

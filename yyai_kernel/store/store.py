@@ -23,9 +23,11 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from yyai_kernel import archive
 from yyai_kernel.archive import (
@@ -96,7 +98,7 @@ class ModelStore:
         store.pin("digits", 1)        # survives a restart
     """
 
-    def __init__(self, root, limits: Limits | None = None, *, create: bool = False):
+    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None, *, create: bool = False):
         self.root = Path(root)
         self.limits = limits or Limits()
         if create:
@@ -106,7 +108,7 @@ class ModelStore:
         self._lock = threading.RLock()
         self._records: dict[tuple[str, int], ArchiveRecord] = {}
         self._index: dict[str, tuple[int, ...]] = {}  # name -> its versions, ascending (from scan)
-        self._cache: dict[Path, tuple[tuple, ArchiveRecord]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int, int], ArchiveRecord]] = {}
         self._problems: list[StoreProblem] = []
         self._duplicates: set[tuple[str, int]] = set()
         self._state = StoreState()
@@ -174,7 +176,7 @@ class ModelStore:
         """Archives skipped by the last scan (unreadable or duplicate)."""
         return list(self._problems)
 
-    def problem_of(self, path) -> str | None:
+    def problem_of(self, path: str | os.PathLike[str] | None) -> str | None:
         """The last scan's error for the archive at ``path``, if it could not be read."""
         for problem in self._problems:
             if path is not None and Path(problem.path) == Path(path):
@@ -214,7 +216,7 @@ class ModelStore:
 
     # --- pins, labels and traffic (the state file) -------------------------------------
 
-    def pins(self) -> dict:
+    def pins(self) -> dict[str, Any]:
         """The persisted pins, {name: version}."""
         return dict(self._state.pins)
 
@@ -296,7 +298,8 @@ class ModelStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def add(self, src_path, *, trusted: bool = False, verify: bool = True, replace: bool = False) -> ArchiveRecord:
+    def add(self, src_path: str | os.PathLike[str], *, trusted: bool = False, verify: bool = True,
+            replace: bool = False) -> ArchiveRecord:
         """Verify an archive and copy it into the store as `<name>-<version>.yyar`.
 
         The copy (and its checksum, computed while copying) is written to a temporary file
@@ -313,6 +316,7 @@ class ModelStore:
             manifest = read_manifest(src_path, self.limits)
         name, version = manifest.name, manifest.version
         self._target(name, version, replace)  # refuse before copying; checked again under the lock
+        staged: str | None
         staged, sha256 = _stage_copy(self.root, src_path)
         try:
             with self._lock:
@@ -439,7 +443,7 @@ def _stage_copy(root: Path, src: Path) -> tuple[str, str]:
     return tmp, digest.hexdigest()
 
 
-def atomic_write(root: Path, target: Path, write) -> None:
+def atomic_write(root: Path, target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write `target` (in folder `root`) via a temp file in that folder, fsynced, then renamed
     over it; StoreWriteError on disk errors, with nothing changed."""
     tmp = None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.specs import Combine, FileRole, InputSpec, OutputSpec
@@ -60,11 +61,11 @@ class VersionDescription(JsonView):
         """How image pixels become the model's input, in one line."""
         return self.input.preprocessing()
 
-    def with_status(self, status: VersionStatus | None) -> "VersionDescription":
+    def with_status(self, status: VersionStatus | None) -> VersionDescription:
         return VersionDescription(self.name, self.version, self.input, self.output, self.members,
                                   self.combine, self.description, status)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         body = {
             "name": self.name,
             "version": self.version,
@@ -81,7 +82,7 @@ class VersionDescription(JsonView):
         return body
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionDescription":
+    def from_json(cls, d: dict[str, Any]) -> VersionDescription:
         status = d.get("status")
         return cls(d["name"], int(d["version"]), InputSpec.from_json(d["input"]), OutputSpec.from_json(d["output"]),
                    tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),
@@ -108,12 +109,12 @@ class BundledFiles(JsonView):
     role: FileRole
     files: tuple[str, ...] = ()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "source": self.source,
                 BUNDLED_KEYS.get(self.role, "files"): list(self.files)}
 
     @classmethod
-    def from_json(cls, d: dict, role: FileRole) -> "BundledFiles":
+    def from_json(cls, d: dict[str, Any], role: FileRole) -> BundledFiles:
         source = d.get("source", d["version"])
         return cls(d["name"], int(d["version"]), None if source is None else int(source), role,
                    tuple(d.get(BUNDLED_KEYS.get(role, "files"), ())))
