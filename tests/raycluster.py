@@ -71,7 +71,7 @@ def start_ray(ray, attempts: int = 3) -> int:
             ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port,
                      log_to_driver=False)
             return dashboard_port
-        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+        except Exception:  # Ray raises a bare Exception for a start-up timeout
             ray.shutdown()
             if attempt == attempts:
                 raise

@@ -47,7 +47,7 @@ class RunningServer:
         headers = {**(self.headers if auth else {}), **kwargs.pop("headers", {})}
         kwargs.setdefault("timeout", 60)
         if not auth:
-            return requests.request(method, self.url + path, headers=headers, **kwargs)
+            return requests.request(method, self.url + path, headers=headers, **kwargs)  # noqa: S113 - set above
         return self.session.request(method, self.url + path, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
@@ -56,8 +56,22 @@ class RunningServer:
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.request("POST", path, **kwargs)
 
+    def put(self, path: str, **kwargs) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 60) -> str:
+        """The log once it holds ``text``: a worker's lines reach the file after its reply does."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} never reached the log:\n{log[-3000:]}"
+            time.sleep(0.2)
+        return log
 
     @property
     def grpc_address(self) -> str:

@@ -25,6 +25,7 @@ from enum import Enum
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.hints import Hint, Step
 from yyai_kernel.types import (
+    InstallOptions,
     TrafficPolicy,
     check_label,
     check_name,
@@ -58,14 +59,16 @@ class Operation:
 
     kind: OpKind
     name: str | None = None
-    version: int | None = None
+    version: int | str | None = None  # a label where one is accepted (load, unload, remove)
     force: bool = False
     purge: bool = False
     archive: str | None = None
-    label: str | None = None  # SET_LABEL, DELETE_LABEL
+    label: str | None = None  # SET_LABEL, DELETE_LABEL; INSTALL: a label to point at the new version
     policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
+    promote: bool | None = None  # INSTALL: make it the default (True), stage it (False), or the server's rule
+    replace: bool = False  # INSTALL: replace different content under the same version
 
-    def checked(self) -> "Operation":
+    def checked(self) -> Operation:
         """The same operation with its name, version and label checked (400 on a bad one).
         A version may be a label where one is accepted (load, unload, remove)."""
         name = None if self.name is None else check_name(self.name)
@@ -79,7 +82,7 @@ class Operation:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Operation":
+    def from_json(cls, data: dict) -> Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
@@ -91,7 +94,7 @@ def lead(registry, op: Operation):
     """
     name, version = op.name, op.version
     if op.kind is OpKind.INSTALL:
-        return registry.install(op.archive)
+        return registry.install(op.archive, InstallOptions(op.promote, op.label, op.replace))
     if op.kind is OpKind.LOAD:
         return registry.load(name, version)
     if op.kind is OpKind.UNLOAD:
@@ -157,7 +160,7 @@ class WorkerReport:
     outcomes: tuple[WorkerOutcome, ...]
 
     @classmethod
-    def alone(cls, worker: int = 0) -> "WorkerReport":
+    def alone(cls, worker: int = 0) -> WorkerReport:
         return cls((WorkerOutcome(worker, Outcome.APPLIED),))
 
     @property
@@ -185,7 +188,7 @@ class WorkerReport:
                             for o in self.outcomes]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerReport":
+    def from_json(cls, data: dict) -> WorkerReport:
         return cls(tuple(WorkerOutcome(w["worker"], Outcome(w["outcome"]), w.get("error"))
                          for w in data["workers"]))
 
@@ -218,7 +221,7 @@ class WorkerInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerInfo":
+    def from_json(cls, data: dict) -> WorkerInfo:
         return cls(**data)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +37,7 @@ from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.rollout.traffic import TrafficRouter
 from yyai_kernel.types import (
     Disagreement,
+    InstallOptions,
     InstallResult,
     ModelRef,
     ModelStatus,
@@ -150,18 +152,21 @@ class ModelRepository:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return self.traffic.disagreements(name, self.registry.status(name).traffic)  # 404 for an unknown model
 
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
-        """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
-        return self.install(archive).result
+    def add_archive(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> InstallResult:
+        """Install an archive (its bytes, or a file the caller owns): verify, store, load (see ``install``)."""
+        return self.install(archive, options).result
 
-    def install(self, archive: bytes | str | os.PathLike) -> Managed:
-        """:meth:`add_archive` with the report of which workers serve the new version."""
+    def install(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> Managed:
+        """:meth:`add_archive` with the report of which workers serve the new version. ``options``
+        (promote, label, replace) were checked at the edge (``InstallOptions.parse``)."""
+        options = options or InstallOptions()
+        op = Operation(OpKind.INSTALL, label=options.label, promote=options.promote, replace=options.replace)
         if isinstance(archive, (str, os.PathLike)):
-            return self.manage(Operation(OpKind.INSTALL, archive=os.fspath(archive)))
+            return self.manage(replace(op, archive=os.fspath(archive)))
         with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
             path = Path(folder) / "upload.yyar"
             path.write_bytes(bytes(archive))
-            return self.manage(Operation(OpKind.INSTALL, archive=str(path)))
+            return self.manage(replace(op, archive=str(path)))
 
     # --- workers -------------------------------------------------------------------------------
 

@@ -42,8 +42,17 @@ from yyai_kernel.ray_app.models import (
     ReplicaStats,
 )
 
-__all__ = ["AppArgs", "DEPLOYMENT_NAME", "INGRESS_NAME", "Ingress", "ModelDeployment", "ModelId", "ReplicaStats",
-           "application", "build_app"]
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "INGRESS_NAME",
+    "AppArgs",
+    "Ingress",
+    "ModelDeployment",
+    "ModelId",
+    "ReplicaStats",
+    "application",
+    "build_app",
+]
 
 log = logging.getLogger("yyai.ray")
 TOKEN_ENV = "YYAI_TOKEN"

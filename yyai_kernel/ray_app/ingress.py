@@ -75,7 +75,8 @@ class Ingress:
         """What this replica serves: ``{"ready", "defaults", "pins", "unloaded"}`` (ready: its
         start-up load finished; defaults: the version that answers when none is named)."""
         store = self.registry.store
-        return {"ready": self.planes.data.ready, "defaults": {name: store.default_version(name) for name in store.names()},
+        return {"ready": self.planes.data.ready,
+                "defaults": {name: store.default_version(name) for name in store.names()},
                 "pins": store.pins(), "unloaded": sorted(self.registry.unloaded())}
 
     def _announce(self, change: StateChange) -> int:
@@ -93,7 +94,7 @@ class Ingress:
                     time.sleep(1.0)  # no model replica runs yet
             except YyaiError as error:
                 log.error("Could not load %s: %s", name, error.message)
-            except Exception:  # noqa: BLE001 - start-up must end ready, as yyai serve's does
+            except Exception:  # start-up must end ready, as yyai serve's does
                 log.exception("Loading %s failed", name)
         self.planes.data.mark_ready()
         log.info("yyai ingress ready: %d model(s)", len(self.registry.names()))

@@ -34,9 +34,9 @@ import re
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 from ray import serve
@@ -50,7 +50,7 @@ from yyai_kernel.runtime.runtime import (
     warmup_batch_sizes,
 )
 from yyai_kernel.store.store import ArchiveRecord, ModelStore
-from yyai_kernel.types import check_name, parse_version
+from yyai_kernel.types import check_name, require_version
 
 log = logging.getLogger("yyai.ray")
 
@@ -71,17 +71,17 @@ class ModelId:
     sha256: str
 
     @classmethod
-    def parse(cls, text: str) -> "ModelId":
+    def parse(cls, text: str) -> ModelId:
         """Read an id; InvalidInputError when it is not ``name:version:<64 hex digits>``."""
         parts = text.split(":") if isinstance(text, str) else []
         if len(parts) != 3 or not _SHA256_RE.match(parts[2]):
             raise InvalidInputError(
                 f"{text!r} is not a model id; expected name:version:sha256 (64 lowercase hex digits)"
             )
-        return cls(check_name(parts[0]), parse_version(parts[1]), parts[2])
+        return cls(check_name(parts[0]), require_version(parts[1]), parts[2])
 
     @classmethod
-    def of(cls, record: ArchiveRecord) -> "ModelId":
+    def of(cls, record: ArchiveRecord) -> ModelId:
         """The id of an archive the store holds."""
         return cls(record.name, record.version, record.sha256)
 

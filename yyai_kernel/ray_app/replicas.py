@@ -32,7 +32,7 @@ class ReplicaSnapshot:
     failures: dict = field(default_factory=dict)  # model id -> a load error, where no replica holds it
 
     @classmethod
-    def of(cls, stats: list) -> "ReplicaSnapshot":
+    def of(cls, stats: list) -> ReplicaSnapshot:
         holders = Counter(model_id for s in stats for model_id in s.loaded)
         failures = {model_id: error for s in stats for model_id, error in s.failures.items()
                     if model_id not in holders}
