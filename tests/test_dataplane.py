@@ -135,7 +135,7 @@ def test_a_cold_start_that_waits_too_long_is_503_with_retry_after(built, tmp_pat
     try:
         with planes.registry.residency.gate.hold(Priority.MANAGE):  # another load holds the gate
             pending = planes.data.infer(at(planes, "alpha"), _request())
-            with pytest.raises(ModelNotReadyError, match="still loading after 0.5 s") as caught:
+            with pytest.raises(ModelNotReadyError, match=r"still loading after 0\.5 s") as caught:
                 pending.result(timeout=30)
         assert caught.value.retry_after
         deadline = time.monotonic() + 120

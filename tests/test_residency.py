@@ -60,7 +60,7 @@ def hammer(registry: Registry, name: str, clients: int = 8) -> list:
         start.wait()
         try:
             return predict(registry, name)
-        except Exception as error:  # collected and asserted on below
+        except Exception as error:  # noqa: BLE001 - collected and asserted on below
             return error
 
     with ThreadPoolExecutor(clients) as pool:

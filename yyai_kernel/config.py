@@ -85,7 +85,7 @@ class ServingConfig(Configurable):
                                "before it is answered 503 with Retry-After.")
 
     @validate("memory_budget")
-    def _check_budget(self, proposal):
+    def _check_budget(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"]).strip()
         if value:
             try:

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def sweep_shared(pid: int) -> None:
             pass
 
 
-def shareable(value) -> bool:
+def shareable(value: object) -> bool:
     """Whether ``value`` is an array large enough to travel in shared memory (and a place for it exists)."""
     return isinstance(value, np.ndarray) and value.nbytes >= SHARED_MEMORY_BYTES and os.path.isdir(SHM_DIR)
 
@@ -133,7 +134,7 @@ class Channel:
         self._on_close = on_close
         self._send_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._pending: dict[int, Future] = {}
+        self._pending: dict[int, Future[Any]] = {}
         self._shared: dict[int, SharedArray] = {}
         self._ids = itertools.count(1)
         self.closed = threading.Event()
@@ -146,14 +147,13 @@ class Channel:
 
     # --- asking -----------------------------------------------------------------------------
 
-    def request(self, kind: str, payload=None, *, share: np.ndarray | None = None) -> Future:
+    def request(self, kind: str, payload: Any = None, *, share: np.ndarray | None = None) -> Future[Any]:
         """Send a request; a Future of its reply's value (or its exception, or ChannelClosed).
 
         ``share``: an array inside ``payload`` to send in shared memory when it is large
         (the payload then carries a :class:`SharedArray` in its place; see :func:`shareable`).
         """
-        pending: Future = Future()
-        shared = None
+        pending: Future[Any] = Future()
         with self._lock:
             if self.closed.is_set():
                 raise ChannelClosed("the model host is not connected")
@@ -171,14 +171,14 @@ class Channel:
             raise
         return pending
 
-    def call(self, kind: str, payload=None, timeout: float | None = None):
+    def call(self, kind: str, payload: Any = None, timeout: float | None = None) -> Any:
         """:meth:`request`, waited for (TimeoutError, ChannelClosed or the reply's exception)."""
         return self.request(kind, payload).result(timeout)
 
-    def push(self, kind: str, payload=None) -> None:
+    def push(self, kind: str, payload: object = None) -> None:
         self._send((PUSH, kind, payload))
 
-    def reply(self, ident: int, value=None, error: BaseException | None = None) -> None:
+    def reply(self, ident: int, value: object = None, error: BaseException | None = None) -> None:
         """Answer request ``ident``; a channel that closed meanwhile drops it. An error that is
         neither yyai's nor Python's own (TensorFlow's) crosses as a RuntimeError with its text,
         so that reading it never imports the library that raised it."""
@@ -197,7 +197,7 @@ class Channel:
 
     # --- the wire ---------------------------------------------------------------------------
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: tuple[object, ...]) -> None:
         try:
             data = pickle.dumps(message, protocol=5)
         except Exception as error:  # an unpicklable result must not kill the channel
@@ -213,7 +213,9 @@ class Channel:
     def _read(self) -> None:
         while True:
             try:
-                message = pickle.loads(self._conn.recv_bytes())
+                # S301: both ends are this program, and a peer is admitted only after the HMAC
+                # challenge with the supervisor's random key (see the module docstring)
+                message = pickle.loads(self._conn.recv_bytes())  # noqa: S301
             except (EOFError, OSError, ValueError, pickle.UnpicklingError):
                 break
             tag = message[0]
@@ -239,7 +241,7 @@ class Channel:
                     log.exception("Handling the push %s failed", message[1])
         self._closed()
 
-    def _finish(self, ident: int) -> Future | None:
+    def _finish(self, ident: int) -> Future[Any] | None:
         with self._lock:
             pending = self._pending.pop(ident, None)
             shared = self._shared.pop(ident, None)

@@ -23,10 +23,15 @@ import signal
 import sys
 import threading
 from multiprocessing.connection import Listener
+from typing import TYPE_CHECKING
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.host.service import HostService
 from yyai_kernel.host.spec import HostSpec
+
+if TYPE_CHECKING:
+    from yyai_kernel.registry.registry import Registry
+    from yyai_kernel.server.workers.link import Link
 
 log = logging.getLogger("yyai.host")
 
@@ -76,7 +81,8 @@ def run(spec: HostSpec) -> int:
     return 0
 
 
-def _start_models(spec: HostSpec, registry, service: HostService, supervisor, stop: threading.Event) -> None:
+def _start_models(spec: HostSpec, registry: Registry, service: HostService, supervisor: Link,
+                  stop: threading.Event) -> None:
     from yyai_kernel.runtime.devices import DeviceSettings
     from yyai_kernel.runtime.prime import start_tensorflow
     from yyai_kernel.runtime.runtime import warmup_batch_sizes
@@ -89,7 +95,7 @@ def _start_models(spec: HostSpec, registry, service: HostService, supervisor, st
         log.info("TensorFlow started in %.1fs", seconds)
         registry.residency.gate.open()
         errors = registry.warm_up()
-    except Exception:
+    except Exception:  # logged; the host serves what it can (cold starts load the rest)
         log.exception("The model host's start-up load failed")
         registry.residency.gate.open()
         errors = {}
@@ -99,7 +105,7 @@ def _start_models(spec: HostSpec, registry, service: HostService, supervisor, st
     log.info("Model host %d ready (%d version(s) loaded)", spec.index, registry.residency_status().loaded)
     try:
         supervisor.call({"type": "ready"}, timeout=30)
-    except Exception:  # the supervisor is gone: stop() follows from the link closing
+    except Exception:  # noqa: BLE001 - the supervisor is gone: stop() follows from the link closing
         pass
     if not stop.is_set():
         registry.start_background()

@@ -29,14 +29,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing.connection import Client
 from pathlib import Path
+from typing import Any, TypeVar, cast, overload
+
+import numpy as np
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.host.channel import Channel, ChannelClosed
 from yyai_kernel.plane.operations import Managed, Operation, OpKind
-from yyai_kernel.registry.protocol import ModelView, Target, unknown_name
+from yyai_kernel.registry.protocol import ModelView, Target, ref_of, unknown_name
+from yyai_kernel.runtime.membermap import MemberMap
 from yyai_kernel.types import (
+    InstallOptions,
     InstallResult,
+    ModelError,
     ModelRef,
     ModelRemoved,
     ModelStatus,
@@ -44,9 +50,12 @@ from yyai_kernel.types import (
     Prediction,
     ServerStatus,
     TrafficPolicy,
+    VersionDescription,
 )
 
 log = logging.getLogger("yyai.host")
+
+_Result = TypeVar("_Result")
 
 RECONNECT_S = 0.1
 HELLO_TIMEOUT_S = 30.0
@@ -58,6 +67,10 @@ def host_unavailable() -> ModelNotReadyError:
     error = ModelNotReadyError("The model host is restarting; retry in a moment.")
     error.retry_after = RETRY_AFTER_S
     return error
+
+
+# a pushed change of views: (generation, {name: view}, [names gone])
+_Push = tuple[int, dict[str, ModelView], list[str]]
 
 
 class HostRegistry:
@@ -77,7 +90,7 @@ class HostRegistry:
         self._views: dict[str, ModelView] = {}
         self._views_lock = threading.Lock()
         self._synced = False  # the current connection's hello snapshot is in place
-        self._early: list[tuple[int, dict, list]] = []  # pushes that came before it
+        self._early: list[_Push] = []  # pushes that came before it
         self._channel: Channel | None = None
         self._host_ready = False
         self._connected = threading.Event()
@@ -119,7 +132,7 @@ class HostRegistry:
             try:
                 views, generation, ready = channel.call("hello", {"index": self.index, "pid": os.getpid()},
                                                         timeout=HELLO_TIMEOUT_S)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - logged; the hello is tried again
                 log.warning("The model host did not answer its hello (%s); trying again", error)
                 channel.close()
                 time.sleep(RECONNECT_S)
@@ -143,7 +156,7 @@ class HostRegistry:
             if not self._stopped.is_set():
                 log.warning("The model host went away; answering 503 until it is back")
 
-    def _pushed(self, channel: Channel, kind: str, payload) -> None:
+    def _pushed(self, channel: Channel, kind: str, payload: Any) -> None:
         if kind == "views":
             generation, changed, gone = payload
             with self._views_lock:
@@ -165,7 +178,7 @@ class HostRegistry:
             raise host_unavailable()
         return channel
 
-    def _call(self, kind: str, payload=None):
+    def _call(self, kind: str, payload: object = None) -> Any:
         try:
             return self._ask().call(kind, payload)
         except ChannelClosed:
@@ -177,10 +190,16 @@ class HostRegistry:
         return sorted(self._views)
 
     def list(self) -> list[ModelSummary]:
-        return self._call("call", ("list", ()))
+        return cast("list[ModelSummary]", self._call("call", ("list", ())))
+
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
 
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
-        return self._call("call", ("status", () if name is None else (name,)))
+        return cast("ModelStatus | ServerStatus", self._call("call", ("status", () if name is None else (name,))))
 
     def resolve(self, ref: ModelRef) -> Target:
         view = self._views.get(ref.name)
@@ -188,23 +207,22 @@ class HostRegistry:
             raise ModelNotFoundError(unknown_name(ref.name, self.names()))
         return view.resolve(ref)
 
-    def describe(self, name: str, version: int | str | None = None):
-        from yyai_kernel.registry.protocol import ref_of
-
+    def describe(self, name: str, version: int | str | None = None) -> VersionDescription:
         return self.resolve(ref_of(name, version)).description
 
     # --- predicting ------------------------------------------------------------------------------
 
-    def submit(self, target: Target, inputs, *, finite: bool = False) -> Future:
+    def submit(self, target: Target, inputs: np.ndarray, *, finite: bool = False) -> Future[Prediction]:
         """Send the request to the host's batcher; a Future of its Prediction (never blocks on the host)."""
         try:
             return self._ask().request("submit", (target.name, target.version, inputs, finite), share=inputs)
         except ChannelClosed:
             raise host_unavailable() from None
 
-    def explain(self, target: Target, inputs) -> tuple[Prediction, dict]:
+    def explain(self, target: Target, inputs: np.ndarray) -> tuple[Prediction, dict[str, MemberMap]]:
         try:
-            return self._ask().request("explain", (target.name, target.version, inputs), share=inputs).result()
+            pending = self._ask().request("explain", (target.name, target.version, inputs), share=inputs)
+            return cast("tuple[Prediction, dict[str, MemberMap]]", pending.result())
         except ChannelClosed:
             raise host_unavailable() from None
 
@@ -212,50 +230,62 @@ class HostRegistry:
         """Always: the host batches, and :meth:`submit` never blocks."""
         return True
 
-    def predict(self, name: str, inputs, version: int | str | None = None) -> Prediction:
+    def predict(self, name: str, inputs: np.ndarray, version: int | str | None = None) -> Prediction:
         return self.submit(self.resolve(ModelRef.parse(name, version)), inputs).result()
 
     # --- managing: the host leads every change ----------------------------------------------------
 
     def manage(self, op: Operation) -> Managed:
         """Have the host lead ``op``; it replies once every front end serves the new state."""
-        return self._call("manage", op)
+        return cast(Managed, self._call("manage", op))
+
+    def _led(self, op: Operation, kind: type[_Result]) -> _Result:
+        """:meth:`manage`'s result, which is a ``kind`` (the registry's own result for ``op``)."""
+        result = self.manage(op).result
+        if not isinstance(result, kind):
+            raise TypeError(f"The model host answered {op.kind.value} with a {type(result).__name__}")
+        return result
 
     def load(self, name: str, version: int | str | None = None) -> ModelStatus:
-        return self.manage(Operation(OpKind.LOAD, name, version)).result
+        return self._led(Operation(OpKind.LOAD, name, version), ModelStatus)
 
     def unload(self, name: str, version: int | str | None = None) -> ModelStatus:
-        return self.manage(Operation(OpKind.UNLOAD, name, version)).result
+        return self._led(Operation(OpKind.UNLOAD, name, version), ModelStatus)
 
-    def reload(self, name: str | None = None, *, force: bool = True):
-        return self.manage(Operation(OpKind.RELOAD, name, force=force)).result
+    def reload(self, name: str | None = None, *,
+               force: bool = True) -> ModelStatus | dict[str, ModelStatus | ModelError]:
+        result = self.manage(Operation(OpKind.RELOAD, name, force=force)).result
+        return cast("ModelStatus | dict[str, ModelStatus | ModelError]", result)
 
     def set_default(self, name: str, version: int | str) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_DEFAULT, name, version)).result
+        return self._led(Operation(OpKind.SET_DEFAULT, name, version), ModelStatus)
 
     def follow_latest(self, name: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.FOLLOW_LATEST, name)).result
+        return self._led(Operation(OpKind.FOLLOW_LATEST, name), ModelStatus)
 
     def remove(self, name: str, version: int | str, *, purge: bool = False) -> ModelStatus | ModelRemoved:
-        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
+        result = self.manage(Operation(OpKind.REMOVE, name, version, purge=purge)).result
+        return cast("ModelStatus | ModelRemoved", result)
 
-    def install(self, path: str | Path) -> InstallResult:
-        return self.manage(Operation(OpKind.INSTALL, archive=str(path))).result
+    def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult:
+        options = options or InstallOptions()
+        return self._led(Operation(OpKind.INSTALL, archive=str(path), label=options.label, promote=options.promote,
+                                   replace=options.replace), InstallResult)
 
     def set_label(self, name: str, label: str, version: int) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label)).result
+        return self._led(Operation(OpKind.SET_LABEL, name, version, label=label), ModelStatus)
 
     def delete_label(self, name: str, label: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label)).result
+        return self._led(Operation(OpKind.DELETE_LABEL, name, label=label), ModelStatus)
 
     def set_traffic(self, name: str, policy: TrafficPolicy) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy.to_json())).result
+        return self._led(Operation(OpKind.SET_TRAFFIC, name, policy=policy.to_json()), ModelStatus)
 
     def clear_traffic(self, name: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name)).result
+        return self._led(Operation(OpKind.CLEAR_TRAFFIC, name), ModelStatus)
 
 
-def _apply(views: dict, changed: dict, gone: list) -> None:
+def _apply(views: dict[str, ModelView], changed: dict[str, ModelView], gone: list[str]) -> None:
     views.update(changed)
     for name in gone:
         views.pop(name, None)

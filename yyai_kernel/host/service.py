@@ -31,8 +31,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Listener
+from typing import Any
+
+import numpy as np
 
 from yyai_kernel.errors import ModelNotFoundError, YyaiError
 from yyai_kernel.host.channel import Channel, ChannelClosed, SharedArray
@@ -44,7 +48,7 @@ from yyai_kernel.plane.operations import (
     WorkerReport,
     lead,
 )
-from yyai_kernel.registry.protocol import unknown_name
+from yyai_kernel.registry.protocol import ModelView, Target, unknown_name
 from yyai_kernel.registry.registry import Registry
 
 log = logging.getLogger("yyai.host")
@@ -66,7 +70,7 @@ class HostService:
         self._channels: dict[Channel, int] = {}  # channel -> front-end number
         self._acked: dict[Channel, int] = {}  # channel -> newest generation it applied
         self._publish_lock = threading.Lock()
-        self._published: dict = {}
+        self._published: dict[str, ModelView] = {}
         self._generation = 0
         self._pool = ThreadPoolExecutor(HOST_THREADS, thread_name_prefix="yyai-host")
         self._dirty = threading.Event()
@@ -90,7 +94,7 @@ class HostService:
                     return
                 time.sleep(0.05)  # a listener being closed, or a file-descriptor shortage: try again
                 continue
-            except Exception as error:  # a client that does not know the key (AuthenticationError), or went
+            except Exception as error:  # noqa: BLE001 - a client that does not know the key (AuthenticationError), or went
                 log.warning("Refused a connection to the model host: %s", error)
                 continue
             Channel(conn, name="host-channel", handle=self._handle, on_push=self._pushed,
@@ -115,11 +119,11 @@ class HostService:
 
     # --- requests ------------------------------------------------------------------------------
 
-    def _pushed(self, channel: Channel, kind: str, payload) -> None:
+    def _pushed(self, channel: Channel, kind: str, payload: Any) -> None:
         if kind == "ack":
             self._ack(channel, payload)
 
-    def _handle(self, channel: Channel, ident: int, kind: str, payload) -> None:
+    def _handle(self, channel: Channel, ident: int, kind: str, payload: Any) -> None:
         if kind == "submit":
             name, version, inputs, finite = payload
             try:
@@ -141,15 +145,16 @@ class HostService:
         else:
             raise ValueError(f"unknown request {kind!r}")
 
-    def _target(self, name: str, version: int):
+    def _target(self, name: str, version: int) -> Target:
         view = self.registry.table.view(name)
         if view is None:
             raise ModelNotFoundError(unknown_name(name, self.registry.names()))
         return view.target(version)
 
-    def _submit(self, channel: Channel, ident: int, name: str, version: int, inputs, finite: bool) -> None:
+    def _submit(self, channel: Channel, ident: int, name: str, version: int, sent: np.ndarray | SharedArray,
+                finite: bool) -> None:
         target = self._target(name, version)
-        inputs = _array(inputs)
+        inputs = _array(sent)
         model = self.registry.table.versions(name)
         serving = model.serving(version) if model is not None else None
         if serving is not None and serving.batcher is None:  # the model would run on this reader thread
@@ -159,11 +164,11 @@ class HostService:
         pending = self.registry.submit(target, inputs, finite=finite)
         pending.add_done_callback(lambda done: _answer(channel, ident, done))
 
-    def _on_pool(self, channel: Channel, ident: int, work) -> None:
-        def run():
+    def _on_pool(self, channel: Channel, ident: int, work: Callable[[], object]) -> None:
+        def run() -> None:
             try:
                 value = work()
-            except BaseException as error:
+            except BaseException as error:  # noqa: BLE001 - the front end's request raises it
                 channel.reply(ident, error=error)
                 return
             channel.reply(ident, value)
@@ -184,7 +189,7 @@ class HostService:
 
     # --- views and readiness ------------------------------------------------------------------
 
-    def _hello(self, channel: Channel, ident: int, payload: dict) -> None:
+    def _hello(self, channel: Channel, ident: int, payload: dict[str, Any]) -> None:
         number = int(payload.get("index", -1))
         self.publish(wait=False)  # the snapshot below is the registry's current picture
         with self._publish_lock:
@@ -258,12 +263,12 @@ class HostService:
             self._dirty.clear()
             try:
                 self.publish(wait=False)
-            except Exception:  # a push that fails must not stop the next
+            except Exception:  # a push that fails must not stop the next (logged)
                 log.exception("Pushing the models' views to the front ends failed")
             time.sleep(0.01)  # refreshes come in bursts (a reload of every model): one push for a burst
 
 
-def _array(value):
+def _array(value: np.ndarray | SharedArray) -> np.ndarray:
     """The request's input: a shared-memory segment is copied out and removed at once (its sender
     removes it too, once the reply came; whichever comes first)."""
     if not isinstance(value, SharedArray):
@@ -274,7 +279,7 @@ def _array(value):
         value.remove()
 
 
-def _answer(channel: Channel, ident: int, done: Future) -> None:
+def _answer(channel: Channel, ident: int, done: Future[Any]) -> None:
     error = done.exception()
     if error is not None:
         channel.reply(ident, error=error)

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 HOST_ENV = "YYAI_HOST"
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; past this an abstract address is used
@@ -27,7 +28,7 @@ class HostSpec:
     store: str
     front_ends: int  # how many front ends a management call waits for
     fd: int  # the host's end of its link to the supervisor
-    config: dict = field(default_factory=dict)  # ServingConfig traits
+    config: dict[str, Any] = field(default_factory=dict)  # ServingConfig traits
     cuda_visible_devices: str | None = None  # None: what the supervisor sees
     gpu_memory_fraction: float | None = None
     verbose: bool = False

@@ -120,6 +120,8 @@ def lead(registry, op: Operation):
     if op.kind is OpKind.CLEAR_TRAFFIC:
         return registry.clear_traffic(name)
     if op.kind is OpKind.PROMOTE:
+        if name is None:
+            raise InvalidInputError("Say which model's candidate to promote.")
         policy = registry.status(name).traffic  # 404 for an unknown model
         candidate = policy and (policy.canary or policy.shadow)
         if candidate is None:

@@ -238,7 +238,7 @@ class Registry:
                 return
             try:
                 pending = run(model)
-            except BaseException as failure:
+            except BaseException as failure:  # noqa: BLE001 - the request's Future carries it
                 _settle(result, error=failure)
                 return
             pending.add_done_callback(lambda f: _copy(f, result, cold_start_s=round(waited, 4)))
@@ -313,7 +313,7 @@ class Registry:
 
     # --- the warm set, background warming, the recently used order ----------------------
 
-    def warm_set(self) -> list[tuple[str, int]]:
+    def warm_set(self) -> builtins.list[tuple[str, int]]:
         """What the server loads before it says ready, in order, at most ``warm`` versions:
 
         1. the versions that pins, labels and traffic policies name (a canary or shadow
@@ -387,7 +387,7 @@ class Registry:
         while not self._closed.wait(RECENT_EVERY_S):
             self.persist_recent()
 
-    def recently_used(self) -> list[tuple[str, int]]:
+    def recently_used(self) -> builtins.list[tuple[str, int]]:
         """The versions that answered requests, most recently used first: this run's, then the
         store's order from before (the next start warms in this order)."""
         used = sorted(((slot.last_used, model.name, version) for model in self.table.all()
@@ -404,14 +404,14 @@ class Registry:
         except YyaiError as error:  # a full disk: a hint lost, nothing else
             log.warning("Could not persist the recently used order: %s", error.message)
 
-    def _by_recency(self) -> list[str]:
+    def _by_recency(self) -> builtins.list[str]:
         """Model names, those used most recently first, then by name."""
         names = list(dict.fromkeys(name for name, _ in self.recently_used()))
         return [n for n in names if n in self.store.names()] + sorted(set(self.store.names()) - set(names))
 
     # --- the budget ----------------------------------------------------------------------
 
-    def _residents(self) -> list[Resident]:
+    def _residents(self) -> builtins.list[Resident]:
         """Every loaded version with its cost, last use and protection (``residency.py``)."""
         pins = self.store.pins()
         residents = []
@@ -436,7 +436,8 @@ class Registry:
         model = self.table.versions(resident.name)
         if model is None:
             return False
-        if getattr(self._held, "model", None) is model:  # this thread loads a sibling version: its lock is ours
+        held: ModelVersions | None = getattr(self._held, "model", None)
+        if held is model:  # this thread loads a sibling version: its lock is ours
             return model.evict(resident.version)
         if not model.load_lock.acquire(blocking=False):
             return False

@@ -6,7 +6,7 @@ model host, ``host/``; front ends never import TensorFlow) and, before anything 
 on it, either lets its memory grow as needed (the default) or caps it at a fraction of the
 device's memory (``--gpu-memory-fraction``), so that the budget (``registry/residency.py``)
 and other tenants of the card can plan. Which GPU a host sees is ``CUDA_VISIBLE_DEVICES``,
-set by the supervisor (``--devices``: one host per listed device).
+set by the supervisor from ``--devices`` (one host serves every GPU listed).
 
 Not tested here: this project's machines have no GPU with TensorFlow (README, "On a GPU").
 With no GPU visible, :func:`configure` does nothing.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("yyai.runtime")
 
@@ -49,10 +50,10 @@ def configure(settings: DeviceSettings) -> list[str]:
     return [g.name for g in gpus]
 
 
-def _total_memory_mb(tf, gpu) -> float:
+def _total_memory_mb(tf: Any, gpu: Any) -> float:
     """The device's memory in MiB, as its details report it (CUDA builds do)."""
     details = tf.config.experimental.get_device_details(gpu)
     total = details.get("device_memory_size") or details.get("memory_limit")
     if not total:
         raise RuntimeError("its total memory is not reported; use memory growth instead")
-    return total / 2**20
+    return float(total) / 2**20

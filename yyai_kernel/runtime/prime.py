@@ -15,6 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from yyai_kernel.runtime.devices import DeviceSettings
 
 log = logging.getLogger("yyai.runtime")
 
@@ -32,7 +36,8 @@ def prime(warmup_sizes: list[int]) -> float:
     return seconds
 
 
-def start_tensorflow(*, verbose: bool = False, devices=None, warmup_sizes: list[int] | None = None) -> float:
+def start_tensorflow(*, verbose: bool = False, devices: DeviceSettings | None = None,
+                     warmup_sizes: list[int] | None = None) -> float:
     """Import TensorFlow and Keras (without the C++ start-up log unless ``verbose``), set up the
     GPUs (``devices``: a :class:`~yyai_kernel.runtime.devices.DeviceSettings`) before anything
     touches them, prime (:func:`prime`), and move every object alive so far out of the garbage

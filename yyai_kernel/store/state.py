@@ -102,7 +102,7 @@ class StoreState:
         traffic = {k: v for k, v in self.traffic.items() if k != name}
         return replace(self, traffic=traffic if policy is None else {**traffic, name: policy})
 
-    def with_recent(self, recent: list[tuple[str, int]]) -> "StoreState":
+    def with_recent(self, recent: list[tuple[str, int]]) -> StoreState:
         return replace(self, recent=tuple(recent))
 
     # --- questions -------------------------------------------------------------------------

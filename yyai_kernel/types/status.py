@@ -191,11 +191,11 @@ class ResidencyStatus(JsonView):
     cold_start_wait_s: float = 0.0
     cold_start_timeouts: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ResidencyStatus":
+    def from_json(cls, d: dict[str, Any]) -> ResidencyStatus:
         return cls(**{key: d[key] for key in cls.__dataclass_fields__ if key in d})
 
 
