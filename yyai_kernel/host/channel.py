@@ -18,9 +18,8 @@ Large tensors travel in shared memory instead of the socket: an array of
 sender, named in the message (:class:`SharedArray`), copied out by the receiver, and the
 segment is removed by whichever side is first: the receiver once it copied it, the sender
 once the reply came (or the channel closed); the supervisor removes what a front end that
-died left (``sweep_shared``). Measured in
-``bench/ipc_bench.py`` (results in ``bench/RESULTS.md``): below about 2 MiB the socket is
-faster, above it shared memory is, and by 18 MiB twice as fast.
+died left (``sweep_shared``). Measured by ``bench/ipc_bench.py``: below about 2 MiB the
+socket is faster, above it shared memory is, and by 18 MiB twice as fast.
 
 Locking: one lock around sends (a message goes out whole); the pending table under ``_lock``.
 """

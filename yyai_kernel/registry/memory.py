@@ -10,11 +10,11 @@ load's) and keeps the larger of two differences:
   load reuses pages a version freed earlier, which the resident set does.
 
 On an accelerator the cost would be the device's memory (``tf.config.experimental.get_memory_info``);
-``host/devices.py`` says what is and is not done there.
+``runtime/devices.py`` says what is and is not done there.
 
 TensorFlow gives a version's memory back to the allocator once its runtime is dropped
-(measured in ``bench/RESULTS.md``: loading and dropping versions repeatedly leaves the
-allocator's figure where it was), but reference cycles in Keras models hold it until the
+(``bench/host_bench.py --parts release`` measures it: loading and dropping versions
+repeatedly leaves the allocator's figure where it was), but reference cycles in Keras models hold it until the
 garbage collector runs, and glibc keeps freed pages mapped. :func:`release` runs both: a
 collection, then ``malloc_trim(0)``, which returns the freed pages to the system.
 

@@ -2,7 +2,7 @@
 
 The first archive a process loads pays for what TensorFlow and Keras set up lazily: the
 loading code, the first traced function, the kernels its first calls pick. Measured on this
-project's machine (``bench/RESULTS.md``) that was about 40 MB and a second of the first
+project's 2-core machine, that was about 40 MB and a second of the first
 load, whichever archive came first, so the first version's measured cost
 (``registry/memory.py``) would have been ten times its own. :func:`prime` pays it up front
 by loading ``primer.yyar``, a 6 KB archive shipped with the package (made by
