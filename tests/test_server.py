@@ -599,7 +599,7 @@ def test_dashboard_kernel_reaches_the_rest_api_and_sigterm_cleans_up(tmp_path):
         page = srv.get("/", auth=False, params={"token": "kernel-token"})
         assert page.status_code == 200
         assert f"CHECK {srv.url} kernel-token True [] False" in page.text
-        assert "Using pre-heated kernel" in srv.log()  # the page took a kernel that ran the notebook before
+        srv.wait_for_log("Using pre-heated kernel")  # the page took a kernel that ran the notebook before
         kernels = [p for p in psutil.Process(srv.proc.pid).children(recursive=True)
                    if "ipykernel" in " ".join(p.cmdline())]
         assert kernels, "visiting the dashboard started no kernel"
