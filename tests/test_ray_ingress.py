@@ -19,6 +19,7 @@ import json
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,18 @@ def served_on_both_nodes(before: dict[str, int], after: dict[str, int], nodes) -
     return all(after.get(node, 0) > before.get(node, 0) for node in nodes)
 
 
+def until_both_nodes_served(model: str, ask, nodes, least: int = 16, most: int = 96) -> None:
+    """``ask(i)`` 8 at a time until both nodes' replicas ran some of ``model``'s requests (``least``
+    requests at least, ``most`` at most). Concurrent, because Ray's router picks the replica with
+    the shorter queue and breaks ties its own way: one request at a time may all land on one."""
+    before, sent = rows_by_node(model), 0
+    with ThreadPoolExecutor(8) as pool:
+        while sent < least or not served_on_both_nodes(before, rows_by_node(model), nodes):
+            assert sent < most, f"{model} never served on both nodes: {rows_by_node(model)}"
+            list(pool.map(ask, range(sent, sent + 8)))
+            sent += 8
+
+
 def wait_for(condition, what: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -236,19 +249,23 @@ def test_tritonclient_outputs_equal_yyai_serve(app, local, binary):
 
 
 def test_both_demo_models_answer_on_both_nodes_as_yyai_serve_does(app, local, ray_session):
-    """digits and colorfulness: v2 requests until each model was answered on both nodes (12 at
+    """digits and colorfulness: v2 requests until each model was answered on both nodes (16 at
     least); every output (each member's and the combined one) equals yyai serve's."""
+    per_client = threading.local()
+
     for model, shape in (("digits", (8, 8, 1)), ("colorfulness", (32, 32, 3))):
-        before, sent = rows_by_node(model), 0
-        while sent < 12 or not served_on_both_nodes(before, rows_by_node(model), ray_session.nodes):
-            assert sent < 48, f"{model} never served on both nodes: {rows_by_node(model)}"
-            body = _v2_body(np.random.default_rng(sent).random((2, *shape), dtype=np.float32))
-            ours, theirs = (server.json("POST", f"/v2/models/{model}/infer", json=body) for server in (app, local))
+        def ask(i: int, model=model, shape=shape) -> None:
+            if not hasattr(per_client, "servers"):  # a session per client thread
+                per_client.servers = (Endpoint(app.url, TOKEN), Endpoint(local.url, TOKEN))
+            body = _v2_body(np.random.default_rng(i).random((2, *shape), dtype=np.float32))
+            ours, theirs = (server.json("POST", f"/v2/models/{model}/infer", json=body)
+                            for server in per_client.servers)
             assert ours["model_version"] == theirs["model_version"]
             assert [o["name"] for o in ours["outputs"]] == [o["name"] for o in theirs["outputs"]]
             for mine, want in zip(ours["outputs"], theirs["outputs"], strict=True):
                 np.testing.assert_allclose(mine["data"], want["data"], atol=1e-5)
-            sent += 1
+
+        until_both_nodes_served(model, ask, ray_session.nodes)
 
 
 @pytest.mark.parametrize("case", [*good_cases(), *bad_cases()], ids=lambda c: c.id)
@@ -311,18 +328,18 @@ def _v2_output(endpoint: Endpoint, x: np.ndarray, version: str = "", model: str 
     return reply["model_version"], np.array(output["data"], np.float32).reshape(output["shape"])
 
 
-def _all_answer(app: Endpoint, built: dict, version: str, least: int = 8, most: int = 48) -> None:
-    """Requests on alpha until the replicas of both nodes answered some (at least ``least``, at most
-    ``most``): every answer is ``version``'s output, wherever it was served."""
-    nodes = {s["node"] for s in replica_states()}
-    before = rows_by_node("alpha")
-    for sent in range(1, most + 1):
-        answered, y = _v2_output(app, built["x"])
+def _all_answer(app: Endpoint, built: dict, version: str) -> None:
+    """Requests on alpha until the replicas of both nodes answered some: every answer is
+    ``version``'s output, wherever it was served."""
+    per_client = threading.local()
+
+    def ask(_: int) -> None:
+        endpoint = per_client.__dict__.setdefault("endpoint", Endpoint(app.url, TOKEN))  # a session per client
+        answered, y = _v2_output(endpoint, built["x"])
         assert answered == version
         np.testing.assert_allclose(y, built[f"alpha{version}"][1]["combined"], atol=1e-5)
-        if sent >= least and served_on_both_nodes(before, rows_by_node("alpha"), nodes):
-            return
-    raise AssertionError(f"{most} requests were never served on both nodes: {rows_by_node('alpha')}")
+
+    until_both_nodes_served("alpha", ask, {s["node"] for s in replica_states()})
 
 
 def test_an_upload_then_a_default_swap_are_seen_by_the_next_requests(app, built, store_dir):

@@ -76,9 +76,10 @@ class ModelDeployment:
     rest size the replica's models: see :class:`~yyai_kernel.ray_app.models.ReplicaModels`.
     """
 
-    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,
+    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,  # type: ignore[misc]
                        max_models: int = DEFAULT_MAX_MODELS, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                        batch_wait_s: float = DEFAULT_BATCH_WAIT_S, hot_requests: int = DEFAULT_HOT_REQUESTS):
+        # (Ray awaits an async constructor: the defaults load before the replica takes traffic.)
         keep_replica_grpc_on_loopback()
         context = serve.get_replica_context()
         config = ServingConfig(**(serving or {}))

@@ -40,7 +40,7 @@ import logging
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -64,6 +64,7 @@ DEFAULT_MAX_BATCH_ROWS = 32
 DEFAULT_BATCH_WAIT_S = 0.002
 DEFAULT_HOT_REQUESTS = 4  # requests of one id in flight on a replica that make every replica load it
 HOT_COOLDOWN_S = 30.0  # a replica asks the others to load one id at most this often
+SPREADS_KEPT = 64  # ReplicaStats.spreads: the latest ids found hot
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -105,8 +106,8 @@ class ReplicaStats:
     started while a call for another model ran on this replica, which happens when Ray
     splits one batch into concurrent sub-batches. ``failures`` holds the last load error of
     each model id whose load failed here and that is not loaded now. ``node_id`` is the Ray
-    node the replica runs on; ``spreads`` the model ids this replica found hot and asked every
-    replica to load.
+    node the replica runs on; ``spreads`` the model ids this replica last found hot and asked every
+    replica to load (the latest ``SPREADS_KEPT``).
     """
 
     replica_id: str
@@ -136,7 +137,7 @@ class _Counters:
     overlapping_calls: int = 0
     running: Counter = field(default_factory=Counter)  # model id -> batched calls in flight
     failures: dict = field(default_factory=dict)  # model id -> its last load error
-    spreads: list = field(default_factory=list)  # model ids found hot here, in order
+    spreads: deque = field(default_factory=lambda: deque(maxlen=SPREADS_KEPT))  # ids found hot, latest last
 
     def snapshot(self, replica_id: str, node_id: str) -> ReplicaStats:
         with self.lock:
@@ -242,6 +243,8 @@ class ReplicaModels:
                 result = await self._run_batched(_Job(model_id, runtime, rows))
         finally:
             self._in_flight[model_id] -= 1
+            if not self._in_flight[model_id]:
+                del self._in_flight[model_id]
         if isinstance(result, Exception):
             raise result
         return result

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 log = logging.getLogger("yyai.ray")
 
@@ -34,7 +35,7 @@ class Replicas:
 
     def __init__(self, deployment: str, app: str):
         self._ids = (deployment, app)
-        self._handle = None
+        self._handle: DeploymentHandle | None = None
 
     def _broadcast(self, method: str, *args) -> list:
         if self._handle is None:
