@@ -314,6 +314,10 @@ def report(results: dict) -> str:
              "yyai-ray", "ray", "none: CPU in the replica")]
     for label, how, a, b, paper in hops:
         lines.append(f"| {label} | {how} | {diff(a, b, 'digits')} | {diff(a, b, 'cnn64')} | {paper} |")
+    lines += ["", "A negative last row means yyai's replica was the cheaper one: it parses v2 JSON with orjson "
+              "straight into one array and serves both models from one process, where the plain peer decodes "
+              "with `json` and `numpy.asarray` (`bench/peers/common.py`) in one replica per model, two "
+              "TensorFlow processes on two cores."]
 
     lines += ["", "### Goals (issue #26)", "",
               "| goal | model | measured | met |", "|---|---|---|---|"]
