@@ -10,9 +10,9 @@ the shared store, and a prediction runs on this replica's own models
 and one replica, nothing else.
 
 Why one deployment and no separate ingress: an ingress in front of the models cost one more
-process hop per request (about 5 ms on the 2-core dev machine, bench/RESULTS.md "yyai on Ray
-Serve") and repeated nothing the replica cannot do: resolving a version is a dictionary read
-in the store's view, which every replica keeps. Management calls (uploads, pins, reloads)
+process hop per request (9 to 11 ms on the loaded 2-core dev machine, and half the throughput:
+bench/RESULTS.md "yyai on Ray Serve: one hop fewer") and did nothing the replica cannot do:
+resolving a version is a dictionary read in the store's view, which every replica keeps. Management calls (uploads, pins, reloads)
 are rare; any replica takes them, writes the store and tells the others (``replicas.py``).
 
 How a request finds a replica: Ray's proxy routes a request that carries the
