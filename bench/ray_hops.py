@@ -40,6 +40,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -193,13 +194,18 @@ SERVERS = {c.name: c for c in (YyaiServe, PlainRay, PlainRayTput, PlainRayDirect
 
 
 def checkout_before(commit: str) -> None:
-    """A detached worktree of ``commit`` at ``OUT/before`` (the design before #26)."""
+    """The tree of ``commit`` at ``OUT/before`` (the design before #26), from ``git archive``: a
+    plain folder, no worktree registered in the repository."""
     tree = YyaiRayBefore.source
-    if tree.exists():
-        subprocess.run(["git", "-C", str(tree), "checkout", "-q", "--detach", commit], check=True)
+    stamp = tree / ".commit"
+    if stamp.is_file() and stamp.read_text() == commit:
         return
-    OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(tree), commit], check=True)
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    stamp.write_text(commit)
 
 
 def measure(name: str, round_no: int, args, wrk: str) -> dict:

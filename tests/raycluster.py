@@ -17,6 +17,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,15 @@ class RaySession:
                 if c.status == psutil.CONN_LISTEN and c.pid in pids}
 
 
+def forget_address(address: str) -> None:
+    """Remove the record of ``address`` that the Cluster wrote where ``ray start`` writes its own
+    (/tmp/ray/ray_current_cluster): any ray.init() or ``yyai ray`` on this machine would join the
+    session's cluster through it. The session connects by address only."""
+    record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    if record.is_file() and record.read_text().strip() == address:
+        record.unlink(missing_ok=True)
+
+
 def start_cluster(ray, attempts: int = 3):
     """A head and a worker node, the dashboard on a free loopback port; the driver connected.
     Returns ``(cluster, dashboard_port)``. Retried: on a loaded 2-core machine a raylet can give
@@ -87,6 +97,7 @@ def start_cluster(ray, attempts: int = 3):
                 "dashboard_host": "127.0.0.1", "dashboard_port": dashboard_port})
             cluster.add_node(num_cpus=NODE_CPUS, resources={NODE_RESOURCE: 1})
             ray.init(address=cluster.address, log_to_driver=False)
+            forget_address(cluster.address)
             return cluster, dashboard_port
         except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
             ray.shutdown()
