@@ -6,7 +6,7 @@ STORE  ?= model_archives
 # Re-install whenever the project's dependencies change.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: serve test install install-test system-test-deps bench bench-http fuzz soak demo-archives clean
+.PHONY: serve test lint install install-test system-test-deps bench bench-http fuzz soak demo-archives clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,16 +29,25 @@ system-test-deps:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-## make test: install with the test extras and system packages, then run every test.
-test: install system-test-deps
-	$(VENV)/bin/pytest -q -ra --durations=15
+## make lint: ruff and mypy, as configured in pyproject.toml (README: Lint and types).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Test workers: most tests wait on a server or a subprocess, so two share the two cores well;
+# each test module stays in one worker, and the Ray modules share one (tests/conftest.py).
+TEST_WORKERS ?= 2
+
+## make test: install with the test extras and system packages, lint and type-check, then run every test.
+test: install lint system-test-deps
+	$(VENV)/bin/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 ## Rebuild the bundled demo archives from package-shipped data (fixed seeds).
 demo-archives: install
 	$(PY) scripts/make_demo_archives.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
 
 ## make bench: the peer comparison (installs each peer into bench/.venvs/).
 bench: install

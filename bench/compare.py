@@ -61,6 +61,7 @@ import threading
 import time
 import urllib.error
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
@@ -76,7 +77,8 @@ sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
 from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client  # noqa: E402
 
-ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "yyai-ray", "flask", "pytriton", "mlserver", "torchserve", "ray"]
+ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "yyai-ray", "flask", "pytriton", "mlserver", "torchserve",
+               "ray"]
 RAY_ROWS = ["yyai", "yyai-ray", "ray"]  # the "yyai on Ray Serve" section: its own rows, complete by themselves
 RELOADABLE = ["yyai", "yyai-workers2", "mlserver", "pytriton", "torchserve"]
 ENDPOINTS = ["v2", "predictions", "grpc"]  # REST v2 infer, yyai's image route, v2 gRPC ModelInfer
@@ -144,7 +146,7 @@ def prepare_models_main(work: Path) -> None:
          batching={"max_batch_size": 32, "max_delay_ms": 2.0}, out_dir=store)
     rng = np.random.default_rng(SEED)
     rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    _, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     write_bodies(bodies / "cnn64", rgb.astype(np.float32) / 255.0, encoded.tobytes(), "input")
     info = {"digits": {"params": int(model.count_params()), "input": digits_input["shape"]},
             "cnn64": {"params": int(cnn.count_params()), "input": [64, 64, 3]}}
@@ -212,7 +214,7 @@ class Server:
     # subclasses: command(), env_extra(), target(model, endpoint), reload(model)
     endpoints = ("v2",)
     grpc_port: int | None = None  # servers that speak v2 gRPC set it and add "grpc" to endpoints
-    grpc_metadata: dict = {}
+    grpc_metadata: ClassVar[dict] = {}
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -234,10 +236,10 @@ class Server:
         """Start, wait until every model answers; return the cold start in seconds."""
         self.setup()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log_path, "wb")
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT, env=self.env(),
-                                     cwd=self.cwd(), start_new_session=True)
+        with open(self.log_path, "wb") as logf:  # the server keeps its own descriptor
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(self.command(), stdout=logf, stderr=subprocess.STDOUT, env=self.env(),
+                                         cwd=self.cwd(), start_new_session=True)
         self._sampling = True
         threading.Thread(target=self._sample, daemon=True).start()
         pending = set(MODELS)
@@ -489,7 +491,7 @@ class TorchServe(Server):
     def __init__(self, round_no):
         super().__init__(round_no)
         self.mgmt = free_port()
-        self.version = {m: "1.0" for m in MODELS}
+        self.version = dict.fromkeys(MODELS, "1.0")
 
     def setup(self):
         self.dir = WORK / "torchserve"
@@ -623,7 +625,7 @@ def run_wrk(wrk: str, target: Target, concurrency: int, seconds: int, server: Se
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     server_cpu = server.cpu_seconds() - cpu0
-    line = next((l for l in out.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no summary: {out[-500:]}")
     r = json.loads(line[len("WRKJSON "):])
@@ -678,7 +680,7 @@ def measure_server(name: str, round_no: int, args, wrk: str, results: dict) -> N
                         f"p99 {cell['p99_ms']:.2f} ms errors {cell['errors']} client CPU {cell['client_cpu']:.0%}")
         rec["peak_rss_mb"] = server.peak_rss / 2**20
         rec["loadavg_1m_after"] = os.getloadavg()[0]
-    except Exception as exc:  # a peer that fails is reported, and the run goes on
+    except Exception as exc:  # noqa: BLE001 - a peer that fails is reported, and the run goes on
         rec["error"] = f"{type(exc).__name__}: {exc}"
         log(f"  {name} FAILED: {rec['error']}")
         rec["log_tail"] = tail(server.log_path)

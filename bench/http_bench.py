@@ -64,8 +64,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
+import numpy as np
+import psutil
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -475,7 +475,8 @@ def render_shadow(results: dict) -> str:
               "| shadow | requests | p50 ms | p99 ms |", "|---|---|---|---|",
               f"| off | {off['requests']:,} | {off['p50_ms']:.2f} | {off['p99_ms']:.2f} |",
               f"| on (100%) | {on['requests']:,} | {on['p50_ms']:.2f} | {on['p99_ms']:.2f} |",
-              "", f"Cost of the shadow on the real reply, pooled: p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+.1f}%, "
+              "",
+              f"Cost of the shadow on the real reply, pooled: p50 {100 * (on['p50_ms'] / off['p50_ms'] - 1):+.1f}%, "
               f"p99 {100 * (on['p99_ms'] / off['p99_ms'] - 1):+.1f}%. Round by round (on against the off cell "
               f"just before it), p50 {_ratios(r['cells'], 'p50_ms')}; p99 {_ratios(r['cells'], 'p99_ms')}."]
     return "\n".join(lines) + "\n"

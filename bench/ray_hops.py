@@ -158,7 +158,10 @@ def direct(target: compare.Target, urls: dict[str, str], model: str) -> compare.
 class PlainRayDirect(PlainRayTput):
     name = "ray-direct"
     route = "client -> replica's own port (direct ingress, RAY_SERVE_THROUGHPUT_OPTIMIZED=1), no proxy"
-    urls: dict = {}
+
+    def __init__(self, round_no: int):
+        super().__init__(round_no)
+        self.urls: dict[str, str] = {}  # each model's URL on the replica's own port, once started
 
     def start(self):
         cold = super().start()
@@ -172,7 +175,10 @@ class PlainRayDirect(PlainRayTput):
 class YyaiRayDirect(YyaiRayTput):
     name = "yyai-ray-direct"
     route = "client -> yyai replica's own port (direct ingress, RAY_SERVE_THROUGHPUT_OPTIMIZED=1), no proxy"
-    urls: dict = {}
+
+    def __init__(self, round_no: int):
+        super().__init__(round_no)
+        self.urls: dict[str, str] = {}  # each model's URL on the replica's own port, once started
 
     def start(self):
         cold = super().start()

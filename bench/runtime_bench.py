@@ -7,6 +7,7 @@ nothing. Run it with ``.venv/bin/python bench/runtime_bench.py [--store model_ar
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import statistics
@@ -15,12 +16,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-from benchlib import thread_load  # noqa: E402
+import numpy as np
+from benchlib import thread_load
 
-from yyai_kernel.registry.registry import Registry  # noqa: E402
-from yyai_kernel.runtime.runtime import ArchiveRuntime  # noqa: E402
-from yyai_kernel.store.store import ModelStore  # noqa: E402
+from yyai_kernel.registry.registry import Registry
+from yyai_kernel.runtime.runtime import ArchiveRuntime
+from yyai_kernel.store.store import ModelStore
 
 
 def time_calls(fn, repeats: int) -> list[float]:
@@ -63,11 +64,14 @@ def main() -> None:
         runtime = ArchiveRuntime.load(record.path, warmup_sizes=[1, 32])
         shape = runtime.input_shape
         one, many = np.zeros((1, *shape), np.float32), np.zeros((32, *shape), np.float32)
-        traced_1 = median(time_calls(lambda: runtime(one), args.repeats))
-        traced_32 = median(time_calls(lambda: runtime(many), args.repeats))
+        traced_1 = median(time_calls(functools.partial(runtime, one), args.repeats))
+        traced_32 = median(time_calls(functools.partial(runtime, many), args.repeats))
         models = runtime._models  # the same Keras objects, called the slow way for comparison
-        predict_1 = median(time_calls(lambda: [m.predict(one, verbose=0) for m in models], max(20, args.repeats // 10)))
-        predict_32 = median(time_calls(lambda: [m.predict(many, verbose=0) for m in models], max(20, args.repeats // 10)))
+        slow_repeats = max(20, args.repeats // 10)
+        predict_1 = median(time_calls(lambda x=one, models=models: [m.predict(x, verbose=0) for m in models],
+                                      slow_repeats))
+        predict_32 = median(time_calls(lambda x=many, models=models: [m.predict(x, verbose=0) for m in models],
+                                       slow_repeats))
         print(
             f"| {record.name} v{record.version} | {len(models)} | {traced_1:.2f} | {traced_32:.2f} "
             f"| {predict_1:.2f} | {predict_32:.2f} | {predict_1 / traced_1:.0f}x |"
@@ -86,7 +90,8 @@ def main() -> None:
             for concurrency in (1, 8, 32):
                 rps, p50, p99 = throughput(registry, name, sample, concurrency, args.seconds)
                 cells.append(f"{rps:,.0f} ({p50:.2f} / {p99:.2f})")
-            print(f"| {name} v{registry.describe(name).version} | {'on' if batching else 'off'} | " + " | ".join(cells) + " |")
+            print(f"| {name} v{registry.describe(name).version} | {'on' if batching else 'off'} | "
+                  + " | ".join(cells) + " |")
         registry.close()
 
 

@@ -95,7 +95,7 @@ class Template:
     blobs: dict[str, bytes]
 
     @classmethod
-    def read(cls, path: Path) -> "Template":
+    def read(cls, path: Path) -> Template:
         with zipfile.ZipFile(path) as zf:
             manifest = json.loads(zf.read("MANIFEST.json"))
             blobs = {e["path"]: zf.read(e["path"]) for e in manifest["members"] + manifest.get("files", [])}
@@ -105,7 +105,7 @@ class Template:
         """A valid .yyar of this archive as ``version``, keeping only ``members`` if given."""
         data = json.loads(json.dumps(self.manifest))
         data["version"] = version
-        data["created"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        data["created"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if members is not None:
             data["members"] = [m for m in data["members"] if m["name"] in members]
         which = "every member" if members is None else "+".join(members)
@@ -172,7 +172,7 @@ class ModelState:
     uploaded: list[int] = field(default_factory=list)  # uploaded versions still in the pool
     retired: dict[int, float] = field(default_factory=dict)  # version -> when it left the pool
     history: list[tuple[float, int]] = field(default_factory=list)  # (time, default from then on)
-    changes: list["Change"] = field(default_factory=list)  # management calls that may move the default
+    changes: list[Change] = field(default_factory=list)  # management calls that may move the default
     next_version: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -190,14 +190,14 @@ class ModelState:
                     found |= change.versions
             return found
 
-    def begin_change(self, *versions: int) -> "Change":
+    def begin_change(self, *versions: int) -> Change:
         """Open a window, before the call is sent, in which the default may become any of ``versions``."""
         change = Change(time.monotonic(), float("inf"), {self.default, *versions})
         with self.lock:
             self.changes.append(change)
         return change
 
-    def end_change(self, change: "Change", reply) -> None:
+    def end_change(self, change: Change, reply) -> None:
         """Close the window with the default the reply reports (model status ``default``)."""
         new = self.default
         if reply is not None and reply.status_code in (200, 201):
@@ -282,7 +282,8 @@ def check_rows(state: ModelState, version: int, chosen: list[str], reply_rows) -
             return f"{state.name} v{version} {sample}: members {sorted(members)} != {sorted(want_members)}"
         for m, values in members.items():
             if not close(values, want_members[m]):
-                return f"{state.name} v{version} {sample} member {m}: {np.round(values, 5)} != {np.round(want_members[m], 5)}"
+                return (f"{state.name} v{version} {sample} member {m}: "
+                        f"{np.round(values, 5)} != {np.round(want_members[m], 5)}")
         want = ref.combined[sample]
         if (combined is None) != (want is None) or (want is not None and not close(combined, want)):
             return f"{state.name} v{version} {sample} combined: {combined} != {want}"
@@ -344,7 +345,8 @@ def client(index: int, server: RunningServer, states: dict[str, ModelState], tal
         tally.client_ends.append(time.monotonic())
 
 
-def judge(state: ModelState, kind: str, version: int | None, chosen: list[str], reply, t0: float, t1: float) -> str | None:
+def judge(state: ModelState, kind: str, version: int | None, chosen: list[str], reply, t0: float,
+          t1: float) -> str | None:
     """Why a 200 reply is wrong (wrong version or wrong values), or None."""
     try:
         body = reply.json()
@@ -394,7 +396,7 @@ def manage(server: RunningServer, state: ModelState, template: Template, tally: 
                 tally.mgmt_latencies[action].append(time.monotonic() - started)
             if isinstance(status, int) and status >= 500:
                 tally.problem("5xx", f"{action} {state.name} -> {status}")
-            elif status != 200 and status != 201:
+            elif status not in (200, 201):
                 log(f"{action} {state.name} answered {status}")
         pause = interval - (time.monotonic() - started)
         if pause > 0:
@@ -578,7 +580,8 @@ def report(args, tally: Tally, rss: RssSampler, rss_start: int, rss_end: int, in
     for action in ("reload", "upload", "swap", "retire"):
         by_status = {s: n for (a, s), n in sorted(tally.mgmt.items(), key=str) if a == action}
         times = tally.mgmt_latencies.get(action, [])
-        label = {"retire": "delete (`DELETE .../versions/{v}?purge=true`)", "reload": "reload (`POST /models/{m}/reload`)",
+        label = {"retire": "delete (`DELETE .../versions/{v}?purge=true`)",
+                 "reload": "reload (`POST /models/{m}/reload`)",
                  "upload": "upload (`POST /models`)", "swap": "default swap (`PUT /models/{m}/default`)"}[action]
         mgmt_rows.append(
             f"| {label} | {sum(by_status.values())} | "
@@ -734,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = server.stop()
         log_summary = summarize_log(server.log())
         info = {
-            "date": _dt.date.today().isoformat(), "revision": git_revision(),
+            "date": _dt.datetime.now(_dt.UTC).date().isoformat(), "revision": git_revision(),
             "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), "
                        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, Python {platform.python_version()}",
             "load_before": load_before, "load_after": load_after, "wall_s": wall,

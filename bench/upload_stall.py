@@ -186,11 +186,10 @@ def report(results: dict, host: dict) -> str:
              "of the upload. Goal (#22): at most 50 ms.", "",
              "| server | archive | upload | worst wait, health | worst wait, infer | steady p99, health / infer |",
              "|---|---|---|---|---|---|"]
-    for label, rows in results.items():
-        for row in rows:
-            lines.append(f"| {label} | {row['mb']} MB | {row['upload_s']} s | {row['health']['worst_ms']} ms | "
-                         f"{row['infer']['worst_ms']} ms | {row['health']['steady_p99_ms']} / "
-                         f"{row['infer']['steady_p99_ms']} ms |")
+    lines += [f"| {label} | {row['mb']} MB | {row['upload_s']} s | {row['health']['worst_ms']} ms | "
+              f"{row['infer']['worst_ms']} ms | {row['health']['steady_p99_ms']} / "
+              f"{row['infer']['steady_p99_ms']} ms |"
+              for label, rows in results.items() for row in rows]
     return "\n".join(lines) + "\n"
 
 

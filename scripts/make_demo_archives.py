@@ -46,8 +46,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Train on the CPU whatever the machine: same numbers everywhere (as far as floats allow).
 os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -86,10 +86,7 @@ def _tf():
     import keras
     import tensorflow as tf
 
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # pragma: no cover - older TF
-        pass
+    tf.config.experimental.enable_op_determinism()
     return tf, keras
 
 
@@ -381,7 +378,8 @@ def digits_eval_set(stage: Path) -> Path:
 def color_eval_set(stage: Path) -> Path:
     """The first held-out patches (the same as the README's held-out scores start with), as RGB PNG."""
     patches, labels = color_patches(SEED + 1, EVAL_COLOR_ITEMS, train=False)
-    rows = [(f"patch-{i:03d}.png", encode_image(p, rgb=True), f"{y:.6f}") for i, (p, y) in enumerate(zip(patches, labels))]
+    rows = [(f"patch-{i:03d}.png", encode_image(p, rgb=True), f"{y:.6f}")
+            for i, (p, y) in enumerate(zip(patches, labels))]
     return write_set_zip(stage / "colorfulness-eval.zip", "target", rows)
 
 
@@ -441,7 +439,8 @@ def add_eval(out_dir: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix="yyai-eval-"))
     try:
         sets = eval_sets(work / "sets")
-        staged = [repack_with_eval(p, sets[p.name.rsplit("-", 1)[0]], work / "out") for p in sorted(out_dir.glob("*.yyar"))]
+        staged = [repack_with_eval(p, sets[p.name.rsplit("-", 1)[0]], work / "out")
+                  for p in sorted(out_dir.glob("*.yyar"))]
         for new in staged:
             os.replace(new, out_dir / new.name)
     finally:
@@ -456,18 +455,10 @@ def add_eval(out_dir: Path) -> dict:
 
 
 def pack_archive(out_dir: Path, **kwargs) -> Path:
-    """``archive.pack`` with a few retries: the archive module may still be in the works."""
-    last = None
-    for attempt in range(3):
-        try:
-            from yyai_kernel import archive
+    """``archive.pack`` into ``out_dir``."""
+    from yyai_kernel import archive
 
-            return archive.pack(out_dir=out_dir, **kwargs)
-        except (ImportError, AttributeError) as exc:
-            last = exc
-            print(f"archive.pack unavailable ({exc}); retrying in 60 s", flush=True)
-            time.sleep(60)
-    raise RuntimeError(f"yyai_kernel.archive.pack is not available: {last}")
+    return archive.pack(out_dir=out_dir, **kwargs)
 
 
 def build(out_dir: Path) -> dict:
@@ -493,7 +484,8 @@ def build(out_dir: Path) -> dict:
         members = {
             "cnn_a": fit_classifier(digits_cnn(SEED + 10, (16, 32), 64, "cnn_a"), xtr, ytr, seed=SEED + 10, epochs=20),
             "mlp": fit_classifier(digits_mlp(SEED + 20, "mlp"), xtr, ytr, seed=SEED + 20, epochs=40),
-            "cnn_wide": fit_classifier(digits_cnn(SEED + 30, (32, 64), 64, "cnn_wide"), xtr, ytr, seed=SEED + 30, epochs=15),
+            "cnn_wide": fit_classifier(digits_cnn(SEED + 30, (32, 64), 64, "cnn_wide"), xtr, ytr, seed=SEED + 30,
+                                       epochs=15),
         }
         v2_paths, probs = [], []
         for name, m in members.items():
@@ -507,8 +499,8 @@ def build(out_dir: Path) -> dict:
         scores["digits"]["v2 ensemble (mean)"] = float((p2.argmax(1) == yte).mean())
         scores["digits_disagree"] = int((p1.argmax(1) != p2.argmax(1)).sum())
         scores["digits_max_prob_gap"] = float(np.abs(p1 - p2).max())
-        scores["digits_test_size"] = int(len(test))
-        scores["digits_train_size"] = int(len(train))
+        scores["digits_test_size"] = len(test)
+        scores["digits_train_size"] = len(train)
 
         dsamples = digit_samples(pixels, target, test, p1, p2, work / "samples")
 
@@ -528,8 +520,8 @@ def build(out_dir: Path) -> dict:
             "r2": float(1 - (err**2).sum() / ((cyev - cyev.mean()) ** 2).sum()),
             "baseline_mae": float(np.abs(cyev - cytr.mean()).mean()),
             "label_range": [float(cyev.min()), float(cyev.max())],
-            "n_train": int(len(cytr)),
-            "n_eval": int(len(cyev)),
+            "n_train": len(cytr),
+            "n_eval": len(cyev),
         }
         cpath = work / "colorfulness" / "cnn.keras"
         save_weights_only_model(cm, cpath)
@@ -772,8 +764,8 @@ without retraining (the member files stay byte-identical).
 def patch_readme(text: str, scores: dict, archives: list[Path]) -> str:
     """The README with fresh archive sizes and evaluation-set section (for --add-eval)."""
     for a in archives:
-        text = re.sub(rf"^\| `{re.escape(a.name)}` \| \d+ KiB \|$", f"| `{a.name}` | {a.stat().st_size / 1024:.0f} KiB |",
-                      text, flags=re.M)
+        text = re.sub(rf"^\| `{re.escape(a.name)}` \| \d+ KiB \|$",
+                      f"| `{a.name}` | {a.stat().st_size / 1024:.0f} KiB |", text, flags=re.M)
     section = eval_readme(scores)
     if "## Evaluation sets" in text:
         return re.sub(r"## Evaluation sets\n.*?(?=\n## )", lambda _: section.rstrip("\n") + "\n", text, flags=re.S)

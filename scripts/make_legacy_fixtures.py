@@ -18,6 +18,7 @@ checked-in copies are identical.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import marshal
 import sys
@@ -365,7 +366,7 @@ def functional_channels_first_2_2(out):
               max_pool("max_pooling2d_1", data_format="channels_first"),
               flatten("flatten_1", data_format="channels_first"),
               {**dense("dense_1", 4, "softmax"), "fan_in": 36}]
-    inbound = {b["config"]["name"]: [a["config"]["name"]] for a, b in zip(layers, layers[1:])}
+    inbound = {b["config"]["name"]: [a["config"]["name"]] for a, b in itertools.pairwise(layers)}
     weights = make_weights(np.random.default_rng(25), layers, 3)
     config = functional("model_1", [_strip(layer) for layer in layers], inbound,
                         ["input_1"], ["dense_1"])

@@ -99,7 +99,7 @@ def start_cluster(ray, attempts: int = 3):
             ray.init(address=cluster.address, log_to_driver=False)
             forget_address(cluster.address)
             return cluster, dashboard_port
-        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+        except Exception:  # Ray raises a bare Exception for a start-up timeout
             ray.shutdown()
             if cluster is not None:
                 cluster.shutdown()

@@ -10,9 +10,9 @@ table to ``yyai serve`` and to the Ray ingress; a new front end adds its own pai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "model_archives" / "samples"

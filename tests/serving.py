@@ -47,7 +47,7 @@ class RunningServer:
         headers = {**(self.headers if auth else {}), **kwargs.pop("headers", {})}
         kwargs.setdefault("timeout", 60)
         if not auth:
-            return requests.request(method, self.url + path, headers=headers, **kwargs)
+            return requests.request(method, self.url + path, headers=headers, **kwargs)  # noqa: S113 - set above
         return self.session.request(method, self.url + path, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs) -> requests.Response:
@@ -55,6 +55,12 @@ class RunningServer:
 
     def post(self, path: str, **kwargs) -> requests.Response:
         return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -30,10 +30,10 @@ import struct
 import time
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import conftest
 import cv2
@@ -109,6 +109,8 @@ def ctx(tmp_path_factory, request):
     try:
         models = request.getfixturevalue("models")
         build("delta1", "delta", 1, [5])
+        build("alpha1_other", "alpha", 1, [6])  # alpha v1 again, other weights
+        build("alpha2_other", "alpha", 2, [7])
         from yyai_kernel.archive import pack
 
         archives["lambda"] = pack(name="lam", version=1, models=[models.lambda_keras], input_spec=conftest.INPUT_SPEC,
@@ -301,10 +303,10 @@ ARCHIVE_CASES = [
          "InvalidInputError"),
     Case("archive-member-not-a-keras-model", 400, upload(junk_member), "ModelLoadError"),
     Case("archive-member-does-not-fit-manifest", 400, upload(misfit_member), "ManifestError"),
-    Case("archive-duplicate-name-and-version", 409, upload(built("alpha1")), "ConflictError"),
-    Case("archive-duplicate-older-version", 409, upload(built("alpha2")), "ConflictError"),
+    Case("archive-duplicate-name-and-version", 409, upload(built("alpha1_other")), "ConflictError"),
+    Case("archive-duplicate-older-version", 409, upload(built("alpha2_other")), "ConflictError"),
     Case("archive-duplicate-multipart-traversal-filename", 409,
-         multipart_archive("../../../alpha-9.yyar", "alpha1"), "ConflictError"),
+         multipart_archive("../../../alpha-9.yyar", "alpha1_other"), "ConflictError"),
     Case("archive-over-size-limit", 413, upload(lambda ctx: np.random.default_rng(0).bytes(MAX_ARCHIVE + 64 * KiB)),
          "PayloadTooLargeError"),
     Case("archive-wrong-content-type", 415, upload(built("delta1"), content_type="text/plain"),
@@ -618,7 +620,8 @@ NESTED_CASES = [
     Case("archive-manifest-nested-5000-deep", 400, upload(crafted(manifest=nested(DEEP).encode())), "ManifestError",
          NESTS),
     Case("archive-manifest-field-nested-65-deep", 400, upload(crafted(
-        members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))), "ManifestError", NESTS),
+        members=M, manifest=manifest(M, lambda d: d.update(description=json.loads(nested(65)))))),
+         "ManifestError", NESTS),
 ]
 
 BAD_INPUT_CASES = ARCHIVE_CASES + PREDICTION_CASES + V2_CASES + PATH_CASES + ROLLOUT_CASES + NESTED_CASES

@@ -93,8 +93,8 @@ def test_upload_and_remove_on_a_store(store, tmp_path):
     assert f"added digits v2 to {store}" in added and "v2 is the default: the latest version" in added
     assert "yyai reload --server" in added
     assert (store / "digits-2.yyar").is_file()
-    again = yyai("upload", ARCHIVES / "digits-2.yyar", "--store", store, check=False)
-    assert again.returncode == 1 and "already holds digits version 2" in again.stderr
+    again = yyai("upload", ARCHIVES / "digits-2.yyar", "--store", store).stdout
+    assert "already in" in again and "the same content: nothing changed" in again  # #23: a no-op, said
 
     pinned = yyai("default", "digits", "1", "--store", store).stdout
     assert "v1 is the default: pinned (v2 is newer); `yyai default digits --latest` follows the latest" in pinned

@@ -48,7 +48,7 @@ def expected_label(archive: str, sample: str) -> str:
 def upload_entry(name: str, data: bytes) -> dict:
     """One FileUpload value entry, as ipywidgets 8 builds it from a browser upload."""
     return {"name": name, "type": "", "size": len(data), "content": memoryview(data),
-            "last_modified": datetime.datetime.now(datetime.timezone.utc)}
+            "last_modified": datetime.datetime.now(datetime.UTC)}
 
 
 def deadline_wait(predicate, seconds: float = 30.0) -> bool:
@@ -130,7 +130,7 @@ def test_pickers_list_models_versions_and_samples(dash):
     preview = dash.preview
     assert [v for _, v in preview.model_select.options] == ["colorfulness", "digits"]
     preview.model_select.value = "digits"
-    labels = dict((v, label) for label, v in preview.version_select.options)
+    labels = {v: label for label, v in preview.version_select.options}
     assert set(labels) == {1, 2}
     assert preview.version_select.value == 2 and "default" in labels[2] and "ready" in labels[2]
     assert [v for _, v in preview.compare_select.options] == [0, 1, 2]
@@ -167,7 +167,7 @@ def test_predict_a_bundled_sample(dash):
     assert f"<span class='yyai-top-label' data-version='2'>{want}</span>" in _html_of(results.rows)
     assert f"v2 → <span class='yyai-summary-label'>{want}</span>" in results.summary.value
     (row,) = results.rows.children
-    given, result = row.children
+    _given, result = row.children
     assert "yyai-result-v2" in result._dom_classes
     # the image as given (8x8) and as the model sees it (8x8 gray), both shown enlarged
     images = _widgets_with_class(row, "yyai-given-image") + _widgets_with_class(row, "yyai-model-image")
@@ -215,7 +215,7 @@ def test_compare_two_versions_side_by_side(dash, registry):
     assert preview.predict_button.description == "Compare v2 / v1"
     dash.backend.unload("digits", 1)  # an operator unloads v1
     dash.refresh()
-    assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (unloaded)"
+    assert {v: label for label, v in preview.compare_select.options}[1] == "v1 (unloaded)"
     with pytest.raises(ModelNotReadyError) as rest:  # what REST answers 503 with
         dash.backend.predict_images("digits", [(SAMPLES / "digit-3.png").read_bytes()], 1)
     preview.predict_button.click()
@@ -252,7 +252,7 @@ def test_compare_with_a_version_never_loaded_loads_it_with_a_note(tmp_path):
         said = []
         preview.predict_message.observe(lambda change: said.append(change["new"]), "value")
         pick(board, "digits", 2, "digit-8-disputed.png")
-        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (available)"
+        assert {v: label for label, v in preview.compare_select.options}[1] == "v1 (available)"
         preview.compare_select.value = 1
         assert preview.load_button.layout.display == "none"  # nothing to do by hand
         preview.predict_button.click()
@@ -260,9 +260,10 @@ def test_compare_with_a_version_never_loaded_loads_it_with_a_note(tmp_path):
         message = preview.predict_message.value
         assert "yyai-ok" in message and "Loaded digits v1 in" in message and "1 image compared" in message, message
         assert registry.status("digits").versions[1].state is VersionState.READY
-        assert dict((v, label) for label, v in preview.compare_select.options)[1] == "v1 (ready)"  # truthful
+        assert {v: label for label, v in preview.compare_select.options}[1] == "v1 (ready)"  # truthful
         (row,) = preview.results.rows.children
-        assert len(_widgets_with_class(row, "yyai-chart")) == 2 and "the versions disagree" in preview.results.summary.value
+        assert len(_widgets_with_class(row, "yyai-chart")) == 2
+        assert "the versions disagree" in preview.results.summary.value
         assert preview.load_button.layout.display == "none"
 
         # an operator unloads v1: picking it again shows the Load button at once, and Predict never loads it
@@ -302,7 +303,8 @@ def test_a_tie_is_shown_as_a_tie():
         assert prediction.tied(0) == flowers and prediction.top(0) == ("daisy", pytest.approx(0.2))
         headline = _html_of(board.preview.results.rows)
         assert "predicted" not in headline, headline
-        assert "no single answer" in headline and "a 5-way tie</span> between daisy, rose, tulip, dandelion and sunflower" in headline
+        assert "no single answer" in headline
+        assert "a 5-way tie</span> between daisy, rose, tulip, dandelion and sunflower" in headline
         assert "(p = 0.200 each)" in headline
         summary = board.preview.results.summary.value
         assert "tie: daisy, rose, tulip, dandelion and sunflower</span> (0.20 each)" in summary, summary
@@ -415,7 +417,7 @@ def test_promote_unload_reload(dash, registry):
     assert "yyai-ok" in manage.manage_message.value, manage.manage_message.value
     assert "v1 is now the default of digits" in manage.manage_message.value
     assert registry.status("digits")["default"] == 1 and registry.status("digits")["pinned"]
-    assert "default" in dict((v, label) for label, v in manage.manage_version.options)[1]
+    assert "default" in {v: label for label, v in manage.manage_version.options}[1]
     assert manage.default_button.button_style == "" and manage.default_button.disabled  # it already is
     assert not manage.follow_latest.value and "pinned" in manage.default_reason.value
 

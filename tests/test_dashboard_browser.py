@@ -2,16 +2,17 @@
 
 A real server process serves a temporary copy of the bundled demo archives; Debian's
 ``chromium`` (``make test`` installs it; Playwright's own browser download does not work
-here) opens the page. One visit does what a person does: it meets yyai's login page with
-a wrong token and signs in with the right one; uploads a digit image and reads the
-predicted label and its top-k table off the page; picks a version that was never loaded,
-which loads with a note; compares with a version an operator unloaded, gets REST's 503
-message and a Load button, and loads it; the two versions are compared on a bundled sample; uploads a file that is not an image; then reloads a model, promotes a
-version (checked through REST), installs a bad and a good archive, deletes the good one
-after a confirmation, reads the models table, and follows the latest version again. The
-page must log no console error and ask nothing of any host but the server: it works
-offline (Font Awesome comes from Voila's bundle, not a CDN). It saves screenshots in
-``tests/artifacts/`` and copies the comparison view to ``docs/dashboard.png`` for the README.
+here) opens the page. One visit does what a person does: it meets yyai's login page with a
+wrong token and signs in with the right one; uploads a digit image and reads the predicted
+label and its top-k table off the page; picks a version that was never loaded, which loads
+with a note; compares with a version an operator unloaded, gets REST's 503 message and a
+Load button, and loads it; the two versions are compared on a bundled sample; uploads a
+file that is not an image; then reloads a model, promotes a version (checked through
+REST), installs a bad and a good archive, deletes the good one after a confirmation, reads
+the models table, and follows the latest version again. The page must log no console error
+and ask nothing of any host but the server: it works offline (Font Awesome comes from
+Voila's bundle, not a CDN). It saves screenshots in ``tests/artifacts/`` and copies the
+comparison view to ``docs/dashboard.png`` for the README.
 
 It also measures page-visit-to-interactive time: from navigation start to the moment the
 dashboard's first widget (the Predict button) is in the DOM, recorded in the page by a

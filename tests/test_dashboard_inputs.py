@@ -67,7 +67,8 @@ def test_explain_shows_each_members_overlay_and_says_not_available_for_the_mlp(d
     shown = with_class(preview.results.widget, "yyai-gradcam")
     assert len(shown) == 1 and "Grad-CAM for <b>3</b>" in shown[0].children[0].value
     overlays = with_class(shown[0], "yyai-gradcam-overlay")
-    assert [bytes(o.value) for o in overlays] == [explanations["cnn_a"].overlay_png, explanations["cnn_wide"].overlay_png]
+    assert [bytes(o.value) for o in overlays] == [explanations["cnn_a"].overlay_png,
+                                                  explanations["cnn_wide"].overlay_png]
     missing = with_class(shown[0], "yyai-gradcam-na")
     reads = re.sub(r"<[^>]+>", "", missing[0].value)  # the text, without the spans that keep "2-D" whole
     assert len(missing) == 1 and "Grad-CAM not available: this member has no 2-D convolutional layer" in reads
@@ -100,7 +101,7 @@ def test_the_drawing_pad_is_offered_for_small_gray_inputs_and_predicts(dash, reg
     replies = preview.predict()
     assert replies[2].top(0)[0] == "7"
     assert with_class(preview.results.widget, "yyai-given-image")
-    name, png = preview.current_images()[0]
+    _name, png = preview.current_images()[0]
     direct = registry.predict("digits", np.stack([_preprocessed(png, registry)]), 2)
     np.testing.assert_allclose(replies[2].combined, direct.combined, atol=1e-6)
     pad.clear_button.click()

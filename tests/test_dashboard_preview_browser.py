@@ -58,7 +58,8 @@ def visit(browser, server):
 
 
 def rest_prediction(server, png: bytes, *, explain: bool = False) -> dict:
-    reply = requests.post(f"{server.url}/predictions/digits", data=png, params={"explain": "gradcam"} if explain else {},
+    reply = requests.post(f"{server.url}/predictions/digits", data=png,
+                          params={"explain": "gradcam"} if explain else {},
                           headers={**HEADERS, "Content-Type": "image/png"}, timeout=60)
     assert reply.status_code == 200, reply.text
     return reply.json()["predictions"][0]

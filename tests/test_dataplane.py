@@ -154,6 +154,6 @@ def test_pin_and_follow_latest_say_which_version_is_the_default_and_why(plane, b
 
 
 def test_samples_are_looked_up_by_manifest_name_only(plane):
-    assert plane.data.bundled(at(plane, "alpha")) == []
-    with pytest.raises(ModelNotFoundError, match="bundles no sample"):
+    assert plane.data.bundled(at(plane, "alpha")).files == ()
+    with pytest.raises(ModelNotFoundError, match="has no sample named"):
         plane.data.bundled_file(at(plane, "alpha"), "../../etc/passwd")

@@ -65,7 +65,7 @@ def large_zip(ref: dict, path: Path) -> Path:
     return path
 
 
-def test_evaluate_tab_in_a_browser(browser, server, store, tmp_path):
+def test_evaluate_tab_in_a_browser(browser, server, store, tmp_path):  # noqa: F811 - browser is the imported fixture
     from playwright.sync_api import expect
 
     ref = evalref.digits_reference(store)

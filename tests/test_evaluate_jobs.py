@@ -130,8 +130,9 @@ def test_rest_job_on_the_bundled_set_equals_keras(server, ref):
 
     # the bundled set's list and bytes, as the dashboard and the CLI fetch them
     sets = server.get("/models/digits/evalsets", params={"version": 1}).json()
-    assert sets == {"name": "digits", "version": 1, "sets": [DIGITS_SET]}
-    with zipfile.ZipFile(io.BytesIO(server.get(f"/models/digits/evalsets/{DIGITS_SET.replace('/', '%2F')}").content)) as zf:
+    assert sets == {"name": "digits", "version": 1, "source": 1, "sets": [DIGITS_SET]}
+    bundled = server.get(f"/models/digits/evalsets/{DIGITS_SET.replace('/', '%2F')}")
+    with zipfile.ZipFile(io.BytesIO(bundled.content)) as zf:
         assert "labels.csv" in zf.namelist()
 
 
@@ -139,7 +140,8 @@ def test_rest_job_on_the_bundled_set_equals_keras(server, ref):
 def test_an_uploaded_zip_with_bad_items_completes_and_lists_them(server, ref, form):
     body = bad_zip(ref)
     if form == "raw":
-        reply = server.post("/models/digits/evaluate?versions=2", data=body, headers={"Content-Type": "application/zip"})
+        reply = server.post("/models/digits/evaluate?versions=2", data=body,
+                            headers={"Content-Type": "application/zip"})
     else:
         reply = server.post("/models/digits/evaluate", params={"versions": "2"},
                             files={"set": ("my-set.zip", body, "application/zip")})
@@ -226,7 +228,7 @@ def test_cli_on_a_server_reports_the_reference_and_gates(server, ref, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "v1 and v2 disagree on" in run.stdout and "accuracy" in run.stdout
     check_digits(Evaluation.from_json(json.loads(out.read_text())), ref)
-    assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 200
+    assert len(list(csv.DictReader((tmp_path / "p.csv").read_text().splitlines()))) == 200
     v1 = float(ref[1]["combined"].argmax(axis=1).__eq__(ref["truth"]).mean())
     strict = yyai("digits:1", "digits:2", "--data", "bundled:" + DIGITS_SET, "--server", server.url,
                   "--token", server.token, "--min-accuracy", f"{v1 + 0.001:.4f}")
@@ -301,7 +303,8 @@ def test_jobs_are_bounded_and_found_from_another_runner(dataplane, ref, tmp_path
     assert wait_for(follow, third, interval=0.05) == result
     refused = list((tmp_path / "jobs").glob("*.zip"))
     with pytest.raises(ModelNotReadyError):
-        jobs.submit("digits", bad_zip(ref), lambda _set: dataplane.data.model_ready(dataplane.data.resolve(ModelRef("digits", 1))) and [1])
+        jobs.submit("digits", bad_zip(ref),
+                    lambda _set: dataplane.data.model_ready(dataplane.data.resolve(ModelRef("digits", 1))) and [1])
     assert list((tmp_path / "jobs").glob("*.zip")) == refused == []  # a refused upload is deleted at once
     assert EvaluationJob.from_json(jobs.get(third.id).to_json()) == jobs.get(third.id)
     jobs.close()

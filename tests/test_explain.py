@@ -143,11 +143,11 @@ def test_concurrent_explanations_past_the_bound_get_429(server):
     for _round in range(20):  # overlap is likely in one round; a few rounds make it certain enough
         replies, gate = [], threading.Barrier(6)
 
-        def one():
+        def one(gate, replies):
             gate.wait()
             replies.append(server.post("/predictions/digits", params={"explain": "gradcam"}, files=files))
 
-        threads = [threading.Thread(target=one) for _ in range(6)]
+        threads = [threading.Thread(target=one, args=(gate, replies)) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:

@@ -586,7 +586,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
         for i in range(2000):
             if stop.is_set():
                 break
-            method, path, data, media, version = targets[(index + i) % len(targets)]
+            method, path, data, media, _version = targets[(index + i) % len(targets)]
             try:
                 reply = session.request(method, c.url + path, data=data, timeout=30,
                                         headers={**c.headers, "Content-Type": media}, params={"raw": "true"})

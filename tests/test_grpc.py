@@ -10,6 +10,7 @@ low (1 MiB), so that an oversized message is cheap to send.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 
 import grpc
@@ -177,7 +178,8 @@ def test_typed_contents_are_read_like_raw_contents(stub, built):
 def test_unload_then_load_through_the_repository_extension(client, stub, built):
     client.unload_model("beta", headers=AUTH)
     assert not client.is_model_ready("beta", headers=AUTH)
-    index = {(m["name"], m["version"]): m for m in client.get_model_repository_index(headers=AUTH, as_json=True)["models"]}
+    index = {(m["name"], m["version"]): m
+             for m in client.get_model_repository_index(headers=AUTH, as_json=True)["models"]}
     assert index[("beta", "1")]["state"] == "UNAVAILABLE" and index[("alpha", "1")]["state"] == "READY"
     ready_only = stub.RepositoryIndex(service_pb2.RepositoryIndexRequest(ready=True), metadata=METADATA, timeout=60)
     assert [(m.name, m.state) for m in ready_only.models] == [("alpha", "READY")]
@@ -210,9 +212,9 @@ def test_no_token_or_a_wrong_token_is_unauthenticated(client, server):
     }
     for what, call in calls.items():
         for headers in ({}, {"authorization": "token wrong"}, {"authorization": TOKEN}, {"other": f"token {TOKEN}"}):
-            refusal = _refused(lambda: call(headers))
+            refusal = _refused(functools.partial(call, headers))
             assert refusal.status() == "StatusCode.UNAUTHENTICATED", (what, headers)
-        assert "Invalid token" in _refused(lambda: call({"authorization": "Bearer wrong"})).message()
+        assert "Invalid token" in _refused(functools.partial(call, {"authorization": "Bearer wrong"})).message()
     assert "Authentication required" in _refused(lambda: calls["live"]({})).message()
     assert client.is_model_ready("alpha", headers={"authorization": f"Bearer {TOKEN}"})  # and it is still loaded
     assert _refused(lambda: calls["config"](AUTH)).status() == "StatusCode.UNIMPLEMENTED"

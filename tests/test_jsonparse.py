@@ -109,7 +109,8 @@ def test_size_cap():
 def test_nan_and_infinity_parse_to_floats_unless_finite_is_asked():
     assert repr(jsonparse.loads(b"[NaN, Infinity, -Infinity]", what="The body")) == "[nan, inf, -inf]"
     for token in ("NaN", "Infinity", "-Infinity"):
-        with pytest.raises(ManifestError, match=f"m.yyar: MANIFEST.json is not valid JSON: {token} is not a JSON number"):
+        with pytest.raises(ManifestError,
+                           match=rf"m\.yyar: MANIFEST\.json is not valid JSON: {token} is not a JSON number"):
             jsonparse.loads(f'{{"offset": {token}}}'.encode(), what="m.yyar: MANIFEST.json", error=ManifestError,
                             finite=True)
 

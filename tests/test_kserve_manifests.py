@@ -112,7 +112,7 @@ def test_the_inference_service_uses_the_runtime_and_its_ports():
     args = _container()["args"]
     ports = {p["name"]: p["containerPort"] for p in model["ports"]}
     assert ports == {"http1": int(_arg(args, "--port")), "grpc": int(_arg(args, "--grpc-port"))}
-    assert list(ports)[0] == "http1"  # KServe serves the first port as the Service's port 80
+    assert next(iter(ports)) == "http1"  # KServe serves the first port as the Service's port 80
 
 
 def test_the_dockerfile_entrypoint_runs_the_runtimes_args():

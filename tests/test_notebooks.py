@@ -90,7 +90,7 @@ def test_upload_and_pack_model_serve_what_the_notebook_model_answers(server, tmp
         """,
     ], tmp_path)
     out = printed(nb)
-    assert out["message"].startswith("Installed notebook v1;")
+    assert out["message"].startswith("Installed notebook v1.")
     np.testing.assert_allclose(out["served"], out["in_memory"], atol=1e-6)
     np.testing.assert_allclose(out["packed"], out["in_memory"], atol=1e-6)
     assert Path(tmp_path, out["archive"]).name == "notebook-2.yyar"

@@ -89,7 +89,7 @@ def test_mistakes_are_refused_before_anything_is_written(tmp_path):
     model = classifier(1, "m")
     with pytest.raises(ManifestError, match="not both or neither"):
         yyai_kernel.pack_model(model, name="toy", version=1, input=GRAY, out=tmp_path)
-    with pytest.raises(ManifestError, match="output.labels"):
+    with pytest.raises(ManifestError, match=r"output\.labels"):
         yyai_kernel.pack_model(model, name="toy", version=1, input=GRAY, labels=["a", "b"], out=tmp_path)
     with pytest.raises(ManifestError):
         yyai_kernel.pack_model(model, name="Bad Name", version=1, input=GRAY, labels=LABELS, out=tmp_path)

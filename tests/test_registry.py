@@ -221,7 +221,7 @@ def test_concurrent_reloads_leave_one_runtime_per_version(registry):
         time.sleep(0.1)
     runtimes = live_runtimes()
     assert sorted((r.manifest.name, r.manifest.version) for r in runtimes) == [("alpha", 1), ("beta", 1)]
-    workers = [t.name for t in threading.enumerate() if t.name.startswith("yyai-alpha") or t.name.startswith("yyai-beta")]
+    workers = [t.name for t in threading.enumerate() if t.name.startswith(("yyai-alpha", "yyai-beta"))]
     assert sorted(workers) == ["yyai-alpha-v1", "yyai-beta-v1"]
 
 

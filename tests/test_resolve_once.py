@@ -124,7 +124,8 @@ def test_an_image_prediction_resolves_once(served):
         assert reply.status_code == 200 and reply.json()["predictions"][0]["top"] == "3"
 
     def upload():
-        files = [("file", (name, (SAMPLES / name).read_bytes(), "image/png")) for name in ("digit-7.png", "digit-0.png")]
+        files = [("file", (name, (SAMPLES / name).read_bytes(), "image/png"))
+                 for name in ("digit-7.png", "digit-0.png")]
         reply = requests.post(f"{served.url}/predictions/digits/stable", files=files, headers=HEADERS, timeout=60)
         assert reply.status_code == 200 and len(reply.json()["predictions"]) == 2
 

@@ -76,6 +76,7 @@ def test_a_policy_round_trips_through_its_json():
     ({"canary": {"version": 2, "percent": float("nan")}}, "from 0 to 100"),
     ({"canary": {"version": 0, "percent": 10}}, "canary.version: Version must be a positive integer"),
     ({"canary": {"version": "stable", "percent": 10}}, "positive integer"),
+    ({"shadow": {"version": None, "percent": 10}}, "shadow.version: Version must be a positive integer, not None"),
     ({"canary": [2, 10]}, "canary must be an object"),
     ({"canary": {"version": 2, "percent": 10}, "sticky": "yes"}, "'sticky' must be true or false"),
 ])
@@ -221,7 +222,7 @@ def test_a_bad_section_is_ignored_and_the_others_apply(store, caplog, section, k
     assert any("state file" in r.getMessage() for r in caplog.records)
     assert (store.pins() == {"digits": 1}) == (kept == "pins")
     assert (store.labels("digits") == {"stable": 2}) == (kept == "labels" or "labels" not in section)
-    state, problems = StoreState.parse({**good, **section})
+    _state, problems = StoreState.parse({**good, **section})
     assert len(problems) == 1
 
 
@@ -272,12 +273,12 @@ def test_a_label_resolves_wherever_a_version_goes(make_plane, built):
     x = sample_inputs(2)
     result = plane.data.infer(at(plane, "toy", "candidate"), _request(x)).result()
     assert result.model_version == 2
-    np.testing.assert_allclose(dict((n, a) for n, a, _ in result.outputs)["output"],
+    np.testing.assert_allclose({n: a for n, a, _ in result.outputs}["output"],
                                reference(built[2][1], x)["combined"], atol=1e-5)
     assert plane.data.describe(at(plane, "toy", "candidate")).version == 2
     assert plane.data.model_ready(at(plane, "toy", "candidate")) == 2
     assert plane.data.model_metadata(at(plane, "toy", "candidate")).versions == ["2"]
-    assert plane.data.bundled(at(plane, "toy", "candidate")) == []
+    assert plane.data.bundled(at(plane, "toy", "candidate")).files == ()
     assert plane.repository.label(ModelRef("toy", label="candidate")).version == 2
     with pytest.raises(ModelNotFoundError, match="no label 'stable'"):
         plane.data.infer(at(plane, "toy", "stable"), _request(x))
@@ -290,9 +291,11 @@ def test_a_canary_that_does_not_serve_hands_its_requests_to_the_default(make_pla
     plane = make_plane()
     plane.repository.set_traffic("toy", {"canary": {"version": 2, "percent": 100}})
     assert plane.data.infer(at(plane, "toy", None), _request(sample_inputs(1))).result().model_version == 2
-    assert plane.data.infer(at(plane, "toy", 1), _request(sample_inputs(1))).result().model_version == 1  # named: as named
+    named = plane.data.infer(at(plane, "toy", 1), _request(sample_inputs(1))).result()
+    assert named.model_version == 1  # named: as named
     plane.repository.unload("toy", 2)
-    versions = [plane.data.infer(at(plane, "toy", None), _request(sample_inputs(1))).result().model_version for _ in range(5)]
+    versions = [plane.data.infer(at(plane, "toy", None), _request(sample_inputs(1))).result().model_version
+                for _ in range(5)]
     assert versions == [1] * 5
     canary = plane.data.status("toy").rollout.canary
     assert (canary.requests, canary.fallbacks) == (6, 5)

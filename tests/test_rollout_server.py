@@ -43,7 +43,7 @@ X = sample_inputs(240, seed=11)  # the known inputs: narrowed by ``built`` to 12
 def built(tmp_path_factory):
     """v1, v2 and the raising v3; and the inputs on which neither v1 nor v2 has a near tie
     for its top label (a tie would let float noise from batching decide agreement)."""
-    global X
+    global X  # noqa: PLW0603 - set once by the module's fixture
     out = tmp_path_factory.mktemp("rollout-server-built")
     (a1, m1), (a2, m2) = pack_models(out, "toy", 1, [1]), pack_models(out, "toy", 2, [2])
     ref1, ref2 = reference(m1, X)["combined"], reference(m2, X)["combined"]
@@ -91,7 +91,7 @@ def default_versions(server, n: int, clients: int = 4) -> list[str]:
 
 
 def png(i: int) -> bytes:
-    ok, data = cv2.imencode(".png", np.round(X[i][:, :, 0] * 255).astype(np.uint8))
+    _, data = cv2.imencode(".png", np.round(X[i][:, :, 0] * 255).astype(np.uint8))
     return data.tobytes()
 
 

@@ -65,7 +65,7 @@ SAMPLE_PNG = None
 
 def _pack_with_sample(root: Path) -> SimpleNamespace:
     """beta v1: one member, and a bundled sample image."""
-    global SAMPLE_PNG
+    global SAMPLE_PNG  # noqa: PLW0603 - set once by the module's fixture
     from builders import INPUT_SPEC, tiny_classifier
 
     from yyai_kernel.archive import pack
@@ -290,6 +290,11 @@ def test_v2_metadata_describes_inputs_and_outputs(server):
 
 INFER_OK = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4, 4, 1], "data": [0.5] * 16}]}
 
+AS_PNG = {"headers": {"Content-Type": "image/png"}}
+AS_BYTES = {"headers": {"Content-Type": "application/octet-stream"}}
+AS_TEXT = {"headers": {"Content-Type": "text/plain"}}
+TINY_PNG = png(np.zeros((4, 4), np.uint8))
+
 
 def _infer(**changes):
     tensor = {**INFER_OK["inputs"][0], **changes}
@@ -298,11 +303,11 @@ def _infer(**changes):
 
 ERROR_CASES = [
     # 400: bad input
-    ("400 empty image body", "POST", "/predictions/alpha", {"data": b"", "headers": {"Content-Type": "image/png"}}, 400),
-    ("400 not an image", "POST", "/predictions/alpha", {"data": b"hello world", "headers": {"Content-Type": "image/png"}}, 400),
-    ("400 truncated png", "POST", "/predictions/alpha", {"data": png(np.zeros((4, 4), np.uint8))[:40], "headers": {"Content-Type": "image/png"}}, 400),
+    ("400 empty image body", "POST", "/predictions/alpha", {"data": b"", **AS_PNG}, 400),
+    ("400 not an image", "POST", "/predictions/alpha", {"data": b"hello world", **AS_PNG}, 400),
+    ("400 truncated png", "POST", "/predictions/alpha", {"data": TINY_PNG[:40], **AS_PNG}, 400),
     ("400 multipart without files", "POST", "/predictions/alpha", {"files": {"field": (None, "value")}}, 400),
-    ("400 version not a number", "POST", "/predictions/alpha/One", {"data": b"x", "headers": {"Content-Type": "image/png"}}, 400),
+    ("400 version not a number", "POST", "/predictions/alpha/One", {"data": b"x", **AS_PNG}, 400),
     ("400 version zero", "GET", "/v2/models/alpha/versions/0", {}, 400),
     ("400 name with ../", "GET", "/models/..%2Fetc", {}, 400),
     ("400 name with uppercase", "GET", "/v2/models/ALPHA", {}, 400),
@@ -310,7 +315,8 @@ ERROR_CASES = [
     ("400 infer wrong shape", "POST", "/v2/models/alpha/infer", {"json": _infer(shape=[1, 16], data=[0.5] * 16)}, 400),
     ("400 infer wrong count", "POST", "/v2/models/alpha/infer", {"json": _infer(data=[0.5] * 15)}, 400),
     ("400 infer BYTES", "POST", "/v2/models/alpha/infer", {"json": _infer(datatype="BYTES")}, 400),
-    ("400 infer NaN", "POST", "/v2/models/alpha/infer", {"data": json.dumps(_infer(data=[float("nan")] * 16)).encode()}, 400),
+    ("400 infer NaN", "POST", "/v2/models/alpha/infer",
+     {"data": json.dumps(_infer(data=[float("nan")] * 16)).encode()}, 400),
     ("400 infer wrong input name", "POST", "/v2/models/alpha/infer", {"json": _infer(name="pixels")}, 400),
     ("400 default without version", "PUT", "/models/alpha/default", {"json": {}}, 400),
     ("400 default version is text", "PUT", "/models/alpha/default", {"json": {"version": "two"}}, 400),
@@ -318,23 +324,24 @@ ERROR_CASES = [
      {"json": {"parameters": {"config": "{}"}}}, 400),
     ("400 load with file override", "POST", "/v2/repository/models/alpha/load",
      {"json": {"parameters": {"file:1/model.py": "cHJpbnQoMSk="}}}, 400),
-    ("400 upload not a zip", "POST", "/models", {"data": b"not a zip", "headers": {"Content-Type": "application/octet-stream"}}, 400),
-    ("400 upload empty", "POST", "/models", {"data": b"", "headers": {"Content-Type": "application/octet-stream"}}, 400),
+    ("400 upload not a zip", "POST", "/models", {"data": b"not a zip", **AS_BYTES}, 400),
+    ("400 upload empty", "POST", "/models", {"data": b"", **AS_BYTES}, 400),
     # 404: unknown model or version
-    ("404 unknown model image", "POST", "/predictions/nosuch", {"data": png(np.zeros((4, 4), np.uint8)), "headers": {"Content-Type": "image/png"}}, 404),
-    ("404 unknown version image", "POST", "/predictions/alpha/9", {"data": png(np.zeros((4, 4), np.uint8)), "headers": {"Content-Type": "image/png"}}, 404),
+    ("404 unknown model image", "POST", "/predictions/nosuch", {"data": TINY_PNG, **AS_PNG}, 404),
+    ("404 unknown version image", "POST", "/predictions/alpha/9", {"data": TINY_PNG, **AS_PNG}, 404),
     ("404 unknown model metadata", "GET", "/v2/models/nosuch", {}, 404),
     ("404 unknown version metadata", "GET", "/v2/models/alpha/versions/9", {}, 404),
     ("404 unknown model infer", "POST", "/v2/models/nosuch/infer", {"json": INFER_OK}, 404),
     ("404 unknown model status", "GET", "/models/nosuch", {}, 404),
     ("404 unknown version delete", "DELETE", "/models/alpha/versions/9", {}, 404),
     # 413: too large
-    ("413 body over the limit", "POST", "/predictions/alpha", {"data": bytes(300 * KiB), "headers": {"Content-Type": "image/png"}}, 413),
-    ("413 image over the pixel limit", "POST", "/predictions/alpha", {"data": png(np.zeros((200, 200), np.uint8)), "headers": {"Content-Type": "image/png"}}, 413),
+    ("413 body over the limit", "POST", "/predictions/alpha", {"data": bytes(300 * KiB), **AS_PNG}, 413),
+    ("413 image over the pixel limit", "POST", "/predictions/alpha",
+     {"data": png(np.zeros((200, 200), np.uint8)), **AS_PNG}, 413),
     ("413 infer body over the limit", "POST", "/v2/models/alpha/infer", {"data": bytes(300 * KiB)}, 413),
-    ("413 archive over the limit", "POST", "/models", {"data": bytes(5 * MiB), "headers": {"Content-Type": "application/octet-stream"}}, 413),
+    ("413 archive over the limit", "POST", "/models", {"data": bytes(5 * MiB), **AS_BYTES}, 413),
     # 415: unsupported media
-    ("415 text to predictions", "POST", "/predictions/alpha", {"data": b"x", "headers": {"Content-Type": "text/plain"}}, 415),
+    ("415 text to predictions", "POST", "/predictions/alpha", {"data": b"x", **AS_TEXT}, 415),
     ("415 no content type", "POST", "/predictions/alpha", {"data": b"x"}, 415),
     ("415 json archive", "POST", "/models", {"json": {"path": "/etc/passwd"}}, 415),
 ]
@@ -412,8 +419,9 @@ def test_upload_pin_promote_and_predict_without_restart(server, store, built):
     assert multipart.status_code == 201, multipart.text
     assert multipart.json()["version"] == 3
     before = sorted(p.name for p in store.iterdir())
-    assert_json_error(server.post("/models", data=built["gamma3"].path.read_bytes(),
-                                  headers={"Content-Type": "application/octet-stream"}), 409)
+    same = server.post("/models", data=built["gamma3"].path.read_bytes(),
+                       headers={"Content-Type": "application/octet-stream"})
+    assert same.status_code == 200 and same.json()["changed"] is False  # the same content: nothing changed
     assert sorted(p.name for p in store.iterdir()) == before
     assert predict()["version"] == 2  # still pinned to 2
 
@@ -427,7 +435,7 @@ def test_upload_pin_promote_and_predict_without_restart(server, store, built):
     purged = server.request("DELETE", "/models/gamma/versions/3", params={"purge": "true"})
     assert purged.status_code == 200 and "3" not in purged.json()["versions"]
     assert not (store / "gamma-3.yyar").exists()
-    assert [m for m in server.get("/models").json() if m["name"] == "gamma"][0]["versions"] == [1, 2]
+    assert next(m for m in server.get("/models").json() if m["name"] == "gamma")["versions"] == [1, 2]
 
     reloaded = server.post("/models/gamma/reload")
     assert reloaded.status_code == 200 and reloaded.json()["versions"]["2"]["state"] == "ready"
@@ -459,7 +467,8 @@ def test_metrics_count_requests_by_model_version_and_code(server):
     assert reply.status_code == 200 and reply.headers["Content-Type"].startswith("text/plain")
     assert "nosuch-model" not in reply.text  # unknown names never become labels
     samples = _samples(reply.text)
-    assert _value(samples, "yyai_http_requests_total", endpoint="predictions", model="alpha", version="1", code="200") >= 1
+    assert _value(samples, "yyai_http_requests_total", endpoint="predictions", model="alpha", version="1",
+                  code="200") >= 1
     assert _value(samples, "yyai_http_requests_total", endpoint="predictions", model="", version="", code="404") >= 1
     assert _value(samples, "yyai_http_request_duration_seconds_count", endpoint="predictions", model="alpha") >= 1
     assert _value(samples, "yyai_model_loaded", model="alpha", version="1") == 1.0
@@ -482,7 +491,8 @@ def test_openapi_is_valid_and_covers_exactly_the_rest_routes(server, tmp_path):
     spec = server.get("/openapi.json").json()
     validate(spec)
     app = _app(tmp_path)
-    routes = [(pattern, kwargs["endpoints"]) for pattern, _handler, kwargs in app.rest_handlers() if kwargs["endpoints"]]
+    routes = [(pattern, kwargs["endpoints"])
+              for pattern, _handler, kwargs in app.rest_handlers() if kwargs["endpoints"]]
     handlers = app.init_handlers()
     methods_of = {}
     for path, operations in spec["paths"].items():
@@ -529,7 +539,8 @@ def test_client_has_the_registry_methods_over_http(server, built):
     np.testing.assert_allclose(got.members["m1"], expected["members"][0], atol=1e-6)
     images = gray_images(2, seed=8)
     from_images = client.predict_images("alpha", [png(i) for i in images])
-    np.testing.assert_allclose(from_images.combined, reference(built["alpha"].models, as_input(images))["combined"], atol=1e-5)
+    np.testing.assert_allclose(from_images.combined, reference(built["alpha"].models, as_input(images))["combined"],
+                               atol=1e-5)
     assert from_images.rows()[0]["combined"][0]["label"] in LABELS
     assert client.ready() is True
     full = client.status()
@@ -544,8 +555,7 @@ def test_client_has_the_registry_methods_over_http(server, built):
         client.predict("nosuch", x)
     with pytest.raises(errors.InvalidInputError):
         client.predict("alpha", np.zeros((1, 3, 3, 1), np.float32))
-    with pytest.raises(errors.ConflictError):
-        client.add_archive(built["alpha"].path)
+    assert client.add_archive(built["alpha"].path).changed is False  # the same archive again: a no-op
     with pytest.raises(errors.AuthError):
         YyaiClient(server.url, "wrong").list()
     with pytest.raises(errors.ServerUnavailableError):
@@ -590,7 +600,8 @@ def test_dashboard_kernel_reaches_the_rest_api_and_sigterm_cleans_up(tmp_path):
         assert page.status_code == 200
         assert f"CHECK {srv.url} kernel-token True [] False" in page.text
         assert "Using pre-heated kernel" in srv.log()  # the page took a kernel that ran the notebook before
-        kernels = [p for p in psutil.Process(srv.proc.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        kernels = [p for p in psutil.Process(srv.proc.pid).children(recursive=True)
+                   if "ipykernel" in " ".join(p.cmdline())]
         assert kernels, "visiting the dashboard started no kernel"
         log = srv.log()
         connection_dir = re.search(r"Storing connection files in (\S+?)\.?$", log, re.MULTILINE).group(1)
@@ -600,7 +611,7 @@ def test_dashboard_kernel_reaches_the_rest_api_and_sigterm_cleans_up(tmp_path):
         code = srv.stop()
     assert code == 0
     assert "yyai stopped" in srv.log()
-    gone, alive = psutil.wait_procs(kernels, timeout=10)
+    _gone, alive = psutil.wait_procs(kernels, timeout=10)
     assert not alive, "kernels outlived the server"
     assert not Path(connection_dir).exists() and not Path(tmp_dir).exists()
 
@@ -613,7 +624,8 @@ def test_no_token_prints_a_loud_warning(tmp_path):
         assert "AUTHENTICATION IS OFF" in srv.log()
         assert srv.get("/models").status_code == 200
         assert srv.post("/models/_rescan").status_code == 200  # scripts need no XSRF token
-        cross_site = srv.post("/models/_rescan", headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+        cross_site = srv.post("/models/_rescan",
+                              headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
         assert_json_error(cross_site, 403)
         assert cross_site.headers.get("Connection") == "close"  # refused before its body was read
         rebinding = srv.get("/models", headers={"Host": "evil.example"})

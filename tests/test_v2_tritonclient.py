@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tritonclient.http as httpclient  # noqa: E402
+import tritonclient.http as httpclient
 from builders import install, pack_models, reference, sample_inputs
 from serving import start_server
-from tritonclient.utils import InferenceServerException  # noqa: E402
+from tritonclient.utils import InferenceServerException
 
 TOKEN = "triton-token"
 
@@ -148,7 +148,8 @@ def test_errors_come_back_as_inference_server_exceptions(client):
         client.infer("alpha", _inputs(x, binary=True))
     assert no_token.value.status() == "401"
     with pytest.raises(InferenceServerException) as bad_output:
-        client.infer("alpha", _inputs(x, binary=True), outputs=[httpclient.InferRequestedOutput("nope")], headers=_Auth())
+        client.infer("alpha", _inputs(x, binary=True), outputs=[httpclient.InferRequestedOutput("nope")],
+                     headers=_Auth())
     assert bad_output.value.status() == "400"
 
 

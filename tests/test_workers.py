@@ -66,7 +66,7 @@ def spread(server, method: str, path: str, *, tries: int = 200, **kwargs) -> dic
     kwargs["headers"] = {**HEADERS, **kwargs.get("headers", {})}
     answers: dict[str, requests.Response] = {}
     for _ in range(tries):
-        reply = requests.request(method, server.url + path, **kwargs)  # no session: a new connection
+        reply = requests.request(method, server.url + path, **kwargs)  # noqa: S113 - set above; no session: a new connection
         answers.setdefault(reply.headers["X-Yyai-Worker"], reply)
         if set(answers) == WORKERS:
             return answers
@@ -360,7 +360,7 @@ def test_sigterm_stops_every_worker_and_leaves_nothing_behind(server):
     folder = folders.pop()
     assert folder.is_dir() and folder.name.startswith(f"yyai-server-{server.proc.pid}-")
     assert server.stop() == 0
-    gone, alive = psutil.wait_procs(everyone, timeout=30)
+    _gone, alive = psutil.wait_procs(everyone, timeout=30)
     assert not alive, f"left running: {alive}"
     assert not folder.exists()
     assert "Traceback" not in server.log()

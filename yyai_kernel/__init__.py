@@ -17,7 +17,7 @@ _EXPORTS = {
     "pack_model": ("yyai_kernel.archive.packmodel", "pack_model"),
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(_EXPORTS)  # noqa: PLE0605 - the lazy exports, named once (above)
 
 
 def __getattr__(name: str):

@@ -28,12 +28,14 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import overload
 from urllib.parse import quote
 
 import numpy as np
@@ -44,7 +46,9 @@ from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.hints import Hint
 from yyai_kernel.protocol.v2codec import DATATYPES, datatype_of
 from yyai_kernel.types import (
+    BundledFiles,
     Disagreement,
+    FileRole,
     InstallResult,
     ModelRemoved,
     ModelStatus,
@@ -98,7 +102,7 @@ class YyaiClient:
         """Close the HTTP session."""
         self.session.close()
 
-    def __enter__(self) -> "YyaiClient":
+    def __enter__(self) -> YyaiClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -138,15 +142,26 @@ class YyaiClient:
         """A short line per model: versions, default, loaded versions."""
         return [ModelSummary.from_json(m) for m in self._json("GET", "/models")]
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """One model's status, or every model's with the store's problems."""
         if name is not None:
             return ModelStatus.from_json(self._json("GET", f"/models/{_q(name)}"))
         return ServerStatus.from_json(self._json("GET", "/models/_status"))
 
-    def samples(self, name: str, version: int | None = None) -> list[str]:
-        """Names of the sample inputs a version bundles."""
-        return self._json("GET", f"/models/{_q(name)}/samples", params=_version_param(version))["samples"]
+    def samples(self, name: str, version: int | None = None) -> builtins.list[str]:
+        """Names of the sample inputs that go with a version (its own, else the newest version's)."""
+        return list(self.bundled(name, version).files)
+
+    def bundled(self, name: str, version: int | None = None, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        """The samples (or, with ``role`` eval, the labelled sets) that go with a version, and
+        which version's archive holds them."""
+        path = "samples" if role is FileRole.SAMPLE else "evalsets"
+        return BundledFiles.from_json(self._json("GET", f"/models/{_q(name)}/{path}", params=_version_param(version)),
+                                      role)
 
     def sample(self, name: str, sample: str, version: int | None = None) -> bytes:
         """The bytes of one bundled sample, by its name in :meth:`samples`."""
@@ -210,7 +225,7 @@ class YyaiClient:
         return Prediction(name, int(reply["model_version"]), members, combined, described.output)
 
     def predict_images(self, name: str, images: Iterable[bytes] | bytes, version: int | None = None,
-                       filenames: list[str] | None = None, *, explain: str | None = None) -> Prediction:
+                       filenames: builtins.list[str] | None = None, *, explain: str | None = None) -> Prediction:
         """Send image bytes (one, or several in one multipart upload); the server preprocesses them.
 
         ``explain="gradcam"`` also brings each member's Grad-CAM map (``Prediction.explanations``).
@@ -231,8 +246,8 @@ class YyaiClient:
 
     def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> Prediction:
         """Send image files from THIS machine (read here); a Prediction with their file names."""
-        paths = [Path(p) for p in paths]
-        return self.predict_images(name, [p.read_bytes() for p in paths], version, filenames=[p.name for p in paths])
+        files = [Path(p) for p in paths]
+        return self.predict_images(name, [p.read_bytes() for p in files], version, filenames=[p.name for p in files])
 
     # --- managing -------------------------------------------------------------------------
 
@@ -268,20 +283,23 @@ class YyaiClient:
                            params={"purge": str(purge).lower()})
         return ModelRemoved(reply["name"]) if reply.get("removed") else ModelStatus.from_json(reply)
 
-    def upload(self, model_or_models, *, name: str, version: int, input: dict, labels=None, **options) -> InstallResult:
+    def upload(self, model_or_models, *, name: str, version: int, input: dict, labels=None,
+               promote: bool | None = None, label: str | None = None, replace: bool = False,
+               **options) -> InstallResult:
         """Pack in-memory Keras models and install them on the server, in one call.
 
         The arguments are :func:`yyai_kernel.pack_model`'s (``regression=``, ``samples=``,
-        ``description=``...); the archive is written to a temporary folder here, uploaded
-        (:meth:`add_archive`) and removed. Importing Keras is the model's own business:
-        the client imports ``packmodel`` only when this is called.
+        ``eval_set=``, ``description=``...) and :meth:`add_archive`'s (``promote``, ``label``,
+        ``replace``); the archive is written to a temporary folder here, uploaded and removed.
+        Importing Keras is the model's own business: the client imports ``packmodel`` only
+        when this is called.
         """
         from yyai_kernel.archive.packmodel import pack_model
 
         with tempfile.TemporaryDirectory(prefix="yyai-upload-") as folder:
             path = pack_model(model_or_models, name=name, version=version, input=input, labels=labels, out=folder,
                               **options)
-            return self.add_archive(path)
+            return self.add_archive(path, promote=promote, label=label, replace=replace)
 
     # --- labels and traffic -----------------------------------------------------------------
 
@@ -316,24 +334,34 @@ class YyaiClient:
         """The candidate (canary, else shadow) becomes the default, and the policy is cleared."""
         return ModelStatus.from_json(self._json("POST", f"/models/{_q(name)}/traffic/promote", data=b""))
 
-    def disagreements(self, name: str) -> list[Disagreement]:
+    def disagreements(self, name: str) -> builtins.list[Disagreement]:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return [Disagreement.from_json(d) for d in self._json("GET", f"/models/{_q(name)}/traffic/disagreements")]
 
-    def add_archive(self, archive: bytes | str | Path) -> InstallResult:
-        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it."""
+    def add_archive(self, archive: bytes | str | Path, *, promote: bool | None = None, label: str | None = None,
+                    replace: bool = False) -> InstallResult:
+        """Upload an archive (bytes, or a path on THIS machine, read here); the server stores and loads it.
+
+        ``promote``: True makes it the default (pinned), False stages it (it serves by its
+        number, and ``label``); None leaves it to the server's rule (a new version of a pinned,
+        labelled or policy-routed model is staged). ``replace`` lets different content take a
+        version's place. The result says which version is the default afterwards, and why.
+        """
         headers = {"Content-Type": "application/octet-stream"}
+        params = {**({} if promote is None else {"promote": str(bool(promote)).lower()}),
+                  **({} if label is None else {"label": label}), **({"replace": "true"} if replace else {})}
         if isinstance(archive, (str, Path)):
             with open(archive, "rb") as f:
-                return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers))
-        return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers))
+                return InstallResult.from_json(self._json("POST", "/models", data=f, headers=headers, params=params))
+        return InstallResult.from_json(self._json("POST", "/models", data=bytes(archive), headers=headers,
+                                                  params=params))
 
 
     # --- evaluating -----------------------------------------------------------------------
 
-    def eval_sets(self, name: str, version: int | None = None) -> list[str]:
+    def eval_sets(self, name: str, version: int | None = None) -> builtins.list[str]:
         """Names of the labelled sets a version bundles (manifest role eval)."""
-        return self._json("GET", f"/models/{_q(name)}/evalsets", params=_version_param(version))["sets"]
+        return list(self.bundled(name, version, FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes:
         """One bundled labelled set, as a zip's bytes."""
@@ -345,7 +373,7 @@ class YyaiClient:
         """Start an evaluation job on the server: ``data`` is a zip (bytes, or a path on THIS
         machine, read here), or ``bundled`` names a set the archive bundles. Follow it with
         :meth:`evaluation` or ``evaljobs.wait_for``."""
-        params = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
+        params: dict[str, str | int] = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
         if bundled is not None:
             params["set"] = bundled
             if set_version is not None:
@@ -368,7 +396,7 @@ def _version_param(version: int | None) -> dict:
     return {} if version is None else {"version": parse_version_ref(version)}
 
 
-def _q(name: str) -> str:
+def _q(name: str | int) -> str:
     return quote(str(name), safe="")
 
 

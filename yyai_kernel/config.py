@@ -13,6 +13,8 @@ Every default limit lives here and nowhere else.
 
 from __future__ import annotations
 
+from typing import Any
+
 from traitlets import Bool, Float, Integer, List, Unicode
 from traitlets.config import Configurable
 
@@ -43,6 +45,10 @@ class ServingConfig(Configurable):
 
     # --- the store ---------------------------------------------------------------------------
     watch = Bool(False, config=True, help="Poll the store folder and reload what changed.")
+    auto_promote = Bool(True, config=True, help=(
+        "A new version of a model that is not pinned, labelled or under a traffic policy becomes its default "
+        "at once (it follows the latest). Off: every new version is staged, serving by its number until it "
+        "is promoted. An upload's own promote= wins either way."))
     watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
 
     # --- limits ------------------------------------------------------------------------------
@@ -73,7 +79,7 @@ class ServingConfig(Configurable):
     def is_trusted(self, name: str) -> bool:
         return name in self.trusted
 
-    def batching_for(self, hints: dict | None) -> tuple[int, float]:
+    def batching_for(self, hints: dict[str, Any] | None) -> tuple[int, float]:
         """(max batch size, max delay in ms) for an archive: the override, its hint, or the default."""
         hints = hints or {}
         size = self.max_batch_size or hints.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)
@@ -82,7 +88,7 @@ class ServingConfig(Configurable):
         return int(size), float(delay)
 
 
-def serving_config(config: ServingConfig | None = None, **settings) -> ServingConfig:
+def serving_config(config: ServingConfig | None = None, **settings: Any) -> ServingConfig:
     """``config`` as given, or a new ServingConfig from keyword settings (not both)."""
     if config is not None:
         if settings:

@@ -11,7 +11,8 @@ control.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from yyai_kernel.hints import PYTHON_WORDS, REST_WORDS, Hint, Words, with_hints
 
@@ -38,10 +39,10 @@ class YyaiError(Exception):
         """The message with its next steps as Python calls (a traceback in a notebook)."""
         return self.say(PYTHON_WORDS)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON body the server sends for this error: ``error`` in the REST API's words;
         with hints, also the bare ``message`` and the ``hints`` as data, for clients to word."""
-        body = {"error": self.say(REST_WORDS), "type": type(self).__name__}
+        body: dict[str, Any] = {"error": self.say(REST_WORDS), "type": type(self).__name__}
         if self.field:
             body["field"] = self.field
         if self.hints:

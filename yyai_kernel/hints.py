@@ -22,9 +22,10 @@ This module imports nothing from yyai_kernel, so every layer may use it; no stat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping
+from typing import Any
 
 
 class Step(str, Enum):
@@ -38,6 +39,8 @@ class Step(str, Enum):
     PACK = "pack"  # pack a Keras model file into a .yyar archive
     MOVE_LABEL = "move_label"  # move or delete a label that points at a version
     CLEAR_TRAFFIC = "clear_traffic"  # clear a model's canary/shadow policy
+    BUMP_VERSION = "bump_version"  # pack the archive again under a new version number
+    REPLACE = "replace"  # upload again, replacing the content a version holds
 
     def __str__(self) -> str:
         return self.value
@@ -52,8 +55,8 @@ class Hint:
     version: int | None = None
     label: str = ""
 
-    def to_json(self) -> dict:
-        body: dict = {"step": self.step.value}
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"step": self.step.value}
         if self.name:
             body["name"] = self.name
         if self.version is not None:
@@ -63,7 +66,7 @@ class Hint:
         return body
 
     @classmethod
-    def from_json(cls, d) -> "Hint | None":
+    def from_json(cls, d: object) -> Hint | None:
         """The hint of a reply, or None when it has none or names a step this version does not know."""
         if not isinstance(d, dict):
             return None
@@ -122,6 +125,8 @@ PYTHON_WORDS: Words = {
     Step.MOVE_LABEL: lambda h: (f"move or delete the label first (.set_label({_model(h)!r}, "
                                 f"{h.label or 'LABEL'!r}, VERSION) or .delete_label)"),
     Step.CLEAR_TRAFFIC: lambda h: f"clear the traffic policy first (.clear_traffic({_model(h)!r}))",
+    Step.BUMP_VERSION: lambda h: "pack it again under a new version number (pack_model(..., version=N))",
+    Step.REPLACE: lambda h: "or replace the content with .add_archive(archive, replace=True)",
 }
 """The Python API's words (``DataPlane``, ``YyaiClient``, ``pack``): ``str()`` of an error."""
 
@@ -138,5 +143,7 @@ REST_WORDS: Words = {
     Step.MOVE_LABEL: lambda h: f"move or delete the label first (PUT or DELETE /models/{_model(h)}/labels/"
                                f"{h.label or '<label>'})",
     Step.CLEAR_TRAFFIC: lambda h: f"clear the traffic policy first (DELETE /models/{_model(h)}/traffic)",
+    Step.BUMP_VERSION: lambda h: "pack it again under a new version number",
+    Step.REPLACE: lambda h: "or replace the content with POST /models?replace=true",
 }
 """The REST API's words (see the module docstring for why they are here)."""

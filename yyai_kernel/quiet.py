@@ -36,7 +36,8 @@ VERBOSE_HELP = f"Show TensorFlow's C++ start-up log (also: {LOG_LEVEL_ENV}=debug
 # (before InitializeLog() the seconds count from the epoch), or TSL's older
 # "2025-09-17 14:44:05.157831: I external/.../cudart_stub.cc:32] ...".
 TF_LOG_LINE = re.compile(
-    r"^(?:(?P<absl>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ |\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<tsl>[IWEF]) )\S+:\d+\]"
+    r"^(?:(?P<absl>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ "
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<tsl>[IWEF]) )\S+:\d+\]"
 )
 # Lines that are not log lines themselves but belong to the start-up noise.
 _NOISE = re.compile(

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import decode_v2, encode_v2, load_keras, model_files  # noqa: E402
-from flask import Flask, Response, request  # noqa: E402
+from common import decode_v2, encode_v2, load_keras, model_files
+from flask import Flask, Response, request
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
-from common import Traced, model_files  # noqa: E402
+import numpy as np
+from common import Traced, model_files
 
 
 def measure(traced: Traced, batch: int, seconds: float) -> dict:

@@ -17,16 +17,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import numpy as np  # noqa: E402
-from common import Traced, model_files  # noqa: E402
-from pytriton.decorators import batch  # noqa: E402
-from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # noqa: E402
-from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig  # noqa: E402
+import numpy as np
+from common import Traced, model_files
+from pytriton.decorators import batch
+from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
 
 
 def make_infer(traced: Traced):
     @batch
-    def infer(input):  # noqa: A002 - the tensor's name
+    def infer(input):  # the tensor's name
         return {"output": traced(input)}
 
     return infer
@@ -43,7 +43,8 @@ def main() -> None:
     security = TritonSecurityConfig(access_token=sys.argv[5])
     # A local model store, so that Triton's own repository API can reload a model from it.
     policy = TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
-    with Triton(config=config, workspace=sys.argv[6], security_config=security, triton_lifecycle_policy=policy) as triton:
+    with Triton(config=config, workspace=sys.argv[6], security_config=security,
+                triton_lifecycle_policy=policy) as triton:
         for name, path in model_files(models_dir).items():
             traced = Traced(path)
             triton.bind(

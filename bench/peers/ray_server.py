@@ -71,7 +71,8 @@ class KerasModel:
 
 def main() -> None:
     models_dir, port = sys.argv[1], int(sys.argv[2])
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
     for name, path in model_files(models_dir).items():
         serve.run(KerasModel.bind(PEERS, str(path), name), name=name, route_prefix=f"/v2/models/{name}")

@@ -145,13 +145,13 @@ def latency_table(results: dict, model: str, rows: list[tuple[str, str, str]], r
         if not any(a.values()):
             continue
 
-        def g(c, k, d=0):
+        def g(c, k, d=0, a=a):
             return fmt(a[c][k], d) if a[c] else "-"
 
-        def t(c):
+        def t(c, a=a):
             return spread(a[c]["rps"], a[c]["rps_min"], a[c]["rps_max"]) if a[c] else "-"
 
-        def vs(c, k):
+        def vs(c, k, a=a):
             return ratio(a[c][k] if a[c] else None, ref[c][k] if ref[c] else None)
 
         lines.append(f"| {label} | {g(1, 'p50_ms', 2)} | {g(1, 'p99_ms', 2)} | {g(1, 'rps')} | {t(8)} | "
@@ -263,10 +263,10 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
         lim = (results.get("limit") or {}).get(model)
         if lim:
             b1, best = lim["batch1"], lim["best"]
-            lines.append(f"| limit: traced call in-process, batch 1 | {fmt(b1['p50_ms'], 3)} | {fmt(b1['p99_ms'], 3)} | "
-                         f"{fmt(b1['samples_per_s'])} | | | | | | | | |")
-            lines.append(f"| limit: best batch ({best['batch']}) | | | | {fmt(best['samples_per_s'])} samples/s | | | | | "
-                         f"{ratio(best['samples_per_s'], ref[8]['rps'] if ref[8] else None)} | | |")
+            lines.append(f"| limit: traced call in-process, batch 1 | {fmt(b1['p50_ms'], 3)} | "
+                         f"{fmt(b1['p99_ms'], 3)} | {fmt(b1['samples_per_s'])} | | | | | | | | |")
+            lines.append(f"| limit: best batch ({best['batch']}) | | | | {fmt(best['samples_per_s'])} samples/s "
+                         f"| | | | | {ratio(best['samples_per_s'], ref[8]['rps'] if ref[8] else None)} | | |")
     lines += ["", "### Load generator and server CPU", "",
               "CPU use as a fraction of one core, mean over cells (client: the wrk or aiohttp process; server: its "
               "whole process tree). On 2 cores, what the client takes the server cannot use.", ""]
@@ -280,9 +280,10 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
     rss_ref, cold_ref = server_stat(results, REF, "peak_rss_mb"), server_stat(results, REF, "cold_start_s")
     for s in servers_in(results):
         rss, cold = server_stat(results, s, "peak_rss_mb"), server_stat(results, s, "cold_start_s")
-        lines.append(f"| {LABELS[s]} | {spread(*rss) if rss else '-'} | {ratio(rss[0] if rss else None, rss_ref[0] if rss_ref else None)} | "
-                     f"{spread(*cold, digits=1) if cold else '-'} | {ratio(cold[0] if cold else None, cold_ref[0] if cold_ref else None)} | "
-                     f"{loads(results, s)} |")
+        rss_vs = ratio(rss[0] if rss else None, rss_ref[0] if rss_ref else None)
+        cold_vs = ratio(cold[0] if cold else None, cold_ref[0] if cold_ref else None)
+        lines.append(f"| {LABELS[s]} | {spread(*rss) if rss else '-'} | {rss_vs} | "
+                     f"{spread(*cold, digits=1) if cold else '-'} | {cold_vs} | {loads(results, s)} |")
     # failures
     failures = [(s, r) for s in servers_in(results) for r in results["servers"][s]["rounds"] if r.get("error")]
     if failures:
@@ -314,17 +315,19 @@ def markdown(results: dict, md_path: Path, plots_dir: Path) -> str:
                 f"| {LABELS[s]} | {how.get(s, '')} | {u.get('reloads')}{errs} | {u.get('failed')} / {u.get('requests')}"
                 f"{' (HTTP status ' + ', '.join(map(str, u.get('failed_statuses'))) + ')' if u.get('failed') else ''}"
                 f"{' ' + '; '.join(f'`{e}`' for e in u.get('failed_errors', [])) if u.get('failed_errors') else ''} | "
-                f"{fmt(rec['steady']['p99_ms'], 1)} | {fmt(u.get('p99_during_ms'), 1)} | {fmt(u.get('p99_outside_ms'), 1)} | "
+                f"{fmt(rec['steady']['p99_ms'], 1)} | {fmt(u.get('p99_during_ms'), 1)} | "
+                f"{fmt(u.get('p99_outside_ms'), 1)} | "
                 f"{fmt(u.get('reload_s_median'), 2)} | {fmt(rec.get('rss_before_mb'))} | "
                 f"{fmt(rec.get('rss_after_mb'))} (N = {rec.get('reloads_total')}) |")
         notes = {
             "pytriton": "PyTriton: Triton's repository API is behind PyTriton's access token (403 without it), and "
                         "with PyTriton's default remote model store there is nothing to reload from (\"failed to poll "
                         "from model repository\"); the bench therefore runs PyTriton with a local model store. "
-                        "Then a load of the served model fails (HTTP 400 or 500): the new Python-backend stub cannot bind the "
-                        "model's data socket while the old one still holds it (\"OSError: [Errno 98] Address already "
-                        "in use\" in the server log, then EOFError in `initialize`). Triton keeps the old instance "
-                        "serving, so no request fails, but no reload happens: PyTriton has no working hot reload.",
+                        "Then a load of the served model fails (HTTP 400 or 500): the new Python-backend stub "
+                        "cannot bind the model's data socket while the old one still holds it (\"OSError: [Errno 98] "
+                        "Address already in use\" in the server log, then EOFError in `initialize`). Triton keeps "
+                        "the old instance serving, so no request fails, but no reload happens: PyTriton has no "
+                        "working hot reload.",
             "torchserve": "TorchServe: no in-place reload; the swap registers the other version (a new Python worker "
                           "that imports TensorFlow: seconds), makes it the default and unregisters the old one. "
                           "Requests still queued for the old version when it is unregistered get no reply: those are "
@@ -471,7 +474,8 @@ def gaps(results: dict) -> list[str]:
                         f"({a[c]['rps'] / ref[c]['rps']:.2f}x)")
                 if a[c] and ref[c] and a[c]["p99_ms"] < ref[c]["p99_ms"] / 1.1:
                     found.setdefault("throughput", []).append(
-                        f"`{model}` c={c} p99: {LABELS[peer]} {a[c]['p99_ms']:.1f} ms against yyai {ref[c]['p99_ms']:.1f} ms")
+                        f"`{model}` c={c} p99: {LABELS[peer]} {a[c]['p99_ms']:.1f} ms "
+                        f"against yyai {ref[c]['p99_ms']:.1f} ms")
             if a[1] and ref[1] and a[1]["p50_ms"] < ref[1]["p50_ms"] / 1.1:
                 found.setdefault("latency", []).append(
                     f"`{model}` c=1 p50: {LABELS[peer]} {a[1]['p50_ms']:.2f} ms against yyai {ref[1]['p50_ms']:.2f} ms")
@@ -481,7 +485,8 @@ def gaps(results: dict) -> list[str]:
             v = server_stat(results, peer, key)
             if v and ref and v[0] < ref[0] / 1.1:
                 unit = "MB" if kind == "rss" else "s"
-                found.setdefault(kind, []).append(f"{LABELS[peer]} {v[0]:,.1f} {unit} against yyai {ref[0]:,.1f} {unit}")
+                found.setdefault(kind, []).append(
+                    f"{LABELS[peer]} {v[0]:,.1f} {unit} against yyai {ref[0]:,.1f} {unit}")
     if not found:
         return ["", "### Where yyai is behind", "", "Nowhere by more than 10% in this run."]
     lines = ["", "### Where yyai is behind", ""]
@@ -531,11 +536,12 @@ def ray_markdown(results: dict) -> str:
         p50 = {s: (agg(results, s, model, "v2", 1) or {}).get("p50_ms") for s in RAY_SERVERS}
         top = {s: (agg(results, s, model, "v2", 32) or {}).get("rps") for s in RAY_SERVERS}
 
-        def minus(a, b):
+        def minus(a, b, p50=p50):
             return f"{p50[a] - p50[b]:+.2f} ms" if p50[a] is not None and p50[b] is not None else "-"
 
         lines.append(f"| {model} | {fmt(p50['yyai'], 2)} | {fmt(p50['yyai-ray'], 2)} | {fmt(p50['ray'], 2)} | "
-                     f"{minus('yyai-ray', 'ray')} | {minus('yyai-ray', 'yyai')} | {ratio(top['yyai-ray'], top['yyai'])} |")
+                     f"{minus('yyai-ray', 'ray')} | {minus('yyai-ray', 'yyai')} | "
+                     f"{ratio(top['yyai-ray'], top['yyai'])} |")
     lines += ["", "| server | cold start s | peak RSS MB | load average after each round |", "|---|---|---|---|"]
     for s in servers:
         cold, rss = server_stat(results, s, "cold_start_s"), server_stat(results, s, "peak_rss_mb")

@@ -20,7 +20,7 @@ _name = None
 
 def handle(data, context):
     """TorchServe's module-level entry point: initialise once, then one reply per request."""
-    global _traced, _name
+    global _traced, _name  # noqa: PLW0603 - TorchServe calls a module-level function
     if _traced is None:
         model_dir = context.system_properties.get("model_dir")
         _traced = Traced(glob.glob(os.path.join(model_dir, "*.keras"))[0])

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
@@ -27,6 +29,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from yyai_kernel.api.body import BodySink
 from yyai_kernel.api.call import (
@@ -51,7 +54,8 @@ PATH_PARAMETERS = {"{sample}": "{sample:path}", "{set}": "{set:path}"}  # names 
 
 def make_app(api: Api, token: str | None) -> Starlette:
     """The ASGI app of ``api.endpoints``, behind the token (None: no authentication)."""
-    routes, public = [], set()
+    routes: list[Route] = []
+    public: set[str] = set()
     for endpoint_path, methods in by_path(api.endpoints).items():
         path = endpoint_path
         for name, spelled in PATH_PARAMETERS.items():
@@ -69,7 +73,7 @@ def make_app(api: Api, token: str | None) -> Starlette:
     )
 
 
-def _route(api: Api, methods: dict[str, Endpoint]):
+def _route(api: Api, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         endpoint = methods[request.method]
         call = Call(request.method, request.path_params, Query(_multi(request.query_params)), request.headers,
@@ -120,18 +124,20 @@ def _multi(params: QueryParams) -> dict[str, list[str]]:
 # --- errors and auth --------------------------------------------------------------------------
 
 
-def _error_reply(status: int, body: dict, headers: dict | None = None) -> Response:
+def _error_reply(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = tokenauth.WWW_AUTHENTICATE
     return Response(dumps(body), status, headers=headers, media_type=JSON_TYPE)
 
 
-async def _yyai_error(request: Request, error: YyaiError) -> Response:
+async def _yyai_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, YyaiError)  # the handler of YyaiError only
     return _error_reply(error.status, error_body(error.status, error), error_headers(error))
 
 
-async def _http_error(request: Request, error: HTTPException) -> Response:
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)  # the handler of HTTPException only
     if error.status_code == 404:
         message = f"No such endpoint: {request.method} {request.url.path}. See /openapi.json."
     elif error.status_code == 405:
@@ -150,10 +156,10 @@ class TokenAuth:
     """ASGI middleware: 401 for any request without the token (constant-time compare),
     except the paths in ``public`` (health checks, when the server makes them public)."""
 
-    def __init__(self, app, token: str | None, public: tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, token: str | None, public: tuple[str, ...] = ()):
         self.app, self.token, self.public = app, token, frozenset(public)
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.token is None or scope["path"] in self.public:
             return await self.app(scope, receive, send)
         authorization = Headers(scope=scope).get("authorization")

@@ -15,14 +15,18 @@ request named, counted under that name only once the registry knew the model
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.client import responses
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from yyai_kernel.errors import INTERNAL_ERROR, YyaiError
+
+if TYPE_CHECKING:
+    from yyai_kernel.plane.operations import Managed
 
 JSON_TYPE = "application/json"
 _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
@@ -82,6 +86,13 @@ class Call:
         if version is not None:
             self.metric_version = str(version)
 
+    @property
+    def spooled(self) -> str:
+        """The spooled body's file, for an endpoint that reads its body with ``Body.SPOOL``."""
+        if self.body_file is None:
+            raise RuntimeError("this endpoint's body is not spooled")
+        return self.body_file
+
     def metric_labels(self) -> tuple[str, str]:
         """(model, version) for the request metrics: empty unless the model was confirmed."""
         return (self.metric_model, self.metric_version) if self.model_confirmed else ("", "")
@@ -102,7 +113,7 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body, default=_json_default, option=_DUMPS_OPTIONS)
 
 
-def _json_default(value):
+def _json_default(value: object) -> Any:
     if isinstance(value, (np.ndarray, np.generic)):  # what orjson's numpy option leaves (non-contiguous)
         return value.tolist()
     if isinstance(value, (set, frozenset)):
@@ -116,7 +127,7 @@ def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Reply(dumps(body), status, JSON_TYPE, dict(headers or {}))
 
 
-def reply_managed(managed, status: int = 200) -> Reply:
+def reply_managed(managed: Managed, status: int = 200) -> Reply:
     """A management call's result, with headers that say which workers apply it.
 
     ``X-Yyai-Applied: 2/2`` counts the workers that serve the new state;
@@ -126,13 +137,13 @@ def reply_managed(managed, status: int = 200) -> Reply:
     headers = {"X-Yyai-Applied": report.summary()}
     if report.not_applied():
         headers["X-Yyai-Not-Applied"] = report.problems()
-    result = managed.result
+    result: Any = managed.result  # a status, a removal or, for a rescan, {name: status or error}
     if isinstance(result, dict):  # a rescan: {name: status or error}
         return reply({name: r.to_json() for name, r in result.items()}, status, headers)
     return reply(result.to_json(), status, headers)
 
 
-def error_body(status: int, error: BaseException | None, message: str | None = None) -> dict:
+def error_body(status: int, error: BaseException | None, message: str | None = None) -> dict[str, Any]:
     """The JSON body of an error reply: ``{"error": message, ...}``, never a traceback.
 
     A :class:`YyaiError` writes its own; a framework's HTTP error gives its ``message``;

@@ -12,9 +12,10 @@ thread. The adapters build one Api per server and hand it to every endpoint.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, TypeVar
 
 from yyai_kernel.api.call import Call
 from yyai_kernel.api.endpoint import Endpoint
@@ -25,6 +26,7 @@ from yyai_kernel.plane.evaluations import Evaluations
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.plane.repository import ModelRepository
 
+T = TypeVar("T")
 PREDICT_THREADS = 32
 MANAGE_THREADS = 4
 
@@ -65,7 +67,7 @@ class Api:
     def config(self) -> ServingConfig:
         return self.planes.config
 
-    async def run(self, fn: Callable, *args, manage: bool = False, **kwargs):
+    async def run(self, fn: Callable[..., Any], *args: Any, manage: bool = False, **kwargs: Any) -> Any:
         """Run a blocking call on a bounded pool (``manage`` for uploads, loads and changes);
         a Future it returns (a model call) is awaited too."""
         pool = self.manage_pool if manage else self.predict_pool
@@ -73,13 +75,12 @@ class Api:
         result = await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
         return await asyncio.wrap_future(result) if isinstance(result, Future) else result
 
-    async def model_call(self, call: Call, pending):
+    async def model_call(self, call: Call, pending: Awaitable[T] | Future[T]) -> T:
         """Await a call on a model (a coroutine, an awaitable or a concurrent Future); once the
         model is known to exist (any outcome but a 404), the metrics may name it."""
-        if isinstance(pending, Future):
-            pending = asyncio.wrap_future(pending)
+        awaitable = asyncio.wrap_future(pending) if isinstance(pending, Future) else pending
         try:
-            result = await pending
+            result = await awaitable
         except ModelNotFoundError:
             raise
         except Exception:

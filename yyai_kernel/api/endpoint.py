@@ -13,11 +13,15 @@ documented twice, or behave differently on two servers.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from yyai_kernel.api.call import Call, Reply
+
+if TYPE_CHECKING:
+    from yyai_kernel.api.context import Api
 
 # Path parameters and what they match. A sample or set name may hold '/', the others may not.
 PARAMETERS = {"name": r"[^/]+", "version": r"[^/]+", "sample": r".+", "label": r"[^/]+", "set": r".+",
@@ -52,7 +56,7 @@ class Endpoint:
     method: str
     path: str
     fn: Callable[..., Awaitable[Reply]]
-    operation: dict = field(default_factory=dict)
+    operation: dict[str, Any] = field(default_factory=dict)
     body: Body = Body.NONE
     auth: Auth = Auth.SESSION
     public: str | None = None
@@ -64,7 +68,7 @@ class Endpoint:
         """The path as a regular expression: each ``{param}`` becomes a named group."""
         return path_pattern(self.path, self.trailing_slash)
 
-    async def __call__(self, api, call: Call) -> Reply:
+    async def __call__(self, api: Api, call: Call) -> Reply:
         return await self.fn(api, call)
 
 

@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Body, Endpoint
-from yyai_kernel.api.refs import path_name, path_ref
+from yyai_kernel.api.refs import path_name
+from yyai_kernel.api.samples import bundled_bytes, bundled_list
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
 from yyai_kernel.protocol.multipart import extract_archive_part
@@ -64,13 +66,13 @@ async def evaluate(api: Api, call: Call) -> Reply:
     bundled = call.query.get("set")
     set_version = call.query.get("set_version")
     set_ref = None if set_version is None else ModelRef.parse(name, set_version)
-    spooled = call.body_file
+    spooled = call.spooled
     data = await _upload(api, call, spooled, bundled)
     try:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
                                                  set_ref=set_ref, handover=True, manage=True))
     finally:
-        if data not in (None, spooled) and os.path.exists(data):
+        if data not in (None, spooled) and os.path.exists(data):  # noqa: ASYNC240 - a stat of the local spool
             os.unlink(data)  # a multipart part the evaluations did not take
     location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
     return reply(job.to_json(), status=202, headers={"Location": location})
@@ -78,15 +80,16 @@ async def evaluate(api: Api, call: Call) -> Reply:
 
 async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:
     """The uploaded zip's file (the spool, or the multipart's file part); None for a bundled set."""
-    size = os.path.getsize(spooled)
+    size = os.path.getsize(spooled)  # noqa: ASYNC240 - a stat of the local spool
     if bundled is not None:
         if size:
             raise InvalidInputError("Send a labelled set or name a bundled one with ?set=..., not both.")
         return None
     media = call.media_type
     if media == MULTIPART:
-        return await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
-                             what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        part: str = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
+                                  what="the labelled set (a .zip)", suffix=".zip", manage=True)
+        return part
     if media not in ZIP_TYPES:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
@@ -121,18 +124,14 @@ async def residuals(api: Api, call: Call) -> Reply:
 
 
 async def eval_sets(api: Api, call: Call) -> Reply:
-    """GET /models/{m}/evalsets[?version=v]: the labelled sets a version bundles."""
-    target = api.data.resolve(path_ref(call, query_version=True))
-    call.confirm()
-    return reply({"name": target.name, "version": target.version, "sets": api.data.bundled(target, FileRole.EVAL)})
+    """GET /models/{m}/evalsets[?version=v]: the labelled sets that go with a version."""
+    return await bundled_list(api, call, FileRole.EVAL)
 
 
 async def eval_set(api: Api, call: Call) -> Reply:
     """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip)."""
-    target = api.data.resolve(path_ref(call, query_version=True))
-    call.confirm()
     name = call.path["set"]
-    data = await api.run(api.data.bundled_file, target, name, FileRole.EVAL)
+    data = await bundled_bytes(api, call, FileRole.EVAL, name)
     return Reply(data, media_type="application/zip", headers=_attachment(name.rsplit("/", 1)[-1]))
 
 
@@ -198,7 +197,7 @@ _EVALUATE_PARAMS = [
 _CONFLICT = {"409": json_reply({"$ref": "#/components/schemas/Error"}, "The job has not finished.")}
 _TAGS = ["evaluation"]
 
-_NOT_ON_RAY = {"on_ray": False}
+_NOT_ON_RAY: dict[str, Any] = {"on_ray": False}
 
 ENDPOINTS = [
     Endpoint("POST", "/models/{name}/evaluate", evaluate, op(

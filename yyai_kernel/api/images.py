@@ -21,13 +21,16 @@ computes them and bounds them (``plane/explanations.py``).
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from typing import Any
+
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_ref
 from yyai_kernel.api.spec import NAME, STICKY, VERSION, errors, json_reply, op, ref
 from yyai_kernel.protocol.restparse import check_image_media, images_of, loose_flag
-from yyai_kernel.types import STICKY_HEADER, ExplainMethod
+from yyai_kernel.types import STICKY_HEADER, ExplainMethod, Prediction
 
 
 async def predictions(api: Api, call: Call) -> Reply:
@@ -43,7 +46,7 @@ async def predictions(api: Api, call: Call) -> Reply:
     body, most = call.body, api.config.max_images_per_request
     sticky = call.headers.get(STICKY_HEADER)
 
-    def work():  # multipart parsing and image decoding are CPU work: off the loop
+    def work() -> Future[Prediction]:  # multipart parsing and image decoding are CPU work: off the loop
         images, filenames = images_of(media, content_type, body, most)
         return data.submit_images(target, images, filenames, sticky=sticky, explain=explain)
 
@@ -71,7 +74,7 @@ _EXPLAIN = {"name": "explain", "in": "query", "required": False,
             "description": "Also explain each member's answer with a Grad-CAM heat map (bounded: at most "
                            "max_explain_images images a request, max_concurrent_explains requests at once). "
                            "An explained request is never rerouted: the version named, else the default, answers."}
-_IMAGES = {"body": Body.MEMORY, "auth": Auth.TOKEN, "metric": "predictions"}
+_IMAGES: dict[str, Any] = {"body": Body.MEMORY, "auth": Auth.TOKEN, "metric": "predictions"}
 
 ENDPOINTS = [
     Endpoint("POST", "/predictions/{name}", predictions, op(

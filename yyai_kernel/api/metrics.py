@@ -38,15 +38,21 @@ routes and compares its own share of the traffic.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from yyai_kernel.api.call import Call, Reply
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.spec import errors, op
 from yyai_kernel.types import VersionState
+
+if TYPE_CHECKING:
+    from yyai_kernel.api.context import Api
+    from yyai_kernel.plane.dataplane import DataPlane
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -55,19 +61,24 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class RegistryCollector:
     """Reads every model's status at scrape time and turns it into metric families."""
 
-    def __init__(self, dataplane):
+    def __init__(self, dataplane: DataPlane):
         self.dataplane = dataplane
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []  # collected lazily; no names reserved up front
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         models = self.dataplane.status().models
-        loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.", labels=["model", "version"])
-        state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).", labels=["model", "version", "state"])
-        default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.", labels=["model"])
-        load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.", labels=["model", "version"])
-        warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.", labels=["model", "version"])
+        loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.",
+                                   labels=["model", "version"])
+        state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).",
+                                  labels=["model", "version", "state"])
+        default = GaugeMetricFamily("yyai_model_default_version", "The version that answers when none is named.",
+                                    labels=["model"])
+        load_s = GaugeMetricFamily("yyai_model_load_seconds", "Time the last load of the version took.",
+                                   labels=["model", "version"])
+        warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.",
+                                   labels=["model", "version"])
         count = 0
         for name, model in models.items():
             if model.default is not None:
@@ -95,7 +106,7 @@ _SHADOW = {"runs": "Shadow runs started.", "rows_compared": "Input rows the shad
            "dropped": "Shadow runs dropped because the shadow queue was full."}
 
 
-def _rollout_families(models: dict):
+def _rollout_families(models: dict[str, Any]) -> Iterator[Metric]:
     """The canary and shadow counters of every model with a traffic policy."""
     defaults = CounterMetricFamily("yyai_rollout_default_requests",
                                    "Requests that named no version, under a traffic policy.", labels=["model"])
@@ -129,7 +140,7 @@ class ServerMetrics:
     every worker writes and :meth:`render` sums; otherwise in this server's own registry.
     """
 
-    def __init__(self, dataplane=None):
+    def __init__(self, dataplane: DataPlane | None = None):
         self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         self.registry = CollectorRegistry(auto_describe=False)
         own = None if self.multiprocess else self.registry  # multiprocess: the files are the store
@@ -150,11 +161,11 @@ class ServerMetrics:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
-            multiprocess.MultiProcessCollector(self.registry)
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
         if dataplane is not None:
             self.watch(dataplane)
 
-    def watch(self, dataplane) -> None:
+    def watch(self, dataplane: DataPlane) -> None:
         """Report the model state of ``dataplane`` at scrape time."""
         self.registry.register(RegistryCollector(dataplane))
 
@@ -178,7 +189,7 @@ class ServerMetrics:
         return generate_latest(self.registry)
 
 
-async def metrics(api, call: Call) -> Reply:
+async def metrics(api: Api, call: Call) -> Reply:
     """GET /metrics: Prometheus text format."""
     return Reply(await api.run(api.metrics.render), media_type=CONTENT_TYPE_LATEST)
 

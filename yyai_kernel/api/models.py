@@ -45,6 +45,7 @@ from yyai_kernel.plane.operations import Operation, OpKind
 from yyai_kernel.protocol import restparse
 from yyai_kernel.protocol.multipart import extract_archive_part
 from yyai_kernel.protocol.restparse import flag, json_body, version_body
+from yyai_kernel.types import LABEL_PATTERN
 
 
 async def manage(api: Api, call: Call, op: Operation, status: int = 200) -> Reply:
@@ -58,21 +59,24 @@ async def list_models(api: Api, call: Call) -> Reply:
 
 
 async def upload(api: Api, call: Call) -> Reply:
-    """POST /models: the archive as the body (or a multipart file), spooled outside the store.
+    """POST /models[?promote=true|false][&label=L][&replace=true]: the archive as the body (or a
+    multipart file), spooled outside the store.
 
     The spool is verified, copied into the store and loaded on the manage pool: nothing
-    of it runs on the event loop, and no lock that requests take is held meanwhile.
+    of it runs on the event loop, and no lock that requests take is held meanwhile. 201
+    with what became the default; 200 when the same content was there already.
     """
     media = call.media_type
     restparse.check_upload(call.query.names(), media)
-    spooled = call.body_file
+    options = restparse.upload_options(call.query)
+    spooled = call.spooled
     archive = spooled
     try:
         if media == restparse.MULTIPART:
             archive = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir, manage=True)
-        elif os.path.getsize(spooled) == 0:
+        elif os.path.getsize(spooled) == 0:  # noqa: ASYNC240 - a stat of the local spool
             raise restparse.empty_upload()
-        managed = await api.run(api.repository.install, archive, manage=True)
+        managed = await api.run(api.repository.install, archive, options, manage=True)
     finally:
         if archive != spooled:
             try:
@@ -81,7 +85,7 @@ async def upload(api: Api, call: Call) -> Reply:
                 pass
     call.label(managed.result.name, managed.result.version)
     call.confirm()
-    return reply_managed(managed, status=201)
+    return reply_managed(managed, status=201 if managed.result.changed else 200)
 
 
 async def rescan(api: Api, call: Call) -> Reply:
@@ -174,6 +178,16 @@ _STATUS_ALL = {
         }},
     },
 }
+_UPLOAD_PARAMS = [
+    {"name": "promote", "in": "query", "required": False, "schema": {"type": "boolean"},
+     "description": "true: the new version becomes the default (pinned); false: it is staged. Absent: staged when "
+                    "the model is pinned, labelled or under a traffic policy, else the server's rule."},
+    {"name": "label", "in": "query", "required": False, "schema": {"type": "string", "pattern": LABEL_PATTERN},
+     "description": "A version label to point at the new version."},
+    {"name": "replace", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+     "description": "Replace different content under the same name and version (refused while a label or the "
+                    "traffic policy names it). The same content again is never an error: nothing changes."},
+]
 _UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -185,13 +199,21 @@ _UPLOAD_BODY = {
 }
 
 ENDPOINTS = [
-    Endpoint("GET", "/models", list_models, op("List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")},
-                                                     "One line per model."), **errors()}, tags=["management"]),
+    Endpoint("GET", "/models", list_models, op(
+        "List models", {"200": json_reply({"type": "array", "items": ref("ModelSummary")}, "One line per model."),
+                        **errors()}, tags=["management"]),
         trailing_slash=True),
     Endpoint("POST", "/models", upload, op(
         "Upload an archive (.yyar): verify, store atomically, load",
-        {"201": json_reply(ref("UploadReply"), "Stored and loaded."), **errors(400, 409, 413, 415, 503, 507)},
-        body=_UPLOAD_BODY, tags=["management"]), body=Body.SPOOL, trailing_slash=True),
+        {"201": json_reply(ref("UploadReply"), "Stored and loaded."),
+         "200": json_reply(ref("UploadReply"), "The same content was there already: nothing changed."),
+         **errors(400, 409, 413, 415, 503, 507)},
+        params=_UPLOAD_PARAMS, body=_UPLOAD_BODY, tags=["management"],
+        description="A new version of a model that is pinned, labelled or under a traffic policy is staged: it "
+        "serves by its number (and label) while the default stays, pinned, until it is promoted (PUT "
+        "/models/{name}/default). Other models follow the latest unless the server runs with --no-auto-promote. "
+        "promote=true makes the upload the default at once; promote=false stages it."),
+        body=Body.SPOOL, trailing_slash=True),
     Endpoint("POST", "/models/_rescan", rescan, op(
         "Re-read the store folder and reload what changed",
         {"200": json_reply({"type": "object", "additionalProperties": {"type": "object"}},

@@ -8,19 +8,23 @@ the document with openapi-spec-validator and check it against the live routes.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, Any
 
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.spec import SCHEMAS, errors, json_reply, op
+
+if TYPE_CHECKING:
+    from yyai_kernel.api.context import Api
 
 INFO = ("Keras model serving with hot reload: Open Inference Protocol v2, image predictions "
         "and model management. Every endpoint needs the server's token: 'Authorization: token <T>' "
         "(or 'Bearer <T>'), or ?token=<T>.")
 
 
-def build_spec(endpoints: list[Endpoint], server_version: str = "0") -> dict:
+def build_spec(endpoints: list[Endpoint], server_version: str = "0") -> dict[str, Any]:
     """The OpenAPI document of ``endpoints``, a fresh dict on every call."""
-    paths: dict = {}
+    paths: dict[str, Any] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = endpoint.operation
     return copy.deepcopy({
@@ -43,7 +47,7 @@ def build_spec(endpoints: list[Endpoint], server_version: str = "0") -> dict:
     })
 
 
-async def openapi_document(api, call: Call) -> Reply:
+async def openapi_document(api: Api, call: Call) -> Reply:
     """GET /openapi.json."""
     return reply(build_spec(api.endpoints, api.data.version))
 

@@ -97,9 +97,11 @@ ENDPOINTS = [
     Endpoint("GET", "/models/{name}/labels/{label}", label, op(
         "The version a label names", {"200": json_reply(ref("VersionLabel"), "The label."),
                                       **errors(400, 404)}, params=[NAME, LABEL], tags=_TAGS)),
-    Endpoint("PUT", "/models/{name}/labels/{label}", set_label, op("Point a label at a version (loaded first; persisted)", {"200": _STATUS, **errors(400, 404, 503, 507)},
-                  params=[NAME, LABEL], body={"required": True, "content": {"application/json": {
-                      "schema": ref("VersionRequest")}}}, tags=_TAGS,
+    Endpoint("PUT", "/models/{name}/labels/{label}", set_label, op(
+                  "Point a label at a version (loaded first; persisted)",
+                  {"200": _STATUS, **errors(400, 404, 503, 507)}, params=[NAME, LABEL],
+                  body={"required": True, "content": {"application/json": {"schema": ref("VersionRequest")}}},
+                  tags=_TAGS,
                   description="Labels start with a letter (1-32 characters of a-z, 0-9, '_', '-'), so they never "
                   "read as a version. Use one wherever a version goes: /predictions/{name}/{label}, "
                   "/v2/models/{name}/versions/{label}/infer, ?version={label}."), body=Body.MEMORY),
@@ -109,7 +111,8 @@ ENDPOINTS = [
     Endpoint("GET", "/models/{name}/traffic", traffic, op(
         "The traffic policy and its running figures", {"200": json_reply(ref("TrafficReport"), "Policy."),
                                                        **errors(400, 404)}, params=[NAME], tags=_TAGS)),
-    Endpoint("PUT", "/models/{name}/traffic", set_traffic, op("Set the canary and shadow split of requests that name no version (persisted)",
+    Endpoint("PUT", "/models/{name}/traffic", set_traffic, op(
+                  "Set the canary and shadow split of requests that name no version (persisted)",
                   {"200": _STATUS, **errors(400, 404, 503, 507)}, params=[NAME],
                   body={"required": True, "content": {"application/json": {"schema": ref("TrafficPolicy")}}},
                   tags=_TAGS, description="Refused: a percent outside 0-100, an unknown key, a version the model "

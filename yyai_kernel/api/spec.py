@@ -8,6 +8,8 @@ name rule), so the document cannot disagree with what the server accepts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from yyai_kernel.hints import Step
 from yyai_kernel.types import (
     LABEL_PATTERN,
@@ -19,15 +21,15 @@ from yyai_kernel.types import (
 )
 
 
-def ref(name: str) -> dict:
+def ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def json_reply(schema: dict, description: str) -> dict:
+def json_reply(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def errors(*codes: int) -> dict:
+def errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Bad input (malformed body, bad name or version, bad tensor or image).",
         401: "No valid token.",
@@ -214,7 +216,8 @@ SCHEMAS = {
                                                     "INT32", "INT64", "FP16", "FP32", "FP64"]},
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer", "minimum": 0}}},
-            "data": {"type": "array", "items": {}, "description": "Values, flattened row-major (nested lists are accepted)."},
+            "data": {"type": "array", "items": {},
+                     "description": "Values, flattened row-major (nested lists are accepted)."},
         },
     },
     "InferRequestOutput": {
@@ -351,6 +354,10 @@ SCHEMAS = {
             "name": {"type": "string"},
             "version": {"type": "integer"},
             "message": {"type": "string", "description": "What happened, and which version is the default now."},
+            "staged": {"type": "boolean", "description": "The version serves by its number while another stays "
+                                                          "the default, until it is promoted."},
+            "changed": {"type": "boolean", "description": "False when the same content was there already."},
+            "default": {"type": "integer", "nullable": True, "description": "The default version afterwards."},
             "model": ref("ModelStatus"),
         },
     },
@@ -418,9 +425,11 @@ SCHEMAS = {
 }
 
 
-def op(summary: str, responses: dict, *, params=None, body=None, tags=None, description=None) -> dict:
+def op(summary: str, responses: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
+       body: dict[str, Any] | None = None, tags: list[str] | None = None,
+       description: str | None = None) -> dict[str, Any]:
     """One OpenAPI operation."""
-    operation = {"summary": summary, "responses": responses}
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if description:
         operation["description"] = description
     if params:
@@ -432,6 +441,6 @@ def op(summary: str, responses: dict, *, params=None, body=None, tags=None, desc
     return operation
 
 
-def optional_json(schema: dict) -> dict:
+def optional_json(schema: dict[str, Any]) -> dict[str, Any]:
     """An optional JSON request body."""
     return {"required": False, "content": {"application/json": {"schema": schema}}}

@@ -15,6 +15,8 @@ view); a small body for a batching version is then decoded, queued and answered 
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 from yyai_kernel.api.call import Call, Reply, reply, reply_managed
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
@@ -82,7 +84,7 @@ async def infer(api: Api, call: Call) -> Reply:
     header_length = call.headers.get("Inference-Header-Content-Length")
     sticky = call.headers.get(STICKY_HEADER)
 
-    def submit():
+    def submit() -> Future[v2codec.InferResult]:
         return data.infer(target, v2codec.read_http_request(raw, encoding, header_length, limit), sticky=sticky)
 
     if v2codec.decode_inline(data.batches(target), len(raw), bool(encoding)):

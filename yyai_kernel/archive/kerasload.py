@@ -37,13 +37,18 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from yyai_kernel.errors import LegacyFormatError, ModelLoadError, UnsafeModelError
 from yyai_kernel.hints import Hint, Step
+
+if TYPE_CHECKING:
+    import keras
 
 H5_SUFFIXES = (".h5", ".hdf5")
 MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a model_config attribute larger than this is refused
@@ -64,7 +69,7 @@ NCHW_UNSUPPORTED_ON_CPU = {"Conv1D": 3, "Conv2D": 4, "Conv2DTranspose": 4}
 THEANO_FLIPPED = frozenset({"Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose"})
 MODEL_CLASSES = frozenset({"Sequential", "Model", "Functional"})
 # Arguments tf.keras 2.x wrote that Keras 3 does not take, dropped when they hold the default.
-DROP_IF_DEFAULT = {
+DROP_IF_DEFAULT: dict[str, dict[str, object]] = {
     **{cls: {"time_major": False} for cls in ("SimpleRNN", "GRU", "LSTM")},
     **{cls: {"groups": 1} for cls in ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")},
 }
@@ -73,11 +78,11 @@ DROP_IF_DEFAULT = {
 # --- metadata ---------------------------------------------------------------------------
 
 
-def _text(value) -> str | None:
+def _text(value: Any) -> str | None:
     if value is None:
         return None
     if hasattr(value, "decode"):
-        return value.decode("utf-8")
+        return str(value.decode("utf-8"))
     return str(value)
 
 
@@ -86,7 +91,7 @@ def _major(version: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def member_info(path) -> dict:
+def member_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Describe a member file: {"format": "h5"|"keras", "keras_version", "backend"}.
 
     Reads metadata only (the HDF5 root attributes, or `metadata.json` of a `.keras` zip);
@@ -126,7 +131,7 @@ class _Keras1Config(Exception):
     """Raised inside normalize_config when a layer uses Keras 1.x names."""
 
 
-def normalize_config(model_config: dict) -> dict:
+def normalize_config(model_config: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a Keras 2.x `model_config` ({"class_name", "config"}) so Keras 3 reads it.
 
     Returns a new dict; the argument is not changed. See the module docstring for what
@@ -140,8 +145,9 @@ def normalize_config(model_config: dict) -> dict:
         ) from None
 
 
-def _model(entry: dict) -> dict:
-    cls, config = entry.get("class_name"), entry.get("config")
+def _model(entry: dict[str, Any]) -> dict[str, Any]:
+    cls: Any = entry.get("class_name")
+    config: Any = entry.get("config")  # malformed configs raise here; load_member reports them
     if cls == "Sequential":
         if isinstance(config, list):
             name, layers = "sequential", config
@@ -167,16 +173,17 @@ def _model(entry: dict) -> dict:
     return entry
 
 
-def _drop_input_shapes(layers: list) -> None:
+def _drop_input_shapes(layers: list[Any]) -> None:
     """Only InputLayers may carry an input shape: Keras 3 misreads it on other layers."""
     for layer in layers:
         if isinstance(layer.get("config"), dict) and layer.get("class_name") != "InputLayer":
             layer["config"].pop("batch_input_shape", None)
 
 
-def _layer(entry: dict) -> dict:
+def _layer(entry: dict[str, Any]) -> dict[str, Any]:
     """Normalize one {"class_name", "config"} layer entry (recursing into wrappers)."""
-    cls, config = entry.get("class_name"), entry.get("config")
+    cls: Any = entry.get("class_name")
+    config: Any = entry.get("config")
     if cls in MODEL_CLASSES:
         return _model(entry)
     old = sorted(KERAS1_KEYS & config.keys()) if isinstance(config, dict) else []
@@ -201,7 +208,7 @@ def _layer(entry: dict) -> dict:
     return {"class_name": cls, "config": config}
 
 
-def _lambda(config: dict) -> None:
+def _lambda(config: dict[str, Any]) -> None:
     """Old Lambda layout -> Keras 3's: Python code becomes a `__lambda__` object.
 
     Keras 3 then refuses it under safe_mode exactly as it refuses a Keras 3 Lambda.
@@ -213,7 +220,7 @@ def _lambda(config: dict) -> None:
                            "config": {"code": code, "defaults": defaults, "closure": closure}}
 
 
-def _channels_last(entry: dict) -> dict:
+def _channels_last(entry: dict[str, Any]) -> dict[str, Any]:
     """A channels_first Conv1D/2D/2DTranspose entry -> a Sequential of the same name.
 
     The Sequential holds [Permute to channels_last, the conv in channels_last, Permute
@@ -225,7 +232,7 @@ def _channels_last(entry: dict) -> dict:
     name, rank = config["name"], NCHW_UNSUPPORTED_ON_CPU[entry["class_name"]]
     dtype = config.get("dtype") or "float32"
 
-    def permute(suffix, dims):
+    def permute(suffix: str, dims: list[int]) -> dict[str, Any]:
         return {"class_name": "Permute",
                 "config": {"name": f"{name}_{suffix}", "dtype": dtype, "dims": dims}}
 
@@ -240,7 +247,7 @@ def _channels_last(entry: dict) -> dict:
 # --- loading ----------------------------------------------------------------------------
 
 
-def _load_keras3(path: Path, name: str, trusted: bool, model_name: str = ""):
+def _load_keras3(path: Path, name: str, trusted: bool, model_name: str = "") -> keras.Model:
     import keras
 
     try:
@@ -259,7 +266,7 @@ def _load_keras3(path: Path, name: str, trusted: bool, model_name: str = ""):
         ) from exc
 
 
-def load_member(path, *, trusted: bool = False, model_name: str = ""):
+def load_member(path: str | os.PathLike[str], *, trusted: bool = False, model_name: str = "") -> keras.Model:
     """Load one member file (`.keras`, `.h5` or `.hdf5`) as an uncompiled keras.Model.
 
     `trusted=False` keeps Keras safe_mode on: a Lambda layer with Python code raises
@@ -301,7 +308,7 @@ def load_member(path, *, trusted: bool = False, model_name: str = ""):
     return model
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path) -> dict[str, Any]:
     with h5py.File(path, "r") as f:
         if "model_config" not in f.attrs:
             raise ModelLoadError(
@@ -312,7 +319,7 @@ def _read_config(path: Path) -> dict:
             raise ModelLoadError(f"{path.name}: model_config is larger than {MAX_CONFIG_BYTES} bytes")
         raw = _text(f.attrs["model_config"])
     try:
-        config = json.loads(raw)
+        config = json.loads(raw or "")
     except (ValueError, RecursionError) as exc:
         raise ModelLoadError(f"{path.name}: model_config is not JSON ({exc})") from exc
     if not isinstance(config, dict) or "class_name" not in config:
@@ -320,7 +327,7 @@ def _read_config(path: Path) -> dict:
     return config
 
 
-def _load_rewritten(path: Path, config: dict, trusted: bool, model_name: str = ""):
+def _load_rewritten(path: Path, config: dict[str, Any], trusted: bool, model_name: str = "") -> keras.Model:
     """Copy the file, replace its model_config attribute, load the copy, delete it."""
     text = np.bytes_(json.dumps(config, separators=(",", ":")).encode("utf-8"))
     tmpdir = tempfile.mkdtemp(prefix="yyai-h5-")
@@ -330,7 +337,7 @@ def _load_rewritten(path: Path, config: dict, trusted: bool, model_name: str = "
         try:
             with h5py.File(copy_path, "r+") as f:
                 f.attrs["model_config"] = text
-        except Exception:
+        except Exception:  # noqa: BLE001 - the copy did not take the config; rebuilt below
             # An old-format file keeps attributes in a 64 KiB object header; a grown
             # config may not fit. Rebuild the copy in the newer format instead.
             _rebuild(path, copy_path, text)
@@ -339,7 +346,7 @@ def _load_rewritten(path: Path, config: dict, trusted: bool, model_name: str = "
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _rebuild(src: Path, dst: Path, config_text) -> None:
+def _rebuild(src: Path, dst: Path, config_text: np.bytes_) -> None:
     """Write `dst` afresh (HDF5 1.8+ format): root attributes, new config, model_weights.
 
     Links and datasets inside model_weights are copied as they are (links are not
@@ -360,7 +367,7 @@ def _rebuild(src: Path, dst: Path, config_text) -> None:
         ) from exc
 
 
-def _flip_theano_kernels(model) -> None:
+def _flip_theano_kernels(model: keras.Model) -> None:
     """Flip the spatial axes of conv kernels, as Keras 2 did for Theano-written files."""
     for layer in _all_layers(model):
         if type(layer).__name__ in THEANO_FLIPPED and getattr(layer, "kernel", None) is not None:
@@ -369,7 +376,7 @@ def _flip_theano_kernels(model) -> None:
             layer.kernel.assign(np.flip(kernel, axis=spatial).copy())
 
 
-def _all_layers(model):
+def _all_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
     for layer in model.layers:
         yield layer
         if hasattr(layer, "layers"):
@@ -379,7 +386,7 @@ def _all_layers(model):
             yield inner
 
 
-def convert_to_keras(src, dst, *, trusted: bool = False) -> Path:
+def convert_to_keras(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, trusted: bool = False) -> Path:
     """Load `src` as load_member does and save it in the native format at `dst` (.keras).
 
     The result loads through the plain `.keras` path, with no legacy rewriting. The file

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING, Any, cast
 
 from yyai_kernel.errors import (
     FormatVersionError,
@@ -30,6 +31,9 @@ from yyai_kernel.types.specs import (
     MemberSpec,
     OutputSpec,
 )
+
+if TYPE_CHECKING:
+    import jsonschema
 
 FORMAT = "yyar"
 FORMAT_VERSION = 1
@@ -57,21 +61,21 @@ class Limits:
 
 
 @lru_cache(maxsize=1)
-def _validator():
+def _validator() -> jsonschema.Draft202012Validator:
     import jsonschema
 
     text = resources.files("yyai_kernel.archive").joinpath("schemas/manifest.schema.json").read_text("utf-8")
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
-def _field_of(error) -> str:
+def _field_of(error: jsonschema.ValidationError) -> str:
     """The JSON path of a schema error, e.g. "input.shape" or "members[0].sha256"."""
     parts = list(error.absolute_path)
     if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
+        missing = [k for k in cast(list[str], error.validator_value) if k not in error.instance]
         parts += missing[:1]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
+        allowed = cast(dict[str, Any], error.schema).get("properties", {})
         extra = [k for k in error.instance if k not in allowed]
         parts += extra[:1]
     text = ""
@@ -90,7 +94,7 @@ class Manifest:
     Build it with :meth:`from_dict`, which checks the dict first.
     """
 
-    def __init__(self, data: dict):
+    def __init__(self, data: dict[str, Any]):
         self.data = data
         self.input: InputSpec = InputSpec.from_json(data["input"]).filled()
         self.output: OutputSpec = OutputSpec.from_json(data["output"])
@@ -99,7 +103,7 @@ class Manifest:
         self.combine: Combine = Combine(data.get("combine", Combine.MEAN))
 
     @classmethod
-    def from_dict(cls, d) -> "Manifest":
+    def from_dict(cls, d: Any) -> Manifest:
         """Validate `d` against the schema and the rules JSON Schema cannot say.
 
         Raises FormatVersionError for an unknown format or format_version, and
@@ -133,23 +137,23 @@ class Manifest:
 
     @property
     def name(self) -> str:
-        return self.data["name"]
+        return cast(str, self.data["name"])
 
     @property
     def version(self) -> int:
-        return self.data["version"]
+        return cast(int, self.data["version"])
 
     @property
     def description(self) -> str:
-        return self.data.get("description", "")
+        return cast(str, self.data.get("description", ""))
 
     @property
     def created(self) -> str | None:
         return self.data.get("created")
 
     @property
-    def batching(self) -> dict:
-        return self.data.get("batching", {})
+    def batching(self) -> dict[str, Any]:
+        return cast(dict[str, Any], self.data.get("batching", {}))
 
     def entries(self) -> tuple[MemberSpec | FileSpec, ...]:
         """Every file the archive must hold besides the manifest: members, then files."""
@@ -173,7 +177,8 @@ def _check_rules(m: Manifest) -> None:
             raise ManifestError(f"invalid manifest: {where}: member name {member.name!r} is used twice", field=where)
         seen_names.add(member.name)
     seen_paths: set[str] = set()
-    for key, entries in (("members", m.members), ("files", m.files)):
+    groups: tuple[tuple[str, tuple[MemberSpec | FileSpec, ...]], ...] = (("members", m.members), ("files", m.files))
+    for key, entries in groups:
         for i, entry in enumerate(entries):
             where = f"{key}[{i}].path"
             path = entry.path

@@ -9,8 +9,10 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from yyai_kernel.archive.manifest import (
     FORMAT,
@@ -57,14 +59,14 @@ def pack(
     *,
     name: str,
     version: int,
-    models: list,
-    input_spec: InputSpec | dict,
-    output_spec: OutputSpec | dict,
+    models: Sequence[str | os.PathLike[str]],
+    input_spec: InputSpec | dict[str, Any],
+    output_spec: OutputSpec | dict[str, Any],
     description: str = "",
     combine: Combine | str = Combine.MEAN,
-    batching: dict | None = None,
-    extra_files=(),
-    out_dir,
+    batching: dict[str, Any] | None = None,
+    extra_files: Iterable[tuple[str | os.PathLike[str], str, FileRole | str]] = (),
+    out_dir: str | os.PathLike[str],
     convert: bool = False,
     trusted: bool = False,
 ) -> Path:
@@ -93,33 +95,35 @@ def pack(
     roles = [_role(i, role) for i, (_, _, role) in enumerate(extra_files)]
     work = Path(tempfile.mkdtemp(prefix="yyai-pack-"))
     try:
-        members, sources, used = [], {}, set()
+        members: list[MemberSpec] = []
+        sources: dict[str, Path] = {}
+        used: set[str] = set()
         for src in map(Path, models):
             entry, file = _pack_member(src, used, input_spec, output_spec, work, convert=convert, trusted=trusted,
                                        model_name=name)
             members.append(entry)
             sources[entry.path] = file
         files = []
-        for (file, arcname, _), role in zip(extra_files, roles):
-            file = Path(file)
-            files.append(FileSpec(arcname, sha256_file(file), file.stat().st_size, role))
-            sources[arcname] = file
+        for (name_or_path, arcname, _), role in zip(extra_files, roles):
+            path = Path(name_or_path)
+            files.append(FileSpec(arcname, sha256_file(path), path.stat().st_size, role))
+            sources[arcname] = path
         data = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "version": version,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "description": description, "members": [m.to_json() for m in members], "input": input_spec.to_json(),
             "output": output_spec.to_json(), "combine": checked.combine.value, "batching": dict(batching or {}),
             "files": [f.to_json() for f in files],
         }
         manifest = Manifest.from_dict(data)
-        for entry in manifest.entries():
-            _check_name(entry.path)
+        for listed in manifest.entries():
+            _check_name(listed.path)
         return _write_zip(manifest, sources, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _json(spec: InputSpec | OutputSpec | dict) -> dict:
+def _json(spec: InputSpec | OutputSpec | dict[str, Any]) -> dict[str, Any]:
     return spec.to_json() if isinstance(spec, (InputSpec, OutputSpec)) else spec
 
 
@@ -133,7 +137,7 @@ def _role(i: int, role: FileRole | str) -> FileRole:
                             field=f"files[{i}].role") from None
 
 
-def _pack_member(src: Path, used: set, input_spec: InputSpec, output_spec: OutputSpec, work: Path, *,
+def _pack_member(src: Path, used: set[str], input_spec: InputSpec, output_spec: OutputSpec, work: Path, *,
                  convert: bool, trusted: bool, model_name: str) -> tuple[MemberSpec, Path]:
     """One member's manifest entry and the file to store: loaded, checked against the specs,
     named uniquely (``used`` collects the names), converted to .keras when asked."""
@@ -162,7 +166,7 @@ def _pack_member(src: Path, used: set, input_spec: InputSpec, output_spec: Outpu
     return entry, file
 
 
-def _write_zip(manifest: Manifest, sources: dict, out_dir: Path) -> Path:
+def _write_zip(manifest: Manifest, sources: dict[str, Any], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{manifest.name}-{manifest.version}{SUFFIX}"
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=out_dir)

@@ -9,9 +9,12 @@ own `save`, never at import time here.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from yyai_kernel.archive import member_name_for, pack
 from yyai_kernel.errors import ManifestError, ModelLoadError
@@ -26,20 +29,20 @@ from yyai_kernel.types.specs import (
 
 
 def pack_model(
-    model_or_models,
+    model_or_models: Any,
     *,
     name: str,
     version: int,
-    input: InputSpec | dict,
-    labels=None,
-    regression=None,
+    input: InputSpec | dict[str, Any],
+    labels: Iterable[object] | None = None,
+    regression: str | Iterable[object] | None = None,
     rounding: int | None = None,
-    out,
+    out: str | os.PathLike[str],
     description: str = "",
     combine: Combine | str = Combine.MEAN,
-    batching: dict | None = None,
-    samples=(),
-    eval_set=None,
+    batching: dict[str, Any] | None = None,
+    samples: Iterable[str | os.PathLike[str]] = (),
+    eval_set: str | os.PathLike[str] | None = None,
     trusted: bool = False,
 ) -> Path:
     """Write `out/<name>-<version>.yyar` from in-memory Keras models; returns its path.
@@ -80,7 +83,7 @@ def pack_model(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _named_models(model_or_models) -> dict:
+def _named_models(model_or_models: Any) -> dict[str, Any]:
     """{member name: model}, names made valid and unique."""
     if isinstance(model_or_models, dict):
         pairs = list(model_or_models.items())
@@ -90,7 +93,7 @@ def _named_models(model_or_models) -> dict:
         pairs = [(getattr(model_or_models, "name", "model"), model_or_models)]
     if not pairs:
         raise ManifestError("pack_model needs at least one model", field="members")
-    named: dict = {}
+    named: dict[str, Any] = {}
     for raw, model in pairs:
         base = member_name_for(str(raw))
         member, k = base, 2
@@ -100,16 +103,18 @@ def _named_models(model_or_models) -> dict:
     return named
 
 
-def _output_spec(labels, regression, rounding) -> OutputSpec:
+def _output_spec(labels: Iterable[object] | None, regression: str | Iterable[object] | None,
+                 rounding: int | None) -> OutputSpec:
     if (labels is None) == (regression is None):
         raise ManifestError("give labels (classification) or regression (output names), not both or neither",
                             field="output")
     if labels is not None:
         return OutputSpec.classes(labels)
+    assert regression is not None  # checked above: exactly one of the two
     return OutputSpec.values([regression] if isinstance(regression, str) else regression, rounding)
 
 
-def model_input_shape(model) -> list[int] | None:
+def model_input_shape(model: Any) -> list[int] | None:
     """The first input's shape without the batch axis, or None when the model does not fix it.
 
     The one rule for reading an input shape off a Keras model: ``pack_model`` fills
@@ -121,14 +126,14 @@ def model_input_shape(model) -> list[int] | None:
     return [int(n) for n in shape]
 
 
-def default_color(shape, layout: str | None = None) -> str | None:
+def default_color(shape: Sequence[int], layout: str | None = None) -> str | None:
     """The colour an input of ``shape`` gets when none is said: grayscale for one channel (or
     no channel axis), None for more, where the channel order must be said (rgb or bgr)."""
     channels = shape[0 if layout == Layout.CHANNELS_FIRST else -1] if len(shape) == 3 else 1
     return Color.GRAYSCALE.value if channels == 1 else None
 
 
-def _input_spec(spec: InputSpec | dict, model) -> InputSpec | dict:
+def _input_spec(spec: InputSpec | dict[str, Any], model: Any) -> InputSpec | dict[str, Any]:
     """The input spec's JSON with the shape read from the model and the colour of a one-channel input filled in.
 
     The caller's JSON is read here as given and stays a dict, so that ``pack`` checks it against

@@ -20,6 +20,7 @@ import weakref
 import zipfile
 import zlib
 from pathlib import Path
+from typing import IO, Protocol
 
 from yyai_kernel.archive.manifest import (
     MANIFEST_NAME,
@@ -108,6 +109,12 @@ def _check_ratio(name: str, size: int, compressed: int, limits: Limits) -> None:
         )
 
 
+class Readable(Protocol):
+    """A byte stream to read from (a file, a zip member, a request body)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _MemberReader:
     """A zip member's stream whose corrupt compressed data reads as BadZipFile.
 
@@ -115,7 +122,7 @@ class _MemberReader:
     says "zip"; wrapping only the reads keeps a disk error on the writing side an OSError.
     """
 
-    def __init__(self, src):
+    def __init__(self, src: IO[bytes]):
         self._src = src
 
     def read(self, n: int = -1) -> bytes:
@@ -128,7 +135,7 @@ class _MemberReader:
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _open_zip(path, *, archive: bool = True) -> zipfile.ZipFile:
+def _open_zip(path: str | os.PathLike[str], *, archive: bool = True) -> zipfile.ZipFile:
     """The zip at ``path``; NotAnArchiveError when it is none. For an ``archive``, the error
     says what the file is instead (a Keras .h5 model is the usual mistake) and hints at
     packing one, without naming the file: the caller knows it, and a server's spooled
@@ -179,7 +186,7 @@ def _read_manifest_from(zf: zipfile.ZipFile, limits: Limits) -> Manifest:
     return Manifest.from_dict(data)
 
 
-def read_manifest(path, limits: Limits | None = None) -> Manifest:
+def read_manifest(path: str | os.PathLike[str], limits: Limits | None = None) -> Manifest:
     """Read and validate only MANIFEST.json (cheap: no extraction, no Keras).
 
     Also checks the zip's central directory (names, links, counts, sizes), so an
@@ -192,7 +199,7 @@ def read_manifest(path, limits: Limits | None = None) -> Manifest:
         return _read_manifest_from(zf, limits)
 
 
-def copy_capped(src, dst, cap: int) -> tuple[int, str]:
+def copy_capped(src: Readable, dst: IO[bytes], cap: int) -> tuple[int, str]:
     """Copy the stream `src` to `dst`, reading at most `cap + 1` bytes.
 
     Returns (bytes copied, sha256 hex). When the source holds more than `cap` bytes the
@@ -218,7 +225,7 @@ class OpenedArchive:
     refusal and leaves nothing behind.
     """
 
-    def __init__(self, path, limits: Limits | None = None):
+    def __init__(self, path: str | os.PathLike[str], limits: Limits | None = None):
         self.path = Path(path)
         self.limits = limits or Limits()
         self.root = Path(tempfile.mkdtemp(prefix="yyai-"))
@@ -296,19 +303,19 @@ class OpenedArchive:
         """Remove the extraction folder. Safe to call more than once."""
         self._finalizer()
 
-    def __enter__(self) -> "OpenedArchive":
+    def __enter__(self) -> OpenedArchive:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def open_archive(path, limits: Limits | None = None) -> OpenedArchive:
+def open_archive(path: str | os.PathLike[str], limits: Limits | None = None) -> OpenedArchive:
     """Extract and check an archive; see OpenedArchive. Use it in a `with` block."""
     return OpenedArchive(path, limits)
 
 
-def sha256_file(path) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 hex digest of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -317,7 +324,7 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def fsync_dir(path) -> None:
+def fsync_dir(path: str | os.PathLike[str]) -> None:
     """fsync a directory so a rename inside it survives a crash (no-op where unsupported)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -331,7 +338,7 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
-def read_listed_file(path, arcname: str, limits: Limits | None = None) -> bytes:
+def read_listed_file(path: str | os.PathLike[str], arcname: str, limits: Limits | None = None) -> bytes:
     """Read one file the manifest lists (a sample image, a labels file), checked against it.
 
     Only names in the manifest are readable, the size is capped at the declared size and

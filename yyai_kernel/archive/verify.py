@@ -5,7 +5,9 @@ Keras is imported inside :func:`verify` only (through ``kerasload``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from yyai_kernel.archive.manifest import Limits, Manifest
 from yyai_kernel.archive.reader import open_archive
@@ -21,11 +23,11 @@ class VerifyReport:
     """The result of `verify`: the manifest and what each member turned out to be."""
 
     manifest: Manifest
-    members: list[dict] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
     ok: bool = True
 
 
-def check_model_fits(model, member_name: str, input_spec: InputSpec, output_spec: OutputSpec) -> None:
+def check_model_fits(model: Any, member_name: str, input_spec: InputSpec, output_spec: OutputSpec) -> None:
     """Refuse a loaded model whose input or output does not match the manifest specs."""
     inputs, outputs = list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
     if len(inputs) != 1 or len(outputs) != 1:
@@ -50,7 +52,8 @@ def check_model_fits(model, member_name: str, input_spec: InputSpec, output_spec
         )
 
 
-def verify(path, *, trusted: bool = False, load_models: bool = True, limits: Limits | None = None) -> VerifyReport:
+def verify(path: str | os.PathLike[str], *, trusted: bool = False, load_models: bool = True,
+           limits: Limits | None = None) -> VerifyReport:
     """Open an archive, check everything, and (load_models) load each member with Keras.
 
     Returns a VerifyReport whose members are {name, path, format, keras_version, params}
@@ -61,7 +64,8 @@ def verify(path, *, trusted: bool = False, load_models: bool = True, limits: Lim
         manifest = opened.manifest
         members = []
         for m in manifest.members:
-            row = {"name": m.name, "path": m.path, "format": None, "keras_version": m.keras_version, "params": None}
+            row: dict[str, Any] = {"name": m.name, "path": m.path, "format": None, "keras_version": m.keras_version,
+                                   "params": None}
             if load_models:
                 from yyai_kernel.archive import kerasload
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -85,7 +86,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Serve Keras models from versioned .yyar archives: pack, upload, inspect, pin, predict, evaluate and serve."""
 
 
-def fail(problem: str | YyaiError) -> None:
+def fail(problem: str | YyaiError) -> NoReturn:
     """Print one error line on stderr (a library error with its next steps as yyai commands); exit 1."""
     message = problem.say(CLI_WORDS) if isinstance(problem, YyaiError) else problem
     typer.echo(f"error: {message}", err=True)

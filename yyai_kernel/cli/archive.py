@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -40,7 +39,7 @@ def scaling_formula(scale: float, offset: float) -> str:
     term = "pixel"
     if scale == -1:
         term = "-pixel"
-    elif scale != 1 and scale != 0:
+    elif scale not in (1, 0):
         divisor = 1 / scale
         short = float(f"{divisor:.6g}")
         term = f"pixel / {short:g}" if abs(short - divisor) <= 1e-9 * abs(divisor) else f"pixel * {scale:.6g}"
@@ -71,15 +70,15 @@ def _input_shape(text: str) -> list[int]:
 def archive_cmd(
     name: str = typer.Option(..., "--name", help="Model name: lower case letters, digits, '_', '.', '-'."),
     version: int = typer.Option(..., "--version", min=1, help="Integer version, 1 or more."),
-    model: List[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
+    model: list[Path] = typer.Option(..., "--model", exists=True, dir_okay=False, readable=True,
                                      help="A .h5 or .keras model file; repeat for an ensemble."),
-    input_shape: Optional[str] = typer.Option(
+    input_shape: str | None = typer.Option(
         None, "--input-shape", help="Input shape without the batch axis, e.g. 8,8,1 (default: read from the first "
         "model, which must fix it)."),
     dtype: str = typer.Option(InputSpec.dtype, "--dtype", help="Input dtype the model expects."),
     channels_first: bool = typer.Option(False, "--channels-first",
                                         help="The channel axis comes first, e.g. --input-shape 3,64,64."),
-    color: Optional[str] = typer.Option(
+    color: str | None = typer.Option(
         None, "--color", help="Channel order the model expects: grayscale, rgb or bgr. "
         "Defaults to grayscale for 1 channel; required for 3."),
     scale: str = typer.Option(f"{ImageSpec.scale:g}", "--scale", help="x = pixel * scale + offset; a number or a "
@@ -88,20 +87,20 @@ def archive_cmd(
                                help="Added after scaling; a number or a fraction, such as -1."),
     resize: str = typer.Option(ImageSpec.resize, "--resize", help="How an image of another size is fitted to the input "
                                "shape: stretch (each axis scaled on its own; the aspect ratio is not kept)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
-    labels_file: Optional[Path] = typer.Option(
+    labels: str | None = typer.Option(None, "--labels", help="Classification labels, comma separated: a,b,c."),
+    labels_file: Path | None = typer.Option(
         None, "--labels-file", exists=True, dir_okay=False,
         help="Classification labels, one per line; the file is stored in the archive."),
-    regression: Optional[str] = typer.Option(
+    regression: str | None = typer.Option(
         None, "--regression", help="Regression output names, comma separated: NAME[,NAME]."),
-    rounding: Optional[int] = typer.Option(None, "--rounding", min=0, max=15,
+    rounding: int | None = typer.Option(None, "--rounding", min=0, max=15,
                                            help="Decimals to round regression outputs to."),
     combine: str = typer.Option(Combine.MEAN.value, "--combine",
                                 help="How members combine: mean, or each (no combined output)."),
-    max_batch_size: Optional[int] = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
-    max_delay_ms: Optional[float] = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
+    max_batch_size: int | None = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
+    max_delay_ms: float | None = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
     description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),
-    sample: List[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
+    sample: list[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
                                       help="A sample input stored as samples/<file name>; repeatable."),
     convert: bool = typer.Option(False, "--convert", help="Re-save .h5 members in the native .keras format."),
     trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),
@@ -132,9 +131,10 @@ def archive_cmd(
     extra += _samples(sample)
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
                 if v is not None}
-    _write_archive(dict(name=name, version=version, models=list(model), input_spec=input_spec, output_spec=output,
-                        description=description, combine=combine, batching=batching, extra_files=extra,
-                        out_dir=output_dir, convert=convert, trusted=trust), force=force, verbose=verbose)
+    _write_archive({"name": name, "version": version, "models": list(model), "input_spec": input_spec,
+                    "output_spec": output, "description": description, "combine": combine, "batching": batching,
+                    "extra_files": extra, "out_dir": output_dir, "convert": convert, "trusted": trust},
+                   force=force, verbose=verbose)
 
 
 def _write_archive(pack_args: dict, *, force: bool, verbose: bool) -> None:
@@ -190,11 +190,13 @@ def _input_spec(shape: list[int], dtype: str, color, resize: str, scale: str, of
             **({"layout": layout} if layout else {})}
 
 
-def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tuple[OutputSpec, list]:
+def _output_spec(labels: str | None, labels_file: Path | None, regression: str | None,
+                 rounding: int | None) -> tuple[OutputSpec, list[tuple[Path, str, FileRole]]]:
     """The manifest's output spec, and the labels file to store when labels come from one."""
     if regression is not None:
         return OutputSpec.values(_csv(regression), rounding), []
     if labels_file is None:
+        assert labels is not None  # the command checked that exactly one of the three is given
         return OutputSpec.classes(_csv(labels)), []
     try:
         text = labels_file.read_text("utf-8")
@@ -204,9 +206,10 @@ def _output_spec(labels, labels_file: Path | None, regression, rounding) -> tupl
     return OutputSpec.classes(label_list), [(labels_file, "labels.txt", FileRole.LABELS)]
 
 
-def _samples(files: list[Path]) -> list[tuple[Path, str, str]]:
+def _samples(files: list[Path]) -> list[tuple[Path, str, FileRole]]:
     """(file, name in the archive, role) for each sample input."""
-    extra, used = [], set()
+    extra: list[tuple[Path, str, FileRole]] = []
+    used: set[str] = set()
     for file in files:
         arcname = f"samples/{file.name}"
         if arcname in used:
@@ -278,7 +281,8 @@ def _print_inspection(result: dict) -> None:
         for row in rows:
             written = f"Keras {row.get('keras_version') or '?'}"
             if row.get("source"):
-                written += f", converted from {row['source']['path']} (Keras {row['source'].get('keras_version') or '?'})"
+                source = row["source"]
+                written += f", converted from {source['path']} (Keras {source.get('keras_version') or '?'})"
             params = f"  {row['params']} params" if row.get("params") is not None else ""
             fmt = f"  {row['format']}" if row.get("format") else ""
             echo(f"  member {row['name']}: {row['path']}{fmt}  {written}{params}  "

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.markup import escape
@@ -37,7 +36,7 @@ from yyai_kernel.cli import DEFAULT_STORE, MEASURE, app, console, fail, live_dis
 from yyai_kernel.cli.target import SERVER_HELP, TOKEN_HELP, on_server
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
-from yyai_kernel.types import OutputKind, parse_version
+from yyai_kernel.types import FileRole, OutputKind, parse_version
 
 BUNDLED = "bundled"
 BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
@@ -47,16 +46,18 @@ SHOWN_BAD_ITEMS = 10
 @app.command("evaluate", rich_help_panel=MEASURE)
 def evaluate_cmd(
     ctx: typer.Context,
-    models: List[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
+    models: list[str] = typer.Argument(..., help="MODEL or MODEL:VERSION, one or more versions of one model."),
     data: str = typer.Option(..., "--data", help="A folder, .zip or labels.csv here; or 'bundled' / "
                              "'bundled:NAME' for a set the model's archive bundles."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Evaluate in this process over a store folder when no "
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Evaluate in this process over a store folder when no "
                                "--server is given (default: YYAI_STORE or model_archives; loads TensorFlow)."),
-    json_out: Path = typer.Option(None, "--json", help="Write the whole result (scores, pairs, items) as JSON here."),
-    csv_out: Path = typer.Option(None, "--csv", help="Write one row per item (each version's answer) as CSV here."),
-    min_accuracy: float = typer.Option(None, "--min-accuracy", min=0.0, max=1.0,
+    json_out: Path | None = typer.Option(None, "--json",
+                                         help="Write the whole result (scores, pairs, items) as JSON here."),
+    csv_out: Path | None = typer.Option(None, "--csv",
+                                        help="Write one row per item (each version's answer) as CSV here."),
+    min_accuracy: float | None = typer.Option(None, "--min-accuracy", min=0.0, max=1.0,
                                        help=f"Exit with status {BELOW_THE_BAR} when any version's accuracy is below."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per prediction request."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
@@ -131,13 +132,14 @@ def _dataset(backend, name: str, versions: list[int | None], data: str):
     if kind != BUNDLED:
         return open_set(data)
     version = versions[0]
-    if not set_name:
-        sets = backend.eval_sets(name, version)
-        if not sets:
-            raise YyaiError(f"{name} {'the default version' if version is None else f'v{version}'} bundles no "
-                            "labelled set; pass --data PATH.")
-        set_name = sets[0]
-    return set_from_zip(backend.eval_set(name, set_name, version), description=f"{name}: {set_name}")
+    found = backend.bundled(name, version, FileRole.EVAL)
+    if not found.files:
+        raise YyaiError(f"No version of {name} bundles a labelled set; pass --data PATH (a folder, zip or CSV).")
+    set_name = set_name or found.files[0]
+    where = f"{name} v{found.source}"
+    if found.source != found.version:
+        console.print(f"using the labelled set {set_name} bundled with {where} (v{found.version} bundles none)")
+    return set_from_zip(backend.eval_set(name, set_name, version), description=f"{where}: {set_name}")
 
 
 def _run(backend, name, versions, dataset, batch_size: int):

@@ -10,7 +10,6 @@ holds; given a store folder they say so and how to name the server.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
 
 import typer
 
@@ -40,23 +39,32 @@ RESCAN_NOTE = "a running server over that folder applies it at its next rescan (
 @app.command("upload", rich_help_panel=CHANGE)
 def upload_cmd(
     ctx: typer.Context,
-    archives: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help=f"{SUFFIX} archives to add."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
+    archives: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help=f"{SUFFIX} archives to add."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
     trust: bool = typer.Option(False, "--trust", help="On a store folder: allow Lambda layers with Python code "
                                "(runs that code to verify it). A server applies its own --trust."),
+    promote: bool | None = typer.Option(None, "--promote/--stage", help="Make the new version the default "
+                                           "(pinned), or stage it: it serves by its number while the default "
+                                           "stays. Neither: staged when the model is pinned, labelled or under a "
+                                           "traffic policy (a comparison is running), else it follows the latest."),
+    label: str | None = typer.Option(None, "--label", help="Point this version label at the new version."),
+    replace: bool = typer.Option(False, "--replace", help="Replace other content under the same name and version "
+                                 "(refused while a label or traffic policy names it). The same content again is "
+                                 "never an error."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Add archives: upload them to a running server (verified, stored and loaded), or copy them into a store.
 
-    Build an archive from a Keras model with `yyai archive` first.
+    Build an archive from a Keras model with `yyai archive` first. A new version of a model
+    under comparison is staged until you promote it (`yyai default MODEL VERSION`).
 
     Examples:
 
         yyai upload digits-3.yyar --server http://127.0.0.1:8866 --token T
 
-        yyai upload digits-3.yyar --store model_archives
+        yyai upload digits-3.yyar --stage --label candidate --store model_archives
     """
     for path in archives:
         if path.suffix.lower() in MODEL_FILES:
@@ -65,10 +73,10 @@ def upload_cmd(
         with client(server, token) as remote:
             for path in archives:
                 try:
-                    result = remote.add_archive(path)
+                    result = remote.add_archive(path, promote=promote, label=label, replace=replace)
                 except YyaiError as exc:
                     fail(f"{path.name}: {exc.say(CLI_WORDS)}")
-                typer.echo(f"installed {result.name} v{result.version} on {remote.url}; {default_line(result.model)}")
+                typer.echo(f"{_what(result)} on {remote.url}; {default_line(result.model)}")
         return
     quiet_tensorflow(verbose)  # the store verifies each archive, which loads its models
     from yyai_kernel.store.store import ModelStore
@@ -79,11 +87,39 @@ def upload_cmd(
         fail(exc)
     for path in archives:
         try:
-            record = folder.add(path, trusted=trust)
+            record, staged = _add_to_store(folder, path, trust, promote, label, replace)
         except YyaiError as exc:
             fail(f"{path.name}: {exc.say(CLI_WORDS)}")
-        typer.echo(f"added {record.name} v{record.version} to {folder.root}; {_store_default(folder, record.name)}; "
-                   f"{RESCAN_NOTE}")
+        if record is None:
+            typer.echo(f"{path.name} is already in {folder.root} with the same content: nothing changed")
+            continue
+        typer.echo(f"added {record.name} v{record.version}{' (staged)' if staged else ''} to {folder.root}; "
+                   f"{_store_default(folder, record.name)}; {RESCAN_NOTE}")
+
+
+def _what(result) -> str:
+    """What an upload did, in one clause."""
+    if not result.changed:
+        return f"{result.name} v{result.version} was already there with the same content: nothing changed"
+    staged = f", staged (promote it with `yyai default {result.name} {result.version}`)" if result.staged else ""
+    return f"installed {result.name} v{result.version}{staged}"
+
+
+def _add_to_store(folder, path: Path, trust: bool, promote: bool | None, label: str | None, replace: bool):
+    """Copy an archive into a store folder by the server's install rules (``registry/installs.py``):
+    (record, staged), where record is None when the same content was there already."""
+    from yyai_kernel.archive import read_manifest
+    from yyai_kernel.registry import installs
+    from yyai_kernel.types import InstallOptions
+
+    options = InstallOptions.parse(promote, label, replace)
+    manifest = read_manifest(path)
+    if installs.already_there(folder, path, manifest, options):
+        return None, False
+    staged = installs.stage(folder, manifest, options, auto_promote=True)
+    record = folder.add(path, trusted=trust, replace=replace)
+    installs.after_add(folder, record.name, record.version, options)
+    return record, staged
 
 
 @app.command("remove", rich_help_panel=CHANGE)
@@ -91,9 +127,9 @@ def remove_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
     version: int = typer.Argument(..., min=1, help="The version whose archive to delete."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
 ) -> None:
     """Delete a version: unload it and delete its archive (refused while a label or traffic policy names it).
 
@@ -125,10 +161,10 @@ def remove_cmd(
 def load_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    version: int = typer.Argument(None, min=1, help="The version (default: the default version)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
+    version: int | None = typer.Argument(None, min=1, help="The version (default: the default version)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
 ) -> None:
     """Load a version on a running server, so that it serves (it stays loaded until unloaded or evicted).
 
@@ -150,10 +186,10 @@ def load_cmd(
 def unload_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    version: int = typer.Argument(None, min=1, help="The version (default: every version of the model)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
+    version: int | None = typer.Argument(None, min=1, help="The version (default: every version of the model)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder holds no loaded models."),
 ) -> None:
     """Stop serving a version (or every version) on a running server; the archives stay in the store.
 
@@ -173,10 +209,10 @@ def unload_cmd(
 @app.command("reload", rich_help_panel=CHANGE)
 def reload_cmd(
     ctx: typer.Context,
-    name: str = typer.Argument(None, help="The model (default: re-read the whole store)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Refused: a store folder is read when a server starts."),
+    name: str | None = typer.Argument(None, help="The model (default: re-read the whole store)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Refused: a store folder is read when a server starts."),
 ) -> None:
     """Make a running server re-read its store: one model (reloaded in place), or every model.
 
@@ -203,7 +239,7 @@ def reload_cmd(
         typer.echo("the store holds no models")
 
 
-def _on_server(server: str, token: str | None, call):
+def _on_server(server: str | None, token: str | None, call):
     try:
         with client(server, token) as remote:
             return call(remote)

@@ -27,9 +27,9 @@ from yyai_kernel.errors import YyaiError
 @app.command("models", rich_help_panel=LOOK)
 def models_cmd(
     ctx: typer.Context,
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the models: versions, default, pin, labels, traffic policy, what a server has loaded, and any problems.
@@ -71,7 +71,7 @@ def _on_store(store: Path | None) -> tuple[tuple[str, str], list[dict], list[dic
 
     s = ModelStore(store_path(store))
     rows = [{"name": n, "versions": s.versions(n), "default": s.default_version(n), "pinned": n in s.pins(),
-             "labels": s.labels(n), "traffic": s.traffic(n).to_json() if s.traffic(n) else None}
+             "labels": s.labels(n), "traffic": policy.to_json() if (policy := s.traffic(n)) else None}
             for n in s.names()]
     problems = [{"path": str(p.path), "kind": p.kind, "error": p.error} for p in s.problems]
     if s.state_error:
@@ -79,7 +79,7 @@ def _on_store(store: Path | None) -> tuple[tuple[str, str], list[dict], list[dic
     return ("store", str(s.root)), rows, problems
 
 
-def _on_server(server: str, token: str | None) -> tuple[tuple[str, str], list[dict], list[dict]]:
+def _on_server(server: str | None, token: str | None) -> tuple[tuple[str, str], list[dict], list[dict]]:
     with client(server, token) as remote:
         status = remote.status()
         url = remote.url
@@ -97,11 +97,11 @@ def _on_server(server: str, token: str | None) -> tuple[tuple[str, str], list[di
 def default_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    version: int = typer.Argument(None, min=1, help="The version to make the default (pinned)."),
+    version: int | None = typer.Argument(None, min=1, help="The version to make the default (pinned)."),
     latest: bool = typer.Option(False, "--latest", help="Forget the pin: the latest version is the default again."),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
 ) -> None:
     """Pin a version as a model's default, or with --latest follow the latest version again.
 
@@ -123,7 +123,7 @@ def default_cmd(
         _default_on_store(name, version, store_path(store))
 
 
-def _default_on_server(name: str, version: int | None, url: str, token: str | None) -> None:
+def _default_on_server(name: str, version: int | None, url: str | None, token: str | None) -> None:
     try:
         with client(url, token) as remote:
             status = remote.set_default(name, version) if version is not None else remote.follow_latest(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.table import Table
@@ -20,11 +19,11 @@ from yyai_kernel.types import parse_version_ref
 def predict_cmd(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="MODEL, MODEL:VERSION or MODEL:LABEL (default: the default version)."),
-    images: List[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
-    store: Path = typer.Option(None, "--store", help="Predict in this process over a store folder when no --server "
-                               "is given (default: YYAI_STORE or model_archives; loads TensorFlow)."),
+    images: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="Image files (PNG, JPEG, ...)."),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help="Predict in this process over a store folder when no "
+                                      "--server is given (default: YYAI_STORE or model_archives; loads TensorFlow)."),
     top: int = typer.Option(3, "--top", min=1, help="How many labels to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print the server's JSON reply instead of a table."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),

@@ -8,7 +8,6 @@ application until Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,19 +20,20 @@ def ray_cmd(
     ctx: typer.Context,
     store: Path = typer.Option(Path(DEFAULT_STORE), "--store",
                                help="The store folder: the same path on every node of the cluster (env YYAI_STORE)."),
-    replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="A fixed number of model replicas (default: 1)."),
-    autoscale: Optional[str] = typer.Option(None, "--autoscale", metavar="MIN:MAX",
+    replicas: int | None = typer.Option(None, "--replicas", min=1,
+                                        help="A fixed number of model replicas (default: 1)."),
+    autoscale: str | None = typer.Option(None, "--autoscale", metavar="MIN:MAX",
                                             help="Scale the model replicas with the load, between MIN and MAX."),
     host: str = typer.Option("127.0.0.1", "--host", help="Where Serve's HTTP proxy listens."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="The HTTP port."),
-    token: Optional[str] = typer.Option(None, "--token",
+    token: str | None = typer.Option(None, "--token",
                                         help="The API token (default: $YYAI_TOKEN, else a random one, printed)."),
     no_token: bool = typer.Option(False, "--no-token", help="Serve without authentication."),
-    trust: List[str] = typer.Option([], "--trust", help="A model whose archives may run Lambda code (repeatable)."),
-    address: Optional[str] = typer.Option(None, "--address",
+    trust: list[str] = typer.Option([], "--trust", help="A model whose archives may run Lambda code (repeatable)."),
+    address: str | None = typer.Option(None, "--address",
                                           help="A Ray cluster to join (default: $RAY_ADDRESS, the one `ray start` "
                                                "began here, else a new local Ray on loopback)."),
-    max_models: Optional[int] = typer.Option(None, "--max-models", min=1, help="Archives kept loaded per replica (LRU)."),
+    max_models: int | None = typer.Option(None, "--max-models", min=1, help="Archives kept loaded per replica (LRU)."),
 ) -> None:
     """Serve a store on Ray Serve: the REST API of yyai serve, models multiplexed over Ray replicas.
 

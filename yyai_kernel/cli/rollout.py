@@ -31,12 +31,12 @@ from yyai_kernel.types import TrafficPolicy, TrafficReport, check_label, check_n
 def label_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    label: str = typer.Argument(None, help="The label, such as stable (omit to list the model's labels)."),
-    version: int = typer.Argument(None, min=1, help="The version the label names (omit to show it)."),
+    label: str | None = typer.Argument(None, help="The label, such as stable (omit to list the model's labels)."),
+    version: int | None = typer.Argument(None, min=1, help="The version the label names (omit to show it)."),
     delete: bool = typer.Option(False, "--delete", help="Forget the label."),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
 ) -> None:
     """Set, show, list or delete a model's version labels.
 
@@ -99,15 +99,15 @@ def _labels_on_store(name, label, version, delete, root: Path) -> dict[str, int]
 def traffic_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The model."),
-    canary: str = typer.Option(None, "--canary", help="VERSION:PERCENT answered by the canary, such as 3:10."),
-    shadow: str = typer.Option(None, "--shadow", help="VERSION:PERCENT also run on the shadow, such as 3:100."),
+    canary: str | None = typer.Option(None, "--canary", help="VERSION:PERCENT answered by the canary, such as 3:10."),
+    shadow: str | None = typer.Option(None, "--shadow", help="VERSION:PERCENT also run on the shadow, such as 3:100."),
     sticky: bool = typer.Option(False, "--sticky", help="Place requests by their X-Yyai-Sticky key (or v2 id)."),
     clear: bool = typer.Option(False, "--clear", help="Clear the policy: the default answers everything."),
     promote: bool = typer.Option(False, "--promote", help="Make the candidate the default and clear the policy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    store: Path = typer.Option(None, "--store", help=STORE_HELP),
-    server: str = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
-    token: str = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
+    store: Path | None = typer.Option(None, "--store", help=STORE_HELP),
+    server: str | None = typer.Option(None, "--server", envvar="YYAI_URL", help=CHANGE_SERVER_HELP),
+    token: str | None = typer.Option(None, "--token", envvar="YYAI_TOKEN", help=TOKEN_HELP),
 ) -> None:
     """Show or set a model's canary and shadow split of the requests that name no version.
 
@@ -174,7 +174,7 @@ def _traffic_on_store(name, action, policy, root: Path) -> TrafficReport:
         store.set_traffic(name, None)
     elif action == "promote":
         current = store.traffic(name)
-        candidate = current and (current.canary or current.shadow)
+        candidate = (current.canary or current.shadow) if current is not None else None
         if candidate is None:
             raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
                                     hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))

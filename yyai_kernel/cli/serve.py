@@ -79,7 +79,7 @@ def _print_serve_help(ctx: typer.Context, app_class) -> None:
 
     out = Console(highlight=False)
     out.print(Padding(f"Usage: {ctx.command_path} [OPTIONS]", 1), style=style.STYLE_USAGE_COMMAND)
-    out.print(Padding(inspect.getdoc(serve_cmd), (0, 1, 1, 1)))
+    out.print(Padding(inspect.getdoc(serve_cmd) or "", (0, 1, 1, 1)))
     rows = describe_options(app_class)
     help_row = OptionDoc(("--help", "-h"), "", "Show this message and exit.", "", own=True)
     listed = {f"--{name}" for name in PASSED_THROUGH}

@@ -11,12 +11,16 @@ URL that only came from ``YYAI_URL``; both on the command line is refused.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from yyai_kernel.cli import DEFAULT_STORE, fail
 from yyai_kernel.cli.words import CLI_WORDS
 from yyai_kernel.types import ModelStatus
+
+if TYPE_CHECKING:
+    from yyai_kernel.client import YyaiClient
 
 SERVER_HELP = "A running yyai server's URL (env YYAI_URL)."
 CHANGE_SERVER_HELP = "A running yyai server's URL (env YYAI_URL); the change is live at once."
@@ -34,20 +38,22 @@ def on_server(ctx: typer.Context, server: str | None, store: Path | None) -> boo
     if source is not None and source.name == "ENVIRONMENT":  # click's enum, or typer's vendored copy of it
         return False  # --store on the command line wins over YYAI_URL from the environment
     fail("give --server or --store, not both")
-    return False
 
 
 def store_path(store: Path | None) -> Path:
     return store or Path(DEFAULT_STORE)
 
 
-def client(server: str, token: str | None):
+def client(server: str | None, token: str | None) -> YyaiClient:
+    """A client of ``server``, which :func:`on_server` found set."""
     from yyai_kernel.client import YyaiClient
 
+    if not server:
+        fail("give --server URL (or set YYAI_URL)")
     return YyaiClient(server, token)
 
 
-def server_only(command: str, what: str, example: str) -> None:
+def server_only(command: str, what: str, example: str) -> NoReturn:
     """Refuse a command that only a running server can carry out, saying how to reach one."""
     fail(f"{command} {what}; a store folder holds archives, not loaded models. Give the server: "
          f"--server URL --token T (or set YYAI_URL and YYAI_TOKEN), e.g. {example}")

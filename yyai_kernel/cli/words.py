@@ -29,4 +29,6 @@ CLI_WORDS: Words = {
     Step.MOVE_LABEL: lambda h: (f"move or delete the label first (`yyai label {_model(h)} {h.label or 'LABEL'} "
                                 f"VERSION`, or --delete)"),
     Step.CLEAR_TRAFFIC: lambda h: f"clear the traffic policy first (`yyai traffic {_model(h)} --clear`)",
+    Step.BUMP_VERSION: lambda h: "pack it again under a new version number (`yyai archive --version N ...`)",
+    Step.REPLACE: lambda h: "or replace the content with `yyai upload --replace`",
 }

@@ -33,7 +33,7 @@ from yyai_kernel.dashboard.render import models_table_html, problems_html
 from yyai_kernel.dashboard.shell import TABS, Dashboard, Tab, dashboard_from_env
 from yyai_kernel.types import Prediction
 
-__all__ = ["Dashboard", "Tab", "TABS", "dashboard_from_env", "models_table_html", "problems_html", "top_of"]
+__all__ = ["TABS", "Dashboard", "Tab", "dashboard_from_env", "models_table_html", "problems_html", "top_of"]
 
 
 def top_of(prediction: Prediction, i: int = 0) -> tuple[str, float] | None:

@@ -2,13 +2,14 @@
 
 A person picks a model, a set (one the archive bundles, or a zip they upload) and the
 versions, and presses Run (a picked version never loaded is loaded first, with a note; one
-that an operator unloaded is named, with where to load it). The backend runs it as a job (``start_evaluation``: over REST
-when ``yyai serve`` shows the page, in-process in a notebook); a thread of this tab follows
-the job and moves the progress bar. Then: the scores side by side, the confusion matrix
-of a version as a heat map (a click on a cell shows that cell's images), the gallery of
-the images where two versions disagree, the items left out and why, a CSV download, and a
-button that makes the best version the default (it says "v2 is the default" instead when it
-already is). The zip format's help shows only while "Upload a zip" is picked.
+that an operator unloaded is named, with where to load it). The backend runs it as a job
+(``start_evaluation``: over REST when ``yyai serve`` shows the page, in-process in a
+notebook); a thread of this tab follows the job and moves the progress bar. Then: the
+scores side by side, the confusion matrix of a version as a heat map (a click on a cell
+shows that cell's images), the gallery of the images where two versions disagree, the
+items left out and why, a CSV download, and a button that makes the best version the
+default (it says "v2 is the default" instead when it already is). The zip format's help
+shows only while "Upload a zip" is picked.
 
 The images in the galleries come from the set this tab holds: the uploaded zip, or the
 bundled set fetched once (``eval_set``). An upload travels over the page's websocket,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import html
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -39,8 +40,8 @@ from yyai_kernel.dashboard.render import (
     with_classes,
 )
 from yyai_kernel.errors import ModelNotReadyError
-from yyai_kernel.evaluation.results import Evaluation
-from yyai_kernel.evaluation.sets import LabelledSet, UnreadableItem, set_from_zip
+from yyai_kernel.evaluation.results import Evaluation, ItemResult
+from yyai_kernel.evaluation.sets import LabelledSet, set_from_zip
 from yyai_kernel.types import OutputKind, ServerStatus, VersionState
 
 if TYPE_CHECKING:
@@ -54,10 +55,10 @@ GALLERY = 48  # images shown at most per gallery
 class EvaluateTab:
     """Model, set and versions; Run with progress; scores, heat map, galleries, CSV, promote."""
 
-    key = "evaluate"
-    title = "Evaluate"
+    key: ClassVar[str] = "evaluate"
+    title: ClassVar[str] = "Evaluate"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self.result: Evaluation | None = None
         self.dataset: LabelledSet | None = None  # where the galleries' images come from
@@ -104,7 +105,8 @@ class EvaluateTab:
             "up to the server's body limit (64 MB by default) through this page, larger sets with yyai evaluate "
             "or REST."), layout=W.Layout(display="none")), "yyai-eval-upload-help")
         self.versions_hint = with_classes(W.HTML(subtle_html(
-            "Ctrl-click (⌘-click on a Mac) picks several versions; Shift-click picks a range.")), "yyai-eval-versions-hint")
+            "Ctrl-click (⌘-click on a Mac) picks several versions; Shift-click picks a range.")),
+            "yyai-eval-versions-hint")
         controls = with_classes(W.VBox([
             W.HTML("<b>Which model and set</b>"), self.model, self.source, self.bundled,
             W.HBox([self.upload, self.upload_info]), self.upload_help,
@@ -245,7 +247,7 @@ class EvaluateTab:
         self.cell_box.children = ()
         self.disagree_box.children = [self._gallery(
             f"v{pair.a} and v{pair.b} disagree on {len(pair.disagreements)} items",
-            [item for item in result.items if item.key in pair.keys()], "yyai-eval-disagreement")
+            _items_among(result, pair.keys()), "yyai-eval-disagreement")
             for pair in result.pairs]
         self.bad.value = view.bad_items_html(result)
         show(self.results, True)
@@ -264,16 +266,19 @@ class EvaluateTab:
     def show_cell(self, truth: str, predicted: str) -> None:
         """The images of one cell of the shown version's confusion matrix."""
         version = self.cm_version.value
+        if self.result is None:
+            return
         items = self.result.cell(version, truth, predicted)
         self.cell_box.children = [self._gallery(
             f"v{version}: true {truth}, predicted {predicted} ({len(items)} image{'s' if len(items) != 1 else ''})",
             items, "yyai-eval-cell-item")]
 
-    def _gallery(self, title: str, items, css_class: str) -> W.Widget:
+    def _gallery(self, title: str, items: list[ItemResult], css_class: str) -> W.Widget:
         shown = items[:GALLERY]
+        result = self.result
         images = self.dataset.read_many([item.key for item in shown]) if self.dataset is not None else {}
-        thumbs = [view.thumb(images[item.key], view.item_caption(self.result, item), css_class)
-                  for item in shown if not isinstance(images.get(item.key, UnreadableItem()), UnreadableItem)]
+        thumbs = [view.thumb(image, view.item_caption(result, item), css_class)
+                  for item in shown if result is not None and isinstance(image := images.get(item.key), bytes)]
         more = f" (the first {GALLERY})" if len(items) > GALLERY else ""
         return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>{more}"),
                        with_classes(W.HBox(thumbs), "yyai-eval-gallery")])
@@ -293,10 +298,18 @@ class EvaluateTab:
 
     def promote(self) -> None:
         """Make the best-scoring version the default (pinned), as the Manage tab would."""
-        best = view.better(self.result).version
-        status = self.shell.backend.set_default(self.result.model, best)
+        result = self.result
+        if result is None:
+            return
+        best = view.better(result).version
+        status = self.shell.backend.set_default(result.model, best)
         self.shell.refresh()
         self._sync_promote()
-        self.message.value = message_html("ok", f"Promoted v{best} of {self.result.model}: {status.default_reason}.")
+        self.message.value = message_html("ok", f"Promoted v{best} of {result.model}: {status.default_reason}.")
 
 
+
+
+def _items_among(result: Evaluation, keys: set[str]) -> list[ItemResult]:
+    """The result's items whose key is in ``keys`` (one set per pair, not one per item)."""
+    return [item for item in result.items if item.key in keys]

@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import ipywidgets as W
 
 from yyai_kernel.dashboard.render import _figure, _png, with_classes
+from yyai_kernel.evaluation.metrics import ClassificationScores, RegressionScores
 from yyai_kernel.evaluation.results import Evaluation, ItemResult, VersionResult
 from yyai_kernel.types import OutputKind
 
@@ -46,8 +48,8 @@ a.yyai-download-link { display: inline-block; padding: 4px 10px; border: 1px sol
 def better(result: Evaluation) -> VersionResult:
     """The version that scored best: the highest accuracy, or the lowest MAE (first on ties)."""
     if result.kind is OutputKind.CLASSIFICATION:
-        return max(result.versions, key=lambda v: v.scores.accuracy)
-    return min(result.versions, key=lambda v: v.scores.mae)
+        return max(result.versions, key=lambda v: cast(ClassificationScores, v.scores).accuracy)
+    return min(result.versions, key=lambda v: cast(RegressionScores, v.scores).mae)
 
 
 def scores_html(result: Evaluation) -> str:
@@ -65,7 +67,8 @@ def scores_html(result: Evaluation) -> str:
     for title, attribute in rows:
         cells = []
         for name, scores, whole in columns:
-            value = scores.top_k[min(3, len(scores.top_k)) - 1] if attribute is None else getattr(scores, attribute)
+            top_k = cast(ClassificationScores, scores).top_k if attribute is None else ()
+            value = top_k[min(3, len(top_k)) - 1] if attribute is None else getattr(scores, attribute)
             mark = " best" if whole and name == f"v{best}" and attribute in ("accuracy", "mae") else ""
             cells.append(f"<td class='num{mark}'>{value:.4f}</td>")
         body.append(f"<tr><td>{title}</td>{''.join(cells)}</tr>")
@@ -79,8 +82,8 @@ def scores_html(result: Evaluation) -> str:
 def summary_text(result: Evaluation) -> str:
     """One line: who scored best and where the versions disagree."""
     best = better(result)
-    score = (f"accuracy {best.scores.accuracy:.3f}" if result.kind is OutputKind.CLASSIFICATION
-             else f"MAE {best.scores.mae:.3f}")
+    score = (f"accuracy {cast(ClassificationScores, best.scores).accuracy:.3f}"
+             if result.kind is OutputKind.CLASSIFICATION else f"MAE {cast(RegressionScores, best.scores).mae:.3f}")
     text = f"Done: v{best.version} scored best ({score})"
     for pair in result.pairs:
         text += f"; v{pair.a} and v{pair.b} disagree on {len(pair.disagreements)} of {len(result.items)} items"
@@ -100,7 +103,7 @@ def heat_colors(row: tuple[int, ...]) -> list[tuple[str, str]]:
 
 def confusion_grid(result: Evaluation, version: int, on_cell: Callable[[str, str], None]) -> W.Widget:
     """The confusion matrix of one version as a clickable heat map (rows: true, columns: predicted)."""
-    scores = result.version(version).scores
+    scores = cast(ClassificationScores, result.version(version).scores)  # a confusion matrix: classification
     labels = scores.labels
     if len(labels) > MAX_GRID_LABELS:
         return _large_confusion(scores, on_cell)
@@ -108,7 +111,7 @@ def confusion_grid(result: Evaluation, version: int, on_cell: Callable[[str, str
     children = [W.HTML("<div class='yyai-cm-head' title='rows: the true label; columns: the predicted one'>"
                        "true \\ predicted</div>")]
     children += [W.HTML(f"<div class='yyai-cm-head'>{html.escape(label)}</div>") for label in labels]
-    for t, (truth, row) in enumerate(zip(labels, scores.confusion)):
+    for truth, row in zip(labels, scores.confusion):
         children.append(W.HTML(f"<div class='yyai-cm-head'>{html.escape(truth)}</div>"))
         for p, ((background, text), count) in enumerate(zip(heat_colors(row), row)):
             cell = W.Button(description=str(count), tooltip=f"true {truth}, predicted {labels[p]}: {count}",

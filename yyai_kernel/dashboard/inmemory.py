@@ -15,8 +15,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types import parse_version

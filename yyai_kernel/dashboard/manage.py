@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import ipywidgets as W
 
@@ -100,10 +101,10 @@ BUTTONS = DIRECT + (DELETE,)
 class ManageTab:
     """A model and one of its versions, the action buttons, and the archive installer."""
 
-    key = "manage"
-    title = "Manage"
+    key: ClassVar[str] = "manage"
+    title: ClassVar[str] = "Manage"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._pending_delete: tuple[str, int] | None = None  # what the confirmation would delete
         self._build()
@@ -122,7 +123,8 @@ class ManageTab:
         self.manage_model = dropdown("Model", "yyai-manage-model")
         self.manage_version = dropdown("Version", "yyai-manage-version")
         self.follow_latest = with_classes(W.Checkbox(description=FOLLOW.label, indent=False,
-                                                     tooltip="Unticked: the default stays pinned"), "yyai-follow-latest")
+                                                     tooltip="Unticked: the default stays pinned"),
+                                          "yyai-follow-latest")
         self.default_reason = with_classes(W.HTML(), "yyai-default-reason")
         self.buttons = {a: with_classes(W.Button(description=a.label, icon=a.icon, tooltip=a.tooltip,
                                                  layout=W.Layout(width="170px")), f"yyai-{a.key}-button")
@@ -141,6 +143,14 @@ class ManageTab:
         self.archive_progress = with_classes(W.IntProgress(value=0, min=0, max=3, layout=W.Layout(
             width="290px", visibility="hidden")), "yyai-archive-progress")
         self.archive_message = with_classes(W.HTML(), "yyai-archive-message")
+        self.promote_toggle = with_classes(W.ToggleButtons(
+            options=[("Server's rule", "auto"), ("Make it the default", "promote"), ("Stage it", "stage")],
+            value="auto", tooltips=["A new version of a pinned, labelled or policy-routed model is staged; others "
+                                    "follow the latest.", "The new version becomes the default (pinned).",
+                                    "The new version serves by its number; the default stays."],
+            style={"button_width": "auto"}), "yyai-promote-toggle")
+        self.install_label = with_classes(W.Text(placeholder="label (optional)", layout=W.Layout(width="170px")),
+                                          "yyai-install-label")
         self.widget = W.VBox([
             with_classes(W.VBox([
                 W.HTML("<b>A model and one of its versions</b>"),
@@ -152,7 +162,9 @@ class ManageTab:
             ]), "yyai-panel"),
             with_classes(W.VBox([
                 W.HTML("<b>Install an archive</b> <span class='yyai-subtle'>(verified, added to the store, "
-                       "loaded; a new latest version becomes the default unless the model is pinned)</span>"),
+                       "loaded; a new version of a pinned, labelled or policy-routed model is staged until "
+                       "promoted)</span>"),
+                W.HBox([self.promote_toggle, self.install_label]),
                 W.HBox([self.archive_upload, self.archive_progress]),
                 self.archive_message,
             ]), "yyai-panel"),
@@ -176,7 +188,7 @@ class ManageTab:
         self.shell.set_options(self.manage_version, version_options(model),
                                preferred=select or (model.default if model else None), select=select is not None)
         with self.shell.quiet():
-            self.follow_latest.value = bool(model) and not model.pinned
+            self.follow_latest.value = model is not None and not model.pinned
         self.default_reason.value = subtle_html(model.default_reason) if model else ""
         self._sync_buttons()
 
@@ -185,8 +197,9 @@ class ManageTab:
         model, version = self._model(), self.manage_version.value
         is_default = model is not None and version is not None and model.default == version
         self.default_button.button_style = "" if is_default else "warning"
-        self.default_button.disabled = is_default and model.pinned
-        self.default_button.tooltip = ("This version is the default (pinned)" if is_default and model.pinned
+        pinned = is_default and model is not None and model.pinned
+        self.default_button.disabled = pinned
+        self.default_button.tooltip = ("This version is the default (pinned)" if pinned
                                        else DEFAULT.tooltip)
 
     def _on_model(self, change) -> None:
@@ -282,7 +295,9 @@ class ManageTab:
                 raise ValueError(f"{filename} is not a .yyar archive; build one with `yyai archive`.")
             progress.value = 2
             message.value = message_html("busy", f"Verifying, storing and loading {filename}…")
-            result = self.shell.backend.add_archive(data)
+            promote = {"auto": None, "promote": True, "stage": False}[self.promote_toggle.value]
+            label = self.install_label.value.strip() or None
+            result = self.shell.backend.add_archive(data, promote=promote, label=label)
         except Exception as error:
             progress.bar_style, progress.value = "danger", 3
             # the error names a temporary copy (the data plane's, or the server's spool file): name the upload

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -34,11 +34,11 @@ HISTORY_SECONDS = 300.0  # how far back the live plot looks
 class ModelsTab:
     """The table of every version and the activity plot."""
 
-    key = "models"
-    title = "Models"
+    key: ClassVar[str] = "models"
+    title: ClassVar[str] = "Models"
     lazy = False  # built with the dashboard: the activity plot samples every refresh from the start
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self.history: deque[tuple[float, dict[str, ActivitySample]]] = deque()
         self._plot_drawn_at = 0.0

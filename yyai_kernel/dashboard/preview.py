@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -57,10 +57,10 @@ EXPLAIN = ExplainMethod.GRADCAM
 class PreviewTab:
     """Pickers, images and the Predict button on the left; the results on the right."""
 
-    key = "preview"
-    title = "Preview"
+    key: ClassVar[str] = "preview"
+    title: ClassVar[str] = "Preview"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
         self._state_note = ""  # the note about the picked versions' states last shown
@@ -87,13 +87,15 @@ class PreviewTab:
                                                       tooltip="Show where each convolutional member looked"),
                                            "yyai-explain-toggle")
         self.sample_select = dropdown("Sample", "yyai-sample-select")
+        self.sample_source = with_classes(W.HTML(), "yyai-sample-source")  # where the samples come from
         self.image_upload = file_button("yyai-image-upload", accept="image/*", multiple=True,
                                         tooltip="Choose one or more image files (PNG, JPEG, ...)",
                                         layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
-        self.predict_button = with_classes(W.Button(description="Predict", button_style="primary", icon="play",
-                                                    tooltip="Run the picked version (and the compared one) on the images",
-                                                    layout=W.Layout(width="180px")), "yyai-predict-button")
+        self.predict_button = with_classes(W.Button(
+            description="Predict", button_style="primary", icon="play",
+            tooltip="Run the picked version (and the compared one) on the images",
+            layout=W.Layout(width="180px")), "yyai-predict-button")
         self.load_button = with_classes(W.Button(description="Load", icon="play-circle", button_style="info",
                                                  tooltip="Load the version so that it serves, then predict",
                                                  layout=W.Layout(width="180px", display="none")),
@@ -104,7 +106,8 @@ class PreviewTab:
             W.HTML("<b>What to run</b>"),
             self.model_select, self.version_select, self.compare_select,
             W.HTML("<b>On which images</b>"),
-            self.source_toggle, self.sample_select, self.image_upload, self.upload_info, self.pad_box,
+            self.source_toggle, self.sample_select, self.sample_source, self.image_upload, self.upload_info,
+            self.pad_box,
             W.HTML("&nbsp;"), self.explain_toggle, self.predict_button, self.predict_message, self.load_button,
         ], layout=W.Layout(width="320px", min_width="320px")), "yyai-panel", "yyai-controls")
         self.widget = W.HBox([controls, self.results.widget])
@@ -155,6 +158,7 @@ class PreviewTab:
         """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
         source = self.source_toggle.value
         show(self.sample_select, source == SAMPLE)
+        show(self.sample_source, source == SAMPLE)
         show(self.image_upload, source == UPLOAD)
         show(self.upload_info, source == UPLOAD)
         if source == DRAW and self.pad is None:
@@ -172,7 +176,7 @@ class PreviewTab:
             spec = None
         fits = spec is not None and pad_fits(spec)
         self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []), preferred=SAMPLE)
-        if fits and self.pad is not None:
+        if fits and spec is not None and self.pad is not None:
             self.pad.set_input(spec)
 
     def _on_explain(self, change) -> None:
@@ -197,11 +201,14 @@ class PreviewTab:
         """List the bundled samples of the picked version (none if it bundles none)."""
         name, version = self.model_select.value, self.version_select.value
         options: list = []
+        where = ""
         if name and version:
             try:
-                options = [(Path(s).name, s) for s in self.shell.backend.samples(name, version)]
+                found = self.shell.backend.bundled(name, version)
+                options, where = [(Path(s).name, s) for s in found.files], found.where()
             except Exception as error:  # noqa: BLE001 - samples are optional
                 self.predict_message.value = message_html("warn", f"No bundled samples: {error}")
+        self.sample_source.value = subtle_html(f"samples {where}") if where else ""
         self.shell.set_options(self.sample_select, options)
         self.sample_select.disabled = not options
         if not options and self.source_toggle.value == SAMPLE and self.image_upload.value:
@@ -218,7 +225,7 @@ class PreviewTab:
 
     def current_images(self) -> list[tuple[str, bytes]]:
         """The images to run: (name, bytes) of the uploads, the drawing or the picked sample."""
-        if self.source_toggle.value == DRAW:
+        if self.source_toggle.value == DRAW and self.pad is not None:  # Draw is offered only with a pad
             return [("drawing.png", self.pad.png())]
         if self.source_toggle.value == UPLOAD:
             files = self.image_upload.value

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import html
 import io
+import itertools
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import NamedTuple, cast
 
 import ipywidgets as W
 
@@ -263,7 +265,8 @@ def top_k_table_html(prediction: Prediction, i: int, labels: list[str], *, has_c
 
 def regression_table_html(prediction: Prediction, i: int, *, has_combined: bool) -> str:
     """Each member's regression outputs of row ``i`` (and the combined ones) as a small table."""
-    found = [(title, panel.label(panel.best()[i])) for title, panel in panels(prediction, has_combined)]
+    found = [(title, cast(dict[str, float], panel.label(panel.best()[i])))  # regression: {name: value}
+             for title, panel in panels(prediction, has_combined)]
     names = list(found[0][1]) if found else []
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
     body = "".join(
@@ -382,7 +385,7 @@ def activity_plot_png(history: list[tuple[float, dict[str, ActivitySample]]], no
         p50 = [float("nan") if s.p50 is None else s.p50 for _, s in points]
         line = latency.plot(xs, p50, label=name, lw=1.5, marker="o", markersize=2)[0]
         rates = [(t1, max(0.0, (s1.requests - s0.requests) / (t1 - t0)))
-                 for (t0, s0), (t1, s1) in zip(points, points[1:]) if t1 > t0]
+                 for (t0, s0), (t1, s1) in itertools.pairwise(points) if t1 > t0]
         throughput.plot([t for t, _ in rates], [r for _, r in rates], label=name, lw=1.5, marker="o",
                         markersize=2, color=line.get_color())
     for axes, title, unit in ((latency, "p50 latency", "ms"), (throughput, "throughput", "requests/s")):

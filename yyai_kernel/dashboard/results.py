@@ -108,14 +108,16 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
 
     version = prediction.version
     seen = model_view(data, described.input)
-    caption = f"{seen.shape[1]}×{seen.shape[0]} {described.input.image.color.value}{resize_note(given, seen.shape[:2])}"
+    image = described.input.image
+    assert image is not None  # the preview shows image inputs only
+    caption = f"{seen.shape[1]}×{seen.shape[0]} {image.color.value}{resize_note(given, seen.shape[:2])}"
     side = 96 if compact else DISPLAY_PX
     view = image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
     view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"), view],
                       layout=W.Layout(width=f"{side + 16}px", flex="0 0 auto"))
     top, tied = prediction.top(i), prediction.tied(i)
     headline = f"<b>{html.escape(name)} v{version}</b>"
-    if len(tied) > 1:  # no winner to name: "predicted daisy" would be the first label of the tie
+    if len(tied) > 1 and top is not None:  # no winner to name: "predicted daisy" would be the first label of the tie
         headline += (f": no single answer, <span class='yyai-top-label yyai-tie' data-version='{version}'>"
                      f"a {len(tied)}-way tie</span> between {html.escape(tie_text(tied))} "
                      f"<span class='yyai-subtle'>(p = {top[1]:.3f} each)</span>")
@@ -125,11 +127,12 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
     if described.classification:
         png, size = bar_chart_png(prediction, i, described.labels, has_combined=described.has_combined,
                                   panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
-        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels, has_combined=described.has_combined)),
-                             "yyai-topk-table")
+        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels,
+                                                      has_combined=described.has_combined)), "yyai-topk-table")
         parts = [png_widget(png, size, "yyai-chart"), table]
         # compared versions stand side by side and leave no room for the table beside the chart
-        outputs = W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact else W.HBox(parts, layout=wrapping("1 1 0px"))
+        outputs = (W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact
+                   else W.HBox(parts, layout=wrapping("1 1 0px")))
     else:
         outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
                                "yyai-regression-table")
@@ -177,7 +180,7 @@ def explained_row(explanations: dict[str, Explanation], *, side: int) -> W.Widge
     cells = []
     for member, explained in explanations.items():
         title = f"<b>{html.escape(member)}</b>"
-        if explained.available:
+        if explained.available and explained.heatmap is not None and explained.overlay_png is not None:
             caption = f"{title}<br><span class='yyai-subtle'>{html.escape(explained.layer or '')}</span>"
             height, width = explained.heatmap.shape  # the overlay has the grid's proportions
             image = image_widget(explained.overlay_png, height, width, css_class="yyai-gradcam-overlay", side=side)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import ipywidgets as W
 
@@ -40,10 +40,10 @@ SHOWN_DISAGREEMENTS = 8
 class RolloutTab:
     """Labels, the traffic policy and its figures for one model."""
 
-    key = "rollout"
-    title = "Rollout"
+    key: ClassVar[str] = "rollout"
+    title: ClassVar[str] = "Rollout"
 
-    def __init__(self, shell: "Dashboard"):
+    def __init__(self, shell: Dashboard):
         self.shell = shell
         self._build()
         guard, message = shell.guard, self.message

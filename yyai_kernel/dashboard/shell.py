@@ -38,8 +38,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import ipywidgets as W
 
@@ -67,6 +68,8 @@ class Tab(Protocol):
     key: ClassVar[str]  # the dashboard's attribute for it: dashboard.<key>
     title: ClassVar[str]
     widget: W.Widget
+
+    def __init__(self, shell: Dashboard) -> None: ...
 
     def update(self, status: ServerStatus) -> None:
         """A new status arrived (any thread, under the dashboard's lock, observers quiet)."""
@@ -132,7 +135,7 @@ class Dashboard:
     """
 
     def __init__(self, backend, *, refresh_interval: float | None = 2.0, pause_after: float = 900.0,
-                 location: str = "", tabs: tuple[type, ...] = TABS, wait_for_view: bool = False):
+                 location: str = "", tabs: tuple[type[Tab], ...] = TABS, wait_for_view: bool = False):
         self.backend = as_backend(backend)
         self.refresh_interval = refresh_interval
         self.pause_after = pause_after
@@ -155,7 +158,7 @@ class Dashboard:
         if refresh_interval:
             self.start()
 
-    def _build(self, tabs: tuple[type, ...]) -> None:
+    def _build(self, tabs: tuple[type[Tab], ...]) -> None:
         self.header = with_classes(W.HTML(), "yyai-header")
         self.status_line = with_classes(W.HTML(), "yyai-status")
         # the refresh controls belong to the shell (the thread reads them); the Models tab shows them
@@ -200,7 +203,7 @@ class Dashboard:
             self._last_used = time.monotonic()
             try:
                 return fn(*args)
-            except Exception as error:  # noqa: BLE001 - every failure becomes a message
+            except Exception as error:  # every failure becomes a message
                 log.info("dashboard action failed: %s", error, exc_info=True)
                 target.value = message_html("error", error_text(error))
                 return None
@@ -359,7 +362,7 @@ class Dashboard:
         self._closers.append(closer)
 
     @classmethod
-    def for_models(cls, versions, *, input: dict, labels=None, name: str = "model", **options) -> "Dashboard":
+    def for_models(cls, versions, *, input: dict, labels=None, name: str = "model", **options) -> Dashboard:
         """The dashboard over Keras models in this notebook, with no server and no store of yours.
 
         ``versions`` maps a version (``"v1"``, ``"v2"``, or 1, 2) to a model, a list of
@@ -403,7 +406,7 @@ class Dashboard:
                 continue
             try:
                 self.refresh()  # shows its own error when the server does not answer
-            except Exception as error:  # noqa: BLE001 - the loop outlives a failing tab
+            except Exception as error:  # the loop outlives a failing tab
                 log.info("refresh failed: %s", error, exc_info=True)
                 self.status_line.value = message_html("error", f"Could not refresh: {error_text(error)}")
 

@@ -34,11 +34,11 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 from yyai_kernel import errors
 from yyai_kernel.errors import (
@@ -79,7 +79,7 @@ class JobError:
     status: int
 
     @classmethod
-    def of(cls, error: BaseException) -> "JobError":
+    def of(cls, error: BaseException) -> JobError:
         if isinstance(error, YyaiError):
             return cls(error.message, type(error).__name__, error.status)
         return cls(f"The evaluation failed: {error}", "YyaiError", 500)
@@ -136,7 +136,7 @@ class EvaluationJob:
         return body
 
     @classmethod
-    def from_json(cls, body: dict) -> "EvaluationJob":
+    def from_json(cls, body: dict) -> EvaluationJob:
         error = body.get("error")
         result = body.get("result")
         return cls(
@@ -264,7 +264,7 @@ class EvaluationJobs:
         try:
             result = evaluate(self.backend, job.model, list(job.versions), dataset, batch_size=self.batch_size,
                               progress=lambda done, total: self._update(job_id, done=done, total=total))
-        except BaseException as error:  # noqa: BLE001 - any failure ends the job with its reason
+        except BaseException as error:  # any failure ends the job with its reason
             if not isinstance(error, YyaiError):
                 log.exception("evaluation %s failed", job_id)
             self._update(job_id, state=JobState.FAILED, error=JobError.of(error), finished=time.time())

@@ -18,9 +18,11 @@ figure state is not thread-safe.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 MAX_TOP_K = 5
 
@@ -40,7 +42,7 @@ class ClassScore:
                 "support": self.support}
 
     @classmethod
-    def from_json(cls, body: dict) -> "ClassScore":
+    def from_json(cls, body: dict) -> ClassScore:
         return cls(str(body["label"]), float(body["precision"]), float(body["recall"]), float(body["f1"]),
                    int(body["support"]))
 
@@ -67,7 +69,7 @@ class ClassificationScores:
         }
 
     @classmethod
-    def from_json(cls, body: dict) -> "ClassificationScores":
+    def from_json(cls, body: dict) -> ClassificationScores:
         return cls(
             n=int(body["n"]), accuracy=float(body["accuracy"]),
             top_k=tuple(float(body["top_k"][str(k)]) for k in range(1, len(body["top_k"]) + 1)),
@@ -90,7 +92,7 @@ class RegressionScores:
         return {"n": self.n, "mae": self.mae, "rmse": self.rmse, "r2": self.r2}
 
     @classmethod
-    def from_json(cls, body: dict) -> "RegressionScores":
+    def from_json(cls, body: dict) -> RegressionScores:
         return cls(int(body["n"]), float(body["mae"]), float(body["rmse"]), float(body["r2"]))
 
 
@@ -139,7 +141,7 @@ def classification_scores(truth: np.ndarray, probabilities: np.ndarray, labels) 
         for label, p, r, f, s in zip(labels, precision, recall, f1, support)
     )
     return ClassificationScores(
-        n=int(len(truth)),
+        n=len(truth),
         accuracy=float(hits.sum() / max(len(truth), 1)),
         top_k=tuple(top_k_accuracy(truth, probabilities, j) for j in range(1, min(MAX_TOP_K, k) + 1)),
         macro_f1=float(f1[present].mean()) if present.any() else 0.0,
@@ -160,14 +162,14 @@ def regression_scores(truth: np.ndarray, predicted: np.ndarray) -> RegressionSco
     else:  # a constant truth: scikit-learn's force_finite convention
         r2 = 1.0 if ss_res == 0 else 0.0
     return RegressionScores(
-        n=int(len(truth)),
+        n=len(truth),
         mae=float(np.abs(error).mean()),
         rmse=float(np.sqrt((error**2).mean())),
         r2=float(r2),
     )
 
 
-def residual_plot(truth: np.ndarray, predictions: dict[str, np.ndarray], *, title: str = "") -> bytes:
+def residual_plot(truth: npt.ArrayLike, predictions: Mapping[str, npt.ArrayLike], *, title: str = "") -> bytes:
     """PNG bytes: residual (predicted - true) against predicted, one series per entry."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from typing import cast
 
 from yyai_kernel.evaluation.metrics import Scores, residual_plot, scores_from_json
 from yyai_kernel.evaluation.sets import BadItem
@@ -36,7 +37,7 @@ class VersionResult:
                 "members": {name: s.to_json() for name, s in self.members.items()}}
 
     @classmethod
-    def from_json(cls, body: dict) -> "VersionResult":
+    def from_json(cls, body: dict) -> VersionResult:
         return cls(int(body["version"]), str(body["output"]), scores_from_json(body["scores"]),
                    {name: scores_from_json(s) for name, s in body["members"].items()})
 
@@ -54,7 +55,7 @@ class Disagreement:
         return {"key": self.key, "truth": self.truth, "a": self.a, "b": self.b}
 
     @classmethod
-    def from_json(cls, body: dict) -> "Disagreement":
+    def from_json(cls, body: dict) -> Disagreement:
         return cls(body["key"], body["truth"], body["a"], body["b"])
 
 
@@ -74,7 +75,7 @@ class VersionPair:
                 "disagreements": [d.to_json() for d in self.disagreements]}
 
     @classmethod
-    def from_json(cls, body: dict) -> "VersionPair":
+    def from_json(cls, body: dict) -> VersionPair:
         return cls(int(body["a"]), int(body["b"]), tuple(Disagreement.from_json(d) for d in body["disagreements"]))
 
 
@@ -95,7 +96,7 @@ class ItemResult:
                 "probability": list(self.probability)}
 
     @classmethod
-    def from_json(cls, body: dict) -> "ItemResult":
+    def from_json(cls, body: dict) -> ItemResult:
         return cls(body["key"], body["truth"], tuple(body["predicted"]), tuple(body["probability"]))
 
 
@@ -141,7 +142,7 @@ class Evaluation:
         }
 
     @classmethod
-    def from_json(cls, body: dict) -> "Evaluation":
+    def from_json(cls, body: dict) -> Evaluation:
         """The result a ``to_json()`` wrote (an HTTP reply, a job's file): equal to the original."""
         return cls(
             body["model"], OutputKind(body["kind"]), body["dataset"],
@@ -169,9 +170,9 @@ class Evaluation:
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header + ["problem"])
         for item in self.items:
-            row = [item.key, item.truth]
+            row: list[str | float | None] = [item.key, item.truth]
             for predicted, probability in zip(item.predicted, item.probability):
-                row += [predicted, probability if classify else predicted - item.truth]
+                row += [predicted, probability if classify else cast(float, predicted) - cast(float, item.truth)]
             writer.writerow(row + [""])
         blank = [""] * (len(header) - 1)
         for bad in self.bad_items:

@@ -22,10 +22,11 @@ and the backend does its own locking.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import cast
 
 import numpy as np
 
@@ -52,7 +53,7 @@ DEFAULT_BATCH_SIZE = 64
 # share of the set's target range, unless a tolerance is given.
 DEFAULT_TOLERANCE_SHARE = 0.05
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int], object]
 
 
 @dataclass
@@ -212,7 +213,7 @@ def _primary(target: _Version) -> str:
 def _outputs(target: _Version, keys: list[str], who: str) -> np.ndarray:
     """[n, K] outputs of `who` ("combined" or a member) on the items `keys`, in order."""
     if who == "combined":
-        return np.stack([target.rows[k][1] for k in keys])
+        return np.stack([cast(np.ndarray, target.rows[k][1]) for k in keys])  # a version with a combined output
     return np.stack([target.rows[k][0][who] for k in keys])
 
 
@@ -224,7 +225,9 @@ def _result(name, dataset, targets, scored, bad, tolerance) -> Evaluation:
     elif tolerance is None:
         truths = np.array([item.truth for item in scored], dtype=np.float64)
         tolerance = float(truths.max() - truths.min()) * DEFAULT_TOLERANCE_SHARE
-    results, answers, probabilities = [], [], []
+    results: list[VersionResult] = []
+    answers: list[list[str] | list[float]] = []
+    probabilities: list[list[float | None]] = []
     for target in targets:
         who = _primary(target)
         outputs = _outputs(target, keys, who)
@@ -247,7 +250,7 @@ def _result(name, dataset, targets, scored, bad, tolerance) -> Evaluation:
 
 def _scores(scored: list[Item], target: _Version, outputs: np.ndarray):
     if target.output.classification:
-        truth = np.array([target.labels.index(item.truth) for item in scored])
+        truth = np.array([target.labels.index(cast(str, item.truth)) for item in scored])
         return classification_scores(truth, outputs, target.labels)
     return regression_scores(np.array([item.truth for item in scored]), outputs[:, 0])
 

@@ -80,7 +80,7 @@ class LabelledSet:
     zip-backed set keeps its bytes (or path) and opens the zip for each `read_many`.
     """
 
-    def __init__(self, kind: OutputKind, items: list[Item], problems: list[BadItem], source: "_Source",
+    def __init__(self, kind: OutputKind, items: list[Item], problems: list[BadItem], source: _Source,
                  description: str):
         self.kind = kind
         self.items = tuple(items)

@@ -24,11 +24,13 @@ each with its HTTP status.
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Callable
+from typing import overload
 
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig
@@ -54,6 +56,7 @@ from yyai_kernel.rollout.traffic import Plan, TrafficRouter
 from yyai_kernel.runtime.images import preprocess_batch
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
+    BundledFiles,
     FileRole,
     ImageSpec,
     InputSpec,
@@ -135,6 +138,10 @@ class DataPlane:
     def list(self) -> list[ModelSummary]:
         return self.registry.list()
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """A model's status (with its rollout figures), or every model's."""
         if name is not None:
@@ -149,16 +156,25 @@ class DataPlane:
         """What a version takes and gives, with its status (``GET /models/{m}/versions/{v}``)."""
         return target.description.with_status(self.version_status(target))
 
-    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> list[str]:
-        """The names of the files a version bundles with ``role``: samples or labelled sets."""
-        return [f.path for f in target.record.manifest.files if f.role is role]
+    def bundled(self, target: Target, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        """The files with ``role`` (samples, labelled sets) that go with a version: its own, else
+        those of the newest version that bundles any (``BundledFiles.source`` says which)."""
+        records = target.model.records
+        for version in [target.version, *sorted((v for v in records if v != target.version), reverse=True)]:
+            files = tuple(f.path for f in records[version].manifest.files if f.role is role)
+            if files:
+                return BundledFiles(target.name, target.version, version, role, files)
+        return BundledFiles(target.name, target.version, None, role)
 
     def bundled_file(self, target: Target, file: str, role: FileRole = FileRole.SAMPLE) -> bytes:
-        """One bundled file's bytes, by its manifest name (never a path on the server's disk)."""
-        if file not in self.bundled(target, role):
+        """One bundled file's bytes, by its manifest name (never a path on the server's disk), from
+        the archive :meth:`bundled` finds it in."""
+        found = self.bundled(target, role)
+        if found.source is None or file not in found.files:
             what = "labelled set" if role is FileRole.EVAL else role.value
-            raise ModelNotFoundError(f"Model {target.name!r} v{target.version} bundles no {what} named {file!r}.")
-        return read_listed_file(target.record.path, file)
+            others = "" if found.source is None else f" (the {what}s of v{found.source} are {', '.join(found.files)})"
+            raise ModelNotFoundError(f"Model {target.name!r} v{target.version} has no {what} named {file!r}{others}.")
+        return read_listed_file(target.model.records[found.source].path, file)
 
     # --- Open Inference Protocol ---------------------------------------------------------------
 
@@ -224,7 +240,7 @@ class DataPlane:
         self.traffic.shadow(plan, described, x, pending, make, filenames)
         return described, pending
 
-    def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+    def repository_index(self, ready_only: bool = False) -> builtins.list[RepositoryEntry]:
         """Every version of every model with its Triton state and the reason it is not ready."""
         index = []
         for name in self.registry.names():
@@ -241,8 +257,9 @@ class DataPlane:
 
     # --- images and tensors ----------------------------------------------------------------------
 
-    def submit_images(self, target: Target, images: list[bytes], filenames: list[str | None] | None = None, *,
-                      sticky: str | None = None, explain: str | None = None) -> Future:
+    def submit_images(self, target: Target, images: builtins.list[bytes],
+                      filenames: builtins.list[str | None] | None = None, *, sticky: str | None = None,
+                      explain: str | None = None) -> Future:
         """Decode and preprocess images as the version's manifest says, then queue them.
 
         The decoding runs in the calling thread; the Future completes with a
@@ -331,7 +348,7 @@ def _then(pending: Future, transform) -> Future:
             return
         try:
             chained.set_result(transform(source.result()))
-        except BaseException as failure:  # a transform bug must reach the caller, not the batcher
+        except BaseException as failure:  # noqa: BLE001 - a transform bug must reach the caller, not the batcher
             chained.set_exception(failure)
 
     pending.add_done_callback(finish)

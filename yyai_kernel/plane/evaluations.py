@@ -14,7 +14,7 @@ import os
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.evaluation.jobs import EvaluationJob, EvaluationJobs
 from yyai_kernel.evaluation.run import DEFAULT_BATCH_SIZE, resolve_versions
-from yyai_kernel.evaluation.sets import set_from_zip
+from yyai_kernel.evaluation.sets import LabelledSet, set_from_zip
 from yyai_kernel.plane.dataplane import DataPlane
 from yyai_kernel.registry.protocol import ref_of
 from yyai_kernel.types import FileRole, ModelRef, Prediction, VersionDescription
@@ -42,9 +42,10 @@ class Evaluations:
         if (data is None) == (bundled is None):
             raise InvalidInputError("Send a labelled set as a zip, or name a set the model's archive bundles "
                                     "(one of the two).")
+        source: LabelledSet | bytes | os.PathLike | None = data
         if bundled is not None:
             target = self.data.resolve(set_ref or ModelRef(name))
-            data = set_from_zip(self.data.bundled_file(target, bundled, FileRole.EVAL),
+            source = set_from_zip(self.data.bundled_file(target, bundled, FileRole.EVAL),
                                 description=f"{name} v{target.version}: {bundled}")
         wanted = list(versions) or [None]
 
@@ -54,7 +55,8 @@ class Evaluations:
                 self.data.model_ready(self.data.resolve(ModelRef(name, version)))
             return resolved
 
-        return self.jobs.submit(name, data, check, handover=handover)
+        assert source is not None  # checked above: a zip, or a bundled set
+        return self.jobs.submit(name, source, check, handover=handover)
 
     def get(self, job_id: str) -> EvaluationJob:
         """An evaluation job's progress and, once done, its result (JobNotFoundError: 404)."""

@@ -8,14 +8,17 @@ its name and version once, as a REST endpoint does, then calls one plane method.
 
 from __future__ import annotations
 
+import builtins
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from yyai_kernel.evaluation.jobs import EvaluationJob
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.types import (
+    BundledFiles,
     Disagreement,
     FileRole,
+    InstallOptions,
     InstallResult,
     ModelRef,
     ModelRemoved,
@@ -42,7 +45,7 @@ class LocalBackend:
         self.data, self.repository, self.evaluations = planes.data, planes.repository, planes.evaluations
 
     @classmethod
-    def over(cls, registry, **options) -> "LocalBackend":
+    def over(cls, registry, **options) -> LocalBackend:
         """The backend over a registry (``options``: see ``Planes.over``); closing it closes the registry."""
         return cls(Planes.over(registry, **options))
 
@@ -59,14 +62,17 @@ class LocalBackend:
     def describe(self, name: str, version=None) -> VersionDescription:
         return self.data.describe(self._target(name, version))
 
-    def samples(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), FileRole.SAMPLE)
+    def samples(self, name: str, version=None) -> builtins.list[str]:
+        return list(self.data.bundled(self._target(name, version), FileRole.SAMPLE).files)
 
     def sample(self, name: str, sample: str, version=None) -> bytes:
         return self.data.bundled_file(self._target(name, version), sample, FileRole.SAMPLE)
 
-    def eval_sets(self, name: str, version=None) -> list[str]:
-        return self.data.bundled(self._target(name, version), FileRole.EVAL)
+    def bundled(self, name: str, version=None, role: FileRole = FileRole.SAMPLE) -> BundledFiles:
+        return self.data.bundled(self._target(name, version), role)
+
+    def eval_sets(self, name: str, version=None) -> builtins.list[str]:
+        return list(self.data.bundled(self._target(name, version), FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version=None) -> bytes:
         return self.data.bundled_file(self._target(name, version), set_name, FileRole.EVAL)
@@ -75,8 +81,8 @@ class LocalBackend:
     def predict(self, name: str, inputs, version=None) -> Prediction:
         return self.data.predict(self._target(name, version), inputs)
 
-    def predict_images(self, name: str, images: Iterable[bytes], version=None, filenames: list[str] | None = None,
-                       *, explain: str | None = None) -> Prediction:
+    def predict_images(self, name: str, images: Iterable[bytes], version=None,
+                       filenames: builtins.list[str | None] | None = None, *, explain: str | None = None) -> Prediction:
         return self.data.submit_images(self._target(name, version), list(images), filenames,
                                        explain=explain).result()
 
@@ -99,8 +105,9 @@ class LocalBackend:
     def remove(self, name: str, version, *, purge: bool = False) -> ModelStatus | ModelRemoved:
         return self.repository.remove(name, version, purge=purge)
 
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
-        return self.repository.add_archive(archive)
+    def add_archive(self, archive: bytes | str | os.PathLike, *, promote: bool | None = None,
+                    label: str | None = None, replace: bool = False) -> InstallResult:
+        return self.repository.add_archive(archive, InstallOptions.parse(promote, label, replace))
 
     # rollouts
     def labels(self, name: str) -> dict[str, int]:
@@ -127,7 +134,7 @@ class LocalBackend:
     def promote(self, name: str) -> ModelStatus:
         return self.repository.promote(name)
 
-    def disagreements(self, name: str) -> list[Disagreement]:
+    def disagreements(self, name: str) -> builtins.list[Disagreement]:
         return self.repository.disagreements(check_name(name))
 
     # evaluations

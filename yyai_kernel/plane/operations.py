@@ -56,14 +56,16 @@ class Operation:
 
     kind: OpKind
     name: str | None = None
-    version: int | None = None
+    version: int | str | None = None  # a label where one is accepted (load, unload, remove)
     force: bool = False
     purge: bool = False
     archive: str | None = None
-    label: str | None = None  # SET_LABEL, DELETE_LABEL
+    label: str | None = None  # SET_LABEL, DELETE_LABEL; INSTALL: a label to point at the new version
     policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
+    promote: bool | None = None  # INSTALL: make it the default (True), stage it (False), or the server's rule
+    replace: bool = False  # INSTALL: replace different content under the same version
 
-    def checked(self) -> "Operation":
+    def checked(self) -> Operation:
         """The same operation with its name, version and label checked (400 on a bad one).
         A version may be a label where one is accepted (load, unload, remove)."""
         name = None if self.name is None else check_name(self.name)
@@ -77,7 +79,7 @@ class Operation:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Operation":
+    def from_json(cls, data: dict) -> Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
@@ -88,8 +90,9 @@ def follow(registry, op: Operation) -> None:
     """
     kind, name, version = op.kind, op.name, op.version
     if kind is OpKind.INSTALL:
-        registry.reload(name, force=False)  # the store has the new archive; a new default loads
+        registry.reload(name, force=False)  # the store has the new archive (and state); a new default loads
         registry.load(name, version)  # and the uploaded version serves, default or not
+        registry.load_served(name)  # and whatever a label or a pin made of it
     elif kind is OpKind.LOAD:
         registry.load(name, version)
     elif kind is OpKind.UNLOAD:
@@ -135,7 +138,7 @@ class WorkerReport:
     outcomes: tuple[WorkerOutcome, ...]
 
     @classmethod
-    def alone(cls, worker: int = 0) -> "WorkerReport":
+    def alone(cls, worker: int = 0) -> WorkerReport:
         return cls((WorkerOutcome(worker, Outcome.APPLIED),))
 
     @property
@@ -163,7 +166,7 @@ class WorkerReport:
                             for o in self.outcomes]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerReport":
+    def from_json(cls, data: dict) -> WorkerReport:
         return cls(tuple(WorkerOutcome(w["worker"], Outcome(w["outcome"]), w.get("error"))
                          for w in data["workers"]))
 
@@ -194,7 +197,7 @@ class WorkerInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "WorkerInfo":
+    def from_json(cls, data: dict) -> WorkerInfo:
         return cls(**data)
 
 

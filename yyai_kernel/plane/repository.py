@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +36,7 @@ from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.rollout.traffic import TrafficRouter
 from yyai_kernel.types import (
     Disagreement,
+    InstallOptions,
     InstallResult,
     ModelRef,
     ModelStatus,
@@ -95,13 +97,13 @@ class ModelRepository:
         if self.peers is None:
             return Managed(result, WorkerReport.alone(self.worker))
         if op.kind is OpKind.INSTALL:
-            op = Operation(OpKind.INSTALL, result.name, result.version)
+            op = Operation(OpKind.INSTALL, result.name, result.version, replace=op.replace)
         return Managed(result, self.peers.follow(op, self.worker))
 
     def _lead(self, op: Operation):
         registry, name, version = self.registry, op.name, op.version
         if op.kind is OpKind.INSTALL:
-            return registry.install(op.archive)
+            return registry.install(op.archive, InstallOptions(op.promote, op.label, op.replace))
         if op.kind is OpKind.LOAD:
             return registry.load(name, version)
         if op.kind is OpKind.UNLOAD:
@@ -198,18 +200,21 @@ class ModelRepository:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return self.traffic.disagreements(name, self.registry.status(name).traffic)  # 404 for an unknown model
 
-    def add_archive(self, archive: bytes | str | os.PathLike) -> InstallResult:
-        """Install an archive (its bytes, or a file the caller owns): verify, store, load."""
-        return self.install(archive).result
+    def add_archive(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> InstallResult:
+        """Install an archive (its bytes, or a file the caller owns): verify, store, load (see ``install``)."""
+        return self.install(archive, options).result
 
-    def install(self, archive: bytes | str | os.PathLike) -> Managed:
-        """:meth:`add_archive` with the report of which workers serve the new version."""
+    def install(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> Managed:
+        """:meth:`add_archive` with the report of which workers serve the new version. ``options``
+        (promote, label, replace) were checked at the edge (``InstallOptions.parse``)."""
+        options = options or InstallOptions()
+        op = Operation(OpKind.INSTALL, label=options.label, promote=options.promote, replace=options.replace)
         if isinstance(archive, (str, os.PathLike)):
-            return self.manage(Operation(OpKind.INSTALL, archive=os.fspath(archive)))
+            return self.manage(replace(op, archive=os.fspath(archive)))
         with tempfile.TemporaryDirectory(prefix="yyai-install-") as folder:
             path = Path(folder) / "upload.yyar"
             path.write_bytes(bytes(archive))
-            return self.manage(Operation(OpKind.INSTALL, archive=str(path)))
+            return self.manage(replace(op, archive=str(path)))
 
     # --- workers -------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, NoReturn
 
 import orjson
 
@@ -50,7 +51,7 @@ _SAME_BRACKETS = bytes.maketrans(b"{}", b"[]")
 
 
 def loads(data: bytes | str, *, what: str, error: type[YyaiError] = InvalidInputError,
-          max_bytes: int | None = MAX_BYTES, max_depth: int = MAX_DEPTH, finite: bool = False):
+          max_bytes: int | None = MAX_BYTES, max_depth: int = MAX_DEPTH, finite: bool = False) -> Any:
     """Parse ``data`` (UTF-8 bytes or str) as JSON; refuse it as ``error`` when it is not.
 
     ``what`` names the document in messages ("The body", "a.yyar: MANIFEST.json").
@@ -96,7 +97,7 @@ def nests_deeper(text: bytes | str, limit: int) -> bool:
     return passes + brackets.count(b"[") > limit
 
 
-def _reread(data: bytes | str, what: str, error: type[YyaiError], max_depth: int, finite: bool):
+def _reread(data: bytes | str, what: str, error: type[YyaiError], max_depth: int, finite: bool) -> Any:
     """orjson refused ``data``: read it with ``json`` for NaN and for a message with a position."""
     text = _text(data, what, error)
     if nests_deeper(data, max_depth):
@@ -139,6 +140,6 @@ def _too_deep(what: str, limit: int) -> str:
     return f"{what} nests deeper than {limit} levels of JSON arrays and objects."
 
 
-def _not_a_number(token: str):
+def _not_a_number(token: str) -> NoReturn:
     # json reads NaN, Infinity and -Infinity; a caller that wants finite numbers refuses them here.
     raise ValueError(f"{token} is not a JSON number")

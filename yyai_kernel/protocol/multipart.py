@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable
+from typing import Any, BinaryIO, Protocol, cast
 
 from python_multipart.multipart import (
     MultipartParser,
@@ -26,17 +27,23 @@ from yyai_kernel.errors import InvalidInputError
 CHUNK = 1024 * 1024
 
 
+class Sink(Protocol):
+    """Where a file part's bytes go: a file, memory, or nowhere."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 @dataclass
 class UploadedFile:
     """One file part: its client-side name (never used as a path) and where its bytes went."""
 
     filename: str
-    sink: BinaryIO
+    sink: Sink
     size: int = 0
 
     def data(self) -> bytes:
         """The bytes of an in-memory part."""
-        return self.sink.getvalue()  # type: ignore[attr-defined]
+        return cast(io.BytesIO, self.sink).getvalue()
 
 
 def boundary_of(content_type: str) -> bytes:
@@ -48,7 +55,7 @@ def boundary_of(content_type: str) -> bytes:
 
 
 def read_files(content_type: str, chunks: Iterable[bytes], *,
-               open_sink: Callable[[str], BinaryIO] | None = None, max_files: int | None = None) -> list[UploadedFile]:
+               open_sink: Callable[[str], Sink] | None = None, max_files: int | None = None) -> list[UploadedFile]:
     """The file parts of a multipart body fed as ``chunks``, in order.
 
     ``open_sink(filename)`` gives each file's destination (default: memory). With
@@ -56,32 +63,32 @@ def read_files(content_type: str, chunks: Iterable[bytes], *,
     """
     open_sink = open_sink or (lambda _name: io.BytesIO())
     files: list[UploadedFile] = []
-    part: dict = {"headers": {}, "field": b"", "value": b"", "file": None}
+    part: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "file": None}
 
-    def on_header_field(data, start, end):
+    def on_header_field(data: bytes, start: int, end: int) -> None:
         part["field"] += data[start:end]
 
-    def on_header_value(data, start, end):
+    def on_header_value(data: bytes, start: int, end: int) -> None:
         part["value"] += data[start:end]
 
-    def on_header_end():
+    def on_header_end() -> None:
         part["headers"][part["field"].lower()] = part["value"]
         part["field"], part["value"] = b"", b""
 
-    def on_headers_finished():
+    def on_headers_finished() -> None:
         _, options = parse_options_header(part["headers"].get(b"content-disposition", b""))
         if b"filename" in options:
             name = options[b"filename"].decode("utf-8", "replace")
             part["file"] = UploadedFile(name, open_sink(name))
             files.append(part["file"])
 
-    def on_part_data(data, start, end):
+    def on_part_data(data: bytes, start: int, end: int) -> None:
         upload = part["file"]
         if upload is not None:
             upload.sink.write(data[start:end])
             upload.size += end - start
 
-    def on_part_end():
+    def on_part_end() -> None:
         part.update(headers={}, file=None)
 
     parser = MultipartParser(boundary_of(content_type), {
@@ -93,7 +100,7 @@ def read_files(content_type: str, chunks: Iterable[bytes], *,
             parser.write(chunk)
             if max_files is not None and len(files) > max_files:
                 return files
-    except Exception as exc:  # python-multipart raises its own errors and ValueError for bad bytes
+    except Exception as exc:  # noqa: BLE001 - python-multipart raises its own errors and ValueError for bad bytes
         raise InvalidInputError(f"The multipart upload is malformed: {exc}.") from None
     if parser.state != MultipartState.END:
         raise InvalidInputError("The multipart body is truncated: its closing boundary is missing.")
@@ -109,7 +116,7 @@ def file_chunks(handle: BinaryIO) -> Iterable[bytes]:
 class _Discard:
     """A sink for the file parts after the first: an upload carries one archive."""
 
-    def write(self, data) -> None:
+    def write(self, data: bytes) -> None:
         pass
 
     def close(self) -> None:
@@ -123,9 +130,9 @@ def extract_archive_part(path: str, content_type: str, out_dir: str, *, what: st
     if os.path.getsize(path) == 0:
         raise InvalidInputError(f"The upload is empty; attach {what}.")
     created: list[str] = []
-    sinks: list = []
+    sinks: list[BinaryIO | _Discard] = []
 
-    def open_sink(_filename: str):
+    def open_sink(_filename: str) -> Sink:
         if created:
             sinks.append(_Discard())
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -24,7 +25,7 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.protocol.multipart import read_files
-from yyai_kernel.types import parse_version
+from yyai_kernel.types import InstallOptions, parse_version
 
 AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
@@ -68,7 +69,7 @@ def too_large(what: str, size: int, limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"The {what} is {size:,} bytes; the limit is {limit:,} bytes.")
 
 
-def version_body(options, *, required: bool, hint: str = "") -> int | None:
+def version_body(options: object, *, required: bool, hint: str = "") -> int | None:
     """The version of a ``{"version": N}`` body; any other key is a 400 (no path or URL is ever read)."""
     example = 'The body must be a JSON object such as {"version": 2}'
     if not isinstance(options, dict) or (required and "version" not in options):
@@ -98,7 +99,7 @@ def repository_index_options(body: bytes) -> bool:
     return only_ready
 
 
-def repository_load_parameters(body: bytes) -> dict | None:
+def repository_load_parameters(body: bytes) -> dict[str, Any] | None:
     """``POST /v2/repository/models/{m}/load``'s body: its ``parameters``, if any."""
     options = json_body(body, required=False) or {}
     params = options.get("parameters") if isinstance(options, dict) else None
@@ -126,7 +127,7 @@ def check_image_media(media: str) -> None:
         )
 
 
-def images_of(media: str, content_type: str, body: bytes, most: int) -> tuple[list[bytes], list[str] | None]:
+def images_of(media: str, content_type: str, body: bytes, most: int) -> tuple[list[bytes], list[str | None] | None]:
     """The images of a prediction request and, for an upload, their file names."""
     if media.startswith("image/"):
         if not body:
@@ -144,19 +145,31 @@ def images_of(media: str, content_type: str, body: bytes, most: int) -> tuple[li
 # --- archives and samples ------------------------------------------------------------------
 
 
-def check_upload(query_names, media: str) -> None:
-    """``POST /models``: no query parameters but auth's, and an archive or multipart body."""
-    unknown = sorted(set(query_names) - AUTH_QUERY)
+UPLOAD_QUERY = {"promote", "label", "replace"}
+
+
+def check_upload(query_names: Iterable[str], media: str) -> None:
+    """``POST /models``: no query parameters but auth's and the upload's options, and an archive or
+    multipart body."""
+    unknown = sorted(set(query_names) - AUTH_QUERY - UPLOAD_QUERY)
     if unknown:  # ?url=, ?path=, ?trusted=...: the archive is the body, and trust is the operator's
         raise InvalidInputError(
-            f"POST /models takes no query parameters (got {', '.join(map(repr, unknown))}); "
-            "send the .yyar archive itself as the request body."
+            f"POST /models takes no query parameters but promote, label and replace (got "
+            f"{', '.join(map(repr, unknown))}); send the .yyar archive itself as the request body."
         )
     if media not in ARCHIVE_TYPES and media != MULTIPART:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the .yyar archive as "
             "application/octet-stream, or as a multipart/form-data file upload."
         )
+
+
+def upload_options(query: Any) -> InstallOptions:
+    """``POST /models``'s options: ``?promote=true|false`` (absent: the server's rule), ``?label=``,
+    ``?replace=true``; 400 for a bad value."""
+    promote = query.get("promote")
+    return InstallOptions.parse(None if promote is None else flag(promote), query.get("label"),
+                                flag(query.get("replace")))
 
 
 def empty_upload() -> InvalidInputError:

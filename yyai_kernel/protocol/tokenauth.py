@@ -37,7 +37,9 @@ def same_token(sent: str | None, token: str) -> bool:
 
 def authorization_matches(authorization: str | None, token: str | None) -> bool:
     """Whether an authorization value, ``token T`` or ``Bearer T``, carries ``token`` (constant time)."""
-    return bool(token) and same_token(sent_token(authorization, None) if authorization else None, token)
+    if not token:
+        return False
+    return same_token(sent_token(authorization, None) if authorization else None, token)
 
 
 def refusal(authorization: str | None, query_token: str | None) -> str:

@@ -19,8 +19,10 @@ import array
 import math
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from yyai_kernel.errors import InvalidInputError, PayloadTooLargeError
@@ -28,7 +30,7 @@ from yyai_kernel.protocol import jsonparse
 from yyai_kernel.types.specs import InputSpec
 
 # v2 datatype -> numpy dtype (little-endian, as the binary extension requires)
-DATATYPES = {
+DATATYPES: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype("?"),
     "UINT8": np.dtype("<u1"),
     "UINT16": np.dtype("<u2"),
@@ -49,7 +51,7 @@ KNOWN = set(DATATYPES) | {"BYTES", "BF16"}
 _NUMPY_TO_V2 = {np.dtype(v).newbyteorder("="): k for k, v in DATATYPES.items()}
 
 
-def datatype_of(dtype) -> str:
+def datatype_of(dtype: npt.DTypeLike) -> str:
     """The v2 datatype name of a numpy dtype (``float32`` -> ``FP32``)."""
     try:
         return _NUMPY_TO_V2[np.dtype(dtype).newbyteorder("=")]
@@ -83,7 +85,7 @@ class InferRequest:
     inputs: list[RequestInput]
     outputs: list[RequestedOutput] | None
     binary_data_output: bool = False
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class InferResult:
     model_version: int
     outputs: list[tuple[str, np.ndarray, bool]]
     id: str | None = None
-    parameters: dict = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class TensorMetadata:
     datatype: str
     shape: list[int]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
@@ -122,10 +124,10 @@ class ModelMetadata:
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-    parameters: dict | None = None
+    parameters: dict[str, Any] | None = None
 
-    def to_json(self) -> dict:
-        body = {"name": self.name, "versions": list(self.versions), "platform": self.platform,
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "versions": list(self.versions), "platform": self.platform,
                 "inputs": [t.to_json() for t in self.inputs], "outputs": [t.to_json() for t in self.outputs]}
         if self.parameters:
             body["parameters"] = self.parameters
@@ -140,7 +142,7 @@ class ServerMetadata:
     version: str
     extensions: list[str]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "extensions": list(self.extensions)}
 
 
@@ -153,7 +155,7 @@ class RepositoryEntry:
     state: str
     reason: str = ""
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "state": self.state, "reason": self.reason}
 
 
@@ -178,7 +180,7 @@ READY = {"ready": True}
 """The body of ``GET /v2/health/ready`` once the server is ready."""
 
 
-def model_ready_body(name: str) -> dict:
+def model_ready_body(name: str) -> dict[str, Any]:
     """The body of ``GET /v2/models/{name}[/versions/{v}]/ready`` when that version serves."""
     return {"name": name, "ready": True}
 
@@ -213,7 +215,7 @@ def read_http_request(body: bytes, encoding: str | None, header_length: str | No
     return parse_infer_request(decode_content(body, encoding, max_bytes), header_length)
 
 
-def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview]:
+def split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
     """Split a request body into its JSON header and the binary data after it.
 
     The binary part is a view of ``body``: tensors are read straight from the request's
@@ -240,7 +242,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[dict, memoryview
     return header, rest
 
 
-def _loads(text: bytes):
+def _loads(text: bytes) -> Any:
     """Parse the JSON header with the shared bounded parser (orjson first, see ``jsonparse``).
 
     NaN and Infinity parse to floats here, so that the value check names them; the size
@@ -292,7 +294,7 @@ def parse_infer_request(body: bytes, header_length: str | None = None) -> InferR
     )
 
 
-def _parameters(value, where: str) -> dict:
+def _parameters(value: object, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -300,13 +302,13 @@ def _parameters(value, where: str) -> dict:
     return value
 
 
-def _flag(value, where: str) -> bool:
+def _flag(value: object, where: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInputError(f"'{where}' must be true or false.")
     return value
 
 
-def parse_input(raw, index: int, rest: memoryview) -> tuple[RequestInput, int]:
+def parse_input(raw: object, index: int, rest: memoryview) -> tuple[RequestInput, int]:
     """One entry of ``inputs`` (a dict) and the bytes it used of ``rest`` (binary data), checked."""
     where = f"inputs[{index}]"
     if not isinstance(raw, dict):
@@ -365,7 +367,7 @@ def parse_input(raw, index: int, rest: memoryview) -> tuple[RequestInput, int]:
 _ARRAY_TYPECODES = {"FP32": "f", "FP64": "d"}
 
 
-def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
+def _json_array(data: object, datatype: str, where: str, name: str) -> np.ndarray:
     if not isinstance(data, list):
         raise InvalidInputError(f"{where} ({name}): 'data' must be a list of numbers (row-major).")
     typecode = _ARRAY_TYPECODES.get(datatype)
@@ -384,9 +386,8 @@ def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
         raise InvalidInputError(f"{where} ({name}): 'data' must hold only numbers.")
     dtype = DATATYPES[datatype]
     if dtype.kind in "iu":
-        if values.dtype.kind == "f":
-            if not np.isfinite(values).all() or not (values == np.round(values)).all():
-                raise InvalidInputError(f"{where} ({name}): {datatype} data must be whole numbers.")
+        if values.dtype.kind == "f" and (not np.isfinite(values).all() or not (values == np.round(values)).all()):
+            raise InvalidInputError(f"{where} ({name}): {datatype} data must be whole numbers.")
         if values.size:
             info = np.iinfo(dtype)
             if values.min() < info.min or values.max() > info.max:
@@ -395,7 +396,7 @@ def _json_array(data, datatype: str, where: str, name: str) -> np.ndarray:
         return values.astype(dtype, copy=False)
 
 
-def parse_requested_output(raw, index: int) -> RequestedOutput:
+def parse_requested_output(raw: object, index: int) -> RequestedOutput:
     """One entry of ``outputs``: a name and its optional binary_data flag."""
     where = f"outputs[{index}]"
     if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
@@ -466,29 +467,29 @@ def encode_infer_response(
     outputs: list[tuple[str, np.ndarray, bool]],
     *,
     request_id: str | None = None,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[bytes, int | None]:
     """Encode a v2 inference response; returns (body, JSON header length or None).
 
     The header length is None when every output is JSON, and then the body is the JSON
     alone; otherwise binary outputs follow the JSON header, as the extension says.
     """
-    reply: dict = {"model_name": model_name, "model_version": str(model_version)}
+    reply: dict[str, Any] = {"model_name": model_name, "model_version": str(model_version)}
     if request_id:
         reply["id"] = request_id
     if parameters:
         reply["parameters"] = parameters
-    blobs = []
-    encoded = []
-    for name, array, binary in outputs:
-        datatype = datatype_of(array.dtype)
-        array = np.ascontiguousarray(array, dtype=DATATYPES[datatype])  # little-endian, C order
-        entry = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    blobs: list[memoryview] = []
+    encoded: list[dict[str, Any]] = []
+    for name, output, binary in outputs:
+        datatype = datatype_of(output.dtype)
+        values = np.ascontiguousarray(output, dtype=DATATYPES[datatype])  # little-endian, C order
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(values.shape)}
         if binary:
-            entry["parameters"] = {"binary_data_size": array.nbytes}
-            blobs.append(array.data)
+            entry["parameters"] = {"binary_data_size": values.nbytes}
+            blobs.append(values.data)
         else:
-            entry["data"] = array.reshape(-1)  # orjson writes the numbers straight from the array
+            entry["data"] = values.reshape(-1)  # orjson writes the numbers straight from the array
         encoded.append(entry)
     reply["outputs"] = encoded
     header = orjson.dumps(reply, option=orjson.OPT_SERIALIZE_NUMPY, default=_tolist)
@@ -497,7 +498,7 @@ def encode_infer_response(
     return b"".join([header, *blobs]), len(header)  # the reply, copied once
 
 
-def _tolist(value):
+def _tolist(value: object) -> Any:
     """What orjson's numpy support leaves to us (float16, say): plain lists."""
     if isinstance(value, np.ndarray):
         return value.tolist()

@@ -23,6 +23,8 @@ status code that Triton uses for the same case.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import grpc
 import numpy as np
@@ -132,9 +134,10 @@ def payload_bytes(request: service_pb2.ModelInferRequest) -> int:
     return size
 
 
-def _parse_input(tensor, index: int, raw: bytes | None) -> RequestInput:
+def _parse_input(tensor: service_pb2.ModelInferRequest.InferInputTensor, index: int,
+                 raw: bytes | None) -> RequestInput:
     """One input, through v2codec's parser: raw bytes as a binary input, typed contents as data."""
-    header = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
+    header: dict[str, Any] = {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}
     where = f"inputs[{index}] ({tensor.name})"
     if raw is not None:
         if tensor.contents.ListFields():
@@ -150,11 +153,12 @@ def _parse_input(tensor, index: int, raw: bytes | None) -> RequestInput:
     return parsed
 
 
-def _typed_values(tensor, where: str) -> list:
+def _typed_values(tensor: service_pb2.ModelInferRequest.InferInputTensor, where: str) -> list[Any]:
     """The values of a numeric input's typed contents field, which must be its datatype's."""
     field = CONTENTS_FIELD.get(tensor.datatype)
     if field is None:
-        raise InvalidInputError(f"{where}: {tensor.datatype} has no typed contents field; send it in raw_input_contents.")
+        raise InvalidInputError(
+            f"{where}: {tensor.datatype} has no typed contents field; send it in raw_input_contents.")
     present = [f.name for f, _ in tensor.contents.ListFields()]
     if present and present != [field]:
         raise InvalidInputError(
@@ -164,7 +168,7 @@ def _typed_values(tensor, where: str) -> list:
     return list(getattr(tensor.contents, field))
 
 
-def _check_raw_size(header: dict, where: str, index: int, size: int) -> None:
+def _check_raw_size(header: dict[str, Any], where: str, index: int, size: int) -> None:
     """Name raw_input_contents (not REST's binary_data_size) when the byte count is wrong.
 
     Only a header that v2codec would accept is checked here; anything else is left to
@@ -186,10 +190,10 @@ def _check_raw_size(header: dict, where: str, index: int, size: int) -> None:
 def encode_model_infer_response(
     model_name: str,
     model_version: int | str,
-    outputs: list[tuple],
+    outputs: list[tuple[str, np.ndarray, bool]],
     *,
     request_id: str | None = None,
-    parameters: dict | None = None,
+    parameters: dict[str, Any] | None = None,
 ) -> service_pb2.ModelInferResponse:
     """A ``ModelInferResponse`` with every output in ``raw_output_contents`` (little-endian).
 
@@ -214,7 +218,7 @@ def encode_result(result: InferResult) -> service_pb2.ModelInferResponse:
                                        request_id=result.id, parameters=scalar_parameters(result.parameters))
 
 
-def scalar_parameters(values: dict) -> dict:
+def scalar_parameters(values: dict[str, Any]) -> dict[str, Any]:
     """Parameters with each list or tuple joined into one comma-separated string."""
     return {key: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             for key, value in values.items()}
@@ -249,16 +253,16 @@ def encode_repository_index(entries: list[RepositoryEntry]) -> service_pb2.Repos
 # --- parameters ----------------------------------------------------------------------
 
 
-def parameters_to_dict(parameters) -> dict:
+def parameters_to_dict(parameters: Mapping[str, service_pb2.InferParameter]) -> dict[str, Any]:
     """A protobuf ``map<string, InferParameter>`` as a plain dict of Python scalars."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in parameters.items():
         choice = value.WhichOneof("parameter_choice")
         out[key] = getattr(value, choice) if choice else None
     return out
 
 
-def parameters_to_proto(values: dict, target) -> None:
+def parameters_to_proto(values: dict[str, Any], target: MutableMapping[str, service_pb2.InferParameter]) -> None:
     """Fill a protobuf ``map<string, InferParameter>`` from scalars; None values are left out."""
     for key, value in values.items():
         if value is not None:
@@ -266,7 +270,7 @@ def parameters_to_proto(values: dict, target) -> None:
             setattr(target[key], field, value)
 
 
-def _parameter_field(key: str, value) -> str:
+def _parameter_field(key: str, value: object) -> str:
     """The InferParameter field that holds ``value`` (bool before int: bool is an int)."""
     if isinstance(value, bool):
         return "bool_param"

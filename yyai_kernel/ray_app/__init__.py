@@ -42,7 +42,15 @@ from yyai_kernel.ray_app.models import (
     ReplicaStats,
 )
 
-__all__ = ["AppArgs", "DEPLOYMENT_NAME", "ModelDeployment", "ModelId", "ReplicaStats", "application", "build_app"]
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "AppArgs",
+    "ModelDeployment",
+    "ModelId",
+    "ReplicaStats",
+    "application",
+    "build_app",
+]
 
 log = logging.getLogger("yyai.ray")
 TOKEN_ENV = "YYAI_TOKEN"

@@ -12,8 +12,9 @@ and one replica, nothing else.
 Why one deployment and no separate ingress: an ingress in front of the models cost one more
 process hop per request (9 to 11 ms on the loaded 2-core dev machine, and half the throughput:
 bench/RESULTS.md "yyai on Ray Serve: one hop fewer") and did nothing the replica cannot do:
-resolving a version is a dictionary read in the store's view, which every replica keeps. Management calls (uploads, pins, reloads)
-are rare; any replica takes them, writes the store and tells the others (``replicas.py``).
+resolving a version is a dictionary read in the store's view, which every replica keeps.
+Management calls (uploads, pins, reloads) are rare; any replica takes them, writes the store
+and tells the others (``replicas.py``).
 
 How a request finds a replica: Ray's proxy routes a request that carries the
 ``serve_multiplexed_model_id`` header (``name:version:sha256``) to a replica holding that id;
@@ -76,7 +77,7 @@ class ModelDeployment:
     rest size the replica's models: see :class:`~yyai_kernel.ray_app.models.ReplicaModels`.
     """
 
-    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,  # type: ignore[misc]
+    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,
                        max_models: int = DEFAULT_MAX_MODELS, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                        batch_wait_s: float = DEFAULT_BATCH_WAIT_S, hot_requests: int = DEFAULT_HOT_REQUESTS):
         # (Ray awaits an async constructor: the defaults load before the replica takes traffic.)
@@ -131,7 +132,7 @@ class ModelDeployment:
                 await self.models.warm(str(ModelId.of(self.registry.record(name))))
             except YyaiError as error:
                 log.error("Could not load %s: %s", name, error.message)
-            except Exception:  # noqa: BLE001 - start-up must end ready, as yyai serve's does
+            except Exception:  # start-up must end ready, as yyai serve's does
                 log.exception("Loading %s failed", name)
 
     def _spread(self, model_id: str) -> None:

@@ -17,9 +17,9 @@ from yyai_kernel.api.table import all_endpoints
 _EVALUATION = "evaluation jobs run in yyai serve or `yyai evaluate --store`, not across Ray replicas"
 NOT_SERVED = {
     "/metrics": "Ray Serve exports its own Prometheus metrics (ray_serve_* at each node's metrics port)",
-    **{path: _EVALUATION for path in (
+    **dict.fromkeys((
         "/models/{name}/evaluate", "/models/{name}/evalsets", "/models/{name}/evalsets/{set}", "/evaluations/{job}",
-        "/evaluations/{job}/predictions.csv", "/evaluations/{job}/residuals.png")},
+        "/evaluations/{job}/predictions.csv", "/evaluations/{job}/residuals.png"), _EVALUATION),
 }
 
 

@@ -131,7 +131,7 @@ def _start_local_ray(ray, attempts: int = LOCAL_START_ATTEMPTS) -> None:
         try:
             ray.init(include_dashboard=False, log_to_driver=False)
             return
-        except Exception:  # noqa: BLE001 - Ray raises a bare Exception for a start-up timeout
+        except Exception:  # Ray raises a bare Exception for a start-up timeout
             ray.shutdown()
             if attempt == attempts:
                 raise

@@ -54,7 +54,7 @@ from yyai_kernel.runtime.runtime import (
     warmup_batch_sizes,
 )
 from yyai_kernel.store.store import ArchiveRecord, ModelStore
-from yyai_kernel.types import check_name, parse_version
+from yyai_kernel.types import check_name, require_version
 
 log = logging.getLogger("yyai.ray")
 
@@ -85,7 +85,7 @@ class ModelId:
             raise InvalidInputError(
                 f"{text!r} is not a model id; expected name:version:sha256 (64 lowercase hex digits)"
             )
-        return cls(check_name(parts[0]), parse_version(parts[1]), parts[2])
+        return cls(check_name(parts[0]), require_version(parts[1]), parts[2])
 
     @classmethod
     def of(cls, record: ArchiveRecord) -> ModelId:

@@ -35,10 +35,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
@@ -55,12 +56,14 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.ray_app.models import ModelId
 from yyai_kernel.ray_app.replicas import Replicas, ReplicaSnapshot, ReplicaView
+from yyai_kernel.registry import installs
 from yyai_kernel.registry.defaults import default_reason
 from yyai_kernel.registry.protocol import Target, ref_of, unknown_name, views_of
 from yyai_kernel.registry.versions import VersionSlot, VersionStats
 from yyai_kernel.store.store import ArchiveRecord, ModelStore
 from yyai_kernel.store.watch import StoreWatcher
 from yyai_kernel.types import (
+    InstallOptions,
     InstallResult,
     ModelError,
     ModelRef,
@@ -186,6 +189,10 @@ class RayRegistry:
                 tuple(r.version for r in records if str(ModelId.of(r)) in loaded)))
         return summaries
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         snapshot = self.replicas.snapshot()
         if name is not None:
@@ -369,7 +376,7 @@ class RayRegistry:
         self.resolve_version(name)  # 404 for an unknown model
         return self._persist(name, lambda: self.store.set_traffic(name, None))
 
-    def _persist(self, name: str, write: Callable[[], None], served: list[int] = ()) -> ModelStatus:
+    def _persist(self, name: str, write: Callable[[], None], served: Iterable[int] = ()) -> ModelStatus:
         """Write the store's state (``write``, under the lock), tell every replica which
         versions serve now, and return the model's status."""
         with self._lock:
@@ -378,19 +385,29 @@ class RayRegistry:
         self._share(StateChange(served=tuple((name, v) for v in served)))
         return self.status(name)
 
-    def install(self, path: str | Path) -> InstallResult:
+    def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult:
         """Verify an archive here (every member loaded with Keras, safe_mode unless trusted), store
-        it atomically, load it on every replica, then tell every replica."""
-        name = read_manifest(path).name
+        it atomically, load it on every replica, then tell every replica. The install rules
+        (staging, promote, label, replace) are ``registry/installs.py``'s."""
+        options = options or InstallOptions()
+        manifest = read_manifest(path)
+        name, version = manifest.name, manifest.version
+        if installs.already_there(self.store, path, manifest, options):
+            status = self.status(name)
+            return InstallResult(name, version, status, installs.message(name, version, status, False, options,
+                                                                         changed=False), changed=False)
         verify(path, trusted=self.config.is_trusted(name), limits=self.store.limits)  # off the lock: Keras loads
         with self._lock:
-            record = self.store.add(path, trusted=self.config.is_trusted(name), verify=False)
+            staged = installs.stage(self.store, manifest, options, self.config.auto_promote)
+            record = self.store.add(path, trusted=self.config.is_trusted(name), verify=False, replace=options.replace)
             self._views = views_of(self.store, self.store.default_version)
         self.warm(record)
+        with self._lock:
+            installs.after_add(self.store, name, version, options)
+            self._views = views_of(self.store, self.store.default_version)
         self._share(StateChange(served=((record.name, record.version),)))
         status = self.status(record.name)
-        message = f"Installed {record.name} v{record.version}; " + status.default_reason
-        return InstallResult(record.name, record.version, status, message)
+        return InstallResult(name, version, status, installs.message(name, version, status, staged, options), staged)
 
 
 def version_status(record: ArchiveRecord, snapshot: ReplicaSnapshot, unloaded: frozenset[Key],

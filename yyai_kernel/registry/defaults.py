@@ -11,7 +11,7 @@ that each front end words (no interface's words are written here).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from yyai_kernel.types import DefaultReason, DefaultWhy
 
@@ -49,3 +49,16 @@ def default_reason(name: str, default: int | None, pin: int | None, latest: int 
     else:
         why = DefaultWhy.LATEST
     return DefaultReason(why, name, default, latest)
+
+
+def stages(promote: bool | None, auto_promote: bool, pinned: bool, protected: bool) -> bool:
+    """Whether a new version of an existing model waits to be promoted, the default staying.
+
+    An upload's own ``promote`` wins. Otherwise a model that is pinned, or ``protected``
+    (a label or a traffic policy names its versions: a comparison is in progress), never
+    has its default replaced by a new version; the others follow the latest, unless the
+    server stages every new version (``auto_promote`` off).
+    """
+    if promote is not None:
+        return not promote
+    return pinned or protected or not auto_promote

@@ -20,15 +20,17 @@ Importing this module imports no TensorFlow, no Ray and no HTTP framework.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Protocol, overload, runtime_checkable
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
+    InstallOptions,
     InstallResult,
     ModelError,
     ModelRef,
@@ -128,6 +130,10 @@ class ModelRegistry(Protocol):
 
     def list(self) -> list[ModelSummary]: ...
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus: ...
 
     def resolve(self, ref: ModelRef) -> Target: ...
@@ -139,12 +145,16 @@ class ModelRegistry(Protocol):
 
     def batches(self, target: Target) -> bool: ...
 
+    def close(self) -> None: ...
+
     # managing
     def load(self, name: str, version: int | str | None = None) -> ModelStatus: ...
 
     def unload(self, name: str, version: int | str | None = None) -> ModelStatus: ...
 
-    def reload(self, name: str | None = None, *, force: bool = True) -> ModelStatus | dict[str, ModelStatus | ModelError]: ...
+    def reload(
+        self, name: str | None = None, *, force: bool = True
+    ) -> ModelStatus | dict[str, ModelStatus | ModelError]: ...
 
     def set_default(self, name: str, version: int | str) -> ModelStatus: ...
 
@@ -152,7 +162,7 @@ class ModelRegistry(Protocol):
 
     def remove(self, name: str, version: int | str, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
 
-    def install(self, path: str | Path) -> InstallResult: ...
+    def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult: ...
 
     # rollouts (persisted in the store's state file)
     def set_label(self, name: str, label: str, version: int) -> ModelStatus: ...
@@ -164,7 +174,9 @@ class ModelRegistry(Protocol):
     def clear_traffic(self, name: str) -> ModelStatus: ...
 
 
-def views_of(store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()) -> dict[str, ModelView]:
+def views_of(
+    store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()
+) -> dict[str, ModelView]:
     """Every model's view: its records in ``store`` (plus the ``serving`` records the store no
     longer reads), ``default(name)``, and the store's labels and policy."""
     records: dict[str, dict[int, ArchiveRecord]] = {}

@@ -19,13 +19,16 @@ the model's immutable view and reads one slot reference.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import overload
 
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig, serving_config
 from yyai_kernel.errors import ModelNotFoundError, YyaiError
+from yyai_kernel.registry import installs
 from yyai_kernel.registry.protocol import Target, ref_of
 from yyai_kernel.registry.table import ModelTable
 from yyai_kernel.registry.versions import (
@@ -37,6 +40,7 @@ from yyai_kernel.registry.versions import (
 from yyai_kernel.store.store import ModelStore
 from yyai_kernel.store.watch import StoreWatcher
 from yyai_kernel.types import (
+    InstallOptions,
     InstallResult,
     ModelError,
     ModelRef,
@@ -49,7 +53,7 @@ from yyai_kernel.types import (
     TrafficPolicy,
     VersionDescription,
     VersionState,
-    parse_version,
+    require_version,
 )
 
 log = logging.getLogger("yyai.registry")
@@ -91,6 +95,10 @@ class Registry:
     def list(self) -> list[ModelSummary]:
         return self.table.summaries()
 
+    @overload
+    def status(self, name: None = None) -> ServerStatus: ...
+    @overload
+    def status(self, name: str) -> ModelStatus: ...
     def status(self, name: str | None = None) -> ModelStatus | ServerStatus:
         """Everything known about one model, or about all of them plus the store's problems."""
         if name is not None:
@@ -166,7 +174,7 @@ class Registry:
                 log.error("Could not load %s: %s", name, result.error)
         return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-    def mark_loading(self) -> dict[str, list[int]]:
+    def mark_loading(self) -> dict[str, builtins.list[int]]:
         """Mark every version to serve at start-up that does not serve yet as loading (the server
         does it before it listens, so no request hears "not loaded" about a model the server is
         about to load); ``{name: [default, then the labelled and policy versions]}``."""
@@ -252,7 +260,7 @@ class Registry:
     def forget(self, name: str, version: int | str):
         """Another process deleted this version's archive (a purge): stop serving it and
         forget it, and load the new default, without writing the store."""
-        version = parse_version(version)
+        version = require_version(version)
         model = self.table.versions(name)
         if model is None:  # never loaded here: the store only needs re-reading
             self.store.scan()
@@ -279,28 +287,43 @@ class Registry:
             return ModelRemoved(model.name)
         return self.table.status(model.name)
 
-    def install(self, path: str | Path) -> InstallResult:
-        """Verify an archive, move it into the store atomically, and load it.
+    def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult:
+        """Verify an archive, move it into the store atomically, load it, and say what became the default.
 
-        A new latest version becomes the default (once it serves) unless the model is
-        pinned; the result's message says which version is the default afterwards, and why.
-        No lock of the registry's is held while the archive is verified or copied.
+        A new version of an existing model is *staged* (see ``defaults.stages``): it serves by
+        its number (and by ``options.label``) while the default stays, pinned so that it
+        stays, until it is promoted. ``options.promote`` True makes it the default (pinned).
+        The same content again changes nothing and says so; different content under a
+        version the store holds is refused unless ``options.replace`` (itself refused while a
+        label or the traffic policy names that version). No lock of the registry's is held
+        while the archive is verified or copied.
         """
-        name = read_manifest(path).name
+        options = options or InstallOptions()
+        manifest = read_manifest(path)
+        name, version = manifest.name, manifest.version
+        if installs.already_there(self.store, path, manifest, options):
+            status = self.table.status(name)
+            return InstallResult(name, version, status, installs.message(name, version, status, False, options,
+                                                                         changed=False), changed=False)
+        replacing = self.store.find(name, version) is not None
         trusted = self.config.is_trusted(name)
         verify(path, trusted=trusted)  # slow (loads Keras)
-        record = self.store.add(path, trusted=trusted, verify=False)
-        self.table.refresh()
-        model = self.table.ensure(record.name)
+        model = self.table.ensure(name, create=True)
         with model.load_lock:
-            self._load_version(model, record.version, force=False)
-        status = self.table.status(record.name)
-        message = f"Installed {record.name} v{record.version}; " + status.default_reason
-        return InstallResult(record.name, record.version, status, message)
+            view = self.table.view(name)
+            staged = installs.stage(self.store, manifest, options, self.config.auto_promote,
+                                    view.default if view is not None else None)
+            record = self.store.add(path, trusted=trusted, verify=False, replace=options.replace)
+            self.table.refresh()
+            self._load_version(model, record.version, force=replacing)
+            installs.after_add(self.store, name, version, options)
+            self.table.refresh()
+        status = self.table.status(name)
+        return InstallResult(name, version, status, installs.message(name, version, status, staged, options), staged)
 
-    def add_archive(self, path: str | Path) -> ModelStatus:
+    def add_archive(self, path: str | Path, options: InstallOptions | None = None) -> ModelStatus:
         """:meth:`install`, returning only the model's status."""
-        return self.install(path).model
+        return self.install(path, options).model
 
     # --- labels and traffic policies (persisted in the store) ----------------------------
 
@@ -331,13 +354,23 @@ class Registry:
             self.table.refresh()
         return self.table.status(name)
 
-    def _load_then_persist(self, name: str, versions: list, persist) -> ModelStatus:
-        """Load the versions (each resolved), then ``persist(versions)``; the model's status."""
+    def _load_then_persist(self, name: str, versions: builtins.list, persist) -> ModelStatus:
+        """Load the versions (each resolved), pin the default if it is not, then ``persist(versions)``
+        (a label or a traffic policy); the model's status.
+
+        A model that a label or a policy compares versions of keeps its default while the
+        comparison runs: no new archive (an upload, a file dropped into the folder) replaces
+        it until someone promotes one, so its default is pinned here if it was not.
+        """
         versions = [self.resolve(ref_of(name, v)).version for v in versions]
         model = self.table.ensure(name)
         with model.load_lock:
             for version in versions:
                 self._load_version(model, version, force=False)
+            view = self.table.view(name)
+            if name not in self.store.pins() and view is not None and view.default is not None:
+                self.store.pin(name, view.default)
+                self.table.pinned(name, view.default)
             persist(versions)
             self.table.refresh()
         return self.table.status(name)
@@ -363,7 +396,7 @@ class Registry:
         if default is not None and model.serving(default) is None:
             self._load_version(model, default, force=False)
 
-    def _served_versions(self, name: str) -> list[int]:
+    def _served_versions(self, name: str) -> builtins.list[int]:
         """The default, then the versions the labels and the traffic policy name."""
         view = self.table.view(name)
         if view is None:
@@ -381,7 +414,7 @@ class Registry:
         if versions:
             self._load_each(name, versions)
 
-    def _load_each(self, name: str, versions: list[int]) -> ModelStatus:
+    def _load_each(self, name: str, versions: builtins.list[int]) -> ModelStatus:
         """Load each version in turn; the first failure is raised once all were tried."""
         first_error = None
         for version in versions:

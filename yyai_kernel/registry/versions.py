@@ -9,8 +9,10 @@ still run there. A failed load leaves the old pair serving and is reported as
 
 Locking: ``load_lock`` serializes this model's loads, swaps and unloads (the registry
 holds it around each change); reloads that pile up while one runs are coalesced into one
-follow-up (:meth:`ModelVersions.coalesce`). Predictions take no lock: they read the
-slot's ``serving`` reference once. Statistics have their own small lock per version.
+follow-up (:meth:`ModelVersions.coalesce`). Predictions take neither the load lock nor
+any registry lock: they read the slot's ``serving`` reference once; then only the
+version's statistics (a small lock of its own) and its batcher's queue are locked, each
+for a few statements.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import logging
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -37,6 +40,7 @@ from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
 from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
 from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
+    DefaultReason,
     Latency,
     ModelStatus,
     Prediction,
@@ -112,7 +116,7 @@ class Serving:
         done: Future = Future()
         try:
             done.set_result(self.runtime(batch))
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - handed to the caller through the future
             done.set_exception(error)
         return done
 
@@ -232,14 +236,14 @@ class ModelVersions:
         serving = self.serving(version)
         return serving is not None and serving.batcher is not None
 
-    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: str) -> ModelStatus:
+    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: DefaultReason) -> ModelStatus:
         """This model's status, given the manifests of the versions in the store."""
         slots = dict(self.slots)
         versions = {v: (slots.get(v) or VersionSlot(v)).status(manifests.get(v), v in manifests)
                     for v in sorted(set(manifests) | set(slots))}
         return ModelStatus(self.name, default, pinned, versions, self.last_error, default_reason)
 
-    # --- predicting (no lock: one read of the slot's reference) -------------------------
+    # --- predicting (no load lock: one read of the slot's reference) -------------------
 
     def submit(self, version: int, inputs, *, finite: bool = False) -> Future:
         """Validate ``inputs`` and queue them on the version; a Future of its :class:`Prediction`."""
@@ -349,7 +353,7 @@ class ModelVersions:
         unreadable (``problems``) keeps its old runtime and reports the error; the rest,
         and the default, are (re)loaded by ``load``. Raises the first error after trying all.
         """
-        first_error = None
+        first_error: YyaiError | None = None
         for version in self.loaded():
             if version in in_store:
                 continue
@@ -391,7 +395,7 @@ class ModelVersions:
                     self._pending = None  # later callers queue a fresh run
                 try:
                     pending.set_result(work())
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - handed to every waiter through the future
                     pending.set_exception(error)
         return pending.result()
 

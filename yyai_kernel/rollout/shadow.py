@@ -21,9 +21,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,8 @@ class ShadowRunner:
         for run in runs:
             groups.setdefault((run.model.name, run.version), []).append(run)
         for group in groups.values():
-            batch, rows = [], 0
+            batch: list[ShadowRun] = []
+            rows = 0
             for run in group:
                 if batch and rows + len(run.x) > MAX_BATCH_ROWS:
                     self._start(batch)
@@ -139,7 +141,7 @@ class ShadowRunner:
         try:
             target = runs[0].model.target(runs[0].version)
             shadow = target.description
-        except Exception as error:  # not in the store
+        except Exception as error:  # noqa: BLE001 - not in the store
             self._fail(runs, error)
             return
         ready, inputs = [], []
@@ -147,14 +149,14 @@ class ShadowRunner:
             try:
                 inputs.append(run.x if shadow.input == run.described.input else run.remake(shadow))
                 ready.append(run)
-            except Exception as error:  # this input does not fit the shadow
+            except Exception as error:  # noqa: BLE001 - this input does not fit the shadow
                 self._fail([run], error)
         if not ready:
             return
         started = time.perf_counter()
         try:
             pending = self.registry.submit(target, inputs[0] if len(inputs) == 1 else np.concatenate(inputs))
-        except Exception as error:  # unloaded, refused the input: counted, nothing more
+        except Exception as error:  # noqa: BLE001 - unloaded, refused the input: counted, nothing more
             self._fail(ready, error)
             return
         sizes = [len(x) for x in inputs]
@@ -169,7 +171,7 @@ class ShadowRunner:
         try:
             answer = done.result()
             best = answer.best()
-        except Exception as error:  # the shadow raised
+        except Exception as error:  # noqa: BLE001 - the shadow raised
             self._fail(runs, error)
             return
         start = 0
@@ -177,7 +179,7 @@ class ShadowRunner:
             part, start = best[start:start + size], start + size
             try:
                 rows = compare_outputs(run.real.best(), run.real.output, part, answer.output)
-            except Exception as error:  # outputs that cannot be compared
+            except Exception as error:  # noqa: BLE001 - outputs that cannot be compared
                 self._fail([run], error)
                 continue
             try:

@@ -25,9 +25,9 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class Plan:
     started: float
     canary: int | None = None
     shadow: int | None = None
-    traffic: "ModelTraffic | None" = None
+    traffic: ModelTraffic | None = None
 
 
 class ModelTraffic:
@@ -72,7 +72,8 @@ class ModelTraffic:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(("default", "canary", "fallbacks", "runs", "compared", "agreed", "errors",
                                       "dropped"), 0)
-        self._diff_sum, self._diff_rows, self._diff_max = 0.0, 0, None
+        self._diff_sum, self._diff_rows = 0.0, 0
+        self._diff_max: float | None = None
         self._last_error: str | None = None
         self._latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._real_latency: deque[float] = deque(maxlen=LATENCY_WINDOW)
@@ -210,18 +211,19 @@ class TrafficRouter:
         if plan.shadow is None or plan.traffic is None:
             return
         files = tuple(filenames) if filenames else None
+        shadow, traffic = plan.shadow, plan.traffic
 
         def real_done(done: Future) -> None:  # the real call's thread: only queue, never wait
             try:
                 if done.cancelled() or done.exception() is not None:
                     return
                 real_ms = (time.perf_counter() - plan.started) * 1000
-                run = ShadowRun(plan.target.model, plan.shadow, described, x, remake, files, done.result(), real_ms,
-                                plan.traffic)
+                run = ShadowRun(plan.target.model, shadow, described, x, remake, files, done.result(), real_ms,
+                                traffic)
                 if self.runner.offer(run):
-                    plan.traffic.count("runs")
+                    traffic.count("runs")
                 else:
-                    plan.traffic.count("dropped")
+                    traffic.count("dropped")
             except Exception:  # pragma: no cover - never let a shadow disturb the real call's thread
                 log.exception("queueing a shadow run failed")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from typing import Callable
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -24,7 +25,11 @@ class BatcherClosed(RuntimeError):
     """The batcher was closed (its runtime was swapped out); look the runtime up again."""
 
 
-class DynamicBatcher:
+Out = TypeVar("Out")
+_Item = tuple[np.ndarray, "Future[Out]", float]
+
+
+class DynamicBatcher(Generic[Out]):
     """Queue requests for ``fn`` and run them in batches on one worker thread.
 
     ``fn(batch)`` runs the model; ``split(output, bounds)`` cuts its output back into
@@ -33,8 +38,8 @@ class DynamicBatcher:
 
     def __init__(
         self,
-        fn: Callable,
-        split: Callable,
+        fn: Callable[[np.ndarray], Out],
+        split: Callable[[Out, list[tuple[int, int]]], Iterable[Out]],
         *,
         max_batch_size: int,
         max_delay_ms: float,
@@ -46,7 +51,7 @@ class DynamicBatcher:
         self._fn = fn
         self._split = split
         self._on_batch = on_batch or (lambda size: None)
-        self._pending: deque[tuple[np.ndarray, Future, float]] = deque()
+        self._pending: deque[_Item[Out]] = deque()
         self._rows = 0
         self._last_batch_rows = 0
         self._closed = False
@@ -54,9 +59,9 @@ class DynamicBatcher:
         self._worker = threading.Thread(target=self._run, name=f"yyai-{name}", daemon=True)
         self._worker.start()
 
-    def submit(self, batch: np.ndarray) -> Future:
+    def submit(self, batch: np.ndarray) -> Future[Out]:
         """Queue a validated ``[n, ...]`` array; the Future resolves to its own output."""
-        future: Future = Future()
+        future: Future[Out] = Future()
         with self._cond:
             if self._closed:
                 raise BatcherClosed("This runtime is no longer serving.")
@@ -78,7 +83,7 @@ class DynamicBatcher:
         if wait and threading.current_thread() is not self._worker:
             self._worker.join()
 
-    def _take_batch(self) -> list[tuple[np.ndarray, Future, float]] | None:
+    def _take_batch(self) -> list[_Item[Out]] | None:
         """Block until a batch is ready (full, or its first request waited long enough)."""
         with self._cond:
             while not self._pending:
@@ -92,7 +97,8 @@ class DynamicBatcher:
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            taken, rows = [], 0
+            taken: list[_Item[Out]] = []
+            rows = 0
             while self._pending and (not taken or rows + len(self._pending[0][0]) <= self.max_batch_size):
                 item = self._pending.popleft()
                 taken.append(item)
@@ -109,11 +115,11 @@ class DynamicBatcher:
             self._execute(taken)
             del taken  # drop references to inputs and futures before waiting again
 
-    def _execute(self, taken: list) -> None:
+    def _execute(self, taken: list[_Item[Out]]) -> None:
         arrays = [item[0] for item in taken]
         try:
             output = self._fn(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the callers' futures
             if len(taken) == 1:
                 taken[0][1].set_exception(error)
             else:  # never let one request poison the others: retry each alone

@@ -24,13 +24,16 @@ functions are then safe to call from any thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, cast
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+# x -> (the explained layer's output, the scores)
+_Forward = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 NO_CONV = "not available: this member has no 2-D convolutional layer (Grad-CAM needs one)"
 
 
@@ -57,20 +60,20 @@ class _Member:
     """A member's traced Grad-CAM function and its layer, or why it has none."""
 
     layer: str | None
-    function: Callable | None
+    function: Callable[[np.ndarray, np.ndarray], tf.Tensor] | None
     reason: str = ""
 
 
 class GradCam:
     """The Grad-CAM functions of one archive's members (``{name: keras model}``)."""
 
-    def __init__(self, models: dict, input_shape: tuple, dtype: np.dtype):
+    def __init__(self, models: dict[str, Any], input_shape: tuple[int, ...], dtype: np.dtype[Any]):
         signature = [tf.TensorSpec([None, *input_shape], tf.as_dtype(dtype)), tf.TensorSpec([None], tf.int32)]
         self._members = {name: _member(model, signature) for name, model in models.items()}
 
     def __call__(self, batch: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, MemberMap]:
         """Each member's maps for ``batch``, explaining output ``targets[member][i]`` for row i."""
-        maps = {}
+        maps: dict[str, MemberMap] = {}
         for name, member in self._members.items():
             if member.function is None:
                 maps[name] = MemberMap(member.layer, reason=member.reason)
@@ -81,7 +84,7 @@ class GradCam:
         return maps
 
 
-def last_conv_layer(model):
+def last_conv_layer(model: keras.Model) -> keras.layers.Layer | None:
     """The last layer of ``model`` that is a 2-D convolution (its output is ``[B, h, w, c]``), or None."""
     for layer in reversed(getattr(model, "layers", [])):
         if "conv" not in type(layer).__name__.lower():
@@ -95,7 +98,7 @@ def last_conv_layer(model):
     return None
 
 
-def _member(model, signature) -> _Member:
+def _member(model: keras.Model, signature: list[tf.TensorSpec]) -> _Member:
     """The traced function of one member, or the reason it cannot have one."""
     layer = last_conv_layer(model)
     if layer is None:
@@ -105,12 +108,12 @@ def _member(model, signature) -> _Member:
         return _Member(layer.name, None, "not available: Grad-CAM here needs a model with one input and one output")
     try:
         forward = _forward(model, layer)
-    except Exception as error:  # a graph Keras cannot cut at that layer
+    except Exception as error:  # noqa: BLE001 - a graph Keras cannot cut at that layer
         return _Member(layer.name, None, f"not available: {type(error).__name__}: {error}")
     return _Member(layer.name, _traced(forward, getattr(layer, "data_format", "channels_last"), signature))
 
 
-def _forward(model, layer) -> Callable:
+def _forward(model: keras.Model, layer: keras.layers.Layer) -> _Forward:
     """``x -> (the layer's output, the scores)``: logits when the head is a softmax ``Dense``.
 
     A Sequential model is walked layer by layer: its layers' symbolic outputs may belong
@@ -121,7 +124,7 @@ def _forward(model, layer) -> Callable:
     head = model.layers[-1]
     logits = isinstance(head, keras.layers.Dense) and getattr(head.activation, "__name__", "") == "softmax"
 
-    def score(h):
+    def score(h: tf.Tensor) -> tf.Tensor:
         if not logits:
             return h
         h = tf.matmul(h, head.kernel)
@@ -130,7 +133,7 @@ def _forward(model, layer) -> Callable:
     if isinstance(model, keras.Sequential):
         body = model.layers[:-1] if logits else model.layers
 
-        def walk(x):
+        def walk(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             h = features = x
             for each in body:
                 h = each(h, training=False)
@@ -143,11 +146,11 @@ def _forward(model, layer) -> Callable:
     return lambda x: (lambda f, h: (f, score(h)))(*cut(x, training=False))
 
 
-def _traced(forward: Callable, data_format: str, signature) -> Callable:
+def _traced(forward: _Forward, data_format: str,
+            signature: list[tf.TensorSpec]) -> Callable[[np.ndarray, np.ndarray], tf.Tensor]:
     """The traced recipe for one member: (x [B, ...], target [B]) -> heat maps [B, h, w]."""
 
-    @tf.function(input_signature=signature)
-    def cam(x, target):
+    def cam(x: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(x)  # records the graph even when the weights are not trainable
             features, scores = forward(x)
@@ -161,4 +164,4 @@ def _traced(forward: Callable, data_format: str, signature) -> Callable:
         heat = tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, weights))
         return tf.math.divide_no_nan(heat, tf.reduce_max(heat, axis=[1, 2], keepdims=True))
 
-    return cam
+    return cast(Callable[[np.ndarray, np.ndarray], tf.Tensor], tf.function(cam, input_signature=signature))

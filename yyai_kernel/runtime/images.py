@@ -36,7 +36,7 @@ def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[in
         raise ImageTooLargeError(
             f"The image declares far more pixels than the limit of {max_pixels:,}."
         ) from None
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the decoder raises, the bytes are no image
         raise ImageError(
             "This is not an image yyai can read (PNG, JPEG, BMP, TIFF, WebP are accepted)."
         ) from None
@@ -173,7 +173,7 @@ def thumbnail_png(x: np.ndarray, input_spec: InputSpec, *, size: int = 64) -> by
         pixels = pixels[:, :, 0]
     if pixels.ndim == 3 and pixels.shape[2] != 3:
         return None
-    image = np.clip(np.nan_to_num(pixels), 0, 255).round().astype(np.uint8)
+    image: np.ndarray = np.clip(np.nan_to_num(pixels), 0, 255).round().astype(np.uint8)
     height, width = image.shape[:2]
     factor = size / max(height, width)
     interpolation = cv2.INTER_NEAREST if factor >= 1 else cv2.INTER_AREA
@@ -199,6 +199,6 @@ def heatmap_overlay(view: np.ndarray, heatmap: np.ndarray) -> bytes:
     size = (width * scale, height * scale)
     image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
     heat = cv2.resize(np.clip(heatmap, 0, 1).astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    jet = cv2.applyColorMap(np.uint8(np.round(heat * 255)), cv2.COLORMAP_JET)  # BGR
+    jet = cv2.applyColorMap(np.round(heat * 255).astype(np.uint8), cv2.COLORMAP_JET)  # BGR
     blended = cv2.addWeighted(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), 1 - OVERLAY_ALPHA, jet, OVERLAY_ALPHA, 0)
     return encode_png(blended, rgb=False)

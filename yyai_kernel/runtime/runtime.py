@@ -17,14 +17,22 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from yyai_kernel.archive import Limits, Manifest, open_archive
 from yyai_kernel.errors import InvalidInputError, ModelLoadError
 from yyai_kernel.types.specs import Combine
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from yyai_kernel.runtime.gradcam import GradCam, MemberMap
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class ArchiveRuntime:
     :meth:`validate` accepted; it returns a :class:`RuntimeOutput`.
     """
 
-    def __init__(self, manifest: Manifest, models: list, *, sha256: str | None = None):
+    def __init__(self, manifest: Manifest, models: list[keras.Model], *, sha256: str | None = None):
         import tensorflow as tf  # imported here so that lower layers stay TensorFlow-free
 
         self.manifest = manifest
@@ -67,8 +75,7 @@ class ArchiveRuntime:
         combine_mean = manifest.combine is Combine.MEAN and len(models) > 1
         signature = [tf.TensorSpec([None, *self.input_shape], tf.as_dtype(self.dtype))]
 
-        @tf.function(input_signature=signature)
-        def serve(x):
+        def serve(x: tf.Tensor) -> list[tf.Tensor]:
             outputs = []
             for model in models:
                 y = tf.cast(model(x, training=False), tf.float32)
@@ -77,9 +84,9 @@ class ArchiveRuntime:
                 outputs.append(tf.reduce_mean(tf.stack(outputs), axis=0))
             return outputs
 
-        self._serve = serve
+        self._serve: Callable[[np.ndarray], list[tf.Tensor]] = tf.function(serve, input_signature=signature)
         self._combined = combine_mean or len(models) == 1
-        self._gradcam = None  # built on the first explanation (gradcam.GradCam)
+        self._gradcam: GradCam | None = None  # built on the first explanation
         self._cam_lock = threading.Lock()
 
     @classmethod
@@ -91,7 +98,7 @@ class ArchiveRuntime:
         warmup_sizes: list[int] | None = None,
         limits: Limits | None = None,
         sha256: str | None = None,
-    ) -> "ArchiveRuntime":
+    ) -> ArchiveRuntime:
         """Open, verify and load an archive, then trace and warm its function.
 
         Raises the archive's typed errors (ArchiveError subclasses) when the archive is
@@ -108,7 +115,7 @@ class ArchiveRuntime:
                                               model_name=opened.manifest.name))
                 except ModelLoadError:
                     raise
-                except Exception as error:  # a loader bug must still read as a load failure
+                except Exception as error:  # noqa: BLE001 - a loader bug must still read as a load failure
                     raise ModelLoadError(f"Member {member.name!r} failed to load: {error}") from None
             runtime = cls(opened.manifest, models, sha256=sha256)
         runtime.load_time_s = time.perf_counter() - started
@@ -122,15 +129,16 @@ class ArchiveRuntime:
             self(np.zeros((size, *self.input_shape), dtype=self.dtype))
         self.warmup_time_s = time.perf_counter() - started
 
-    def validate(self, inputs, *, finite: bool = False) -> np.ndarray:
+    def validate(self, inputs: object, *, finite: bool = False) -> np.ndarray:
         """Check and cast a request's input to ``[B, *input.shape]`` of the model dtype.
 
         ``finite=True`` says the caller checked the values already (the v2 codec, which
-        checks after its cast), so they are not scanned again. Raises InvalidInputError with a message that names the expected shape.
+        checks after its cast), so they are not scanned again. Raises InvalidInputError with a
+        message that names the expected shape.
         """
         try:
             array = np.asarray(inputs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever numpy refuses is bad input
             raise InvalidInputError("The input is not a numeric array.") from None
         if array.dtype.kind not in "biuf":
             raise InvalidInputError(f"The input must be numeric, not {array.dtype}.")
@@ -152,7 +160,7 @@ class ArchiveRuntime:
         combined = outputs[-1] if self._combined else None
         return RuntimeOutput(members=members, combined=combined)
 
-    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict]:
+    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict[str, MemberMap]]:
         """Run a validated batch, then explain each member's answer: (output, {member: gradcam.MemberMap}).
 
         The output explained is the version's answer: for classification, each row's top
@@ -174,7 +182,7 @@ class ArchiveRuntime:
             return {member: np.zeros(rows, np.int32) for member in output.members}
         if output.combined is not None:
             top = np.argmax(output.combined, axis=1)
-            return {member: top for member in output.members}
+            return dict.fromkeys(output.members, top)
         return {member: np.argmax(array, axis=1) for member, array in output.members.items()}
 
     def split(self, output: RuntimeOutput, bounds: list[tuple[int, int]]) -> list[RuntimeOutput]:

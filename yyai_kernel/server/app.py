@@ -78,7 +78,8 @@ POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
 HELP_HINT = "Try 'yyai serve --help' for help."
 def default_notebook() -> str:
     """The dashboard notebook: ``notebooks/dashboard.ipynb`` of the checkout, or the packaged one."""
-    for candidate in (PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb", PACKAGE_DIR / "notebooks" / "dashboard.ipynb"):
+    for candidate in (PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb",
+                      PACKAGE_DIR / "notebooks" / "dashboard.ipynb"):
         if candidate.is_file():
             return str(candidate)
     return str(PACKAGE_DIR.parent / "notebooks" / "dashboard.ipynb")
@@ -278,7 +279,7 @@ class YyaiServer(Voila, ServerSettings):
         self.log.info("Temporary files in %s", self.tmp_dir)
         try:
             self.rest_api = self.build_api()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any start-up failure ends the process, with its reason
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self.log.critical("yyai: cannot start: %s", getattr(error, "message", error))
             self.exit(2)
@@ -429,7 +430,7 @@ class YyaiServer(Voila, ServerSettings):
             self.rest_api.shutdown()
         try:
             super().stop()  # removes the connection folder and shuts remaining kernels down
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - shut-down goes on; the failure is logged
             self.log.warning("Voila shut-down: %s", error)
         if getattr(self, "tmp_dir", None):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)

@@ -19,8 +19,8 @@ Nothing here imports anything heavier than traitlets; no state, no locking.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from traitlets import Bool, Float, Integer, List, TraitType, Unicode
 from traitlets.config import Configurable
@@ -188,7 +188,7 @@ def _first_paragraph(text: str) -> str:
 
 
 def _show(value) -> str:
-    if value is None or value == "" or value == []:
+    if value is None or value in ("", []):
         return "not set"
     if isinstance(value, list):
         return ", ".join(map(str, value))

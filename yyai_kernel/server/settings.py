@@ -66,8 +66,14 @@ ALIASES = {
 # --help-all lists every setting in Voila's and Jupyter's own words.
 PASSED_THROUGH = ("base_url", "theme", "pool_size")
 FLAGS = {
-    "no-token": ({"YyaiServer": {"token": ""}}, "Turn authentication off (anyone who reaches the port can manage models)."),
+    "no-token": ({"YyaiServer": {"token": ""}},
+                 "Turn authentication off (anyone who reaches the port can manage models)."),
     "watch": ({"YyaiServer": {"watch": True}}, "Watch the store folder and reload when archives appear or change."),
+    "no-auto-promote": ({"YyaiServer": {"auto_promote": False}},
+                        "Stage every new version: it serves by its number until promoted (yyai default M V)."),
+    "auto-promote": ({"YyaiServer": {"auto_promote": True}},
+                     "A new version of a model that is not pinned, labelled or under a traffic policy becomes "
+                     "the default at once (the default)."),
     "no-batching": ({"YyaiServer": {"batching": False}}, "Run each request on its own (no dynamic batching)."),
     "batching": ({"YyaiServer": {"batching": True}}, "Batch concurrent requests (the default)."),
     "public-health": ({"YyaiServer": {"public_health": True}},
@@ -108,7 +114,8 @@ class ServerSettings(ServingConfig):
     kernel_cull_idle_timeout = Integer(600, config=True, help="Seconds before an idle dashboard kernel is culled "
                                        "(a kernel whose page never connected; see kernel_closed_grace).")
     kernel_cull_interval = Integer(60, config=True, help="Seconds between two checks for idle kernels.")
-    kernel_closed_grace = Float(CLOSED_PAGE_GRACE_S, config=True, help="Seconds a dashboard kernel outlives its closed page "
+    kernel_closed_grace = Float(CLOSED_PAGE_GRACE_S, config=True,
+                                help="Seconds a dashboard kernel outlives its closed page "
                                 "(a reload or a brief network loss reconnects meanwhile).")
     cell_timeout = Integer(120, config=True, help="Seconds a dashboard cell may run (VoilaExecutor.timeout).")
     dashboard_api = Unicode("", config=True,
@@ -120,7 +127,7 @@ class ServerSettings(ServingConfig):
     verbose = Bool(False, config=True, help=VERBOSE_HELP)
 
 
-def kernel_defaults(settings: "ServerSettings") -> Config:
+def kernel_defaults(settings: ServerSettings) -> Config:
     """The dashboard kernels' settings from yyai's, under what the user set in those sections
     (a config file or ``--VoilaExecutor.timeout=...`` wins): the cell timeout; idle culling,
     and the end of a kernel whose page closed (``server/kernels.py``); kernels bound to

@@ -42,10 +42,10 @@ class GracefulStop:
             await server.grpc_server.stop(grace=5)
         if server.rest_api is not None:
             deadline = IOLoop.current().time() + server.drain_timeout
-            while server.rest_api.in_flight and IOLoop.current().time() < deadline:
+            while server.rest_api.in_flight and IOLoop.current().time() < deadline:  # noqa: ASYNC110 - a counter
                 await asyncio.sleep(0.05)
         try:
             await asyncio.wait_for(ensure_async(server.kernel_manager.shutdown_all()), timeout=20)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - shut-down goes on; the failure is logged
             server.log.warning("Kernel shut-down: %s", error)
         server.ioloop.stop()

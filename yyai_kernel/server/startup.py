@@ -27,12 +27,12 @@ def announce_token(log, url: str, token: str, *, generated: bool) -> None:
         )
     else:
         log.warning(
-            "\n\n    " + "!" * 72 + "\n"
+            "\n\n    %s\n"
             "    !!  AUTHENTICATION IS OFF (--no-token).\n"
             "    !!  Anyone who can reach %s can upload, load and delete models.\n"
             "    !!  Use this only on a machine you trust, bound to 127.0.0.1.\n"
-            "    " + "!" * 72 + "\n",
-            url,
+            "    %s\n",
+            "!" * 72, url, "!" * 72,
         )
 
 

@@ -18,6 +18,7 @@ atomically; this module only turns it into values and back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,7 +40,7 @@ class StoreState:
     # --- reading and writing ------------------------------------------------------------
 
     @classmethod
-    def parse(cls, data: Any) -> tuple["StoreState", list[str]]:
+    def parse(cls, data: Any) -> tuple[StoreState, list[str]]:
         """The state a parsed file holds, and a line per section that was ignored ("does not hold ...")."""
         if not isinstance(data, dict):
             return cls(), ['does not hold {"pins": {name: version}}']
@@ -74,18 +75,18 @@ class StoreState:
 
     # --- changes (each returns a new state) ----------------------------------------------
 
-    def with_pin(self, name: str, version: int | None) -> "StoreState":
+    def with_pin(self, name: str, version: int | None) -> StoreState:
         pins = {k: v for k, v in self.pins.items() if k != name}
         return replace(self, pins=pins if version is None else {**pins, name: int(version)})
 
-    def with_label(self, name: str, label: str, version: int | None) -> "StoreState":
+    def with_label(self, name: str, label: str, version: int | None) -> StoreState:
         by = {k: v for k, v in self.labels.get(name, {}).items() if k != label}
         if version is not None:
             by[label] = int(version)
         labels = {k: v for k, v in self.labels.items() if k != name}
         return replace(self, labels={**labels, name: by} if by else labels)
 
-    def with_traffic(self, name: str, policy: TrafficPolicy | None) -> "StoreState":
+    def with_traffic(self, name: str, policy: TrafficPolicy | None) -> StoreState:
         traffic = {k: v for k, v in self.traffic.items() if k != name}
         return replace(self, traffic=traffic if policy is None else {**traffic, name: policy})
 
@@ -100,11 +101,11 @@ class StoreState:
         return found
 
 
-def _object(value: Any) -> dict:
+def _object(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInputError("it is not an object of {name: policy}")
     return value
 
 
-def _versions_by_key(value: Any, key_ok) -> bool:
+def _versions_by_key(value: Any, key_ok: Callable[[Any], object]) -> bool:
     return isinstance(value, dict) and all(key_ok(k) and type(v) is int and v >= 1 for k, v in value.items())

@@ -23,9 +23,11 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from yyai_kernel import archive
 from yyai_kernel.archive import (
@@ -96,7 +98,7 @@ class ModelStore:
         store.pin("digits", 1)        # survives a restart
     """
 
-    def __init__(self, root, limits: Limits | None = None, *, create: bool = False):
+    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None, *, create: bool = False):
         self.root = Path(root)
         self.limits = limits or Limits()
         if create:
@@ -106,7 +108,7 @@ class ModelStore:
         self._lock = threading.RLock()
         self._records: dict[tuple[str, int], ArchiveRecord] = {}
         self._index: dict[str, tuple[int, ...]] = {}  # name -> its versions, ascending (from scan)
-        self._cache: dict[Path, tuple[tuple, ArchiveRecord]] = {}
+        self._cache: dict[Path, tuple[tuple[int, int, int], ArchiveRecord]] = {}
         self._problems: list[StoreProblem] = []
         self._duplicates: set[tuple[str, int]] = set()
         self._state = StoreState()
@@ -174,7 +176,7 @@ class ModelStore:
         """Archives skipped by the last scan (unreadable or duplicate)."""
         return list(self._problems)
 
-    def problem_of(self, path) -> str | None:
+    def problem_of(self, path: str | os.PathLike[str] | None) -> str | None:
         """The last scan's error for the archive at ``path``, if it could not be read."""
         for problem in self._problems:
             if path is not None and Path(problem.path) == Path(path):
@@ -214,7 +216,7 @@ class ModelStore:
 
     # --- pins, labels and traffic (the state file) -------------------------------------
 
-    def pins(self) -> dict:
+    def pins(self) -> dict[str, Any]:
         """The persisted pins, {name: version}."""
         return dict(self._state.pins)
 
@@ -296,14 +298,16 @@ class ModelStore:
 
     # --- writing -------------------------------------------------------------------------
 
-    def add(self, src_path, *, trusted: bool = False, verify: bool = True) -> ArchiveRecord:
+    def add(self, src_path: str | os.PathLike[str], *, trusted: bool = False, verify: bool = True,
+            replace: bool = False) -> ArchiveRecord:
         """Verify an archive and copy it into the store as `<name>-<version>.yyar`.
 
         The copy (and its checksum, computed while copying) is written to a temporary file
         in the store folder and fsynced before the store's lock is taken; under the lock the
         file is only renamed into place, so readers and other writers never wait for a large
         archive's bytes. ConflictError when the store already holds that name and version (or
-        a file of that name); StoreWriteError on disk errors, with nothing partial left behind.
+        a file of that name), unless ``replace``: then the new content takes the old file's
+        place, atomically. StoreWriteError on disk errors, with nothing partial left behind.
         """
         src_path = Path(src_path)
         if verify:
@@ -311,13 +315,13 @@ class ModelStore:
         else:
             manifest = read_manifest(src_path, self.limits)
         name, version = manifest.name, manifest.version
-        target = self.root / f"{name}-{version}{SUFFIX}"
-        self._check_free(name, version, target)  # refuse before copying; checked again under the lock
+        self._target(name, version, replace)  # refuse before copying; checked again under the lock
+        staged: str | None
         staged, sha256 = _stage_copy(self.root, src_path)
         try:
             with self._lock:
                 self.scan()
-                self._check_free(name, version, target)
+                target = self._target(name, version, replace)
                 try:
                     os.replace(staged, target)
                 except OSError as exc:
@@ -334,14 +338,25 @@ class ModelStore:
             if staged is not None:
                 Path(staged).unlink(missing_ok=True)
 
-    def _check_free(self, name: str, version: int, target: Path) -> None:
-        if (name, version) in self._records or (name, version) in self._duplicates or target.exists():
-            raise ConflictError(
-                f"the store already holds {name} version {version}; remove it first or bump the version"
-            )
+    def find(self, name: str, version: int) -> ArchiveRecord | None:
+        """The record of `name` at `version`, or None."""
+        return self._records.get((name, int(version)))
 
-    def check_removable(self, name: str, version: int) -> None:
-        """ConflictError when a label or the traffic policy names this version: move them first."""
+    def _target(self, name: str, version: int, replace: bool) -> Path:
+        """Where a new archive of `name` and `version` goes: its own file, or with ``replace`` the
+        file it replaces. ConflictError when the version (or the file name) is taken."""
+        existing = self._records.get((name, version))
+        if replace and existing is not None:
+            return existing.path
+        target = self.root / f"{name}-{version}{SUFFIX}"
+        if existing is not None or (name, version) in self._duplicates or target.exists():
+            raise ConflictError(f"the store already holds {name} version {version} with other content",
+                                hint=(Hint(Step.BUMP_VERSION, name), Hint(Step.REPLACE, name, version)))
+        return target
+
+    def check_removable(self, name: str, version: int, doing: str = "deleted") -> None:
+        """ConflictError when a label or the traffic policy names this version: move them first.
+        (``doing``: what the refusal says cannot be done, "deleted" or "replaced".)"""
         found = self._state.references(name, int(version))
         if found:
             labels = [label for label, v in sorted(self._state.labels.get(name, {}).items()) if v == int(version)]
@@ -349,7 +364,7 @@ class ModelStore:
             hints = [Hint(Step.MOVE_LABEL, name, label=label) for label in labels]
             if policy is not None and int(version) in policy.versions().values():
                 hints.append(Hint(Step.CLEAR_TRAFFIC, name))
-            raise ConflictError(f"{name} v{version} cannot be deleted: {' and '.join(found)} point at it",
+            raise ConflictError(f"{name} v{version} cannot be {doing}: {' and '.join(found)} point at it",
                                 hint=hints)
 
     def remove(self, name: str, version: int) -> None:
@@ -428,7 +443,7 @@ def _stage_copy(root: Path, src: Path) -> tuple[str, str]:
     return tmp, digest.hexdigest()
 
 
-def atomic_write(root: Path, target: Path, write) -> None:
+def atomic_write(root: Path, target: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write `target` (in folder `root`) via a temp file in that folder, fsynced, then renamed
     over it; StoreWriteError on disk errors, with nothing changed."""
     tmp = None

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from yyai_kernel.store.store import STATE_FILE
 
@@ -45,17 +45,17 @@ class StoreWatcher:
             last = current
             try:
                 self.on_change()
-            except Exception as error:  # the watcher must outlive any one bad archive
+            except Exception as error:  # noqa: BLE001 - the watcher must outlive any one bad archive
                 log.error("Reload after a store change failed: %s", error)
 
 
-def folder_signature(root: Path) -> frozenset:
+def folder_signature(root: Path) -> frozenset[tuple[str, int, int, int]]:
     """(name, size, mtime, inode) of every archive in the folder and of its state file.
 
     The inode counts because the store replaces files atomically (``os.replace``): a
     rewrite within the file system's mtime resolution still changes it.
     """
-    signature = set()
+    signature: set[tuple[str, int, int, int]] = set()
     for path in [*Path(root).glob("*.yyar"), Path(root) / STATE_FILE]:
         try:
             stat = path.stat()

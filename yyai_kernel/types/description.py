@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from yyai_kernel.types.jsonview import JsonView
-from yyai_kernel.types.specs import Combine, InputSpec, OutputSpec
+from yyai_kernel.types.specs import Combine, FileRole, InputSpec, OutputSpec
 from yyai_kernel.types.status import VersionStatus
 
 COMBINED_OUTPUT = "output"  # the v2 name of an ensemble's combined output
@@ -60,11 +61,11 @@ class VersionDescription(JsonView):
         """How image pixels become the model's input, in one line."""
         return self.input.preprocessing()
 
-    def with_status(self, status: VersionStatus | None) -> "VersionDescription":
+    def with_status(self, status: VersionStatus | None) -> VersionDescription:
         return VersionDescription(self.name, self.version, self.input, self.output, self.members,
                                   self.combine, self.description, status)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         body = {
             "name": self.name,
             "version": self.version,
@@ -81,9 +82,45 @@ class VersionDescription(JsonView):
         return body
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionDescription":
+    def from_json(cls, d: dict[str, Any]) -> VersionDescription:
         status = d.get("status")
         return cls(d["name"], int(d["version"]), InputSpec.from_json(d["input"]), OutputSpec.from_json(d["output"]),
                    tuple(d["members"]), Combine(d.get("combine", Combine.MEAN)), d.get("description", ""),
                    VersionStatus.from_json(status) if status else None)
 
+
+
+BUNDLED_KEYS = {FileRole.SAMPLE: "samples", FileRole.EVAL: "sets"}  # the reply's key for each role's files
+
+
+@dataclass(frozen=True)
+class BundledFiles(JsonView):
+    """The files of one role (sample inputs, labelled sets) that go with a version.
+
+    Samples and labelled sets belong to the model more than to one version: a version
+    whose archive bundles none (one uploaded from a notebook, say) gets those of the newest
+    version that does. ``source`` says which version's archive holds them (None: no version
+    bundles any), so that every interface can say where they came from.
+    """
+
+    name: str
+    version: int
+    source: int | None
+    role: FileRole
+    files: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "source": self.source,
+                BUNDLED_KEYS.get(self.role, "files"): list(self.files)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], role: FileRole) -> BundledFiles:
+        source = d.get("source", d["version"])
+        return cls(d["name"], int(d["version"]), None if source is None else int(source), role,
+                   tuple(d.get(BUNDLED_KEYS.get(role, "files"), ())))
+
+    def where(self) -> str:
+        """Where they came from, for people: "" when from the version itself."""
+        if self.source is None or self.source == self.version:
+            return ""
+        return f"from v{self.source} (v{self.version} bundles none)"

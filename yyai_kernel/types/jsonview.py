@@ -14,12 +14,12 @@ class JsonView:
     def to_json(self) -> Any:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         return self.to_json()[key]
 
-    def get(self, key, default=None):
+    def get(self, key: Any, default: Any = None) -> Any:
         return self.to_json().get(key, default)
 
-    def __contains__(self, key) -> bool:
-        return key in self.to_json()
+    def __contains__(self, key: object) -> bool:
+        return bool(key in self.to_json())
 

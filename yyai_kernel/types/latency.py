@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,11 +17,11 @@ class Latency:
     p90: float | None = None
     p99: float | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
 
     @classmethod
-    def of(cls, latencies_ms) -> "Latency":
+    def of(cls, latencies_ms: Collection[float]) -> Latency:
         """The percentiles of a window of latencies (milliseconds), rounded to microseconds."""
         if not len(latencies_ms):
             return cls()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +52,16 @@ class Explanation(JsonView):
     heatmap: np.ndarray | None = None
     overlay_png: bytes | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         if not self.available:
             return {"method": self.method.value, "available": False, "reason": self.reason}
+        assert self.heatmap is not None and self.overlay_png is not None  # an available explanation has both
         return {"method": self.method.value, "available": True, "layer": self.layer, "label": self.label,
                 "heatmap": np.round(self.heatmap.astype(float), 4).tolist(),
                 "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Explanation":
+    def from_json(cls, data: dict[str, Any]) -> Explanation:
         method = ExplainMethod(data["method"])
         if not data.get("available"):
             return cls(method, False, data.get("reason", ""))
@@ -95,12 +97,12 @@ class Prediction(JsonView):
         """The output that answers for the whole model: combined, else the first member's."""
         return self.combined if self.combined is not None else next(iter(self.members.values()))
 
-    def label(self, row: np.ndarray):
+    def label(self, row: np.ndarray) -> list[dict[str, Any]] | dict[str, float]:
         """One output row for people: labels by probability (highest first), or named values."""
         values = row.tolist()  # plain floats: indexing a numpy row per entry costs more than the row
         if self.classification:
             labels = self.output.labels
-            if any(v != v for v in values):  # NaN: NumPy's order puts it last
+            if any(v != v for v in values):  # noqa: PLR0124 - NaN: NumPy's order puts it last
                 order = np.argsort(-row, kind="stable").tolist()
             else:  # highest first; a stable sort keeps ties in label order
                 order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
@@ -125,7 +127,10 @@ class Prediction(JsonView):
         return [label for label, p in ranked if round(p, PROBABILITY_DECIMALS) == best]
 
     def top_k(self, i: int = 0, k: int = 5) -> list[tuple[str, float]]:
-        """The k best (label, probability) of row ``i``; empty for regression or an ensemble without a combined output."""
+        """The k best (label, probability) of row ``i``.
+
+        Empty for regression, or for an ensemble without a combined output.
+        """
         if not self.classification or (self.combined is None and len(self.members) != 1):
             return []
         row = self.best()[i]
@@ -133,7 +138,7 @@ class Prediction(JsonView):
         labels = self.output.labels
         return [(labels[j], float(row[j])) for j in order]
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """Per input row, each member's output and the combined one, labelled for people."""
         return [
             {
@@ -143,7 +148,7 @@ class Prediction(JsonView):
             for i in range(len(self))
         ]
 
-    def to_json(self, *, raw: bool = False) -> dict:
+    def to_json(self, *, raw: bool = False) -> dict[str, Any]:
         """The reply of ``POST /predictions``: model, version and one labelled row per image."""
         rows = self.rows()
         for i, row in enumerate(rows):
@@ -161,7 +166,7 @@ class Prediction(JsonView):
         return {"model": self.name, "version": self.version, "predictions": rows}
 
     @classmethod
-    def from_json(cls, reply: dict, output: OutputSpec | dict) -> "Prediction":
+    def from_json(cls, reply: dict[str, Any], output: OutputSpec | dict[str, Any]) -> Prediction:
         """A Prediction from a ``POST /predictions?raw=true`` reply and the version's output spec
         (its JSON, or the described version's :class:`OutputSpec`)."""
         if not isinstance(output, OutputSpec):

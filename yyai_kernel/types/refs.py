@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -28,7 +28,7 @@ LABEL_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 LABEL_RE = re.compile(LABEL_PATTERN)
 
 
-def check_name(name: str) -> str:
+def check_name(name: object) -> str:
     """A model name, checked: 1-64 characters of a-z, 0-9, '_', '.', '-', and no '..'."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise InvalidInputError(
@@ -43,20 +43,19 @@ def parse_version(version: Any) -> int | None:
     Accepts an int or a string of digits only ("2"); refuses booleans, signs, spaces,
     fractions and zero, so ``+1`` and `` 7 `` mean the same thing everywhere: nothing.
     """
-    if version is None:
-        return None
-    if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
-        value = int(version)
-    elif isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS:
-        value = int(version)
-    else:
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    if value < 1:
-        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
-    return value
+    return None if version is None else require_version(version)
 
 
-def check_label(label: str) -> str:
+def require_version(version: Any) -> int:
+    """A version that must be given: as :func:`parse_version`, and None is refused too."""
+    whole = isinstance(version, (int, np.integer)) and not isinstance(version, bool)
+    digits = isinstance(version, str) and version.isdigit() and version.isascii() and len(version) <= MAX_VERSION_DIGITS
+    if not (whole or digits) or int(version) < 1:
+        raise InvalidInputError(f"Version must be a positive integer, not {version!r}.")
+    return int(version)
+
+
+def check_label(label: object) -> str:
     """A version label, checked: 1-32 characters of a-z, 0-9, '_', '-', starting with a letter."""
     if not isinstance(label, str) or not LABEL_RE.match(label):
         raise InvalidInputError(
@@ -64,6 +63,14 @@ def check_label(label: str) -> str:
             "starting with a letter (such as 'stable' or 'canary')."
         )
     return label
+
+
+@overload
+def parse_version_ref(version: None) -> None: ...
+@overload
+def parse_version_ref(version: str | int) -> int | str: ...
+@overload
+def parse_version_ref(version: Any) -> int | str | None: ...
 
 
 def parse_version_ref(version: Any) -> int | str | None:
@@ -102,7 +109,7 @@ class ModelRef:
     label: str | None = None
 
     @classmethod
-    def parse(cls, name: Any, version: Any = None) -> "ModelRef":
+    def parse(cls, name: Any, version: Any = None) -> ModelRef:
         """A reference from a request's parts: a name, and a version, a label or None (400 on a bad one)."""
         name = check_name(name)
         named = parse_version_ref(version)

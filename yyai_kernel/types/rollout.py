@@ -25,14 +25,14 @@ import base64
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.hints import Hint, Step
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
-from yyai_kernel.types.refs import parse_version
+from yyai_kernel.types.refs import require_version
 
 POLICY_EXAMPLE = '{"canary": {"version": 3, "percent": 10}, "shadow": {"version": 4, "percent": 100}, "sticky": true}'
 SPLITS = ("canary", "shadow")
@@ -47,11 +47,11 @@ class TrafficSplit:
     version: int
     percent: float
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "percent": self.percent}
 
     @classmethod
-    def parse(cls, doc: Any, where: str) -> "TrafficSplit":
+    def parse(cls, doc: Any, where: str) -> TrafficSplit:
         if not isinstance(doc, dict):
             raise InvalidInputError(f"{where} must be an object such as {{\"version\": 3, \"percent\": 10}}.",
                                     field=where)
@@ -64,7 +64,7 @@ class TrafficSplit:
                 raise InvalidInputError(f"{where} needs {key!r}, such as {{\"version\": 3, \"percent\": 10}}.",
                                         field=f"{where}.{key}")
         try:
-            version = parse_version(doc["version"])
+            version = require_version(doc["version"])
         except InvalidInputError as error:
             raise InvalidInputError(f"{where}.version: {error.message}", field=f"{where}.version") from None
         return cls(version, _percent(doc["percent"], f"{where}.percent"))
@@ -97,13 +97,13 @@ class TrafficPolicy(JsonView):
         """``{"canary": N, "shadow": M}`` for the sides that are set."""
         return {side: split.version for side in SPLITS if (split := getattr(self, side)) is not None}
 
-    def to_json(self) -> dict:
-        body: dict = {side: split.to_json() for side in SPLITS if (split := getattr(self, side)) is not None}
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {side: split.to_json() for side in SPLITS if (split := getattr(self, side)) is not None}
         body["sticky"] = self.sticky
         return body
 
     @classmethod
-    def parse(cls, doc: Any) -> "TrafficPolicy":
+    def parse(cls, doc: Any) -> TrafficPolicy:
         """A policy from a JSON document (a client's body or the state file), checked field by field."""
         if not isinstance(doc, dict):
             raise InvalidInputError(f"The traffic policy must be a JSON object such as {POLICY_EXAMPLE}.")
@@ -170,11 +170,11 @@ class CanaryStats:
     requests: int = 0
     fallbacks: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"version": self.version, "requests": self.requests, "fallbacks": self.fallbacks}
 
     @classmethod
-    def from_json(cls, d: dict) -> "CanaryStats":
+    def from_json(cls, d: dict[str, Any]) -> CanaryStats:
         return cls(int(d["version"]), d.get("requests", 0), d.get("fallbacks", 0))
 
 
@@ -197,14 +197,14 @@ class ShadowStats:
     max_abs_diff: float | None = None
     mean_abs_diff: float | None = None
     last_error: str | None = None
-    latency_ms: Latency = Latency()
-    real_latency_ms: Latency = Latency()
+    latency_ms: Latency = field(default_factory=Latency)
+    real_latency_ms: Latency = field(default_factory=Latency)
 
     @property
     def agreement(self) -> float | None:
         return self.rows_agreed / self.rows_compared if self.rows_compared else None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version, "runs": self.runs, "rows_compared": self.rows_compared,
             "rows_agreed": self.rows_agreed, "agreement": self.agreement, "errors": self.errors,
@@ -214,7 +214,7 @@ class ShadowStats:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ShadowStats":
+    def from_json(cls, d: dict[str, Any]) -> ShadowStats:
         return cls(int(d["version"]), d.get("runs", 0), d.get("rows_compared", 0), d.get("rows_agreed", 0),
                    d.get("errors", 0), d.get("dropped", 0), d.get("max_abs_diff"), d.get("mean_abs_diff"),
                    d.get("last_error"), Latency(**(d.get("latency_ms") or {})),
@@ -231,14 +231,14 @@ class RolloutStats(JsonView):
     shadow: ShadowStats | None = None
     disagreements: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"since": self.since, "default_requests": self.default_requests,
                 "canary": None if self.canary is None else self.canary.to_json(),
                 "shadow": None if self.shadow is None else self.shadow.to_json(),
                 "disagreements": self.disagreements}
 
     @classmethod
-    def from_json(cls, d: dict) -> "RolloutStats":
+    def from_json(cls, d: dict[str, Any]) -> RolloutStats:
         return cls(d["since"], d.get("default_requests", 0),
                    CanaryStats.from_json(d["canary"]) if d.get("canary") else None,
                    ShadowStats.from_json(d["shadow"]) if d.get("shadow") else None,
@@ -256,13 +256,13 @@ class InputReference:
     png: bytes | None = None
     filename: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "min": self.minimum, "max": self.maximum, "mean": self.mean,
                 "png_base64": None if self.png is None else base64.b64encode(self.png).decode("ascii"),
                 "filename": self.filename}
 
     @classmethod
-    def from_json(cls, d: dict) -> "InputReference":
+    def from_json(cls, d: dict[str, Any]) -> InputReference:
         png = d.get("png_base64")
         return cls(tuple(d["shape"]), d["min"], d["max"], d["mean"], base64.b64decode(png) if png else None,
                    d.get("filename"))
@@ -285,14 +285,14 @@ class Disagreement(JsonView):
     shadow_top: str | None
     abs_diff: float | None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "time": self.time, "version": self.version, "shadow_version": self.shadow_version,
                 "input": self.input.to_json(), "output": list(self.output), "shadow_output": list(self.shadow_output),
                 "labels": list(self.labels), "shadow_labels": list(self.shadow_labels), "top": self.top,
                 "shadow_top": self.shadow_top, "abs_diff": self.abs_diff}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Disagreement":
+    def from_json(cls, d: dict[str, Any]) -> Disagreement:
         return cls(d["id"], d["time"], d["version"], d["shadow_version"], InputReference.from_json(d["input"]),
                    tuple(d["output"]), tuple(d["shadow_output"]), tuple(d["labels"]), tuple(d["shadow_labels"]),
                    d.get("top"), d.get("shadow_top"), d.get("abs_diff"))
@@ -306,11 +306,11 @@ class VersionLabel(JsonView):
     label: str
     version: int
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "version": self.version}
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionLabel":
+    def from_json(cls, d: dict[str, Any]) -> VersionLabel:
         return cls(d["name"], d["label"], int(d["version"]))
 
 
@@ -322,12 +322,12 @@ class TrafficReport(JsonView):
     policy: TrafficPolicy | None
     rollout: RolloutStats | None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "policy": None if self.policy is None else self.policy.to_json(),
                 "rollout": None if self.rollout is None else self.rollout.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TrafficReport":
+    def from_json(cls, d: dict[str, Any]) -> TrafficReport:
         return cls(d["name"], TrafficPolicy.parse(d["policy"]) if d.get("policy") else None,
                    RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None)
 

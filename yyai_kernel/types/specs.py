@@ -31,8 +31,10 @@ Everything here is immutable, so it needs no lock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
+from typing import Any
 
 from yyai_kernel.types.jsonview import JsonView
 
@@ -78,15 +80,14 @@ class Layout(StrEnum):
 DEFAULT_ROUNDING = 4  # decimals of a regression output, unless the manifest says otherwise
 
 
-def _stated(d: dict, optional: tuple[str, ...]) -> frozenset[str]:
+def _stated(d: dict[str, Any], optional: tuple[str, ...]) -> frozenset[str]:
     return frozenset(key for key in optional if key in d)
 
 
-def _written(body: dict, optional: dict, stated: frozenset[str], defaults: dict) -> dict:
+def _written(body: dict[str, Any], optional: dict[str, Any], stated: frozenset[str],
+             defaults: dict[str, Any]) -> dict[str, Any]:
     """``body`` plus each optional key that was stated or differs from its default, in ``optional``'s order."""
-    for key, value in optional.items():
-        if key in stated or value != defaults[key]:
-            body[key] = value
+    body.update({key: value for key, value in optional.items() if key in stated or value != defaults[key]})
     return body
 
 
@@ -130,7 +131,7 @@ class InputSpec(JsonView):
     stated: frozenset[str] = field(default=_PACK_WRITES, compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "InputSpec":
+    def from_json(cls, d: dict[str, Any]) -> InputSpec:
         """An input spec from its JSON; every input is an image input today (``color`` says how)."""
         image = ImageSpec(Color(d.get("color", _IMAGE_DEFAULTS["color"])),
                           Layout(d.get("layout", _IMAGE_DEFAULTS["layout"])),
@@ -138,7 +139,7 @@ class InputSpec(JsonView):
         return cls(tuple(int(n) for n in d["shape"]), d.get("dtype", _INPUT_DEFAULTS["dtype"]),
                    d.get("name", _INPUT_DEFAULTS["name"]), image, _stated(d, _INPUT_OPTIONAL))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         """The manifest's form: name, resize, scale, offset (when stated), shape, dtype, color, layout."""
         body = _written({}, {"name": self.name}, self.stated, _INPUT_DEFAULTS)
         image = self.image
@@ -151,7 +152,7 @@ class InputSpec(JsonView):
             _written(body, {"layout": image.layout.value}, self.stated, {"layout": Layout.CHANNELS_LAST.value})
         return body
 
-    def filled(self) -> "InputSpec":
+    def filled(self) -> InputSpec:
         """This spec stating its name, resize, scale and offset: the form ``pack`` writes and a description shows."""
         return replace(self, stated=self.stated | _PACK_WRITES)
 
@@ -193,24 +194,24 @@ class OutputSpec(JsonView):
     stated: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "OutputSpec":
+    def from_json(cls, d: dict[str, Any]) -> OutputSpec:
         kind = OutputKind(d["kind"])
         key = "labels" if kind is OutputKind.CLASSIFICATION else "names"
         return cls(kind, tuple(str(c) for c in d.get(key) or ()), d.get("rounding", DEFAULT_ROUNDING),
                    _stated(d, ("rounding",)))
 
     @classmethod
-    def classes(cls, labels) -> "OutputSpec":
+    def classes(cls, labels: Iterable[object]) -> OutputSpec:
         return cls(OutputKind.CLASSIFICATION, tuple(str(label) for label in labels))
 
     @classmethod
-    def values(cls, names, rounding: int | None = None) -> "OutputSpec":
-        names = tuple(str(n) for n in names)
+    def values(cls, names: Iterable[object], rounding: int | None = None) -> OutputSpec:
+        texts = tuple(str(n) for n in names)
         if rounding is None:
-            return cls(OutputKind.REGRESSION, names)
-        return cls(OutputKind.REGRESSION, names, int(rounding), frozenset({"rounding"}))
+            return cls(OutputKind.REGRESSION, texts)
+        return cls(OutputKind.REGRESSION, texts, int(rounding), frozenset({"rounding"}))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         if self.classification:
             return {"kind": self.kind.value, "labels": list(self.columns)}
         return _written({"kind": self.kind.value, "names": list(self.columns)}, {"rounding": self.rounding},
@@ -247,10 +248,10 @@ class MemberSource(JsonView):
     stated: frozenset[str] = field(default=frozenset({"keras_version"}), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "MemberSource":
+    def from_json(cls, d: dict[str, Any]) -> MemberSource:
         return cls(d["path"], d["sha256"], int(d["size"]), d.get("keras_version"), _stated(d, ("keras_version",)))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return _written({"path": self.path, "sha256": self.sha256, "size": self.size},
                         {"keras_version": self.keras_version}, self.stated, {"keras_version": None})
 
@@ -268,13 +269,13 @@ class MemberSpec(JsonView):
     stated: frozenset[str] = field(default=frozenset({"keras_version"}), compare=False, repr=False)
 
     @classmethod
-    def from_json(cls, d: dict) -> "MemberSpec":
+    def from_json(cls, d: dict[str, Any]) -> MemberSpec:
         source = d.get("source")
         return cls(d["name"], d["path"], d["sha256"], int(d["size"]), d.get("keras_version"),
                    MemberSource.from_json(source) if source is not None else None,
                    _stated(d, ("keras_version",)))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         body = _written({"name": self.name, "path": self.path, "sha256": self.sha256, "size": self.size},
                         {"keras_version": self.keras_version}, self.stated, {"keras_version": None})
         if self.source is not None:
@@ -292,8 +293,8 @@ class FileSpec(JsonView):
     role: FileRole
 
     @classmethod
-    def from_json(cls, d: dict) -> "FileSpec":
+    def from_json(cls, d: dict[str, Any]) -> FileSpec:
         return cls(d["path"], d["sha256"], int(d["size"]), FileRole(d["role"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "size": self.size, "role": self.role.value}

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from typing import Any
 
 from yyai_kernel.hints import REST_WORDS, Hint, Step, Words, with_hints
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.latency import Latency
+from yyai_kernel.types.refs import check_label
 from yyai_kernel.types.rollout import RolloutStats, TrafficPolicy
 
 
@@ -83,11 +85,11 @@ class DefaultReason:
         """The sentence and its next step in ``words``, with no final period."""
         return with_hints(str(self), self.hints, words).rstrip(".")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"why": self.why.value, "name": self.name, "default": self.default, "latest": self.latest}
 
     @classmethod
-    def from_json(cls, d) -> "DefaultReason | None":
+    def from_json(cls, d: object) -> DefaultReason | None:
         if not isinstance(d, dict):
             return None
         try:
@@ -123,7 +125,7 @@ class VersionStatus(JsonView):
     def ready(self) -> bool:
         return self.state is VersionState.READY
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "state": self.state.value,
@@ -143,7 +145,7 @@ class VersionStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "VersionStatus":
+    def from_json(cls, d: dict[str, Any]) -> VersionStatus:
         return cls(
             version=int(d["version"]),
             state=VersionState(d["state"]),
@@ -196,7 +198,7 @@ class ModelStatus(JsonView):
     def default_reason(self) -> str:
         return "" if self.default_why is None else str(self.default_why)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "default": self.default,
@@ -211,7 +213,7 @@ class ModelStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelStatus":
+    def from_json(cls, d: dict[str, Any]) -> ModelStatus:
         return cls(
             name=d["name"],
             default=d.get("default"),
@@ -234,12 +236,12 @@ class ModelSummary(JsonView):
     default: int | None
     loaded: tuple[int, ...]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "versions": list(self.versions), "default": self.default,
                 "loaded": list(self.loaded)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "ModelSummary":
+    def from_json(cls, d: dict[str, Any]) -> ModelSummary:
         return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
 
 
@@ -258,7 +260,7 @@ class StoreProblemInfo:
     kind: StoreProblemKind
     error: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind.value, "error": self.error}
 
 
@@ -270,7 +272,7 @@ class ServerStatus(JsonView):
     problems: tuple[StoreProblemInfo, ...] = ()
     state_error: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "models": {n: m.to_json() for n, m in self.models.items()},
             "problems": [p.to_json() for p in self.problems],
@@ -278,7 +280,7 @@ class ServerStatus(JsonView):
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "ServerStatus":
+    def from_json(cls, d: dict[str, Any]) -> ServerStatus:
         return cls(
             models={n: ModelStatus.from_json(m) for n, m in (d.get("models") or {}).items()},
             problems=tuple(StoreProblemInfo(p["path"], StoreProblemKind(p["kind"]), p["error"])
@@ -293,7 +295,7 @@ class ModelRemoved(JsonView):
 
     name: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "removed": True}
 
 
@@ -304,14 +306,40 @@ class ModelError(JsonView):
     name: str
     error: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "error": self.error}
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How an upload enters: ``promote`` (True: it becomes the default, pinned; False: it is
+    staged, the default stays; None: the server's rule), a ``label`` to point at it, and
+    whether it may ``replace`` different content under the same name and version."""
+
+    promote: bool | None = None
+    label: str | None = None
+    replace: bool = False
+
+    @classmethod
+    def parse(cls, promote: bool | None = None, label: str | None = None, replace: bool = False) -> InstallOptions:
+        """The options of a request, checked (a bad label is a 400)."""
+        return cls(promote, None if label is None else check_label(label), bool(replace))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"promote": self.promote, "label": self.label, "replace": self.replace}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> InstallOptions:
+        d = d or {}
+        return cls(d.get("promote"), d.get("label"), bool(d.get("replace", False)))
 
 
 @dataclass(frozen=True)
 class InstallResult(JsonView):
     """What an upload did: the name and version installed, the model's status, and a line for people.
 
+    ``staged``: the version serves by its number (and label) while another stays the default;
+    ``changed`` is False when the same content was there already (nothing was done).
     ``message`` names no interface's steps; the JSON's adds the default's next step (such
     as following the latest again) in the REST API's words. Another front end words it
     from ``model.default_why``.
@@ -321,13 +349,22 @@ class InstallResult(JsonView):
     version: int
     model: ModelStatus
     message: str = ""
+    staged: bool = False
+    changed: bool = True
 
-    def to_json(self) -> dict:
-        hints = self.model.default_why.hints if self.model.default_why is not None else ()
-        return {"name": self.name, "version": self.version, "message": with_hints(self.message, hints, REST_WORDS),
+    @property
+    def hints(self) -> tuple[Hint, ...]:
+        """The next steps: promote a staged version, and the default's own (such as following the latest)."""
+        promote = (Hint(Step.PIN, self.name, self.version),) if self.staged else ()
+        return promote + (self.model.default_why.hints if self.model.default_why is not None else ())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "message": with_hints(self.message, self.hints, REST_WORDS),
+                "staged": self.staged, "changed": self.changed, "default": self.model.default,
                 "model": self.model.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "InstallResult":
-        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""))
+    def from_json(cls, d: dict[str, Any]) -> InstallResult:
+        return cls(d["name"], int(d["version"]), ModelStatus.from_json(d["model"]), d.get("message", ""),
+                   bool(d.get("staged", False)), bool(d.get("changed", True)))
 

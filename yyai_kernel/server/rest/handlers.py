@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
@@ -62,7 +62,13 @@ log = logging.getLogger("yyai.server")
 REST_PREFIXES = (r"/v2/.*", r"/models/.*", r"/predictions/?.*", r"/evaluations/.*")
 
 
-class EndpointHandler:
+if TYPE_CHECKING:  # a mixin of Tornado handlers: type-checked as the RequestHandler it joins
+    _Handler = web.RequestHandler
+else:
+    _Handler = object
+
+
+class EndpointHandler(_Handler):
     """Serves the endpoints of one path, one per method (see the module docstring)."""
 
     endpoints: dict[str, Endpoint]

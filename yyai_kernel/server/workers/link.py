@@ -21,9 +21,9 @@ import itertools
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Callable
 
 import orjson
 

@@ -90,7 +90,7 @@ class WorkerSpec:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_env(cls) -> "WorkerSpec | None":
+    def from_env(cls) -> WorkerSpec | None:
         """This process's spec, taken out of the environment (so that kernels do not inherit it)."""
         raw = os.environ.pop(WORKER_ENV, None)
         return None if raw is None else cls(**json.loads(raw))

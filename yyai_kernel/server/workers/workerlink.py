@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from yyai_kernel.errors import YyaiError
 from yyai_kernel.plane.operations import (
