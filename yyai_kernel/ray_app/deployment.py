@@ -1,13 +1,12 @@
 """The yyai deployment on Ray Serve: each replica takes HTTP and runs the models itself.
 
-What: ``YyaiModels`` replicas answer Ray Serve's proxy with the ASGI app of the endpoint
-table (``yyai_kernel/api/asgi.py``, less what ``http.py`` keeps off Ray) over unchanged
-planes (:class:`~yyai_kernel.plane.planes.Planes`) whose registry is a
-:class:`~yyai_kernel.ray_app.registry.RayRegistry`: versions, defaults and pins come from
-the shared store, and a prediction runs on this replica's own models
-(:class:`~yyai_kernel.ray_app.models.ReplicaModels`: multiplexed by
-``name:version:sha256``, batched, least recently used out). A request crosses Ray's proxy
-and one replica, nothing else.
+What: the replicas of :data:`ModelDeployment` (``YyaiModels`` in Ray) answer Ray Serve's
+proxy with the ASGI app of the endpoint table (``yyai_kernel/api/asgi.py``, less what
+``http.py`` keeps off Ray) over unchanged planes (:class:`~yyai_kernel.plane.planes.Planes`)
+whose registry is a :class:`~yyai_kernel.ray_app.registry.RayRegistry`: versions, defaults
+and pins come from the shared store, and a prediction runs on this replica's own models
+(:class:`~yyai_kernel.ray_app.models.ReplicaModels`: multiplexed by ``name:version:sha256``,
+batched, least recently used out). A request crosses Ray's proxy and one replica, nothing else.
 
 Why one deployment and no separate ingress: an ingress in front of the models cost one more
 process hop per request (9 to 11 ms on the loaded 2-core dev machine, and half the throughput:
@@ -38,6 +37,7 @@ import tempfile
 
 import ray
 from ray import serve
+from ray.serve import Deployment
 
 from yyai_kernel.api.asgi import make_app
 from yyai_kernel.api.context import Api
@@ -63,21 +63,16 @@ from yyai_kernel.runtime.runtime import RuntimeOutput
 log = logging.getLogger("yyai.ray")
 
 
-# max_ongoing_requests is what lets a batch fill (a replica never holds more requests than
-# this), and also when Ray's router spills a model's requests onto replicas that lack it
-# (only when those holding it are at the limit); one batch's worth balances the two.
-@serve.deployment(name=DEPLOYMENT_NAME, max_ongoing_requests=DEFAULT_MAX_BATCH_ROWS,
-                  ray_actor_options={"num_cpus": 1})
-@serve.ingress()
-class ModelDeployment:
-    """yyai's REST API and the archives of the store at ``store``, in every replica.
+class Replica:
+    """yyai's REST API and the archives of the store at ``store``: what each replica of
+    :data:`ModelDeployment` runs.
 
     ``token`` is the API token (None: no authentication); ``serving`` holds
     :class:`~yyai_kernel.config.ServingConfig` settings (limits, trust, public health). The
     rest size the replica's models: see :class:`~yyai_kernel.ray_app.models.ReplicaModels`.
     """
 
-    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,
+    async def __init__(self, store: str, *, token: str | None, serving: dict | None = None,  # type: ignore[misc]
                        max_models: int = DEFAULT_MAX_MODELS, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                        batch_wait_s: float = DEFAULT_BATCH_WAIT_S, hot_requests: int = DEFAULT_HOT_REQUESTS):
         # (Ray awaits an async constructor: the defaults load before the replica takes traffic.)
@@ -154,3 +149,12 @@ class ModelDeployment:
         if api is not None:
             api.shutdown()
             shutil.rmtree(api.tmp_dir, ignore_errors=True)
+
+
+# max_ongoing_requests is what lets a batch fill (a replica never holds more requests than
+# this), and also when Ray's router spills a model's requests onto replicas that lack it
+# (only when those holding it are at the limit); one batch's worth balances the two.
+# (Ray's decorators applied as calls: a class decorator does not change a class's type for mypy.)
+ModelDeployment: Deployment = serve.deployment(
+    name=DEPLOYMENT_NAME, max_ongoing_requests=DEFAULT_MAX_BATCH_ROWS, ray_actor_options={"num_cpus": 1},
+)(serve.ingress()(Replica))

@@ -43,6 +43,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol, cast
 
 import numpy as np
 from ray import serve
@@ -78,7 +79,7 @@ class ModelId:
     sha256: str
 
     @classmethod
-    def parse(cls, text: str) -> ModelId:
+    def parse(cls, text: object) -> ModelId:
         """Read an id; InvalidInputError when it is not ``name:version:<64 hex digits>``."""
         parts = text.split(":") if isinstance(text, str) else []
         if len(parts) != 3 or not _SHA256_RE.match(parts[2]):
@@ -156,12 +157,20 @@ class LoadedArchive:
     def __init__(self, model_id: str, runtime: ArchiveRuntime, on_evict: Callable[[str], None]):
         self.model_id = model_id
         self.runtime = runtime
-        self._on_evict = on_evict
+        self._on_evict: Callable[[str], None] | None = on_evict
 
     def __del__(self):
         on_evict, self._on_evict = self._on_evict, None
         if on_evict is not None:
             on_evict(self.model_id)
+
+
+class _BatchSettings(Protocol):
+    """What ``@serve.batch`` adds to the method it wraps (its own types do not say so)."""
+
+    def set_max_batch_size(self, new_max_batch_size: int) -> None: ...
+
+    def set_batch_wait_timeout_s(self, new_batch_wait_timeout_s: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -218,8 +227,9 @@ class ReplicaModels:
         self._hot_requests, self._on_hot = int(hot_requests), on_hot
         self._in_flight: Counter = Counter()  # model id -> requests running here (event loop only)
         self._hot_at: dict[str, float] = {}  # model id -> when it was last found hot here
-        self._run_batched.set_max_batch_size(self._max_rows)
-        self._run_batched.set_batch_wait_timeout_s(float(batch_wait_s))
+        batching = cast(_BatchSettings, self._run_batched)
+        batching.set_max_batch_size(self._max_rows)
+        batching.set_batch_wait_timeout_s(float(batch_wait_s))
 
         async def load_archive(model_id: str) -> LoadedArchive:
             return await asyncio.to_thread(self._load, model_id)
