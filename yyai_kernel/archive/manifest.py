@@ -203,11 +203,13 @@ def _check_inputs(spec: InputSpec) -> None:
     normalised only in a float table (an integer one would cut the result to whole numbers)."""
     several = spec.kind is InputKind.SEVERAL
     seen: dict[str, str] = {}
+    parts: set[str] = set()
     for i, part in enumerate(spec.inputs()):
         where = f"input.inputs[{i}]" if several else "input"
-        if several and part.name in seen.values():
+        if part.name in parts:
             raise ManifestError(f"invalid manifest: {where}.name: {part.name!r} names two inputs",
                                 field=f"{where}.name")
+        parts.add(part.name)
         if part.table is None:
             keys = [(part.name, f"{where}.name")]
         else:
