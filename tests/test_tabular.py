@@ -205,6 +205,16 @@ def test_a_table_answers_json_records_and_csv_as_its_model_does(server, client):
     np.testing.assert_allclose(by_client.combined, expected[1], atol=1e-6)
     np.testing.assert_allclose(client.predict_csv("wine", WINE_ROWS).combined, expected[2], atol=1e-6)
 
+    rows_file = DEMO / "samples" / "wine-rows.csv"
+    printed = CliRunner().invoke(app, ["predict", "wine:1", str(rows_file), "--server", server.url, "--token",
+                                       server.token, "--json"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output)["predictions"] == [
+        {k: v for k, v in r.items() if k != "raw"} for r in listed["predictions"]]
+    shown = CliRunner().invoke(app, ["predict", "wine:1", str(rows_file), "--server", server.url, "--token",
+                                     server.token])
+    assert shown.exit_code == 0 and "wine-rows.csv line 2" in shown.output, shown.output
+
 
 def test_categories_index_and_one_hot_as_the_manifest_says(server, client, built):
     rows = list(csv.DictReader(io.StringIO(CHURN_ROWS)))
@@ -385,6 +395,8 @@ def test_evaluate_a_csv_set_in_the_library_over_rest_and_in_the_cli(server, clie
     assert bundled.version(1).scores.n == 45
     refused(server.post("/models/wine/evaluate", data=wine_eval_csv("cultivar"), headers={"Content-Type": "text/csv"}),
             400, "InvalidInputError", "target", "--target")
+    refused(server.post("/models/wine/evaluate", data=b"file,digit\n3/digit-3.png,3\n",
+                        headers={"Content-Type": "text/csv"}), 400, "InvalidInputError", "target", "a set of images")
 
     printed = CliRunner().invoke(app, ["evaluate", "wine:1", "wine:2", "--data", str(held_out), "--target",
                                        "cultivar", "--server", server.url, "--token", server.token])

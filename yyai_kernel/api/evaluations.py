@@ -40,12 +40,12 @@ from yyai_kernel.api.refs import path_name, path_ref
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
 from yyai_kernel.protocol.multipart import extract_archive_part
+from yyai_kernel.protocol.records import CSV_TYPES
 from yyai_kernel.protocol.restparse import AUTH_QUERY, MULTIPART
 from yyai_kernel.types import FileRole, ModelRef, OutputKind, parse_version_ref
 
 ZIP_TYPES = {"application/zip", "application/octet-stream", "application/x-zip-compressed"}
 EVALUATE_QUERY = {"versions", "set", "set_version", "target"}
-CSV_TYPES = {"text/csv", "application/csv"}
 JOBS_PATH = "evaluations"
 
 
@@ -74,12 +74,17 @@ async def evaluate(api: Api, call: Call) -> Reply:
     try:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
                                                  set_ref=set_ref, handover=True, target=call.query.get("target"),
-                                                 manage=True))
+                                                 csv=_csv_upload(call.media_type), manage=True))
     finally:
         if data not in (None, spooled) and os.path.exists(data):  # noqa: ASYNC240 - a stat of the local spool
             os.unlink(data)  # a multipart part the evaluations did not take
     location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
     return reply(job.to_json(), status=202, headers={"Location": location})
+
+
+def _csv_upload(media: str) -> bool | None:
+    """Whether the upload is a table set's CSV, as its Content-Type says (a multipart part: by its bytes)."""
+    return None if media == MULTIPART else media in CSV_TYPES
 
 
 async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:

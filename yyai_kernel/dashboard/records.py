@@ -7,9 +7,8 @@
   each feature's training mean, its first category, zeros). :meth:`FeatureForm.records`
   is what it sends: one typed JSON record, so that the form's answer is REST's answer to
   the same record.
-* :func:`given_of_file`: a file a person uploads, or a bundled sample, read as the model
-  takes it (a CSV's rows, a JSON record or array, a ``.npy``), with the rules of
-  ``protocol/records.py``.
+* a file a person uploads, or a bundled sample, is read as the model takes it (a CSV's
+  rows, a JSON record or array, a ``.npy``) by ``protocol/records.py``'s ``given_of_file``.
 * :func:`rows_table_html`: the results as a table, the inputs beside each version's answer.
 * :func:`tensor_png`: a tensor as a person reads it: a line plot (1-D) or a heat map (2-D).
 * :func:`attributions_png`: integrated gradients as a bar chart per member.
@@ -41,8 +40,8 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.protocol import jsonparse
-from yyai_kernel.protocol.records import given_of_json, read_csv, read_npy
-from yyai_kernel.types import Explanation, Feature, Given, InputKind, InputSpec, Numbers, Prediction, Records
+from yyai_kernel.protocol.records import given_of_file, read_csv
+from yyai_kernel.types import Explanation, Feature, Given, InputKind, InputSpec, Prediction, Records
 
 SAMPLE, UPLOAD, FORM = "sample", "upload", "form"  # Preview's sources of inputs (its images' too)
 TABLE_SOURCES = [("Form", FORM), ("Bundled rows", SAMPLE), ("My rows (CSV)", UPLOAD)]
@@ -77,7 +76,8 @@ class RowInputs:
             return self.uploaded()
         if not sample:
             raise ValueError(f"{name} v{version} bundles no sample rows: use the form, or upload a file.")
-        return PurePosixPath(sample).name, given_of_file(sample, backend.sample(name, sample, version))
+        data = backend.sample(name, sample, version)
+        return PurePosixPath(sample).name, given_of_file(sample, data, max_rows=MAX_ROWS)
 
     def prefill(self, backend: Any, name: str, version: int, spec: InputSpec) -> None:
         """Build the form for ``spec``, filled from the first row of the version's first bundled CSV sample."""
@@ -94,7 +94,7 @@ class RowInputs:
         files = self.upload.value
         if not files:
             raise ValueError("Upload a CSV of rows (or a .json, a .npy) first, or fill in the form.")
-        return files[0]["name"], given_of_file(files[0]["name"], bytes(files[0]["content"]))
+        return files[0]["name"], given_of_file(files[0]["name"], bytes(files[0]["content"]), max_rows=MAX_ROWS)
 
 
 class FeatureForm:
@@ -155,19 +155,6 @@ def _number(value: object, feature: Feature) -> float:
         return float(str(value).strip())
     except ValueError:
         return float(feature.mean) if feature.mean is not None else 0.0
-
-
-def given_of_file(name: str, data: bytes) -> Given:
-    """A file as a model that takes no image reads it: a CSV's rows, a JSON record or array, a ``.npy``."""
-    suffix = PurePosixPath(name).suffix.lower()
-    if suffix == ".npy":
-        return Numbers(read_npy(data))
-    if suffix == ".json":
-        return given_of_json(jsonparse.loads(data, what=name, max_bytes=None), max_rows=MAX_ROWS)
-    if suffix == ".csv":
-        return read_csv(data, max_rows=MAX_ROWS, what=name)
-    raise InvalidInputError(f"{name}: a model that takes no image reads a .csv of rows, a .json record or array, "
-                            "or a .npy.")
 
 
 def first_row(data: bytes) -> dict[str, str] | None:

@@ -268,8 +268,10 @@ def table_set(data: bytes, *, description: str, target: str | None = None) -> La
     column = target or next((c for c in TARGET_COLUMNS if c in columns), None)
     if column is None or column not in columns:
         said = f"no column {target!r}" if target else "no 'label' or 'target' column"
-        raise InvalidInputError(f"{description} has {said}: name the column that holds the truth (--target NAME, "
-                                f"or ?target=NAME over REST); its columns are {', '.join(columns)}.", field="target")
+        raise InvalidInputError(f"{description} has {said} (its columns are {', '.join(columns)}): a set of images "
+                                "lists them in a 'file' column beside a 'label' or 'target' column; a table set "
+                                "names the column that holds the truth (--target NAME, or ?target=NAME over REST).",
+                                field="target")
     items, problems, rows = [], [], {}
     for i, row in enumerate(records.rows):
         key = records.where(i)

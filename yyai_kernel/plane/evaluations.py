@@ -30,17 +30,18 @@ class Evaluations:
 
     def start(self, name: str, versions: list[int | str | None], data: bytes | os.PathLike | None = None, *,
               bundled: str | None = None, set_ref: ModelRef | None = None, handover: bool = False,
-              target: str | None = None) -> EvaluationJob:
+              target: str | None = None, csv: bool | None = None) -> EvaluationJob:
         """Start evaluating ``versions`` (checked numbers or labels; empty: the default) of ``name``.
 
         The set is ``data`` (a zip's bytes or file: see ``EvaluationJobs.submit``; with
         ``handover``, as the REST endpoint does with its spooled upload, the file is moved to
         the jobs' folder and deleted when the job ends; or a table set's CSV, read at once),
         or ``bundled``, the name of a set that the version ``set_ref`` names (default: the
-        default) bundles. ``target`` names a table set's truth column (default: label or
-        target). Checks everything it can before the job is queued: a bad zip or CSV, or a
-        set of the wrong kind is a 400, an unknown version a 404, a version that does not
-        serve a 503.
+        default) bundles. ``csv`` says whether ``data`` is a table set's CSV (as a REST
+        upload's Content-Type says) or a zip; None: a zip when it starts like one. ``target``
+        names a table set's truth column (default: label or target). Checks everything it
+        can before the job is queued: a bad zip or CSV, or a set of the wrong kind is a 400,
+        an unknown version a 404, a version that does not serve a 503.
         """
         if (data is None) == (bundled is None):
             raise InvalidInputError("Send a labelled set (a zip, or a CSV for a table model), or name a set the "
@@ -50,7 +51,7 @@ class Evaluations:
             where = self.data.resolve(set_ref or ModelRef(name))
             source = set_from_bytes(self.data.bundled_file(where, bundled, FileRole.EVAL),
                                     description=f"{name} v{where.version}: {bundled}", target=target)
-        elif data is not None and not _zipped(data):
+        elif data is not None and (csv if csv is not None else not _zipped(data)):
             source = _table_upload(data, target, handover)
         elif target is not None:
             raise InvalidInputError("A target column names the truth of a table set (a CSV); this upload is a zip "

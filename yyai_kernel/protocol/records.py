@@ -5,7 +5,7 @@ Each reader turns bytes into a :class:`~yyai_kernel.types.Records` or
 (400) that says what to send instead, or a ``PayloadTooLargeError`` (413) past the row limit.
 Which features a row must hold is the version's business (``runtime/tabular.py``), not the
 reader's. Used by ``POST /predictions`` (both front ends), the HTTP client's checks, the
-dashboard's CSV upload and labelled CSV sets, so a CSV reads the same everywhere.
+dashboard's and the CLI's files, and labelled CSV sets, so a CSV reads the same everywhere.
 
 Why these rules:
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,20 @@ def given_of(media: str, body: bytes, *, max_rows: int) -> Given:
         return Numbers(read_npy(body))
     value = jsonparse.loads(body, what="The body", max_bytes=None)
     return given_of_json(value, max_rows=max_rows)
+
+
+def given_of_file(name: str, data: bytes, *, max_rows: int) -> Given:
+    """A file as a model that takes no image reads it, by its suffix: a CSV's rows, a JSON record or
+    array, a ``.npy`` (the CLI's and Preview's uploads, and bundled samples)."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix == ".npy":
+        return Numbers(read_npy(data))
+    if suffix == ".json":
+        return given_of_json(jsonparse.loads(data, what=name, max_bytes=None), max_rows=max_rows)
+    if suffix == ".csv":
+        return read_csv(data, max_rows=max_rows, what=name)
+    raise InvalidInputError(f"{name}: a model that takes no image reads a .csv of rows, a .json record or array, "
+                            "or a .npy.")
 
 
 def given_of_json(value: Any, *, max_rows: int) -> Given:
