@@ -34,9 +34,13 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Test workers: most tests wait on a server or a subprocess, so two share the two cores well;
+# each test module stays in one worker, and the Ray modules share one (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 ## make test: install with the test extras and system packages, lint and type-check, then run every test.
 test: install lint system-test-deps
-	$(VENV)/bin/pytest -q -ra --durations=15
+	$(VENV)/bin/pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 ## Rebuild the bundled demo archives from package-shipped data (fixed seeds).
 demo-archives: install

@@ -60,10 +60,10 @@ def big_archive(megabytes: int, version: int) -> Path:
     from yyai_kernel.archive import pack
 
     WORK.mkdir(parents=True, exist_ok=True)
-    width = 4096
-    layers = max(1, round(megabytes * 1024 * 1024 / 4 / (width * width)))
+    layers = max(1, megabytes // 100) * 2  # square dense layers of float32 weights, about a hundred MB a pair
+    width = int((megabytes * 1024 * 1024 / 4 / layers) ** 0.5)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(width),
-                              *[keras.layers.Dense(width) for _ in range(layers - 1)],
+                              *[keras.layers.Dense(width) for _ in range(layers)],
                               keras.layers.Dense(10, activation="softmax")])
     rng = np.random.default_rng(version)
     model.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.01 for w in model.get_weights()])
@@ -71,7 +71,7 @@ def big_archive(megabytes: int, version: int) -> Path:
         member = Path(tmp) / "dense.keras"
         model.save(member)
         made = pack(name="big", version=version, models=[member],
-                    input_spec={"shape": [8, 8, 1], "color": "grayscale", "scale": 1 / 255},
+                    input_spec={"shape": [8, 8, 1], "dtype": "float32", "color": "grayscale", "scale": 1 / 255},
                     output_spec={"kind": "classification", "labels": list("0123456789")}, out_dir=tmp)
         shutil.move(made, path)
     return path

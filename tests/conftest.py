@@ -121,3 +121,16 @@ def packed(models, tmp_path_factory):
 
 
 from raycluster import ray_session  # noqa: E402,F401 - the one local Ray of the session (Ray tests)
+
+RAY_MODULES = ("test_ray", "test_ray_ingress", "test_ray_launch")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under ``pytest -n N --dist loadgroup`` (``make test``), a module's tests run in one worker, so
+    that its module-scoped servers start once; the Ray modules share one worker, and with it
+    the session's one local Ray cluster."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.module.__name__
+            item.add_marker(pytest.mark.xdist_group("ray" if module in RAY_MODULES else module))

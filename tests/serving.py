@@ -65,6 +65,14 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 60) -> str:
+        """The log once it holds ``text``: a worker's lines reach the file after its reply does."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text!r} never reached the log:\n{log[-3000:]}"
+            time.sleep(0.2)
+        return log
+
     @property
     def grpc_address(self) -> str:
         """``host:port`` of the v2 gRPC server (started with ``--grpc-port``), from its log."""

@@ -95,7 +95,8 @@ def test_an_install_says_which_version_stays_the_default(store, tmp_path):
         assert reply.status_code == 201, reply.text
         body = reply.json()
         assert body["model"]["default"] == 1
-        assert body["message"].startswith("Installed digits v2; v1 is the default: pinned")
+        assert body["message"].startswith("Installed digits v2, staged") and body["staged"]  # pinned: staged (#23)
+        assert "v1 is the default: pinned" in body["message"]
         assert "DELETE /models/digits/default" in body["message"]
     finally:
         assert server.stop() == 0

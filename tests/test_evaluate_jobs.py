@@ -130,7 +130,7 @@ def test_rest_job_on_the_bundled_set_equals_keras(server, ref):
 
     # the bundled set's list and bytes, as the dashboard and the CLI fetch them
     sets = server.get("/models/digits/evalsets", params={"version": 1}).json()
-    assert sets == {"name": "digits", "version": 1, "sets": [DIGITS_SET]}
+    assert sets == {"name": "digits", "version": 1, "source": 1, "sets": [DIGITS_SET]}
     bundled = server.get(f"/models/digits/evalsets/{DIGITS_SET.replace('/', '%2F')}")
     with zipfile.ZipFile(io.BytesIO(bundled.content)) as zf:
         assert "labels.csv" in zf.namelist()

@@ -419,8 +419,9 @@ def test_upload_pin_promote_and_predict_without_restart(server, store, built):
     assert multipart.status_code == 201, multipart.text
     assert multipart.json()["version"] == 3
     before = sorted(p.name for p in store.iterdir())
-    assert_json_error(server.post("/models", data=built["gamma3"].path.read_bytes(),
-                                  headers={"Content-Type": "application/octet-stream"}), 409)
+    same = server.post("/models", data=built["gamma3"].path.read_bytes(),
+                       headers={"Content-Type": "application/octet-stream"})
+    assert same.status_code == 200 and same.json()["changed"] is False  # the same content: nothing changed
     assert sorted(p.name for p in store.iterdir()) == before
     assert predict()["version"] == 2  # still pinned to 2
 
@@ -554,8 +555,7 @@ def test_client_has_the_registry_methods_over_http(server, built):
         client.predict("nosuch", x)
     with pytest.raises(errors.InvalidInputError):
         client.predict("alpha", np.zeros((1, 3, 3, 1), np.float32))
-    with pytest.raises(errors.ConflictError):
-        client.add_archive(built["alpha"].path)
+    assert client.add_archive(built["alpha"].path).changed is False  # the same archive again: a no-op
     with pytest.raises(errors.AuthError):
         YyaiClient(server.url, "wrong").list()
     with pytest.raises(errors.ServerUnavailableError):

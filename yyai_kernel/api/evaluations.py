@@ -36,7 +36,8 @@ from typing import Any
 from yyai_kernel.api.call import Call, Reply, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Body, Endpoint
-from yyai_kernel.api.refs import path_name, path_ref
+from yyai_kernel.api.refs import path_name
+from yyai_kernel.api.samples import bundled_bytes, bundled_list
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
 from yyai_kernel.protocol.multipart import extract_archive_part
@@ -134,18 +135,14 @@ async def residuals(api: Api, call: Call) -> Reply:
 
 
 async def eval_sets(api: Api, call: Call) -> Reply:
-    """GET /models/{m}/evalsets[?version=v]: the labelled sets a version bundles."""
-    target = api.data.resolve(path_ref(call, query_version=True))
-    call.confirm()
-    return reply(api.data.bundled(target, FileRole.EVAL).to_json())
+    """GET /models/{m}/evalsets[?version=v]: the labelled sets that go with a version."""
+    return await bundled_list(api, call, FileRole.EVAL)
 
 
 async def eval_set(api: Api, call: Call) -> Reply:
-    """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip)."""
-    target = api.data.resolve(path_ref(call, query_version=True))
-    call.confirm()
+    """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip, or a table set's CSV)."""
     name = call.path["set"]
-    data = await api.run(api.data.bundled_file, target, name, FileRole.EVAL)
+    data = await bundled_bytes(api, call, FileRole.EVAL, name)
     media = "text/csv" if name.lower().endswith(".csv") else "application/zip"
     return Reply(data, media_type=media, headers=_attachment(name.rsplit("/", 1)[-1]))
 

@@ -21,19 +21,30 @@ from yyai_kernel.protocol.restparse import sample_reply_headers
 from yyai_kernel.types import FileRole
 
 
-async def samples(api: Api, call: Call) -> Reply:
-    """GET /models/{m}/samples[?version=v]: the names of the samples a version bundles."""
+async def bundled_list(api: Api, call: Call, role: FileRole) -> Reply:
+    """The files with ``role`` that go with the version ``?version=`` names (default: the default)."""
     target = api.data.resolve(path_ref(call, query_version=True))
     call.confirm()
-    return reply(api.data.bundled(target, FileRole.SAMPLE).to_json())
+    return reply(api.data.bundled(target, role).to_json())
+
+
+async def bundled_bytes(api: Api, call: Call, role: FileRole, name: str) -> bytes:
+    """One such file's bytes, by its manifest name."""
+    target = api.data.resolve(path_ref(call, query_version=True))
+    call.confirm()
+    data: bytes = await api.run(api.data.bundled_file, target, name, role)
+    return data
+
+
+async def samples(api: Api, call: Call) -> Reply:
+    """GET /models/{m}/samples[?version=v]: the names of the samples that go with a version."""
+    return await bundled_list(api, call, FileRole.SAMPLE)
 
 
 async def sample(api: Api, call: Call) -> Reply:
     """GET /models/{m}/samples/{sample}[?version=v]: one sample's bytes (Content-Type from its name)."""
-    target = api.data.resolve(path_ref(call, query_version=True))
-    call.confirm()
     name = call.path["sample"]
-    data = await api.run(api.data.bundled_file, target, name, FileRole.SAMPLE)
+    data = await bundled_bytes(api, call, FileRole.SAMPLE, name)
     media, headers = sample_reply_headers(name)
     return Reply(data, media_type=media, headers=headers)
 

@@ -9,8 +9,10 @@ still run there. A failed load leaves the old pair serving and is reported as
 
 Locking: ``load_lock`` serializes this model's loads, swaps and unloads (the registry
 holds it around each change); reloads that pile up while one runs are coalesced into one
-follow-up (:meth:`ModelVersions.coalesce`). Predictions take no lock: they read the
-slot's ``serving`` reference once. Statistics have their own small lock per version.
+follow-up (:meth:`ModelVersions.coalesce`). Predictions take neither the load lock nor
+any registry lock: they read the slot's ``serving`` reference once; then only the
+version's statistics (a small lock of its own) and its batcher's queue are locked, each
+for a few statements.
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ class ModelVersions:
                     for v in sorted(set(manifests) | set(slots))}
         return ModelStatus(self.name, default, pinned, versions, self.last_error, default_reason)
 
-    # --- predicting (no lock: one read of the slot's reference) -------------------------
+    # --- predicting (no load lock: one read of the slot's reference) -------------------
 
     def submit(self, version: int, inputs, *, finite: bool = False) -> Future:
         """Validate ``inputs`` and queue them on the version; a Future of its :class:`Prediction`."""
