@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import shutil
+import time
 import zipfile
 
 import numpy as np
@@ -214,6 +215,28 @@ def test_a_table_answers_json_records_and_csv_as_its_model_does(server, client):
     shown = CliRunner().invoke(app, ["predict", "wine:1", str(rows_file), "--server", server.url, "--token",
                                      server.token])
     assert shown.exit_code == 0 and "wine-rows.csv line 2" in shown.output, shown.output
+
+
+def test_a_canary_and_a_shadow_place_records_as_they_place_images(server):
+    """A/B for a table model: records that name no version follow the traffic policy, and a
+    shadow version fits the same records to its own input and is compared."""
+    records = wine_records()
+    try:
+        assert server.request("PUT", "/models/wine/traffic", json={"canary": {"version": 1, "percent": 100}}
+                              ).status_code == 200
+        assert server.post("/predictions/wine", json=records).json()["version"] == 1
+        assert server.post("/predictions/wine/2", json=records).json()["version"] == 2  # a named version is kept
+        assert server.request("PUT", "/models/wine/traffic", json={"shadow": {"version": 1, "percent": 100}}
+                              ).status_code == 200
+        assert server.post("/predictions/wine", json=records).json()["version"] == 2
+        deadline = time.monotonic() + 60
+        while (figures := server.get("/models/wine").json()["rollout"]["shadow"])["rows_compared"] \
+                + figures["errors"] + figures["dropped"] < len(records):
+            assert time.monotonic() < deadline, figures
+            time.sleep(0.1)
+        assert (figures["rows_compared"], figures["errors"]) == (len(records), 0), figures
+    finally:
+        assert server.request("DELETE", "/models/wine/traffic").status_code == 200
 
 
 def test_categories_index_and_one_hot_as_the_manifest_says(server, client, built):
