@@ -268,6 +268,21 @@ def test_bad_records_are_a_400_naming_the_feature(server, body, field, words):
     refused(server.post("/predictions/churn", json=body), 400, "InvalidInputError", field, words)
 
 
+@pytest.mark.parametrize(("send", "field", "words"), [
+    (lambda c: c.predict_records("churn", {k: v for k, v in GOOD.items() if k != "plan"}), "plan", "is missing"),
+    (lambda c: c.predict_records("churn", {**GOOD, "tenure": 3}), "tenure", "unknown feature"),
+    (lambda c: c.predict_records("churn", {**GOOD, "age": "41"}), "age", "must be a number"),
+    (lambda c: c.predict_records("churn", {**GOOD, "plan": "gold"}), "plan", "not one of its categories"),
+    (lambda c: c.predict_csv("churn", "age,income,plan,region\n41,x,pro,north\n"), "income", "line 2"),
+    (lambda c: c.predict_tensor("signal", np.zeros(3, np.float32)), "window", "has shape [3]"),
+    (lambda c: c.predict_tensor("grid", np.zeros((4, 5), np.float32)), "grid", "takes [4, 4]"),
+])
+def test_the_client_raises_the_400_naming_the_feature_or_shape(client, send, field, words):
+    with pytest.raises(InvalidInputError) as raised:
+        send(client)
+    assert raised.value.field == field and words in str(raised.value), (raised.value.field, str(raised.value))
+
+
 def test_bad_csv_lines_are_named_by_their_line(server):
     csv_ = {"Content-Type": "text/csv"}
     refused(server.post("/predictions/churn", data="age,income,plan,region\n41,3.5,pro,north\n41,x,pro,north\n",
