@@ -13,7 +13,7 @@ nothing about time. One run:
 3. Runs the servers one after another on 127.0.0.1, in rounds (A B A B ...), so that drift
    of the machine shows up as spread, not bias: yyai (batching on and off; v2 infer and
    ``/predictions``; one process and ``--workers 2``), yyai on Ray Serve (``yyai ray``: the
-   same API on a local Ray, one ingress and one model replica), Flask + ``model.predict()``,
+   same API on a local Ray, one replica that serves it and runs the models), Flask + ``model.predict()``,
    PyTriton, MLServer, TorchServe, Ray Serve.
    For each server and model: exact p50/p99 at concurrency 1 (an aiohttp client in its own
    process), throughput and p99 at concurrency 8 and 32 (``wrk -t1`` with a Lua script), the
@@ -111,7 +111,7 @@ def prepare_models_main(work: Path) -> None:
     with open_archive(src) as opened:
         member = opened.manifest.members[0]
         model = kerasload.load_member(opened.member_path(member))
-        digits_input = dict(opened.manifest.input)
+        digits_input = opened.manifest.input.to_json()
     model.save(models / "digits.keras")
     shutil.copy(src, store / "digits-1.yyar")
     png = (ROOT / "model_archives" / "samples" / "digit-3.png").read_bytes()
@@ -377,8 +377,8 @@ class YyaiWorkers(Yyai):
 
 class YyaiRay(Yyai):
     """``yyai ray``: the same store and REST API on a local Ray Serve (it starts its own Ray),
-    one ingress replica and one model replica, as the plain Ray Serve peer runs one replica
-    per model. A request crosses one more process than on that peer: proxy, ingress, model."""
+    one replica that serves the API and runs both models, as the plain Ray Serve peer runs one
+    replica per model. A request crosses the same processes as on that peer: proxy, replica."""
 
     name = "yyai-ray"
     endpoints = ("v2", "predictions")

@@ -1,9 +1,10 @@
 """The Ray Serve model deployment on a real local Ray: 2 CPUs, loopback only, token auth on.
 
-One Ray instance serves the whole test session (``tests/raycluster.py``; starting one costs
-tens of seconds on two cores), and this module deploys one application: two replicas of the model deployment over
+One Ray cluster serves the whole test session (``tests/raycluster.py``; starting one costs
+tens of seconds on two cores), and this module deploys one application: two replicas of the deployment over
 a temporary store of real archives whose models give different outputs. Requests go through
-real deployment handles; expected outputs come from the Keras models called directly.
+real deployment handles (``predict``, by multiplexed model id); expected outputs come from the
+Keras models called directly.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def store_dir(tmp_path_factory, archives):
 
 @pytest.fixture(scope="module")
 def models(ray_session, store_dir):
-    """The model deployment, 2 replicas of half a CPU, at most 2 archives each."""
+    """The deployment, 2 replicas of half a CPU, at most 2 archives each (no HTTP route)."""
     from ray import serve
 
     from yyai_kernel.ray_app import ModelDeployment
 
     app = ModelDeployment.options(num_replicas=2, ray_actor_options={"num_cpus": 0.5}).bind(
-        str(store_dir), max_models=2, max_batch_rows=16, batch_wait_s=0.02)
+        str(store_dir), token=None, max_models=2, max_batch_rows=16, batch_wait_s=0.02)
     handle = serve.run(app, name=APP, route_prefix=None)
     yield handle
     serve.delete(APP)
@@ -64,7 +65,7 @@ def model_id(store_dir, name: str) -> str:
 
 
 def call(handle, mid: str, x: np.ndarray):
-    return handle.options(multiplexed_model_id=mid).remote(x)
+    return handle.options(multiplexed_model_id=mid).predict.remote(x)
 
 
 def assert_output(output, ref, rows):
@@ -165,13 +166,13 @@ def test_serve_config_matches_the_builder():
     """deploy/ray/serve_config.yaml validates against Ray's schema and the builder's args."""
     from ray.serve.schema import ServeDeploySchema
 
-    from yyai_kernel.ray_app import DEPLOYMENT_NAME, INGRESS_NAME, AppArgs
+    from yyai_kernel.ray_app import DEPLOYMENT_NAME, AppArgs
 
     config = yaml.safe_load((REPO / "deploy/ray/serve_config.yaml").read_text())
     schema = ServeDeploySchema.parse_obj(config)
     (app,) = schema.applications
     assert app.import_path == "yyai_kernel.ray_app:build_app"
     AppArgs.model_validate(app.args)
-    assert sorted(d.name for d in app.deployments) == sorted([INGRESS_NAME, DEPLOYMENT_NAME])
+    assert [d.name for d in app.deployments] == [DEPLOYMENT_NAME]
     assert schema.http_options.host == "127.0.0.1"
     assert AppArgs.model_validate({"store": "/s", "trusted": "a,b"}).trusted == ["a", "b"]

@@ -13,6 +13,10 @@ the data plane raises (``ModelNotFoundError``, ``ModelNotReadyError``, ...), reb
 the reply's ``type`` field or, failing that, from the HTTP status, with the reply's typed
 next steps (``error.hints``) so that the caller says them in its own words.
 
+A prediction or a GET that a gateway in front of yyai failed (a 5xx that yyai did not write:
+Ray Serve's proxy answers 500 for a request whose replica died under it) is sent once more;
+neither changes anything, so a second try is safe. ``retried`` counts those.
+
 Example::
 
     from yyai_kernel.client import YyaiClient
@@ -65,6 +69,7 @@ from yyai_kernel.types import (
 )
 
 DEFAULT_URL = "http://127.0.0.1:8866"
+GATEWAY_RETRIES = 1  # times a prediction or a GET is sent again after a gateway's own 5xx
 
 _BY_STATUS = {
     400: errors.InvalidInputError,
@@ -91,6 +96,7 @@ class YyaiClient:
         self.url = (url or os.environ.get("YYAI_URL") or DEFAULT_URL).rstrip("/")
         self.token = token if token is not None else os.environ.get("YYAI_TOKEN", "")
         self.timeout = timeout
+        self.retried = 0  # calls sent again after a gateway's own 5xx (see the module docstring)
         self.session = requests.Session()
         if self.token:
             self.session.headers["Authorization"] = f"token {self.token}"
@@ -110,14 +116,21 @@ class YyaiClient:
 
     # --- transport ------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs) -> requests.Response:
+    def _request(self, method: str, path: str, *, retry_gateway: bool = False, **kwargs) -> requests.Response:
+        """One call; a GET, or a call with ``retry_gateway`` (predictions), is sent again after a
+        gateway's own 5xx."""
         kwargs.setdefault("timeout", self.timeout)
-        try:
-            response = self.session.request(method, self.url + path, **kwargs)
-        except requests.ConnectionError as error:
-            raise errors.ServerUnavailableError(f"Cannot reach the yyai server at {self.url}: {error}") from None
-        except requests.Timeout:
-            raise errors.ServerUnavailableError(f"The yyai server at {self.url} did not answer in time.") from None
+        retry_gateway = retry_gateway or method == "GET"
+        for attempt in range(1 + (GATEWAY_RETRIES if retry_gateway else 0)):
+            try:
+                response = self.session.request(method, self.url + path, **kwargs)
+            except requests.ConnectionError as error:
+                raise errors.ServerUnavailableError(f"Cannot reach the yyai server at {self.url}: {error}") from None
+            except requests.Timeout:
+                raise errors.ServerUnavailableError(f"The yyai server at {self.url} did not answer in time.") from None
+            if not (retry_gateway and attempt < GATEWAY_RETRIES and _from_gateway(response)):
+                break
+            self.retried += 1
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -208,6 +221,7 @@ class YyaiClient:
         response = self._request(
             "POST", f"/v2/models/{_q(name)}/versions/{described.version}/infer", data=header + data,
             headers={"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+            retry_gateway=True,
         )
         reply, outputs = _decode_infer(response)
         params = reply.get("parameters") or {}
@@ -231,7 +245,7 @@ class YyaiClient:
         files = [("file", (n, data, "application/octet-stream")) for n, data in zip(names, images)]
         path = f"/predictions/{_q(name)}" + (f"/{_v(version)}" if version is not None else "")
         params = {"raw": "true", **({"explain": explain} if explain else {})}
-        reply = self._json("POST", path, files=files, params=params)
+        reply = self._json("POST", path, files=files, params=params, retry_gateway=True)
         output = self.describe(name, reply["version"]).output
         prediction = Prediction.from_json(reply, output)
         return prediction if filenames else dataclasses.replace(prediction, filenames=None)
@@ -470,6 +484,17 @@ def _decode_infer(response: requests.Response) -> tuple[dict, dict[str, np.ndarr
             array = np.asarray(out["data"], dtype=dtype).reshape(out["shape"])
         outputs[out["name"]] = array.astype(dtype.newbyteorder("="))
     return reply, outputs
+
+
+def _from_gateway(response: requests.Response) -> bool:
+    """A 5xx that no yyai server wrote: yyai's errors are JSON objects, a gateway's are not
+    (Ray Serve's proxy answers ``Internal Server Error`` as text)."""
+    if response.status_code < 500:
+        return False
+    try:
+        return not isinstance(response.json(), dict)
+    except ValueError:
+        return True
 
 
 def _error_from(response: requests.Response) -> errors.YyaiError:

@@ -513,12 +513,12 @@ def ray_markdown(results: dict) -> str:
         "with other jobs, so the spread is wide).", "",
         "The same models, bodies, clients and settings as the peer comparison, one server after another in "
         f"{st['rounds']} round(s), {st['seconds']} s a cell after a {st['warmup']} s warm-up. *yyai on Ray Serve* "
-        "is `yyai ray --replicas 1` (it starts its own local Ray on 2 CPUs): Serve's HTTP proxy, one ingress "
-        "replica (the REST API over the data plane) and one model replica (both archives, multiplexed by "
+        "is `yyai ray --replicas 1` (it starts its own local Ray on 2 CPUs): Serve's HTTP proxy and one replica "
+        "that serves the REST API over the data plane and runs both archives (multiplexed by "
         "`name:version:sha256`, `@serve.batch` of 32 rows, 2 ms). *Ray Serve* is the plain peer: the proxy and "
-        "one deployment per model, `@serve.batch` 32, 2 ms. yyai on Ray crosses one process more per request "
-        "(proxy, ingress, model replica) and adds yyai's work in the ingress (token, version resolution, v2 "
-        "parsing and encoding); *yyai* is `yyai serve`, one process. Ratios are to yyai serve.", "",
+        "one deployment per model, `@serve.batch` 32, 2 ms. Both cross the same processes (proxy, replica); yyai "
+        "on Ray adds yyai's work in the replica (token, version resolution, v2 parsing and encoding); *yyai* is "
+        "`yyai serve`, one process. Ratios are to yyai serve.", "",
         "| component | version |", "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in results["versions"].items() if k.startswith("yyai venv") or "ray" in k]
@@ -526,9 +526,9 @@ def ray_markdown(results: dict) -> str:
     rows += [(s, "predictions", LABELS[s] + " /predictions (PNG)") for s in servers if s.startswith("yyai")]
     for model in MODELS:
         lines += ["", f"### `{model}` on Ray", ""] + latency_table(results, model, rows, "v2")
-    lines += ["", "### The cost of the extra hop", "",
+    lines += ["", "### What yyai adds on Ray", "",
               "Median latency at concurrency 1 (one request at a time, so no batching and no queueing): "
-              "yyai on Ray Serve minus plain Ray Serve is the ingress hop plus yyai's own request handling; "
+              "yyai on Ray Serve minus plain Ray Serve is yyai's own request handling; "
               "minus yyai serve is what moving the same API onto Ray costs.", "",
               "| model | yyai serve p50 ms | yyai on Ray p50 ms | Ray Serve p50 ms | on Ray − Ray Serve | "
               "on Ray − yyai serve | c=32 req/s on Ray vs yyai serve |", "|---|---|---|---|---|---|---|"]

@@ -9,7 +9,7 @@
 - ``v2.py``, ``images.py``, ``models.py``, ``rollout.py``, ``samples.py``, ``evaluations.py``,
   ``metrics.py``, ``openapi.py``: the endpoints, grouped by API; ``spec.py`` the OpenAPI pieces;
 - ``table.py``: every endpoint, in the order a router tries them;
-- ``asgi.py``: the table as a Starlette app (the Ray ingress).
+- ``asgi.py``: the table as a Starlette app (what each Ray replica serves).
 
 The Tornado adapter is ``yyai_kernel/server/rest/handlers.py``. Nothing here imports Tornado,
 and only ``asgi.py`` imports Starlette.

@@ -1,7 +1,7 @@
 """The ASGI adapter of the endpoint table: yyai's REST API as a Starlette app.
 
-What: :func:`make_app` serves an :class:`~yyai_kernel.api.context.Api`'s endpoints (the Ray
-ingress serves the table less what cannot run across replicas, ``ray_app/http.py``). Each
+What: :func:`make_app` serves an :class:`~yyai_kernel.api.context.Api`'s endpoints (each Ray
+replica serves the table less what cannot run across replicas, ``ray_app/http.py``). Each
 route reads the request into a :class:`~yyai_kernel.api.body.BodySink` (the one body rule
 that the Tornado adapter feeds too), builds a :class:`~yyai_kernel.api.call.Call`, awaits
 the endpoint and writes its :class:`~yyai_kernel.api.call.Reply`. The token rule is

@@ -50,7 +50,7 @@ class Endpoint:
     ``public`` names a ``ServingConfig`` flag that, when set, lets the endpoint answer
     without a token (health checks, metrics). ``metric`` labels the request metrics (None:
     not counted). ``trailing_slash`` also accepts the path with a final '/'. ``on_ray``
-    False keeps the endpoint off the Ray ingress (``ray_app`` says why).
+    False keeps the endpoint off Ray (``ray_app/http.py`` says why).
     """
 
     method: str

@@ -24,7 +24,7 @@ the client names: a bundled set is found by its manifest name inside the archive
 
 Under ``--workers N`` the jobs' folder must be shared by the workers (see ``evaluation/jobs.py``): a job
 runs in the worker that accepted it, and any worker answers its GETs from that folder.
-Not served on Ray: the jobs' folder is one server's, which ingress replicas do not share.
+Not served on Ray: the jobs' folder is one server's, which Ray replicas do not share.
 """
 
 from __future__ import annotations

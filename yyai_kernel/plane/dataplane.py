@@ -1,7 +1,7 @@
 """The data plane: reading and inference, once, with no framework types.
 
 In the manner of MLServer's ``handlers/dataplane.py``: front ends (the REST endpoints, the
-gRPC servicer, the dashboard's in-process backend, the Ray ingress) read bytes and headers,
+gRPC servicer, the dashboard's in-process backend, the Ray replicas) read bytes and headers,
 parse the model reference once (:class:`~yyai_kernel.types.ModelRef`), call :meth:`resolve`
 once, and hand the resolved :class:`~yyai_kernel.registry.protocol.Target` to the method they
 serve. Nothing here checks a name or resolves a version again. Changing what serves is the

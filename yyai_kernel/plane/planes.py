@@ -3,7 +3,7 @@
 The composition root of everything a front end calls, in the manner of MLServer's
 ``rest/app.py`` composing its ``DataPlane`` and ``ModelRepositoryHandlers``: one traffic
 router (which the data plane places requests with and the repository's statuses report)
-and one readiness flag, shared by the three objects. ``yyai serve``, the Ray ingress, the
+and one readiness flag, shared by the three objects. ``yyai serve``, each Ray replica, the
 in-process backend and the tests build theirs with :meth:`Planes.over`.
 """
 

@@ -2,7 +2,7 @@
 
 One parser for every upload: image predictions (small files, kept in memory) and archive
 uploads (spooled to disk, copied part by part into a temporary file, never held in memory).
-python-multipart is the parser Starlette and FastAPI use, so the Ray ingress reads
+python-multipart is the parser Starlette and FastAPI use, so the Ray replicas read
 uploads the same way. A part is a file when its Content-Disposition names a filename;
 other fields are ignored. Malformed bodies are an ``InvalidInputError`` (400).
 """

@@ -1,7 +1,7 @@
 """What yyai's REST front ends read from a request, with no web framework: one set of rules.
 
 Two front ends serve the same REST API: the Tornado handlers of ``yyai serve``
-(``yyai_kernel/server/``) and the FastAPI ingress on Ray (``yyai_kernel/ray_app/http.py``).
+(``yyai_kernel/server/``) and the ASGI app on Ray's replicas (``yyai_kernel/api/asgi.py``).
 Each reads bytes, headers and query arguments its own way, then calls these functions,
 so a body, a flag, a media type or a limit is judged once and refused with the same typed
 error and the same words on both. The auth words live in ``tokenauth.py``.

@@ -2,7 +2,7 @@
 
 A client sends the token as ``Authorization: token T`` (or ``Bearer T``) or as ``?token=T``.
 ``yyai serve`` checks it through jupyter_server's identity provider (``server/auth.py``,
-``server/base.py``); the Ray ingress checks it here (``ray_app/http.py``). Both compare in
+``server/base.py``); the Ray replicas check it here (``api/asgi.py``). Both compare in
 constant time and refuse with the same 401 body, ``{"error": ...}``, and the same
 ``WWW-Authenticate`` header, so a client cannot tell the two servers apart by their refusals.
 

@@ -1,9 +1,9 @@
-"""What the Ray ingress serves of yyai's REST API, and why it leaves the rest out.
+"""What the Ray replicas serve of yyai's REST API, and why they leave the rest out.
 
-The ingress serves the endpoint table of ``yyai serve`` (``yyai_kernel/api/table.py``)
+Every replica serves the endpoint table of ``yyai serve`` (``yyai_kernel/api/table.py``)
 through the ASGI adapter (``yyai_kernel/api/asgi.py``), over the same planes, so the two
 servers answer the same request with the same status and body. An endpoint that cannot
-run across ingress replicas is declared ``on_ray=False`` in the table; :data:`NOT_SERVED`
+run across replicas is declared ``on_ray=False`` in the table; :data:`NOT_SERVED`
 says why, for people and for the test that checks the two lists agree.
 """
 
@@ -12,9 +12,9 @@ from __future__ import annotations
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.table import all_endpoints
 
-# Evaluation jobs keep their state in one server's folder, which the ingress replicas do not share:
+# Evaluation jobs keep their state in one server's folder, which the replicas do not share:
 # `yyai evaluate --store PATH` (or a `yyai serve` over the shared store) evaluates instead.
-_EVALUATION = "evaluation jobs run in yyai serve or `yyai evaluate --store`, not across ingress replicas"
+_EVALUATION = "evaluation jobs run in yyai serve or `yyai evaluate --store`, not across Ray replicas"
 NOT_SERVED = {
     "/metrics": "Ray Serve exports its own Prometheus metrics (ray_serve_* at each node's metrics port)",
     **dict.fromkeys((
@@ -24,5 +24,5 @@ NOT_SERVED = {
 
 
 def ray_endpoints() -> list[Endpoint]:
-    """The endpoints the ingress serves: every one the table does not keep off Ray."""
+    """The endpoints a Ray replica serves: every one the table does not keep off Ray."""
     return [endpoint for endpoint in all_endpoints() if endpoint.on_ray]

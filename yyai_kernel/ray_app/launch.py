@@ -97,8 +97,9 @@ def serve_on_ray(options: RayOptions, echo=print) -> None:
 
     from yyai_kernel.ray_app import AppArgs, application
 
-    args = AppArgs(store=str(options.store.resolve()), trusted=list(options.trusted),
-                   **({"max_models": options.max_models} if options.max_models else {}), **options.extra)
+    args = AppArgs.model_validate({"store": str(options.store.resolve()), "trusted": list(options.trusted),
+                                   **({"max_models": options.max_models} if options.max_models else {}),
+                                   **options.extra})
     given = options.token or os.environ.get(TOKEN_ENV)
     token = None if options.no_token else (given or secrets.token_hex(24))
     started = address is None

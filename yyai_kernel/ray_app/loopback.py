@@ -15,6 +15,9 @@ needed (a replica's constructor runs once per process).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -28,13 +31,16 @@ def keep_replica_grpc_on_loopback() -> bool:
 
     if ray.util.get_node_ip_address() != LOOPBACK:
         return False
-    original = replica.add_port_to_grpc_server
-    if getattr(original, "yyai_loopback", False):
-        return True
-
-    def on_loopback(server, address: str):
-        return original(server, address.replace("[::]", LOOPBACK).replace("0.0.0.0", LOOPBACK))
-
-    on_loopback.yyai_loopback = True
-    replica.add_port_to_grpc_server = on_loopback
+    if not isinstance(replica.add_port_to_grpc_server, _OnLoopback):
+        replica.add_port_to_grpc_server = _OnLoopback(replica.add_port_to_grpc_server)
     return True
+
+
+class _OnLoopback:
+    """Ray's ``add_port_to_grpc_server`` with the wildcard address replaced by 127.0.0.1."""
+
+    def __init__(self, original: Callable[[Any, str], Any]):
+        self.original = original
+
+    def __call__(self, server: Any, address: str) -> Any:
+        return self.original(server, address.replace("[::]", LOOPBACK).replace("0.0.0.0", LOOPBACK))

@@ -1,31 +1,32 @@
-"""RayRegistry: the data plane's registry on a Ray cluster, where the runtimes live elsewhere.
+"""RayRegistry: the data plane's registry inside a yyai replica on Ray Serve.
 
-What: the :class:`~yyai_kernel.registry.protocol.ModelRegistry` that the ingress hands to an
-unchanged :class:`~yyai_kernel.plane.dataplane.DataPlane`. It loads no model. It resolves names,
-versions, defaults and pins from the shared store (``ModelStore`` reads the archives and
-``.yyai-state.json``), turns a version into its model id (``name:version:sha256``) and
-submits the request to the model deployment with that id; the model replicas load, batch
-and run (``models.py``).
+What: the :class:`~yyai_kernel.registry.protocol.ModelRegistry` that each replica of the
+deployment (``deployment.py``) hands to an unchanged :class:`~yyai_kernel.plane.dataplane.DataPlane`.
+It resolves names, versions, defaults and pins from the shared store (``ModelStore`` reads the
+archives and ``.yyai-state.json``), turns a version into its model id (``name:version:sha256``)
+and runs the request on this replica's models (``run``: ``ReplicaModels.run``, which loads,
+batches and runs). Nothing crosses a process for a prediction: Ray's proxy already chose
+this replica.
 
-How every ingress replica sees the same state:
+How every replica sees the same state:
 - The store folder is the truth. A :class:`~yyai_kernel.store.watch.StoreWatcher` polls its
   signature (every archive's and the state file's size, mtime and inode) every half
   second and re-reads the store when it changed, so a pin, an upload or a file copied in
   by hand reaches every replica on its own.
-- A management call made through one replica writes the store, then broadcasts a
-  :class:`StateChange` to every ingress replica (``announce``) and replies once all of
-  them applied it: a pin or a reload is seen by all before its reply. The broadcast also
-  carries what the store does not hold: which versions were unloaded. That set is runtime
-  state, as in ``yyai serve`` (a restart serves the defaults again); an ingress replica
-  started later knows only the store.
-- A reload needs no call to the model replicas to drop anything: new content is a new id,
-  and the old runtime ages out by LRU. It warms the new ids so that no request waits.
+- A management call made through one replica writes the store, loads the versions it
+  serves now on every replica (``replicas.warm``), then applies a :class:`StateChange` on
+  every replica (``replicas.apply``) and replies once all of them applied it: a pin or a
+  reload is seen by all before its reply. The change also carries what the store does not
+  hold: which versions were unloaded. That set is runtime state, as in ``yyai serve`` (a
+  restart serves the defaults again); a replica started later knows only the store.
+- A reload needs no call to drop anything: new content is a new id, and the old runtime
+  ages out by LRU. It warms the new ids so that no request waits.
 
 Locking: ``_lock`` serializes this replica's store writes and scans, after each of which the
 models' views are rebuilt (``registry.protocol.views_of``); requests resolve in the current
 view without a lock (a rebuild swaps them whole), once per request. Blocking calls (management,
-status) run on the ingress's worker threads; :meth:`submit` never blocks: it schedules the
-call on the ingress's event loop and returns a ``concurrent.futures.Future``.
+status) run on the API's worker threads; :meth:`submit` never blocks: it schedules the run
+on the replica's event loop and returns a ``concurrent.futures.Future``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from typing import overload
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from yyai_kernel.archive import read_manifest
+from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import (
     ArchiveError,
@@ -54,7 +55,7 @@ from yyai_kernel.errors import (
     YyaiError,
 )
 from yyai_kernel.ray_app.models import ModelId
-from yyai_kernel.ray_app.replicas import ReplicaSnapshot, ReplicaView
+from yyai_kernel.ray_app.replicas import Replicas, ReplicaSnapshot, ReplicaView
 from yyai_kernel.registry import installs
 from yyai_kernel.registry.defaults import default_reason
 from yyai_kernel.registry.protocol import Target, ref_of, unknown_name, views_of
@@ -85,7 +86,7 @@ Key = tuple[str, int]
 
 @dataclass(frozen=True)
 class StateChange:
-    """What an ingress replica tells every other after a management call.
+    """What a replica tells every other after a management call.
 
     ``rescan``: re-read the store now. ``unloaded``: versions that stop serving;
     ``served``: versions that serve again (a load, a pin, a reload of the default).
@@ -96,22 +97,25 @@ class StateChange:
     served: tuple[Key, ...] = ()
 
 
-class RayRegistry:
-    """Names, versions and pins from the shared store; predictions on the Ray model deployment.
+Run = Callable[..., Awaitable]  # run(model_id, inputs, finite=...) -> RuntimeOutput
 
-    ``models`` is a handle to the model deployment; ``loop`` the ingress's event loop,
-    where calls to it run; ``announce(change)`` applies a :class:`StateChange` on every
-    ingress replica (this one included) and returns how many applied it.
+
+class RayRegistry:
+    """Names, versions and pins from the shared store; predictions on this replica's models.
+
+    ``run(model_id, inputs, finite=...)`` runs a request on this replica (a coroutine
+    function, called on ``loop``); ``replicas`` reaches every replica of the deployment
+    (this one included) for loads, state changes and their counters.
     """
 
-    def __init__(self, store: str | Path, models, config: ServingConfig, loop: asyncio.AbstractEventLoop,
-                 announce: Callable[[StateChange], int] | None = None, watch_interval: float = WATCH_INTERVAL_S):
+    def __init__(self, store: str | Path, config: ServingConfig, loop: asyncio.AbstractEventLoop, *, run: Run,
+                 replicas: Replicas, watch_interval: float = WATCH_INTERVAL_S):
         self.config = config
         self.store = ModelStore(store)
-        self.replicas = ReplicaView(models)
-        self._models = models
+        self.replicas = ReplicaView(replicas.stats)
+        self._run = run
+        self._peers = replicas
         self._loop = loop
-        self._announce = announce or self.apply
         self._lock = threading.RLock()
         self._unloaded: frozenset[Key] = frozenset()
         self._stats: dict[Key, VersionStats] = {}
@@ -131,7 +135,7 @@ class RayRegistry:
             self._views = views_of(self.store, self.store.default_version)
 
     def apply(self, change: StateChange) -> int:
-        """Apply a change that some ingress replica announced; returns 1 (this replica)."""
+        """Apply a change that some replica announced; returns 1 (this replica)."""
         if change.rescan:
             self.rescan()
         with self._lock:
@@ -142,13 +146,13 @@ class RayRegistry:
         return self._unloaded
 
     def _share(self, change: StateChange) -> None:
-        """Announce a change to every ingress replica; without peers (or when the broadcast
-        fails) apply it here, so that this replica at least is right."""
+        """Apply a change on every replica; when the broadcast fails apply it here, so that
+        this replica at least is right (the others re-read the store on their own)."""
         try:
-            count = self._announce(change)
-            log.info("%d ingress replica(s) applied %s", count, change)
+            count = self._peers.apply(change)
+            log.info("%d replica(s) applied %s", count, change)
         except Exception as error:  # noqa: BLE001 - the store write stands; peers re-read it on their own
-            log.warning("could not reach every ingress replica (%s); applying %s here", error, change)
+            log.warning("could not reach every replica (%s); applying %s here", error, change)
             self.apply(change)
 
     # --- reading -------------------------------------------------------------------------------
@@ -224,53 +228,53 @@ class RayRegistry:
     # --- predicting ------------------------------------------------------------------------------
 
     def batches(self, target: Target) -> bool:
-        """Always: the model replicas batch, and :meth:`submit` never blocks."""
+        """Always: the replica batches, and :meth:`submit` never blocks."""
         return True
 
     def submit(self, target: Target, inputs, *, finite: bool = False) -> Future:
-        """Send ``inputs`` to the model deployment with the version's model id; a Future of its Prediction.
-        (``finite`` is the in-process registry's hint; the model replica checks its inputs itself.)"""
+        """Run ``inputs`` on this replica's runtime of the version (its model id); a Future of its
+        Prediction (``finite``: the values were checked already, see ``ArchiveRuntime.validate``)."""
         if (target.name, target.version) in self._unloaded:
             raise VersionSlot(target.version, VersionState.UNLOADED).not_ready(target.name)
-        return asyncio.run_coroutine_threadsafe(self._call(target.record, inputs), self._loop)
+        return asyncio.run_coroutine_threadsafe(self._call(target.record, inputs, finite), self._loop)
 
     def explain(self, target: Target, inputs):
-        """Grad-CAM needs the runtime in this process; on Ray the runtimes live on the model replicas."""
+        """Grad-CAM is served by ``yyai serve`` only: it needs the explainer's bounded pool and
+        per-member gradient passes, which the Ray replicas do not run."""
         raise NotSupportedError("Explanations (?explain=gradcam) are served by `yyai serve`, not on Ray: the "
-                                "models run on the model replicas, and the ingress holds no runtime.")
+                                "Ray replicas run the traced models only, not the explainer.")
 
     def predict(self, name: str, inputs, version=None) -> Prediction:
         """:meth:`submit`, waited for: from a worker thread only."""
         return self.submit(self.resolve(ModelRef.parse(name, version)), inputs).result()
 
-    async def _call(self, record: ArchiveRecord, inputs) -> Prediction:
+    async def _call(self, record: ArchiveRecord, inputs, finite: bool) -> Prediction:
         stats, started = self._stats_of(record.name, record.version), time.perf_counter()
         try:
             try:
-                output = await self._remote(record, inputs)
+                output = await self._local(record, inputs, finite)
             except StaleModelIdError:  # the file changed after we resolved it: read the store again
                 await asyncio.to_thread(self.rescan)
                 record = self.store.record(record.name, record.version)
-                output = await self._remote(record, inputs)
+                output = await self._local(record, inputs, finite)
         except BaseException:
             stats.record(time.perf_counter() - started, ok=False)
             raise
         stats.record(time.perf_counter() - started, ok=True)
         return Prediction(record.name, record.version, output.members, output.combined, record.manifest.output)
 
-    async def _remote(self, record: ArchiveRecord, inputs):
-        handle = self._models.options(multiplexed_model_id=str(ModelId.of(record)))
+    async def _local(self, record: ArchiveRecord, inputs, finite: bool):
         try:
-            return await handle.remote(inputs)
-        except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
+            return await self._run(str(ModelId.of(record)), inputs, finite=finite)
+        except ArchiveError as error:
             raise replica_error(error, record) from None
 
     # --- managing (blocking: worker threads) ------------------------------------------------------
 
     def warm(self, record: ArchiveRecord) -> int:
-        """Load a version on every model replica before it is used; returns how many hold it."""
+        """Load a version on every replica before it is used; returns how many hold it."""
         try:
-            held = len(self._models.broadcast("warm", str(ModelId.of(record))).results())
+            held = self._peers.warm(str(ModelId.of(record)))
         except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
             raise replica_error(error, record, loading=False) from None
         finally:
@@ -284,8 +288,8 @@ class RayRegistry:
         return self.status(name)
 
     def unload(self, name: str, version=None) -> ModelStatus:
-        """Stop serving a version (or every version) on every ingress replica; the model
-        replicas drop its runtime by LRU."""
+        """Stop serving a version (or every version) on every replica; each drops its
+        runtime by LRU."""
         versions = [self.resolve_version(name, version)] if version is not None else self._versions(name)
         if not versions:
             raise ModelNotFoundError(unknown_name(name, self.names()))
@@ -293,7 +297,7 @@ class RayRegistry:
         return self.status(name)
 
     def reload(self, name: str | None = None, *, force: bool = True):
-        """Re-read the store on every ingress replica and warm the default's content (and any
+        """Re-read the store on every replica and warm the default's content (and any
         loaded version whose archive changed). ``force`` changes nothing here: unchanged
         content is the same model id, already loaded."""
         self._share(StateChange(rescan=True))
@@ -319,7 +323,7 @@ class RayRegistry:
         return self.status(name)
 
     def set_default(self, name: str, version) -> ModelStatus:
-        """Load the version on the model replicas, then pin it (persisted) and tell every ingress."""
+        """Load the version on every replica, then pin it (persisted) and tell every replica."""
         record = self.record(name, version)
         self.warm(record)
         log.info("Default of %s is now version %d (pinned)", name, record.version)
@@ -352,7 +356,7 @@ class RayRegistry:
     # --- labels and traffic policies: in the shared store's state file, like the pins ----------
 
     def set_label(self, name: str, label: str, version) -> ModelStatus:
-        """Load the version on the model replicas, then point the label at it (persisted)."""
+        """Load the version on every replica, then point the label at it (persisted)."""
         record = self.record(name, version)
         self.warm(record)
         return self._persist(name, lambda: self.store.set_label(name, label, record.version), [record.version])
@@ -373,7 +377,7 @@ class RayRegistry:
         return self._persist(name, lambda: self.store.set_traffic(name, None))
 
     def _persist(self, name: str, write: Callable[[], None], served: Iterable[int] = ()) -> ModelStatus:
-        """Write the store's state (``write``, under the lock), tell every ingress replica which
+        """Write the store's state (``write``, under the lock), tell every replica which
         versions serve now, and return the model's status."""
         with self._lock:
             write()
@@ -382,20 +386,17 @@ class RayRegistry:
         return self.status(name)
 
     def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult:
-        """Verify an archive on a model replica (Keras loads there, not here), store it
-        atomically, load it on every model replica, then tell every ingress replica. The
-        install rules (staging, promote, label, replace) are ``registry/installs.py``'s."""
+        """Verify an archive here (every member loaded with Keras, safe_mode unless trusted), store
+        it atomically, load it on every replica, then tell every replica. The install rules
+        (staging, promote, label, replace) are ``registry/installs.py``'s."""
         options = options or InstallOptions()
-        manifest = read_manifest(path)  # a non-archive is refused here, before any transfer
+        manifest = read_manifest(path)
         name, version = manifest.name, manifest.version
         if installs.already_there(self.store, path, manifest, options):
             status = self.status(name)
             return InstallResult(name, version, status, installs.message(name, version, status, False, options,
                                                                          changed=False), changed=False)
-        try:
-            self._models.verify_archive.remote(Path(path).read_bytes()).result()
-        except (RayTaskError, BackPressureError, DeploymentUnavailableError) as error:
-            raise replica_error(error, None, loading=False) from None
+        verify(path, trusted=self.config.is_trusted(name), limits=self.store.limits)  # off the lock: Keras loads
         with self._lock:
             staged = installs.stage(self.store, manifest, options, self.config.auto_promote)
             record = self.store.add(path, trusted=self.config.is_trusted(name), verify=False, replace=options.replace)
@@ -431,9 +432,9 @@ def version_status(record: ArchiveRecord, snapshot: ReplicaSnapshot, unloaded: f
 
 
 def replica_error(error: Exception, record: ArchiveRecord | None, *, loading: bool = True) -> Exception:
-    """The typed error a model replica raised, as ``yyai serve`` would report it.
+    """The typed error a replica raised, as ``yyai serve`` would report it.
 
-    Ray wraps a replica's exception (``RayTaskError``); the yyai error inside is the
+    Ray wraps another replica's exception (``RayTaskError``); the yyai error inside is the
     reply. A load that failed while a request waited is a 503, as a version that failed to
     load is in ``yyai serve``; a deployment with no replica to take the call is a 503 too.
     """

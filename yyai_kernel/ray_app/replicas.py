@@ -1,10 +1,13 @@
-"""What the model replicas hold: a short-lived, cached view of every replica's counters.
+"""Every replica of the deployment, as one replica reaches them: broadcasts, and a cached view of their counters.
 
-The ingress asks each model replica for its :class:`~yyai_kernel.ray_app.models.ReplicaStats`
-(``handle.broadcast("stats")``) to say which versions are loaded where and which loads
-failed. That is a status question, never a request-path one; the answer is cached for a
-second so that a dashboard polling ``/models/_status`` costs the replicas little, and it
-is dropped after every load the ingress itself asks for.
+:class:`Replicas` calls a method on every replica of this deployment, this one included
+(``handle.broadcast``): ``warm`` (load a model id), ``apply`` (a state change after a
+management call) and ``stats`` (each replica's :class:`~yyai_kernel.ray_app.models.ReplicaStats`).
+
+:class:`ReplicaView` answers which versions are loaded where and which loads failed. That is
+a status question, never a request-path one; the answer is cached for a second so that a
+dashboard polling ``/models/_status`` costs the replicas little, and it is dropped after
+every load this replica asks for.
 
 Locking: one lock guards the cached snapshot; the broadcast runs outside it. Blocking:
 call from a worker thread, never from the event loop (``.results()`` waits).
@@ -16,16 +19,45 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 log = logging.getLogger("yyai.ray")
 
 CACHE_S = 1.0
 
 
+class Replicas:
+    """The replicas of deployment ``deployment`` in application ``app`` (the handle is made on first use)."""
+
+    def __init__(self, deployment: str, app: str):
+        self._ids = (deployment, app)
+        self._handle: DeploymentHandle | None = None
+
+    def _broadcast(self, method: str, *args) -> list:
+        if self._handle is None:
+            self._handle = serve.get_deployment_handle(*self._ids)
+        return self._handle.broadcast(method, *args).results()
+
+    def warm(self, model_id: str) -> int:
+        """Load a model id on every replica; how many hold it."""
+        return len(self._broadcast("warm", model_id))
+
+    def apply(self, change) -> int:
+        """Apply a ``StateChange`` on every replica; how many applied it."""
+        return sum(self._broadcast("apply", change))
+
+    def stats(self) -> list:
+        """Every replica's ``ReplicaStats``."""
+        return self._broadcast("stats")
+
+
 @dataclass(frozen=True)
 class ReplicaSnapshot:
-    """Every model replica's loaded ids and failed loads, at one moment."""
+    """Every replica's loaded ids and failed loads, at one moment."""
 
     replicas: int = 0
     holders: Counter = field(default_factory=Counter)  # model id -> replicas holding it
@@ -43,10 +75,10 @@ class ReplicaSnapshot:
 
 
 class ReplicaView:
-    """The model deployment's replicas as the ingress sees them (``snapshot()``, cached)."""
+    """The replicas' counters as a status needs them (``snapshot()``, cached); ``stats()`` asks them all."""
 
-    def __init__(self, models, cache_s: float = CACHE_S):
-        self._models = models
+    def __init__(self, stats: Callable[[], list], cache_s: float = CACHE_S):
+        self._stats = stats
         self._cache_s = cache_s
         self._lock = threading.Lock()
         self._snapshot: ReplicaSnapshot | None = None
@@ -57,9 +89,9 @@ class ReplicaView:
             if self._snapshot is not None and time.monotonic() - self._taken < self._cache_s:
                 return self._snapshot
         try:
-            snapshot = ReplicaSnapshot.of(self._models.broadcast("stats").results())
+            snapshot = ReplicaSnapshot.of(self._stats())
         except Exception as error:  # noqa: BLE001 - a status must answer while replicas restart
-            log.warning("could not read the model replicas' state: %s", error)
+            log.warning("could not read the replicas' state: %s", error)
             snapshot = ReplicaSnapshot()
         with self._lock:
             self._snapshot, self._taken = snapshot, time.monotonic()

@@ -2,9 +2,9 @@
 
 Two classes implement :class:`ModelRegistry`. :class:`~yyai_kernel.registry.registry.Registry`
 holds the runtimes in this process (``yyai serve``, a notebook). ``RayRegistry``
-(``yyai_kernel/ray_app/registry.py``) holds none: it reads the shared store's state and
-submits each request to the Ray model deployment by model id. The data plane is written
-against this Protocol only, so it runs unchanged in both.
+(``yyai_kernel/ray_app/registry.py``), one in each Ray replica, reads the shared store's state
+and runs each request on that replica's runtimes by model id (``ray_app/models.py`` holds
+them). The data plane is written against this Protocol only, so it runs unchanged in both.
 
 Resolution happens once per request. A registry keeps one :class:`ModelView` per model: an
 immutable picture of its versions in the store, its default, its labels and its traffic

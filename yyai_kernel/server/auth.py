@@ -8,7 +8,7 @@ pure overhead (about a third of a millisecond a request). Here a request whose h
 carries the right token is one fixed API user, compared in constant time, with no cookie.
 Browsers (``?token=`` and the login cookie) go through Voila's provider unchanged.
 
-:func:`token_matches` reads the token by ``tokenauth.py``'s rule (which the Ray ingress and
+:func:`token_matches` reads the token by ``tokenauth.py``'s rule (which the Ray replicas and
 the gRPC interceptor share): the provider's header path and the token-only inference
 handlers (``rest/handlers.py``'s ``TokenHandler``, which also take ``?token=``) both use it.
 """
