@@ -1,8 +1,11 @@
-"""One loaded archive and what serves it: the runtime, batching, images, Grad-CAM.
+"""One loaded archive and what serves it: the runtime, batching, inputs, explanations.
 
 - ``runtime.py``: ArchiveRuntime, one archive's models behind one traced tf.function
   (the TensorFlow 2 form of one graph/session pair per model);
+- ``feed.py``: how the runtime's one input array reaches models with several inputs;
 - ``batching.py``: DynamicBatcher, concurrent requests stacked into one call;
 - ``images.py``: decode (pixel limit checked from the header) and preprocess per manifest;
-- ``gradcam.py``: Grad-CAM per member, traced beside the serving function.
+- ``tabular.py``: records (JSON, CSV rows) and numbers fitted to a table's or a tensor's input;
+- ``gradcam.py``: Grad-CAM per member, traced beside the serving function;
+- ``attributions.py``: integrated gradients per member, for tables.
 """
