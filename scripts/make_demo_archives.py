@@ -1,7 +1,7 @@
 """Build the bundled demo archives in ``model_archives/``, reproducibly.
 
-Everything comes from data that ships inside scikit-learn (``load_digits`` and
-``load_sample_images``); nothing is downloaded. Seeds are fixed and TensorFlow runs with
+Everything comes from data that ships inside scikit-learn (``load_digits``,
+``load_sample_images`` and ``load_wine``); nothing is downloaded. Seeds are fixed and TensorFlow runs with
 deterministic ops on the CPU, so a rebuild on the same machine gives the same weights.
 Other machines may differ in the last bits, which is why the committed archives are the
 reference and ``--check`` compares outputs with a tolerance instead of bytes.
@@ -12,6 +12,11 @@ Archives written (through ``yyai_kernel.archive.pack``):
 * ``digits-2.yyar``: an ensemble of three ``.keras`` members (CNN, MLP, wider CNN), combine mean.
 * ``colorfulness-1.yyar``: a CNN regressing the Hasler-Suesstrunk colorfulness of a 32x32
   RGB patch (the model expects RGB, so the BGR decode of OpenCV must be converted).
+* ``wine-1.yyar`` and ``wine-2.yyar``: a table model over the 13 named features of the wine
+  data, each normalised with ``(value - mean) / std`` as the manifest records (the training
+  split's mean and std): v1 a multinomial logistic regression trained on six rows, v2 a
+  small MLP trained on the whole training split. Their sample
+  is a CSV of held-out rows, their labelled set a CSV with a ``label`` column.
 
 Each archive bundles its sample images (role ``sample``); the same files are written to
 ``model_archives/samples/`` with ``expected.json`` (their outputs through the real
@@ -27,6 +32,7 @@ Usage::
     python scripts/make_demo_archives.py              # rebuild model_archives/
     python scripts/make_demo_archives.py --check      # rebuild in a temp dir, compare outputs
     python scripts/make_demo_archives.py --add-eval   # only (re)add the eval sets
+    python scripts/make_demo_archives.py --only wine  # only (re)build the wine archives
 """
 
 from __future__ import annotations
@@ -270,6 +276,128 @@ def color_model(seed: int):
     )
 
 
+# --- wine (a table model) ------------------------------------------------------------
+
+WINE_SAMPLE_ROWS = 2  # held-out rows per class in the sample CSV
+WINE_V1_ROWS = 2  # training rows per class that version 1 saw (an early model, before more rows were labelled)
+
+
+def wine_data():
+    """The wine data (178 rows, 13 numeric features, 3 cultivars), split 75/25 stratified with a fixed state."""
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    d = load_wine()
+    idx = np.arange(len(d.target))
+    train, test = train_test_split(idx, test_size=0.25, random_state=0, stratify=d.target)
+    return d.data.astype(np.float64), d.target.astype(np.int64), list(d.feature_names), list(d.target_names), \
+        train, test
+
+
+def wine_features(x_train: np.ndarray, names: list[str]) -> list[dict]:
+    """Each feature with the training split's mean and std (6 significant digits), as the manifest records them."""
+    return [{"name": n, "kind": "numeric", "mean": float(f"{m:.6g}"), "std": float(f"{s:.6g}")}
+            for n, m, s in zip(names, x_train.mean(axis=0), x_train.std(axis=0))]
+
+
+def wine_input(x: np.ndarray, features: list[dict]) -> np.ndarray:
+    """Raw feature values -> the model input, exactly as ``runtime/tabular.py`` normalises them."""
+    mean = np.array([f["mean"] for f in features])
+    std = np.array([f["std"] for f in features])
+    return ((x - mean) / std).astype(np.float32)
+
+
+def wine_model(seed: int, hidden: tuple[int, ...], name: str):
+    """A softmax classifier over the 13 normalised features (no hidden layer: logistic regression)."""
+    _, keras = _tf()
+    seed_everything(seed)
+    L = keras.layers
+    return keras.Sequential([keras.Input((13,), name="features"), *(L.Dense(n, activation="relu") for n in hidden),
+                             L.Dense(3, activation="softmax")], name=name)
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """A CSV with a header; numbers written as they are (``repr``-exact floats)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def build_wine(work: Path, out_dir: Path, scores: dict) -> tuple[list[Path], list[Path]]:
+    """Train both wine versions and pack them into ``out_dir``; (archives, sample files)."""
+    x, y, names, labels, train, test = wine_data()
+    features = wine_features(x[train], names)
+    xtr, xte = wine_input(x[train], features), wine_input(x[test], features)
+    first = np.concatenate([np.random.default_rng(SEED + 7).choice([j for j in train if y[j] == c], WINE_V1_ROWS,
+                                                                    replace=False) for c in range(3)])
+    v1 = fit_classifier(wine_model(SEED + 50, (), "linear"), wine_input(x[first], features), y[first],
+                        seed=SEED + 50, epochs=60, lr=1e-2)
+    v2 = fit_classifier(wine_model(SEED + 60, (16, 8), "mlp"), xtr, y[train], seed=SEED + 60, epochs=150)
+    p1, p2 = predict(v1, xte), predict(v2, xte)
+    scores["wine"] = {"v1 linear": float((p1.argmax(1) == y[test]).mean()),
+                      "v2 mlp": float((p2.argmax(1) == y[test]).mean()),
+                      "disagree": int((p1.argmax(1) != p2.argmax(1)).sum()),
+                      "train": len(train), "test": len(test)}
+    paths = []
+    for version, model in ((1, v1), (2, v2)):
+        path = work / f"wine-v{version}" / f"{model.name}.keras"
+        save_weights_only_model(model, path)
+        paths.append(path)
+    rng = np.random.default_rng(SEED + 5)
+    picked = [int(j) for c in range(3) for j in sorted(rng.choice([j for j in test if y[j] == c], WINE_SAMPLE_ROWS,
+                                                                      replace=False))]
+    samples = work / "wine-samples" / "wine-rows.csv"
+    samples.parent.mkdir(parents=True, exist_ok=True)
+    samples.write_text(csv_text(names, [[float(v) for v in x[j]] for j in picked]))
+    eval_csv = work / "wine-eval" / "wine-eval.csv"
+    eval_csv.parent.mkdir(parents=True, exist_ok=True)
+    eval_csv.write_text(csv_text(names + ["label"], [[float(v) for v in x[j]] + [labels[y[j]]] for j in test]))
+    extras = [(samples, "samples/wine-rows.csv", "sample"), (eval_csv, "eval/wine-eval.csv", "eval")]
+    described = {1: f"a multinomial logistic regression trained on the first {3 * WINE_V1_ROWS} labelled rows",
+                 2: "an MLP (16 and 8 ReLU units) trained on the whole training split"}
+    accuracy = {1: scores["wine"]["v1 linear"], 2: scores["wine"]["v2 mlp"]}
+    archives = [
+        pack_archive(out_dir, name="wine", version=version, models=[path],
+                     input_spec={"kind": "table", "name": "features", "dtype": "float32", "features": features},
+                     output_spec={"kind": "classification", "labels": labels},
+                     description=f"Wine cultivar from 13 chemical measurements (sklearn load_wine), each normalised "
+                     f"with the training mean and std: {described[version]}. Held-out accuracy "
+                     f"{accuracy[version]:.3f}.", combine="mean", extra_files=extras)
+        for version, path in ((1, paths[0]), (2, paths[1]))
+    ]
+    return archives, [samples]
+
+
+def wine_readme(w: dict) -> str:
+    """The README section on the wine archives."""
+    return f"""## wine (versions 1 and 2)
+
+A table model: the 13 chemical measurements of `load_wine` (alcohol, malic_acid, ...,
+proline), named in the manifest's `input.features` in the model's column order, each
+normalised with `(value - mean) / std`, the mean and std of the training split as the
+manifest records them (so a client sends raw measurements). Labels `class_0`..`class_2`
+(three cultivars). Split 75/25 stratified with `random_state=0` ({w['train']} train /
+{w['test']} test rows). Version 1 is a multinomial logistic regression trained on only
+{3 * WINE_V1_ROWS} rows ({WINE_V1_ROWS} per cultivar, an early model), version 2 an MLP trained on the whole
+training split; they pick different classes on {w['disagree']} test rows.
+
+| model | held-out accuracy |
+|---|---|
+| v1 linear | {w['v1 linear']:.4f} |
+| v2 mlp | {w['v2 mlp']:.4f} |
+
+The sample (`samples/wine-rows.csv`, role `sample`) holds {WINE_SAMPLE_ROWS} held-out rows per
+class; the labelled set (`eval/wine-eval.csv`, role `eval`) is the whole test split with a
+`label` column.
+
+"""
+
+
 # --- samples --------------------------------------------------------------------------
 
 
@@ -392,10 +520,12 @@ def eval_scores(out_dir: Path) -> dict:
     """Every version of every archive in ``out_dir`` evaluated on its bundled set, through a Registry."""
     from yyai_kernel.evaluation.run import evaluate
     from yyai_kernel.evaluation.sets import set_from_archive
+    from yyai_kernel.plane.local import LocalBackend
     from yyai_kernel.registry.registry import Registry
     from yyai_kernel.store.store import ModelStore
 
     registry = Registry(ModelStore(out_dir), batching=False)
+    backend = LocalBackend.over(registry)
     scores = {}
     try:
         for name in registry.names():
@@ -403,7 +533,7 @@ def eval_scores(out_dir: Path) -> dict:
             for v in versions:
                 registry.load(name, v)
             dataset = set_from_archive(registry.store.record(name, versions[-1]).path)
-            result = evaluate(registry, name, versions, dataset)
+            result = evaluate(backend, name, versions, dataset)
             scores[name] = {
                 "set": dataset.description.split(":", 1)[1], "n": len(result.items),
                 "versions": {r.version: {k: v for k, v in r.scores.to_json().items() if k in SUMMARY}
@@ -411,7 +541,7 @@ def eval_scores(out_dir: Path) -> dict:
                 "disagree": {f"v{p.a}/v{p.b}": len(p.disagreements) for p in result.pairs},
             }
     finally:
-        registry.close()
+        backend.close()
     return scores
 
 
@@ -440,7 +570,7 @@ def add_eval(out_dir: Path) -> dict:
     try:
         sets = eval_sets(work / "sets")
         staged = [repack_with_eval(p, sets[p.name.rsplit("-", 1)[0]], work / "out")
-                  for p in sorted(out_dir.glob("*.yyar"))]
+                  for p in sorted(out_dir.glob("*.yyar")) if p.name.rsplit("-", 1)[0] in sets]
         for new in staged:
             os.replace(new, out_dir / new.name)
     finally:
@@ -448,6 +578,41 @@ def add_eval(out_dir: Path) -> dict:
     scores = eval_scores(out_dir)
     readme_path = out_dir / "README.md"
     readme_path.write_text(patch_readme(readme_path.read_text(), scores, sorted(out_dir.glob("*.yyar"))))
+    return scores
+
+
+def add_only(out_dir: Path) -> dict:
+    """(Re)build the wine archives in ``out_dir``; samples, expected.json and the README follow."""
+    tf, _ = _tf()
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    work = Path(tempfile.mkdtemp(prefix="yyai-wine-"))
+    scores: dict = {}
+    try:
+        archives, samples = build_wine(work, work / "out", scores)
+        for path in archives:
+            os.replace(path, out_dir / path.name)
+        for path in samples:
+            shutil.copy2(path, out_dir / "samples" / path.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    archives = [out_dir / a.name for a in archives]
+    expected_path = out_dir / "samples" / "expected.json"
+    expected = json.loads(expected_path.read_text())
+    expected.update({a.name: archive_outputs(a) for a in archives})
+    expected_path.write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+    scores["eval"] = eval_scores(out_dir)
+    readme_path = out_dir / "README.md"
+    text = readme_path.read_text()
+    for a in archives:  # a new archive's size row, after the last one
+        if f"| `{a.name}` |" not in text:
+            rows = re.findall(r"^\| `[^`]+\.yyar` \| \d+ KiB \|$", text, flags=re.M)
+            text = text.replace(rows[-1], rows[-1] + f"\n| `{a.name}` | 0 KiB |", 1)
+    section = wine_readme(scores["wine"])
+    if "## wine" in text:
+        text = re.sub(r"## wine .*?(?=\n## )", lambda _: section.rstrip("\n") + "\n", text, flags=re.S)
+    else:
+        text = text.replace("## Evaluation sets", section + "## Evaluation sets", 1)
+    readme_path.write_text(patch_readme(text, scores["eval"], sorted(out_dir.glob("*.yyar"))))
     return scores
 
 
@@ -577,13 +742,15 @@ def build(out_dir: Path) -> dict:
                 extra_files=extras(csamples, "colorfulness"),
             ),
         ]
+        wine_archives, wsamples = build_wine(work, out_dir, scores)
+        archives += wine_archives
         scores["archives"] = [str(a) for a in archives]
 
         samples_dir = out_dir / "samples"
         if samples_dir.exists():
             shutil.rmtree(samples_dir)
         samples_dir.mkdir()
-        for p in dsamples + csamples:
+        for p in dsamples + csamples + wsamples:
             shutil.copy2(p, samples_dir / p.name)
         expected = {a.name: archive_outputs(a) for a in archives}
         (samples_dir / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
@@ -610,23 +777,34 @@ def _load_member(path: Path):
 
 
 def archive_outputs(path: Path) -> dict:
-    """Every member's (and the mean's) outputs on the archive's own samples, via images.preprocess."""
+    """Every member's (and the mean's) outputs on the archive's own samples, via images.preprocess
+    (a CSV sample of a table model: each row, via ``runtime/tabular.py``, keyed "file:line N")."""
     from yyai_kernel import archive
-    from yyai_kernel.runtime import images
+    from yyai_kernel.protocol.records import read_csv
+    from yyai_kernel.runtime import images, tabular
     from yyai_kernel.types import FileRole
 
     with archive.open_archive(path) as opened:
         m = opened.manifest
-        samples = sorted(f.path for f in m.files if f.role is FileRole.SAMPLE)
-        x = np.stack([images.preprocess((opened.root / s).read_bytes(), m.input) for s in samples])
+        keys, rows = [], []
+        for sample in sorted(f.path for f in m.files if f.role is FileRole.SAMPLE):
+            data = (opened.root / sample).read_bytes()
+            if sample.endswith(".csv"):
+                records = read_csv(data, max_rows=10_000)
+                rows.extend(tabular.fit(records, m.input))
+                keys += [f"{Path(sample).name}:{records.where(i)}" for i in range(len(records))]
+            else:
+                rows.append(images.preprocess(data, m.input))
+                keys.append(Path(sample).name)
+        x = np.stack(rows)
         members = {}
         for member in m.members:
             model = _load_member(opened.member_path(member))
             members[member.name] = predict(model, x)
     mean = np.mean(list(members.values()), axis=0)
     result = {}
-    for i, s in enumerate(samples):
-        result[Path(s).name] = {
+    for i, s in enumerate(keys):
+        result[s] = {
             "members": {k: [round(float(v), 6) for v in out[i]] for k, out in members.items()},
             "combined": [round(float(v), 6) for v in mean[i]],
         }
@@ -684,7 +862,7 @@ def readme(scores: dict, archives: list[Path], out_dir: Path) -> str:
     return f"""# Bundled demo archives
 
 Built by `scripts/make_demo_archives.py` from data that ships with scikit-learn
-(`load_digits`, `load_sample_images`), with fixed seeds, on the CPU. Rebuild with
+(`load_digits`, `load_sample_images`, `load_wine`), with fixed seeds, on the CPU. Rebuild with
 `python scripts/make_demo_archives.py`; `--check` rebuilds in a temporary folder and
 compares the outputs on the bundled samples with these archives (tolerance {TOLERANCE}).
 
@@ -721,14 +899,15 @@ and `flower.jpg`; evaluated on {c['n_eval']} patches from columns {EVAL_START}-6
 
 Labels on the held-out set range from {c['label_range'][0]:.1f} to {c['label_range'][1]:.1f}.
 
-{eval_readme(scores["eval"])}
+{wine_readme(scores["wine"])}{eval_readme(scores["eval"])}
 ## samples/
 
 The sample images bundled in the archives (role `sample`), as plain files for curl examples
 and tests: `digit-N.png` (held-out 8x8 images, one per class), `digit-3-64.png` and
 `digit-8-64rgb.png` (64x64 upscales, the second with three channels), `digit-*-disputed.png`
 (a held-out image on which versions 1 and 2 disagree), and 64x64 photo crops from the
-held-out region. True colorfulness of the crops as the model sees them (32x32): {truth}.
+held-out region, and `wine-rows.csv` (held-out wine rows, the features' raw values). True
+colorfulness of the crops as the model sees them (32x32): {truth}.
 `expected.json` holds every member's and the combined output on each sample, computed
 through `yyai_kernel.runtime.images.preprocess`.
 """
@@ -779,11 +958,16 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="rebuild in a temp dir and compare with --out")
     ap.add_argument("--add-eval", action="store_true",
                     help="only (re)add the bundled eval sets to the archives in --out, without retraining")
+    ap.add_argument("--only", choices=["wine"],
+                    help="only (re)build this model's archives in --out, leaving the others as they are")
     args = ap.parse_args(argv)
     if args.check:
         return check(args.out)
     if args.add_eval:
         print(eval_readme(add_eval(args.out)))
+        return 0
+    if args.only:
+        print(json.dumps(add_only(args.out), indent=1))
         return 0
     # Build beside the target, then swap in: a failed run leaves the old archives alone.
     args.out.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,66 @@ def demo_registry(store: Path):
     registry = Registry(ModelStore(demo_store(store)))
     assert registry.load_all() == {}
     return registry
+
+
+# --- models that take no image: a table, tensors, several inputs ---------------------------
+
+CHURN_FEATURES = [
+    {"name": "age", "kind": "numeric", "mean": 40.0, "std": 10.0},
+    {"name": "income", "kind": "numeric"},
+    {"name": "plan", "kind": "categorical", "vocabulary": ["free", "pro", "team"], "encoding": "onehot"},
+    {"name": "region", "kind": "categorical", "vocabulary": ["north", "south"], "encoding": "index"},
+]
+CHURN_LABELS = ["stays", "leaves"]
+CHURN_ROWS = "age,income,plan,region\n41,3.5,pro,north\n23,1.25,free,south\n67,0.5,team,north\n"
+
+
+def churn_columns(record: dict) -> list[float]:
+    """A churn record as the model's columns, written out by hand (the reference for runtime/tabular.py)."""
+    plan = [1.0 if record["plan"] == p else 0.0 for p in ("free", "pro", "team")]
+    return [(float(record["age"]) - 40.0) / 10.0, float(record["income"]), *plan,
+            float(["north", "south"].index(record["region"]))]
+
+
+def table_models(out_dir: Path) -> dict:
+    """Seeded Keras models that take no image, each packed with ``pack_model`` into ``out_dir``:
+    ``churn`` (a table: normalised numbers, a one-hot and an index category), ``signal`` (a
+    1-D tensor [16], regression), ``grid`` (a 2-D tensor [4, 4]) and ``multi`` (several inputs:
+    a table, an int32 category index into an Embedding, a tensor). Returns {name: (path, model)}."""
+    import keras
+
+    from yyai_kernel.archive.packmodel import pack_model
+
+    L = keras.layers
+    built = {}
+    keras.utils.set_random_seed(11)
+    churn = keras.Sequential([keras.Input((6,), name="row"), L.Dense(8, activation="tanh"),
+                              L.Dense(2, activation="softmax")], name="churn_mlp")
+    built["churn"] = (pack_model(churn, name="churn", version=1, labels=CHURN_LABELS, out=out_dir,
+                                 input={"features": CHURN_FEATURES}, batching={"max_batch_size": 8}), churn)
+    keras.utils.set_random_seed(12)
+    signal = keras.Sequential([keras.Input((16,), name="window"), L.Dense(4, activation="relu"), L.Dense(1)],
+                              name="signal_net")
+    built["signal"] = (pack_model(signal, name="signal", version=1, regression="level", out=out_dir,
+                                  input={"kind": "tensor", "name": "window"}), signal)
+    keras.utils.set_random_seed(13)
+    grid = keras.Sequential([keras.Input((4, 4), name="grid"), L.Flatten(), L.Dense(3, activation="softmax")],
+                            name="grid_net")
+    built["grid"] = (pack_model(grid, name="grid", version=1, labels=["low", "mid", "high"], out=out_dir,
+                                input={"kind": "tensor", "name": "grid"}), grid)
+    keras.utils.set_random_seed(14)
+    numeric = keras.Input((2,), name="numeric")
+    plan = keras.Input((1,), name="plan", dtype="int32")
+    history = keras.Input((3,), name="history")
+    embedded = L.Flatten()(L.Embedding(3, 2)(plan))
+    joined = L.Concatenate()([numeric, embedded, history])
+    multi = keras.Model([numeric, plan, history], L.Dense(2, activation="softmax")(L.Dense(6, activation="relu")(
+        joined)), name="multi_net")
+    built["multi"] = (pack_model(multi, name="multi", version=1, labels=CHURN_LABELS, out=out_dir, input=[
+        {"features": [{"name": "age", "kind": "numeric", "mean": 40.0, "std": 10.0},
+                      {"name": "income", "kind": "numeric"}]},
+        {"features": [{"name": "plan", "kind": "categorical", "vocabulary": ["free", "pro", "team"],
+                       "encoding": "index"}], "dtype": "int32"},
+        {"kind": "tensor"},
+    ]), multi)
+    return built

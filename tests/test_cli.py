@@ -256,5 +256,5 @@ def test_the_notebook_path_keeps_tensorflow_start_up_log_out_of_cells():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=600,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "MODELS ['colorfulness', 'digits']" in out.stdout
+    assert "MODELS ['colorfulness', 'digits', 'wine']" in out.stdout
     assert not [line for line in out.stderr.splitlines() if any(word in line for word in NOISE)], out.stderr

@@ -128,7 +128,7 @@ def test_voila_port_alone_selects_the_client(monkeypatch):
 
 def test_pickers_list_models_versions_and_samples(dash):
     preview = dash.preview
-    assert [v for _, v in preview.model_select.options] == ["colorfulness", "digits"]
+    assert [v for _, v in preview.model_select.options] == ["colorfulness", "digits", "wine"]
     preview.model_select.value = "digits"
     labels = {v: label for label, v in preview.version_select.options}
     assert set(labels) == {1, 2}
@@ -634,7 +634,7 @@ def test_a_tab_is_a_small_class_in_a_list(registry):
     try:
         assert board.tabs.titles[:3] == ("Preview", "Models", "Manage")
         assert board.tabs.titles == tuple(tab.title for tab in TABS) + ("Echo",)
-        assert board.echo.seen[-1] == ["colorfulness", "digits"]
+        assert board.echo.seen[-1] == ["colorfulness", "digits", "wine"]
         board.tabs.selected_index = len(TABS)
         assert board.echo.widget.value == "shown"
     finally:

@@ -125,7 +125,7 @@ def test_a_regression_model_is_explained_on_its_output(server):
 def test_limits_and_bad_methods(server):
     unknown = post(server, "/predictions/digits?explain=lime")
     assert unknown.status_code == 400
-    assert unknown.json() == {"error": "Unknown explanation 'lime'; yyai explains with: gradcam.",
+    assert unknown.json() == {"error": "Unknown explanation 'lime'; yyai explains with: gradcam, integrated_gradients.",
                               "type": "InvalidInputError", "field": "explain"}
     files = [("file", (f"d{i}.png", DIGIT, "image/png")) for i in range(MAX_IMAGES + 1)]
     too_many = server.post("/predictions/digits", params={"explain": "gradcam"}, files=files)

@@ -14,6 +14,7 @@ Each notebook prints one JSON line; the assertions are made here, on what the ke
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -134,3 +135,60 @@ def test_dashboard_for_models_builds_and_predicts_in_a_kernel(tmp_path):
     assert "digit-3.png" in out["summary"] and "1 image compared" in out["message"]
     assert out["location"] == "models from this notebook (in-process, no server)"
     assert out["store_left"] is False  # closing the dashboard removed its temporary store
+
+
+def test_a_tabular_model_from_training_to_upload_and_yyai_evaluate_on_a_csv(server, tmp_path):
+    """#27: a small tabular Keras model trained in a notebook, packed (its features and their
+    normalisation), uploaded, then scored with ``yyai evaluate`` on a CSV of held-out rows."""
+    nb = run_notebook([
+        """
+        import csv, json
+        import keras
+        import numpy as np
+
+        rng = np.random.default_rng(5)
+        n = 600
+        age = rng.normal(45, 12, n)
+        spend = rng.gamma(2.0, 30.0, n)
+        plan = rng.choice(["free", "pro", "team"], n)
+        leaves = ((age < 40) & (plan == "free")) | (spend < 25)
+        labels = np.where(leaves, "leaves", "stays")
+        features = [{"name": "age", "kind": "numeric", "mean": float(age.mean()), "std": float(age.std())},
+                    {"name": "spend", "kind": "numeric", "mean": float(spend.mean()), "std": float(spend.std())},
+                    {"name": "plan", "kind": "categorical", "vocabulary": ["free", "pro", "team"],
+                     "encoding": "onehot"}]
+        x = np.column_stack([(age - age.mean()) / age.std(), (spend - spend.mean()) / spend.std(),
+                             *[(plan == p).astype(float) for p in ["free", "pro", "team"]]]).astype("float32")
+        y = np.where(leaves, 1, 0)  # label order: stays, leaves
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(2, activation="softmax")], name="churn")
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x[:500], y[:500], epochs=40, verbose=0)
+        with open("held-out.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["age", "spend", "plan", "churned"])
+            for i in range(500, n):
+                writer.writerow([float(age[i]), float(spend[i]), plan[i], labels[i]])
+        """,
+        f"""
+        from yyai_kernel.client import YyaiClient
+        client = YyaiClient({server.url!r}, {server.token!r})
+        installed = client.upload(model, name="churn", version=1, input={{"features": features}},
+                                  labels=["stays", "leaves"])
+        one = client.predict_records("churn", {{"age": 30, "spend": 10.0, "plan": "free"}})
+        """,
+        f"""
+        !{sys.executable} -m yyai_kernel.cli evaluate churn:1 --data held-out.csv --target churned \\
+            --server {server.url} --token {server.token} --json result.json
+        result = json.load(open("result.json"))
+        in_memory = float((model(x[500:]).numpy().argmax(1) == y[500:]).mean())
+        print(json.dumps({{"message": installed.message, "one": one.top(0)[0], "exit": _exit_code,
+                          "accuracy": result["versions"][0]["scores"]["accuracy"], "n": result["n_items"],
+                          "in_memory": in_memory}}))
+        """,
+    ], tmp_path)
+    out = printed(nb)
+    assert out["message"].startswith("Installed churn v1") and out["exit"] == 0
+    assert out["one"] == "leaves" and out["n"] == 100
+    assert out["accuracy"] == pytest.approx(out["in_memory"], abs=1e-9)  # the served model is the notebook's

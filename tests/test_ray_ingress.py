@@ -312,7 +312,7 @@ def test_a_notebook_client_reads_the_ray_endpoint(app, local):
     assert ours.sample("digits", sample) == theirs.sample("digits", sample)
     png = (SAMPLES / "digit-5.png").read_bytes()
     assert ours.predict_images("digits", [png]).top() == theirs.predict_images("digits", [png]).top()
-    assert set(ours.status().models) == {"colorfulness", "digits"}
+    assert set(ours.status().models) == {"colorfulness", "digits", "wine"}
 
 
 def _v2_body(x: np.ndarray, outputs: tuple[str, ...] = ()) -> dict:

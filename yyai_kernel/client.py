@@ -23,19 +23,22 @@ Example::
     client = YyaiClient("http://127.0.0.1:8866", token="...")
     prediction = client.predict_image_files("digits", ["digit-3.png"])
     prediction.top(0)        # ("3", 0.98)
+    client.predict_records("wine", {"alcohol": 13.2, "malic_acid": 1.78, ...}).top(0)
     client.upload(model, name="digits", version=3, input={"scale": 1 / 255}, labels=list("0123456789"))
 """
 
 from __future__ import annotations
 
 import builtins
+import csv
 import dataclasses
+import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 from urllib.parse import quote
 
 import numpy as np
@@ -49,11 +52,14 @@ from yyai_kernel.types import (
     BundledFiles,
     Disagreement,
     FileRole,
+    Given,
     InstallResult,
     ModelRemoved,
     ModelStatus,
     ModelSummary,
+    Numbers,
     Prediction,
+    Records,
     ServerStatus,
     TrafficPolicy,
     TrafficReport,
@@ -244,6 +250,44 @@ class YyaiClient:
         prediction = Prediction.from_json(reply, output)
         return prediction if filenames else dataclasses.replace(prediction, filenames=None)
 
+    def predict_inputs(self, name: str, given: Given, version: int | None = None, *,
+                       explain: str | None = None) -> Prediction:
+        """Send records or numbers to ``POST /predictions`` (JSON records; a CSV's rows as CSV; numbers as
+        ``.npy``); the server fits them to the version's input. ``explain="integrated_gradients"`` also
+        brings each member's per-feature attributions (a table model)."""
+        if isinstance(given, Numbers):
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(given.array), allow_pickle=False)
+            body, media = buffer.getvalue(), "application/x-npy"
+        elif given.text:
+            body, media = _csv_text(given.rows).encode("utf-8"), "text/csv"
+        else:
+            body, media = json.dumps([dict(row) for row in given.rows]).encode("utf-8"), "application/json"
+        return self._predict_body(name, body, media, version, explain)
+
+    def predict_records(self, name: str, records: Mapping[str, Any] | Iterable[Mapping[str, Any]],
+                        version: int | None = None, *, explain: str | None = None) -> Prediction:
+        """Predict on one record (``{"age": 41, "plan": "pro"}``) or a list of them: a table model's
+        named features (a model with several inputs: every feature, and each tensor input by name)."""
+        rows = (records,) if isinstance(records, Mapping) else tuple(records)
+        return self.predict_inputs(name, Records(rows), version, explain=explain)
+
+    def predict_csv(self, name: str, data: str | bytes | Path, version: int | None = None, *,
+                    explain: str | None = None) -> Prediction:
+        """Predict on every row of a CSV with a header (its text, its bytes, or a file on THIS machine)."""
+        body = data.read_bytes() if isinstance(data, Path) else data.encode("utf-8") if isinstance(data, str) else data
+        return self._predict_body(name, bytes(body), "text/csv", version, explain)
+
+    def predict_tensor(self, name: str, array, version: int | None = None) -> Prediction:
+        """Predict on a tensor model's numbers: one input of its shape, or a batch ``[n, *shape]`` (sent as .npy)."""
+        return self.predict_inputs(name, Numbers(np.asarray(array)), version)
+
+    def _predict_body(self, name: str, body: bytes, media: str, version: int | None, explain: str | None) -> Prediction:
+        path = f"/predictions/{_q(name)}" + (f"/{_v(version)}" if version is not None else "")
+        params = {"raw": "true", **({"explain": explain} if explain else {})}
+        reply = self._json("POST", path, data=body, params=params, headers={"Content-Type": media})
+        return Prediction.from_json(reply, self.describe(name, reply["version"]).output)
+
     def predict_image_files(self, name: str, paths: Iterable[str | Path], version: int | None = None) -> Prediction:
         """Send image files from THIS machine (read here); a Prediction with their file names."""
         files = [Path(p) for p in paths]
@@ -364,32 +408,50 @@ class YyaiClient:
         return list(self.bundled(name, version, FileRole.EVAL).files)
 
     def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes:
-        """One bundled labelled set, as a zip's bytes."""
+        """One bundled labelled set, as a zip's bytes (a table set: the CSV's)."""
         return self._request("GET", f"/models/{_q(name)}/evalsets/{_q(set_name)}",
                              params=_version_param(version)).content
 
     def start_evaluation(self, name: str, versions, data: bytes | str | Path | None = None, *,
-                         bundled: str | None = None, set_version: int | None = None) -> EvaluationJob:
-        """Start an evaluation job on the server: ``data`` is a zip (bytes, or a path on THIS
-        machine, read here), or ``bundled`` names a set the archive bundles. Follow it with
+                         bundled: str | None = None, set_version: int | None = None,
+                         target: str | None = None) -> EvaluationJob:
+        """Start an evaluation job on the server: ``data`` is a zip, or for a table model a CSV (bytes,
+        or a path on THIS machine, read here), or ``bundled`` names a set the archive bundles;
+        ``target`` names a table set's truth column (default: label or target). Follow it with
         :meth:`evaluation` or ``evaljobs.wait_for``."""
         params: dict[str, str | int] = {"versions": ",".join(str(int(v)) for v in versions or () if v is not None)}
         if bundled is not None:
             params["set"] = bundled
             if set_version is not None:
                 params["set_version"] = int(set_version)
-        headers = {"Content-Type": "application/zip"}
+        if target is not None:
+            params["target"] = target
+        path = f"/models/{_q(name)}/evaluate"
         if isinstance(data, (str, Path)):
             with open(data, "rb") as f:
-                body = self._json("POST", f"/models/{_q(name)}/evaluate", params=params, data=f, headers=headers)
+                zipped = f.read(2) == b"PK"
+                f.seek(0)
+                headers = {"Content-Type": "application/zip" if zipped else "text/csv"}
+                body = self._json("POST", path, params=params, data=f, headers=headers)
         else:
-            body = self._json("POST", f"/models/{_q(name)}/evaluate", params=params,
-                              data=b"" if data is None else bytes(data), headers=headers)
+            data = b"" if data is None else bytes(data)
+            headers = {"Content-Type": "application/zip" if not data or data[:2] == b"PK" else "text/csv"}
+            body = self._json("POST", path, params=params, data=data, headers=headers)
         return EvaluationJob.from_json(body)
 
     def evaluation(self, job_id: str) -> EvaluationJob:
         """An evaluation job's progress and, once done, its result."""
         return EvaluationJob.from_json(self._json("GET", f"/evaluations/{_q(job_id)}"))
+
+
+def _csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows of text as a CSV with a header (the first row's keys)."""
+    rows = list(rows)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _version_param(version: int | None) -> dict:

@@ -24,6 +24,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BODY_BYTES = 64 * MiB
 DEFAULT_MAX_ARCHIVE_BYTES = 512 * MiB
 DEFAULT_MAX_IMAGES = 64
+DEFAULT_MAX_ROWS = 10_000
 DEFAULT_MAX_EXPLAIN_IMAGES = 8
 DEFAULT_MAX_CONCURRENT_EXPLAINS = 2
 DEFAULT_MAX_BATCH_SIZE = 32
@@ -108,9 +109,12 @@ class ServingConfig(Configurable):
     max_images_per_request = Integer(DEFAULT_MAX_IMAGES, config=True,
                                      help="Most images in one multipart prediction request.")
 
+    max_rows_per_request = Integer(DEFAULT_MAX_ROWS, min=1, config=True,
+                                   help="Most rows (JSON records, CSV lines, tensors) in one prediction request.")
+
     max_explain_images = Integer(DEFAULT_MAX_EXPLAIN_IMAGES, min=1, config=True,
-                                 help="Most images in one explained prediction (?explain=gradcam): each costs "
-                                      "a gradient pass per member.")
+                                 help="Most images (or table rows) in one explained prediction (?explain=): each "
+                                      "costs a gradient pass per member.")
     max_concurrent_explains = Integer(DEFAULT_MAX_CONCURRENT_EXPLAINS, min=1, config=True,
                                       help="Explained predictions running at once; more are refused with 429.")
 

@@ -4,7 +4,10 @@ Endpoints (thin adapters over ``Evaluations`` and the data plane's bundled sets)
 
   POST /models/{m}/evaluate?versions=1,2            the labelled set as a zip: the raw body
                                                     (application/zip or octet-stream) or a
-                                                    multipart file, up to the archive limit
+                                                    multipart file, up to the archive limit;
+       [&target=COLUMN]                             or a table set: a CSV of features and the
+                                                    truth's column (text/csv; default: label
+                                                    or target)
   POST /models/{m}/evaluate?versions=1,2&set=S      a set the model's archive bundles
        [&set_version=v]                             (role eval; default: the default version's)
        -> 202 {id, state, done, total, ...}, Location: /evaluations/{id}
@@ -38,11 +41,12 @@ from yyai_kernel.api.samples import bundled_bytes, bundled_list
 from yyai_kernel.api.spec import NAME, VERSION_QUERY, errors, json_reply, op
 from yyai_kernel.errors import InvalidInputError, UnsupportedMediaError
 from yyai_kernel.protocol.multipart import extract_archive_part
+from yyai_kernel.protocol.records import CSV_TYPES
 from yyai_kernel.protocol.restparse import AUTH_QUERY, MULTIPART
 from yyai_kernel.types import FileRole, ModelRef, OutputKind, parse_version_ref
 
 ZIP_TYPES = {"application/zip", "application/octet-stream", "application/x-zip-compressed"}
-EVALUATE_QUERY = {"versions", "set", "set_version"}
+EVALUATE_QUERY = {"versions", "set", "set_version", "target"}
 JOBS_PATH = "evaluations"
 
 
@@ -61,7 +65,7 @@ async def evaluate(api: Api, call: Call) -> Reply:
     unknown = sorted(call.query.names() - AUTH_QUERY - EVALUATE_QUERY)
     if unknown:
         raise InvalidInputError(f"Unknown query parameter(s) {', '.join(map(repr, unknown))}; this endpoint "
-                                "takes versions, set and set_version.")
+                                "takes versions, set, set_version and target.")
     versions = parse_versions(call.query.get_all("versions"))
     bundled = call.query.get("set")
     set_version = call.query.get("set_version")
@@ -70,12 +74,18 @@ async def evaluate(api: Api, call: Call) -> Reply:
     data = await _upload(api, call, spooled, bundled)
     try:
         job = await api.model_call(call, api.run(api.evaluations.start, name, versions, data, bundled=bundled,
-                                                 set_ref=set_ref, handover=True, manage=True))
+                                                 set_ref=set_ref, handover=True, target=call.query.get("target"),
+                                                 csv=_csv_upload(call.media_type), manage=True))
     finally:
         if data not in (None, spooled) and os.path.exists(data):  # noqa: ASYNC240 - a stat of the local spool
             os.unlink(data)  # a multipart part the evaluations did not take
     location = call.base_url.rstrip("/") + f"/{JOBS_PATH}/{job.id}"
     return reply(job.to_json(), status=202, headers={"Location": location})
+
+
+def _csv_upload(media: str) -> bool | None:
+    """Whether the upload is a table set's CSV, as its Content-Type says (a multipart part: by its bytes)."""
+    return None if media == MULTIPART else media in CSV_TYPES
 
 
 async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> str | None:
@@ -90,10 +100,11 @@ async def _upload(api: Api, call: Call, spooled: str, bundled: str | None) -> st
         part: str = await api.run(extract_archive_part, spooled, call.content_type, call.tmp_dir,
                                   what="the labelled set (a .zip)", suffix=".zip", manage=True)
         return part
-    if media not in ZIP_TYPES:
+    if media not in ZIP_TYPES | CSV_TYPES:
         raise UnsupportedMediaError(
             f"Content-Type {media or '(none)'!r} is not accepted here; send the labelled set as "
-            "application/zip, or as a multipart/form-data file upload, or name a bundled set with ?set=...")
+            "application/zip (a table set: text/csv), or as a multipart/form-data file upload, or name a bundled "
+            "set with ?set=...")
     if size == 0:
         raise InvalidInputError("The request body is empty; send the labelled set as a zip, or name a set "
                                 "the model's archive bundles with ?set=...")
@@ -129,10 +140,11 @@ async def eval_sets(api: Api, call: Call) -> Reply:
 
 
 async def eval_set(api: Api, call: Call) -> Reply:
-    """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip)."""
+    """GET /models/{m}/evalsets/{set}[?version=v]: one bundled labelled set (a zip, or a table set's CSV)."""
     name = call.path["set"]
     data = await bundled_bytes(api, call, FileRole.EVAL, name)
-    return Reply(data, media_type="application/zip", headers=_attachment(name.rsplit("/", 1)[-1]))
+    media = "text/csv" if name.lower().endswith(".csv") else "application/zip"
+    return Reply(data, media_type=media, headers=_attachment(name.rsplit("/", 1)[-1]))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------
@@ -177,9 +189,11 @@ _JOB = {
 _ZIP_BODY = {
     "required": False,
     "description": "The labelled set as a zip (one folder per class, or labels.csv with file,label or "
-                   "file,target); empty when ?set= names a bundled set.",
+                   "file,target); for a table model, a CSV of its features and the truth's column (?target=); "
+                   "empty when ?set= names a bundled set.",
     "content": {
         "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "text/csv": {"schema": {"type": "string"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "set": {"type": "string", "format": "binary"}}}},
@@ -193,6 +207,8 @@ _EVALUATE_PARAMS = [
      "description": "A labelled set the archive bundles (GET /models/{name}/evalsets), instead of an upload."},
     {"name": "set_version", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
      "description": "Whose archive bundles that set (default: the default version)."},
+    {"name": "target", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "A table set's column that holds the truth (default: label, else target)."},
 ]
 _CONFLICT = {"409": json_reply({"$ref": "#/components/schemas/Error"}, "The job has not finished.")}
 _TAGS = ["evaluation"]
@@ -215,9 +231,10 @@ ENDPOINTS = [
             "sets": {"type": "array", "items": {"type": "string"}}}}, "Set names, as the manifest lists them."),
          **errors(400, 404)}, params=[NAME, VERSION_QUERY], tags=_TAGS), trailing_slash=True, **_NOT_ON_RAY),
     Endpoint("GET", "/models/{name}/evalsets/{set}", eval_set, op(
-        "One bundled labelled set, as a zip",
-        {"200": {"description": "The zip.", "content": {"application/zip": {"schema": {
-            "type": "string", "format": "binary"}}}}, **errors(400, 404)},
+        "One bundled labelled set, as a zip (a table set: a CSV)",
+        {"200": {"description": "The zip, or the CSV.", "content": {
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            "text/csv": {"schema": {"type": "string"}}}}, **errors(400, 404)},
         params=[NAME, {"name": "set", "in": "path", "required": True, "schema": {"type": "string"},
                        "description": "A set name from the list (URL-encode its '/')."}, VERSION_QUERY],
         tags=_TAGS), **_NOT_ON_RAY),

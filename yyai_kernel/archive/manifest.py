@@ -27,6 +27,7 @@ from yyai_kernel.types.specs import (
     Color,
     Combine,
     FileSpec,
+    InputKind,
     InputSpec,
     MemberSpec,
     OutputSpec,
@@ -130,7 +131,9 @@ class Manifest:
             raise ManifestError(f"invalid manifest: {where}: {_short(err.message)}", field=where)
         d = copy.deepcopy(d)
         d["version"] = int(d["version"])
-        d["input"]["shape"] = [int(n) for n in d["input"]["shape"]]
+        for part in d["input"].get("inputs") or [d["input"]]:
+            if "shape" in part:
+                part["shape"] = [int(n) for n in part["shape"]]
         manifest = cls(d)
         _check_rules(manifest)
         return manifest
@@ -188,9 +191,49 @@ def _check_rules(m: Manifest) -> None:
                 raise ManifestError(f"invalid manifest: {where}: {path!r} is listed twice", field=where)
             seen_paths.add(path)
     _check_channels(m.input)
+    _check_inputs(m.input)
     names = m.output.names
     if len(set(names)) != len(names):
         raise ManifestError("invalid manifest: output.names: names must be unique", field="output.names")
+
+
+def _check_inputs(spec: InputSpec) -> None:
+    """Names a record uses are unique (features, and tensor inputs among several); a vocabulary
+    lists each category once; a numeric feature has both mean and std or neither, and is
+    normalised only in a float table (an integer one would cut the result to whole numbers)."""
+    several = spec.kind is InputKind.SEVERAL
+    seen: dict[str, str] = {}
+    parts: set[str] = set()
+    for i, part in enumerate(spec.inputs()):
+        where = f"input.inputs[{i}]" if several else "input"
+        if part.name in parts:
+            raise ManifestError(f"invalid manifest: {where}.name: {part.name!r} names two inputs",
+                                field=f"{where}.name")
+        parts.add(part.name)
+        if part.table is None:
+            keys = [(part.name, f"{where}.name")]
+        else:
+            keys = [(f.name, f"{where}.features[{j}].name") for j, f in enumerate(part.table.features)]
+        for key, at in keys:
+            if key in seen:
+                raise ManifestError(f"invalid manifest: {at}: {key!r} is already the name of {seen[key]}; a record "
+                                    "names each feature and tensor input once", field=at)
+            seen[key] = "a feature" if part.table is not None else "an input"
+        if part.table is None:
+            continue
+        integer = not part.dtype.startswith("float")
+        for j, feature in enumerate(part.table.features):
+            at = f"{where}.features[{j}]"
+            if len(set(feature.vocabulary)) != len(feature.vocabulary):
+                raise ManifestError(f"invalid manifest: {at}.vocabulary: {feature.name!r} lists a category twice",
+                                    field=f"{at}.vocabulary")
+            if (feature.mean is None) != (feature.std is None):
+                missing = "std" if feature.std is None else "mean"
+                raise ManifestError(f"invalid manifest: {at}.{missing}: {feature.name!r} is normalised with "
+                                    "(value - mean) / std: give both, or neither", field=f"{at}.{missing}")
+            if integer and feature.normalised:
+                raise ManifestError(f"invalid manifest: {at}.mean: the table's dtype {part.dtype} cannot hold "
+                                    f"({feature.name} - mean) / std; use a float dtype", field=f"{at}.mean")
 
 
 def _check_channels(spec: InputSpec) -> None:

@@ -15,7 +15,13 @@ from yyai_kernel.errors import (
     ManifestError,
     ModelLoadError,
 )
-from yyai_kernel.types.specs import InputSpec, OutputSpec
+from yyai_kernel.types.specs import InputKind, InputSpec, OutputSpec
+
+
+def input_names(model: Any) -> list[str]:
+    """The names of a Keras model's inputs, in its order (what a part of an input of kind
+    ``several`` names)."""
+    return [str(getattr(t, "name", "") or "").split(":")[0] for t in getattr(model, "inputs", None) or []]
 
 
 @dataclass
@@ -28,20 +34,39 @@ class VerifyReport:
 
 
 def check_model_fits(model: Any, member_name: str, input_spec: InputSpec, output_spec: OutputSpec) -> None:
-    """Refuse a loaded model whose input or output does not match the manifest specs."""
+    """Refuse a loaded model whose inputs or output do not match the manifest specs.
+
+    A model with several inputs matches an input of kind ``several`` whose parts carry its
+    inputs' names (in any order: the runtime passes them by name); each part's shape (a
+    table's: its columns) must be the shape the model fixes.
+    """
     inputs, outputs = list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelLoadError(
-            f"member {member_name!r} has {len(inputs)} inputs and {len(outputs)} outputs; yyai serves "
-            "models with exactly one input and one output"
-        )
-    got = tuple(inputs[0].shape)[1:]
-    want = input_spec.shape
-    if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
+    if len(outputs) != 1:
+        raise ModelLoadError(f"member {member_name!r} has {len(outputs)} outputs; yyai serves models with one output")
+    several = input_spec.kind is InputKind.SEVERAL
+    parts = input_spec.inputs()
+    if len(inputs) != len(parts):
+        said = f"input.inputs lists {len(parts)}" if several else "input describes one"
         raise ManifestError(
-            f"member {member_name!r} expects input shape {got} but input.shape is {list(want)}",
-            field="input.shape",
-        )
+            f"member {member_name!r} has {len(inputs)} inputs ({', '.join(map(repr, input_names(model)))}) but "
+            f"{said}; a model with several inputs needs an input of kind 'several' naming each",
+            field="input.inputs" if several else "input")
+    pairs = [(input_spec, inputs[0], "input")] if not several else []
+    names = input_names(model)
+    for i, part in enumerate(parts if several else ()):
+        if part.name not in names:
+            raise ManifestError(f"member {member_name!r} has no input named {part.name!r}; its inputs are "
+                                f"{', '.join(map(repr, names))}", field=f"input.inputs[{i}].name")
+        pairs.append((part, inputs[names.index(part.name)], f"input.inputs[{i}]"))
+    for part, tensor, where in pairs:
+        got = tuple(tensor.shape)[1:]
+        want = part.shape
+        if len(got) != len(want) or any(g is not None and g != w for g, w in zip(got, want)):
+            if part.table is not None:
+                raise ManifestError(f"member {member_name!r} expects input shape {got} but the features of {where} "
+                                    f"make {list(want)} columns", field=f"{where}.features")
+            raise ManifestError(f"member {member_name!r} expects input shape {got} but {where}.shape is {list(want)}",
+                                field=f"{where}.shape")
     key = "labels" if output_spec.classification else "names"
     width = tuple(outputs[0].shape)[-1]
     if len(outputs[0].shape) != 2 or width != output_spec.width:

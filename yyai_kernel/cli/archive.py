@@ -14,8 +14,10 @@ from yyai_kernel.errors import YyaiError
 from yyai_kernel.quiet import VERBOSE_HELP, quiet_tensorflow
 from yyai_kernel.types import (
     Combine,
+    FeatureKind,
     FileRole,
     ImageSpec,
+    InputKind,
     InputSpec,
     Layout,
     OutputSpec,
@@ -100,8 +102,20 @@ def archive_cmd(
     max_batch_size: int | None = typer.Option(None, "--max-batch-size", min=1, help="Batching hint."),
     max_delay_ms: float | None = typer.Option(None, "--max-delay-ms", min=0, help="Batching hint, milliseconds."),
     description: str = typer.Option("", "--description", help="Free text shown by inspect and the dashboard."),
+    features: Path | None = typer.Option(
+        None, "--features", exists=True, dir_okay=False, readable=True,
+        help="A table model: a JSON file listing its features in the model's column order, e.g. "
+        '[{"name": "age", "kind": "numeric", "mean": 41.2, "std": 12.5}, {"name": "plan", "kind": "categorical", '
+        '"vocabulary": ["free", "pro"], "encoding": "onehot"}]; or a whole input object (several inputs: '
+        '{"kind": "several", "inputs": [...]}). The image options do not apply.'),
+    tensor: bool = typer.Option(False, "--tensor", help="The model takes a tensor (numbers as they are, shape from "
+                                "--input-shape or the model, --dtype), not images."),
     sample: list[Path] = typer.Option([], "--sample", exists=True, dir_okay=False,
-                                      help="A sample input stored as samples/<file name>; repeatable."),
+                                      help="A sample input stored as samples/<file name> (an image, a CSV of rows, "
+                                      "a .npy); repeatable."),
+    eval_set: Path | None = typer.Option(None, "--eval-set", exists=True, dir_okay=False,
+                                         help="A labelled set stored as eval/<file name> (a zip, or a CSV for a "
+                                         "table model)."),
     convert: bool = typer.Option(False, "--convert", help="Re-save .h5 members in the native .keras format."),
     trust: bool = typer.Option(False, "--trust", help="Allow Lambda layers with Python code (runs that code)."),
     output_dir: Path = typer.Option(Path("."), "-o", "--output-dir", file_okay=False,
@@ -121,14 +135,25 @@ def archive_cmd(
 
         yyai archive --name flowers --version 1 --model mobilenet.keras --color rgb
         --scale 1/127.5 --offset -1 --labels-file labels.txt -o model_archives
+
+        yyai archive --name wine --version 1 --model mlp.keras --features features.json
+        --labels class_0,class_1,class_2 --sample rows.csv --eval-set wine-eval.csv -o model_archives
     """
     if sum(x is not None for x in (labels, labels_file, regression)) != 1:
         raise typer.BadParameter("give exactly one of --labels, --labels-file or --regression",
                                  param_hint="--labels")
-    shape = _input_shape(input_shape) if input_shape is not None else _shape_of(model[0], name, trust, verbose)
-    input_spec = _input_spec(shape, dtype, color, resize, scale, offset, channels_first)
+    if features is not None and tensor:
+        raise typer.BadParameter("give --features (a table) or --tensor, not both", param_hint="--features")
+    input_spec: InputSpec | dict
+    if features is not None or tensor:
+        input_spec = _numbers_spec(model[0], name, features, input_shape, dtype, trusted=trust, verbose=verbose)
+    else:
+        shape = _input_shape(input_shape) if input_shape is not None else _shape_of(model[0], name, trust, verbose)
+        input_spec = _input_spec(shape, dtype, color, resize, scale, offset, channels_first)
     output, extra = _output_spec(labels, labels_file, regression, rounding)
     extra += _samples(sample)
+    if eval_set is not None:
+        extra.append((eval_set, f"eval/{eval_set.name}", FileRole.EVAL))
     batching = {k: v for k, v in (("max_batch_size", max_batch_size), ("max_delay_ms", max_delay_ms))
                 if v is not None}
     _write_archive({"name": name, "version": version, "models": list(model), "input_spec": input_spec,
@@ -173,6 +198,35 @@ def _shape_of(path: Path, name: str, trusted: bool, verbose: bool) -> list[int]:
              "give it with --input-shape, e.g. --input-shape 224,224,3")
     typer.echo(f"input shape {','.join(map(str, shape))} read from {path.name} (--input-shape overrides it)")
     return shape
+
+
+def _numbers_spec(path: Path, name: str, features: Path | None, input_shape: str | None, dtype: str, *,
+                  trusted: bool, verbose: bool) -> InputSpec | dict:
+    """A table's (from the features file) or a tensor's input spec, with what the model says filled in."""
+    spec: dict | list
+    if features is None:
+        shape = {} if input_shape is None else {"shape": _input_shape(input_shape)}
+        spec = {"kind": InputKind.TENSOR.value, "dtype": dtype, **shape}
+    else:
+        try:
+            spec = json.loads(features.read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise typer.BadParameter(f"{features} is not a JSON features file: {exc}", param_hint="--features") \
+                from None
+        feature_kinds = {k.value for k in FeatureKind}
+        if isinstance(spec, list) and all(isinstance(f, dict) and f.get("kind") in feature_kinds for f in spec):
+            spec = {"kind": InputKind.TABLE.value, "features": spec}  # a list of features: one table
+        if not isinstance(spec, (dict, list)):
+            raise typer.BadParameter(f"{features} must hold a list of features or an input object",
+                                     param_hint="--features")
+    quiet_tensorflow(verbose)
+    from yyai_kernel.archive import kerasload
+    from yyai_kernel.archive.packmodel import fill_input_spec
+
+    try:
+        return fill_input_spec(spec, kerasload.load_member(path, trusted=trusted, model_name=name))
+    except YyaiError as exc:
+        fail(exc)
 
 
 def _input_spec(shape: list[int], dtype: str, color, resize: str, scale: str, offset: str,
@@ -222,16 +276,19 @@ def _samples(files: list[Path]) -> list[tuple[Path, str, FileRole]]:
 def _print_preprocessing(spec: InputSpec) -> None:
     """The input as recorded, and a warning when a float model would get raw 0-255 pixels."""
     typer.echo(f"  input: {_input_line(spec)}")
+    for feature in spec.features():
+        typer.echo(f"    feature {feature.name}: {feature.describe()}")
     if spec.image is not None and spec.image.scale == 1 and spec.dtype.startswith("float"):
         typer.echo(f"warning: --scale is 1 and the input is {spec.dtype}: pixels 0-255 reach the model unscaled; "
                    "pass --scale 1/255 if it was trained on 0-1 inputs", err=True)
 
 
 def _input_line(spec: InputSpec) -> str:
-    """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel / 127.5 - 1."""
+    """The input and its preprocessing in one line: shape, dtype, colour, resize, x = pixel / 127.5 - 1
+    (a table: its features and columns; several inputs: each by name)."""
     image = spec.image
-    if image is None:
-        return f"shape {list(spec.shape)} {spec.dtype}"
+    if spec.kind is not InputKind.IMAGE or image is None:
+        return spec.preprocessing()
     layout = f" {Layout.CHANNELS_FIRST.value}" if image.channels_first else ""
     return (f"shape {list(spec.shape)}{layout} {spec.dtype} {image.color.value}, resize {image.resize}, "
             f"{scaling_formula(image.scale, image.offset)}")
@@ -269,6 +326,13 @@ def _print_inspection(result: dict) -> None:
         if m.description:
             echo(f"  description: {m.description}")
         echo(f"  input: {_input_line(m.input)}")
+        for part in m.input.inputs():
+            prefix = f"{part.name}." if m.input.kind is InputKind.SEVERAL else ""
+            if part.table is not None:
+                for feature in part.table.features:
+                    echo(f"    feature {prefix}{feature.name}: {feature.describe()}")
+            elif m.input.kind is InputKind.SEVERAL:
+                echo(f"    input {part.name}: tensor {list(part.shape)} {part.dtype}")
         o = m.output
         if o.classification:
             shown = ", ".join(o.labels[:12]) + (", ..." if len(o.labels) > 12 else "")

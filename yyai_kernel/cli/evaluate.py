@@ -9,7 +9,9 @@ terminal (none in a pipe or a notebook's `!yyai evaluate`, where redrawing leave
 `--data` is a folder, a `.zip` or a `labels.csv` on this machine, or `bundled` (the first
 labelled set the model's archive bundles, role `eval`), or `bundled:NAME` (that one, such
 as `bundled:eval/digits-eval.zip`). A bundled set comes from the archive of the first
-version named (default: the default version).
+version named (default: the default version). For a table model the set is a CSV of its
+features and a truth column (`--target NAME`; default `label`, else `target`); where two
+versions disagree, the rows are printed.
 
 Exit status: 0; 1 for an error (the set or the model cannot be used); 2 for a bad option;
 3 when `--min-accuracy X` is given and any version scored below X.
@@ -41,6 +43,7 @@ from yyai_kernel.types import FileRole, OutputKind, parse_version
 BUNDLED = "bundled"
 BELOW_THE_BAR = 3  # exit status when a version scores below --min-accuracy
 SHOWN_BAD_ITEMS = 10
+SHOWN_ROWS = 10  # disagreeing rows printed per pair of versions
 
 
 @app.command("evaluate", rich_help_panel=MEASURE)
@@ -59,7 +62,9 @@ def evaluate_cmd(
                                         help="Write one row per item (each version's answer) as CSV here."),
     min_accuracy: float | None = typer.Option(None, "--min-accuracy", min=0.0, max=1.0,
                                        help=f"Exit with status {BELOW_THE_BAR} when any version's accuracy is below."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per prediction request."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images (or rows) per prediction request."),
+    target: str | None = typer.Option(None, "--target", help="A table set's column that holds the truth "
+                                      "(default: label, else target); its other columns are the features."),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE_HELP),
 ) -> None:
     """Score versions of a model on a labelled set: a table of scores, and where versions disagree.
@@ -69,12 +74,14 @@ def evaluate_cmd(
         yyai evaluate digits:1 digits:2 --data bundled --store model_archives --min-accuracy 0.95
 
         yyai evaluate digits --data my-digits.zip --server http://127.0.0.1:8866 --token T --csv out.csv
+
+        yyai evaluate wine:1 wine:2 --data held-out.csv --target cultivar --store model_archives
     """
     name, versions = _parse_models(models)
     server = server if on_server(ctx, server, store) else None
     try:
         with _backend(name, versions, server, token, store, verbose) as backend:
-            dataset = _dataset(backend, name, versions, data)
+            dataset = _dataset(backend, name, versions, data, target)
             result = _run(backend, name, versions, dataset, batch_size)
     except YyaiError as exc:
         fail(exc)
@@ -124,13 +131,13 @@ def _backend(name: str, versions: list[int | None], server, token, store, verbos
         backend.close()
 
 
-def _dataset(backend, name: str, versions: list[int | None], data: str):
+def _dataset(backend, name: str, versions: list[int | None], data: str, target: str | None):
     """The labelled set: a path here, or a set the archive of the first version named bundles."""
-    from yyai_kernel.evaluation.sets import open_set, set_from_zip
+    from yyai_kernel.evaluation.sets import open_set, set_from_bytes
 
     kind, _, set_name = data.partition(":")
     if kind != BUNDLED:
-        return open_set(data)
+        return open_set(data, target=target)
     version = versions[0]
     found = backend.bundled(name, version, FileRole.EVAL)
     if not found.files:
@@ -139,7 +146,8 @@ def _dataset(backend, name: str, versions: list[int | None], data: str):
     where = f"{name} v{found.source}"
     if found.source != found.version:
         console.print(f"using the labelled set {set_name} bundled with {where} (v{found.version} bundles none)")
-    return set_from_zip(backend.eval_set(name, set_name, version), description=f"{where}: {set_name}")
+    return set_from_bytes(backend.eval_set(name, set_name, version), description=f"{where}: {set_name}",
+                          target=target)
 
 
 def _run(backend, name, versions, dataset, batch_size: int):
@@ -164,6 +172,17 @@ def _print(result) -> None:
     console.print(table)
     for pair in result.pairs:
         typer.echo(f"v{pair.a} and v{pair.b} disagree on {len(pair.disagreements)} of {len(result.items)} items")
+        rows = [d for d in pair.disagreements if d.inputs is not None][:SHOWN_ROWS]
+        if rows:
+            features = list(rows[0].inputs or {})
+            table = Table("row", "truth", f"v{pair.a}", f"v{pair.b}", *map(escape, features),
+                          title=f"rows where v{pair.a} and v{pair.b} disagree")
+            for d in rows:
+                table.add_row(d.key, str(d.truth), str(d.a), str(d.b),
+                              *(escape(str((d.inputs or {}).get(f, ""))) for f in features))
+            console.print(table)
+            if len(pair.disagreements) > len(rows):
+                typer.echo(f"  ... and {len(pair.disagreements) - len(rows)} more (see --json)")
     if result.bad_items:
         typer.echo(f"{len(result.bad_items)} item(s) left out:")
         for bad in result.bad_items[:SHOWN_BAD_ITEMS]:

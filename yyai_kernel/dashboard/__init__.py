@@ -12,8 +12,9 @@ The package:
 
 * ``shell.py``: :class:`Dashboard` (header, status line, tabs, the refresh thread, the
   backend) and :func:`dashboard_from_env`; ``TABS`` lists the tabs;
-* ``preview.py`` (with ``results.py``): pick a model, a version and images; see every
-  member's output, compare two versions side by side;
+* ``preview.py`` (with ``results.py`` and ``records.py``): pick a model, a version and images
+  (or a table's form and rows, a tensor); see every member's output, compare two versions
+  side by side;
 * ``models.py``: every version's state and traffic, and a live latency/throughput plot;
 * ``manage.py``: reload, load, unload, make default, follow the latest, delete, install;
 * ``rollout.py``: labels, the canary and shadow sliders, live agreement and latencies,

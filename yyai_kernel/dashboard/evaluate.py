@@ -1,6 +1,7 @@
 """The Evaluate tab: score versions on a labelled set, look at the mistakes, promote the best.
 
-A person picks a model, a set (one the archive bundles, or a zip they upload) and the
+A person picks a model, a set (one the archive bundles, or a zip they upload; for a
+model that takes no image, a CSV of rows and the name of its truth column) and the
 versions, and presses Run (a picked version never loaded is loaded first, with a note; one
 that an operator unloaded is named, with where to load it). The backend runs it as a job
 (``start_evaluation``: over REST when ``yyai serve`` shows the page, in-process in a
@@ -8,11 +9,12 @@ notebook); a thread of this tab follows the job and moves the progress bar. Then
 scores side by side, the confusion matrix of a version as a heat map (a click on a cell
 shows that cell's images), the gallery of the images where two versions disagree, the
 items left out and why, a CSV download, and a button that makes the best version the
-default (it says "v2 is the default" instead when it already is). The zip format's help
-shows only while "Upload a zip" is picked.
+default (it says "v2 is the default" instead when it already is). The upload's help
+shows only while the upload is picked. For a table set the galleries are tables of the
+rows (their features, the truth and each version's answer).
 
-The images in the galleries come from the set this tab holds: the uploaded zip, or the
-bundled set fetched once (``eval_set``). An upload travels over the page's websocket,
+The images (or rows) in the galleries come from the set this tab holds: the upload, or
+the bundled set fetched once (``eval_set``). An upload travels over the page's websocket,
 whose limit the server raises to its body limit (64 MiB by default).
 
 Locking: one job at a time per tab; ``_job`` is set by the Run button and cleared by the
@@ -41,8 +43,8 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.errors import ModelNotReadyError
 from yyai_kernel.evaluation.results import Evaluation, ItemResult
-from yyai_kernel.evaluation.sets import LabelledSet, set_from_zip
-from yyai_kernel.types import OutputKind, ServerStatus, VersionState
+from yyai_kernel.evaluation.sets import LabelledSet, set_from_bytes
+from yyai_kernel.types import InputKind, OutputKind, ServerStatus, VersionState
 
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
@@ -78,9 +80,13 @@ class EvaluateTab:
         self.source = with_classes(W.ToggleButtons(options=[("Bundled set", BUNDLED), ("Upload a zip", UPLOAD)],
                                                    value=BUNDLED, style={"button_width": "136px"}), "yyai-eval-source")
         self.bundled = dropdown("Set", "yyai-eval-set")
-        self.upload = file_button("yyai-eval-upload", accept=".zip", multiple=False,
-                                  tooltip="A zip with one folder per class, or labels.csv (file,label)",
+        self.upload = file_button("yyai-eval-upload", accept=".zip,.csv", multiple=False,
+                                  tooltip="A zip with one folder per class, or labels.csv (file,label); for a "
+                                  "table model, a CSV of its features and the truth",
                                   layout=W.Layout(width="180px", display="none"))
+        self.target = with_classes(W.Text(description="Truth column", placeholder="label (or target)",
+                                          style={"description_width": "100px"},
+                                          layout=W.Layout(width="290px", display="none")), "yyai-eval-target")
         self.upload_info = with_classes(W.HTML(), "yyai-eval-upload-info")
         self.versions = with_classes(W.SelectMultiple(description="Versions", rows=4, layout=W.Layout(width="290px"),
                                                       style={"description_width": "100px"}), "yyai-eval-versions")
@@ -109,7 +115,7 @@ class EvaluateTab:
             "yyai-eval-versions-hint")
         controls = with_classes(W.VBox([
             W.HTML("<b>Which model and set</b>"), self.model, self.source, self.bundled,
-            W.HBox([self.upload, self.upload_info]), self.upload_help,
+            W.HBox([self.upload, self.upload_info]), self.upload_help, self.target,
             W.HTML("<b>Which versions</b>"), self.versions, self.versions_hint, self.run_button, self.progress,
             self.message,
         ], layout=W.Layout(width="330px", flex="0 0 auto")), "yyai-panel", "yyai-controls")
@@ -165,10 +171,35 @@ class EvaluateTab:
 
     def _show_source(self) -> None:
         bundled = self.source.value == BUNDLED
+        table = self._takes_rows()
         show(self.bundled, bundled)
         show(self.upload, not bundled)
         show(self.upload_info, not bundled)
-        show(self.upload_help, not bundled)  # the zip format matters only to a zip
+        show(self.upload_help, not bundled)  # the set's format matters only to an upload
+        show(self.target, table and not bundled)
+        upload = "Upload a CSV" if table else "Upload a zip"
+        if self.source.options[1][0] != upload:
+            with self.shell.quiet():
+                value, self.source.options = self.source.value, [("Bundled set", BUNDLED), (upload, UPLOAD)]
+                self.source.value = value
+        (self.upload.add_class if table else self.upload.remove_class)("yyai-eval-upload-csv")
+        self.upload_help.value = subtle_html(
+            "A CSV with a header: the model's features, and the truth in the column named below (default label, "
+            "else target); up to the server's body limit through this page." if table else
+            "A zip with one folder per class, or a labels.csv with file,label (or file,target for regression); "
+            "up to the server's body limit (64 MB by default) through this page, larger sets with yyai evaluate "
+            "or REST.")
+
+    def _takes_rows(self) -> bool:
+        """Whether the picked model's default version takes records (a table set) rather than images."""
+        name = self.model.value
+        model = self.shell.status.models.get(name) if name else None
+        if model is None or model.default is None:
+            return False
+        try:
+            return self.shell.describe(name, model.default).input.kind is not InputKind.IMAGE
+        except Exception:  # noqa: BLE001 - a version gone meanwhile: offer the zip, the next refresh says why
+            return False
 
     def _on_upload(self, change) -> None:
         files = change["new"]
@@ -204,15 +235,16 @@ class EvaluateTab:
         backend = self.shell.backend
         if self.source.value == UPLOAD:
             if self._upload is None:
-                raise ValueError("Upload a zip first, or pick a bundled set.")
+                raise ValueError("Upload a set first, or pick a bundled one.")
             filename, data = self._upload
-            job = backend.start_evaluation(name, versions, data)
-            dataset = set_from_zip(data, description=filename)
+            target = self.target.value.strip() or None if self._takes_rows() else None
+            dataset = set_from_bytes(data, description=filename, target=target)  # a bad set is named at once
+            job = backend.start_evaluation(name, versions, data, target=target)
         else:
             if not self.bundled.value:
-                raise ValueError(f"{name}'s archive bundles no labelled set: pick \"Upload a zip\" and upload one.")
+                raise ValueError(f"{name}'s archive bundles no labelled set: upload one.")
             job = backend.start_evaluation(name, versions, bundled=self.bundled.value)
-            dataset = set_from_zip(backend.eval_set(name, self.bundled.value), description=self.bundled.value)
+            dataset = set_from_bytes(backend.eval_set(name, self.bundled.value), description=self.bundled.value)
         return job, dataset
 
     def _follow(self, job) -> None:
@@ -276,6 +308,11 @@ class EvaluateTab:
     def _gallery(self, title: str, items: list[ItemResult], css_class: str) -> W.Widget:
         shown = items[:GALLERY]
         result = self.result
+        if self.dataset is not None and self.dataset.rows is not None and result is not None:  # a table set: rows
+            more = f" (the first {GALLERY})" if len(items) > GALLERY else ""
+            return W.VBox([W.HTML(f"<b>{html.escape(title)}</b>{more}"),
+                           with_classes(W.HTML(view.rows_html(result, shown, self.dataset.rows)), css_class,
+                                        "yyai-eval-rows")])
         images = self.dataset.read_many([item.key for item in shown]) if self.dataset is not None else {}
         thumbs = [view.thumb(image, view.item_caption(result, item), css_class)
                   for item in shown if result is not None and isinstance(image := images.get(item.key), bytes)]

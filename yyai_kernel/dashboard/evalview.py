@@ -180,6 +180,23 @@ def item_caption(result: Evaluation, item: ItemResult) -> str:
     return f"{name}<br>true {answer(item.truth)}<br>{answers}"
 
 
+def rows_html(result: Evaluation, items: list[ItemResult], rows: dict[str, dict[str, str]],
+              columns: int = 16) -> str:
+    """Items of a table set as a table: the row's line, its truth, each version's answer, then its
+    features (the first ``columns``)."""
+    features = list(next(iter(rows.values()), {}))[:columns]
+    head = "<th>row</th><th>true</th>" + "".join(f"<th>v{v.version}</th>" for v in result.versions)
+    head += "".join(f"<th>{html.escape(f)}</th>" for f in features)
+    body = []
+    for item in items:
+        row = rows.get(item.key, {})
+        cells = "".join(f"<td>{answer(a)}</td>" for a in item.predicted)
+        cells += "".join(f"<td class='num'>{html.escape(str(row.get(f, '')))}</td>" for f in features)
+        body.append(f"<tr><td>{html.escape(item.key)}</td><td>{answer(item.truth)}</td>{cells}</tr>")
+    return (f"<div style='overflow-x: auto; max-width: 100%'><table class='yyai-table'><tr>{head}</tr>"
+            f"{''.join(body)}</table></div>")
+
+
 def csv_link_html(result: Evaluation, filename: str) -> str:
     """A link that saves the per-item predictions as a CSV file (a data: URL, no round trip)."""
     data = base64.b64encode(result.to_csv().encode()).decode()

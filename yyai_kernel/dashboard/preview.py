@@ -1,12 +1,22 @@
-"""The Preview tab: pick a model, a version and images; see what the version predicts.
+"""The Preview tab: pick a model, a version and its inputs; see what the version predicts.
 
-The images are a bundled sample of the picked version, the person's own uploads (one or
-several files), or, for models with small grayscale inputs such as the digits, a drawing
-(``drawpad.py``; the "Draw" choice appears only for them). Only the picked source's
-control shows. "Compare with" runs a second version on the same images, side by side.
-"Explain (Grad-CAM)" asks the backend for each member's heat map (``?explain=gradcam``
-over REST) and the results show it over the image; ticking it with results on screen runs
-the prediction again, explained.
+What a version takes decides the inputs on offer (its manifest's input kind):
+
+* images: a bundled sample of the picked version, the person's own uploads (one or several
+  files), or, for models with small grayscale inputs such as the digits, a drawing
+  (``drawpad.py``; the "Draw" choice appears only for them);
+* a table (or several inputs): a form with one field per feature, the right widget for
+  numbers and categories, pre-filled from the first row of the version's bundled sample
+  CSV (``records.py``); the bundled rows themselves; or a CSV of many rows the person
+  uploads, whose results show as a table beside the inputs;
+* a tensor: a bundled sample or an uploaded ``.npy``/``.json``, drawn as a line plot (1-D)
+  or a heat map (2-D).
+
+Only the picked source's control shows. "Compare with" runs a second version on the same
+inputs, side by side. "Explain" asks the backend for each member's explanation (Grad-CAM
+heat maps over an image, ``?explain=gradcam``; integrated gradients per feature of a table,
+``?explain=integrated_gradients``) and the results show it; ticking it with results on
+screen runs the prediction again, explained.
 
 A picked version that was never loaded ("available": in the store, not in memory) is
 loaded before it predicts, with a note that says so while it loads and in the final
@@ -28,6 +38,7 @@ from typing import TYPE_CHECKING, ClassVar
 import ipywidgets as W
 
 from yyai_kernel.dashboard.drawpad import DrawingPad, pad_fits
+from yyai_kernel.dashboard.records import FORM, SAMPLE, UPLOAD, RowInputs
 from yyai_kernel.dashboard.render import (
     dropdown,
     error_text,
@@ -41,7 +52,16 @@ from yyai_kernel.dashboard.render import (
 )
 from yyai_kernel.dashboard.results import ResultsPanel
 from yyai_kernel.errors import ImageError, ModelNotReadyError
-from yyai_kernel.types import ExplainMethod, Prediction, ServerStatus, VersionState
+from yyai_kernel.types import (
+    ExplainMethod,
+    Given,
+    InputKind,
+    InputSpec,
+    Prediction,
+    ServerStatus,
+    VersionState,
+    explain_method_for,
+)
 
 if TYPE_CHECKING:
     from yyai_kernel.dashboard.shell import Dashboard
@@ -49,9 +69,12 @@ if TYPE_CHECKING:
 # States a person can load from; a version that is loading only needs a moment. Predict loads an
 # "available" one itself (Dashboard.load_on_use); the others wait for the Load button.
 LOADABLE = (VersionState.AVAILABLE, VersionState.UNLOADED, VersionState.FAILED)
-SAMPLE, UPLOAD, DRAW = "sample", "upload", "draw"
+DRAW = "draw"
 SOURCES = [("Bundled sample", SAMPLE), ("My images", UPLOAD)]
+SAMPLE_SUFFIXES = {InputKind.TABLE: (".csv", ".json"), InputKind.SEVERAL: (".csv", ".json"),
+                   InputKind.TENSOR: (".npy", ".json", ".csv")}  # the samples each kind reads (images: any)
 EXPLAIN = ExplainMethod.GRADCAM
+EXPLAIN_WORDS = {ExplainMethod.GRADCAM: "Grad-CAM", ExplainMethod.INTEGRATED_GRADIENTS: "integrated gradients"}
 
 
 class PreviewTab:
@@ -65,6 +88,8 @@ class PreviewTab:
         self._to_load: tuple[str, list[int]] | None = None  # what the Load button loads
         self._state_note = ""  # the note about the picked versions' states last shown
         self.pad: DrawingPad | None = None  # built the first time "Draw" is picked
+        self.spec: InputSpec | None = None  # the picked version's input
+        self.kind = InputKind.IMAGE  # what it takes (images until a version is picked)
         self._build()
         guard, message = shell.guard, self.predict_message
         self.model_select.observe(guard(self._on_model, message), "value")
@@ -72,7 +97,8 @@ class PreviewTab:
         self.compare_select.observe(guard(self._on_compare, message), "value")
         self.source_toggle.observe(guard(lambda _: self._show_source(), message, observer=False), "value")
         self.explain_toggle.observe(guard(self._on_explain, message), "value")
-        self.image_upload.observe(guard(self._on_images, message), "value")
+        self.image_upload.observe(guard(self._on_files, message), "value")
+        self.rows_upload.observe(guard(self._on_files, message), "value")
         self.predict_button.on_click(guard(self.predict, message, observer=False))
         self.load_button.on_click(guard(self.load_and_predict, message, observer=False))
 
@@ -92,6 +118,8 @@ class PreviewTab:
                                         tooltip="Choose one or more image files (PNG, JPEG, ...)",
                                         layout=W.Layout(width="180px", display="none"))
         self.upload_info = with_classes(W.HTML(layout=W.Layout(display="none")), "yyai-upload-info")
+        self.rows = RowInputs()  # a table's form and rows, a tensor's files
+        self.form, self.rows_upload, self.inputs_heading = self.rows.form, self.rows.upload, W.HTML()
         self.predict_button = with_classes(W.Button(
             description="Predict", button_style="primary", icon="play",
             tooltip="Run the picked version (and the compared one) on the images",
@@ -105,9 +133,9 @@ class PreviewTab:
         controls = with_classes(W.VBox([
             W.HTML("<b>What to run</b>"),
             self.model_select, self.version_select, self.compare_select,
-            W.HTML("<b>On which images</b>"),
-            self.source_toggle, self.sample_select, self.sample_source, self.image_upload, self.upload_info,
-            self.pad_box,
+            self.inputs_heading,
+            self.source_toggle, self.sample_select, self.sample_source, self.image_upload, self.rows_upload,
+            self.upload_info, self.form.widget, self.pad_box,
             W.HTML("&nbsp;"), self.explain_toggle, self.predict_button, self.predict_message, self.load_button,
         ], layout=W.Layout(width="320px", min_width="320px")), "yyai-panel", "yyai-controls")
         self.widget = W.HBox([controls, self.results.widget])
@@ -123,8 +151,7 @@ class PreviewTab:
         self.shell.set_options(self.compare_select, [("—", 0)] + options, preferred=0)
         self._label_predict_button()
         if before != (self.model_select.value, self.version_select.value):
-            self._load_samples()
-            self._offer_drawing()
+            self._fit_sources()
 
     def shown(self) -> None:
         if self.shell.picked.follow(self.model_select):  # picked in another tab meanwhile
@@ -140,51 +167,62 @@ class PreviewTab:
         self.results.clear()
         show(self.load_button, False)
         self._note_states()
-        self._load_samples()
-        self._offer_drawing()
+        self._fit_sources()
 
     def _on_version(self, change) -> None:
         self._label_predict_button()
         show(self.load_button, False)
         self._note_states()
-        self._load_samples()
-        self._offer_drawing()
+        self._fit_sources()
 
     def _on_compare(self, change) -> None:
         self._label_predict_button()
         self._note_states()
 
     def _show_source(self) -> None:
-        """Only the picked source's control shows: the Sample dropdown, the Upload button or the pad."""
-        source = self.source_toggle.value
-        show(self.sample_select, source == SAMPLE)
-        show(self.sample_source, source == SAMPLE)
-        show(self.image_upload, source == UPLOAD)
+        """Only the picked source's control shows: the Sample dropdown, an Upload button, the form or the pad."""
+        source, images = self.source_toggle.value, self.kind is InputKind.IMAGE
+        for widget in (self.sample_select, self.sample_source):
+            show(widget, source == SAMPLE)
+        show(self.image_upload, source == UPLOAD and images)
+        show(self.rows_upload, source == UPLOAD and not images)
         show(self.upload_info, source == UPLOAD)
+        show(self.form.widget, source == FORM)
         if source == DRAW and self.pad is None:
             self.pad = DrawingPad()
             self.pad_box.children = (self.pad.widget,)
-            self._offer_drawing()
+            self._fit_sources()
         show(self.pad_box, source == DRAW)
 
-    def _offer_drawing(self) -> None:
-        """"Draw" is a source only for versions with small one-channel inputs; the pen fits the input."""
+    def _fit_sources(self) -> None:
+        """The sources (and bundled samples) the picked version's input takes: images, with "Draw" for small
+        one-channel ones (the pen fitted); a form and rows for a table; files for a tensor. And its Explain."""
         name, version = self.model_select.value, self.version_select.value
         try:
             spec = self.shell.describe(name, version).input if name and version else None
         except Exception:  # noqa: BLE001 - a version gone meanwhile: no pad, and the next refresh says why
             spec = None
-        fits = spec is not None and pad_fits(spec)
-        self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []), preferred=SAMPLE)
-        if fits and spec is not None and self.pad is not None:
-            self.pad.set_input(spec)
+        self.spec, self.kind = spec, spec.kind if spec is not None else InputKind.IMAGE
+        fit_explain(self.explain_toggle, spec)
+        if spec is None or self.kind is InputKind.IMAGE:
+            self.inputs_heading.value = "<b>On which images</b>"
+            fits = spec is not None and pad_fits(spec)
+            self.shell.set_options(self.source_toggle, SOURCES + ([("Draw", DRAW)] if fits else []),
+                                   preferred=SAMPLE)
+            if fits and spec is not None and self.pad is not None:
+                self.pad.set_input(spec)
+        else:
+            self.inputs_heading.value, options, preferred = self.rows.sources(self.shell.backend, name, version, spec)
+            self.shell.set_options(self.source_toggle, options, preferred=preferred, select=True)
+            self._show_source()
+        self._load_samples()
 
     def _on_explain(self, change) -> None:
         """Ticked (or unticked) with results on screen: run them again, so that what shows matches the box."""
         if self.results.rows.children:
             self.predict()
 
-    def _on_images(self, change) -> None:
+    def _on_files(self, change) -> None:
         files = change["new"]
         if files:
             self.source_toggle.value = UPLOAD  # files came in: they are what to run
@@ -201,17 +239,18 @@ class PreviewTab:
         """List the bundled samples of the picked version (none if it bundles none)."""
         name, version = self.model_select.value, self.version_select.value
         options: list = []
-        where = ""
+        where, suffixes = "", SAMPLE_SUFFIXES.get(self.kind)
         if name and version:
             try:
                 found = self.shell.backend.bundled(name, version)
-                options, where = [(Path(s).name, s) for s in found.files], found.where()
+                options = [(Path(s).name, s) for s in found.files if not suffixes or s.lower().endswith(suffixes)]
+                where = found.where()
             except Exception as error:  # noqa: BLE001 - samples are optional
                 self.predict_message.value = message_html("warn", f"No bundled samples: {error}")
         self.sample_source.value = subtle_html(f"samples {where}") if where else ""
         self.shell.set_options(self.sample_select, options)
         self.sample_select.disabled = not options
-        if not options and self.source_toggle.value == SAMPLE and self.image_upload.value:
+        if not options and self.source_toggle.value == SAMPLE and (self.image_upload.value or self.rows_upload.value):
             self.source_toggle.value = UPLOAD
 
     # --- predicting -----------------------------------------------------------------------------
@@ -238,7 +277,7 @@ class PreviewTab:
         return [(Path(sample).name, self.shell.backend.sample(name, sample, version))]
 
     def predict(self, _button=None, *, done: str = "") -> dict[int, Prediction]:
-        """Run the picked version (and the compared one) on the picked images; show the results.
+        """Run the picked version (and the compared one) on the picked inputs; show the results.
 
         Returns ``{version: Prediction}``. A version that was never loaded is loaded first
         (``Dashboard.load_on_use``); one that an operator unloaded raises the backend's
@@ -249,27 +288,38 @@ class PreviewTab:
         show(self.load_button, False)
         self.predict_button.disabled = True
         try:
-            self._say("busy", "Reading the images…")
-            images = self.current_images()
+            self._say("busy", "Reading the inputs…")
+            rows = self.kind is not InputKind.IMAGE
+            if rows:  # records or tensors: (how to name them, what to send)
+                source, given = self.rows.given(self.source_toggle.value, self.shell.backend, name, versions[0],
+                                                self.sample_select.value)
+            else:
+                images = self.current_images()
             done += self._load_on_use(name, versions)
-            predictions = {}
+            predictions, doing = {}, "Predicting and explaining" if self.explain_toggle.value else "Predicting"
             for version in versions:
-                doing = "Predicting and explaining" if self.explain_toggle.value else "Predicting"
                 self._say("busy", f"{doing} with {name} v{version}…")
-                predictions[version] = self._predict_one(name, version, versions, [data for _, data in images])
-            self.results.show(name, images, predictions, {v: self.shell.describe(name, v) for v in versions})
-            took = "compared" if len(versions) > 1 else "predicted"
-            count = f"{len(images)} image{'s' if len(images) > 1 else ''}"
-            self._say("ok", f"{done}{count} {took} at {time.strftime('%H:%M:%S')}.".strip())
+                predictions[version] = self._predict_one(name, version, versions,
+                                                         given if rows else [data for _, data in images])
+            described = {v: self.shell.describe(name, v) for v in versions}
+            if rows:
+                self.results.show_rows(name, source, given, predictions, described)
+            else:
+                self.results.show(name, images, predictions, described)
+            count, took = len(predictions[versions[0]]), "compared" if len(versions) > 1 else "predicted"
+            count_text = f"{count} {'row' if rows else 'image'}{'s' if count > 1 else ''}"
+            self._say("ok", f"{done}{count_text} {took} at {time.strftime('%H:%M:%S')}.".strip())
             return predictions
         finally:
             self.predict_button.disabled = False
 
-    def _predict_one(self, name: str, version: int, versions: list[int], images: list[bytes]) -> Prediction:
+    def _predict_one(self, name: str, version: int, versions: list[int], inputs: list[bytes] | Given) -> Prediction:
+        method = explain_method_for(self.spec) if self.spec is not None else EXPLAIN
+        explain = method.value if method is not None and self.explain_toggle.value else None
         try:
-            if self.explain_toggle.value:
-                return self.shell.backend.predict_images(name, images, version, explain=EXPLAIN)
-            return self.shell.backend.predict_images(name, images, version)
+            if isinstance(inputs, list):
+                return self.shell.backend.predict_images(name, inputs, version, explain=explain)
+            return self.shell.backend.predict_inputs(name, inputs, version, explain=explain)
         except ModelNotReadyError as error:
             if self._offer_load(name, versions):  # the next step, in this page's words
                 raise ModelNotReadyError(f"{error_text(error)} Press \"{self.load_button.description}\" below "
@@ -327,6 +377,13 @@ class PreviewTab:
 
     def _say(self, kind: str, text: str) -> None:
         self.predict_message.value = message_html(kind, text)
+
+
+def fit_explain(toggle: W.Checkbox, spec: InputSpec | None) -> None:
+    """The Explain box for a version's input: named after the method that explains it, hidden for none."""
+    method = explain_method_for(spec) if spec is not None else EXPLAIN
+    toggle.description = f"Explain ({EXPLAIN_WORDS[method]})" if method else "Explain"
+    show(toggle, method is not None)
 
 
 def _versions_text(versions: list[int]) -> str:

@@ -38,6 +38,8 @@ FILE_BUTTONS = {
     "yyai-image-upload": "Upload images",
     "yyai-archive-upload": "Install .yyar",
     "yyai-eval-upload": "Upload a zip",
+    "yyai-eval-upload-csv": "Upload a CSV",  # after the zip's: a table model's set (the later rule wins)
+    "yyai-rows-upload": "Upload rows",
 }
 
 CSS = """

@@ -18,7 +18,9 @@ from __future__ import annotations
 import html
 
 import ipywidgets as W
+import numpy as np
 
+from yyai_kernel.dashboard.records import attributions_png, row_labels, rows_table_html, tensor_png
 from yyai_kernel.dashboard.render import (
     DISPLAY_PX,
     bar_chart_png,
@@ -26,11 +28,15 @@ from yyai_kernel.dashboard.render import (
     image_widget,
     png_widget,
     regression_table_html,
+    subtle_html,
     tie_text,
     top_k_table_html,
     with_classes,
 )
-from yyai_kernel.types import Explanation, Prediction, VersionDescription
+from yyai_kernel.types import Explanation, Given, Numbers, Prediction, Records, VersionDescription
+
+SUMMARY_ROWS = 12  # rows named in the summary above a table of rows
+SHOWN_TENSORS = 4  # tensors drawn at most
 
 
 def wrapping(flex: str | None = None) -> W.Layout:
@@ -84,12 +90,64 @@ class ResultsPanel:
         self._set_rows(rows)
         self.summary.value = "<div class='yyai-summary-lines'>" + "<br>".join(summary) + "</div>"
 
+    def show_rows(self, name: str, source: str, given: Given, predictions: dict[int, Prediction],
+                  descriptions: dict[int, VersionDescription]) -> None:
+        """Records or tensors and each version's answers: a table of the rows beside the answers;
+        for one row, every member's outputs; a tensor drawn as a line or a heat map; and, when
+        explained, each member's attributions per feature."""
+        shape = next(iter(descriptions.values())).input.shape
+        labels = row_labels(given, source, shape)
+        parts: list[W.Widget] = [with_classes(W.HTML(rows_table_html(labels, _inputs(given, shape), predictions)),
+                                              "yyai-rows")]
+        if isinstance(given, Numbers):
+            arrays = _arrays(given.array, shape)
+            pictures = [png_widget(*tensor_png(a, label), "yyai-tensor-plot") for a, label in
+                        zip(arrays[:SHOWN_TENSORS], labels)]
+            parts.append(W.HBox(pictures, layout=wrapping()))
+        compact = len(predictions) > 1
+        if len(labels) == 1:
+            parts.append(W.HBox([with_classes(W.VBox([W.HTML(headline_html(name, p, 0)),
+                                                      outputs_widget(p, 0, descriptions[v], compact=compact)]),
+                                              "yyai-result", f"yyai-result-v{v}")
+                                 for v, p in predictions.items()], layout=wrapping()))
+        for i, label in enumerate(labels):
+            explained = [(v, p.explanations[i]) for v, p in predictions.items() if p.explanations is not None]
+            for version, explanations in explained:
+                if not any(e.attributions is not None for e in explanations.values()):
+                    continue
+                png, size = attributions_png(explanations)
+                title = (f"<b>{html.escape(label)}</b>: how each feature moved v{version}'s answer (integrated "
+                         "gradients from the all-zero input, the training mean of a normalised feature)")
+                parts.append(with_classes(W.VBox([W.HTML(title), png_widget(png, size, "yyai-attribution-chart")]),
+                                          "yyai-attributions"))
+                missing = [f"{m}: {e.reason}" for m, e in explanations.items() if not e.available]
+                if missing:
+                    parts.append(W.HTML(subtle_html("; ".join(missing))))
+        self._set_rows([with_classes(W.VBox(parts), "yyai-result-row")])
+        answers = [summary_line(label, {v: answer_of(p, i) for v, p in predictions.items()})
+                   for i, label in enumerate(labels[:SUMMARY_ROWS])]
+        more = len(labels) - SUMMARY_ROWS
+        self.summary.value = ("<div class='yyai-summary-lines'>" + "<br>".join(answers)
+                              + (f"<br>… and {more} more rows in the table below" if more > 0 else "") + "</div>")
+
     def _set_rows(self, rows: list[W.Widget]) -> None:
         """Show new rows and close the old ones' widgets (each holds a comm)."""
         old, self.rows.children = self.rows.children, tuple(rows)
         self.empty.layout.display = "none" if rows else None
         for widget in old:
             close_tree(widget)
+
+
+def _inputs(given: Given, shape: tuple[int, ...]) -> list[dict]:
+    """Each row's inputs for the table (a tensor: its shape and mean)."""
+    if isinstance(given, Records):
+        return [dict(row) for row in given.rows]
+    return [{"values": f"shape {list(a.shape)}, mean {float(np.mean(a)):.4g}"} for a in _arrays(given.array, shape)]
+
+
+def _arrays(array: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """The rows of a tensor as sent: the array itself when it has the input's shape, else each of its first axis."""
+    return [array] if tuple(array.shape) == tuple(shape) else list(array)
 
 
 def resize_note(given: tuple[int, int], seen: tuple[int, int]) -> str:
@@ -115,6 +173,20 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
     view = image_widget(encode_png(seen), seen.shape[0], seen.shape[1], css_class="yyai-model-image", side=side)
     view_box = W.VBox([W.HTML(f"<b>As v{version} sees it</b><br><span class='yyai-subtle'>{caption}</span>"), view],
                       layout=W.Layout(width=f"{side + 16}px", flex="0 0 auto"))
+    headline = headline_html(name, prediction, i)
+    outputs = outputs_widget(prediction, i, described, compact=compact)
+    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs], layout=wrapping())]
+    if prediction.explanations is not None:
+        body.append(explained_row(prediction.explanations[i], side=96 if compact else 120))
+    column = W.VBox([W.HTML(headline), *body],
+                    layout=W.Layout(flex="1 1 0px", margin="0 0 0 12px", padding="0 0 0 12px",
+                                    border_left="1px solid #e3e3e3"))
+    return with_classes(column, "yyai-result", f"yyai-result-v{version}")
+
+
+def headline_html(name: str, prediction: Prediction, i: int) -> str:
+    """A version's answer for row ``i`` in one line: its label (or its tie) and probability."""
+    version = prediction.version
     top, tied = prediction.top(i), prediction.tied(i)
     headline = f"<b>{html.escape(name)} v{version}</b>"
     if len(tied) > 1 and top is not None:  # no winner to name: "predicted daisy" would be the first label of the tie
@@ -124,25 +196,22 @@ def _column(name: str, prediction: Prediction, i: int, data: bytes, described: V
     elif top is not None:
         headline += (f": predicted <span class='yyai-top-label' data-version='{version}'>{html.escape(top[0])}</span> "
                      f"<span class='yyai-subtle'>(p = {top[1]:.3f})</span>")
-    if described.classification:
-        png, size = bar_chart_png(prediction, i, described.labels, has_combined=described.has_combined,
-                                  panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
-        table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels,
-                                                      has_combined=described.has_combined)), "yyai-topk-table")
-        parts = [png_widget(png, size, "yyai-chart"), table]
-        # compared versions stand side by side and leave no room for the table beside the chart
-        outputs = (W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact
-                   else W.HBox(parts, layout=wrapping("1 1 0px")))
-    else:
-        outputs = with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
-                               "yyai-regression-table")
-    body = [view_box, outputs] if compact else [W.HBox([view_box, outputs], layout=wrapping())]
-    if prediction.explanations is not None:
-        body.append(explained_row(prediction.explanations[i], side=96 if compact else 120))
-    column = W.VBox([W.HTML(headline), *body],
-                    layout=W.Layout(flex="1 1 0px", margin="0 0 0 12px", padding="0 0 0 12px",
-                                    border_left="1px solid #e3e3e3"))
-    return with_classes(column, "yyai-result", f"yyai-result-v{version}")
+    return headline
+
+
+def outputs_widget(prediction: Prediction, i: int, described: VersionDescription, *, compact: bool) -> W.Widget:
+    """Row ``i``'s outputs: every member's bar chart and the top-k table (classification), or the values."""
+    if not described.classification:
+        return with_classes(W.HTML(regression_table_html(prediction, i, has_combined=described.has_combined)),
+                            "yyai-regression-table")
+    png, size = bar_chart_png(prediction, i, described.labels, has_combined=described.has_combined,
+                              panel_size=(2.1, 1.45) if compact else (2.9, 1.75))
+    table = with_classes(W.HTML(top_k_table_html(prediction, i, described.labels,
+                                                  has_combined=described.has_combined)), "yyai-topk-table")
+    parts = [png_widget(png, size, "yyai-chart"), table]
+    # compared versions stand side by side and leave no room for the table beside the chart
+    return (W.VBox(parts, layout=W.Layout(align_items="flex-start")) if compact
+            else W.HBox(parts, layout=wrapping("1 1 0px")))
 
 
 def answer_of(prediction: Prediction, i: int) -> tuple[tuple[str, ...], float] | None:

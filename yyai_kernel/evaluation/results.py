@@ -44,19 +44,22 @@ class VersionResult:
 
 @dataclass(frozen=True)
 class Disagreement:
-    """An item on which two versions answer differently: the truth and each answer."""
+    """An item on which two versions answer differently: the truth and each answer, and for a
+    table set the row's features as given (``inputs``), so that a person sees the row."""
 
     key: str
     truth: Truth
     a: Truth
     b: Truth
+    inputs: dict[str, str] | None = None
 
     def to_json(self) -> dict:
-        return {"key": self.key, "truth": self.truth, "a": self.a, "b": self.b}
+        body = {"key": self.key, "truth": self.truth, "a": self.a, "b": self.b}
+        return body if self.inputs is None else {**body, "inputs": dict(self.inputs)}
 
     @classmethod
     def from_json(cls, body: dict) -> Disagreement:
-        return cls(body["key"], body["truth"], body["a"], body["b"])
+        return cls(body["key"], body["truth"], body["a"], body["b"], body.get("inputs"))
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,23 @@
-"""Evaluate one or more versions of a served model on a labelled image set.
+"""Evaluate one or more versions of a served model on a labelled set of images or table rows.
 
 What: `evaluate(backend, name, versions, dataset)` sends the set's images through
-`backend.predict_images` in batches, so it measures exactly what is deployed, and
-returns an `Evaluation` (see evalresults.py): scores per version and per ensemble
-member, the items where each pair of versions disagrees, and one row per item.
+`backend.predict_images` (a table set's rows through `backend.predict_inputs`) in
+batches, so it measures exactly what is deployed, and returns an `Evaluation` (see
+results.py): scores per version and per ensemble member, the items where each pair of
+versions disagrees (with the row's features, for a table set), and one row per item.
 
-The backend is any `yyai_kernel.plane.backend.Backend`: the in-process `DataPlane` or the HTTP
-`YyaiClient`; only its `describe` and `predict_images` are used.
+The backend is any `yyai_kernel.plane.backend.Backend`: the in-process `LocalBackend` or
+the HTTP `YyaiClient`; only its `describe`, `predict_images` and `predict_inputs` are used.
+
+A table set's kind (classification or regression) is the first evaluated version's output
+kind (see `LabelledSet.as_kind`). An image set goes with an image model and a table set
+with a model that takes records; anything else is refused before anything is sent.
 
 Bad items never fail the run. A row whose label the model does not know is left out
 before anything is sent; an image that cannot be read from the set is left out when its
-batch is read; a batch that the backend refuses with an ImageError is retried item by
-item, so only the undecodable image is left out. Every such item is listed with its
+batch is read; a batch that the backend refuses with an ImageError (a table row's batch:
+an InvalidInputError, such as a category outside the vocabulary) is retried item by item,
+so only the bad item is left out. Every such item is listed with its
 reason in `bad_items`, and every version is scored on the same remaining items so
 that the scores compare. Errors that are not about one item (the model is not
 loaded, the server is down) propagate: the run cannot go on without them fixed.
@@ -46,7 +52,7 @@ from yyai_kernel.evaluation.sets import (
     UnreadableItem,
     open_set,
 )
-from yyai_kernel.types.specs import OutputKind, OutputSpec
+from yyai_kernel.types.specs import InputKind, OutputKind, OutputSpec
 
 DEFAULT_BATCH_SIZE = 64
 # Regression: two versions disagree on an item when their answers differ by more than this
@@ -95,12 +101,22 @@ def evaluate(
     versions = _as_list(versions)
     if not isinstance(dataset, LabelledSet):
         dataset = open_set(dataset)
-    targets = _describe_all(backend, name, versions, dataset.kind)
+    targets = _describe_all(backend, name, versions, dataset)
+    dataset = dataset.as_kind(targets[0].output.kind)
     bad = list(dataset.problems)
     items = _known_items(dataset.items, targets, bad)
     total, done = len(dataset.items), len(dataset.items) - len(items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
+        if dataset.table:
+            keys = [item.key for item in chunk]
+            for target in targets:
+                _predict_rows(backend, name, target, dataset, keys, bad)
+                keys = [key for key in keys if key in target.rows]
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+            continue
         images = _read_batch(dataset, chunk, bad)
         for target in targets:
             _predict_batch(backend, name, target, images, bad)
@@ -115,25 +131,34 @@ def evaluate(
     return _result(name, dataset, targets, scored, bad, tolerance)
 
 
-def resolve_versions(backend, name: str, versions, kind: OutputKind) -> list[int]:
-    """The distinct versions that ``versions`` name (None: the default), each checked against a
-    set's ``kind``: what a job checks before it is accepted, so a bad request fails at once."""
-    return [target.version for target in _describe_all(backend, name, _as_list(versions), kind)]
+def resolve_versions(backend, name: str, versions, dataset: LabelledSet) -> list[int]:
+    """The distinct versions that ``versions`` name (None: the default), each checked against the
+    set (its kind, images or rows): what a job checks before it is accepted, so a bad request
+    fails at once."""
+    return [target.version for target in _describe_all(backend, name, _as_list(versions), dataset)]
 
 
 def _as_list(versions) -> list:
     return [versions] if versions is None or isinstance(versions, (int, str)) else list(versions)
 
 
-def _describe_all(backend, name: str, versions, kind: OutputKind) -> list[_Version]:
-    """Each distinct version's output spec and members, checked against the set's kind."""
+def _describe_all(backend, name: str, versions, dataset: LabelledSet) -> list[_Version]:
+    """Each distinct version's output spec and members, checked against the set: its kind (a
+    table set's: the first version's), and images for an image model, rows for the others."""
     targets: list[_Version] = []
+    kind = dataset.kind
     for requested in versions:
         description = backend.describe(name, requested)
         version = description.version
         if any(t.version == version for t in targets):
             continue
         output = description.output
+        kind = kind or output.kind
+        images = description.input.kind is InputKind.IMAGE
+        if images == dataset.table:
+            takes = "images" if images else "records (a table, a tensor)"
+            holds = "table rows (a CSV of features)" if dataset.table else "images"
+            raise InvalidInputError(f"Model {name!r} v{version} takes {takes}, but the set holds {holds}.")
         if output.kind is not kind:
             raise InvalidInputError(
                 f"Model {name!r} v{version} is a {output.kind.value} model but the set is labelled for {kind.value}."
@@ -194,6 +219,26 @@ def _predict_batch(backend, name: str, target: _Version, images: dict[str, bytes
             bad.append(BadItem(key, f"not a usable image: {error.message}"))
 
 
+def _predict_rows(backend, name: str, target: _Version, dataset: LabelledSet, keys: list[str],
+                  bad: list[BadItem]) -> None:
+    """Predict a batch of table rows on one version; when it is refused (a bad value in some row),
+    retry its rows one at a time, so that only the bad rows are left out."""
+    if not keys:
+        return
+    try:
+        _store_rows(target, keys, backend.predict_inputs(name, dataset.records_of(keys), target.version))
+        return
+    except InvalidInputError as error:
+        if len(keys) == 1:
+            bad.append(BadItem(keys[0], f"not a usable row: {error.message}"))
+            return
+    for key in keys:
+        try:
+            _store_rows(target, [key], backend.predict_inputs(name, dataset.records_of([key]), target.version))
+        except InvalidInputError as error:
+            bad.append(BadItem(key, f"not a usable row: {error.message}"))
+
+
 def _store_rows(target: _Version, keys: list[str], prediction) -> None:
     for i, key in enumerate(keys):
         members = {m: np.asarray(out[i], dtype=np.float64) for m, out in prediction.members.items()}
@@ -244,7 +289,7 @@ def _result(name, dataset, targets, scored, bad, tolerance) -> Evaluation:
         ItemResult(item.key, item.truth, tuple(a[i] for a in answers), tuple(p[i] for p in probabilities))
         for i, item in enumerate(scored)
     )
-    pairs = tuple(_pair(targets, rows, i, j, tolerance) for i, j in combinations(range(len(targets)), 2))
+    pairs = tuple(_pair(targets, rows, i, j, tolerance, dataset.rows) for i, j in combinations(range(len(targets)), 2))
     return Evaluation(name, dataset.kind, dataset.description, tuple(results), pairs, rows, tuple(bad), tolerance)
 
 
@@ -255,12 +300,14 @@ def _scores(scored: list[Item], target: _Version, outputs: np.ndarray):
     return regression_scores(np.array([item.truth for item in scored]), outputs[:, 0])
 
 
-def _pair(targets, rows: tuple[ItemResult, ...], i: int, j: int, tolerance: float | None) -> VersionPair:
+def _pair(targets, rows: tuple[ItemResult, ...], i: int, j: int, tolerance: float | None,
+          inputs: dict[str, dict[str, str]] | None) -> VersionPair:
     def differ(a, b) -> bool:
         return a != b if tolerance is None else abs(a - b) > tolerance
 
     found = tuple(
-        Disagreement(row.key, row.truth, row.predicted[i], row.predicted[j])
+        Disagreement(row.key, row.truth, row.predicted[i], row.predicted[j],
+                     None if inputs is None else inputs[row.key])
         for row in rows
         if differ(row.predicted[i], row.predicted[j])
     )

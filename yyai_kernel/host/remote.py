@@ -38,7 +38,7 @@ from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.host.channel import Channel, ChannelClosed
 from yyai_kernel.plane.operations import Managed, Operation, OpKind
 from yyai_kernel.registry.protocol import ModelView, Target, ref_of, unknown_name
-from yyai_kernel.runtime.membermap import MemberMap
+from yyai_kernel.runtime.membermap import MemberAttribution, MemberMap
 from yyai_kernel.types import (
     InstallOptions,
     InstallResult,
@@ -56,6 +56,8 @@ from yyai_kernel.types import (
 log = logging.getLogger("yyai.host")
 
 _Result = TypeVar("_Result")
+# what an explanation gives per member: Grad-CAM maps (images) or integrated gradients (tables)
+Explained = dict[str, MemberMap] | dict[str, MemberAttribution]
 
 RECONNECT_S = 0.1
 HELLO_TIMEOUT_S = 30.0
@@ -219,10 +221,10 @@ class HostRegistry:
         except ChannelClosed:
             raise host_unavailable() from None
 
-    def explain(self, target: Target, inputs: np.ndarray) -> tuple[Prediction, dict[str, MemberMap]]:
+    def explain(self, target: Target, inputs: np.ndarray) -> tuple[Prediction, Explained]:
         try:
             pending = self._ask().request("explain", (target.name, target.version, inputs), share=inputs)
-            return cast("tuple[Prediction, dict[str, MemberMap]]", pending.result())
+            return cast("tuple[Prediction, Explained]", pending.result())
         except ChannelClosed:
             raise host_unavailable() from None
 

@@ -21,6 +21,7 @@ from yyai_kernel.types import (
     BundledFiles,
     Disagreement,
     FileRole,
+    Given,
     InstallResult,
     ModelRemoved,
     ModelStatus,
@@ -62,6 +63,9 @@ class Backend(Protocol):
     def predict_images(self, name: str, images: Iterable[bytes], version: int | None = None,
                        filenames: builtins.list[str] | None = None, *, explain: str | None = None) -> Prediction: ...
 
+    def predict_inputs(self, name: str, given: Given, version: int | None = None, *,
+                       explain: str | None = None) -> Prediction: ...
+
     def load(self, name: str, version: int | None = None) -> ModelStatus: ...
 
     def unload(self, name: str, version: int | None = None) -> ModelStatus: ...
@@ -101,7 +105,7 @@ class Backend(Protocol):
 
     def start_evaluation(self, name: str, versions: builtins.list[int | None] | None,
                          data: bytes | os.PathLike | None = None, *, bundled: str | None = None,
-                         set_version: int | None = None) -> EvaluationJob: ...
+                         set_version: int | None = None, target: str | None = None) -> EvaluationJob: ...
 
     def evaluation(self, job_id: str) -> EvaluationJob: ...
 

@@ -54,11 +54,12 @@ from yyai_kernel.protocol.v2codec import (
 from yyai_kernel.registry.protocol import ModelRegistry, Target
 from yyai_kernel.rollout.traffic import Plan, TrafficRouter
 from yyai_kernel.runtime.images import preprocess_batch
+from yyai_kernel.runtime.tabular import fit
 from yyai_kernel.types import (
     COMBINED_OUTPUT,
     BundledFiles,
     FileRole,
-    ImageSpec,
+    Given,
     InputSpec,
     ModelRef,
     ModelStatus,
@@ -190,13 +191,15 @@ class DataPlane:
     # --- Open Inference Protocol ---------------------------------------------------------------
 
     def model_metadata(self, target: Target) -> ModelMetadata:
-        """The v2 metadata: one input (the model's tensor after preprocessing) and the outputs."""
+        """The v2 metadata: the model's input tensors (after preprocessing; one per ``Input`` of a
+        model with several) and the outputs."""
         described = target.description
         versions = sorted(target.model.records) if not target.named else [target.version]
         spec = described.input
-        tensor_input = TensorMetadata(spec.name, v2codec.datatype_of(spec.dtype), [-1, *spec.shape])
+        tensor_inputs = [TensorMetadata(part.name, v2codec.datatype_of(part.dtype), [-1, *part.shape])
+                         for part in spec.inputs()]
         outputs = [TensorMetadata(n, "FP32", [-1, described.output_width]) for n in described.output_names]
-        return ModelMetadata(described.name, [str(v) for v in versions], "keras", [tensor_input], outputs,
+        return ModelMetadata(described.name, [str(v) for v in versions], "keras", tensor_inputs, outputs,
                              parameters=_preprocessing(spec))
 
     def model_ready(self, target: Target) -> int:
@@ -266,7 +269,7 @@ class DataPlane:
                 index.append(RepositoryEntry(name, str(version), state, info.reason))
         return index
 
-    # --- images and tensors ----------------------------------------------------------------------
+    # --- images, records and tensors ---------------------------------------------------------------
 
     def submit_images(self, target: Target, images: builtins.list[bytes],
                       filenames: builtins.list[str | None] | None = None, *, sticky: str | None = None,
@@ -305,6 +308,35 @@ class DataPlane:
             return pending
         return _then(pending, lambda p: replace(p, filenames=tuple(filenames)))
 
+    def submit_inputs(self, target: Target, given: Given, *, sticky: str | None = None,
+                      explain: str | None = None) -> Future:
+        """Fit records or numbers to the version's input (``runtime/tabular.py``: features, their
+        normalisation and vocabularies, shapes), then queue them; a Future of the :class:`Prediction`.
+
+        Each version that answers (the default, a canary, a shadow) fits them to its own input.
+        ``explain="integrated_gradients"`` also explains each member's answer per feature (a
+        table model; see ``explanations.Explainer``), from the version named, else the default.
+        """
+        method = check_explain(explain)
+        if method is not None:
+            return self.explainer.submit_given(method, target, given)
+        plan = self.traffic.plan(target, sticky)
+        most = self.config.max_rows_per_request
+
+        def make(described: VersionDescription):
+            batch = fit(given, described.input)
+            if len(batch) > most:
+                raise PayloadTooLargeError(f"The request holds {len(batch):,} rows; the limit is {most:,}.")
+            return batch
+
+        def attempt(chosen: Target):
+            described = chosen.description
+            batch = make(described)
+            return described, batch, self.registry.submit(chosen, batch, finite=True)  # fit checked the values
+
+        _, pending = self._routed(plan, attempt, make)
+        return pending
+
     def predict(self, target: Target, inputs) -> Prediction:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version, waiting."""
         return self.registry.submit(target, inputs).result()
@@ -315,8 +347,13 @@ class DataPlane:
 
 
 def _preprocessing(spec: InputSpec) -> dict:
-    """What v2 clients must know: the input is the tensor after preprocessing, and how images become it."""
-    image = spec.image or ImageSpec()  # an input that is no image (none yet) takes its tensor as it is
+    """What v2 clients must know: the input is the tensor after preprocessing, and how images (or
+    a table's features) become it."""
+    if spec.image is None:
+        return {"preprocessed": True, "kind": spec.kind.value, "description": (
+            f"v2 takes the model's input tensors as the model receives them: {spec.preprocessing()}. "
+            "POST /predictions/{model} takes JSON records, a CSV or .npy and prepares them for you.")}
+    image = spec.image
     return {
         "preprocessed": True,
         "scale": float(image.scale),

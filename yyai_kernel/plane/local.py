@@ -18,6 +18,7 @@ from yyai_kernel.types import (
     BundledFiles,
     Disagreement,
     FileRole,
+    Given,
     InstallOptions,
     InstallResult,
     ModelRef,
@@ -86,6 +87,9 @@ class LocalBackend:
         return self.data.submit_images(self._target(name, version), list(images), filenames,
                                        explain=explain).result()
 
+    def predict_inputs(self, name: str, given: Given, version=None, *, explain: str | None = None) -> Prediction:
+        return self.data.submit_inputs(self._target(name, version), given, explain=explain).result()
+
     # managing
     def load(self, name: str, version=None) -> ModelStatus:
         return self.repository.load(name, version)
@@ -139,11 +143,12 @@ class LocalBackend:
 
     # evaluations
     def start_evaluation(self, name: str, versions, data: bytes | os.PathLike | None = None, *,
-                         bundled: str | None = None, set_version=None) -> EvaluationJob:
+                         bundled: str | None = None, set_version=None, target: str | None = None) -> EvaluationJob:
         parsed = [ModelRef.parse(name, v) for v in versions or ()]
         return self.evaluations.start(check_name(name), [r.version if r.label is None else r.label for r in parsed],
                                       data, bundled=bundled,
-                                      set_ref=None if set_version is None else ModelRef.parse(name, set_version))
+                                      set_ref=None if set_version is None else ModelRef.parse(name, set_version),
+                                      target=target)
 
     def evaluation(self, job_id: str) -> EvaluationJob:
         return self.evaluations.get(job_id)

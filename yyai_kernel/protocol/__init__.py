@@ -4,6 +4,7 @@
 - ``v2grpc.py``: the same messages to and from the gRPC protobufs;
 - ``restparse.py``: what every REST front end reads from a request (bodies, flags, media types);
 - ``multipart.py``: multipart uploads through python-multipart's streaming parser;
+- ``records.py``: what a table or tensor model is sent: JSON records or arrays, CSV, .npy;
 - ``jsonparse.py``: the one JSON parser for outside documents (bounded depth and size);
 - ``tokenauth.py``: the API token as clients send it, compared in constant time.
 """

@@ -25,7 +25,8 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.protocol import jsonparse
 from yyai_kernel.protocol.multipart import read_files
-from yyai_kernel.types import InstallOptions, parse_version
+from yyai_kernel.protocol.records import CSV_TYPES, JSON_TYPES, NPY_TYPES
+from yyai_kernel.types import InputKind, InputSpec, InstallOptions, parse_version
 
 AUTH_QUERY = {"token", "_xsrf"}  # query arguments the auth layer reads
 ARCHIVE_TYPES = {"application/octet-stream", "application/zip", "application/x-yyar", "application/x-zip-compressed"}
@@ -118,13 +119,23 @@ def repository_unload_options(body: bytes) -> None:
 # --- images ------------------------------------------------------------------------------
 
 
-def check_image_media(media: str) -> None:
-    """``POST /predictions`` takes image bytes (``image/*``) or a multipart upload: else 415."""
-    if not (media.startswith("image/") or media == MULTIPART):
-        raise UnsupportedMediaError(
-            f"Content-Type {media or '(none)'!r} is not accepted here; send image bytes with "
-            "Content-Type image/png (or another image/*), or a multipart/form-data upload."
-        )
+def prediction_media(media: str, spec: InputSpec) -> bool:
+    """What ``POST /predictions`` was sent, checked against what the version takes: True for images
+    (``image/*`` bytes or a multipart upload), False for records or numbers (JSON, CSV, ``.npy``);
+    415 for a body the model's input cannot take, saying what it takes."""
+    images = media.startswith("image/") or media == MULTIPART
+    fits = images if spec.kind is InputKind.IMAGE else media in JSON_TYPES | CSV_TYPES | NPY_TYPES
+    if fits:
+        return images
+    takes = {
+        InputKind.IMAGE: "images: send image bytes with Content-Type image/png (or another image/*), or a "
+                         "multipart/form-data upload of image files",
+        InputKind.TABLE: "a table of named features: send JSON records (application/json) or a CSV with a "
+                         "header (text/csv)",
+        InputKind.TENSOR: "a tensor: send JSON numbers (application/json) or a .npy (application/x-npy)",
+        InputKind.SEVERAL: "several named inputs: send JSON records naming each (application/json), or a CSV",
+    }[spec.kind]
+    raise UnsupportedMediaError(f"Content-Type {media or '(none)'!r} is not accepted here; this model takes {takes}.")
 
 
 def images_of(media: str, content_type: str, body: bytes, most: int) -> tuple[list[bytes], list[str | None] | None]:

@@ -415,19 +415,37 @@ def parse_requested_output(raw: object, index: int) -> RequestedOutput:
 
 
 def model_input(request: InferRequest, input_spec: InputSpec) -> np.ndarray:
-    """The one model input of a request, cast to the model dtype, shape ``[B, *input.shape]``.
+    """The model input of a request, cast to the model dtype, shape ``[B, *input.shape]``.
 
-    Its values are checked finite here, once, after the cast (so that an FP64 value too
-    large for float32 is caught too); the data plane tells the runtime not to check again.
+    A model with several inputs takes one tensor per input, by name, with the same batch;
+    they are packed into the one array the runtime takes (``InputSpec.slices``). Values are
+    checked finite here, once, after the cast (so that an FP64 value too large for float32 is
+    caught too); the data plane tells the runtime not to check again.
     """
+    parts = input_spec.inputs()
+    names = ", ".join(repr(part.name) for part in parts)
+    if len(request.inputs) != len(parts):
+        takes = f"one input named {names}" if len(parts) == 1 else f"{len(parts)} inputs named {names}"
+        raise InvalidInputError(f"The model takes {takes}; the request has {len(request.inputs)}.")
+    given = {tensor.name: tensor for tensor in request.inputs}
+    arrays = []
+    for part in parts:
+        tensor = given.get(part.name)
+        if tensor is None:
+            unexpected = next(name for name in given if name not in {p.name for p in parts})
+            what = "input is" if len(parts) == 1 else "inputs are"
+            raise InvalidInputError(f"Unexpected input {unexpected!r}; the model's {what} named {names}.")
+        arrays.append(_input_array(tensor, part))
+    if len(arrays) == 1:
+        return arrays[0]
+    if len({len(array) for array in arrays}) != 1:
+        raise InvalidInputError(f"The inputs {names} have different batch sizes {[len(a) for a in arrays]}.")
+    return np.concatenate([array.reshape(len(array), -1).astype(input_spec.dtype) for array in arrays], axis=1)
+
+
+def _input_array(tensor: RequestInput, input_spec: InputSpec) -> np.ndarray:
+    """One named input tensor, checked against its spec and cast to its dtype."""
     expected = input_spec.name
-    if len(request.inputs) != 1:
-        raise InvalidInputError(
-            f"The model takes one input named {expected!r}; the request has {len(request.inputs)}."
-        )
-    tensor = request.inputs[0]
-    if tensor.name != expected:
-        raise InvalidInputError(f"Unexpected input {tensor.name!r}; the model's input is named {expected!r}.")
     want = list(input_spec.shape)
     if len(tensor.shape) != len(want) + 1 or tensor.shape[1:] != want:
         raise InvalidInputError(

@@ -192,8 +192,8 @@ class Registry:
 
     def explain(self, target: Target, inputs) -> tuple[Prediction, dict]:
         """Run ``inputs`` through a version in this thread, off its batcher, with each member's
-        Grad-CAM maps: ``(Prediction, {member: membermap.MemberMap})``. A version that is not
-        loaded is loaded first, as for :meth:`submit`."""
+        explanation: ``(Prediction, {member: membermap.MemberMap or MemberAttribution})``. A
+        version that is not loaded is loaded first, as for :meth:`submit`."""
         model = self.table.versions(target.name)
         if model is None or (model.serving(target.version) is None and _demandable(model, target.version)):
             self._cold_start(target, lambda m: _done(None)).result()  # bounded by cold_start_timeout

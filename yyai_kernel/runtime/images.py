@@ -19,7 +19,7 @@ from PIL import Image
 
 from yyai_kernel.config import DEFAULT_MAX_PIXELS
 from yyai_kernel.errors import ImageError, ImageTooLargeError
-from yyai_kernel.types.specs import Color, ImageSpec, InputSpec
+from yyai_kernel.types.specs import Color, ImageSpec, InputKind, InputSpec
 
 
 def image_size(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
@@ -80,9 +80,11 @@ def _image_of(input_spec: InputSpec) -> tuple[ImageSpec, tuple[int, int, int]]:
     """The image part of an input spec and its (height, width, channels); ImageError for a non-image input."""
     grid = input_spec.image_grid()
     if input_spec.image is None or grid is None:
+        takes = {InputKind.TABLE: "a table of named features", InputKind.SEVERAL: "several named inputs"}.get(
+            input_spec.kind, f"input of shape {list(input_spec.shape)}")
         raise ImageError(
-            f"This model takes input of shape {list(input_spec.shape)}, not an image (height, width[, channels]); "
-            "send it tensors through the v2 inference API instead."
+            f"This model takes {takes}, not an image; send JSON records or numbers (Content-Type "
+            "application/json), a CSV (text/csv) or a .npy (application/x-npy) instead."
         )
     return input_spec.image, grid
 

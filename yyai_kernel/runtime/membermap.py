@@ -1,9 +1,11 @@
-"""MemberMap: one member's Grad-CAM maps, as a value that crosses processes without TensorFlow.
+"""MemberMap and MemberAttribution: one member's explanation, as values that cross processes
+without TensorFlow.
 
-``gradcam.py`` computes it (and imports TensorFlow); the data plane turns it into the typed
-explanations a reply carries (``plane/explanations.py``). Under ``yyai serve --workers N``
-it travels from the model host to a front end, which must be able to read it without
-importing TensorFlow, so it lives here, beside nothing that does.
+``gradcam.py`` computes the maps and ``attributions.py`` the attributions (both import
+TensorFlow); the data plane turns them into the typed explanations a reply carries
+(``plane/explanations.py``). Under ``yyai serve --workers N`` they travel from the model host
+to a front end, which must be able to read them without importing TensorFlow (unpickling a
+value imports its module), so they live here, beside nothing that does.
 """
 
 from __future__ import annotations
@@ -29,3 +31,23 @@ class MemberMap:
     @property
     def available(self) -> bool:
         return self.heat is not None
+
+
+@dataclass(frozen=True)
+class MemberAttribution:
+    """One member's integrated gradients over a batch, or the reason it has none.
+
+    ``columns`` is ``[B, width]``: each packed column's share of the change of the answer
+    from the baseline (``baseline``, ``[B]``) to the row (``value``, ``[B]``); NaN for columns
+    that no gradient reaches. ``target`` is the output index explained for each row.
+    """
+
+    columns: np.ndarray | None = None
+    target: np.ndarray | None = None
+    value: np.ndarray | None = None
+    baseline: np.ndarray | None = None
+    reason: str = ""
+
+    @property
+    def available(self) -> bool:
+        return self.columns is not None

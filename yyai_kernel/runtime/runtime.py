@@ -7,10 +7,17 @@ warming up or dropping one runtime never disturbs another. Nothing here calls
 Keras's global session reset or its ``predict`` method: the first would wipe every other
 model's state, the second costs ~40 ms a call against ~0.5 ms for the traced call.
 
+The function takes one array ``[batch, *input.shape]``, whatever the input's kind: an
+image's or a tensor's numbers, a table's columns, or, for a model with several inputs, the
+packed row of all of them (``InputSpec.slices``), which :func:`model_feed` cuts, reshapes and
+casts into the model's named inputs inside the traced graph. So batching, the model host
+and every front end move one array, and only this module knows a model's inputs.
+
 A runtime is immutable once built. Hot reload builds a new one and swaps the reference
 (see registry.py); in-flight calls keep the old one alive until they return. The one
-thing built later is the Grad-CAM functions (``gradcam.py``), traced beside the serving
-function the first time someone asks for an explanation, under ``_cam_lock``.
+thing built later is the explainer (Grad-CAM for images, ``gradcam.py``; integrated
+gradients for tables, ``attributions.py``), traced beside the serving function the first
+time someone asks for an explanation, under ``_explain_lock``.
 """
 
 from __future__ import annotations
@@ -26,14 +33,16 @@ import numpy as np
 
 from yyai_kernel.archive import Limits, Manifest, open_archive
 from yyai_kernel.errors import InvalidInputError, ModelLoadError
-from yyai_kernel.types.specs import Combine
+from yyai_kernel.runtime.feed import model_feed
+from yyai_kernel.types.specs import Combine, InputKind
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
+    from yyai_kernel.runtime.attributions import IntegratedGradients
     from yyai_kernel.runtime.gradcam import GradCam
-    from yyai_kernel.runtime.membermap import MemberMap
+    from yyai_kernel.runtime.membermap import MemberAttribution, MemberMap
 
 
 @dataclass(frozen=True)
@@ -75,11 +84,13 @@ class ArchiveRuntime:
         self._models = models
         combine_mean = manifest.combine is Combine.MEAN and len(models) > 1
         signature = [tf.TensorSpec([None, *self.input_shape], tf.as_dtype(self.dtype))]
+        feed = model_feed(manifest.input)
 
         def serve(x: tf.Tensor) -> list[tf.Tensor]:
             outputs = []
+            fed = feed(x)
             for model in models:
-                y = tf.cast(model(x, training=False), tf.float32)
+                y = tf.cast(model(fed, training=False), tf.float32)
                 outputs.append(tf.reshape(y, [tf.shape(y)[0], -1]))
             if combine_mean:
                 outputs.append(tf.reduce_mean(tf.stack(outputs), axis=0))
@@ -87,8 +98,8 @@ class ArchiveRuntime:
 
         self._serve: Callable[[np.ndarray], list[tf.Tensor]] = tf.function(serve, input_signature=signature)
         self._combined = combine_mean or len(models) == 1
-        self._gradcam: GradCam | None = None  # built on the first explanation
-        self._cam_lock = threading.Lock()
+        self._explainer: GradCam | IntegratedGradients | None = None  # built on the first explanation
+        self._explain_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -161,20 +172,28 @@ class ArchiveRuntime:
         combined = outputs[-1] if self._combined else None
         return RuntimeOutput(members=members, combined=combined)
 
-    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict[str, MemberMap]]:
-        """Run a validated batch, then explain each member's answer: (output, {member: membermap.MemberMap}).
+    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict[str, MemberMap] | dict[str, MemberAttribution]]:
+        """Run a validated batch, then explain each member's answer: (output, {member: explanation}).
 
+        An image input gets each member's Grad-CAM (``gradcam.MemberMap``), a table (or several
+        inputs) each member's integrated gradients per column (``membermap.MemberAttribution``).
         The output explained is the version's answer: for classification, each row's top
         class of the combined output (of the member itself when there is none); for
         regression, the first output. It runs in the calling thread, off the batcher.
         """
         output = self(batch)
-        with self._cam_lock:
-            if self._gradcam is None:
-                from yyai_kernel.runtime.gradcam import GradCam
+        with self._explain_lock:
+            if self._explainer is None:
+                members = dict(zip(self.member_names, self._models))
+                if self.manifest.input.kind is InputKind.IMAGE:
+                    from yyai_kernel.runtime.gradcam import GradCam
 
-                self._gradcam = GradCam(dict(zip(self.member_names, self._models)), self.input_shape, self.dtype)
-        return output, self._gradcam(batch, self._targets(output))
+                    self._explainer = GradCam(members, self.input_shape, self.dtype)
+                else:
+                    from yyai_kernel.runtime.attributions import IntegratedGradients
+
+                    self._explainer = IntegratedGradients(members, self.manifest.input)
+        return output, self._explainer(batch, self._targets(output))
 
     def _targets(self, output: RuntimeOutput) -> dict[str, np.ndarray]:
         """The output index each member explains, row by row."""

@@ -13,6 +13,7 @@ parses it (``from_json``). JSON is made at the edge; the layers pass these types
 - ``status.py``: version states, model and server statuses, what an upload did;
 - ``specs.py``: the manifest's specs (input, output, members, files) and its vocabularies;
 - ``description.py``: what a version takes and gives;
+- ``given.py``: what a person sends a table or tensor model (records, numbers);
 - ``prediction.py``: one answer, labelled for people, and its explanations;
 - ``rollout.py``: traffic policies (canary, shadow) and what they saw.
 
@@ -26,6 +27,11 @@ from yyai_kernel.types.description import (
     BundledFiles,
     VersionDescription,
 )
+from yyai_kernel.types.given import (
+    Given,
+    Numbers,
+    Records,
+)
 from yyai_kernel.types.jsonview import (
     JsonView,
 )
@@ -38,6 +44,7 @@ from yyai_kernel.types.prediction import (
     Explanation,
     Prediction,
     check_explain,
+    explain_method_for,
 )
 from yyai_kernel.types.refs import (
     LABEL_PATTERN,
@@ -70,15 +77,20 @@ from yyai_kernel.types.rollout import (
 from yyai_kernel.types.specs import (
     Color,
     Combine,
+    Encoding,
+    Feature,
+    FeatureKind,
     FileRole,
     FileSpec,
     ImageSpec,
+    InputKind,
     InputSpec,
     Layout,
     MemberSource,
     MemberSpec,
     OutputKind,
     OutputSpec,
+    TableSpec,
 )
 from yyai_kernel.types.status import (
     DefaultReason,
@@ -117,11 +129,16 @@ __all__ = [
     "DefaultReason",
     "DefaultWhy",
     "Disagreement",
+    "Encoding",
     "ExplainMethod",
     "Explanation",
+    "Feature",
+    "FeatureKind",
     "FileRole",
     "FileSpec",
+    "Given",
     "ImageSpec",
+    "InputKind",
     "InputReference",
     "InputSpec",
     "InstallOptions",
@@ -136,15 +153,18 @@ __all__ = [
     "ModelRemoved",
     "ModelStatus",
     "ModelSummary",
+    "Numbers",
     "OutputKind",
     "OutputSpec",
     "Prediction",
+    "Records",
     "ResidencyStatus",
     "RolloutStats",
     "ServerStatus",
     "ShadowStats",
     "StoreProblemInfo",
     "StoreProblemKind",
+    "TableSpec",
     "TrafficPolicy",
     "TrafficReport",
     "TrafficSplit",
@@ -155,6 +175,7 @@ __all__ = [
     "check_explain",
     "check_label",
     "check_name",
+    "explain_method_for",
     "parse_version",
     "parse_version_ref",
     "require_version",

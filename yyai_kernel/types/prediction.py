@@ -12,16 +12,24 @@ import numpy as np
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types.jsonview import JsonView
-from yyai_kernel.types.specs import OutputSpec
+from yyai_kernel.types.specs import InputKind, InputSpec, OutputSpec
 
 COLD_START_HEADER = "X-Yyai-Cold-Start"  # seconds a reply waited for its version to load
 PROBABILITY_DECIMALS = 6  # a reply's probabilities are rounded to this; labels equal after it tie
 
 
 class ExplainMethod(StrEnum):
-    """How yyai explains an answer (``?explain=``)."""
+    """How yyai explains an answer (``?explain=``): each method fits one kind of input."""
 
     GRADCAM = "gradcam"  # where a convolutional model looked, as a heat map over the image
+    INTEGRATED_GRADIENTS = "integrated_gradients"  # how much each feature of a table row moved the answer
+
+
+def explain_method_for(spec: InputSpec) -> ExplainMethod | None:
+    """The method that explains a model with this input: Grad-CAM for images, integrated gradients
+    for tables (and several inputs); None for a bare tensor."""
+    return {InputKind.IMAGE: ExplainMethod.GRADCAM, InputKind.TABLE: ExplainMethod.INTEGRATED_GRADIENTS,
+            InputKind.SEVERAL: ExplainMethod.INTEGRATED_GRADIENTS}.get(spec.kind)
 
 
 def check_explain(method: str | None) -> ExplainMethod | None:
@@ -38,11 +46,14 @@ def check_explain(method: str | None) -> ExplainMethod | None:
 
 @dataclass(frozen=True)
 class Explanation(JsonView):
-    """Where one member looked for one image (a Grad-CAM heat map), or why it cannot say.
+    """Why one member answered as it did for one row, or why it cannot say.
 
-    ``heatmap`` is on the explained layer's grid, in 0..1; ``overlay_png`` draws it over
-    the image as the model sees it. ``label`` is the class (or output) explained: the
-    version's answer for that image.
+    Grad-CAM (an image): ``heatmap`` is on the explained layer's grid, in 0..1, and
+    ``overlay_png`` draws it over the image as the model sees it. Integrated gradients (a
+    table): ``attributions`` holds each feature's share of the change of the answer from the
+    baseline row (``baseline``) to this row (``value``); None for a feature no gradient
+    reaches (a category sent as an index). ``label`` is the class (or output) explained: the
+    version's answer for that row.
     """
 
     method: ExplainMethod
@@ -52,11 +63,19 @@ class Explanation(JsonView):
     label: str | None = None
     heatmap: np.ndarray | None = None
     overlay_png: bytes | None = None
+    attributions: dict[str, float | None] | None = None
+    value: float | None = None
+    baseline: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         if not self.available:
             return {"method": self.method.value, "available": False, "reason": self.reason}
-        assert self.heatmap is not None and self.overlay_png is not None  # an available explanation has both
+        if self.attributions is not None:
+            return {"method": self.method.value, "available": True, "label": self.label,
+                    "attributions": {k: None if v is None else round(v, PROBABILITY_DECIMALS)
+                                     for k, v in self.attributions.items()},
+                    "value": self.value, "baseline": self.baseline}
+        assert self.heatmap is not None and self.overlay_png is not None  # an available Grad-CAM has both
         return {"method": self.method.value, "available": True, "layer": self.layer, "label": self.label,
                 "heatmap": np.round(self.heatmap.astype(float), 4).tolist(),
                 "overlay_png": base64.b64encode(self.overlay_png).decode("ascii")}
@@ -66,6 +85,9 @@ class Explanation(JsonView):
         method = ExplainMethod(data["method"])
         if not data.get("available"):
             return cls(method, False, data.get("reason", ""))
+        if "attributions" in data:
+            return cls(method, True, "", None, data.get("label"), attributions=dict(data["attributions"]),
+                       value=data.get("value"), baseline=data.get("baseline"))
         return cls(method, True, "", data.get("layer"), data.get("label"),
                    np.asarray(data["heatmap"], dtype=np.float32), base64.b64decode(data["overlay_png"]))
 
@@ -75,7 +97,7 @@ class Prediction(JsonView):
     """One answer: the version that gave it, each member's ``[B, K]`` output and the combined one.
 
     It owns how outputs read for people: labelled rows, the top label, the top k.
-    ``filenames`` names the images of an image request, row by row, when known;
+    ``filenames`` names the images of an image request (or a table request's rows), row by row, when known;
     ``explanations`` holds, row by row, each member's :class:`Explanation` when one was asked for.
     ``cold_start_s`` says the version was not loaded and how long the request waited for its
     load; replies carry it as a header (``X-Yyai-Cold-Start``), not in their body.
