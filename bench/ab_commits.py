@@ -14,6 +14,10 @@ Usage::
     .venv/bin/python bench/ab_commits.py --old b965a11                 # HEAD vs b965a11, v2 infer
     .venv/bin/python bench/ab_commits.py --old b965a11 --endpoint predictions --rounds 5
     .venv/bin/python bench/ab_commits.py --old b965a11 --write-results  # its RESULTS.md section
+    .venv/bin/python bench/ab_commits.py --old b965a11 --server-args="--workers 2" --write-results
+
+``--server-args`` are given to both servers (``--workers 2``); the section's heading then
+names them, so that each setting keeps its own section.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ def worktree(rev: str) -> Path:
 class CommitServer(YyaiServer):
     """``yyai serve`` of one commit: its worktree first on PYTHONPATH."""
 
-    def __init__(self, store: Path, tree: Path):
-        super().__init__(store, [])
+    def __init__(self, store: Path, tree: Path, extra_args: list[str] = ()):
+        super().__init__(store, list(extra_args))
         self.tree = tree
         self.log_path = WORK / f"server-{tree.name}.log"
 
@@ -88,7 +92,8 @@ def measure(servers: dict, targets: dict, args) -> dict:
 def report(cells: dict, revs: dict, args) -> str:
     """The markdown section: medians per side and the new/old ratios."""
     host = machine()
-    lines = [HEADING, "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {host['cpu']} "
+    heading = HEADING if not args.server_args else f"{HEADING[:-1]}, `{args.server_args}`)"
+    lines = [heading, "", f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {host['cpu']} "
              f"({host['nproc']} CPUs, load average {host['loadavg_at_start'][0]:.1f} at the end): `{args.endpoint}` on "
              f"`{args.model}`, {args.rounds} rounds of {args.duration:g} s cells, the two commits alternating "
              f"(both serving at once). Old: `{revs['old']}`, new: `{revs['new']}`.", "",
@@ -114,6 +119,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per cell")
     parser.add_argument("--concurrency", default="1,32", type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--server-args", default="", help="extra `yyai serve` arguments for both, such as --workers 2")
     parser.add_argument("--write-results", action="store_true", help=f"replace '{HEADING}' in bench/RESULTS.md")
     args = parser.parse_args()
     revs = {"old": args.old, "new": args.new}
@@ -126,7 +132,7 @@ def main() -> None:
                 store.mkdir()
                 tree = worktree(rev)  # each commit serves its own demo archives: their format may differ
                 version = copy_store(tree / "model_archives", [args.model], store)[args.model]
-                servers[side] = CommitServer(store, tree)
+                servers[side] = CommitServer(store, tree, args.server_args.split())
                 log(f"{side} ({rev}) ready in {servers[side].start():.1f} s on {servers[side].url}")
                 targets[side] = target_for(servers[side], store, args.model, version, args.endpoint, Path(tmp), side)
             text = report(measure(servers, targets, args), revs, args)

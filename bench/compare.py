@@ -75,7 +75,16 @@ YYAI_PY = Path(sys.executable)
 
 sys.path.insert(0, str(PEERS_DIR))
 import venvs  # noqa: E402
-from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client  # noqa: E402
+from benchlib import (  # noqa: E402
+    Target,
+    cpu_seconds,
+    free_port,
+    http,
+    log,
+    machine,
+    percentile,
+    run_client,
+)
 
 ALL_SERVERS = ["yyai", "yyai-workers2", "yyai-nobatch", "yyai-ray", "flask", "pytriton", "mlserver", "torchserve",
                "ray"]

@@ -71,7 +71,17 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))  # yyai_kernel, when run as a script from anywhere
 
-from benchlib import Target, cpu_seconds, free_port, http, log, machine, percentile, run_client, thread_load  # noqa: E402
+from benchlib import (  # noqa: E402
+    Target,
+    cpu_seconds,
+    free_port,
+    http,
+    log,
+    machine,
+    percentile,
+    run_client,
+    thread_load,
+)
 from resultsfile import replace_section  # noqa: E402
 
 from yyai_kernel.archive import read_manifest  # noqa: E402
@@ -83,7 +93,7 @@ SHADOW_HEADING = "## Shadow traffic cost (bench/http_bench.py --shadow)"
 WORK = BENCH / ".work" / "http"
 TOKEN = "bench-http-token-0123456789"
 SAMPLES = {"digits": "digit-3.png", "colorfulness": "flower-1.png"}
-START_TIMEOUT_S = 300
+START_TIMEOUT_S = 900  # a 200-model store loaded before ready, on a busy machine
 STOP_TIMEOUT_S = 30
 
 
@@ -600,7 +610,9 @@ def main() -> None:
 
         log("in-process: the traced function, then a Registry on the same store, same batching settings")
         from yyai_kernel.plane.local import LocalBackend
-        from yyai_kernel.registry.registry import Registry  # TensorFlow is imported only now
+        from yyai_kernel.registry.registry import (
+            Registry,  # TensorFlow is imported only now
+        )
 
         for name, inp in inputs.items():
             measure_traced(store, name, defaults[name], inp, args, results["models"][name]["cells"])

@@ -34,6 +34,7 @@ Usage::
     python bench/soak.py                      # 5 minutes, 16 clients
     python bench/soak.py --duration 20        # a quick run
     python bench/soak.py --write-results --note "machine shared with other work"
+    python bench/soak.py --server-args="--workers 2" --write-results   # its own section
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -487,18 +489,29 @@ ACTIONS = {"reload": do_reload, "upload": do_upload, "swap": do_swap, "retire": 
 
 
 class RssSampler(threading.Thread):
-    """The server process's RSS every ``every`` seconds, as (elapsed s, bytes)."""
+    """The server process's RSS every ``every`` seconds, as (elapsed s, bytes); with ``tree``, summed
+    over the process and its descendants (``--workers``: the supervisor, the model host, the front
+    ends and the dashboard kernels)."""
 
-    def __init__(self, pid: int, every: float = 2.0):
+    def __init__(self, pid: int, every: float = 2.0, tree: bool = False):
         super().__init__(name="rss", daemon=True)
         self.process = psutil.Process(pid)
+        self.tree = tree
         self.every = every
         self.samples: list[tuple[float, int]] = []
         self.stop_event = threading.Event()
         self.t0 = time.monotonic()
 
     def rss(self) -> int:
-        return self.process.memory_info().rss
+        if not self.tree:
+            return self.process.memory_info().rss
+        total = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # a process that ended meanwhile (a kernel, a restarting front end)
+                continue
+        return total
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -517,6 +530,7 @@ def prepare(work: Path) -> tuple[Path, dict[str, ModelState], dict[str, Template
         shutil.copyfile(path, store / path.name)
     expected = json.loads(EXPECTED.read_text())
     from yyai_kernel.runtime.images import preprocess
+    from yyai_kernel.types import InputSpec
 
     states, templates = {}, {}
     for name in MODELS:
@@ -524,8 +538,7 @@ def prepare(work: Path) -> tuple[Path, dict[str, ModelState], dict[str, Template
         samples = {s: (SAMPLES / s).read_bytes() for s in sample_names}
         top = max(BUNDLED[name])
         templates[name] = Template.read(ARCHIVES / f"{name}-{top}.yyar")
-        spec = {"name": "input", "resize": "stretch", "scale": 1.0, "offset": 0.0,
-                **templates[name].manifest["input"]}
+        spec = InputSpec.from_json(templates[name].manifest["input"]).filled()
         inputs = {s: preprocess(data, spec) for s, data in samples.items()}
         state = ModelState(name, samples, inputs, next_version=top + 1)
         for version in BUNDLED[name]:
@@ -592,10 +605,11 @@ def report(args, tally: Tally, rss: RssSampler, rss_start: int, rss_end: int, in
     by_kind = {k: sum(n for (kk, _), n in tally.served.items() if kk == k) for k in ("predictions", "v2")}
     by_model = {m: sum(n for (_, mm), n in tally.served.items() if mm == m) for m in MODELS}
     lines = [
-        "## Soak",
+        "## Soak" + (f" (`{args.server_args}`)" if args.server_args else ""),
         "",
         f"`make soak` (`bench/soak.py --duration {args.duration:g} --clients {args.clients}`): "
-        f"{args.clients} client threads for {clients_s:.0f} s against one `yyai serve` on 127.0.0.1 "
+        f"{args.clients} client threads for {clients_s:.0f} s against one "
+        f"`yyai serve{' ' + args.server_args if args.server_args else ''}` on 127.0.0.1 "
         "(batching on, token auth), over a temporary store holding copies of the bundled demo archives. "
         "Predictions on `digits` and `colorfulness` (half `/predictions` with PNG/JPEG bodies or "
         "multipart uploads, half v2 `infer` with JSON or binary tensors; half naming a version, half "
@@ -672,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-results", action="store_true", help="put the report into bench/RESULTS.md (## Soak)")
     parser.add_argument("--note", default="", help="a sentence added to the report, e.g. about the machine")
+    parser.add_argument("--server-args", default="",
+                        help="extra `yyai serve` arguments, such as '--workers 2' (its own RESULTS.md section; "
+                             "the RSS is then the whole process tree's)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (store, server log)")
     args = parser.parse_args(argv)
 
@@ -685,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"preparing {work}: store copy and reference outputs")
         store, states, templates = prepare(work)
         log("starting yyai serve")
-        server = start_server(store, work / "server")
+        server = start_server(store, work / "server", args=shlex.split(args.server_args))
         for name, state in states.items():  # every version the clients may name must be loaded
             for version in state.pool:
                 reply = server.post(f"/models/{name}/load", json={"version": version}, timeout=300)
@@ -693,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"loading {name} v{version} failed: {reply.status_code} {reply.text}")
             state.history.append((0.0, int(server.get(f"/models/{name}").json()["default"])))
         loaded_start = loaded_versions(server)
-        rss = RssSampler(server.proc.pid)
+        rss = RssSampler(server.proc.pid, tree=bool(args.server_args))
         rss_start = rss.rss()
         load_before = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         tally = Tally()

@@ -125,8 +125,7 @@ def test_the_log_says_once_how_kernels_listen(server, browser):
     """No "not trusted" and no "TCP without encryption" per visit; one line at start instead."""
     page, _ = open_dashboard(browser, server)  # at least one visit, whatever ran before
     page.close()
-    log = server.log()
-    assert "Using pre-heated kernel" in log
+    log = server.wait_for_log("Using pre-heated kernel")
     assert "is not trusted" not in log
     assert "without encryption" not in log
     (line,) = [text for text in log.splitlines() if "Dashboard kernels:" in text]

@@ -8,6 +8,8 @@ the data plane.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from builders import LABELS, install, pack_models, reference, sample_inputs
@@ -112,12 +114,39 @@ def test_readiness_says_why_a_version_does_not_serve(plane):
         data.infer(at(plane, "alpha"), _request())
 
 
-def test_a_default_version_being_loaded_answers_loading_with_retry_after(plane):
+def test_a_version_being_loaded_is_waited_for_and_the_reply_says_it_was_a_cold_start(plane):
+    """A request for a version that is marked loading (start-up) waits for that load and answers."""
     slot = plane.registry.table.ensure("alpha", create=True).slot(1)
-    slot.state = VersionState.LOADING  # what load_all marks before it starts loading
-    with pytest.raises(ModelNotReadyError, match="is loading") as caught:
-        plane.data.infer(at(plane, "alpha"), _request())
-    assert caught.value.retry_after
+    slot.state = VersionState.LOADING  # what the server marks before it starts loading
+    result = plane.data.infer(at(plane, "alpha"), _request()).result(timeout=120)
+    assert result.model_version == 1 and result.cold_start_s is not None and result.cold_start_s > 0
+    warm = plane.data.infer(at(plane, "alpha"), _request()).result(timeout=60)
+    assert warm.cold_start_s is None
+
+
+def test_a_cold_start_that_waits_too_long_is_503_with_retry_after(built, tmp_path):
+    """The wait for a load is bounded: past cold_start_timeout the request hears 503 and when to retry."""
+    from yyai_kernel.registry.residency import Priority
+
+    store = tmp_path / "store"
+    store.mkdir()
+    install(built["alpha1"][0], store)
+    planes = Planes.over(Registry(ModelStore(store), cold_start_timeout=0.5))
+    try:
+        with planes.registry.residency.gate.hold(Priority.MANAGE):  # another load holds the gate
+            pending = planes.data.infer(at(planes, "alpha"), _request())
+            with pytest.raises(ModelNotReadyError, match=r"still loading after 0\.5 s") as caught:
+                pending.result(timeout=30)
+        assert caught.value.retry_after
+        deadline = time.monotonic() + 120
+        while not planes.registry.status("alpha").versions[1].ready:  # the load carried on
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert planes.data.infer(at(planes, "alpha"), _request()).result(timeout=60).model_version == 1
+        residency = planes.registry.residency_status()
+        assert residency.cold_start_timeouts == 1 and residency.loads == 1
+    finally:
+        planes.close()
 
 
 def test_images_are_preprocessed_and_named(plane, built):

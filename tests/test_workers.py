@@ -1,19 +1,26 @@
-"""``yyai serve --workers 2``: two worker processes on one port, over HTTP, as clients see them.
+"""``yyai serve --workers 2``: two front ends on one port and one model host, over HTTP, as clients see them.
 
-One real supervisor and its two workers serve a temporary copy of the demo archives plus a
-tiny model. Each reply names the worker that answered (``X-Yyai-Worker``); the kernel
-spreads *connections* over the workers, so every check here sends requests on fresh
-connections until both workers answered, and asserts what each of them said:
+One real supervisor, its model host and its two front ends serve a temporary copy of the
+demo archives plus a tiny model. Each reply names the front end that answered
+(``X-Yyai-Worker``); the kernel spreads *connections* over them, so every check here sends
+requests on fresh connections until both answered, and asserts what each of them said:
 
+* the front ends hold no TensorFlow (none of its libraries is mapped in them); the host does;
 * an upload, a default swap, a reload, an unload and a delete made on one connection are
-  seen by requests that land on both workers, and each management reply says that both
-  applied it (``X-Yyai-Applied: 2/2``);
-* ``/metrics`` on either worker counts the requests both answered; ``/models/_status``
-  lists both workers with their memory;
-* the dashboard, in a real browser, is served by worker 0 on its own port (the shared
-  port redirects there), and a promotion made in it reaches both workers;
-* ``kill -9`` of a worker: the port keeps answering, a management call made meanwhile
-  says which worker is restarting, and the worker comes back serving the current state;
+  seen by the next requests through both front ends, and each management reply says that
+  both serve the new state (``X-Yyai-Applied: 2/2``);
+* ``/metrics`` on either front end counts the requests both answered and the host's loads;
+  ``/models/_status`` lists both front ends and the host with their memory;
+* the dashboard, in a real browser, is served by front end 0 on its own port (the shared
+  port redirects there), and a promotion made in it reaches both front ends;
+* ``kill -9`` of a front end under 8 clients: no wrong reply and no 503, the port keeps
+  answering, a management call made meanwhile says which front end is restarting, and it
+  comes back serving the current state;
+* ``kill -9`` of the host under 8 clients: no wrong reply; every failure is a 503 with
+  ``Retry-After``, only until the new host is ready; it serves what was served (the pin);
+* reloads and default swaps under 8 clients: every reply right, none failed;
+* under ``--max-loaded 1``, concurrent first requests for a version that is not loaded
+  share one load and all succeed (a cold start, said in a header), evicting the other;
 * SIGTERM stops everything: exit status 0, no process left, no temporary folder left.
 """
 
@@ -21,7 +28,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +114,16 @@ def test_both_workers_answer_on_one_port_and_name_themselves(server):
     answers = predict(server, "/predictions/digits")
     for reply in answers.values():
         assert reply.status_code == 200 and reply.json()["version"] == 2
-    status = workers_of(server)
-    assert [w["worker"] for w in status] == [0, 1]
-    for worker in status:
-        assert worker["state"] == "serving" and worker["rss_bytes"] > 50 * 2**20 and worker["restarts"] == 0
-        assert worker["models"]["digits"]["default"] == 2
-    assert len({w["pid"] for w in status}) == 2
+    status = requests.get(server.url + "/models/_status", headers=HEADERS, timeout=60).json()
+    workers, hosts = status["workers"], status["hosts"]
+    assert [w["worker"] for w in workers] == [0, 1] and len(hosts) == 1
+    for worker in [*workers, *hosts]:
+        assert worker["state"] == "serving" and worker["rss_bytes"] > 20 * 2**20 and worker["restarts"] == 0
+    assert hosts[0]["models"]["digits"]["default"] == 2 and hosts[0]["role"] == "host"
+    assert all(w["models"] == {} for w in workers)  # front ends hold no model
+    assert len({w["pid"] for w in [*workers, *hosts]}) == 3
+    assert status["residency"]["loaded"] >= 2 and status["residency"]["resident_bytes"] > 0
+    assert status["models"]["digits"]["versions"]["2"]["memory_bytes"] > 0
     for reply in spread(server, "GET", "/v2/health/ready").values():
         assert reply.status_code == 200
 
@@ -128,6 +142,21 @@ def test_upload_is_served_by_both_workers(server, built):
         assert reply.status_code == 200, reply.text
         output = next(o for o in reply.json()["outputs"] if o["name"] == "output")
         np.testing.assert_allclose(np.reshape(output["data"], (2, 3)), expected, atol=1e-5)
+
+
+def test_a_large_tensor_crosses_to_the_host_in_shared_memory_and_answers_right(server, built):
+    """2 MiB of input or more travels in a shared-memory segment, removed once the reply came."""
+    from yyai_kernel.host.channel import SHARED_MEMORY_BYTES
+
+    rows = SHARED_MEMORY_BYTES // (4 * 4 * 4) + 1  # float32 4x4x1 inputs
+    x = np.random.default_rng(3).random((rows, 4, 4, 1), dtype=np.float32)
+    reply = requests.post(server.url + "/v2/models/alpha/infer", json=v2_body(x), headers=HEADERS, timeout=300)
+    assert reply.status_code == 200, reply.text[:500]
+    output = next(o for o in reply.json()["outputs"] if o["name"] == "output")
+    np.testing.assert_allclose(np.reshape(output["data"], (rows, 3)), reference(built["alpha1"][1], x)["combined"],
+                               atol=1e-5)
+    senders = {f"yyai-{w['pid']}-" for w in workers_of(server)}
+    assert not [f for f in os.listdir("/dev/shm") if any(f.startswith(s) for s in senders)]
 
 
 def test_default_swap_and_unpin_reach_both_workers(server):
@@ -253,6 +282,31 @@ def test_metrics_count_the_requests_of_both_workers(server):
                         code="200") == before + sum(sent.values())
         assert _counter(after, "yyai_model_predictions_total", model="colorfulness") == calls + sum(sent.values())
         assert _counter(after, "yyai_model_batch_size_count", model="colorfulness") >= sum(sent.values())
+        assert _counter(after, "yyai_loads_total") >= 2 and _counter(after, "yyai_resident_bytes") > 0
+        assert _counter(after, "yyai_model_memory_bytes", model="colorfulness", version="1") > 0
+
+
+def test_an_explanation_through_a_front_end_is_computed_by_the_host(server):
+    reply = requests.post(server.url + "/predictions/digits?explain=gradcam", data=png("digit-3.png"),
+                          headers={**HEADERS, "Content-Type": "image/png"}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    explained = reply.json()["predictions"][0]["explanations"]
+    assert explained["cnn_a"]["available"] and explained["cnn_a"]["overlay_png"]
+
+
+def _maps_tensorflow(pid: int) -> bool:
+    """Whether a process has TensorFlow's libraries mapped: true once it imported tensorflow."""
+    return any("tensorflow" in m.path for m in psutil.Process(pid).memory_maps())
+
+
+def test_front_ends_hold_no_tensorflow_and_the_host_does(server):
+    status = requests.get(server.url + "/models/_status", headers=HEADERS, timeout=60).json()
+    for worker in status["workers"]:
+        assert not _maps_tensorflow(worker["pid"]), worker
+    assert _maps_tensorflow(status["hosts"][0]["pid"])
+    assert max(w["rss_bytes"] for w in status["workers"]) < status["hosts"][0]["rss_bytes"]
+
+
 
 
 # --- the dashboard: worker 0's port, in a real browser ---------------------------------------
@@ -318,27 +372,107 @@ def _wait_for(condition, what: str, seconds: float = 300):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_kill_9_of_a_worker_the_port_keeps_answering_and_it_comes_back(server):
+class Clients:
+    """``count`` clients that predict digit-3.png on fresh connections until stopped; every outcome
+    with its time: ``("ok", version)``, ``("wrong", text)``, ``("503", retry_after)``, ``("http", status)``
+    or ``("dropped", error)`` (the connection went: the front end it reached was killed)."""
+
+    def __init__(self, server, count: int = 8, path: str = "/predictions/digits"):
+        self.server, self.path = server, path
+        self.outcomes: list[tuple[float, str, object]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(120)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                reply = requests.post(self.server.url + self.path, data=png("digit-3.png"),
+                                      headers={**HEADERS, "Content-Type": "image/png"}, timeout=120)
+            except requests.ConnectionError as error:
+                self._note("dropped", type(error).__name__)
+                time.sleep(0.05)
+                continue
+            if reply.status_code == 200:
+                body = reply.json()
+                top = body["predictions"][0]["top"]
+                self._note("ok" if top == "3" else "wrong", body["version"] if top == "3" else reply.text)
+            elif reply.status_code == 503:
+                self._note("503", reply.headers.get("Retry-After") or f"no Retry-After: {reply.text[:300]}")
+                time.sleep(0.2)
+            else:
+                self._note("http", f"{reply.status_code} {reply.text[:200]}")
+
+    def _note(self, kind: str, detail) -> None:
+        with self._lock:
+            self.outcomes.append((time.monotonic(), kind, detail))
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.outcomes)
+
+    def kinds(self) -> Counter:
+        with self._lock:
+            return Counter(kind for _, kind, _ in self.outcomes)
+
+
+def _wait_for_answers(clients: Clients, more: int) -> None:
+    target = clients.count() + more
+    _wait_for(lambda: clients.count() >= target, f"{more} more answers")
+
+
+def test_kill_9_of_a_worker_under_8_clients_no_failure_and_it_comes_back(server):
     status = workers_of(server)
     victim = psutil.Process(status[1]["pid"])
-    victim.kill()
-    victim.wait(60)
-    # a change while worker 1 is down: the reply says so, and the worker gets it before it serves
-    changed = requests.put(server.url + "/models/digits/default", json={"version": 1}, headers=HEADERS, timeout=300)
-    assert changed.status_code == 200 and changed.headers["X-Yyai-Applied"] == "1/2"
-    assert "worker 1 is restarting" in changed.headers["X-Yyai-Not-Applied"]
-    for _ in range(20):  # the port keeps answering
-        assert predict_once(server) in WORKERS
+    with Clients(server) as clients:
+        _wait_for_answers(clients, 40)
+        victim.kill()
+        victim.wait(60)
+        killed = time.monotonic()
+        # a change while worker 1 is down: the reply says so, and the worker reads it before it serves
+        changed = requests.put(server.url + "/models/digits/default", json={"version": 1}, headers=HEADERS,
+                               timeout=300)
+        assert changed.status_code == 200 and changed.headers["X-Yyai-Applied"] == "1/2"
+        assert "worker 1 is restarting" in changed.headers["X-Yyai-Not-Applied"]
 
-    def back():
-        workers = workers_of(server)
-        return workers[1]["state"] == "serving" and workers[1]["pid"] != victim.pid and workers
+        def back():
+            workers = workers_of(server)
+            return workers[1]["state"] == "serving" and workers[1]["pid"] != victim.pid and workers
 
-    workers = _wait_for(back, "worker 1 to come back")
-    assert workers[1]["restarts"] == 1 and workers[1]["models"]["digits"]["default"] == 1
-    for reply in predict(server, "/predictions/digits").values():  # the restarted worker read the pin
+        workers = _wait_for(back, "worker 1 to come back")
+        _wait_for_answers(clients, 40)
+    kinds = clients.kinds()
+    assert set(kinds) <= {"ok", "dropped"}, kinds  # no wrong reply, no 503, no other error
+    dropped = [t for t, kind, _ in clients.outcomes if kind == "dropped"]
+    assert len(dropped) <= 8 and all(t >= killed - 1 for t in dropped), dropped  # only what was in flight on it
+    assert workers[1]["restarts"] == 1
+    for reply in predict(server, "/predictions/digits").values():  # the restarted worker reads the pin
         assert reply.status_code == 200 and reply.json()["version"] == 1
     manage(server, "DELETE", "/models/digits/default")
+
+
+def test_reloads_and_default_swaps_under_8_clients_every_reply_is_right(server):
+    with Clients(server) as clients:
+        _wait_for_answers(clients, 20)
+        for _ in range(2):
+            manage(server, "POST", "/models/digits/reload")
+            manage(server, "PUT", "/models/digits/default", json={"version": 1})
+            _wait_for_answers(clients, 10)
+            manage(server, "DELETE", "/models/digits/default")
+        _wait_for_answers(clients, 20)
+    kinds = clients.kinds()
+    assert set(kinds) == {"ok"}, kinds
+    assert {v for _, kind, v in clients.outcomes} == {1, 2}  # both versions answered, each correctly
 
 
 def predict_once(server) -> str:
@@ -355,6 +489,7 @@ def test_sigterm_stops_every_worker_and_leaves_nothing_behind(server):
     supervisor = psutil.Process(server.proc.pid)
     everyone = supervisor.children(recursive=True)
     assert len([p for p in everyone if "yyai_kernel.server.app" in " ".join(p.cmdline())]) == 2
+    assert len([p for p in everyone if "yyai_kernel.host" in " ".join(p.cmdline())]) == 1
     folders = {Path(p).parent for p in re.findall(r"Temporary files in (\S+)", server.log())}
     assert len(folders) == 1
     folder = folders.pop()
@@ -365,7 +500,78 @@ def test_sigterm_stops_every_worker_and_leaves_nothing_behind(server):
     assert not folder.exists()
     assert "Traceback" not in server.log()
     assert not [p for p in psutil.process_iter(["ppid"]) if p.info["ppid"] in {q.pid for q in everyone}]
-    assert os.environ.get("YYAI_WORKER") is None
+    assert os.environ.get("YYAI_WORKER") is None and os.environ.get("YYAI_HOST") is None
+
+
+# --- the model host: killed under load, and its budget ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory):
+    """A second server: the demo store under --max-loaded 1 (one version loaded at a time)."""
+    store = demo_store(tmp_path_factory.mktemp("budget-store"))
+    srv = start_server(store, tmp_path_factory.mktemp("budget-work"), token=TOKEN,
+                       args=["--workers", "2", "--max-loaded", "1", "--warm", "1"])
+    yield srv
+    if srv.proc.poll() is None:
+        assert srv.stop() == 0
+
+
+def residency(server) -> dict:
+    return requests.get(server.url + "/models/_status", headers=HEADERS, timeout=60).json()["residency"]
+
+
+def test_concurrent_first_requests_share_one_load_and_evict_the_other(budgeted):
+    """One version is warm (--warm 1); 8 clients at once ask for the model that is not, then for the other."""
+    before = residency(budgeted)
+    assert before["loaded"] == 1 and before["max_loaded"] == 1
+    models = requests.get(budgeted.url + "/models", headers=HEADERS, timeout=60).json()
+    warm = {m["name"] for m in models if m["loaded"]}
+    order = sorted((("colorfulness", "flower-1.png"), ("digits", "digit-3.png")), key=lambda m: m[0] in warm)
+    for name, image in order:
+        start = threading.Barrier(8)
+
+        def ask(_, name=name, image=image, start=start):
+            start.wait()
+            return requests.post(f"{budgeted.url}/predictions/{name}", data=png(image),
+                                 headers={**HEADERS, "Content-Type": "image/png"}, timeout=120)
+
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(ask, range(8)))
+        assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
+        assert any("X-Yyai-Cold-Start" in r.headers for r in replies)
+    after = residency(budgeted)
+    assert after["loads"] - before["loads"] == 2 and after["evictions"] - before["evictions"] == 2
+    assert after["loaded"] == 1 and after["load_failures"] == 0 and after["cold_starts"] >= 2
+
+
+def test_kill_9_of_the_host_under_8_clients_only_503s_until_it_is_back(budgeted):
+    assert requests.put(budgeted.url + "/models/digits/default", json={"version": 1}, headers=HEADERS,
+                        timeout=300).status_code == 200
+    status = requests.get(budgeted.url + "/models/_status", headers=HEADERS, timeout=60).json()
+    host = psutil.Process(status["hosts"][0]["pid"])
+    with Clients(budgeted) as clients:
+        _wait_for_answers(clients, 30)
+        host.kill()
+        host.wait(60)
+        killed = time.monotonic()
+
+        def ready_again():
+            reply = requests.get(budgeted.url + "/v2/health/ready", headers=HEADERS, timeout=30)
+            return reply.status_code == 200
+
+        _wait_for(ready_again, "the new host")
+        back = time.monotonic()
+        _wait_for_answers(clients, 30)
+    kinds = clients.kinds()
+    assert set(kinds) <= {"ok", "503"} and kinds["503"] > 0, kinds  # never wrong, never dropped
+    for t, kind, detail in clients.outcomes:
+        if kind == "503":
+            assert killed - 1 <= t <= back + 1 and detail.isdigit(), (t, detail)  # during the restart, Retry-After
+        else:
+            assert detail == 1  # the new host serves the pin
+    hosts = requests.get(budgeted.url + "/models/_status", headers=HEADERS, timeout=60).json()["hosts"]
+    assert hosts[0]["restarts"] == 1 and hosts[0]["pid"] != host.pid
 
 
 # --- the option itself ------------------------------------------------------------------------

@@ -13,9 +13,10 @@ Every default limit lives here and nowhere else.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from traitlets import Bool, Float, Integer, List, Unicode
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
 MiB = 1024 * 1024
@@ -28,6 +29,23 @@ DEFAULT_MAX_EXPLAIN_IMAGES = 8
 DEFAULT_MAX_CONCURRENT_EXPLAINS = 2
 DEFAULT_MAX_BATCH_SIZE = 32
 DEFAULT_MAX_DELAY_MS = 2.0
+DEFAULT_WARM = 4
+DEFAULT_COLD_START_TIMEOUT_S = 60.0
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes from ``512M``, ``1.5G``, ``2GiB``, ``800MB`` or ``1048576``.
+
+    Units are binary, as Docker reads them (``M`` = ``MB`` = ``MiB`` = 1024²), so that a
+    size means the same whatever the suffix. ValueError names the forms accepted.
+    """
+    match = _SIZE.match(str(text))
+    if match is None:
+        raise ValueError(f"{text!r} is not a size; write it as 512M, 1.5G or 2GiB (units are binary)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 class ServingConfig(Configurable):
@@ -51,6 +69,36 @@ class ServingConfig(Configurable):
         "at once (it follows the latest). Off: every new version is staged, serving by its number until it "
         "is promoted. An upload's own promote= wins either way."))
     watch_interval = Float(2.0, config=True, help="Seconds between two polls of the store folder.")
+
+    # --- what stays loaded (registry/residency.py) -------------------------------------------
+    memory_budget = Unicode("", config=True,
+                            help="Most memory the loaded versions may take, measured at each load (512M, 2G; "
+                            "units are binary). Past it, the least recently used version is unloaded; it "
+                            "loads again on its next request. Empty: no budget.")
+    max_loaded = Integer(None, allow_none=True, min=1, config=True,
+                         help="Most versions loaded at once; past it, the least recently used is unloaded.")
+    warm = Integer(DEFAULT_WARM, min=0, config=True,
+                   help="Versions loaded before the server says ready: those that pins, labels and traffic "
+                   "policies name first, then the defaults used most recently. The rest load in the "
+                   "background or on their first request.")
+    cold_start_timeout = Float(DEFAULT_COLD_START_TIMEOUT_S, config=True,
+                               help="Seconds a request for a version that is not loaded waits for its load "
+                               "before it is answered 503 with Retry-After.")
+
+    @validate("memory_budget")
+    def _check_budget(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"]).strip()
+        if value:
+            try:
+                parse_size(value)
+            except ValueError as error:
+                raise TraitError(f"--memory-budget: {error}") from None
+        return value
+
+    @property
+    def memory_budget_bytes(self) -> int | None:
+        """The budget in bytes, or None when there is none."""
+        return parse_size(self.memory_budget) if self.memory_budget else None
 
     # --- limits ------------------------------------------------------------------------------
     max_body_bytes = Integer(DEFAULT_MAX_BODY_BYTES, config=True,

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from yyai_kernel.errors import INTERNAL_ERROR, YyaiError
+from yyai_kernel.types import COLD_START_HEADER
 
 if TYPE_CHECKING:
     from yyai_kernel.plane.operations import Managed
@@ -125,6 +126,11 @@ def _json_default(value: object) -> Any:
 
 def reply(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(dumps(body), status, JSON_TYPE, dict(headers or {}))
+
+
+def cold_start_headers(waited_s: float | None) -> dict[str, str]:
+    """``X-Yyai-Cold-Start: <seconds>`` when the version was not loaded and the request waited for its load."""
+    return {} if waited_s is None else {COLD_START_HEADER: f"{waited_s:.3f}"}
 
 
 def reply_managed(managed: Managed, status: int = 200) -> Reply:

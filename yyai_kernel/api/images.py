@@ -34,11 +34,20 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from yyai_kernel.api.call import Call, Reply, reply
+from yyai_kernel.api.call import Call, Reply, cold_start_headers, reply
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_ref
-from yyai_kernel.api.spec import NAME, STICKY, VERSION, errors, json_reply, op, ref
+from yyai_kernel.api.spec import (
+    COLD_START,
+    NAME,
+    STICKY,
+    VERSION,
+    errors,
+    json_reply,
+    op,
+    ref,
+)
 from yyai_kernel.protocol.records import given_of
 from yyai_kernel.protocol.restparse import images_of, loose_flag, prediction_media
 from yyai_kernel.types import STICKY_HEADER, ExplainMethod, Prediction
@@ -65,7 +74,7 @@ async def predictions(api: Api, call: Call) -> Reply:
 
     prediction = await api.model_call(call, api.run(work))  # the batcher's thread completes it
     call.confirm(prediction.version)
-    return reply(prediction.to_json(raw=raw))
+    return reply(prediction.to_json(raw=raw), headers=cold_start_headers(prediction.cold_start_s))
 
 
 _RECORD = {"type": "object", "additionalProperties": {
@@ -87,7 +96,7 @@ _IMAGE_BODY = {
         },
     },
 }
-_REPLIES = {"200": json_reply(ref("PredictionReply"), "Each image's predictions."),
+_REPLIES = {"200": {**json_reply(ref("PredictionReply"), "Each image's predictions."), "headers": COLD_START},
             **errors(400, 404, 413, 415, 429, 503)}
 _EXPLAIN = {"name": "explain", "in": "query", "required": False,
             "schema": {"type": "string", "enum": [m.value for m in ExplainMethod]},

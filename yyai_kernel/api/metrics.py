@@ -14,6 +14,13 @@ several servers). Three kinds of series:
 * Model state, read from the data plane's status at scrape time by a custom collector:
   ``yyai_model_loaded``, ``yyai_model_state``, ``yyai_model_default_version``,
   ``yyai_model_load_seconds``, ``yyai_model_warmup_seconds`` and ``yyai_models_loaded``.
+* What stays loaded, from the registry's residency at scrape time (the model host's, under
+  ``--workers``): ``yyai_model_memory_bytes{model, version}`` (each loaded version's cost,
+  measured at its load), ``yyai_resident_bytes``, ``yyai_memory_budget_bytes``,
+  ``yyai_process_resident_bytes`` (the process that holds the models), and the counters
+  ``yyai_loads_total``, ``yyai_load_failures_total``, ``yyai_evictions_total``,
+  ``yyai_cold_starts_total``, ``yyai_cold_start_wait_seconds_total`` and
+  ``yyai_cold_start_timeouts_total`` (since that process started).
 * Rollouts, from each model's typed rollout figures (they start afresh when its traffic
   policy changes, which Prometheus reads as a counter reset):
   ``yyai_rollout_default_requests_total{model}`` (requests that named no version),
@@ -48,7 +55,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from yyai_kernel.api.call import Call, Reply
 from yyai_kernel.api.endpoint import Endpoint
 from yyai_kernel.api.spec import errors, op
-from yyai_kernel.types import VersionState
+from yyai_kernel.errors import YyaiError
+from yyai_kernel.types import ResidencyStatus, VersionState
 
 if TYPE_CHECKING:
     from yyai_kernel.api.context import Api
@@ -68,7 +76,11 @@ class RegistryCollector:
         return []  # collected lazily; no names reserved up front
 
     def collect(self) -> Iterator[Metric]:
-        models = self.dataplane.status().models
+        try:
+            status = self.dataplane.status()
+        except YyaiError:  # the model host is restarting: the other series still answer
+            return
+        models = status.models
         loaded = GaugeMetricFamily("yyai_model_loaded", "1 when the version is loaded and serving.",
                                    labels=["model", "version"])
         state = GaugeMetricFamily("yyai_model_state", "The version's state (1 for the current one).",
@@ -79,6 +91,8 @@ class RegistryCollector:
                                    labels=["model", "version"])
         warm_s = GaugeMetricFamily("yyai_model_warmup_seconds", "Time the last warm-up of the version took.",
                                    labels=["model", "version"])
+        cost = GaugeMetricFamily("yyai_model_memory_bytes", "What the loaded version costs, measured at its load.",
+                                 labels=["model", "version"])
         count = 0
         for name, model in models.items():
             if model.default is not None:
@@ -93,8 +107,12 @@ class RegistryCollector:
                     load_s.add_metric([name, key], info.load_time_s)
                 if info.warmup_time_s is not None:
                     warm_s.add_metric([name, key], info.warmup_time_s)
+                if info.memory_bytes is not None:
+                    cost.add_metric([name, key], info.memory_bytes)
         total = GaugeMetricFamily("yyai_models_loaded", "Model versions loaded and serving.", value=count)
-        yield from (loaded, state, default, load_s, warm_s, total)
+        yield from (loaded, state, default, load_s, warm_s, cost, total)
+        if status.residency is not None:
+            yield from _residency_families(status.residency)
         yield from _rollout_families(models)
 
 
@@ -104,6 +122,29 @@ _SHADOW = {"runs": "Shadow runs started.", "rows_compared": "Input rows the shad
            "rows_agreed": "Input rows on which the shadow agreed with the answer sent.",
            "errors": "Shadow runs that failed (raised, unloaded, incompatible); the real replies were unaffected.",
            "dropped": "Shadow runs dropped because the shadow queue was full."}
+
+
+_RESIDENCY_COUNTERS = {
+    "loads": ("yyai_loads", "Versions loaded (at start, on demand, by an operator)."),
+    "load_failures": ("yyai_load_failures", "Loads that failed."),
+    "evictions": ("yyai_evictions", "Versions unloaded to stay within the memory budget."),
+    "cold_starts": ("yyai_cold_starts", "Requests that waited for their version to load."),
+    "cold_start_wait_s": ("yyai_cold_start_wait_seconds", "Seconds requests waited for their version to load."),
+    "cold_start_timeouts": ("yyai_cold_start_timeouts", "Requests answered 503 because their load took too long."),
+}
+
+
+def _residency_families(residency: ResidencyStatus) -> Iterator[Metric]:
+    """What the process that holds the models keeps loaded, against its budget, and its load counters."""
+    yield GaugeMetricFamily("yyai_resident_bytes", "The measured cost of the loaded versions.",
+                            value=residency.resident_bytes)
+    yield GaugeMetricFamily("yyai_process_resident_bytes", "Resident memory of the process that holds the models.",
+                            value=residency.process_rss_bytes)
+    if residency.budget_bytes is not None:
+        yield GaugeMetricFamily("yyai_memory_budget_bytes", "The memory budget (--memory-budget).",
+                                value=residency.budget_bytes)
+    for key, (name, text) in _RESIDENCY_COUNTERS.items():
+        yield CounterMetricFamily(name, text, value=getattr(residency, key))
 
 
 def _rollout_families(models: dict[str, Any]) -> Iterator[Metric]:

@@ -94,10 +94,13 @@ async def rescan(api: Api, call: Call) -> Reply:
 
 
 async def status_all(api: Api, call: Call) -> Reply:
-    """GET /models/_status: every model's status, the store's problems and state error, and
-    every worker process (its state, memory and what it serves)."""
+    """GET /models/_status: every model's status, the store's problems and state error, what
+    the registry keeps loaded against its budget (``residency``), every worker process (its
+    state and memory) and, under ``--workers N``, the model host (its memory and what it holds)."""
     body = (await api.run(api.data.status)).to_json()
-    body["workers"] = [w.to_json() for w in await api.run(api.repository.workers)]
+    processes = await api.run(api.repository.workers)
+    body["workers"] = [w.to_json() for w in processes if w.role != "host"]
+    body["hosts"] = [w.to_json() for w in processes if w.role == "host"]
     return reply(body)
 
 
@@ -154,6 +157,20 @@ async def remove(api: Api, call: Call) -> Reply:
 _STATUS = json_reply(ref("ModelStatus"), "The model's status.")
 _VERSION_BODY = {"type": "object", "properties": {"version": {"type": "integer", "minimum": 1}},
                  "additionalProperties": False}
+_PROCESS = {
+    "type": "object",
+    "required": ["worker", "state"],
+    "properties": {
+        "worker": {"type": "integer", "description": "The worker's number (0 serves the dashboard), or the host's."},
+        "role": {"type": "string", "enum": ["worker", "host"]},
+        "pid": {"type": "integer", "nullable": True},
+        "state": {"type": "string", "enum": ["serving", "starting", "restarting"]},
+        "rss_bytes": {"type": "integer", "nullable": True, "description": "Resident memory."},
+        "restarts": {"type": "integer"},
+        "models": {"type": "object", "description": "Per model: its default and loaded versions, where the models "
+                                                    "live (the single process, or the host)."},
+    },
+}
 _STATUS_ALL = {
     "type": "object",
     "required": ["models", "problems"],
@@ -164,18 +181,21 @@ _STATUS_ALL = {
             "properties": {"path": {"type": "string"}, "kind": {"type": "string"}, "error": {"type": "string"}},
         }},
         "state_error": {"type": "string", "nullable": True},
-        "workers": {"type": "array", "items": {
-            "type": "object",
-            "required": ["worker", "state"],
-            "properties": {
-                "worker": {"type": "integer", "description": "The worker's number (0 serves the dashboard)."},
-                "pid": {"type": "integer", "nullable": True},
-                "state": {"type": "string", "enum": ["serving", "starting", "restarting"]},
-                "rss_bytes": {"type": "integer", "nullable": True, "description": "Resident memory."},
-                "restarts": {"type": "integer"},
-                "models": {"type": "object", "description": "Per model: its default and loaded versions."},
-            },
+        "residency": {"type": "object", "nullable": True, "description": (
+            "What the registry keeps loaded against its budget (--memory-budget, --max-loaded), the process's "
+            "memory, and the loads, evictions and cold starts since it started."), "properties": {
+            "budget_bytes": {"type": "integer", "nullable": True},
+            "max_loaded": {"type": "integer", "nullable": True},
+            "loaded": {"type": "integer"},
+            "resident_bytes": {"type": "integer", "description": "The measured cost of the loaded versions."},
+            "process_rss_bytes": {"type": "integer"},
+            "loads": {"type": "integer"}, "load_failures": {"type": "integer"}, "evictions": {"type": "integer"},
+            "cold_starts": {"type": "integer"}, "cold_start_wait_s": {"type": "number"},
+            "cold_start_timeouts": {"type": "integer"},
         }},
+        "workers": {"type": "array", "items": _PROCESS},
+        "hosts": {"type": "array", "items": _PROCESS,
+                  "description": "Under --workers N: the model host, which holds the models (else empty)."},
     },
 }
 _UPLOAD_PARAMS = [

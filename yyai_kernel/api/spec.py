@@ -29,6 +29,11 @@ def json_reply(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+COLD_START: dict[str, Any] = {"X-Yyai-Cold-Start": {
+    "description": "Present when the version was not loaded: the seconds this request waited for its load.",
+    "schema": {"type": "number"}}}
+
+
 def errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Bad input (malformed body, bad name or version, bad tensor or image).",
@@ -40,7 +45,8 @@ def errors(*codes: int) -> dict[str, Any]:
         413: "Too large: body, archive, image pixels or number of images over the limit.",
         415: "Unsupported Content-Type.",
         429: "Too many expensive requests (explanations) at once; retry after Retry-After seconds.",
-        503: "Not ready: the model (or the server) is loading, failed or unloaded.",
+        503: "Not ready: the model (or the server) is loading, failed or unloaded, or the model host is "
+             "restarting; retry after Retry-After seconds when the reply gives it.",
         507: "The store could not be written (disk full or permissions); nothing changed.",
     }
     return {str(c): json_reply(ref("Error"), text[c]) for c in (401, *codes)}
@@ -295,6 +301,12 @@ SCHEMAS = {
             "description": {"type": "string"},
             "created": {"type": "string", "nullable": True},
             "members": {"type": "array", "items": {"type": "string"}},
+            "memory_bytes": {"type": "integer", "nullable": True, "description": (
+                "What the version costs while loaded, measured at its load (the process's resident set and "
+                "allocated bytes before and after); null while not loaded.")},
+            "used_at": {"type": "number", "nullable": True,
+                        "description": "When it last answered a request (Unix time): the budget unloads the "
+                                       "least recently used first."},
         },
     },
     "ModelStatus": {

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from yyai_kernel.api.call import Call, Reply, reply, reply_managed
+from yyai_kernel.api.call import Call, Reply, cold_start_headers, reply, reply_managed
 from yyai_kernel.api.context import Api
 from yyai_kernel.api.endpoint import Auth, Body, Endpoint
 from yyai_kernel.api.refs import path_name, path_ref
 from yyai_kernel.api.spec import (
+    COLD_START,
     NAME,
     STICKY,
     VERSION,
@@ -94,9 +95,11 @@ async def infer(api: Api, call: Call) -> Reply:
         result = await api.model_call(call, api.run(submit))
         payload, header_out = await api.run(v2codec.encode_result, result)
     call.confirm(result.model_version)
+    headers = cold_start_headers(result.cold_start_s)
     if header_out is None:
-        return Reply(payload)
-    return Reply(payload, media_type=BINARY_TYPE, headers={"Inference-Header-Content-Length": str(header_out)})
+        return Reply(payload, headers=headers)
+    return Reply(payload, media_type=BINARY_TYPE,
+                 headers={"Inference-Header-Content-Length": str(header_out), **headers})
 
 
 async def repository_index(api: Api, call: Call) -> Reply:
@@ -145,6 +148,7 @@ _INFER_REPLY = {
         "application/json": {"schema": ref("InferResponse")},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
+    "headers": COLD_START,
 }
 _HEADER_LENGTH = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
                   "schema": {"type": "integer", "minimum": 0},

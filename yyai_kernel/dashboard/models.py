@@ -1,5 +1,8 @@
 """The Models tab: every version's status in one table, and a live plot of latency and throughput.
 
+The table shows what each loaded version costs (measured at its load), and a line under
+it what is loaded against the memory budget, with the loads, evictions and cold starts.
+
 Each refresh of the shell records one sample per model (every version's request count,
 and the default version's p50) in :attr:`ModelsTab.history`, which keeps the last
 :data:`HISTORY_SECONDS`. The plot is drawn only while the tab is shown (drawing costs
@@ -21,6 +24,7 @@ from yyai_kernel.dashboard.render import (
     activity_plot_png,
     models_table_html,
     problems_html,
+    residency_html,
     with_classes,
 )
 from yyai_kernel.types import ServerStatus
@@ -44,6 +48,7 @@ class ModelsTab:
         self._plot_drawn_at = 0.0
         self.models_table = with_classes(W.HTML(), "yyai-models-table")
         self.problems = with_classes(W.HTML(), "yyai-problems")
+        self.residency = with_classes(W.HTML(), "yyai-residency-line")
         self.refresh_button = with_classes(W.Button(description="Refresh now", icon="refresh",
                                                     tooltip="Fetch every model's status now"), "yyai-refresh-button")
         self.activity_plot = with_classes(W.Image(format="png", layout=W.Layout(width="608px", display="none")),
@@ -51,7 +56,7 @@ class ModelsTab:
         self.activity_note = with_classes(W.HTML(), "yyai-activity-note")
         self.widget = W.VBox([
             W.HBox([self.refresh_button, shell.auto_refresh]), shell.refresh_note,
-            self.models_table, self.problems,
+            self.models_table, self.residency, self.problems,
             W.HTML("<b>Activity over the last five minutes</b>"),
             self.activity_plot, self.activity_note,
         ])
@@ -64,6 +69,9 @@ class ModelsTab:
         if self.models_table.value != table:
             self.models_table.value = table
         self.problems.value = problems_html(status)
+        residency = residency_html(status)
+        if self.residency.value != residency:
+            self.residency.value = residency
         due = now - self._plot_drawn_at >= 0.9 * (self.shell.refresh_interval or 0)
         if due and self.shell.showing(self):  # draw only what someone sees
             self.draw_activity(now)

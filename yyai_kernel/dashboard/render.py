@@ -187,6 +187,7 @@ def state_html(state: VersionState) -> str:
 def models_table_html(models: Mapping[str, ModelStatus]) -> str:
     """Every version of every model as one HTML table."""
     head = ("<tr><th>Model</th><th>Version</th><th>Default</th><th>State</th><th>Load time</th>"
+            "<th title='Measured at its load; it counts against --memory-budget'>Memory</th>"
             "<th>Requests</th><th>Errors</th><th>p50</th><th>p99</th><th>Last error</th></tr>")
     rows = []
     for name in sorted(models):
@@ -201,6 +202,7 @@ def models_table_html(models: Mapping[str, ModelStatus]) -> str:
                 f"<td class='yyai-default-cell'>{default}</td>"
                 f"<td>{state_html(v.state)}</td>"
                 f"<td class='num'>{fmt(v.load_time_s, 2, ' s')}</td>"
+                f"<td class='num yyai-memory-cell'>{memory_text(v.memory_bytes)}</td>"
                 f"<td class='num'>{v.requests}</td>"
                 f"<td class='num'>{v.errors}</td>"
                 f"<td class='num'>{fmt(v.latency_ms.p50, 2, ' ms')}</td>"
@@ -208,8 +210,36 @@ def models_table_html(models: Mapping[str, ModelStatus]) -> str:
                 f"<td class='yyai-error-cell'>{html.escape(error) if error else ''}</td></tr>"
             )
     if not rows:
-        rows.append("<tr><td colspan='10'>No models yet: install a .yyar archive in the Manage tab.</td></tr>")
+        rows.append("<tr><td colspan='11'>No models yet: install a .yyar archive in the Manage tab.</td></tr>")
     return f"<table class='yyai-table yyai-models'>{head}{''.join(rows)}</table>"
+
+
+def memory_text(size: int | None) -> str:
+    """A measured size for people: ``12.3 MiB``; empty when the version is not loaded."""
+    if size is None:
+        return ""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def residency_html(status: ServerStatus) -> str:
+    """One line: what is loaded against the budget, and the loads, evictions and cold starts so far."""
+    residency = status.residency
+    if residency is None:
+        return ""
+    budget = []
+    if residency.budget_bytes is not None:
+        budget.append(f"budget {memory_text(residency.budget_bytes)}")
+    if residency.max_loaded is not None:
+        budget.append(f"at most {residency.max_loaded} loaded")
+    bound = f" of {', '.join(budget)}" if budget else " (no budget)"
+    return (f"<div class='yyai-subtle yyai-residency'>{residency.loaded} version(s) loaded, "
+            f"{memory_text(residency.resident_bytes) or '0 B'}{bound}; the process holding them uses "
+            f"{memory_text(residency.process_rss_bytes)}. {residency.loads} loads, {residency.evictions} "
+            f"unloaded for the budget, {residency.cold_starts} requests waited for a load "
+            f"({residency.cold_start_wait_s:.1f} s in all).</div>")
 
 
 def _labels_of(model: ModelStatus, number: int) -> str:

@@ -84,13 +84,24 @@ def yyai_version() -> str:
 
 
 class Readiness:
-    """Whether the server's start-up load finished; until then it answers not-ready (503)."""
+    """Whether the server's start-up load finished; until then it answers not-ready (503).
 
-    def __init__(self) -> None:
-        self.ready = False
+    ``probe`` (a front end of ``--workers N``) says whether the model host is connected and
+    loaded its warm set; the server is ready only while it does.
+    """
+
+    def __init__(self, probe: Callable[[], bool] | None = None) -> None:
+        self._ready = False
+        self.probe = probe
+
+    @property
+    def ready(self) -> bool:
+        if self.probe is not None:
+            return self.probe()
+        return self._ready
 
     def mark_ready(self) -> None:
-        self.ready = True
+        self._ready = True
 
     def check(self) -> None:
         """Raise ModelNotReadyError (503, retry later) until the start-up load finished."""
@@ -295,8 +306,7 @@ class DataPlane:
         _, pending = self._routed(plan, attempt, make, filenames)
         if not filenames:
             return pending
-        return _then(pending, lambda p: Prediction(p.name, p.version, p.members, p.combined, p.output,
-                                                   tuple(filenames)))
+        return _then(pending, lambda p: replace(p, filenames=tuple(filenames)))
 
     def submit_inputs(self, target: Target, given: Given, *, sticky: str | None = None,
                       explain: str | None = None) -> Future:
@@ -370,6 +380,7 @@ def _infer_result(prediction: Prediction, described: VersionDescription, request
         id=request.id,
         parameters={"combined": COMBINED_OUTPUT if COMBINED_OUTPUT in available else None,
                     "members": list(prediction.members)},
+        cold_start_s=prediction.cold_start_s,
     )
 
 

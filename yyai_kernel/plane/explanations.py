@@ -124,7 +124,7 @@ def _explained(prediction: Prediction, rows: tuple[dict[str, Explanation], ...],
 
 def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], input_spec: InputSpec,
                      output_spec: OutputSpec, *, max_pixels: int) -> tuple[dict[str, Explanation], ...]:
-    """Per image, ``{member: Explanation}`` from ``{member: gradcam.MemberMap}`` over the batch."""
+    """Per image, ``{member: Explanation}`` from ``{member: membermap.MemberMap}`` over the batch."""
     names = output_spec.columns
     rows = []
     for i, data in enumerate(images):
@@ -144,7 +144,7 @@ def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], inp
 
 def attribution_rows(method: ExplainMethod, maps: dict, input_spec: InputSpec, output_spec: OutputSpec,
                      count: int) -> tuple[dict[str, Explanation], ...]:
-    """Per row (``count`` of them), ``{member: Explanation}`` from ``{member: attributions.MemberAttribution}``:
+    """Per row (``count`` of them), ``{member: Explanation}`` from ``{member: membermap.MemberAttribution}``:
     one attribution per feature (its columns added up), None where no gradient reaches."""
     names = output_spec.columns
     groups = _groups(input_spec)

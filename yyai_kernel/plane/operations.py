@@ -1,25 +1,19 @@
-"""Management operations as values, so that every worker process can apply the same change.
+"""Management operations as values, so that the process that holds the models applies each one.
 
-``yyai serve --workers N`` runs N processes, each with its own registry over the same
-store. A management call (upload, reload, default/pin, unpin, load, unload, remove,
-rescan, labels, traffic policies) reaches one of them. That worker *leads* it (``DataPlane.manage``): it changes the
-store once, since the store and its state file are the truth, and loads what must serve.
-Then every other worker *follows* it (:func:`follow`), through the supervisor
-(``server/supervisor.py``): it re-reads the store and loads what the store says serves or,
-for the operations that touch only a process's runtimes (load, unload), does the same to
-its own registry. Following never writes the store, and it is idempotent: applied twice,
-or after a worker restarted and read the store afresh, it changes nothing more.
+A management call (upload, reload, default/pin, unpin, load, unload, remove, rescan,
+labels, traffic policies) is parsed once, at the edge, into an :class:`Operation`, and
+:func:`lead` applies it to a registry. In one process (``yyai serve``) that is the
+registry beside the endpoints. Under ``yyai serve --workers N`` the front ends hold no
+models: a front end hands the operation to the model host (``host/``), which leads it on
+the one registry, writes the store once, and tells every front end the new state before it
+replies. There is one truth, and nothing to replay.
 
-:data:`OpKind.SYNC` is the generic form: "the store's state file changed, re-read it and
-load what it says serves". Everything kept in the state file (pins, labels, traffic
-policies) is followed that way: the follower loads the default and every version a label
-or the policy names, so that a request by label never meets a version it did not load.
+The :class:`WorkerReport` of a call says which front ends serve the new state (they
+acknowledged it before the reply), which were restarting (a front end that starts reads
+the host's current state before it serves) and which did not answer, with the error: a
+reply never hides one. A single process reports itself alone.
 
-The :class:`WorkerReport` of a call says which workers applied it, which were restarting
-(a worker that starts reads the current store, so it will serve the new state when it
-joins the port) and which failed, with the error: a reply never hides one.
-
-Types only, plus :func:`follow` and :func:`local_worker`: no framework, no process code.
+Types only, plus :func:`lead` and :func:`local_worker`: no framework, no process code.
 """
 
 from __future__ import annotations
@@ -28,7 +22,16 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 
-from yyai_kernel.types import check_label, check_name, parse_version, parse_version_ref
+from yyai_kernel.errors import InvalidInputError
+from yyai_kernel.hints import Hint, Step
+from yyai_kernel.types import (
+    InstallOptions,
+    TrafficPolicy,
+    check_label,
+    check_name,
+    parse_version,
+    parse_version_ref,
+)
 
 
 class OpKind(str, Enum):
@@ -46,13 +49,13 @@ class OpKind(str, Enum):
     SET_TRAFFIC = "set_traffic"  # the canary and shadow policy (its versions loaded first)
     CLEAR_TRAFFIC = "clear_traffic"
     PROMOTE = "promote"  # the canary (else the shadow) becomes the pinned default; the policy is cleared
-    SYNC = "sync"  # the state file changed: re-read the store and load what it says serves
+    SYNC = "sync"  # the state file changed: re-read the store (a failed upload's or removal's aftermath)
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One management operation: its kind and arguments. ``archive`` (a file to install)
-    is the leading worker's only; followers get the installed name and version instead."""
+    """One management operation: its kind and arguments. ``archive`` is a file to install, on
+    this machine (a front end's spooled upload, which the model host reads)."""
 
     kind: OpKind
     name: str | None = None
@@ -83,29 +86,50 @@ class Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
-def follow(registry, op: Operation) -> None:
-    """Apply, on a worker that did not receive the call, an operation another worker led.
+def lead(registry, op: Operation):
+    """Apply ``op`` to ``registry`` (any ModelRegistry): the registry's own result.
 
-    Raises the registry's error when this worker cannot serve the new state.
+    ``op`` was checked at the edge (:meth:`Operation.checked`). A promotion pins the
+    candidate (the canary, else the shadow) and clears the policy.
     """
-    kind, name, version = op.kind, op.name, op.version
-    if kind is OpKind.INSTALL:
-        registry.reload(name, force=False)  # the store has the new archive (and state); a new default loads
-        registry.load(name, version)  # and the uploaded version serves, default or not
-        registry.load_served(name)  # and whatever a label or a pin made of it
-    elif kind is OpKind.LOAD:
-        registry.load(name, version)
-    elif kind is OpKind.UNLOAD:
-        registry.unload(name, version)
-    elif kind is OpKind.RELOAD:
-        registry.reload(name, force=op.force)
-    elif kind is OpKind.REMOVE and op.purge:
-        registry.forget(name, version)
-    elif kind is OpKind.REMOVE:
-        registry.unload(name, version)
-    else:  # pins, labels, traffic policies, SYNC: what the state file says now, and the versions it names
-        registry.reload(name, force=False)
-        registry.load_served(name)
+    name, version = op.name, op.version
+    if op.kind is OpKind.INSTALL:
+        return registry.install(op.archive, InstallOptions(op.promote, op.label, op.replace))
+    if op.kind is OpKind.LOAD:
+        return registry.load(name, version)
+    if op.kind is OpKind.UNLOAD:
+        return registry.unload(name, version)
+    if op.kind is OpKind.RELOAD:
+        return registry.reload(name, force=op.force)
+    if op.kind is OpKind.SET_DEFAULT:
+        if version is None:
+            raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
+        return registry.set_default(name, version)
+    if op.kind is OpKind.FOLLOW_LATEST:
+        return registry.follow_latest(name)
+    if op.kind is OpKind.REMOVE:
+        return registry.remove(name, version, purge=op.purge)
+    if op.kind is OpKind.SET_LABEL:
+        if version is None:
+            raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
+        return registry.set_label(name, op.label, version)
+    if op.kind is OpKind.DELETE_LABEL:
+        return registry.delete_label(name, op.label)
+    if op.kind is OpKind.SET_TRAFFIC:
+        return registry.set_traffic(name, TrafficPolicy.parse(op.policy))
+    if op.kind is OpKind.CLEAR_TRAFFIC:
+        return registry.clear_traffic(name)
+    if op.kind is OpKind.PROMOTE:
+        if name is None:
+            raise InvalidInputError("Say which model's candidate to promote.")
+        policy = registry.status(name).traffic  # 404 for an unknown model
+        candidate = policy and (policy.canary or policy.shadow)
+        if candidate is None:
+            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
+        registry.set_default(name, candidate.version)
+        return registry.clear_traffic(name)
+    return registry.reload(name, force=False)  # SYNC: what the state file says now
 
 
 # --- what a call did on each worker ---------------------------------------------------------
@@ -113,7 +137,7 @@ def follow(registry, op: Operation) -> None:
 
 class Outcome(str, Enum):
     APPLIED = "applied"
-    RESTARTING = "restarting"  # not serving now; it reads the store, or applies this, before it serves
+    RESTARTING = "restarting"  # not serving now; it reads the host's state before it serves
     FAILED = "failed"
 
 
@@ -125,7 +149,7 @@ class WorkerOutcome:
 
     def describe(self) -> str:
         if self.outcome is Outcome.RESTARTING:
-            return f"worker {self.worker} is restarting (it applies this change before it serves again)"
+            return f"worker {self.worker} is restarting (it reads the new state before it serves again)"
         if self.outcome is Outcome.FAILED:
             return f"worker {self.worker} failed: {self.error}"
         return f"worker {self.worker} applied it"
@@ -133,7 +157,7 @@ class WorkerOutcome:
 
 @dataclass(frozen=True)
 class WorkerReport:
-    """Which workers applied a management call: the one that led it, and every other."""
+    """Which front ends serve the state a management call left: every worker process."""
 
     outcomes: tuple[WorkerOutcome, ...]
 
@@ -184,14 +208,16 @@ class Managed:
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """One worker process as the status endpoint shows it."""
+    """One process of the server as the status endpoint shows it: a worker (a front end, or the
+    single process of ``yyai serve``) or the model host."""
 
     worker: int
     pid: int | None
     state: str  # "serving", "starting", "restarting"
     rss_bytes: int | None = None
     restarts: int = 0
-    models: dict = field(default_factory=dict)  # {name: {"default": v, "loaded": [v, ...]}}
+    models: dict = field(default_factory=dict)  # {name: {"default": v, "loaded": [v, ...]}}: where models live
+    role: str = "worker"  # "worker" or "host"
 
     def to_json(self) -> dict:
         return asdict(self)

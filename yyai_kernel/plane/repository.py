@@ -1,13 +1,14 @@
-"""The model repository: every change to what serves, each an operation every worker applies.
+"""The model repository: every change to what serves, each an operation the model host leads.
 
 :class:`ModelRepository` changes what serves: load, unload, reload, default and pin,
 remove, install, version labels and traffic policies, over the same registry as the
 :class:`~yyai_kernel.plane.dataplane.DataPlane` (reading and inference), in the manner of
 MLServer's ``handlers/model_repository.py`` beside its ``dataplane.py``. Each change is an
-:class:`~yyai_kernel.plane.operations.Operation`, led by the process that received the call
-and then followed by every other worker process (``yyai serve --workers N``; ``peers`` is
-None in a single process). It also answers the reads that belong with the changes: labels,
-the traffic report, the kept disagreements, and the worker view.
+:class:`~yyai_kernel.plane.operations.Operation`. In one process it is led here, on the
+registry beside it; in a front end of ``yyai serve --workers N`` (``peers`` set) the model
+host leads it on the one registry and every front end sees the new state before the reply
+(``host/``). It also answers the reads that belong with the changes: labels, the traffic
+report, the kept disagreements, and the worker view.
 
 No framework types; safe from any thread (the registry and the store lock).
 """
@@ -22,7 +23,6 @@ from typing import Protocol
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError
-from yyai_kernel.hints import Hint, Step
 from yyai_kernel.plane.dataplane import Readiness
 from yyai_kernel.plane.operations import (
     Managed,
@@ -30,6 +30,7 @@ from yyai_kernel.plane.operations import (
     OpKind,
     WorkerInfo,
     WorkerReport,
+    lead,
     local_worker,
 )
 from yyai_kernel.registry.protocol import ModelRegistry
@@ -47,13 +48,13 @@ from yyai_kernel.types import (
 
 
 class Peers(Protocol):
-    """The other worker processes, as the data plane sees them (``server/workerlink.py``)."""
+    """The model host and the other worker processes, as a front end of ``--workers N`` sees them."""
 
-    def follow(self, op: Operation, leader: int) -> WorkerReport:
-        """Have every other worker follow ``op``; the report covers the leader too."""
+    def manage(self, op: Operation) -> Managed:
+        """Have the model host lead ``op``; the report says which front ends serve the new state."""
 
     def gather(self) -> list[WorkerInfo]:
-        """Every worker's state, this one included."""
+        """Every worker process's state, this one included, and the model host's."""
 
 
 class ModelRepository:
@@ -76,61 +77,21 @@ class ModelRepository:
         return self.traffic.with_rollout(status)
 
     # --- managing ------------------------------------------------------------------------------
-    # Each change is an Operation: led here, then followed by every other worker process
-    # (``operations.py``). The named methods are the single-process API; ``manage`` also
-    # returns the WorkerReport, for front ends that tell the caller how many workers applied it.
+    # Each change is an Operation (``operations.py``), led where the models are: on this
+    # registry, or by the model host (``peers``). The named methods are the single-process API;
+    # ``manage`` also returns the WorkerReport, for front ends that say which workers serve it.
 
     def manage(self, op: Operation) -> Managed:
-        """Apply a management operation here, then have every other worker follow it.
-
-        Returns only when every worker serves the new state (or is reported as not doing so).
-        A store-changing operation that fails here is still followed as a SYNC, so that the
-        others see what did reach the store; its error is raised. ``op`` was checked at the
-        edge (:meth:`Operation.checked`), where it was parsed from a request.
-        """
-        try:
-            result = self._lead(op)
-        except Exception:
-            if self.peers is not None and op.kind in (OpKind.INSTALL, OpKind.REMOVE) and op.name:
-                self.peers.follow(Operation(OpKind.SYNC, op.name), self.worker)
-            raise
-        if self.peers is None:
-            return Managed(result, WorkerReport.alone(self.worker))
-        if op.kind is OpKind.INSTALL:
-            op = Operation(OpKind.INSTALL, result.name, result.version, replace=op.replace)
-        return Managed(result, self.peers.follow(op, self.worker))
-
-    def _lead(self, op: Operation):
-        registry, name, version = self.registry, op.name, op.version
-        if op.kind is OpKind.INSTALL:
-            return registry.install(op.archive, InstallOptions(op.promote, op.label, op.replace))
-        if op.kind is OpKind.LOAD:
-            return registry.load(name, version)
-        if op.kind is OpKind.UNLOAD:
-            return registry.unload(name, version)
-        if op.kind is OpKind.RELOAD:
-            return registry.reload(name, force=op.force)
-        if op.kind is OpKind.SET_DEFAULT:
-            if version is None:
-                raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
-            return registry.set_default(name, version)
-        if op.kind is OpKind.FOLLOW_LATEST:
-            return registry.follow_latest(name)
-        if op.kind is OpKind.REMOVE:
-            return registry.remove(name, version, purge=op.purge)
-        if op.kind is OpKind.SET_LABEL:
-            if version is None:
-                raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
-            return registry.set_label(name, op.label, version)
-        if op.kind is OpKind.DELETE_LABEL:
-            return registry.delete_label(name, op.label)
-        if op.kind is OpKind.SET_TRAFFIC:
-            return self._with_rollout(registry.set_traffic(name, TrafficPolicy.parse(op.policy)))
-        if op.kind is OpKind.CLEAR_TRAFFIC:
-            return self._with_rollout(registry.clear_traffic(name))
-        if op.kind is OpKind.PROMOTE:
-            return self._promote(name)
-        return registry.reload(name, force=False)  # SYNC: what the state file says now
+        """Apply a management operation where the models are; returns once every worker process
+        serves the new state (or is reported as not doing so). ``op`` was checked at the edge
+        (:meth:`Operation.checked`), where it was parsed from a request."""
+        if self.peers is not None:
+            managed = self.peers.manage(op)
+        else:
+            managed = Managed(lead(self.registry, op), WorkerReport.alone(self.worker))
+        if op.kind in (OpKind.SET_TRAFFIC, OpKind.CLEAR_TRAFFIC, OpKind.PROMOTE):
+            return Managed(self._with_rollout(managed.result), managed.report)  # this process's figures
+        return managed
 
     def load(self, name: str, version=None) -> ModelStatus:
         return self.manage(Operation(OpKind.LOAD, name, version).checked()).result
@@ -186,15 +147,6 @@ class ModelRepository:
     def promote(self, name: str) -> ModelStatus:
         """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
         return self.manage(Operation(OpKind.PROMOTE, name).checked()).result
-
-    def _promote(self, name: str) -> ModelStatus:
-        policy = self.registry.status(name).traffic  # 404 for an unknown model
-        candidate = policy and (policy.canary or policy.shadow)
-        if candidate is None:
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
-                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
-        self.registry.set_default(name, candidate.version)
-        return self._with_rollout(self.registry.clear_traffic(name))
 
     def disagreements(self, name: str) -> list[Disagreement]:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""

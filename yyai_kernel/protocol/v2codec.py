@@ -101,6 +101,7 @@ class InferResult:
     outputs: list[tuple[str, np.ndarray, bool]]
     id: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    cold_start_s: float | None = None  # the wait for its version's load (a header, not the body)
 
 
 @dataclass(frozen=True)

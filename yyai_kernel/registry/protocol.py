@@ -1,10 +1,13 @@
 """The seam under the data plane: what it needs from a registry, and what a resolved request carries.
 
-Two classes implement :class:`ModelRegistry`. :class:`~yyai_kernel.registry.registry.Registry`
-holds the runtimes in this process (``yyai serve``, a notebook). ``RayRegistry``
-(``yyai_kernel/ray_app/registry.py``), one in each Ray replica, reads the shared store's state
-and runs each request on that replica's runtimes by model id (``ray_app/models.py`` holds
-them). The data plane is written against this Protocol only, so it runs unchanged in both.
+Three classes implement :class:`ModelRegistry`. :class:`~yyai_kernel.registry.registry.Registry`
+holds the runtimes in this process (``yyai serve``, a notebook, the model host of
+``--workers N``). ``HostRegistry`` (``yyai_kernel/host/remote.py``), a front end's under
+``--workers N``, holds none: it keeps the host's views and sends each request to the host.
+``RayRegistry`` (``yyai_kernel/ray_app/registry.py``), one in each Ray replica, reads the
+shared store's state and runs each request on that replica's runtimes by model id
+(``ray_app/models.py`` holds them). The data plane is written against this Protocol only, so
+it runs unchanged in all three.
 
 Resolution happens once per request. A registry keeps one :class:`ModelView` per model: an
 immutable picture of its versions in the store, its default, its labels and its traffic

@@ -10,8 +10,22 @@ wherever a version is accepted. A new default takes over only once it serves, so
 requests that name no version never meet a 503 during a swap. Reloads of one model that
 pile up are coalesced.
 
+Loading on demand, within a budget (``residency.py``): a request for a version that is
+not loaded (never loaded here, or unloaded to stay within the budget) starts its load, or
+joins the one running, and waits for it up to ``cold_start_timeout`` (then 503 with
+Retry-After); its Prediction says how long it waited (``cold_start_s``). Concurrent first
+requests share one load. A version an operator unloaded stays unloaded (503) until loaded
+again. Loads run one at a time, by priority, each measured (``memory.py``); above the
+budget the least recently used version goes, protected ones last.
+
+At start the server loads the warm set (:meth:`Registry.warm_set`), then warms the other
+defaults in the background while they fit (:meth:`Registry.start_background`), and persists
+the recently used order in the store's state for the next start.
+
 Locking, in the order taken: each model's ``load_lock`` (``ModelVersions``) serializes that
-model's loads, swaps and state-file writes; models load in parallel. The store's own lock
+model's loads, swaps and state-file writes; the residency's load gate is taken inside it,
+one load at a time, and eviction only ever *tries* another model's ``load_lock`` (a busy
+model is skipped), so two loads never wait for each other. The store's own lock
 serializes its file writes and scans, and holds no lock of the registry's. The table's
 lock is taken last and only for memory work. A request takes none of them: it resolves in
 the model's immutable view and reads one slot reference.
@@ -20,22 +34,35 @@ the model's immutable view and reads one slot reference.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
 from typing import overload
 
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig, serving_config
-from yyai_kernel.errors import ModelNotFoundError, YyaiError
-from yyai_kernel.registry import installs
+from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError, YyaiError
+from yyai_kernel.registry import installs, memory
 from yyai_kernel.registry.protocol import Target, ref_of
+from yyai_kernel.registry.residency import (
+    Budget,
+    Deadlines,
+    Priority,
+    Protection,
+    Residency,
+    Resident,
+)
 from yyai_kernel.registry.table import ModelTable
 from yyai_kernel.registry.versions import (
+    RETRY_AFTER_LOADING_S,
     LoadSettings,
     ModelVersions,
     StatsObserver,
-    VersionSlot,
 )
 from yyai_kernel.store.store import ModelStore
 from yyai_kernel.store.watch import StoreWatcher
@@ -48,6 +75,7 @@ from yyai_kernel.types import (
     ModelStatus,
     ModelSummary,
     Prediction,
+    ResidencyStatus,
     ServerStatus,
     StoreProblemInfo,
     TrafficPolicy,
@@ -59,6 +87,10 @@ from yyai_kernel.types import (
 log = logging.getLogger("yyai.registry")
 
 PARALLEL_LOADS = 4
+COLD_START_THREADS = 4  # cold starts queue at the load gate, ahead of warming; the gate runs one at a time
+RECENT_KEPT = 256  # versions the persisted recently-used order remembers
+RECENT_EVERY_S = 60.0  # how often the background thread persists that order, when it changed
+DEMANDABLE = (VersionState.AVAILABLE, VersionState.LOADING)  # what a request may load by asking for it
 
 
 class Registry:
@@ -76,13 +108,25 @@ class Registry:
         self.config = serving_config(config, **settings)
         self.store.scan()
         self.table = ModelTable(store, observer)
+        budget = Budget(self.config.memory_budget_bytes, self.config.max_loaded)
+        self.residency = Residency(budget, self._residents, self._evict)
+        self._deadlines = Deadlines()
+        self._cold = ThreadPoolExecutor(COLD_START_THREADS, thread_name_prefix="yyai-cold")
+        self._held = threading.local()  # the model whose load_lock this thread holds while it loads
+        self._closed = threading.Event()
+        self._background: threading.Thread | None = None  # a server's: warming, and the recent order kept
         self._watcher = StoreWatcher(store.root, self.config.watch_interval, self._store_changed)
         if self.config.watch:
             self._watcher.start()
 
     def close(self) -> None:
-        """Stop the watcher and every batcher; the registry serves nothing afterwards."""
+        """Stop the watcher, the background warming and every batcher; a server's registry
+        (:meth:`start_background`) persists the recently used order. It serves nothing afterwards."""
+        self._closed.set()
         self._watcher.stop()
+        if self._background is not None:  # a server's registry keeps the order for its next start
+            self.persist_recent()
+        self._cold.shutdown(wait=False, cancel_futures=True)
         for model in self.table.all():
             model.close()
 
@@ -110,7 +154,11 @@ class Registry:
                 models[each] = self.table.status(each)
             except ModelNotFoundError:  # removed meanwhile
                 continue
-        return ServerStatus(models, problems, self.store.state_error)
+        return ServerStatus(models, problems, self.store.state_error, self.residency_status())
+
+    def residency_status(self) -> ResidencyStatus:
+        """What is loaded against the budget, this process's memory, and the load counters."""
+        return self.residency.status(memory.resident_bytes())
 
     def resolve(self, ref: ModelRef) -> Target:
         """The version a request means, in the model's current view (see ``protocol.py``)."""
@@ -129,13 +177,28 @@ class Registry:
         """Queue ``inputs`` on a resolved version; a Future of its :class:`Prediction`, which the
         batcher's thread completes (so an event loop awaits it without parking a thread). With
         batching off the model runs here, in the calling thread (see :meth:`batches`).
-        ``finite=True``: the caller checked that the values are finite (``ArchiveRuntime.validate``)."""
-        return self._serving(target).submit(target.version, inputs, finite=finite)
+        ``finite=True``: the caller checked that the values are finite (``ArchiveRuntime.validate``).
+
+        A version that is not loaded is loaded first (a cold start, see the module docstring):
+        the Future then completes once the load and the call are done."""
+        model = self.table.versions(target.name)
+        if model is not None:
+            try:
+                return model.submit(target.version, inputs, finite=finite)
+            except ModelNotReadyError:
+                if not _demandable(model, target.version):
+                    raise
+        return self._cold_start(target, lambda m: m.submit(target.version, inputs, finite=finite))
 
     def explain(self, target: Target, inputs) -> tuple[Prediction, dict]:
         """Run ``inputs`` through a version in this thread, off its batcher, with each member's
-        Grad-CAM maps: ``(Prediction, {member: gradcam.MemberMap})``."""
-        return self._serving(target).explain(target.version, inputs)
+        explanation: ``(Prediction, {member: membermap.MemberMap or MemberAttribution})``. A
+        version that is not loaded is loaded first, as for :meth:`submit`."""
+        model = self.table.versions(target.name)
+        if model is None or (model.serving(target.version) is None and _demandable(model, target.version)):
+            self._cold_start(target, lambda m: _done(None)).result()  # bounded by cold_start_timeout
+            model = self.table.ensure(target.name)
+        return model.explain(target.version, inputs)
 
     def batches(self, target: Target) -> bool:
         """Whether a version serves through a batcher, so that :meth:`submit` never blocks."""
@@ -146,20 +209,81 @@ class Registry:
         """Run ``inputs`` (``[B, *input.shape]``) through a version (default: the default), waiting."""
         return self.submit(self.resolve(ModelRef.parse(name, version)), inputs).result()
 
-    def _serving(self, target: Target) -> ModelVersions:
-        model = self.table.versions(target.name)
-        if model is None:
-            raise VersionSlot(target.version).not_ready(target.name)
-        return model
+    # --- cold starts --------------------------------------------------------------------
+
+    def _cold_start(self, target: Target, run: Callable[[ModelVersions], Future]) -> Future:
+        """Load the version (or join its load), then ``run(model)``; a Future of the Prediction,
+        which says how long it waited. Bounded by ``cold_start_timeout`` (then 503, retry)."""
+        model = self.table.ensure(target.name, create=True)
+        started = time.monotonic()
+        loading, start = model.demand(target.version)
+        if start:
+            try:
+                self._cold.submit(self._load_demanded, model, target.version)
+            except RuntimeError:  # closing
+                model.settle(model.slot(target.version), ModelNotReadyError("The server is stopping."))
+        result: Future = Future()
+        stats = self.residency.stats
+
+        def loaded(done: Future) -> None:
+            waited = time.monotonic() - started
+            if result.done():  # timed out meanwhile
+                return
+            stats.cold_start(waited)
+            error = done.exception()
+            if error is not None:
+                slot = model.slots.get(target.version)
+                _settle(result, error=slot.not_ready(target.name) if slot is not None and isinstance(
+                    error, YyaiError) and slot.state is VersionState.FAILED else error)
+                return
+            try:
+                pending = run(model)
+            except BaseException as failure:  # noqa: BLE001 - the request's Future carries it
+                _settle(result, error=failure)
+                return
+            pending.add_done_callback(lambda f: _copy(f, result, cold_start_s=round(waited, 4)))
+
+        def too_late() -> None:
+            if result.done():
+                return
+            timeout = self.config.cold_start_timeout
+            error = ModelNotReadyError(f"Model {target.name!r} version {target.version} is still loading after "
+                                       f"{timeout:g} s; retry in a moment.")
+            error.retry_after = RETRY_AFTER_LOADING_S
+            if _settle(result, error=error):
+                stats.cold_start(time.monotonic() - started, timed_out=True)
+
+        loading.add_done_callback(loaded)
+        if not result.done():
+            self._deadlines.after(self.config.cold_start_timeout, too_late)
+        return result
+
+    def _load_demanded(self, model: ModelVersions, version: int) -> None:
+        """A cold start's load, first in the gate's queue. Every load settles the waiting
+        requests; one that never reached the runtime (its archive went) is settled here."""
+        error: BaseException | None = None
+        try:
+            with model.load_lock:
+                self._load_version(model, version, force=False, priority=Priority.DEMAND)
+        except BaseException as failure:  # the waiting requests get it; the pool must not swallow it unseen
+            error = failure
+            if not isinstance(failure, YyaiError):
+                log.exception("Loading %s v%d on demand failed", model.name, version)
+        slot = model.slots.get(version)
+        if slot is not None and slot.pending is not None and slot.serving is None:
+            if slot.state is VersionState.LOADING:
+                slot.state = VersionState.AVAILABLE
+            model.settle(slot, error or ModelNotReadyError(f"Model {model.name!r} version {version} did not load."))
 
     # --- managing -----------------------------------------------------------------------
 
-    def load(self, name: str, version: int | str | None = None) -> ModelStatus:
+    def load(self, name: str, version: int | str | None = None, *,
+             priority: Priority = Priority.MANAGE) -> ModelStatus:
         """Load (or re-load, if its archive changed) one version; the default if none is given."""
         target = self.resolve(ref_of(name, version))
         model = self.table.ensure(name)
         with model.load_lock:
-            self._load_version(model, target.version, force=False)
+            self._load_version(model, target.version, force=False, priority=priority)
         return self.table.status(name)
 
     def load_all(self) -> dict[str, str]:
@@ -174,17 +298,153 @@ class Registry:
                 log.error("Could not load %s: %s", name, result.error)
         return {name: r.error for name, r in results.items() if isinstance(r, ModelError)}
 
-    def mark_loading(self) -> dict[str, builtins.list[int]]:
+    def mark_loading(self, wanted: dict[str, builtins.list[int]] | None = None) -> dict[str, builtins.list[int]]:
         """Mark every version to serve at start-up that does not serve yet as loading (the server
         does it before it listens, so no request hears "not loaded" about a model the server is
-        about to load); ``{name: [default, then the labelled and policy versions]}``."""
-        wanted = {name: self._served_versions(name) for name in self.store.names()}
+        about to load); ``{name: [default, then the labelled and policy versions]}``, or ``wanted``."""
+        if wanted is None:
+            wanted = {name: self._served_versions(name) for name in self.store.names()}
         for name, versions in wanted.items():
             for version in versions:
                 slot = self.table.ensure(name, create=True).slot(version)
                 if slot.serving is None:
                     slot.state = VersionState.LOADING
         return wanted
+
+    # --- the warm set, background warming, the recently used order ----------------------
+
+    def warm_set(self) -> builtins.list[tuple[str, int]]:
+        """What the server loads before it says ready, in order, at most ``warm`` versions:
+
+        1. the versions that pins, labels and traffic policies name (a canary or shadow
+           side, and the default they fall back to), models in recently used order;
+        2. then the defaults, those used most recently before the last stop first
+           (the store's ``recent`` order), then by name.
+
+        A budget bounds it too: versions past what it holds (at their last measured cost)
+        are left to load on their first request.
+        """
+        order = self._by_recency()
+        named, defaults = [], []
+        for name in order:
+            view = self.table.view(name)
+            if view is None or view.default is None:
+                continue
+            pinned = self.store.pins().get(name) in view.stored
+            sides = set(view.labels.values()) | set(view.policy.versions().values() if view.policy else ())
+            sides &= set(view.stored)
+            if sides or pinned:
+                named += [(name, v) for v in [view.default, *sorted(sides - {view.default})]]
+            else:
+                defaults.append((name, view.default))
+        return (named + defaults)[:self.config.warm]
+
+    def warm_up(self) -> dict[str, str]:
+        """Load the warm set (see :meth:`warm_set`), one at a time; failures are recorded, not
+        raised: ``{name: error}``."""
+        errors: dict[str, str] = {}
+        for name, version in self.warm_set():
+            if self.residency.budget.bounded and not self.residency.room_for_one_more():
+                break
+            try:
+                self.load(name, version, priority=Priority.WARM)
+            except YyaiError as error:
+                errors.setdefault(name, error.message)
+                log.error("Could not load %s v%d: %s", name, version, error.message)
+        for model in self.table.all():  # marked at start but left out (the budget was full): not loading
+            for slot in list(model.slots.values()):
+                if slot.state is VersionState.LOADING and slot.serving is None and slot.pending is None:
+                    slot.state = VersionState.AVAILABLE
+        return errors
+
+    def start_background(self) -> None:
+        """After ready: warm every other default while the budget has room (lowest priority), then
+        persist the recently used order every minute while it changes."""
+        if self._background is None:
+            self._background = threading.Thread(target=self._housekeeping, name="yyai-background", daemon=True)
+            self._background.start()
+
+    def _housekeeping(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: this thread only
+        except (AttributeError, OSError):
+            pass
+        for name in self._by_recency():
+            if self._closed.is_set():
+                return
+            view = self.table.view(name)
+            model = self.table.versions(name)
+            if view is None or view.default is None or (model is not None and model.slots.get(view.default)
+                                                         and model.slots[view.default].state
+                                                         not in (VersionState.AVAILABLE,)):
+                continue
+            if self.residency.budget.bounded and not self.residency.room_for_one_more():
+                break
+            try:
+                self.load(name, view.default, priority=Priority.BACKGROUND)
+            except YyaiError as error:
+                log.error("Could not warm %s v%d: %s", name, view.default, error.message)
+        while not self._closed.wait(RECENT_EVERY_S):
+            self.persist_recent()
+
+    def recently_used(self) -> builtins.list[tuple[str, int]]:
+        """The versions that answered requests, most recently used first: this run's, then the
+        store's order from before (the next start warms in this order)."""
+        used = sorted(((slot.last_used, model.name, version) for model in self.table.all()
+                       for version, slot in list(model.slots.items()) if slot.last_used is not None), reverse=True)
+        order = [(name, version) for _, name, version in used]
+        seen = set(order)
+        order += [key for key in self.store.recent() if key not in seen]
+        return order[:RECENT_KEPT]
+
+    def persist_recent(self) -> None:
+        """Write the recently used order into the store's state (unchanged: nothing is written)."""
+        try:
+            self.store.set_recent(self.recently_used())
+        except YyaiError as error:  # a full disk: a hint lost, nothing else
+            log.warning("Could not persist the recently used order: %s", error.message)
+
+    def _by_recency(self) -> builtins.list[str]:
+        """Model names, those used most recently first, then by name."""
+        names = list(dict.fromkeys(name for name, _ in self.recently_used()))
+        return [n for n in names if n in self.store.names()] + sorted(set(self.store.names()) - set(names))
+
+    # --- the budget ----------------------------------------------------------------------
+
+    def _residents(self) -> builtins.list[Resident]:
+        """Every loaded version with its cost, last use and protection (``residency.py``)."""
+        pins = self.store.pins()
+        residents = []
+        for model in self.table.all():
+            view = self.table.view(model.name)
+            named = set(view.labels.values()) | set(view.policy.versions().values() if view.policy else ()) \
+                if view is not None else set()
+            if model.name in pins:
+                named.add(pins[model.name])
+            default = self.table.default(model.name)
+            for version, slot in list(model.slots.items()):
+                if slot.serving is None:
+                    continue
+                protection = (Protection.NAMED if version in named else
+                              Protection.DEFAULT if version == default else Protection.NONE)
+                residents.append(Resident(model.name, version, slot.memory_bytes or 0,
+                                          slot.last_used or slot.loaded_at or 0.0, protection))
+        return residents
+
+    def _evict(self, resident: Resident) -> bool:
+        """Unload one version for the budget, unless its model is busy (a load or swap holds its lock)."""
+        model = self.table.versions(resident.name)
+        if model is None:
+            return False
+        held: ModelVersions | None = getattr(self._held, "model", None)
+        if held is model:  # this thread loads a sibling version: its lock is ours
+            return model.evict(resident.version)
+        if not model.load_lock.acquire(blocking=False):
+            return False
+        try:
+            return model.evict(resident.version)
+        finally:
+            model.load_lock.release()
 
     def reload(self, name: str | None = None, *, force: bool = True):
         """Re-read the store and reload a model (or all): new versions, changed archives.
@@ -241,6 +501,7 @@ class Registry:
         with model.load_lock:
             for v in versions:
                 model.unload(v)
+        memory.release()  # its memory goes back to the system now, not at the next collection
         return self.table.status(name)
 
     def remove(self, name: str, version: int | str, *, purge: bool = False):
@@ -381,12 +642,37 @@ class Registry:
         """The model's slots (404 for a name neither the store nor the registry knows)."""
         return self.table.ensure(name)
 
-    def _load_version(self, model: ModelVersions, version: int, *, force: bool) -> None:
-        """Load one version off the serving path and swap it in. Caller holds model.load_lock."""
+    def _load_version(self, model: ModelVersions, version: int, *, force: bool,
+                      priority: Priority = Priority.MANAGE) -> None:
+        """Load one version off the serving path and swap it in, through the load gate, within the
+        budget, measuring its cost. Caller holds model.load_lock."""
         record = self.store.record(model.name, version)
+        slot = model.slots.get(version)
+        if slot is not None and slot.serving is not None and slot.sha256 == record.sha256 and not force:
+            return  # it serves this archive already: no wait at the gate
         batch_size, delay_ms = self.config.batching_for(record.manifest.batching)
         settings = LoadSettings(self.config.is_trusted(model.name), self.config.batching, batch_size, delay_ms)
-        if model.load(record, settings, force=force):
+        key, residency = (model.name, version), self.residency
+        self._held.model = model
+        try:
+            with residency.gate.hold(priority):
+                if residency.fit(key, incoming=residency.estimate(slot.memory_bytes if slot else None)):
+                    memory.release()  # what was unloaded goes back before this load is measured
+                    self.table.refresh()
+                before = memory.sample()
+                try:
+                    changed = model.load(record, settings, force=force)
+                except YyaiError:
+                    residency.stats.loaded(False)
+                    raise
+                if changed:
+                    model.slot(version).memory_bytes = memory.sample().cost_since(before)
+                    residency.stats.loaded(True)
+                if residency.fit(key):
+                    memory.release()
+        finally:
+            self._held.model = None
+        if changed:
             self.table.refresh()  # a new default waiting for this load takes over now
 
     def _load_default(self, model: ModelVersions) -> None:
@@ -430,6 +716,43 @@ class Registry:
         """The watcher saw archives appear, change or go: reload, unforced."""
         log.info("Store changed on disk; reloading")
         self.reload(force=False)
+
+
+def _demandable(model: ModelVersions, version: int) -> bool:
+    """Whether a request may load this version by asking for it: not an operator's unload, not a
+    failed load, not a removed archive."""
+    slot = model.slots.get(version)
+    return slot is None or (slot.serving is None and slot.state in DEMANDABLE)
+
+
+def _settle(future: Future, result=None, *, error: BaseException | None = None) -> bool:
+    """Complete ``future`` unless something else did first; whether this call did."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        return False
+    return True
+
+
+def _copy(source: Future, target: Future, **changes) -> None:
+    """Complete ``target`` as ``source`` completed (a Prediction with ``changes`` applied)."""
+    error = source.exception()
+    if error is not None:
+        _settle(target, error=error)
+        return
+    result = source.result()
+    if changes and isinstance(result, Prediction):
+        result = dataclasses.replace(result, **changes)
+    _settle(target, result)
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _each(names: list[str], work) -> dict:

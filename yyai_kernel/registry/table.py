@@ -10,12 +10,14 @@ store and does the I/O; the table never reads a file.
 Locking: ``_lock`` guards the name map, the defaults and the views. It is held only for
 memory work (never across a store write, a scan or a model load), so that a request never
 waits for a disk. Requests do not take it at all: :meth:`view` reads the current view of a
-model in one dictionary lookup, and views are immutable.
+model in one dictionary lookup, and views are immutable. ``listeners`` are told, outside
+the lock, each time the views were rebuilt (the model host pushes them to its front ends).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 
 from yyai_kernel.errors import ModelNotFoundError
@@ -36,6 +38,7 @@ class ModelTable:
         self._defaults = DefaultVersions()
         self._views: dict[str, ModelView] = {}
         self._lock = threading.RLock()
+        self.listeners: list[Callable[[], None]] = []
         self.refresh()
 
     # --- reading (no lock on the request path) ---------------------------------------------
@@ -43,6 +46,10 @@ class ModelTable:
     def view(self, name: str) -> ModelView | None:
         """The model's current view, or None when neither the store nor a runtime holds it."""
         return self._views.get(name)
+
+    def views(self) -> dict[str, ModelView]:
+        """Every model's current view (one consistent picture)."""
+        return dict(self._views)
 
     def versions(self, name: str) -> ModelVersions | None:
         """The model's version slots, or None when nothing of it was ever loaded here."""
@@ -68,6 +75,8 @@ class ModelTable:
             serving = [slot.record for model in self._models.values() for slot in model.slots.values()
                        if slot.serving is not None and slot.record is not None]
             self._views = views_of(self.store, self._defaults.get, serving)
+        for listener in self.listeners:
+            listener()
 
     def pinned(self, name: str, version: int) -> None:
         """``version`` serves and was just pinned: it is the default from now on."""

@@ -7,12 +7,18 @@ running keep the old pair alive until they return; requests queued in the old ba
 still run there. A failed load leaves the old pair serving and is reported as
 ``last_error``.
 
+A version that does not serve yet (never loaded here, or unloaded to stay within the
+registry's budget) can be waited for: :meth:`ModelVersions.demand` hands out the one Future
+of its next load, which every load of the version settles, so that concurrent first
+requests share one load. A version an operator unloaded is not loaded again that way.
+
 Locking: ``load_lock`` serializes this model's loads, swaps and unloads (the registry
 holds it around each change); reloads that pile up while one runs are coalesced into one
 follow-up (:meth:`ModelVersions.coalesce`). Predictions take neither the load lock nor
-any registry lock: they read the slot's ``serving`` reference once; then only the
-version's statistics (a small lock of its own) and its batcher's queue are locked, each
-for a few statements.
+any registry lock: they read the slot's ``serving`` reference once (and write its
+``last_used`` time); then only the version's statistics (a small lock of its own) and its
+batcher's queue are locked, each for a few statements. ``_waiters_lock`` guards each
+slot's pending-load Future.
 """
 
 from __future__ import annotations
@@ -138,6 +144,10 @@ class VersionSlot:
     loaded_at: float | None = None
     last_error: str | None = None
     stats: VersionStats = field(default_factory=VersionStats)
+    memory_bytes: int | None = None  # measured at its last load (registry/memory.py)
+    last_used: float | None = None  # wall time of its last request (the budget's LRU order)
+    evicted: bool = False  # unloaded to stay within the budget: its next request loads it
+    pending: Future | None = None  # the load that requests waiting for this version share
 
     @property
     def sha256(self) -> str | None:
@@ -150,7 +160,9 @@ class VersionSlot:
     def reason(self) -> str:
         """Why the version is (not) serving, in the words of Triton's repository index."""
         return {
-            VersionState.AVAILABLE: "not loaded (in the store; load it to serve it)",
+            VersionState.AVAILABLE: ("not loaded (unloaded to stay within the memory budget; its next request "
+                                     "loads it)" if self.evicted else
+                                     "not loaded (in the store; its first request or a load serves it)"),
             VersionState.LOADING: "loading",
             VersionState.READY: "",
             VersionState.FAILED: self.last_error or "its load failed",
@@ -193,6 +205,8 @@ class VersionSlot:
             description=manifest.description if manifest is not None else "",
             created=manifest.created if manifest is not None else None,
             members=tuple(m.name for m in manifest.members) if manifest is not None else (),
+            memory_bytes=self.memory_bytes if self.serving is not None else None,
+            used_at=self.last_used,
         )
 
 
@@ -217,6 +231,7 @@ class ModelVersions:
         self.last_error: str | None = None
         self._pending: Future | None = None
         self._pending_lock = threading.Lock()
+        self._waiters_lock = threading.Lock()
 
     def slot(self, version: int) -> VersionSlot:
         slot = self.slots.get(version)
@@ -230,6 +245,35 @@ class ModelVersions:
 
     def loaded(self) -> list[int]:
         return sorted(v for v, s in self.slots.items() if s.serving is not None)
+
+    def demand(self, version: int) -> tuple[Future, bool]:
+        """The Future of the version's next load, and whether the caller must start that load.
+
+        Done at once when the version serves. Every load of the version settles it (see
+        :meth:`load`), so requests that arrive while the start-up load, an upload or a cold
+        start runs wait for that one load.
+        """
+        with self._waiters_lock:
+            slot = self.slot(version)
+            if slot.serving is not None:
+                done: Future = Future()
+                done.set_result(None)
+                return done, False
+            if slot.pending is not None:
+                return slot.pending, False
+            slot.pending = Future()
+            slot.state = VersionState.LOADING
+            return slot.pending, True
+
+    def settle(self, slot: VersionSlot, error: BaseException | None = None) -> None:
+        """The version's load ended: release the requests that waited for it."""
+        with self._waiters_lock:
+            pending, slot.pending = slot.pending, None
+        if pending is not None and not pending.done():
+            if error is None:
+                pending.set_result(None)
+            else:
+                pending.set_exception(error)
 
     def batches(self, version: int) -> bool:
         """Whether the version serves through a batcher (so that submitting never blocks)."""
@@ -249,6 +293,8 @@ class ModelVersions:
         """Validate ``inputs`` and queue them on the version; a Future of its :class:`Prediction`."""
         slot = self.slots.get(version)
         started = time.perf_counter()
+        if slot is not None:
+            slot.last_used = time.time()
         for _attempt in range(3):  # a swap may close the batcher we just looked up
             serving = slot.serving if slot is not None else None
             if serving is None:
@@ -271,7 +317,7 @@ class ModelVersions:
     def explain(self, version: int, inputs) -> tuple[Prediction, dict]:
         """Run ``inputs`` on the version in this thread, off its batcher, and explain each member's answer.
 
-        Returns the prediction and ``{member: gradcam.MemberMap}``, both from the one
+        Returns the prediction and ``{member: membermap.MemberMap}``, both from the one
         runtime read here (a swap meanwhile cannot mix two). Counted in the version's
         statistics like any request.
         """
@@ -280,6 +326,7 @@ class ModelVersions:
         if serving is None:
             raise (slot or VersionSlot(version)).not_ready(self.name)
         started = time.perf_counter()
+        slot.last_used = time.time()
         try:
             batch = serving.runtime.validate(inputs)
             output, maps = serving.runtime.explain(batch)
@@ -301,7 +348,9 @@ class ModelVersions:
             return False
         was_serving = slot.serving is not None
         if not was_serving:
-            slot.state = VersionState.LOADING
+            with self._waiters_lock:
+                slot.state = VersionState.LOADING
+                slot.pending = slot.pending or Future()
         try:
             runtime = ArchiveRuntime.load(
                 path, trusted=settings.trusted, sha256=sha256,
@@ -309,21 +358,25 @@ class ModelVersions:
             )
         except YyaiError as error:
             self._failed(slot, error.message, was_serving)
+            self.settle(slot, error)
             raise
         except Exception as error:  # a loader bug must still read as a failed load
             message = f"{type(error).__name__}: {error}"
             self._failed(slot, message, was_serving)
-            raise YyaiError(f"Loading {self.name} v{version} failed: {message}") from error
+            failure = YyaiError(f"Loading {self.name} v{version} failed: {message}")
+            self.settle(slot, failure)
+            raise failure from error
         batcher = None
         if settings.batching and settings.max_batch_size > 1:
             batcher = DynamicBatcher(runtime, runtime.split, max_batch_size=settings.max_batch_size,
                                      max_delay_ms=settings.max_delay_ms, on_batch=slot.stats.record_batch,
                                      name=f"{self.name}-v{version}")
         old, slot.serving = slot.serving, Serving(runtime, batcher)  # the swap
-        slot.state, slot.record, slot.last_error = VersionState.READY, record, None
+        slot.state, slot.record, slot.last_error, slot.evicted = VersionState.READY, record, None, False
         slot.load_time_s, slot.warmup_time_s = runtime.load_time_s, runtime.warmup_time_s
         slot.loaded_at = time.time()
         self.last_error = None
+        self.settle(slot)  # the requests that waited for this load run now, before any eviction
         if old is not None:
             old.close()  # queued requests still run on it; in-flight ones hold their own reference
         log.info("Loaded %s v%d in %.2fs (warm-up %.2fs)", self.name, version, runtime.load_time_s,
@@ -341,9 +394,20 @@ class ModelVersions:
         """Stop serving a version: requests already queued on it still finish."""
         slot = self.slot(version)
         serving, slot.serving = slot.serving, None
-        slot.state = state
+        slot.state, slot.evicted = state, False
         if serving is not None:
             serving.close()
+
+    def evict(self, version: int) -> bool:
+        """Unload a version to stay within the budget: its next request loads it again. Caller
+        holds load_lock. False when it did not serve."""
+        slot = self.slots.get(version)
+        if slot is None or slot.serving is None:
+            return False
+        serving, slot.serving = slot.serving, None
+        slot.state, slot.evicted = VersionState.AVAILABLE, True
+        serving.close()
+        return True
 
     def reconcile(self, in_store: set[int], default: int | None, problems: dict[int, str | None],
                   load: Callable[[int], None]) -> None:

@@ -7,5 +7,8 @@
 - ``images.py``: decode (pixel limit checked from the header) and preprocess per manifest;
 - ``tabular.py``: records (JSON, CSV rows) and numbers fitted to a table's or a tensor's input;
 - ``gradcam.py``: Grad-CAM per member, traced beside the serving function;
-- ``attributions.py``: integrated gradients per member, for tables.
+- ``attributions.py``: integrated gradients per member, for tables;
+- ``membermap.py``: what those two give per member (maps, attributions), readable without TensorFlow;
+- ``prime.py``: TensorFlow started once per process (imports, GPUs, a primer load, gc.freeze);
+- ``devices.py``: the GPUs set up before first use (memory growth, or a fixed share).
 """

@@ -30,37 +30,17 @@ functions are then safe to call from any thread.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from yyai_kernel.runtime.feed import model_feed
+from yyai_kernel.runtime.membermap import MemberAttribution
 from yyai_kernel.types.specs import InputSpec
 
 STEPS = 32  # the path integral's trapezoid steps: far below 1% of the change for small dense models
 NOT_FLOAT = "not available: the model's input is {dtype}; gradients need a float input"
-
-
-@dataclass(frozen=True)
-class MemberAttribution:
-    """One member's integrated gradients over a batch, or the reason it has none.
-
-    ``columns`` is ``[B, width]``: each packed column's share of the change of the answer
-    from the baseline (``baseline``, ``[B]``) to the row (``value``, ``[B]``); NaN for columns
-    that no gradient reaches. ``target`` is the output index explained for each row.
-    """
-
-    columns: np.ndarray | None = None
-    target: np.ndarray | None = None
-    value: np.ndarray | None = None
-    baseline: np.ndarray | None = None
-    reason: str = ""
-
-    @property
-    def available(self) -> bool:
-        return self.columns is not None
 
 
 class IntegratedGradients:

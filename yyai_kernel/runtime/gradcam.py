@@ -32,27 +32,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from yyai_kernel.runtime.membermap import MemberMap
+
 # x -> (the explained layer's output, the scores)
 _Forward = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
+
 NO_CONV = "not available: this member has no 2-D convolutional layer (Grad-CAM needs one)"
-
-
-@dataclass(frozen=True)
-class MemberMap:
-    """One member's Grad-CAM over a batch, or the reason it has none.
-
-    ``heat`` is ``[B, h, w]`` on the explained layer's grid, each map in 0..1; ``target``
-    is the output index explained for each row.
-    """
-
-    layer: str | None
-    heat: np.ndarray | None = None
-    target: np.ndarray | None = None
-    reason: str = ""
-
-    @property
-    def available(self) -> bool:
-        return self.heat is not None
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from yyai_kernel.runtime.attributions import IntegratedGradients, MemberAttribution
-    from yyai_kernel.runtime.gradcam import GradCam, MemberMap
+    from yyai_kernel.runtime.attributions import IntegratedGradients
+    from yyai_kernel.runtime.gradcam import GradCam
+    from yyai_kernel.runtime.membermap import MemberAttribution, MemberMap
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class ArchiveRuntime:
         """Run a validated batch, then explain each member's answer: (output, {member: explanation}).
 
         An image input gets each member's Grad-CAM (``gradcam.MemberMap``), a table (or several
-        inputs) each member's integrated gradients per column (``attributions.MemberAttribution``).
+        inputs) each member's integrated gradients per column (``membermap.MemberAttribution``).
         The output explained is the version's answer: for classification, each row's top
         class of the combined output (of the member itself when there is none); for
         regression, the first output. It runs in the calling thread, off the batcher.

@@ -8,8 +8,11 @@ be reached (``tests/test_server.py`` covers the order). Standalone Voila exposes
 general Jupyter contents or kernels API, so the only code that runs is the dashboard.
 
 At start-up the server builds a :class:`~yyai_kernel.registry.registry.Registry` over the store,
-starts listening, and loads every default version in the background
-(``/v2/health/ready`` answers 503 until that is done). Token auth is on by default,
+starts listening, and starts TensorFlow and loads the warm set in the background
+(``/v2/health/ready`` answers 503 until that is done; a request meanwhile waits for its
+model's load); the other defaults warm after that (``registry/registry.py``). Under
+``--workers N`` this class is a front end instead: its registry is the model host's
+(``host/remote.py``) and it imports no TensorFlow. Token auth is on by default,
 through jupyter_server's identity provider: one token for the dashboard and the REST
 API (``Authorization: token T``, ``Bearer T`` or ``?token=T``). The dashboard kernel gets
 ``YYAI_URL`` and ``YYAI_TOKEN`` in its environment (see ``kernels.py``).
@@ -33,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import ipaddress
 import logging
 import os
@@ -56,7 +58,6 @@ from voila.app import Voila
 
 from yyai_kernel.api.context import Api
 from yyai_kernel.config import MiB
-from yyai_kernel.quiet import quiet_tensorflow
 from yyai_kernel.server import __version__, pages
 from yyai_kernel.server.auth import YyaiIdentityProvider
 from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
@@ -74,6 +75,7 @@ from yyai_kernel.server.startup import TMP_PREFIX, announce_token, sweep_stale_t
 from yyai_kernel.server.workers.workermode import WorkerRole, serve_on, worker_header
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
+HOST_WAIT_S = 1.0  # how long a starting front end waits for the model host before it joins the port anyway
 POSITIONAL_HINT = "give the dashboard notebook with --notebook FILE"
 HELP_HINT = "Try 'yyai serve --help' for help."
 def default_notebook() -> str:
@@ -95,23 +97,20 @@ def _is_loopback(host: str) -> bool:
 
 
 
-def _freeze_imports_then_load(registry, verbose: bool = False) -> dict:
-    """Import TensorFlow (without its C++ start-up log unless ``verbose``) and Keras, move
-    every object alive so far out of the garbage collector's reach (``gc.freeze``), then
-    load the models.
+def start_models(registry, settings) -> dict:
+    """Start TensorFlow (``runtime/prime.py``: imports, GPUs, a primer load, ``gc.freeze``), then
+    load the registry's warm set; ``{name: error}`` for the versions that did not load."""
+    from yyai_kernel.runtime.prime import start_tensorflow
 
-    The imports leave millions of long-lived objects; a full collection that walks them
-    all stalls every request in flight for about 200 ms (p99 at concurrency 32 went from
-    about 230 ms to 30 ms). Models load after the freeze, so a runtime swapped out by a
-    reload stays collectable.
-    """
-    quiet_tensorflow(verbose)
-    import keras  # noqa: F401
-    import tensorflow  # noqa: F401
-
-    gc.collect()
-    gc.freeze()
-    return registry.load_all()
+    devices = settings.visible_devices()
+    if devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices  # before TensorFlow is imported
+    try:
+        start_tensorflow(verbose=settings.verbose, devices=settings.device_settings(),
+                         warmup_sizes=settings.primer_sizes())
+    finally:
+        registry.residency.gate.open()  # closed in _local_registry: no load may import TensorFlow beside us
+    return registry.warm_up()
 
 
 def access_log(handler) -> None:
@@ -230,12 +229,11 @@ class YyaiServer(Voila, ServerSettings):
         self.tornado_settings = settings
 
     def build_api(self) -> Api:
-        """The store, the registry, the planes and the endpoints' shared state."""
+        """The registry (here, or the model host's under ``--workers``), the planes and the
+        endpoints' shared state."""
         from yyai_kernel.api.metrics import ServerMetrics
         from yyai_kernel.api.table import all_endpoints
         from yyai_kernel.plane.planes import Planes
-        from yyai_kernel.registry.registry import Registry
-        from yyai_kernel.store.store import ModelStore
 
         metrics = ServerMetrics()
         role = self.worker
@@ -243,16 +241,34 @@ class YyaiServer(Voila, ServerSettings):
         # evaluation jobs keep their uploads and snapshots in the temporary folder, which every
         # worker shares (see evaluation/jobs.py): a job started on one is followed on any
         shared_tmp = role.spec.tmp_root if role else self.tmp_dir
-        registry = Registry(ModelStore(self.store_dir), config=self, observer=metrics)
+        registry = self._front_end_registry(role.spec) if role else self._local_registry(metrics)
         planes = Planes.over(registry, self, peers=link, worker=role.spec.index if role else 0,
                              jobs_dir=os.path.join(shared_tmp, "evaluations"))
-        registry.mark_loading()  # before listening: a request meanwhile hears "loading"
         metrics.watch(planes.data)
-        if link is not None:
-            link.planes = planes
+        if role is not None:
+            planes.data.health.probe = lambda: registry.host_ready
+            link.host = registry
+            registry.start()
         return Api(planes, all_endpoints(), self.tmp_dir, metrics=metrics, worker=role.spec.index if role else 0,
                    predict_pool=ThreadPoolExecutor(self.predict_threads, thread_name_prefix="yyai-predict"),
                    manage_pool=ThreadPoolExecutor(self.manage_threads, thread_name_prefix="yyai-manage"))
+
+    def _local_registry(self, metrics):
+        """``yyai serve`` alone: the registry in this process, its warm set marked as loading."""
+        from yyai_kernel.registry.registry import Registry
+        from yyai_kernel.store.store import ModelStore
+
+        registry = Registry(ModelStore(self.store_dir), config=self, observer=metrics)
+        registry.mark_loading(_by_name(registry.warm_set()))  # before listening: status says "loading"
+        registry.residency.gate.close()  # until TensorFlow has started (start_models)
+        return registry
+
+    def _front_end_registry(self, spec):
+        """A front end of ``--workers N``: the model host's registry, over its socket."""
+        from yyai_kernel.host.remote import HostRegistry
+
+        return HostRegistry(spec.host_address, bytes.fromhex(spec.host_key), self, index=spec.index,
+                            on_ready=self._host_ready)
 
     def start(self):
         """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
@@ -270,9 +286,9 @@ class YyaiServer(Voila, ServerSettings):
                 self.exit(2)
             sweep_stale_temp_dirs(self.log)
             if count > 1:
-                from yyai_kernel.server.workers.supervisor import Supervisor
+                from yyai_kernel.server.workers.supervisor import become
 
-                self.exit(Supervisor(self, self._argv, count).run())
+                become(self, self._argv, count)  # this process becomes the supervisor: it never returns
             self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
         else:
             self.worker = WorkerRole(self, spec)
@@ -311,12 +327,12 @@ class YyaiServer(Voila, ServerSettings):
 
     def init_handlers(self) -> list:
         """The REST handlers first, then Voila's (which end with a catch-all route)."""
-        return self.rest_handlers() + super().init_handlers()
+        return self.rest_handlers() + pages.with_dashboard_page(super().init_handlers())
 
     def listen(self):
         """Bind, print the URL with its token, load models in the background, run the loop.
 
-        A worker of ``--workers N`` joins the shared port only once its models are loaded
+        A front end of ``--workers N`` joins the shared port once it reached the model host
         (``_load_models``); worker 0 serves the dashboard on its own port from the start.
         """
         spec = self.worker.spec if self.worker else None
@@ -402,11 +418,25 @@ class YyaiServer(Voila, ServerSettings):
         announce_token(self.log, shown, token, generated=self.identity_provider.token_generated)
 
     async def _load_models(self) -> None:
-        """Load every default version off the loop; then /v2/health/ready answers 200."""
+        """Alone: start TensorFlow and load the warm set off the loop; then /v2/health/ready answers
+        200, the other defaults warm in the background, and the preheated dashboard kernel may
+        start (after the models, so that it does not compete with them for the cores).
+
+        A front end of ``--workers``: reach the model host (or give up waiting after a second,
+        so that liveness and the dashboard answer at once), then join the shared ports."""
         api = self.rest_api
+        registry = api.planes.registry
+        if self.worker is not None:
+            await IOLoop.current().run_in_executor(api.manage_pool, registry.wait_connected, HOST_WAIT_S)
+            if self.stopper.stopping:
+                return
+            await self.worker.join_shared_port()
+            await IOLoop.current().run_in_executor(api.manage_pool, self.worker.link.joined, registry.names())
+            if registry.host_ready:
+                self._host_ready()
+            return
         try:
-            errors = await IOLoop.current().run_in_executor(api.manage_pool, _freeze_imports_then_load,
-                                                            api.planes.registry, self.verbose)
+            errors = await IOLoop.current().run_in_executor(api.manage_pool, start_models, registry, self)
         except Exception:
             self.log.exception("The start-up load failed")
             errors = None
@@ -415,10 +445,14 @@ class YyaiServer(Voila, ServerSettings):
             for name, message in errors.items():
                 self.log.error("Model %s did not load: %s", name, message)
         self.log.info("Start-up load finished; the server is ready.")
-        if self.worker is not None and not self.stopper.stopping:
-            names = api.planes.registry.names()
-            await IOLoop.current().run_in_executor(api.manage_pool, self.worker.link.join, names)
-            await self.worker.join_shared_port()
+        registry.start_background()
+        self.kernel_manager.release()
+
+    def _host_ready(self) -> None:
+        """The model host loaded its warm set (any thread): the preheated dashboard kernel may start."""
+        loop = getattr(self, "ioloop", None)
+        if loop is not None and self.worker is not None and self.worker.spec.index == 0:
+            loop.add_callback(self.kernel_manager.release)
 
     def stop(self):
         """Close the registry and the pools, shut kernels down, remove temporary folders."""
@@ -435,6 +469,13 @@ class YyaiServer(Voila, ServerSettings):
         if getattr(self, "tmp_dir", None):
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.log.info("yyai stopped.")
+
+
+def _by_name(versions: list[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for name, version in versions:
+        grouped.setdefault(name, []).append(version)
+    return grouped
 
 
 def local_url(ip: str, port: int, base_url: str) -> str:

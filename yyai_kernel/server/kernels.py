@@ -14,6 +14,10 @@ queues the pooled kernel's start when it builds the manager, before the server k
 URL, so every start here waits for :meth:`serve`: the server calls it once ``YYAI_URL``
 answers (at once when it listens alone; for ``--workers`` only worker 0, which serves the
 dashboard, and only once it has joined the shared port). Other processes never start one.
+The pooled kernel then also waits for :meth:`release`, which the server calls once its
+models are loaded (the model host's warm set), so that it does not take the cores the
+start-up loads need; a visitor who arrives before that does not wait for the models: the
+page's request (:meth:`visited`) starts it at once.
 The pooled dashboard sees ``VOILA_PREHEAT`` and refreshes nothing until the visitor's
 browser shows it. Pooled kernels are never culled (Voila's rule); a used one is replaced a
 second after its visit.
@@ -69,6 +73,7 @@ class YyaiKernelManager(AsyncMappingKernelManager):
 
     def __init__(self, **kwargs):
         self._serving = asyncio.Event()  # before Voila's subclass queues its pooled kernel
+        self._released = asyncio.Event()  # the models are loaded, or a visitor waits: kernels may start now
         self._closing = False
         self._closed_at: dict[str, float] = {}  # kernel id -> when its last websocket closed (monotonic)
         self._checker: PeriodicCallback | None = None
@@ -85,8 +90,17 @@ class YyaiKernelManager(AsyncMappingKernelManager):
             self._checker = PeriodicCallback(self.shut_down_closed_pages, 1000 * every)
             self._checker.start()
 
+    def release(self) -> None:
+        """The server's start-up loads are done: the preheated kernel may start."""
+        self._released.set()
+
+    def visited(self) -> None:
+        """A visitor asked for the dashboard: start its kernel now, models loaded or not."""
+        self._released.set()
+
     async def start_kernel(self, *, kernel_name=None, **kwargs):  # type: ignore[override]
         await self._serving.wait()
+        await self._released.wait()
         if self._closing:
             raise RuntimeError("The server is stopping; no kernel starts.")
         env = kwargs.get("env")

@@ -10,6 +10,10 @@ page's form sends the token as ``?token=`` to the page the visitor asked for, wh
 how ``yyai serve``'s printed URL signs in; a rejected token comes back here, and the page
 says so.
 
+**The page starts its kernel.** The preheated dashboard kernel waits until the models are
+loaded (``kernels.py``); a visit before that should not: :class:`DashboardPage` is Voila's
+page handler, which tells the kernel manager that a visitor waits before it renders.
+
 **Offline.** Voila's ``lab`` template links Font Awesome from a CDN (cdn.jsdelivr.net),
 although Voila's own bundle, ``voila-style.js`` (served from ``/voila/static/``), already
 ships Font Awesome 5 with its v4 shims and font files. ``templates/index.html.j2`` extends
@@ -25,10 +29,12 @@ extension is scripts the browser fetches and runs before the dashboard appears.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jinja2
+from voila.tornado.handler import TornadoVoilaHandler
 from voila.voila_identity_provider import VoilaLoginHandler
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -61,3 +67,20 @@ class YyaiLoginHandler(VoilaLoginHandler):
     def template_namespace(self) -> dict:
         target, rejected = login_target(self.get_argument("next", default=self.base_url), self.base_url)
         return {**super().template_namespace, "target": target, "rejected": rejected}
+
+
+class DashboardPage(TornadoVoilaHandler):
+    """Voila's dashboard page, which starts the dashboard kernel at once when a visitor asks for it."""
+
+    async def prepare(self):
+        checked = super().prepare()  # jupyter_server's (the token or the login cookie)
+        if inspect.isawaitable(checked):
+            await checked
+        visited = getattr(self.kernel_manager, "visited", None)
+        if visited is not None and not self._finished:
+            visited()
+
+
+def with_dashboard_page(handlers: list) -> list:
+    """Voila's handlers, its dashboard page handler replaced by :class:`DashboardPage`."""
+    return [(h[0], DashboardPage, *h[2:]) if len(h) > 1 and h[1] is TornadoVoilaHandler else h for h in handlers]

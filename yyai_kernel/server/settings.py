@@ -51,6 +51,12 @@ ALIASES = {
     "max-image-pixels": "YyaiServer.max_image_pixels",
     "grpc-port": "YyaiServer.grpc_port",
     "workers": "YyaiServer.workers",
+    "memory-budget": "YyaiServer.memory_budget",
+    "max-loaded": "YyaiServer.max_loaded",
+    "warm": "YyaiServer.warm",
+    "cold-start-timeout": "YyaiServer.cold_start_timeout",
+    "devices": "YyaiServer.devices",
+    "gpu-memory-fraction": "YyaiServer.gpu_memory_fraction",
     "dashboard-port": "YyaiServer.dashboard_port",
     "dashboard-api": "YyaiServer.dashboard_api",
     "notebook": ("YyaiServer.notebook_path", "The dashboard notebook to serve (default: yyai's own)."),
@@ -94,14 +100,39 @@ class ServerSettings(ServingConfig):
     grpc_port = Integer(None, allow_none=True, config=True,
                         help="Also serve v2 gRPC on this port of --host (0: any free port). Off by default.")
 
-    # --- worker processes (supervisor.py) ----------------------------------------------
+    # --- worker processes: front ends and the model host (supervisor.py, host/) ------------
     workers = Unicode("1", config=True, help="Worker processes sharing the port (SO_REUSEPORT): a number, "
                       "or 'auto' for one per CPU. With more than one, a supervisor starts and restarts them.")
     dashboard_port = Integer(None, allow_none=True, config=True,
                              help="With --workers N > 1: worker 0's port for the dashboard (default: --port + 1).")
-    worker_sync_timeout = Float(300.0, config=True,
-                                help="Seconds a management call waits for each other worker to apply it.")
+    worker_sync_timeout = Float(10.0, config=True,
+                                help="With --workers: seconds a management call waits for every front end to "
+                                "confirm the new state before it replies (it names any that did not).")
     drain_timeout = Float(20.0, config=True, help="On SIGTERM, seconds to let requests in flight finish.")
+
+    # --- the accelerator (runtime/devices.py) --------------------------------------------
+    devices = Unicode("", config=True,
+                      help="The GPUs the model host may use (CUDA_VISIBLE_DEVICES numbers: '0,1'); empty or 'all': "
+                      "what CUDA_VISIBLE_DEVICES shows. One host serves them all (one host per GPU is not done yet).")
+
+    def visible_devices(self) -> str | None:
+        """What the model host's CUDA_VISIBLE_DEVICES is set to (None: left as it is)."""
+        value = self.devices.strip()
+        return None if value in ("", "all") else value
+    gpu_memory_fraction = Float(None, allow_none=True, min=0.01, max=1.0, config=True,
+                                help="Share of each GPU's memory TensorFlow may take (default: grow as needed).")
+
+    def device_settings(self):
+        """How the model host sets up the GPUs it sees."""
+        from yyai_kernel.runtime.devices import DeviceSettings
+
+        return DeviceSettings(self.gpu_memory_fraction)
+
+    def primer_sizes(self) -> list[int]:
+        """The batch sizes the primer warms (those a version is warmed with)."""
+        from yyai_kernel.runtime.runtime import warmup_batch_sizes
+
+        return warmup_batch_sizes(self.batching_for(None)[0]) if self.batching else [1]
 
     # --- auth and exposure -------------------------------------------------------------
     allow_remote_access = Bool(

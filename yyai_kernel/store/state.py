@@ -6,6 +6,10 @@ Three sections, each ``{model name: ...}``:
 * ``labels``: version labels (``{"stable": 2, "canary": 3}``);
 * ``traffic``: the canary and shadow policy (:class:`~yyai_kernel.types.rollout.TrafficPolicy`).
 
+and ``recent``, the versions that answered requests, most recently used first
+(``[["digits", 2], ...]``), which the registry loads first at the next start
+(``registry/registry.py``, the warm set). It is a hint: a bad one is ignored.
+
 A file written before labels existed holds only ``pins`` and reads the same; sections
 that are empty are not written, so such a file is also what this version writes until a
 label or a policy is set. Top-level keys this version does not know are kept as they
@@ -25,7 +29,7 @@ from typing import Any
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types import LABEL_RE, TrafficPolicy
 
-SECTIONS = ("pins", "labels", "traffic")
+SECTIONS = ("pins", "labels", "traffic", "recent")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class StoreState:
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
     traffic: dict[str, TrafficPolicy] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    recent: tuple[tuple[str, int], ...] = ()
 
     # --- reading and writing ------------------------------------------------------------
 
@@ -62,7 +67,12 @@ class StoreState:
         except InvalidInputError as error:
             problems.append(f'does not hold a "traffic" section that parses: {error.message}')
         extra = {k: v for k, v in data.items() if k not in SECTIONS}
-        return cls(dict(pins), {n: dict(by) for n, by in labels.items() if by}, traffic, extra), problems
+        recent = data.get("recent", [])
+        if not (isinstance(recent, list) and all(
+                isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and type(e[1]) is int for e in recent)):
+            recent = []  # a hint only: dropped without a word
+        return cls(dict(pins), {n: dict(by) for n, by in labels.items() if by}, traffic, extra,
+                   tuple((n, v) for n, v in recent)), problems
 
     def to_bytes(self) -> bytes:
         body: dict[str, Any] = {"pins": dict(sorted(self.pins.items()))}
@@ -70,6 +80,8 @@ class StoreState:
             body["labels"] = {n: dict(sorted(by.items())) for n, by in sorted(self.labels.items())}
         if self.traffic:
             body["traffic"] = {n: p.to_json() for n, p in sorted(self.traffic.items())}
+        if self.recent:
+            body["recent"] = [[n, v] for n, v in self.recent]
         body.update(self.extra)
         return (json.dumps(body, indent=2) + "\n").encode("utf-8")
 
@@ -89,6 +101,9 @@ class StoreState:
     def with_traffic(self, name: str, policy: TrafficPolicy | None) -> StoreState:
         traffic = {k: v for k, v in self.traffic.items() if k != name}
         return replace(self, traffic=traffic if policy is None else {**traffic, name: policy})
+
+    def with_recent(self, recent: list[tuple[str, int]]) -> StoreState:
+        return replace(self, recent=tuple(recent))
 
     # --- questions -------------------------------------------------------------------------
 

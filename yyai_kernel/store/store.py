@@ -268,6 +268,19 @@ class ModelStore:
             if policy is not None or name in self._state.traffic:
                 self._write_state(self._state.with_traffic(name, policy))
 
+    def recent(self) -> list[tuple[str, int]]:
+        """The versions that answered requests before, most recently used first (a hint for warming)."""
+        return list(self._state.recent)
+
+    def set_recent(self, recent: list[tuple[str, int]]) -> None:
+        """Persist the recently used order (atomically, like the pins); nothing is written when it is
+        unchanged. The file is read again first, so that a pin or label another process wrote
+        meanwhile (``yyai default --store``) is kept, never overwritten by this periodic write."""
+        with self._lock:
+            self._load_state()
+            if tuple(recent) != self._state.recent:
+                self._write_state(self._state.with_recent(recent))
+
     def _load_state(self) -> None:
         path = self.root / STATE_FILE
         previous, self.state_error = self.state_error, None

@@ -39,6 +39,7 @@ from yyai_kernel.types.latency import (
     Latency,
 )
 from yyai_kernel.types.prediction import (
+    COLD_START_HEADER,
     ExplainMethod,
     Explanation,
     Prediction,
@@ -100,6 +101,7 @@ from yyai_kernel.types.status import (
     ModelRemoved,
     ModelStatus,
     ModelSummary,
+    ResidencyStatus,
     ServerStatus,
     StoreProblemInfo,
     StoreProblemKind,
@@ -109,6 +111,7 @@ from yyai_kernel.types.status import (
 
 __all__ = [
     "BUNDLED_KEYS",
+    "COLD_START_HEADER",
     "COMBINED_OUTPUT",
     "LABEL_PATTERN",
     "LABEL_RE",
@@ -155,6 +158,7 @@ __all__ = [
     "OutputSpec",
     "Prediction",
     "Records",
+    "ResidencyStatus",
     "RolloutStats",
     "ServerStatus",
     "ShadowStats",

@@ -14,6 +14,7 @@ from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.types.jsonview import JsonView
 from yyai_kernel.types.specs import InputKind, InputSpec, OutputSpec
 
+COLD_START_HEADER = "X-Yyai-Cold-Start"  # seconds a reply waited for its version to load
 PROBABILITY_DECIMALS = 6  # a reply's probabilities are rounded to this; labels equal after it tie
 
 
@@ -98,6 +99,8 @@ class Prediction(JsonView):
     It owns how outputs read for people: labelled rows, the top label, the top k.
     ``filenames`` names the images of an image request (or a table request's rows), row by row, when known;
     ``explanations`` holds, row by row, each member's :class:`Explanation` when one was asked for.
+    ``cold_start_s`` says the version was not loaded and how long the request waited for its
+    load; replies carry it as a header (``X-Yyai-Cold-Start``), not in their body.
     """
 
     name: str
@@ -107,6 +110,7 @@ class Prediction(JsonView):
     output: OutputSpec
     filenames: tuple[str | None, ...] | None = None
     explanations: tuple[dict[str, Explanation], ...] | None = None  # per row: member -> Explanation
+    cold_start_s: float | None = None  # how long it waited for its version to load (None: it was loaded)
 
     def __len__(self) -> int:
         return len(next(iter(self.members.values())))

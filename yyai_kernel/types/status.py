@@ -120,6 +120,8 @@ class VersionStatus(JsonView):
     created: str | None = None
     members: tuple[str, ...] = ()
     reason: str = ""
+    memory_bytes: int | None = None  # measured at its last load (registry/memory.py)
+    used_at: float | None = None  # when it last answered a request (wall time)
 
     @property
     def ready(self) -> bool:
@@ -142,6 +144,8 @@ class VersionStatus(JsonView):
             "description": self.description,
             "created": self.created,
             "members": list(self.members),
+            "memory_bytes": self.memory_bytes,
+            "used_at": self.used_at,
         }
 
     @classmethod
@@ -162,7 +166,37 @@ class VersionStatus(JsonView):
             created=d.get("created"),
             members=tuple(d.get("members", ())),
             reason=d.get("reason", ""),
+            memory_bytes=d.get("memory_bytes"),
+            used_at=d.get("used_at"),
         )
+
+
+@dataclass(frozen=True)
+class ResidencyStatus(JsonView):
+    """What the registry keeps loaded, against its budget, and what loading cost so far.
+
+    ``resident_bytes`` sums the measured cost of the loaded versions; ``process_rss_bytes``
+    is the whole process (TensorFlow itself included). Counters run from the registry's start.
+    """
+
+    budget_bytes: int | None = None
+    max_loaded: int | None = None
+    loaded: int = 0
+    resident_bytes: int = 0
+    process_rss_bytes: int = 0
+    loads: int = 0
+    load_failures: int = 0
+    evictions: int = 0
+    cold_starts: int = 0
+    cold_start_wait_s: float = 0.0
+    cold_start_timeouts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ResidencyStatus:
+        return cls(**{key: d[key] for key in cls.__dataclass_fields__ if key in d})
 
 
 @dataclass(frozen=True)
@@ -266,17 +300,20 @@ class StoreProblemInfo:
 
 @dataclass(frozen=True)
 class ServerStatus(JsonView):
-    """Every model's status, plus the store's skipped archives and state-file error."""
+    """Every model's status, plus the store's skipped archives and state-file error, and
+    what the registry keeps loaded (``residency``; None where the runtimes live elsewhere, as on Ray)."""
 
     models: dict[str, ModelStatus]
     problems: tuple[StoreProblemInfo, ...] = ()
     state_error: str | None = None
+    residency: ResidencyStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "models": {n: m.to_json() for n, m in self.models.items()},
             "problems": [p.to_json() for p in self.problems],
             "state_error": self.state_error,
+            "residency": None if self.residency is None else self.residency.to_json(),
         }
 
     @classmethod
@@ -286,6 +323,7 @@ class ServerStatus(JsonView):
             problems=tuple(StoreProblemInfo(p["path"], StoreProblemKind(p["kind"]), p["error"])
                            for p in d.get("problems") or ()),
             state_error=d.get("state_error"),
+            residency=ResidencyStatus.from_json(d["residency"]) if d.get("residency") else None,
         )
 
 

@@ -1,40 +1,39 @@
-"""The supervisor of ``yyai serve --workers N``: N worker processes on one port, kept alive.
+"""The supervisor of ``yyai serve --workers N``: one model host and N front ends, kept alive.
 
 What: the process that ``yyai serve --workers N`` runs (N > 1) loads no model and serves
-no request. It reserves the ports, starts N workers (each a full ``yyai serve`` process
-with its own registry over the same store, started in parallel), restarts any that dies,
-relays management calls between them, and on SIGTERM (or Ctrl-C) drains and stops them
-all, removing its private temporary folder.
+no request. It reserves the ports, starts the model host (``python -m yyai_kernel.host``:
+the one process that imports TensorFlow and holds the models, see ``host/``) and N front
+ends (each a ``yyai serve`` process with the REST API, gRPC and, on front end 0, the
+dashboard, over a registry that reaches the host), all at once; restarts any that dies;
+and on SIGTERM (or Ctrl-C) drains and stops them all, removing its private temporary folder.
 
 * **One port.** The supervisor binds the REST port (the dashboard's, and gRPC's) with
   ``SO_REUSEPORT`` and never listens on it: that reserves the port, even with ``--port 0``,
-  while every worker binds the same port with ``SO_REUSEPORT`` and listens. The kernel
-  spreads connections over the listening workers. A worker joins the port only once its
-  models are loaded, so a restarting worker is never handed a request it would answer
-  with "still loading"; the others keep serving meanwhile.
-* **The dashboard** lives on worker 0, on its own port (``--dashboard-port``, default
+  while every front end binds the same port with ``SO_REUSEPORT`` and listens. The kernel
+  spreads connections over the listening front ends. A front end joins the port once it
+  reached the host (or after a second, when the host is not up yet, so that liveness and
+  the dashboard answer at once; requests then wait for their model's load or hear 503).
+* **The host.** It listens on a Unix socket in the supervisor's private folder (0700)
+  and admits only clients that know the key the supervisor drew (``host/spec.py``).
+  Predictions from every front end meet in its batchers; management calls go to it and it
+  replies once every front end acknowledged the new state. If it dies, front ends answer
+  503 with ``Retry-After`` until its replacement listens again; the replacement reloads
+  what the store says serves (defaults, labels, traffic sides: the warm set first).
+* **The dashboard** lives on front end 0, on its own port (``--dashboard-port``, default
   the REST port + 1): a page and its kernel's websocket are separate connections, and
-  only the worker that started a kernel knows it. On the shared port the dashboard's
+  only the front end that started a kernel knows it. On the shared port the dashboard's
   routes redirect there. The dashboard kernel calls the shared REST port.
-* **Management.** Each worker has a :class:`~yyai_kernel.server.workers.link.Link` to the
-  supervisor over an inherited socketpair. The worker that receives a management call
-  leads it (it writes the store once), then asks the supervisor to have every other
-  worker follow it (``operations.follow``: re-read the store, or do the same runtime-only
-  change) and returns only when every serving worker answered. The reply's
-  ``WorkerReport`` names each worker that applied it, that is restarting, or that failed
-  (the supervisor then restarts it, so that it reads the current store). A starting worker
-  is handed the operation without waiting: it applies it after its load, and the
-  supervisor lets it join the port only once it applied everything it was handed.
-* **Crashes.** A dead worker (even ``kill -9``) is started again, after a back-off when it
-  keeps dying young; its processes (dashboard kernels) are killed with it, so none is left
-  orphaned. If a worker cannot start at all the first time, the supervisor stops the
-  others and exits with that worker's status.
-* **Metrics.** Workers write prometheus_client multiprocess files into a folder of the
-  supervisor's temporary folder (``PROMETHEUS_MULTIPROC_DIR``); ``/metrics`` sums them.
+* **Crashes.** A dead front end or host (even ``kill -9``) is started again, after a
+  back-off when it keeps dying young; a front end's processes (dashboard kernels) are
+  killed with it, so none is left orphaned. If a process cannot start at all the first
+  time, the supervisor stops the others and exits with that process's status.
+* **Metrics.** Front ends and the host write prometheus_client multiprocess files into a
+  folder of the supervisor's temporary folder (``PROMETHEUS_MULTIPROC_DIR``); ``/metrics``
+  on any front end sums them.
 
-Threads: the main thread watches the processes and the stop signal; each Link has a
-reader and a small pool that serves the worker's requests (``follow``, ``gather``,
-``ready``). ``_lock`` guards the worker table (slots are swapped on restart).
+Threads: the main thread watches the processes and the stop signal; each Link (one per
+process, over an inherited socketpair) has a reader and a small pool that serves that
+process's requests (``gather``, ``ready``). ``_lock`` guards the slots (swapped on restart).
 """
 
 from __future__ import annotations
@@ -50,31 +49,28 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import psutil
 
-from yyai_kernel.plane.operations import (
-    Operation,
-    Outcome,
-    WorkerInfo,
-    WorkerOutcome,
-    WorkerReport,
-)
+from yyai_kernel.config import ServingConfig
+from yyai_kernel.host.channel import sweep_shared
+from yyai_kernel.host.spec import HOST_ENV, HostSpec, host_address, new_key
+from yyai_kernel.plane.operations import WorkerInfo
 from yyai_kernel.server.startup import TMP_PREFIX, announce_token
-from yyai_kernel.server.workers.link import Link, LinkClosed
+from yyai_kernel.server.workers.link import Link
 
 WORKER_ENV = "YYAI_WORKER"
-STOP_TIMEOUT_S = 30.0  # SIGTERM to SIGKILL, per worker, on shut-down
-INFO_TIMEOUT_S = 10.0
+SUPERVISOR_ENV = "YYAI_SUPERVISOR"
+STOP_TIMEOUT_S = 30.0  # SIGTERM to SIGKILL, per process, on shut-down
 YOUNG_S = 10.0  # a worker that dies younger than this is restarted after a growing delay
 MAX_BACKOFF_S = 30.0
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker process is told about itself (as JSON in ``YYAI_WORKER``)."""
+    """What a front end is told about itself (as JSON in ``YYAI_WORKER``): its ports, the
+    shared token and temporary folder, and where the model host listens."""
 
     index: int
     count: int
@@ -84,7 +80,8 @@ class WorkerSpec:
     grpc_port: int | None
     token: str | None
     tmp_root: str
-    sync_timeout: float
+    host_address: str
+    host_key: str
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -94,6 +91,56 @@ class WorkerSpec:
         """This process's spec, taken out of the environment (so that kernels do not inherit it)."""
         raw = os.environ.pop(WORKER_ENV, None)
         return None if raw is None else cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """What the supervisor needs of ``yyai serve``'s settings, read once by the server that parsed
+    them and handed over as JSON (``YYAI_SUPERVISOR``) when it becomes the supervisor (:func:`become`)."""
+
+    argv: list[str]
+    count: int
+    ip: str
+    port: int
+    dashboard_port: int | None
+    grpc_port: int | None
+    token: str | None
+    auto_token: bool
+    store_dir: str
+    version: str
+    base_url: str
+    serving: dict  # the ServingConfig traits, for the host
+    devices: str | None
+    gpu_memory_fraction: float | None
+    verbose: bool
+    ack_timeout: float
+
+    @classmethod
+    def of(cls, app, argv: list[str], count: int) -> SupervisorSettings:
+        return cls(list(argv), count, app.ip, app.port, app.dashboard_port, app.grpc_port, app.token,
+                   bool(app.auto_token), os.path.abspath(app.store_dir), app.version, app.base_url,
+                   {name: getattr(app, name) for name in ServingConfig.class_own_traits(config=True)},
+                   app.visible_devices(), app.gpu_memory_fraction, bool(app.verbose), float(app.worker_sync_timeout))
+
+
+def become(app, argv: list[str], count: int) -> None:
+    """Replace this process (a ``yyai serve`` that parsed its settings, and imported Voila to do
+    so) with the lean supervisor: same pid, same output, none of the server's modules in memory."""
+    env = {**os.environ, SUPERVISOR_ENV: json.dumps(asdict(SupervisorSettings.of(app, argv, count)))}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "yyai_kernel.server.workers.supervisor"], env)
+
+
+def main() -> None:
+    """``python -m yyai_kernel.server.workers.supervisor``, as :func:`become` runs it."""
+    import logging
+
+    settings = SupervisorSettings(**json.loads(os.environ.pop(SUPERVISOR_ENV)))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="[YyaiServer] %(message)s")
+    log = logging.getLogger("YyaiServer")
+    log.setLevel(logging.INFO)
+    sys.exit(Supervisor(settings, log).run())
 
 
 def worker_count(value: str) -> int:
@@ -131,9 +178,10 @@ def reserve_port(host: str, port: int) -> tuple[list[socket.socket], int]:
 
 @dataclass
 class Slot:
-    """One worker position: the process now in it, its link and its history."""
+    """One process position (a front end, or the host): the process now in it, its link and its history."""
 
     index: int
+    role: str = "worker"  # "worker" (a front end) or "host"
     proc: subprocess.Popen | None = None
     link: Link | None = None
     state: str = "starting"  # starting, serving, restarting
@@ -141,34 +189,45 @@ class Slot:
     started: float = 0.0
     backoff: float = 0.0
     next_start: float = 0.0
-    outstanding: int = 0  # operations sent to it while it starts, not yet applied
+    served: bool = False  # it became ready once (a death before that, the first time, is fatal)
     descendants: list = field(default_factory=list)  # psutil.Process of its children, for clean-up
+
+    @property
+    def title(self) -> str:
+        return f"Model host {self.index}" if self.role == "host" else f"Worker {self.index}"
 
 
 class Supervisor:
-    """Runs N workers for one ``YyaiServer`` configuration (see the module docstring)."""
+    """Runs the model host and N front ends for one ``YyaiServer`` configuration (see the module docstring)."""
 
-    def __init__(self, app, argv: list[str], count: int):
-        self.app, self.argv, self.count = app, list(argv), count
-        self.log = app.log
-        self.slots = [Slot(i) for i in range(count)]
+    def __init__(self, settings: SupervisorSettings, log):
+        self.app, self.argv, self.count = settings, list(settings.argv), settings.count
+        self.log = log
+        app = settings
+        self.slots = [Slot(i) for i in range(self.count)]
+        self.hosts = [Slot(0, role="host")]
         self._lock = threading.Lock()
-        self._applied = threading.Condition(self._lock)  # a starting worker applied what it was sent
         self._stop = threading.Event()
         self._all_ready = threading.Event()
         self._fatal: int | None = None
-        self._fanout = ThreadPoolExecutor(max(2, count), thread_name_prefix="yyai-fanout")
         self.tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
         self.metrics_dir = os.path.join(self.tmp, "metrics")
         os.mkdir(self.metrics_dir)
         self.token = app.token if app.token is not None else (secrets.token_hex(24) if app.auto_token else "")
+        self.host_key = new_key()
+        self.host_address = host_address(self.tmp, 0)
 
     # --- the whole life ------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Start the workers, keep them alive until SIGTERM/SIGINT, stop them; the exit status."""
+        """Start the host and the front ends, keep them alive until SIGTERM/SIGINT, stop them; the exit status."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stop.set())
+        if not os.path.isdir(self.app.store_dir):
+            self.log.critical("yyai: cannot start: model store %s is not a folder; create it or pass another "
+                              "--store", self.app.store_dir)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return 2
         try:
             self._reserved, self.port = reserve_port(self.app.ip, self.app.port)
             dashboard = self.app.dashboard_port if self.app.dashboard_port is not None else (
@@ -180,10 +239,10 @@ class Supervisor:
             self.log.critical("yyai: cannot listen on %s port %s: %s", self.app.ip, self.app.port, error)
             shutil.rmtree(self.tmp, ignore_errors=True)
             return 1
-        self.log.info("Starting %d workers on port %d (dashboard on worker 0, port %d)", self.count, self.port,
-                      self.dashboard_port)
+        self.log.info("Starting the model host and %d workers on port %d (dashboard on worker 0, port %d)",
+                      self.count, self.port, self.dashboard_port)
         try:
-            for slot in self.slots:
+            for slot in [*self.hosts, *self.slots]:
                 self._spawn(slot)
             self._watch()
         finally:
@@ -195,39 +254,50 @@ class Supervisor:
         last_snapshot = 0.0
         while not self._stop.wait(0.2):
             now = time.monotonic()
-            for slot in self.slots:
+            for slot in [*self.hosts, *self.slots]:
                 if slot.proc is not None and slot.proc.poll() is not None:
                     self._died(slot)
                     if self._fatal is not None:
                         return
                 if slot.proc is None and now >= slot.next_start:
                     self._spawn(slot)
-            if now - last_snapshot > 2.0:  # who each worker started (dashboard kernels)
+            if now - last_snapshot > 2.0:  # who each front end started (dashboard kernels)
                 last_snapshot = now
                 for slot in self.slots:
                     slot.descendants = _children(slot.proc)
 
-    # --- workers ------------------------------------------------------------------------------
+    # --- processes ------------------------------------------------------------------------------
 
     def _spawn(self, slot: Slot) -> None:
         ours, theirs = socket.socketpair()
-        spec = WorkerSpec(slot.index, self.count, theirs.fileno(), self.port, self.dashboard_port, self.grpc_port,
-                          self.token, self.tmp, float(self.app.worker_sync_timeout))
-        env = {**os.environ, WORKER_ENV: spec.to_env(), "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
-        cmd = [sys.executable, "-m", "yyai_kernel.server.app", *self.argv]
+        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        if slot.role == "host":
+            env[HOST_ENV] = self._host_spec(slot, theirs.fileno()).to_env()
+            cmd = [sys.executable, "-m", "yyai_kernel.host"]
+        else:
+            spec = WorkerSpec(slot.index, self.count, theirs.fileno(), self.port, self.dashboard_port,
+                              self.grpc_port, self.token, self.tmp, self.host_address, self.host_key)
+            env[WORKER_ENV] = spec.to_env()
+            cmd = [sys.executable, "-m", "yyai_kernel.server.app", *self.argv]
         with self._lock:
             slot.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=env)
-            slot.link = Link(ours, lambda message, s=slot: self._handle(s, message), name=f"worker{slot.index}")
+            slot.link = Link(ours, lambda message, s=slot: self._handle(s, message), name=f"{slot.role}{slot.index}")
             slot.state = "restarting" if slot.restarts else "starting"
             slot.started = time.monotonic()
         theirs.close()
-        self.log.info("Worker %d started (pid %d)", slot.index, slot.proc.pid)
+        self.log.info("%s started (pid %d)", slot.title, slot.proc.pid)
+
+    def _host_spec(self, slot: Slot, fd: int) -> HostSpec:
+        app = self.app
+        return HostSpec(slot.index, self.host_address, self.host_key, app.store_dir, self.count, fd, app.serving,
+                        app.devices, app.gpu_memory_fraction, app.verbose, app.ack_timeout)
 
     def _died(self, slot: Slot) -> None:
         code = slot.proc.returncode
         pid = slot.proc.pid
         _kill_all(slot.descendants)
         shutil.rmtree(os.path.join(self.tmp, f"worker-{slot.index}-{pid}"), ignore_errors=True)
+        sweep_shared(pid)  # tensors it had sent the host in shared memory
         with self._lock:
             link, slot.link, slot.proc = slot.link, None, None
             slot.state = "restarting"
@@ -235,48 +305,47 @@ class Supervisor:
             link.close()
         if self._stop.is_set():
             return
-        if not self._all_ready.is_set() and slot.restarts == 0:
-            self.log.critical("Worker %d exited with status %s before it served; stopping.", slot.index, code)
+        if not slot.served and slot.restarts == 0:
+            self.log.critical("%s exited with status %s before it served; stopping.", slot.title, code)
             self._fatal = code if code else 1
             return
         young = time.monotonic() - slot.started < YOUNG_S
         slot.backoff = min(MAX_BACKOFF_S, max(1.0, slot.backoff * 2)) if young else 0.0
         slot.next_start = time.monotonic() + slot.backoff
         slot.restarts += 1
-        self.log.warning("Worker %d (pid %d) exited with status %s; restarting it%s.", slot.index, pid, code,
+        self.log.warning("%s (pid %d) exited with status %s; restarting it%s.", slot.title, pid, code,
                          f" in {slot.backoff:.0f} s" if slot.backoff else "")
 
     def _shutdown(self) -> None:
-        """SIGTERM every worker (each drains and stops), SIGKILL what outlives the timeout, clean up."""
+        """SIGTERM the front ends (each drains and stops), then the host; SIGKILL what outlives the
+        timeout; clean up."""
         self._stop.set()
-        running = [s for s in self.slots if s.proc is not None and s.proc.poll() is None]
-        for slot in running:
-            slot.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for slot in running:
-            try:
-                slot.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.log.warning("Worker %d did not stop in %.0f s; killing it.", slot.index, STOP_TIMEOUT_S)
-                slot.proc.kill()
-                slot.proc.wait()
-        for slot in self.slots:
+        for group in (self.slots, self.hosts):
+            running = [s for s in group if s.proc is not None and s.proc.poll() is None]
+            for slot in running:
+                slot.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            for slot in running:
+                try:
+                    slot.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.log.warning("%s did not stop in %.0f s; killing it.", slot.title, STOP_TIMEOUT_S)
+                    slot.proc.kill()
+                    slot.proc.wait()
+        for slot in [*self.slots, *self.hosts]:
             _kill_all(slot.descendants)
             if slot.link is not None:
                 slot.link.close()
         reserved = [getattr(self, name, []) for name in ("_reserved", "_reserved_dashboard", "_reserved_grpc")]
         for sock in [s for group in reserved for s in group]:
             sock.close()
-        self._fanout.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.log.info("yyai stopped.")
 
-    # --- requests from workers -------------------------------------------------------------------
+    # --- requests from the processes ------------------------------------------------------------
 
     def _handle(self, slot: Slot, message: dict) -> dict:
         kind = message.get("type")
-        if kind == "follow":
-            return {"report": self._follow(slot.index, message["op"]).to_json()}
         if kind == "gather":
             return {"workers": [info.to_json() for info in self._gather()]}
         if kind == "ready":
@@ -285,87 +354,20 @@ class Supervisor:
         return {"ok": False, "error": f"unknown request {kind!r}"}
 
     def _ready(self, slot: Slot, message: dict) -> None:
-        """A worker loaded its models: once it applied every operation sent meanwhile, it may join."""
+        """A front end serves on the shared port, or the host loaded its warm set."""
         with self._lock:
-            self._applied.wait_for(lambda: slot.outstanding == 0, timeout=float(self.app.worker_sync_timeout))
-            slot.state = "serving"
+            slot.state, slot.served = "serving", True
             all_ready = all(s.state == "serving" for s in self.slots)
-        self.log.info("Worker %d is serving", slot.index)
+        self.log.info("%s is serving", slot.title)
         if all_ready and not self._all_ready.is_set():
             self._all_ready.set()
             self._banner(message.get("models", []))
 
-    def _follow(self, leader: int, op: dict) -> WorkerReport:
-        """Have every worker but the leader apply ``op``; wait for all; the report."""
-        Operation.from_json(op)  # refuse garbage before anyone applies it
-        others = [s for s in self.slots if s.index != leader]
-        outcomes = list(self._fanout.map(lambda s: self._apply(s, op), others))
-        return WorkerReport(tuple(sorted([WorkerOutcome(leader, Outcome.APPLIED), *outcomes],
-                                         key=lambda o: o.worker)))
-
-    def _apply(self, slot: Slot, op: dict) -> WorkerOutcome:
-        """One worker follows ``op``: a serving one now (the call waits), a starting one before it
-        joins the port (the call does not wait: it is reported as restarting)."""
-        with self._lock:
-            link, proc, serving = slot.link, slot.proc, slot.state == "serving"
-            if link is not None and not serving:
-                slot.outstanding += 1
-        if link is None:
-            return WorkerOutcome(slot.index, Outcome.RESTARTING)
-        if not serving:
-            threading.Thread(target=self._deliver, args=(slot, link, proc, op), daemon=True).start()
-            return WorkerOutcome(slot.index, Outcome.RESTARTING)
-        try:
-            error = self._call_apply(link, op)
-        except LinkClosed:
-            return WorkerOutcome(slot.index, Outcome.RESTARTING)
-        except TimeoutError:
-            return WorkerOutcome(slot.index, Outcome.FAILED, f"no answer within {self.app.worker_sync_timeout:.0f} s")
-        if error is None:
-            return WorkerOutcome(slot.index, Outcome.APPLIED)
-        self._failed(slot, proc, op, error)
-        return WorkerOutcome(slot.index, Outcome.FAILED,
-                             f"{error}; it is being restarted and will read the current store state")
-
-    def _deliver(self, slot: Slot, link: Link, proc, op: dict) -> None:
-        """Hand ``op`` to a starting worker, which applies it after its load, before it serves."""
-        try:
-            error = self._call_apply(link, op)
-            if error is not None:
-                self._failed(slot, proc, op, error)
-        except (LinkClosed, TimeoutError):
-            pass  # it died (a new one reads the store) or never got ready (it is restarted)
-        finally:
-            with self._lock:
-                slot.outstanding -= 1
-                self._applied.notify_all()
-
-    def _call_apply(self, link: Link, op: dict) -> str | None:
-        reply = link.call({"type": "apply", "op": op}, timeout=float(self.app.worker_sync_timeout) + 5)
-        return None if reply.get("ok") else str(reply.get("error"))
-
-    def _failed(self, slot: Slot, proc, op: dict, error: str) -> None:
-        """A worker could not apply an operation: restart it, so that it reads the current store."""
-        self.log.error("Worker %d could not apply %s: %s; restarting it so that it reads the store.",
-                       slot.index, op.get("kind"), error)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()  # the main loop starts a new one
-
     def _gather(self) -> list[WorkerInfo]:
-        return list(self._fanout.map(self._info, self.slots))
-
-    def _info(self, slot: Slot) -> WorkerInfo:
         with self._lock:
-            link, proc, state, restarts = slot.link, slot.proc, slot.state, slot.restarts
-        info = None
-        if link is not None:
-            try:
-                info = WorkerInfo.from_json(link.call({"type": "info"}, timeout=INFO_TIMEOUT_S)["info"])
-            except (LinkClosed, TimeoutError, KeyError, TypeError):
-                info = None
-        if info is None:
-            return WorkerInfo(slot.index, proc.pid if proc is not None else None, state, _rss(proc), restarts)
-        return WorkerInfo(slot.index, info.pid, state, info.rss_bytes, restarts, info.models)
+            slots = [(s.index, s.role, s.proc, s.state, s.restarts) for s in [*self.slots, *self.hosts]]
+        return [WorkerInfo(index, proc.pid if proc is not None else None, state, _rss(proc), restarts, role=role)
+                for index, role, proc, state, restarts in slots]
 
     # --- output -------------------------------------------------------------------------------
 
@@ -375,8 +377,8 @@ class Supervisor:
         host = f"[{host}]" if ":" in host else host
         url = f"http://{host}:{self.port}{app.base_url}"
         dashboard = f"http://{host}:{self.dashboard_port}{app.base_url}"
-        self.log.info("yyai %s: %d workers serving %d model(s) from %s: %s", app.version, self.count, len(models),
-                      os.path.abspath(app.store_dir), ", ".join(models) or "(none)")
+        self.log.info("yyai %s: %d workers and a model host serving %d model(s) from %s: %s", app.version,
+                      self.count, len(models), os.path.abspath(app.store_dir), ", ".join(models) or "(none)")
         self.log.info("yyai is serving at %s", url)
         self.log.info("The dashboard (worker 0) is at %s", dashboard)
         if self.grpc_port is not None:
@@ -408,3 +410,7 @@ def _rss(proc: subprocess.Popen | None) -> int | None:
         return psutil.Process(proc.pid).memory_info().rss if proc is not None else None
     except psutil.Error:
         return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
-"""How one worker of ``yyai serve --workers N`` serves: the shared port and the worker header.
+"""How one front end (worker) of ``yyai serve --workers N`` serves: the shared port and the worker header.
 
-Every worker serves the REST API on the shared port (``SO_REUSEPORT``, joined once its
-models are loaded). Worker 0 also serves the whole Voila app, dashboard included, on the
+Every front end serves the REST API on the shared port (``SO_REUSEPORT``, joined once it
+reached the model host, or after a second). Worker 0 also serves the whole Voila app, dashboard included, on the
 dashboard port: a dashboard page and its kernel's websocket must reach the one process
 that started the kernel, and ``SO_REUSEPORT`` spreads connections, not pages. So the
 application on the shared port is the REST routes plus :class:`DashboardRedirect`, which
@@ -12,8 +12,8 @@ reply of an application, Voila's pages included, so that tests and operators can
 which worker answered (a single server answers as worker 0).
 
 :class:`WorkerRole` is a part of :class:`~yyai_kernel.server.app.YyaiServer` (``worker``) when
-it runs as one of those workers: it takes the supervisor's settings, holds the link to the
-supervisor, and joins the shared ports once the models are loaded.
+it runs as one of those front ends: it takes the supervisor's settings, holds the link to
+the supervisor, and joins the shared ports.
 """
 
 from __future__ import annotations
