@@ -272,7 +272,7 @@ class HostRegistry:
         return self._led(Operation(OpKind.INSTALL, archive=str(path), label=options.label, promote=options.promote,
                                    replace=options.replace), InstallResult)
 
-    def set_label(self, name: str, label: str, version: int) -> ModelStatus:
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus:
         return self._led(Operation(OpKind.SET_LABEL, name, version, label=label), ModelStatus)
 
     def delete_label(self, name: str, label: str) -> ModelStatus:
