@@ -38,7 +38,7 @@ from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.host.channel import Channel, ChannelClosed
 from yyai_kernel.plane.operations import Managed, Operation, OpKind
 from yyai_kernel.registry.protocol import ModelView, Target, ref_of, unknown_name
-from yyai_kernel.runtime.membermap import MemberAttribution, MemberMap
+from yyai_kernel.runtime.membermap import Explained
 from yyai_kernel.types import (
     InstallOptions,
     InstallResult,
@@ -56,8 +56,6 @@ from yyai_kernel.types import (
 log = logging.getLogger("yyai.host")
 
 _Result = TypeVar("_Result")
-# what an explanation gives per member: Grad-CAM maps (images) or integrated gradients (tables)
-Explained = dict[str, MemberMap] | dict[str, MemberAttribution]
 
 RECONNECT_S = 0.1
 HELLO_TIMEOUT_S = 30.0
@@ -274,7 +272,7 @@ class HostRegistry:
         return self._led(Operation(OpKind.INSTALL, archive=str(path), label=options.label, promote=options.promote,
                                    replace=options.replace), InstallResult)
 
-    def set_label(self, name: str, label: str, version: int) -> ModelStatus:
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus:
         return self._led(Operation(OpKind.SET_LABEL, name, version, label=label), ModelStatus)
 
     def delete_label(self, name: str, label: str) -> ModelStatus:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol, overload, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 from yyai_kernel.types import (
     BundledFiles,
@@ -34,7 +34,9 @@ from yyai_kernel.types import (
     VersionLabel,
 )
 
-if TYPE_CHECKING:  # the job type pulls in numpy; the Protocol stays import-light
+if TYPE_CHECKING:  # the job type and arrays pull in numpy; the Protocol stays import-light
+    import numpy as np
+
     from yyai_kernel.evaluation.jobs import EvaluationJob
 
 
@@ -58,7 +60,7 @@ class Backend(Protocol):
 
     def sample(self, name: str, sample: str, version: int | None = None) -> bytes: ...
 
-    def predict(self, name: str, inputs, version: int | None = None) -> Prediction: ...
+    def predict(self, name: str, inputs: np.ndarray, version: int | None = None) -> Prediction: ...
 
     def predict_images(self, name: str, images: Iterable[bytes], version: int | None = None,
                        filenames: builtins.list[str] | None = None, *, explain: str | None = None) -> Prediction: ...
@@ -70,7 +72,8 @@ class Backend(Protocol):
 
     def unload(self, name: str, version: int | None = None) -> ModelStatus: ...
 
-    def reload(self, name: str | None = None, *, force: bool = True): ...
+    # one model's status; for every model, each one's result (typed in process, the JSON reply over HTTP)
+    def reload(self, name: str | None = None, *, force: bool = True) -> ModelStatus | Mapping[str, object]: ...
 
     def set_default(self, name: str, version: int) -> ModelStatus: ...
 
@@ -78,7 +81,7 @@ class Backend(Protocol):
 
     def remove(self, name: str, version: int, *, purge: bool = False) -> ModelStatus | ModelRemoved: ...
 
-    def add_archive(self, archive: bytes | str | os.PathLike, *, promote: bool | None = None,
+    def add_archive(self, archive: bytes | str | os.PathLike[str], *, promote: bool | None = None,
                     label: str | None = None, replace: bool = False) -> InstallResult: ...
 
     def labels(self, name: str) -> dict[str, int]: ...
@@ -91,7 +94,7 @@ class Backend(Protocol):
 
     def traffic_report(self, name: str) -> TrafficReport: ...
 
-    def set_traffic(self, name: str, policy: TrafficPolicy | dict) -> ModelStatus: ...
+    def set_traffic(self, name: str, policy: TrafficPolicy | dict[str, Any]) -> ModelStatus: ...
 
     def clear_traffic(self, name: str) -> ModelStatus: ...
 
@@ -104,7 +107,7 @@ class Backend(Protocol):
     def eval_set(self, name: str, set_name: str, version: int | None = None) -> bytes: ...
 
     def start_evaluation(self, name: str, versions: builtins.list[int | None] | None,
-                         data: bytes | os.PathLike | None = None, *, bundled: str | None = None,
+                         data: bytes | os.PathLike[str] | None = None, *, bundled: str | None = None,
                          set_version: int | None = None, target: str | None = None) -> EvaluationJob: ...
 
     def evaluation(self, job_id: str) -> EvaluationJob: ...

@@ -30,7 +30,9 @@ from concurrent.futures import Future
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import overload
+from typing import Any, TypeVar, overload
+
+import numpy as np
 
 from yyai_kernel.archive import read_listed_file
 from yyai_kernel.config import ServingConfig
@@ -68,12 +70,19 @@ from yyai_kernel.types import (
     ServerStatus,
     VersionDescription,
     VersionState,
+    VersionStatus,
     check_explain,
 )
 
 SERVER_NAME = "yyai"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
 READY_RETRY_S = 2  # what a client is told to wait while the server or a version loads
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+# a version the request may go to -> (its description, the input made for it, the Future of its answer)
+Attempt = Callable[[Target], tuple[VersionDescription, np.ndarray, Future[Prediction]]]
+Make = Callable[[VersionDescription], np.ndarray]  # the input, made for a version's description
 
 
 def yyai_version() -> str:
@@ -161,7 +170,7 @@ class DataPlane:
         status = self.registry.status()
         return replace(status, models={n: self.traffic.with_rollout(m) for n, m in status.models.items()})
 
-    def version_status(self, target: Target):
+    def version_status(self, target: Target) -> VersionStatus:
         return self.registry.status(target.name).versions[target.version]
 
     def describe(self, target: Target) -> VersionDescription:
@@ -217,7 +226,7 @@ class DataPlane:
         """Whether the version answers through a batcher, so that :meth:`infer` never blocks."""
         return self.registry.batches(target)
 
-    def infer(self, target: Target, request: InferRequest, *, sticky: str | None = None) -> Future:
+    def infer(self, target: Target, request: InferRequest, *, sticky: str | None = None) -> Future[InferResult]:
         """Queue a v2 inference request; a Future of its :class:`InferResult`.
 
         With no version named, the traffic policy places it; its sticky key is ``sticky``,
@@ -225,10 +234,10 @@ class DataPlane:
         """
         plan = self.traffic.plan(target, sticky or request.id)
 
-        def make(described: VersionDescription):
+        def make(described: VersionDescription) -> np.ndarray:
             return v2codec.model_input(request, described.input)
 
-        def attempt(chosen: Target):
+        def attempt(chosen: Target) -> tuple[VersionDescription, np.ndarray, Future[Prediction]]:
             described = chosen.description
             x = make(described)
             outputs = described.output_names
@@ -240,7 +249,8 @@ class DataPlane:
         described, pending = self._routed(plan, attempt, make)
         return _then(pending, lambda prediction: _infer_result(prediction, described, request))
 
-    def _routed(self, plan: Plan, attempt: Callable, make: Callable, filenames=None):
+    def _routed(self, plan: Plan, attempt: Attempt, make: Make,
+                filenames: builtins.list[str | None] | None = None) -> tuple[VersionDescription, Future[Prediction]]:
         """Serve a plan: ``attempt(target)`` -> (description, input, Future); a canary that
         cannot take the request hands it to the default. Queues the plan's shadow run."""
         if plan.canary is not None:
@@ -273,7 +283,7 @@ class DataPlane:
 
     def submit_images(self, target: Target, images: builtins.list[bytes],
                       filenames: builtins.list[str | None] | None = None, *, sticky: str | None = None,
-                      explain: str | None = None) -> Future:
+                      explain: str | None = None) -> Future[Prediction]:
         """Decode and preprocess images as the version's manifest says, then queue them.
 
         The decoding runs in the calling thread; the Future completes with a
@@ -295,10 +305,10 @@ class DataPlane:
         plan = self.traffic.plan(target, sticky)
         pixels = self.config.max_image_pixels
 
-        def make(described: VersionDescription):
+        def make(described: VersionDescription) -> np.ndarray:
             return preprocess_batch(images, described.input, max_pixels=pixels, names=filenames)
 
-        def attempt(chosen: Target):
+        def attempt(chosen: Target) -> tuple[VersionDescription, np.ndarray, Future[Prediction]]:
             described = chosen.description
             batch = make(described)
             return described, batch, self.registry.submit(chosen, batch)
@@ -309,7 +319,7 @@ class DataPlane:
         return _then(pending, lambda p: replace(p, filenames=tuple(filenames)))
 
     def submit_inputs(self, target: Target, given: Given, *, sticky: str | None = None,
-                      explain: str | None = None) -> Future:
+                      explain: str | None = None) -> Future[Prediction]:
         """Fit records or numbers to the version's input (``runtime/tabular.py``: features, their
         normalisation and vocabularies, shapes), then queue them; a Future of the :class:`Prediction`.
 
@@ -323,13 +333,13 @@ class DataPlane:
         plan = self.traffic.plan(target, sticky)
         most = self.config.max_rows_per_request
 
-        def make(described: VersionDescription):
+        def make(described: VersionDescription) -> np.ndarray:
             batch = fit(given, described.input)
             if len(batch) > most:
                 raise PayloadTooLargeError(f"The request holds {len(batch):,} rows; the limit is {most:,}.")
             return batch
 
-        def attempt(chosen: Target):
+        def attempt(chosen: Target) -> tuple[VersionDescription, np.ndarray, Future[Prediction]]:
             described = chosen.description
             batch = make(described)
             return described, batch, self.registry.submit(chosen, batch, finite=True)  # fit checked the values
@@ -337,7 +347,7 @@ class DataPlane:
         _, pending = self._routed(plan, attempt, make)
         return pending
 
-    def predict(self, target: Target, inputs) -> Prediction:
+    def predict(self, target: Target, inputs: np.ndarray) -> Prediction:
         """Run an input tensor ``[B, *input.shape]`` (already preprocessed) through a version, waiting."""
         return self.registry.submit(target, inputs).result()
 
@@ -346,7 +356,7 @@ class DataPlane:
         self.traffic.close()
 
 
-def _preprocessing(spec: InputSpec) -> dict:
+def _preprocessing(spec: InputSpec) -> dict[str, Any]:
     """What v2 clients must know: the input is the tensor after preprocessing, and how images (or
     a table's features) become it."""
     if spec.image is None:
@@ -368,7 +378,7 @@ def _preprocessing(spec: InputSpec) -> dict:
 
 
 def _infer_result(prediction: Prediction, described: VersionDescription, request: InferRequest) -> InferResult:
-    available = {}
+    available: dict[str, np.ndarray] = {}
     if described.has_combined and prediction.combined is not None:
         available[COMBINED_OUTPUT] = prediction.combined
     for member, array in prediction.members.items():
@@ -384,12 +394,12 @@ def _infer_result(prediction: Prediction, described: VersionDescription, request
     )
 
 
-def _then(pending: Future, transform) -> Future:
+def _then(pending: Future[_In], transform: Callable[[_In], _Out]) -> Future[_Out]:
     """A Future of ``transform(result)``, completed in the thread that completes ``pending``
     (at once, here, when it is already done)."""
-    chained: Future = Future()
+    chained: Future[_Out] = Future()
 
-    def finish(source: Future) -> None:
+    def finish(source: Future[_In]) -> None:
         error = source.exception()
         if error is not None:
             chained.set_exception(error)

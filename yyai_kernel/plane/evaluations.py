@@ -23,12 +23,12 @@ from yyai_kernel.types import FileRole, Given, ModelRef, Prediction, VersionDesc
 class Evaluations:
     """Evaluation jobs over one data plane; ``jobs_dir``: see ``EvaluationJobs`` (None: in memory)."""
 
-    def __init__(self, data: DataPlane, jobs_dir: str | os.PathLike | None = None):
+    def __init__(self, data: DataPlane, jobs_dir: str | os.PathLike[str] | None = None):
         self.data = data
         self.jobs = EvaluationJobs(_Scoring(data), jobs_dir,
                                    batch_size=min(DEFAULT_BATCH_SIZE, data.config.max_images_per_request))
 
-    def start(self, name: str, versions: list[int | str | None], data: bytes | os.PathLike | None = None, *,
+    def start(self, name: str, versions: list[int | str | None], data: bytes | os.PathLike[str] | None = None, *,
               bundled: str | None = None, set_ref: ModelRef | None = None, handover: bool = False,
               target: str | None = None, csv: bool | None = None) -> EvaluationJob:
         """Start evaluating ``versions`` (checked numbers or labels; empty: the default) of ``name``.
@@ -46,7 +46,7 @@ class Evaluations:
         if (data is None) == (bundled is None):
             raise InvalidInputError("Send a labelled set (a zip, or a CSV for a table model), or name a set the "
                                     "model's archive bundles (one of the two).")
-        source: LabelledSet | bytes | os.PathLike | None = data
+        source: LabelledSet | bytes | os.PathLike[str] | None = data
         if bundled is not None:
             where = self.data.resolve(set_ref or ModelRef(name))
             source = set_from_bytes(self.data.bundled_file(where, bundled, FileRole.EVAL),
@@ -58,7 +58,7 @@ class Evaluations:
                                     "of images.", field="target")
         wanted = list(versions) or [None]
 
-        def check(dataset) -> list[int]:
+        def check(dataset: LabelledSet) -> list[int]:
             resolved = resolve_versions(self.jobs.backend, name, wanted, dataset)
             for version in resolved:
                 self.data.model_ready(self.data.resolve(ModelRef(name, version)))
@@ -92,7 +92,7 @@ class _Scoring:
         return self.data.submit_inputs(self.data.resolve(ref_of(name, version)), given).result()
 
 
-def _zipped(data: bytes | os.PathLike) -> bool:
+def _zipped(data: bytes | os.PathLike[str]) -> bool:
     """Whether an uploaded set is a zip (of images) rather than a table set's CSV."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data[:2]) == ZIP_MAGIC
@@ -100,7 +100,7 @@ def _zipped(data: bytes | os.PathLike) -> bool:
         return file.read(2) == ZIP_MAGIC
 
 
-def _table_upload(data: bytes | os.PathLike, target: str | None, handover: bool) -> LabelledSet:
+def _table_upload(data: bytes | os.PathLike[str], target: str | None, handover: bool) -> LabelledSet:
     """The table set of an uploaded CSV, read now (a handed-over file is deleted once read)."""
     try:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from typing import TypeVar
 
 import numpy as np
 
+from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError, PayloadTooLargeError, TooManyRequestsError
-from yyai_kernel.registry.protocol import Target
+from yyai_kernel.registry.protocol import ModelRegistry, Target
 from yyai_kernel.runtime.images import heatmap_overlay, model_view, preprocess
+from yyai_kernel.runtime.membermap import Explained, MemberAttribution, MemberMap
 from yyai_kernel.runtime.tabular import fit
 from yyai_kernel.types import (
     Encoding,
@@ -35,6 +38,8 @@ from yyai_kernel.types import (
     Prediction,
     explain_method_for,
 )
+
+_Kind = TypeVar("_Kind", MemberMap, MemberAttribution)
 
 
 def check_method(method: ExplainMethod, spec: InputSpec) -> None:
@@ -58,13 +63,13 @@ class Explainer:
     requests at once (429 with Retry-After beyond, never a wait that holds a thread).
     """
 
-    def __init__(self, registry, config):
-        self.registry = registry  # anything with explain(target, batch) -> (Prediction, maps)
+    def __init__(self, registry: ModelRegistry, config: ServingConfig) -> None:
+        self.registry = registry
         self.config = config
         self._running = threading.BoundedSemaphore(config.max_concurrent_explains)
 
     def submit(self, method: ExplainMethod, target: Target, images: list[bytes],
-               filenames: list[str | None] | None) -> Future:
+               filenames: list[str | None] | None) -> Future[Prediction]:
         """A Future that is already done, like ``DataPlane.submit_images`` without batching."""
         described = target.description
         check_method(method, described.input)
@@ -74,12 +79,13 @@ class Explainer:
         def run() -> Prediction:
             batch = np.stack([preprocess(data, described.input, max_pixels=pixels) for data in images])
             prediction, maps = self.registry.explain(target, batch)
-            rows = explanation_rows(method, maps, images, described.input, described.output, max_pixels=pixels)
+            rows = explanation_rows(method, _each_a(MemberMap, maps), images, described.input, described.output,
+                                    max_pixels=pixels)
             return _explained(prediction, rows, filenames)
 
         return self._bounded(run)
 
-    def submit_given(self, method: ExplainMethod, target: Target, given: Given) -> Future:
+    def submit_given(self, method: ExplainMethod, target: Target, given: Given) -> Future[Prediction]:
         """The same for a table's records (``DataPlane.submit_inputs``): each feature's attribution."""
         described = target.description
         check_method(method, described.input)
@@ -88,7 +94,8 @@ class Explainer:
 
         def run() -> Prediction:
             prediction, maps = self.registry.explain(target, batch)
-            rows = attribution_rows(method, maps, described.input, described.output, len(batch))
+            rows = attribution_rows(method, _each_a(MemberAttribution, maps), described.input, described.output,
+                                    len(batch))
             return _explained(prediction, rows, None)
 
         return self._bounded(run)
@@ -100,7 +107,7 @@ class Explainer:
                 f"Explanations are expensive: at most {limit} {what} per explained request; this one holds "
                 f"{count}. Send fewer, or predict without ?explain.")
 
-    def _bounded(self, run: Callable[[], Prediction]) -> Future:
+    def _bounded(self, run: Callable[[], Prediction]) -> Future[Prediction]:
         """``run()`` within the concurrency bound, as a done Future (429 when the bound is reached)."""
         if not self._running.acquire(blocking=False):
             error = TooManyRequestsError(f"{self.config.max_concurrent_explains} explanations are running "
@@ -111,9 +118,18 @@ class Explainer:
             prediction = run()
         finally:
             self._running.release()
-        done: Future = Future()
+        done: Future[Prediction] = Future()
         done.set_result(prediction)
         return done
+
+
+def _each_a(kind: type[_Kind], explained: Explained) -> dict[str, _Kind]:
+    """The runtime's explanations, each a ``kind``: the method fits the input (:func:`check_method`),
+    and the runtime explains that input with that method (``ArchiveRuntime.explain``)."""
+    found = {member: each for member, each in explained.items() if isinstance(each, kind)}
+    if len(found) != len(explained):
+        raise TypeError(f"The runtime explained with something other than {kind.__name__}")
+    return found
 
 
 def _explained(prediction: Prediction, rows: tuple[dict[str, Explanation], ...],
@@ -122,7 +138,7 @@ def _explained(prediction: Prediction, rows: tuple[dict[str, Explanation], ...],
                       prediction.output, tuple(filenames) if filenames else None, rows)
 
 
-def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], input_spec: InputSpec,
+def explanation_rows(method: ExplainMethod, maps: Mapping[str, MemberMap], images: list[bytes], input_spec: InputSpec,
                      output_spec: OutputSpec, *, max_pixels: int) -> tuple[dict[str, Explanation], ...]:
     """Per image, ``{member: Explanation}`` from ``{member: membermap.MemberMap}`` over the batch."""
     names = output_spec.columns
@@ -134,6 +150,7 @@ def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], inp
             if not cam.available:
                 row[member] = Explanation(method, False, cam.reason, cam.layer)
                 continue
+            assert cam.heat is not None and cam.target is not None  # available: GradCam sets both together
             target = int(cam.target[i])
             label = names[target] if target < len(names) else f"y{target}"
             row[member] = Explanation(method, True, "", cam.layer, label, cam.heat[i],
@@ -142,8 +159,8 @@ def explanation_rows(method: ExplainMethod, maps: dict, images: list[bytes], inp
     return tuple(rows)
 
 
-def attribution_rows(method: ExplainMethod, maps: dict, input_spec: InputSpec, output_spec: OutputSpec,
-                     count: int) -> tuple[dict[str, Explanation], ...]:
+def attribution_rows(method: ExplainMethod, maps: Mapping[str, MemberAttribution], input_spec: InputSpec,
+                     output_spec: OutputSpec, count: int) -> tuple[dict[str, Explanation], ...]:
     """Per row (``count`` of them), ``{member: Explanation}`` from ``{member: membermap.MemberAttribution}``:
     one attribution per feature (its columns added up), None where no gradient reaches."""
     names = output_spec.columns
@@ -155,6 +172,9 @@ def attribution_rows(method: ExplainMethod, maps: dict, input_spec: InputSpec, o
             if not found.available:
                 row[member] = Explanation(method, False, found.reason)
                 continue
+            # available: IntegratedGradients sets the four arrays together
+            assert found.columns is not None and found.target is not None
+            assert found.value is not None and found.baseline is not None
             target = int(found.target[i])
             columns = found.columns[i]
             shares: dict[str, float | None] = {}

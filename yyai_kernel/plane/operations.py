@@ -21,17 +21,29 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
+from typing import Any, TypedDict, TypeVar
 
 from yyai_kernel.errors import InvalidInputError
 from yyai_kernel.hints import Hint, Step
+from yyai_kernel.registry.protocol import ModelRegistry
 from yyai_kernel.types import (
     InstallOptions,
+    InstallResult,
+    ModelError,
+    ModelRemoved,
+    ModelStatus,
     TrafficPolicy,
     check_label,
     check_name,
     parse_version,
     parse_version_ref,
 )
+
+_Arg = TypeVar("_Arg")
+_Kind = TypeVar("_Kind", InstallResult, ModelStatus)
+
+Reloaded = dict[str, ModelStatus | ModelError]  # a reload of every model: each one's status, or its error
+Led = InstallResult | ModelStatus | ModelRemoved | Reloaded  # what leading an operation gives (see lead)
 
 
 class OpKind(str, Enum):
@@ -64,7 +76,7 @@ class Operation:
     purge: bool = False
     archive: str | None = None
     label: str | None = None  # SET_LABEL, DELETE_LABEL; INSTALL: a label to point at the new version
-    policy: dict | None = None  # SET_TRAFFIC: the policy's JSON document
+    policy: dict[str, Any] | None = None  # SET_TRAFFIC: the policy's JSON document
     promote: bool | None = None  # INSTALL: make it the default (True), stage it (False), or the server's rule
     replace: bool = False  # INSTALL: replace different content under the same version
 
@@ -76,31 +88,40 @@ class Operation:
         parse = parse_version if self.kind in (OpKind.SET_DEFAULT, OpKind.SET_LABEL) else parse_version_ref
         return replace(self, name=name, version=parse(self.version), label=label)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v not in (None, False)}
         data["kind"] = self.kind.value
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> Operation:
+    def from_json(cls, data: dict[str, Any]) -> Operation:
         return cls(**{**data, "kind": OpKind(data["kind"])})
 
 
-def lead(registry, op: Operation):
+def lead(registry: ModelRegistry, op: Operation) -> Led:
     """Apply ``op`` to ``registry`` (any ModelRegistry): the registry's own result.
 
     ``op`` was checked at the edge (:meth:`Operation.checked`). A promotion pins the
-    candidate (the canary, else the shadow) and clears the policy.
+    candidate (the canary, else the shadow) and clears the policy. An argument the kind
+    needs and ``op`` lacks is refused (400); the edge always sets them.
     """
     name, version = op.name, op.version
     if op.kind is OpKind.INSTALL:
-        return registry.install(op.archive, InstallOptions(op.promote, op.label, op.replace))
+        archive = _needs(op.archive, "the archive to install", op)
+        return registry.install(archive, InstallOptions(op.promote, op.label, op.replace))
+    if op.kind is OpKind.RELOAD:
+        return registry.reload(name, force=op.force)
+    if op.kind is OpKind.SYNC:
+        return registry.reload(name, force=False)  # what the state file says now
+    if op.kind is OpKind.PROMOTE:
+        if name is None:
+            raise InvalidInputError("Say which model's candidate to promote.")
+        return _promote(registry, name)
+    name = _needs(name, "the model's name", op)
     if op.kind is OpKind.LOAD:
         return registry.load(name, version)
     if op.kind is OpKind.UNLOAD:
         return registry.unload(name, version)
-    if op.kind is OpKind.RELOAD:
-        return registry.reload(name, force=op.force)
     if op.kind is OpKind.SET_DEFAULT:
         if version is None:
             raise InvalidInputError("Say which version becomes the default, such as {\"version\": 2}.")
@@ -108,28 +129,44 @@ def lead(registry, op: Operation):
     if op.kind is OpKind.FOLLOW_LATEST:
         return registry.follow_latest(name)
     if op.kind is OpKind.REMOVE:
+        if version is None:
+            raise InvalidInputError("Say which version to remove, such as {\"version\": 2}.")
         return registry.remove(name, version, purge=op.purge)
     if op.kind is OpKind.SET_LABEL:
         if version is None:
             raise InvalidInputError("Say which version the label names, such as {\"version\": 2}.")
-        return registry.set_label(name, op.label, version)
+        return registry.set_label(name, _needs(op.label, "the label", op), version)
     if op.kind is OpKind.DELETE_LABEL:
-        return registry.delete_label(name, op.label)
+        return registry.delete_label(name, _needs(op.label, "the label", op))
     if op.kind is OpKind.SET_TRAFFIC:
         return registry.set_traffic(name, TrafficPolicy.parse(op.policy))
-    if op.kind is OpKind.CLEAR_TRAFFIC:
-        return registry.clear_traffic(name)
-    if op.kind is OpKind.PROMOTE:
-        if name is None:
-            raise InvalidInputError("Say which model's candidate to promote.")
-        policy = registry.status(name).traffic  # 404 for an unknown model
-        candidate = policy and (policy.canary or policy.shadow)
-        if candidate is None:
-            raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
-                                    hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
-        registry.set_default(name, candidate.version)
-        return registry.clear_traffic(name)
-    return registry.reload(name, force=False)  # SYNC: what the state file says now
+    return registry.clear_traffic(name)  # CLEAR_TRAFFIC, the one kind left
+
+
+def led_as(result: Led, kind: type[_Kind]) -> _Kind:
+    """``result`` as the one type its operation's kind gives (INSTALL an InstallResult; LOAD,
+    UNLOAD, SET_DEFAULT, FOLLOW_LATEST, labels, traffic and PROMOTE a ModelStatus)."""
+    if not isinstance(result, kind):
+        raise TypeError(f"Expected a {kind.__name__} from a management operation, not a {type(result).__name__}")
+    return result
+
+
+def _needs(value: _Arg | None, what: str, op: Operation) -> _Arg:
+    """An argument ``op``'s kind cannot do without (400 when it is missing)."""
+    if value is None:
+        raise InvalidInputError(f"A {op.kind.value} operation needs {what}.")
+    return value
+
+
+def _promote(registry: ModelRegistry, name: str) -> ModelStatus:
+    """Pin the candidate (the canary, else the shadow) and clear the policy."""
+    policy = registry.status(name).traffic  # 404 for an unknown model
+    candidate = (policy.canary or policy.shadow) if policy is not None else None
+    if candidate is None:
+        raise InvalidInputError(f"Model {name!r} has no canary or shadow to promote",
+                                hint=(Hint(Step.SET_TRAFFIC, name), Hint(Step.PIN, name)))
+    registry.set_default(name, candidate.version)
+    return registry.clear_traffic(name)
 
 
 # --- what a call did on each worker ---------------------------------------------------------
@@ -184,13 +221,13 @@ class WorkerReport:
         """Every worker that did not apply the call, and why ("" when all did)."""
         return "; ".join(o.describe() for o in self.not_applied())
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"applied": self.applied, "total": self.total,
                 "workers": [{"worker": o.worker, "outcome": o.outcome.value, "error": o.error}
                             for o in self.outcomes]}
 
     @classmethod
-    def from_json(cls, data: dict) -> WorkerReport:
+    def from_json(cls, data: dict[str, Any]) -> WorkerReport:
         return cls(tuple(WorkerOutcome(w["worker"], Outcome(w["outcome"]), w.get("error"))
                          for w in data["workers"]))
 
@@ -199,11 +236,18 @@ class WorkerReport:
 class Managed:
     """A management call's result (what the single-process call returns) and its report."""
 
-    result: object
+    result: Led
     report: WorkerReport
 
 
 # --- one worker's state, for the status endpoint -----------------------------------------------
+
+
+class PlacedModel(TypedDict):
+    """A model as a worker holds it: its default and the versions loaded there."""
+
+    default: int | None
+    loaded: list[int]
 
 
 @dataclass(frozen=True)
@@ -216,21 +260,21 @@ class WorkerInfo:
     state: str  # "serving", "starting", "restarting"
     rss_bytes: int | None = None
     restarts: int = 0
-    models: dict = field(default_factory=dict)  # {name: {"default": v, "loaded": [v, ...]}}: where models live
+    models: dict[str, PlacedModel] = field(default_factory=dict)  # where models live
     role: str = "worker"  # "worker" or "host"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> WorkerInfo:
+    def from_json(cls, data: dict[str, Any]) -> WorkerInfo:
         return cls(**data)
 
 
-def local_worker(registry, worker: int, *, ready: bool) -> WorkerInfo:
+def local_worker(registry: ModelRegistry, worker: int, *, ready: bool) -> WorkerInfo:
     """This process as a :class:`WorkerInfo`: its memory and what its registry serves."""
     import psutil
 
-    models = {m.name: {"default": m.default, "loaded": list(m.loaded)} for m in registry.list()}
+    models = {m.name: PlacedModel(default=m.default, loaded=list(m.loaded)) for m in registry.list()}
     return WorkerInfo(worker, os.getpid(), "serving" if ready else "starting",
                       psutil.Process().memory_info().rss, models=models)

@@ -32,7 +32,7 @@ class Planes:
 
     @classmethod
     def over(cls, registry: ModelRegistry, config: ServingConfig | None = None, *, peers: Peers | None = None,
-             worker: int = 0, jobs_dir: str | os.PathLike | None = None) -> Planes:
+             worker: int = 0, jobs_dir: str | os.PathLike[str] | None = None) -> Planes:
         """The three objects over ``registry``; ``peers`` and ``worker``: see ``ModelRepository``."""
         config = config or registry.config
         traffic = TrafficRouter(registry, max_pending=config.shadow_max_pending, keep=config.shadow_disagreements)

@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import InvalidInputError
@@ -28,9 +28,11 @@ from yyai_kernel.plane.operations import (
     Managed,
     Operation,
     OpKind,
+    Reloaded,
     WorkerInfo,
     WorkerReport,
     lead,
+    led_as,
     local_worker,
 )
 from yyai_kernel.registry.protocol import ModelRegistry
@@ -40,6 +42,7 @@ from yyai_kernel.types import (
     InstallOptions,
     InstallResult,
     ModelRef,
+    ModelRemoved,
     ModelStatus,
     TrafficPolicy,
     TrafficReport,
@@ -90,27 +93,38 @@ class ModelRepository:
         else:
             managed = Managed(lead(self.registry, op), WorkerReport.alone(self.worker))
         if op.kind in (OpKind.SET_TRAFFIC, OpKind.CLEAR_TRAFFIC, OpKind.PROMOTE):
-            return Managed(self._with_rollout(managed.result), managed.report)  # this process's figures
+            # this process's figures
+            return Managed(self._with_rollout(led_as(managed.result, ModelStatus)), managed.report)
         return managed
 
-    def load(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.LOAD, name, version).checked()).result
+    def _status(self, op: Operation) -> ModelStatus:
+        """Check and lead ``op``, one whose result is the model's status."""
+        return led_as(self.manage(op.checked()).result, ModelStatus)
 
-    def unload(self, name: str, version=None) -> ModelStatus:
-        return self.manage(Operation(OpKind.UNLOAD, name, version).checked()).result
+    def load(self, name: str, version: int | str | None = None) -> ModelStatus:
+        return self._status(Operation(OpKind.LOAD, name, version))
 
-    def reload(self, name: str | None = None, *, force: bool = True):
+    def unload(self, name: str, version: int | str | None = None) -> ModelStatus:
+        return self._status(Operation(OpKind.UNLOAD, name, version))
+
+    def reload(self, name: str | None = None, *, force: bool = True) -> ModelStatus | Reloaded:
         """Re-read the store and reload one model, or every model when ``name`` is None."""
-        return self.manage(Operation(OpKind.RELOAD, name, force=force).checked()).result
+        result = self.manage(Operation(OpKind.RELOAD, name, force=force).checked()).result
+        if isinstance(result, (InstallResult, ModelRemoved)):
+            raise TypeError(f"Expected a reload's statuses, not a {type(result).__name__}")
+        return result
 
-    def set_default(self, name: str, version) -> ModelStatus:
-        return self.manage(Operation(OpKind.SET_DEFAULT, name, version).checked()).result
+    def set_default(self, name: str, version: int | str) -> ModelStatus:
+        return self._status(Operation(OpKind.SET_DEFAULT, name, version))
 
     def follow_latest(self, name: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.FOLLOW_LATEST, name).checked()).result
+        return self._status(Operation(OpKind.FOLLOW_LATEST, name))
 
-    def remove(self, name: str, version, *, purge: bool = False):
-        return self.manage(Operation(OpKind.REMOVE, name, version, purge=purge).checked()).result
+    def remove(self, name: str, version: int | str, *, purge: bool = False) -> ModelStatus | ModelRemoved:
+        result = self.manage(Operation(OpKind.REMOVE, name, version, purge=purge).checked()).result
+        if not isinstance(result, (ModelStatus, ModelRemoved)):
+            raise TypeError(f"Expected a removal's status, not a {type(result).__name__}")
+        return result
 
     # --- labels and traffic ------------------------------------------------------------------
 
@@ -120,43 +134,46 @@ class ModelRepository:
 
     def label(self, ref: ModelRef) -> VersionLabel:
         """The version a label names (``ref`` names it; 404 for an unknown model or label)."""
+        if ref.label is None:
+            raise InvalidInputError(f"Name a label of model {ref.name!r}.", field="label")
         return VersionLabel(ref.name, ref.label, self.registry.resolve(ref).version)
 
-    def set_label(self, name: str, label: str, version) -> ModelStatus:
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus:
         """Point a label at a version (a number), loading it first; persisted in the store."""
-        return self.manage(Operation(OpKind.SET_LABEL, name, version, label=label).checked()).result
+        return self._status(Operation(OpKind.SET_LABEL, name, version, label=label))
 
     def delete_label(self, name: str, label: str) -> ModelStatus:
-        return self.manage(Operation(OpKind.DELETE_LABEL, name, label=label).checked()).result
+        return self._status(Operation(OpKind.DELETE_LABEL, name, label=label))
 
     def traffic_report(self, name: str) -> TrafficReport:
         """The traffic policy of a model and its running figures."""
         policy = self.registry.status(name).traffic
         return TrafficReport(name, policy, self.traffic.stats(name, policy))
 
-    def set_traffic(self, name: str, policy) -> ModelStatus:
+    def set_traffic(self, name: str, policy: TrafficPolicy | dict[str, Any]) -> ModelStatus:
         """Set the canary and shadow policy (a :class:`TrafficPolicy` or its JSON document)."""
         if isinstance(policy, TrafficPolicy):
             policy = policy.to_json()
-        return self.manage(Operation(OpKind.SET_TRAFFIC, name, policy=policy).checked()).result
+        return self._status(Operation(OpKind.SET_TRAFFIC, name, policy=policy))
 
     def clear_traffic(self, name: str) -> ModelStatus:
         """Drop the traffic policy: every request that names no version goes to the default (a roll-back)."""
-        return self.manage(Operation(OpKind.CLEAR_TRAFFIC, name).checked()).result
+        return self._status(Operation(OpKind.CLEAR_TRAFFIC, name))
 
     def promote(self, name: str) -> ModelStatus:
         """Make the candidate (the canary, else the shadow) the default, pinned, and clear the policy."""
-        return self.manage(Operation(OpKind.PROMOTE, name).checked()).result
+        return self._status(Operation(OpKind.PROMOTE, name))
 
     def disagreements(self, name: str) -> list[Disagreement]:
         """The last inputs on which the shadow disagreed with the answer sent, newest first."""
         return self.traffic.disagreements(name, self.registry.status(name).traffic)  # 404 for an unknown model
 
-    def add_archive(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> InstallResult:
+    def add_archive(self, archive: bytes | str | os.PathLike[str],
+                    options: InstallOptions | None = None) -> InstallResult:
         """Install an archive (its bytes, or a file the caller owns): verify, store, load (see ``install``)."""
-        return self.install(archive, options).result
+        return led_as(self.install(archive, options).result, InstallResult)
 
-    def install(self, archive: bytes | str | os.PathLike, options: InstallOptions | None = None) -> Managed:
+    def install(self, archive: bytes | str | os.PathLike[str], options: InstallOptions | None = None) -> Managed:
         """:meth:`add_archive` with the report of which workers serve the new version. ``options``
         (promote, label, replace) were checked at the edge (``InstallOptions.parse``)."""
         options = options or InstallOptions()
@@ -180,12 +197,12 @@ class ModelRepository:
         """This worker, as :meth:`workers` lists it."""
         return local_worker(self.registry, self.worker, ready=self.health.ready)
 
-    def repository_load(self, name: str, parameters: dict | None = None) -> ModelStatus:
+    def repository_load(self, name: str, parameters: dict[str, Any] | None = None) -> ModelStatus:
         """Triton's load: the default version. Config and file overrides are refused."""
-        return self.manage(repository_load_op(name, parameters).checked()).result
+        return self._status(repository_load_op(name, parameters))
 
 
-def repository_load_op(name: str, parameters: dict | None = None) -> Operation:
+def repository_load_op(name: str, parameters: dict[str, Any] | None = None) -> Operation:
     """The operation of Triton's load; config and file overrides are refused (400)."""
     if parameters and any(k == "config" or k.startswith("file:") for k in parameters):
         raise InvalidInputError(

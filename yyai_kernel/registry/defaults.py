@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from yyai_kernel.store.store import ModelStore
 from yyai_kernel.types import DefaultReason, DefaultWhy
 
 
 class DefaultVersions:
     """``{name: version}``, recomputed from the store by :meth:`refresh`."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._defaults: dict[str, int] = {}
 
     def get(self, name: str) -> int | None:
@@ -29,7 +30,7 @@ class DefaultVersions:
         """A version that serves now and was just pinned."""
         self._defaults[name] = version
 
-    def refresh(self, store, serves: Callable[[str, int | None], bool]) -> None:
+    def refresh(self, store: ModelStore, serves: Callable[[str, int | None], bool]) -> None:
         """The store's defaults, except where the old default serves and the new one does not yet."""
         defaults = {name: store.default_version(name) for name in store.names()}
         for name, version in self._defaults.items():

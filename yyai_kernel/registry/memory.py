@@ -37,7 +37,7 @@ class _MallInfo2(ctypes.Structure):
                  "keepcost")]
 
 
-def _libc():
+def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallinfo2.restype = _MallInfo2

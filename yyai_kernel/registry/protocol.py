@@ -29,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, overload, runtime_checkable
 
+import numpy as np
+
 from yyai_kernel.config import ServingConfig
 from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
-from yyai_kernel.store.store import ArchiveRecord
+from yyai_kernel.runtime.membermap import Explained
+from yyai_kernel.store.store import ArchiveRecord, ModelStore
 from yyai_kernel.types import (
     InstallOptions,
     InstallResult,
@@ -142,9 +145,9 @@ class ModelRegistry(Protocol):
     def resolve(self, ref: ModelRef) -> Target: ...
 
     # predicting
-    def submit(self, target: Target, inputs, *, finite: bool = False) -> Future: ...
+    def submit(self, target: Target, inputs: np.ndarray, *, finite: bool = False) -> Future[Prediction]: ...
 
-    def explain(self, target: Target, inputs) -> tuple[Prediction, dict]: ...
+    def explain(self, target: Target, inputs: np.ndarray) -> tuple[Prediction, Explained]: ...
 
     def batches(self, target: Target) -> bool: ...
 
@@ -168,7 +171,7 @@ class ModelRegistry(Protocol):
     def install(self, path: str | Path, options: InstallOptions | None = None) -> InstallResult: ...
 
     # rollouts (persisted in the store's state file)
-    def set_label(self, name: str, label: str, version: int) -> ModelStatus: ...
+    def set_label(self, name: str, label: str, version: int | str) -> ModelStatus: ...
 
     def delete_label(self, name: str, label: str) -> ModelStatus: ...
 
@@ -178,7 +181,7 @@ class ModelRegistry(Protocol):
 
 
 def views_of(
-    store, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()
+    store: ModelStore, default: Callable[[str], int | None], serving: Iterable[ArchiveRecord] = ()
 ) -> dict[str, ModelView]:
     """Every model's view: its records in ``store`` (plus the ``serving`` records the store no
     longer reads), ``default(name)``, and the store's labels and policy."""

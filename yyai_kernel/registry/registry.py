@@ -39,10 +39,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
-from typing import overload
+from typing import TypeVar, overload
 
 from yyai_kernel.archive import read_manifest, verify
 from yyai_kernel.config import ServingConfig, serving_config
@@ -64,6 +64,7 @@ from yyai_kernel.registry.versions import (
     ModelVersions,
     StatsObserver,
 )
+from yyai_kernel.runtime.membermap import Explained
 from yyai_kernel.store.store import ModelStore
 from yyai_kernel.store.watch import StoreWatcher
 from yyai_kernel.types import (
@@ -92,6 +93,8 @@ RECENT_KEPT = 256  # versions the persisted recently-used order remembers
 RECENT_EVERY_S = 60.0  # how often the background thread persists that order, when it changed
 DEMANDABLE = (VersionState.AVAILABLE, VersionState.LOADING)  # what a request may load by asking for it
 
+_T = TypeVar("_T")
+
 
 class Registry:
     """Thread-safe registry of every model and version in a :class:`ModelStore`.
@@ -103,7 +106,7 @@ class Registry:
     """
 
     def __init__(self, store: ModelStore, config: ServingConfig | None = None, *,
-                 observer: StatsObserver | None = None, **settings):
+                 observer: StatsObserver | None = None, **settings: object):
         self.store = store
         self.config = serving_config(config, **settings)
         self.store.scan()
@@ -173,7 +176,7 @@ class Registry:
 
     # --- predicting ---------------------------------------------------------------------
 
-    def submit(self, target: Target, inputs, *, finite: bool = False) -> Future:
+    def submit(self, target: Target, inputs: object, *, finite: bool = False) -> Future[Prediction]:
         """Queue ``inputs`` on a resolved version; a Future of its :class:`Prediction`, which the
         batcher's thread completes (so an event loop awaits it without parking a thread). With
         batching off the model runs here, in the calling thread (see :meth:`batches`).
@@ -190,7 +193,7 @@ class Registry:
                     raise
         return self._cold_start(target, lambda m: m.submit(target.version, inputs, finite=finite))
 
-    def explain(self, target: Target, inputs) -> tuple[Prediction, dict]:
+    def explain(self, target: Target, inputs: object) -> tuple[Prediction, Explained]:
         """Run ``inputs`` through a version in this thread, off its batcher, with each member's
         explanation: ``(Prediction, {member: membermap.MemberMap or MemberAttribution})``. A
         version that is not loaded is loaded first, as for :meth:`submit`."""
@@ -205,13 +208,13 @@ class Registry:
         model = self.table.versions(target.name)
         return model is not None and model.batches(target.version)
 
-    def predict(self, name: str, inputs, version: int | str | None = None) -> Prediction:
+    def predict(self, name: str, inputs: object, version: int | str | None = None) -> Prediction:
         """Run ``inputs`` (``[B, *input.shape]``) through a version (default: the default), waiting."""
         return self.submit(self.resolve(ModelRef.parse(name, version)), inputs).result()
 
     # --- cold starts --------------------------------------------------------------------
 
-    def _cold_start(self, target: Target, run: Callable[[ModelVersions], Future]) -> Future:
+    def _cold_start(self, target: Target, run: Callable[[ModelVersions], Future[_T]]) -> Future[_T]:
         """Load the version (or join its load), then ``run(model)``; a Future of the Prediction,
         which says how long it waited. Bounded by ``cold_start_timeout`` (then 503, retry)."""
         model = self.table.ensure(target.name, create=True)
@@ -222,10 +225,10 @@ class Registry:
                 self._cold.submit(self._load_demanded, model, target.version)
             except RuntimeError:  # closing
                 model.settle(model.slot(target.version), ModelNotReadyError("The server is stopping."))
-        result: Future = Future()
+        result: Future[_T] = Future()
         stats = self.residency.stats
 
-        def loaded(done: Future) -> None:
+        def loaded(done: Future[None]) -> None:
             waited = time.monotonic() - started
             if result.done():  # timed out meanwhile
                 return
@@ -233,13 +236,13 @@ class Registry:
             error = done.exception()
             if error is not None:
                 slot = model.slots.get(target.version)
-                _settle(result, error=slot.not_ready(target.name) if slot is not None and isinstance(
+                _fail(result, slot.not_ready(target.name) if slot is not None and isinstance(
                     error, YyaiError) and slot.state is VersionState.FAILED else error)
                 return
             try:
                 pending = run(model)
             except BaseException as failure:  # noqa: BLE001 - the request's Future carries it
-                _settle(result, error=failure)
+                _fail(result, failure)
                 return
             pending.add_done_callback(lambda f: _copy(f, result, cold_start_s=round(waited, 4)))
 
@@ -250,7 +253,7 @@ class Registry:
             error = ModelNotReadyError(f"Model {target.name!r} version {target.version} is still loading after "
                                        f"{timeout:g} s; retry in a moment.")
             error.retry_after = RETRY_AFTER_LOADING_S
-            if _settle(result, error=error):
+            if _fail(result, error):
                 stats.cold_start(time.monotonic() - started, timed_out=True)
 
         loading.add_done_callback(loaded)
@@ -446,7 +449,8 @@ class Registry:
         finally:
             model.load_lock.release()
 
-    def reload(self, name: str | None = None, *, force: bool = True):
+    def reload(self, name: str | None = None, *,
+               force: bool = True) -> ModelStatus | dict[str, ModelStatus | ModelError]:
         """Re-read the store and reload a model (or all): new versions, changed archives.
 
         ``force`` reloads loaded versions even when their archive is unchanged. Reloads of
@@ -504,7 +508,7 @@ class Registry:
         memory.release()  # its memory goes back to the system now, not at the next collection
         return self.table.status(name)
 
-    def remove(self, name: str, version: int | str, *, purge: bool = False):
+    def remove(self, name: str, version: int | str, *, purge: bool = False) -> ModelStatus | ModelRemoved:
         """Unload a version and, with ``purge``, delete its archive from the store.
 
         When the removed version was the default, the new default (the latest left, or
@@ -518,7 +522,7 @@ class Registry:
             return self.table.status(name)
         return self._drop(self._model(name), version, delete=True)
 
-    def forget(self, name: str, version: int | str):
+    def forget(self, name: str, version: int | str) -> ModelStatus | ModelRemoved:
         """Another process deleted this version's archive (a purge): stop serving it and
         forget it, and load the new default, without writing the store."""
         version = require_version(version)
@@ -531,7 +535,7 @@ class Registry:
             model.unload(version)
         return self._drop(model, version, delete=False)
 
-    def _drop(self, model: ModelVersions, version: int, *, delete: bool):
+    def _drop(self, model: ModelVersions, version: int, *, delete: bool) -> ModelStatus | ModelRemoved:
         """The version's archive goes (``delete``) or went: drop its slot, load the new default."""
         with model.load_lock:
             if delete:
@@ -615,7 +619,8 @@ class Registry:
             self.table.refresh()
         return self.table.status(name)
 
-    def _load_then_persist(self, name: str, versions: builtins.list, persist) -> ModelStatus:
+    def _load_then_persist(self, name: str, versions: Sequence[int | str],
+                           persist: Callable[[builtins.list[int]], None]) -> ModelStatus:
         """Load the versions (each resolved), pin the default if it is not, then ``persist(versions)``
         (a label or a traffic policy); the model's status.
 
@@ -623,16 +628,16 @@ class Registry:
         comparison runs: no new archive (an upload, a file dropped into the folder) replaces
         it until someone promotes one, so its default is pinned here if it was not.
         """
-        versions = [self.resolve(ref_of(name, v)).version for v in versions]
+        resolved = [self.resolve(ref_of(name, v)).version for v in versions]
         model = self.table.ensure(name)
         with model.load_lock:
-            for version in versions:
+            for version in resolved:
                 self._load_version(model, version, force=False)
             view = self.table.view(name)
             if name not in self.store.pins() and view is not None and view.default is not None:
                 self.store.pin(name, view.default)
                 self.table.pinned(name, view.default)
-            persist(versions)
+            persist(resolved)
             self.table.refresh()
         return self.table.status(name)
 
@@ -685,7 +690,7 @@ class Registry:
     def _served_versions(self, name: str) -> builtins.list[int]:
         """The default, then the versions the labels and the traffic policy name."""
         view = self.table.view(name)
-        if view is None:
+        if view is None or view.default is None:  # only a model the store no longer holds has no default
             return []
         named = set(view.labels.values()) | set(view.policy.versions().values() if view.policy else ())
         default = view.default
@@ -725,39 +730,45 @@ def _demandable(model: ModelVersions, version: int) -> bool:
     return slot is None or (slot.serving is None and slot.state in DEMANDABLE)
 
 
-def _settle(future: Future, result=None, *, error: BaseException | None = None) -> bool:
-    """Complete ``future`` unless something else did first; whether this call did."""
+def _settle(future: Future[_T], result: _T) -> bool:
+    """Complete ``future`` with ``result`` unless something else did first; whether this call did."""
     try:
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
+        future.set_result(result)
     except InvalidStateError:
         return False
     return True
 
 
-def _copy(source: Future, target: Future, **changes) -> None:
-    """Complete ``target`` as ``source`` completed (a Prediction with ``changes`` applied)."""
+def _fail(future: Future[_T], error: BaseException) -> bool:
+    """Complete ``future`` with ``error`` unless something else did first; whether this call did."""
+    try:
+        future.set_exception(error)
+    except InvalidStateError:
+        return False
+    return True
+
+
+def _copy(source: Future[_T], target: Future[_T], *, cold_start_s: float) -> None:
+    """Complete ``target`` as ``source`` completed (a Prediction with its ``cold_start_s`` set)."""
     error = source.exception()
     if error is not None:
-        _settle(target, error=error)
+        _fail(target, error)
         return
     result = source.result()
-    if changes and isinstance(result, Prediction):
-        result = dataclasses.replace(result, **changes)
+    if isinstance(result, Prediction):
+        result = dataclasses.replace(result, cold_start_s=cold_start_s)
     _settle(target, result)
 
 
-def _done(value) -> Future:
-    future: Future = Future()
+def _done(value: _T) -> Future[_T]:
+    future: Future[_T] = Future()
     future.set_result(value)
     return future
 
 
-def _each(names: list[str], work) -> dict:
+def _each(names: list[str], work: Callable[[str], _T]) -> dict[str, _T | ModelError]:
     """``work(name)`` for every name, a few models at a time: ``{name: result or ModelError}``."""
-    results = {}
+    results: dict[str, _T | ModelError] = {}
     with ThreadPoolExecutor(max_workers=PARALLEL_LOADS, thread_name_prefix="yyai-load") as pool:
         for name, future in [(n, pool.submit(work, n)) for n in names]:
             try:

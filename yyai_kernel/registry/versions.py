@@ -35,6 +35,7 @@ from typing import Protocol
 
 import numpy as np
 
+from yyai_kernel.archive import Manifest
 from yyai_kernel.errors import (
     ArchiveError,
     InvalidInputError,
@@ -43,7 +44,8 @@ from yyai_kernel.errors import (
 )
 from yyai_kernel.hints import Hint, Step
 from yyai_kernel.runtime.batching import BatcherClosed, DynamicBatcher
-from yyai_kernel.runtime.runtime import ArchiveRuntime, warmup_batch_sizes
+from yyai_kernel.runtime.membermap import Explained
+from yyai_kernel.runtime.runtime import ArchiveRuntime, RuntimeOutput, warmup_batch_sizes
 from yyai_kernel.store.store import ArchiveRecord
 from yyai_kernel.types import (
     DefaultReason,
@@ -113,13 +115,13 @@ class Serving:
     """A runtime and the batcher in front of it (None when batching is off): swapped as one."""
 
     runtime: ArchiveRuntime
-    batcher: DynamicBatcher | None
+    batcher: DynamicBatcher[RuntimeOutput] | None
 
-    def submit(self, batch: np.ndarray) -> Future:
+    def submit(self, batch: np.ndarray) -> Future[RuntimeOutput]:
         """A Future of the output: queued on the batcher, or (no batcher) run here and done."""
         if self.batcher is not None:
             return self.batcher.submit(batch)
-        done: Future = Future()
+        done: Future[RuntimeOutput] = Future()
         try:
             done.set_result(self.runtime(batch))
         except Exception as error:  # noqa: BLE001 - handed to the caller through the future
@@ -147,7 +149,7 @@ class VersionSlot:
     memory_bytes: int | None = None  # measured at its last load (registry/memory.py)
     last_used: float | None = None  # wall time of its last request (the budget's LRU order)
     evicted: bool = False  # unloaded to stay within the budget: its next request loads it
-    pending: Future | None = None  # the load that requests waiting for this version share
+    pending: Future[None] | None = None  # the load that requests waiting for this version share
 
     @property
     def sha256(self) -> str | None:
@@ -186,7 +188,7 @@ class VersionSlot:
             return ModelNotReadyError(f"{where} was removed from the store.")
         return ModelNotReadyError(f"{where} is not loaded", hint=load)
 
-    def status(self, manifest, in_store: bool) -> VersionStatus:
+    def status(self, manifest: Manifest | None, in_store: bool) -> VersionStatus:
         requests, errors, latency, batches = self.stats.snapshot()
         state = self.state if in_store or self.serving is not None else VersionState.REMOVED
         return VersionStatus(
@@ -229,7 +231,7 @@ class ModelVersions:
         self.slots: dict[int, VersionSlot] = {}
         self.load_lock = threading.Lock()
         self.last_error: str | None = None
-        self._pending: Future | None = None
+        self._pending: Future[ModelStatus] | None = None
         self._pending_lock = threading.Lock()
         self._waiters_lock = threading.Lock()
 
@@ -246,7 +248,7 @@ class ModelVersions:
     def loaded(self) -> list[int]:
         return sorted(v for v, s in self.slots.items() if s.serving is not None)
 
-    def demand(self, version: int) -> tuple[Future, bool]:
+    def demand(self, version: int) -> tuple[Future[None], bool]:
         """The Future of the version's next load, and whether the caller must start that load.
 
         Done at once when the version serves. Every load of the version settles it (see
@@ -256,7 +258,7 @@ class ModelVersions:
         with self._waiters_lock:
             slot = self.slot(version)
             if slot.serving is not None:
-                done: Future = Future()
+                done: Future[None] = Future()
                 done.set_result(None)
                 return done, False
             if slot.pending is not None:
@@ -280,7 +282,8 @@ class ModelVersions:
         serving = self.serving(version)
         return serving is not None and serving.batcher is not None
 
-    def status(self, manifests: dict, default: int | None, pinned: bool, default_reason: DefaultReason) -> ModelStatus:
+    def status(self, manifests: dict[int, Manifest], default: int | None, pinned: bool,
+               default_reason: DefaultReason) -> ModelStatus:
         """This model's status, given the manifests of the versions in the store."""
         slots = dict(self.slots)
         versions = {v: (slots.get(v) or VersionSlot(v)).status(manifests.get(v), v in manifests)
@@ -289,16 +292,17 @@ class ModelVersions:
 
     # --- predicting (no load lock: one read of the slot's reference) -------------------
 
-    def submit(self, version: int, inputs, *, finite: bool = False) -> Future:
+    def submit(self, version: int, inputs: object, *, finite: bool = False) -> Future[Prediction]:
         """Validate ``inputs`` and queue them on the version; a Future of its :class:`Prediction`."""
         slot = self.slots.get(version)
+        if slot is None:
+            raise VersionSlot(version).not_ready(self.name)
         started = time.perf_counter()
-        if slot is not None:
-            slot.last_used = time.time()
+        slot.last_used = time.time()
         for _attempt in range(3):  # a swap may close the batcher we just looked up
-            serving = slot.serving if slot is not None else None
+            serving = slot.serving
             if serving is None:
-                raise (slot or VersionSlot(version)).not_ready(self.name)
+                raise slot.not_ready(self.name)
             try:
                 batch = serving.runtime.validate(inputs, finite=finite)
             except InvalidInputError:
@@ -308,13 +312,13 @@ class ModelVersions:
                 pending = serving.submit(batch)
             except BatcherClosed:
                 continue
-            result: Future = Future()
+            result: Future[Prediction] = Future()
             finish = _Finish(result, self.name, version, slot, serving, len(batch), started)
             pending.add_done_callback(finish)
             return result
         raise ModelNotReadyError(f"Model {self.name!r} version {version} is being swapped; retry.")
 
-    def explain(self, version: int, inputs) -> tuple[Prediction, dict]:
+    def explain(self, version: int, inputs: object) -> tuple[Prediction, Explained]:
         """Run ``inputs`` on the version in this thread, off its batcher, and explain each member's answer.
 
         Returns the prediction and ``{member: membermap.MemberMap}``, both from the one
@@ -322,9 +326,11 @@ class ModelVersions:
         statistics like any request.
         """
         slot = self.slots.get(version)
-        serving = slot.serving if slot is not None else None
+        if slot is None:
+            raise VersionSlot(version).not_ready(self.name)
+        serving = slot.serving
         if serving is None:
-            raise (slot or VersionSlot(version)).not_ready(self.name)
+            raise slot.not_ready(self.name)
         started = time.perf_counter()
         slot.last_used = time.time()
         try:
@@ -442,7 +448,7 @@ class ModelVersions:
             if serving is not None:
                 serving.close()
 
-    def coalesce(self, work: Callable[[], object]):
+    def coalesce(self, work: Callable[[], ModelStatus]) -> ModelStatus:
         """Run ``work`` under the load lock, or join the run already queued behind a running one.
 
         Reloads that arrive while one runs share a single follow-up run: the caller that
@@ -468,7 +474,7 @@ class ModelVersions:
 class _Finish:
     """Completes a caller's Future from the model call's, and records the call's statistics."""
 
-    result: Future
+    result: Future[Prediction]
     name: str
     version: int
     slot: VersionSlot
@@ -476,7 +482,7 @@ class _Finish:
     rows: int
     started: float
 
-    def __call__(self, done: Future) -> None:
+    def __call__(self, done: Future[RuntimeOutput]) -> None:
         error = done.exception()
         self.slot.stats.record(time.perf_counter() - self.started, ok=error is None)
         if error is not None:

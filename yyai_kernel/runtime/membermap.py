@@ -51,3 +51,7 @@ class MemberAttribution:
     @property
     def available(self) -> bool:
         return self.columns is not None
+
+
+# what explaining a batch gives, per member: Grad-CAM maps (images) or integrated gradients (tables)
+Explained = dict[str, MemberMap] | dict[str, MemberAttribution]

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from yyai_kernel.runtime.attributions import IntegratedGradients
     from yyai_kernel.runtime.gradcam import GradCam
-    from yyai_kernel.runtime.membermap import MemberAttribution, MemberMap
+    from yyai_kernel.runtime.membermap import Explained
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class ArchiveRuntime:
         combined = outputs[-1] if self._combined else None
         return RuntimeOutput(members=members, combined=combined)
 
-    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, dict[str, MemberMap] | dict[str, MemberAttribution]]:
+    def explain(self, batch: np.ndarray) -> tuple[RuntimeOutput, Explained]:
         """Run a validated batch, then explain each member's answer: (output, {member: explanation}).
 
         An image input gets each member's Grad-CAM (``gradcam.MemberMap``), a table (or several

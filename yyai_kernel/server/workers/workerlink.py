@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 
 from yyai_kernel.errors import YyaiError
-from yyai_kernel.plane.operations import Managed, Operation, WorkerInfo
+from yyai_kernel.plane.operations import Managed, Operation, PlacedModel, WorkerInfo
 from yyai_kernel.server.workers.link import Link, LinkClosed
 from yyai_kernel.server.workers.supervisor import WorkerSpec
 
@@ -46,7 +46,7 @@ class WorkerLink:
             return [WorkerInfo(self.spec.index, os.getpid(), "serving")]
         processes = [WorkerInfo.from_json(w) for w in reply["workers"]]
         try:
-            models = {m.name: {"default": m.default, "loaded": list(m.loaded)} for m in self.host.list()}
+            models = {m.name: PlacedModel(default=m.default, loaded=list(m.loaded)) for m in self.host.list()}
         except YyaiError:  # the host is restarting
             models = {}
         return [WorkerInfo(p.worker, p.pid, p.state, p.rss_bytes, p.restarts, models, p.role) if p.role == "host"
