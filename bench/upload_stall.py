@@ -17,6 +17,7 @@ Usage::
     .venv/bin/python bench/upload_stall.py                      # this checkout
     .venv/bin/python bench/upload_stall.py --old 8e70f5a        # and that commit, side by side
     .venv/bin/python bench/upload_stall.py --old 8e70f5a --write-results
+    .venv/bin/python bench/upload_stall.py --also-args="--workers 2"    # and the front ends of a model host
 """
 
 from __future__ import annotations
@@ -159,12 +160,12 @@ def measure(server: YyaiServer, archives: list[Path]) -> list[dict]:
     return rows
 
 
-def run_side(label: str, tree: Path | None, archives: list[Path]) -> list[dict]:
+def run_side(label: str, tree: Path | None, archives: list[Path], extra: list[str] | None = None) -> list[dict]:
     store = Path(tempfile.mkdtemp(prefix="yyai-upload-stall-"))
     try:
         for archive in (ROOT / "model_archives").glob("*.yyar"):
             shutil.copy(archive, store / archive.name)
-        args = ["--max-archive-bytes", str(MAX_ARCHIVE)]
+        args = ["--max-archive-bytes", str(MAX_ARCHIVE), *(extra or [])]
         server = CommitServer(store, tree) if tree is not None else YyaiServer(store, args)
         if tree is not None:
             server.cmd += args
@@ -197,6 +198,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", help="also measure this commit, side by side (its own worktree)")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES_MB)), help="archive sizes in MB")
+    parser.add_argument("--also-args", action="append", default=[],
+                        help='measure this checkout once more with these serve arguments (e.g. "--workers 2")')
     parser.add_argument("--write-results", action="store_true", help=f"write '{HEADING}' in bench/RESULTS.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -207,6 +210,8 @@ def main() -> None:
         results[f"`{args.old}` (before)"] = run_side(args.old, worktree(args.old), archives)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     results[f"`{head.strip()}`"] = run_side("HEAD", None, archives)
+    for extra in args.also_args:
+        results[f"`{head.strip()}` `{extra}`"] = run_side(f"HEAD {extra}", None, archives, extra.split())
     text = report(results, machine())
     print(text)
     if args.write_results:

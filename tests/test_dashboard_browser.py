@@ -328,7 +328,7 @@ def test_dashboard_in_a_browser(browser, server, tmp_path, capsys):
     digits = requests.get(f"{server.url}/models/digits", headers=HEADERS, timeout=30).json()
     served = digits["versions"]["1"]["requests"]
     assert served == 3  # v1 answered: the prediction that loaded it, the comparison after Load, the REST call
-    expect(v1_row.locator("td").nth(5)).to_have_text(str(served), timeout=WAIT_MS)
+    expect(v1_row.locator("td.yyai-requests-cell")).to_have_text(str(served), timeout=WAIT_MS)
     expect(page.locator(".yyai-activity-plot")).to_be_visible(timeout=WAIT_MS)
     shot(page, "05-models")
 

@@ -36,7 +36,7 @@ from evalref import (
 from serving import start_server
 
 from yyai_kernel.client import YyaiClient
-from yyai_kernel.errors import JobNotFoundError, ModelNotReadyError, TooManyJobsError
+from yyai_kernel.errors import JobNotFoundError, ModelNotFoundError, ModelNotReadyError, TooManyJobsError
 from yyai_kernel.evaluation.jobs import (
     EvaluationJob,
     EvaluationJobs,
@@ -314,11 +314,11 @@ def test_a_failed_job_carries_its_typed_error(dataplane, ref, tmp_path):
     jobs = EvaluationJobs(dataplane)  # no folder, as in a notebook: a file is read in place and left alone
     mine = tmp_path / "mine.zip"
     mine.write_bytes(body := bad_zip(ref))
-    job = jobs.submit("digits", mine, lambda _set: [1])  # v1 is not loaded in this data plane
-    with pytest.raises(ModelNotReadyError):
+    job = jobs.submit("digits", mine, lambda _set: [9])  # the store holds no v9 (v1 would load on demand)
+    with pytest.raises(ModelNotFoundError):
         wait_for(SimpleNamespace(evaluation=jobs.get), job, interval=0.05)
     failed = jobs.get(job.id)
-    assert failed.state is JobState.FAILED and failed.error.status == 503 and failed.result is None
+    assert failed.state is JobState.FAILED and failed.error.status == 404 and failed.result is None
     assert mine.read_bytes() == body
     jobs.close()
 

@@ -203,7 +203,7 @@ def models_table_html(models: Mapping[str, ModelStatus]) -> str:
                 f"<td>{state_html(v.state)}</td>"
                 f"<td class='num'>{fmt(v.load_time_s, 2, ' s')}</td>"
                 f"<td class='num yyai-memory-cell'>{memory_text(v.memory_bytes)}</td>"
-                f"<td class='num'>{v.requests}</td>"
+                f"<td class='num yyai-requests-cell'>{v.requests}</td>"
                 f"<td class='num'>{v.errors}</td>"
                 f"<td class='num'>{fmt(v.latency_ms.p50, 2, ' ms')}</td>"
                 f"<td class='num'>{fmt(v.latency_ms.p99, 2, ' ms')}</td>"
