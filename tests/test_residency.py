@@ -9,6 +9,7 @@ order is also checked as a pure rule, on typed values.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -67,6 +68,18 @@ def hammer(registry: Registry, name: str, clients: int = 8) -> list:
         return list(pool.map(one, range(clients)))
 
 
+def status_after(registry: Registry, loads: int = 0, failures: int = 0):
+    """The residency status once ``loads`` loads (and ``failures`` failed ones) are counted: a load
+    releases its waiting requests first and then counts itself, so the answers can come first."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = registry.residency_status()
+        if status.loads >= loads and status.load_failures >= failures:
+            break
+        time.sleep(0.02)
+    return status
+
+
 def loaded(registry: Registry) -> set[str]:
     return {s.name for s in registry.list() if s.loaded}
 
@@ -78,7 +91,7 @@ def test_concurrent_first_requests_share_one_load_and_eviction_reloads_on_demand
     for answer in answers:
         np.testing.assert_allclose(answer.combined, expected["a"], atol=1e-5)
     assert all(a.cold_start_s is not None for a in answers)  # each waited for the one load
-    status = registry.residency_status()
+    status = status_after(registry, 1)
     assert status.loads == 1 and status.cold_starts == 8 and status.evictions == 0
 
     predict(registry, "b")
@@ -91,7 +104,7 @@ def test_concurrent_first_requests_share_one_load_and_eviction_reloads_on_demand
     assert not [x for x in answers if isinstance(x, Exception)], answers
     for answer in answers:
         np.testing.assert_allclose(answer.combined, expected["a"], atol=1e-5)
-    status = registry.residency_status()
+    status = status_after(registry, 4)
     assert status.loads == 4 and status.evictions == 2 and status.loaded == 2
     assert loaded(registry) == {"a", "c"}
     assert status.resident_bytes == sum(registry.status(n).versions[1].memory_bytes for n in ("a", "c"))
@@ -126,7 +139,7 @@ def test_a_version_whose_load_fails_answers_503_to_every_waiting_request(built, 
     try:
         answers = hammer(reg, "a", clients=4)
         assert all(isinstance(a, Exception) and getattr(a, "status", None) in (400, 503) for a in answers), answers
-        assert reg.residency_status().load_failures == 1
+        assert status_after(reg, failures=1).load_failures == 1
         assert reg.status("a").versions[1].state is VersionState.FAILED
     finally:
         reg.close()
