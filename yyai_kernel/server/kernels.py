@@ -149,8 +149,9 @@ class YyaiKernelManager(AsyncMappingKernelManager):
                     self.log.warning("Shutting down kernel %s failed: %s", kernel_id, error)
 
     async def shutdown_all(self, now: bool = False) -> None:
-        self._closing = True  # a start still waiting for serve() gives up (Voila awaits its pool)
+        self._closing = True  # a start still waiting for serve() or release() gives up (Voila awaits its pool)
         self._serving.set()
+        self._released.set()  # a worker that preheats no kernel never released its pool's start
         if self._checker is not None:
             self._checker.stop()
         await super().shutdown_all(now=now)
