@@ -132,11 +132,23 @@ class ModuleScheduling(LoadScopeScheduling):
     the session's one local Ray cluster.
 
     A scheduler, not ``xdist_group`` marks: xdist groups marked tests by renaming their node ids,
-    which pytest 9 no longer lets a plugin do (the marks are read and then ignored)."""
+    which pytest 9 no longer lets a plugin do (the marks are read and then ignored).
+
+    Scopes are handed out in collection order, where the Ray group comes first (it is the longest
+    by far: started last, it would leave the other worker idle at the end)."""
+
+    def __init__(self, config, log=None):
+        config.option.loadscopereorder = False  # xdist would order scopes by test count instead
+        super().__init__(config, log)
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
         return "ray" if Path(path).stem in RAY_MODULES else path
+
+
+def pytest_collection_modifyitems(items):
+    """The Ray modules first (see ``ModuleScheduling``); the rest keep their order."""
+    items.sort(key=lambda item: Path(str(item.fspath)).stem not in RAY_MODULES)
 
 
 @pytest.hookimpl(tryfirst=True)
