@@ -56,9 +56,10 @@ class ModelTable:
         return self._models.get(name)
 
     def names(self) -> list[str]:
-        """Every model name the store holds or this process has loaded."""
+        """Every model name the store holds or this process has loaded (a slot left by a request that
+        raced the model's removal, serving nothing, names no model)."""
         with self._lock:
-            return sorted(set(self._views) | set(self._models))
+            return sorted(set(self._views) | {name for name, model in self._models.items() if model.loaded()})
 
     def default(self, name: str) -> int | None:
         return self._defaults.get(name)
