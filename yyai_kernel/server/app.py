@@ -265,10 +265,11 @@ class YyaiServer(Voila, ServerSettings):
 
     def _front_end_registry(self, spec):
         """A front end of ``--workers N``: the model host's registry, over its socket."""
+        from yyai_kernel.host.placement import Placement
         from yyai_kernel.host.remote import HostRegistry
 
-        return HostRegistry(spec.host_address, bytes.fromhex(spec.host_key), self, index=spec.index,
-                            on_ready=self._host_ready)
+        return HostRegistry(spec.host_addresses, bytes.fromhex(spec.host_key), self, index=spec.index,
+                            on_ready=self._host_ready, placement=Placement.of(spec.devices))
 
     def start(self):
         """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
@@ -281,11 +282,12 @@ class YyaiServer(Voila, ServerSettings):
         if spec is None:
             try:
                 count = worker_count(self.workers)
+                devices = self.device_list()
             except ValueError as error:
                 self.log.critical("yyai: %s", error)
                 self.exit(2)
             sweep_stale_temp_dirs(self.log)
-            if count > 1:
+            if count > 1 or len(devices) > 1:  # several GPUs: one model host each, so the supervisor's layout
                 from yyai_kernel.server.workers.supervisor import become
 
                 become(self, self._argv, count)  # this process becomes the supervisor: it never returns
