@@ -2,8 +2,9 @@
 
 In order, so that front ends can connect at once and TensorFlow loads while they start:
 
-1. read its :class:`~yyai_kernel.host.spec.HostSpec`, scan the store, build the registry
-   (no TensorFlow yet) and mark its warm set as loading;
+1. read its :class:`~yyai_kernel.host.spec.HostSpec`, scan the store (with a host per
+   GPU, only the models this host owns: ``placement.py``), build the registry (no
+   TensorFlow yet) and mark its warm set as loading;
 2. listen on its socket: front ends connect, get every model's view and answer requests
    (a request for a model waits for its load, bounded, as a cold start);
 3. import TensorFlow, set up the GPU it sees (memory growth or a fraction) before anything

@@ -1,4 +1,4 @@
-"""The supervisor of ``yyai serve --workers N``: one model host and N front ends, kept alive.
+"""The supervisor of ``yyai serve --workers N``: the model host(s) and N front ends, kept alive.
 
 What: the process that ``yyai serve --workers N`` runs (N > 1) loads no model and serves
 no request. It reserves the ports, starts the model host (``python -m yyai_kernel.host``:
@@ -19,6 +19,11 @@ and on SIGTERM (or Ctrl-C) drains and stops them all, removing its private tempo
   replies once every front end acknowledged the new state. If it dies, front ends answer
   503 with ``Retry-After`` until its replacement listens again; the replacement reloads
   what the store says serves (defaults, labels, traffic sides: the warm set first).
+* **One host per GPU.** With several ``--devices`` ids there is a host per id, each
+  started with ``CUDA_VISIBLE_DEVICES`` set to its id and its own socket, each the owner
+  of the models ``host/placement.py`` gives it; each is restarted on its own, and while
+  one is away only its models answer 503. Several ids imply this supervisor even
+  without ``--workers`` (one front end).
 * **The dashboard** lives on front end 0, on its own port (``--dashboard-port``, default
   the REST port + 1): a page and its kernel's websocket are separate connections, and
   only the front end that started a kernel knows it. On the shared port the dashboard's
