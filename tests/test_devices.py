@@ -7,7 +7,8 @@ serve three tiny models; ``host/placement.py`` puts ``beta`` on device 0 and ``a
 and ``gamma`` on device 1 (rendezvous hashing of the names, the same in every process):
 
 * each model is listed, and its status given, with its device; each host holds only its
-  own models; every model answers right through both front ends;
+  own models, within its own budget (``--max-loaded 2`` each); every model answers right
+  through both front ends;
 * a management call through any front end goes to the model's owner and is seen by the
   next request through the other; pins made on both hosts both stay in the one state
   file (each host rewrites it under a lock, never over the other's change);
@@ -49,7 +50,7 @@ def server(built, tmp_path_factory):
     for archive, _ in built.values():
         install(archive, store)
     srv = start_server(store, tmp_path_factory.mktemp("devices-work"), token=TOKEN,
-                       args=["--workers", "2", "--devices", "0,1"])
+                       args=["--workers", "2", "--devices", "0,1", "--max-loaded", "2"])
     srv.store = store
     yield srv
     if srv.proc.poll() is None:
@@ -89,9 +90,13 @@ def test_models_spread_over_both_hosts_each_with_its_device_and_each_answers_rig
     assert {m["name"]: m.get("device") for m in models} == OWNER
     for name, device in OWNER.items():
         assert requests.get(f"{server.url}/models/{name}", headers=HEADERS, timeout=60).json()["device"] == device
-    hosts = status(server)["hosts"]
+    everything = status(server)
+    hosts = everything["hosts"]
     assert [h["worker"] for h in hosts] == [0, 1] and len({h["pid"] for h in hosts}) == 2
     assert set(hosts[0]["models"]) == {"beta"} and set(hosts[1]["models"]) == {"alpha", "gamma"}
+    assert {name: model["device"] for name, model in everything["models"].items()} == OWNER
+    # --max-loaded 2 is each host's: 3 defaults loaded, more than one host's budget
+    assert everything["residency"]["max_loaded"] == 4 and everything["residency"]["loaded"] == 3
     x = sample_inputs(3, seed=7)
     for name, key in [("alpha", "alpha1"), ("beta", "beta2"), ("gamma", "gamma1")]:
         for reply in spread(server, "POST", f"/v2/models/{name}/infer", json=v2_body(x)).values():
