@@ -10,8 +10,9 @@ and ``gamma`` on device 1 (rendezvous hashing of the names, the same in every pr
   own models, within its own budget (``--max-loaded 2`` each); every model answers right
   through both front ends;
 * a management call through any front end goes to the model's owner and is seen by the
-  next request through the other; pins made on both hosts both stay in the one state
-  file (each host rewrites it under a lock, never over the other's change);
+  next request through the other (an upload, to the owner of the name in its manifest);
+  pins made on both hosts both stay in the one state file (each host rewrites it under a
+  lock, never over the other's change);
 * ``kill -9`` of host 1 under clients of both hosts' models: host 0's model never fails;
   host 1's answer right or 503 with ``Retry-After``, only until the new host 1 is ready.
 """
@@ -47,8 +48,8 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(built, tmp_path_factory):
     store = tmp_path_factory.mktemp("devices-store")
-    for archive, _ in built.values():
-        install(archive, store)
+    for key in ("alpha1", "beta1", "beta2"):  # gamma arrives by upload
+        install(built[key][0], store)
     srv = start_server(store, tmp_path_factory.mktemp("devices-work"), token=TOKEN,
                        args=["--workers", "2", "--devices", "0,1", "--max-loaded", "2"])
     srv.store = store
@@ -85,20 +86,19 @@ def test_models_spread_over_both_hosts_each_with_its_device_and_each_answers_rig
     from yyai_kernel.host.placement import Placement
 
     assert {name: Placement.of(["0", "1"]).device(name) for name in OWNER} == OWNER
+    stored = {name: device for name, device in OWNER.items() if name != "gamma"}
     listed = requests.get(server.url + "/models", headers=HEADERS, timeout=60).json()
-    models = listed["models"] if isinstance(listed, dict) else listed
-    assert {m["name"]: m.get("device") for m in models} == OWNER
-    for name, device in OWNER.items():
+    assert {m["name"]: m.get("device") for m in listed} == stored
+    for name, device in stored.items():
         assert requests.get(f"{server.url}/models/{name}", headers=HEADERS, timeout=60).json()["device"] == device
     everything = status(server)
     hosts = everything["hosts"]
     assert [h["worker"] for h in hosts] == [0, 1] and len({h["pid"] for h in hosts}) == 2
-    assert set(hosts[0]["models"]) == {"beta"} and set(hosts[1]["models"]) == {"alpha", "gamma"}
-    assert {name: model["device"] for name, model in everything["models"].items()} == OWNER
-    # --max-loaded 2 is each host's: 3 defaults loaded, more than one host's budget
-    assert everything["residency"]["max_loaded"] == 4 and everything["residency"]["loaded"] == 3
+    assert set(hosts[0]["models"]) == {"beta"} and set(hosts[1]["models"]) == {"alpha"}
+    assert {name: model["device"] for name, model in everything["models"].items()} == stored
+    assert everything["residency"]["max_loaded"] == 4  # --max-loaded 2 is each host's
     x = sample_inputs(3, seed=7)
-    for name, key in [("alpha", "alpha1"), ("beta", "beta2"), ("gamma", "gamma1")]:
+    for name, key in [("alpha", "alpha1"), ("beta", "beta2")]:
         for reply in spread(server, "POST", f"/v2/models/{name}/infer", json=v2_body(x)).values():
             assert reply.status_code == 200, reply.text
             np.testing.assert_allclose(output_of(reply, 3), reference(built[key][1], x)["combined"], atol=1e-5)
@@ -106,6 +106,16 @@ def test_models_spread_over_both_hosts_each_with_its_device_and_each_answers_rig
 
 def test_management_through_one_front_end_reaches_the_owner_and_is_seen_through_the_other(server, built):
     x = sample_inputs(2, seed=8)
+    reply = requests.post(server.url + "/models", data=built["gamma1"][0].read_bytes(), timeout=300,
+                          headers={**HEADERS, "Content-Type": "application/octet-stream"})
+    assert reply.status_code == 201 and reply.headers["X-Yyai-Applied"] == "2/2", reply.text
+    assert reply.json()["model"]["device"] == "1"  # the owner of the name in its manifest installed it
+    for reply in spread(server, "POST", "/v2/models/gamma/infer", json=v2_body(x)).values():
+        assert reply.status_code == 200, reply.text
+        np.testing.assert_allclose(output_of(reply, 2), reference(built["gamma1"][1], x)["combined"], atol=1e-5)
+    hosts = status(server)["hosts"]
+    assert set(hosts[0]["models"]) == {"beta"} and set(hosts[1]["models"]) == {"alpha", "gamma"}
+    assert status(server)["residency"]["loaded"] == 3  # more than one host's --max-loaded 2
     for name, version in [("beta", 1), ("alpha", 1)]:  # one pin on each host
         reply = requests.put(f"{server.url}/models/{name}/default", json={"version": version}, headers=HEADERS,
                              timeout=300)

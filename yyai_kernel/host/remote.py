@@ -333,7 +333,7 @@ class HostRegistry:
             name = _archive_name(op.archive)
         if name is not None or len(self.links) == 1:
             link = self.links[0] if name is None else self.link_for(name)
-            return cast(Managed, link.call("manage", op))
+            return _placed(cast(Managed, link.call("manage", op)), link.device)
         return _merged_managed([cast(Managed, link.call("manage", op)) for link in self.links])
 
     def _led(self, op: Operation, kind: type[_Result]) -> _Result:
@@ -426,3 +426,16 @@ def _merged_managed(results: list[Managed]) -> Managed:
             if outcome.worker not in worst or rank[outcome.outcome] > rank[worst[outcome.worker].outcome]:
                 worst[outcome.worker] = outcome
     return Managed(dict(sorted(merged.items())), WorkerReport(tuple(worst[w] for w in sorted(worst))))
+
+
+def _placed(managed: Managed, device: str | None) -> Managed:
+    """A model's result with the device of the host that led it (as its status says it)."""
+    result = managed.result
+    if device is None:
+        return managed
+    if isinstance(result, ModelStatus):
+        return dataclasses.replace(managed, result=dataclasses.replace(result, device=device))
+    if isinstance(result, InstallResult):
+        placed = dataclasses.replace(result.model, device=device)
+        return dataclasses.replace(managed, result=dataclasses.replace(result, model=placed))
+    return managed
