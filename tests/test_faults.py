@@ -12,7 +12,7 @@ archives. The cases:
   the previous pins, no temp file remains and the archive is not visible;
 - a corrupted state file (garbage, truncated, wrong types): the server starts, says so in
   its log and in ``GET /models/_status``, and the latest versions serve;
-- a restart after pins and uploads serves exactly what was served before;
+- a restart after pins, uploads, a label and a shadow serves exactly what was served before;
 - a version deleted (unloaded, and purged) while client threads predict on it and on the
   model's default: every request gets a 200, or a clean JSON 404 or 503; never a 500 or a
   broken connection.
@@ -20,10 +20,11 @@ archives. The cases:
 The restart, kill and delete cases run twice: against ``yyai serve`` alone and against
 ``yyai serve --workers 2`` (a supervisor, a model host and two front ends). With workers,
 what a server serves is read through each front end (``X-Yyai-Worker`` says which answered)
-and must be the same through both; the kill case first kills the front end that is
+and must be the same through both. The kill case first kills the front end that is
 receiving the upload (the supervisor starts it again, the server keeps serving and its
-spool folder is removed), then the supervisor itself (its host and front ends stop on
-their own, and the next start sweeps what they left).
+spool folder is removed), then the model host (its replacement serves the same), then
+the supervisor itself (its host and front ends stop on their own, and the next start
+sweeps what they left).
 
 Server starts cost seconds, so the restart, kill and delete cases share one chain of
 servers over one store per mode, and the state-file and full-disk cases share the tmpfs server.
@@ -125,7 +126,7 @@ def assert_json_error(response: requests.Response, status: int) -> dict:
     return body
 
 
-def predict(srv, name: str, version: int | None = None) -> tuple[int, list]:
+def predict(srv, name: str, version: int | str | None = None) -> tuple[int, list]:
     path = f"/predictions/{name}" + ("" if version is None else f"/{version}")
     reply = srv.post(path, data=PNG, headers={"Content-Type": "image/png"}, params={"raw": "true"})
     assert reply.status_code == 200, reply.text
@@ -466,19 +467,8 @@ class FrontEnd:
         return self.request("POST", path, **kwargs)
 
 
-def connect(srv, worker: str) -> requests.Session:
-    """A session whose kept-alive connection reached front end ``worker`` (new connections until one did)."""
-    for _ in range(200):
-        session = requests.Session()
-        reply = session.get(srv.url + "/v2/health/live", headers=srv.headers, timeout=60)
-        if reply.headers[WORKER] == worker:
-            return session
-        session.close()
-    raise AssertionError(f"200 connections never reached front end {worker}")
-
-
 def front_ends(srv, count: int) -> list[FrontEnd]:
-    return [FrontEnd(srv, str(worker), connect(srv, str(worker))) for worker in range(count)]
+    return [FrontEnd(srv, str(worker), srv.session_to(worker)) for worker in range(count)]
 
 
 def served_through_each(chain, srv, built) -> dict:
@@ -519,9 +509,14 @@ def served(srv, built) -> dict:
             assert srv.post(f"/models/{name}/load", json={"version": v}).status_code == 200
             answers[(name, v)] = predict(srv, name, v)
             np.testing.assert_allclose(answers[(name, v)][1], expected(built, name, v), atol=1e-5)
+        for label, v in status["models"][name]["labels"].items():
+            answers[(name, label)] = predict(srv, name, label)
+            assert answers[(name, label)][0] == v
     return {
         "models": listed,
         "pinned": {n: s["pinned"] for n, s in status["models"].items()},
+        "labels": {n: s["labels"] for n, s in status["models"].items()},
+        "traffic": {n: s["traffic"] for n, s in status["models"].items()},
         "problems": status["problems"],
         "answers": answers,
     }
@@ -530,6 +525,7 @@ def served(srv, built) -> dict:
 def assert_serves_the_same(now: dict, before: dict) -> None:
     assert now["models"] == before["models"]
     assert now["pinned"] == before["pinned"]
+    assert now["labels"] == before["labels"] and now["traffic"] == before["traffic"]
     assert now["problems"] == before["problems"] == []
     assert now["answers"].keys() == before["answers"].keys()
     for key, (version, combined) in before["answers"].items():
@@ -575,9 +571,12 @@ def test_restart_after_pins_and_uploads_serves_exactly_the_same(chain, built):
     managed(chain, a.request("PUT", "/models/gamma/default", json={"version": 2}))
     managed(chain, a.request("PUT", "/models/delta/default", json={"version": 2}))
     managed(chain, a.request("PUT", "/models/delta/default", json={"version": 1}))
+    managed(chain, a.request("PUT", "/models/gamma/labels/old", json={"version": 1}))
+    managed(chain, a.request("PUT", "/models/gamma/traffic", json={"shadow": {"version": 3, "percent": 100}}))
     before = served_through_each(chain, a, built)
     assert before["models"] == {"alpha": ([1, 2], 2), "delta": ([1, 2], 1), "gamma": ([1, 2, 3], 2)}
     assert before["pinned"] == {"alpha": False, "delta": True, "gamma": True}
+    assert before["labels"]["gamma"] == {"old": 1} and before["traffic"]["gamma"]["shadow"]["version"] == 3
     assert a.stop() == 0
 
     b = chain.start()
@@ -655,6 +654,17 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
         assert not folder.exists()  # the dead front end's spool folder went with it
         assert store_files(chain.store) == before_files
         assert_serves_the_same(served_through_each(chain, b, built), chain.before)
+        # the model host dies: its replacement serves the same, through each front end
+        host = psutil.Process(b.get("/models/_status").json()["hosts"][0]["pid"])
+        host.kill()
+        host.wait(30)
+        for worker in range(chain.count):
+            deadline = time.monotonic() + 120
+            with b.session_to(worker) as session:
+                while session.get(b.url + "/v2/health/ready", headers=b.headers, timeout=30).status_code != 200:
+                    assert time.monotonic() < deadline, "the model host never came back"
+                    time.sleep(0.2)
+        assert_serves_the_same(served_through_each(chain, b, built), chain.before)
         # then the supervisor itself: its host and front ends stop on their own
         family = psutil.Process(b.proc.pid).children(recursive=True)  # with front end 0's dashboard kernel
         assert sum("yyai_kernel" in " ".join(p.cmdline()) for p in family) == 3, family  # host, 2 front ends
@@ -707,7 +717,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
 
     def client(index: int) -> None:
         worker = workers[index % len(workers)]
-        session = connect(c, worker)
+        session = c.session_to(worker)
         for i in range(2000):
             if stop.is_set():
                 break
@@ -780,7 +790,8 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     assert not (chain.store / "delta-1.yyar").exists() and not (chain.store / "delta-2.yyar").exists()
     for end in front_ends(c, chain.count):  # the final state, through each front end
         assert "delta" not in [m["name"] for m in end.get("/models").json()]
-        assert end.get("/models/delta").status_code == 404
+        gone = end.get("/models/delta")
+        assert gone.status_code == 404, (end.worker, gone.status_code, gone.text[:1000])
         assert predict(end, "gamma")[0] == 2  # the other models still serve
         end.session.close()
     assert "Traceback" not in c.log() and "Uncaught exception" not in c.log()
