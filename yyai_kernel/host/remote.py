@@ -213,9 +213,11 @@ class HostRegistry:
     # --- predicting ------------------------------------------------------------------------------
 
     def submit(self, target: Target, inputs: np.ndarray, *, finite: bool = False) -> Future[Prediction]:
-        """Send the request to the host's batcher; a Future of its Prediction (never blocks on the host)."""
+        """Send the request to the host's batcher; a Future of its Prediction (never blocks on the host).
+        A thread that gathers (an event loop) sends its submits together, in one message."""
         try:
-            return self._ask().request("submit", (target.name, target.version, inputs, finite), share=inputs)
+            return self._ask().request("submit", (target.name, target.version, inputs, finite), share=inputs,
+                                       gather=True)
         except ChannelClosed:
             raise host_unavailable() from None
 
