@@ -105,7 +105,9 @@ class DynamicBatcher(Generic[Out]):
             self._cond.notify()
 
     def close(self, wait: bool = True) -> None:
-        """Stop taking requests; those already queued still run. Optionally join the worker."""
+        """Stop taking requests; those already queued (or held by a gathering) still run.
+        Optionally join the worker: never from a thread whose gathering still holds requests
+        for it (the server's threads close with ``wait=False``)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
