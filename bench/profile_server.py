@@ -101,12 +101,22 @@ def profile(server: YyaiServer, target: Target, args, raw: Path) -> dict:
                             "--format", "raw", "--duration", str(int(args.seconds)), "--output", str(raw),
                             "--nonblocking", *children], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # py-spy attaches
+    batches_before = batch_sizes(server, args.model)
     got = run_client(target, args.concurrency, args.seconds)
+    batches = batch_sizes(server, args.model) - batches_before
     _, err = spy.communicate(timeout=args.seconds + 60)
     if spy.returncode != 0 or not raw.exists():
         raise SystemExit(f"py-spy failed ({spy.returncode}): {err[-1000:]}")
     ok = [r[1] for r in got["requests"] if r[2] == 200]
-    return {"rps": len(ok) / got["wall_s"], "p50": percentile(ok, 50), "errors": len(got["requests"]) - len(ok)}
+    return {"rps": len(ok) / got["wall_s"], "p50": percentile(ok, 50), "errors": len(got["requests"]) - len(ok),
+            "batches": batches}
+
+
+def batch_sizes(server: YyaiServer, model: str) -> collections.Counter:
+    """The default version's model calls so far, by rows: ``{rows: calls}``."""
+    status = server.get_json(f"/models/{model}")
+    sizes = status["versions"][str(status["default"])]["batch_sizes"]
+    return collections.Counter({int(rows): calls for rows, calls in sizes.items()})
 
 
 def main() -> None:
@@ -154,6 +164,12 @@ def main() -> None:
              f"py-spy `--gil` at {args.rate} Hz; during the run: {got['rps']:,.0f} req/s, p50 {got['p50']:.2f} ms, "
              f"{got['errors']} errors. Server options: `{args.server_args or '(defaults)'}`"
              f"{' (every process of the server sampled)' if args.subprocesses else ''}.", ""]
+    calls = sum(got["batches"].values())
+    rows = sum(size * n for size, n in got["batches"].items())
+    if calls:
+        lines += [f"Model calls during the run: {calls:,} for {rows:,} rows ({rows / calls:.2f} rows per call, each a "
+                  f"wake-up of the model thread); by rows: "
+                  + ", ".join(f"{size}: {n:,}" for size, n in sorted(got["batches"].items())) + ".", ""]
     lines += table("Self (the function running)", own, total) + [""]
     lines += table("Inclusive (anywhere on the stack, below the event loop's dispatch)", anywhere, total) + [""]
     lines += table("By package (self samples)", packages, total) + [""]

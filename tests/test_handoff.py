@@ -206,6 +206,9 @@ class Counted:
         self.receives += 1
         return data
 
+    def poll(self, timeout: float) -> bool:
+        return self.conn.poll(timeout)
+
     def close(self) -> None:
         self.conn.close()
 

@@ -12,9 +12,9 @@ is the result or the exception raised; ``(PUSH, kind, payload)``, which needs no
 ``(BUNDLE, [message, ...])``, several of those in one send. A thread that gathers
 (``runtime/handoff.py``) sends the requests and replies it was asked to gather in one
 bundle: a front end's loop iteration its submits, a host batcher a batch's answers. The
-reader handles each message it reads (a bundle whole) in one gathering, so a bundle of
-submits reaches each batcher in one hand-over, and a bundle of answers wakes the event
-loop once.
+reader handles each message it reads (a bundle whole), with those already waiting behind
+it, in one gathering, so a bundle of submits reaches each batcher in one hand-over, and a
+bundle of answers wakes the event loop once.
 Many requests may be in flight at once, matched by id; when the other end goes away
 (exit, ``kill -9``) every pending request fails with :class:`ChannelClosed` and ``on_close``
 runs once.
@@ -53,6 +53,7 @@ log = logging.getLogger("yyai.host")
 
 REQUEST, REPLY, PUSH, BUNDLE = 0, 1, 2, 3
 SHARED_MEMORY_BYTES = 2 * 1024 * 1024
+DRAIN_MESSAGES = 64  # messages already waiting that one gathering of the reader takes with the first
 SHM_DIR = "/dev/shm"
 
 
@@ -251,22 +252,28 @@ class Channel:
     def _read(self) -> None:
         while True:
             try:
-                # S301: both ends are this program, and a peer is admitted only after the HMAC
-                # challenge with the supervisor's random key (see the module docstring)
-                message = pickle.loads(self._conn.recv_bytes())  # noqa: S301
+                with handoff.gathered():  # what one read brings is handed on together
+                    self._dispatch(self._receive())
+                    for _ in range(DRAIN_MESSAGES):  # and the messages already waiting behind it
+                        if not self._conn.poll(0):
+                            break
+                        self._dispatch(self._receive())
             except (EOFError, OSError, ValueError, pickle.UnpicklingError):
                 break
-            with handoff.gathered():  # what one read brought is handed on together
-                if message[0] == BUNDLE:
-                    for each in message[1]:
-                        self._dispatch(each)
-                else:
-                    self._dispatch(message)
         self._closed()
+
+    def _receive(self) -> tuple[Any, ...]:
+        # S301: both ends are this program, and a peer is admitted only after the HMAC
+        # challenge with the supervisor's random key (see the module docstring)
+        message: tuple[Any, ...] = pickle.loads(self._conn.recv_bytes())  # noqa: S301
+        return message
 
     def _dispatch(self, message: tuple[Any, ...]) -> None:
         tag = message[0]
-        if tag == REPLY:
+        if tag == BUNDLE:
+            for each in message[1]:
+                self._dispatch(each)
+        elif tag == REPLY:
             _, ident, ok, value = message
             pending = self._finish(ident)
             if pending is not None and not pending.done():
