@@ -301,10 +301,12 @@ class HostRegistry:
     # --- predicting ------------------------------------------------------------------------------
 
     def submit(self, target: Target, inputs: np.ndarray, *, finite: bool = False) -> Future[Prediction]:
-        """Send the request to its owner's batcher; a Future of its Prediction (never blocks on the host)."""
+        """Send the request to its owner's batcher; a Future of its Prediction (never blocks on the host).
+        A thread that gathers (an event loop) sends its submits together, in one message."""
         link = self.link_for(target.name)
         try:
-            return link.ask().request("submit", (target.name, target.version, inputs, finite), share=inputs)
+            return link.ask().request("submit", (target.name, target.version, inputs, finite), share=inputs,
+                                      gather=True)
         except ChannelClosed:
             raise link.unavailable() from None
 

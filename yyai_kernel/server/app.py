@@ -58,6 +58,7 @@ from voila.app import Voila
 
 from yyai_kernel.api.context import Api
 from yyai_kernel.config import MiB
+from yyai_kernel.runtime import handoff
 from yyai_kernel.server import __version__, pages
 from yyai_kernel.server.auth import YyaiIdentityProvider
 from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
@@ -358,11 +359,15 @@ class YyaiServer(Voila, ServerSettings):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopper.on_signal, sig)
         self.ioloop.add_callback(self._load_models)
+        # Requests decoded on this loop reach their batcher once per loop iteration, all
+        # together (runtime/handoff.py): nothing on this loop waits on a model call.
+        handoff.gather_on_loop(loop)
         try:
             self.ioloop.start()
         except KeyboardInterrupt:
             self.log.info("Interrupted")
         finally:
+            handoff.stop_gathering_here()
             self.stop()
 
     async def _start_grpc(self, token: str | None, port: int, *, reuse_port: bool = False):
