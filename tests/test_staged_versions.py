@@ -9,12 +9,12 @@ through ``YyaiClient`` and the CLI.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import shutil
 
 import numpy as np
 import pytest
 from builders import install, pack_models, reference, sample_inputs
+from clirun import yyai
 from serving import start_server
 
 from yyai_kernel.client import YyaiClient
@@ -29,14 +29,25 @@ def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("staged-built")
     return {(name, v, seed): pack_models(out / f"{name}-{v}-{seed}", name, v, [seed])
             for name, v, seed in (("alpha", 1, 1), ("alpha", 2, 2), ("alpha", 3, 3), ("alpha", 3, 33),
-                                  ("beta", 1, 4), ("beta", 2, 5), ("gamma", 1, 6), ("gamma", 2, 7))}
+                                  ("beta", 1, 4), ("beta", 2, 5), ("gamma", 1, 6), ("gamma", 2, 7),
+                                  ("delta", 1, 8), ("delta", 2, 9))}
 
 
 @pytest.fixture(scope="module")
-def server(built, tmp_path_factory):
-    store = tmp_path_factory.mktemp("staged-store")
-    for key in (("alpha", 1, 1), ("alpha", 2, 2), ("beta", 1, 4)):
-        install(built[key][0], store)
+def store(built, tmp_path_factory):
+    """The shared server's store: alpha v1/v2, beta v1, delta v1 and the demo digits."""
+    from builders import DEMO
+
+    folder = tmp_path_factory.mktemp("staged-store")
+    for key in (("alpha", 1, 1), ("alpha", 2, 2), ("beta", 1, 4), ("delta", 1, 8)):
+        install(built[key][0], folder)
+    for archive in DEMO.glob("digits-*.yyar"):
+        shutil.copy(archive, folder / archive.name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(store, tmp_path_factory):
     running = start_server(store, tmp_path_factory.mktemp("staged-server"))
     yield running
     assert running.stop() == 0
@@ -105,22 +116,15 @@ def test_promote_and_label_on_upload(server, built):
     assert (promoted.staged, promoted.model.default, promoted.model.pinned) == (False, 2, True)
 
 
-def test_setting_a_label_pins_the_default_so_new_archives_wait(built, tmp_path):
+def test_setting_a_label_pins_the_default_so_new_archives_wait(server, store, built):
     """With a label, the default is pinned: an archive copied into the folder and rescanned waits too."""
-    store = tmp_path / "store"
-    store.mkdir()
-    install(built[("alpha", 1, 1)][0], store)
-    server = start_server(store, tmp_path / "server")
-    try:
-        status = server.put("/models/alpha/labels/stable", json={"version": 1}).json()
-        assert status["pinned"] is True and status["default"] == 1
-        install(built[("alpha", 2, 2)][0], store)
-        assert server.post("/models/_rescan").status_code == 200
-        status = server.get("/models/alpha").json()
-        assert status["default"] == 1 and status["versions"]["2"]["state"] == "available"
-        assert _infer(server, "alpha")[0] == "1"
-    finally:
-        assert server.stop() == 0
+    status = server.put("/models/delta/labels/stable", json={"version": 1}).json()
+    assert status["pinned"] is True and status["default"] == 1
+    install(built[("delta", 2, 9)][0], store)
+    assert server.post("/models/_rescan").status_code == 200
+    status = server.get("/models/delta").json()
+    assert status["default"] == 1 and status["versions"]["2"]["state"] == "available"
+    assert _infer(server, "delta")[0] == "1"
 
 
 def test_no_auto_promote_stages_every_new_version(built, tmp_path):
@@ -131,53 +135,37 @@ def test_no_auto_promote_stages_every_new_version(built, tmp_path):
     try:
         body = _upload(server, built[("gamma", 2, 7)][0]).json()
         assert (body["staged"], body["default"]) == (True, 1)
-        cli = subprocess.run([sys.executable, "-m", "yyai_kernel.cli", "default", "gamma", "2", "--server",
-                              server.url, "--token", server.token], capture_output=True, text=True, timeout=300)
-        assert cli.returncode == 0, cli.stderr
+        yyai("default", "gamma", "2", "--server", server.url, "--token", server.token)
         assert _infer(server, "gamma")[0] == "2"
     finally:
         assert server.stop() == 0
 
 
-def test_samples_and_sets_come_from_the_newest_version_that_bundles_them(tmp_path):
+def test_samples_and_sets_come_from_the_newest_version_that_bundles_them(server, store, tmp_path):
     """Demo digits: v2 bundles samples and a labelled set; a v3 from a notebook bundles none."""
-    import shutil
-
-    from builders import DEMO
-
     from yyai_kernel.archive import pack, read_manifest
+    from yyai_kernel.archive.reader import open_archive
 
-    store = tmp_path / "store"
-    store.mkdir()
-    for archive in DEMO.glob("digits-*.yyar"):
-        shutil.copy(archive, store / archive.name)
     v2 = read_manifest(store / "digits-2.yyar")
     assert any(f.role is FileRole.SAMPLE for f in v2.files) and any(f.role is FileRole.EVAL for f in v2.files)
-    server = start_server(store, tmp_path / "server")
-    try:
-        client = YyaiClient(server.url, server.token)
-        # digits v3: v2's first member alone, packed with no samples and no labelled set
-        from yyai_kernel.archive.reader import open_archive
-
-        with open_archive(store / "digits-2.yyar") as opened:
-            member = opened.member_path(v2.members[0])
-            v3 = pack(name="digits", version=3, models=[member], input_spec=v2.input, output_spec=v2.output,
+    client = YyaiClient(server.url, server.token)
+    # digits v3: v2's first member alone, packed with no samples and no labelled set
+    with open_archive(store / "digits-2.yyar") as opened:
+        member = opened.member_path(v2.members[0])
+        v3 = pack(name="digits", version=3, models=[member], input_spec=v2.input, output_spec=v2.output,
                   out_dir=tmp_path / "v3")
-        assert client.add_archive(v3, promote=False).staged
-        found = client.bundled("digits", 3)
-        assert (found.version, found.source) == (3, 2) and found.files and "from v2" in found.where()
-        assert client.sample("digits", found.files[0], 3) == client.sample("digits", found.files[0], 2)
-        sets = client.bundled("digits", 3, FileRole.EVAL)
-        assert sets.source == 2 and client.eval_sets("digits", 3) == list(sets.files)
-        cli = subprocess.run([sys.executable, "-m", "yyai_kernel.cli", "evaluate", "digits:3", "--data", "bundled",
-                              "--server", server.url, "--token", server.token],
-                             capture_output=True, text=True, timeout=600)
-        assert cli.returncode in (0, 3), cli.stderr
-        assert "bundled with digits v2 (v3 bundles none)" in " ".join((cli.stdout + cli.stderr).split())
-        with pytest.raises(ConflictError, match="new version number"):  # other content under v3
-            client.add_archive(_repacked(v3, tmp_path))
-    finally:
-        assert server.stop() == 0
+    assert client.add_archive(v3, promote=False).staged
+    found = client.bundled("digits", 3)
+    assert (found.version, found.source) == (3, 2) and found.files and "from v2" in found.where()
+    assert client.sample("digits", found.files[0], 3) == client.sample("digits", found.files[0], 2)
+    sets = client.bundled("digits", 3, FileRole.EVAL)
+    assert sets.source == 2 and client.eval_sets("digits", 3) == list(sets.files)
+    cli = yyai("evaluate", "digits:3", "--data", "bundled", "--server", server.url, "--token", server.token,
+               check=False)
+    assert cli.returncode in (0, 3), cli.stderr
+    assert "bundled with digits v2 (v3 bundles none)" in " ".join((cli.stdout + cli.stderr).split())
+    with pytest.raises(ConflictError, match="new version number"):  # other content under v3
+        client.add_archive(_repacked(v3, tmp_path))
 
 
 def _repacked(archive, tmp_path):
@@ -200,8 +188,7 @@ def test_the_cli_stages_promotes_and_labels_on_a_store(built, tmp_path):
     install(built[("alpha", 1, 1)][0], store)
 
     def upload(*args):
-        return subprocess.run([sys.executable, "-m", "yyai_kernel.cli", "upload", *map(str, args), "--store", store],
-                              capture_output=True, text=True, timeout=300)
+        return yyai("upload", *args, "--store", store, check=False)
 
     staged = upload(built[("alpha", 2, 2)][0], "--stage", "--label", "candidate")
     assert staged.returncode == 0 and "added alpha v2 (staged)" in staged.stdout, staged.stderr
