@@ -143,7 +143,10 @@ def test_a_cold_start_that_waits_too_long_is_503_with_retry_after(built, tmp_pat
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert planes.data.infer(at(planes, "alpha"), _request()).result(timeout=60).model_version == 1
-        residency = planes.registry.residency_status()
+        # the load counts itself once it measured its cost, just after the version serves
+        while (residency := planes.registry.residency_status()).loads < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         assert residency.cold_start_timeouts == 1 and residency.loads == 1
     finally:
         planes.close()

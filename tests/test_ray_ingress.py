@@ -243,7 +243,8 @@ def test_tritonclient_outputs_equal_yyai_serve(app, local, binary):
         theirs = local_client.infer(model, [tensor], model_version=version, outputs=outputs, headers=auth())
         assert ours.get_response()["model_version"] == theirs.get_response()["model_version"]
         for output in metadata["outputs"]:
-            np.testing.assert_allclose(ours.as_numpy(output["name"]), theirs.as_numpy(output["name"]), atol=1e-5)
+            np.testing.assert_allclose(ours.as_numpy(output["name"]), theirs.as_numpy(output["name"]),
+                                       rtol=1e-5, atol=1e-5)
     ray_client.close()
     local_client.close()
 
@@ -263,7 +264,7 @@ def test_both_demo_models_answer_on_both_nodes_as_yyai_serve_does(app, local, ra
             assert ours["model_version"] == theirs["model_version"]
             assert [o["name"] for o in ours["outputs"]] == [o["name"] for o in theirs["outputs"]]
             for mine, want in zip(ours["outputs"], theirs["outputs"], strict=True):
-                np.testing.assert_allclose(mine["data"], want["data"], atol=1e-5)
+                np.testing.assert_allclose(mine["data"], want["data"], rtol=1e-5, atol=1e-5)
 
         until_both_nodes_served(model, ask, ray_session.nodes)
 
