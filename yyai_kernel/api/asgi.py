@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -49,11 +50,14 @@ from yyai_kernel.protocol import tokenauth
 log = logging.getLogger("yyai.api")
 
 CHUNK_TO_THREAD = 1024 * 1024  # spooled upload chunks at least this large are written off the loop
+BODY_PENDING = "yyai.body_pending"  # in the ASGI scope: True while a refusal would leave the body unread
 PATH_PARAMETERS = {"{sample}": "{sample:path}", "{set}": "{set:path}"}  # names that may hold '/'
 
 
-def make_app(api: Api, token: str | None) -> Starlette:
-    """The ASGI app of ``api.endpoints``, behind the token (None: no authentication)."""
+def make_app(api: Api, token: str | None, *, host_allowed: Callable[[str], bool] | None = None) -> Starlette:
+    """The ASGI app of ``api.endpoints``, behind the token (None: no authentication, and
+    a browser's cross-origin write is refused) and, when given, the Host check
+    (``tokenauth.host_check``)."""
     routes: list[Route] = []
     public: set[str] = set()
     for endpoint_path, methods in by_path(api.endpoints).items():
@@ -68,28 +72,50 @@ def make_app(api: Api, token: str | None) -> Starlette:
             public.update((endpoint_path, endpoint_path + "/"))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(TokenAuth, token=token, public=tuple(public))],
+        middleware=[Middleware(TokenAuth, token=token, public=tuple(public), host_allowed=host_allowed)],
         exception_handlers={YyaiError: _yyai_error, HTTPException: _http_error, Exception: _unexpected},
     )
 
 
 def _route(api: Api, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
-        endpoint = methods[request.method]
+        endpoint = methods.get(request.method)
+        if endpoint is None:  # HEAD, which Starlette adds to every GET route
+            raise HTTPException(405)
+        started = time.perf_counter()
+        status = 500
+        api.in_flight += 1
         call = Call(request.method, request.path_params, Query(_multi(request.query_params)), request.headers,
                     base_url=request.scope.get("root_path", "") + "/", tmp_dir=api.tmp_dir)
-        sink = await _read_body(api, endpoint, request)
         try:
-            if sink.spooling:
-                call.body_file = sink.spooled()
-            else:
-                call.body = sink.body()
-            reply = await endpoint(api, call)
+            sink = await _read_body(api, endpoint, request)
+            try:
+                if sink.spooling:
+                    call.body_file = sink.spooled()
+                else:
+                    call.body = sink.body()
+                reply = await endpoint(api, call)
+            finally:
+                sink.discard()
+            status = reply.status
+            return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
+        except YyaiError as error:
+            status = error.status
+            raise
         finally:
-            sink.discard()
-        return Response(reply.body, reply.status, headers=reply.headers, media_type=reply.media_type)
+            api.in_flight -= 1
+            if endpoint.metric is not None and api.metrics is not None:
+                _observe(api, endpoint.metric, call, status, time.perf_counter() - started)
 
     return handle
+
+
+def _observe(api: Api, metric: str, call: Call, status: int, seconds: float) -> None:
+    model, version = call.metric_labels()
+    try:
+        api.metrics.observe(metric, model, version, status, seconds)
+    except Exception:  # metrics must never break a request
+        log.exception("recording metrics failed")
 
 
 async def _read_body(api: Api, endpoint: Endpoint, request: Request) -> BodySink:
@@ -97,8 +123,10 @@ async def _read_body(api: Api, endpoint: Endpoint, request: Request) -> BodySink
     config = api.config
     spool = endpoint.body is Body.SPOOL and request.method in ("POST", "PUT")
     sink = BodySink(config.max_archive_bytes, spool_dir=api.tmp_dir) if spool else BodySink(config.max_body_bytes)
+    request.scope[BODY_PENDING] = True  # a refusal now leaves the body unread: see _error_reply
     try:
         sink.declared(request.headers.get("content-length"))
+        request.scope[BODY_PENDING] = False  # within the drain cap: a 413 now is sent after the body is drained
         if sink.too_large:
             raise sink.error()
         async for chunk in request.stream():
@@ -124,16 +152,22 @@ def _multi(params: QueryParams) -> dict[str, list[str]]:
 # --- errors and auth --------------------------------------------------------------------------
 
 
-def _error_reply(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+def _error_reply(status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None, *,
+                 body_pending: bool = False) -> Response:
+    """The JSON error reply. ``body_pending``: refused before the body was read, so the
+    connection closes after the reply rather than read (and drop) a body nobody wants."""
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = tokenauth.WWW_AUTHENTICATE
+    if body_pending:
+        headers["Connection"] = "close"
     return Response(dumps(body), status, headers=headers, media_type=JSON_TYPE)
 
 
 async def _yyai_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, YyaiError)  # the handler of YyaiError only
-    return _error_reply(error.status, error_body(error.status, error), error_headers(error))
+    return _error_reply(error.status, error_body(error.status, error), error_headers(error),
+                        body_pending=request.scope.get(BODY_PENDING, False))
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -153,18 +187,40 @@ async def _unexpected(request: Request, error: Exception) -> Response:
 
 
 class TokenAuth:
-    """ASGI middleware: 401 for any request without the token (constant-time compare),
-    except the paths in ``public`` (health checks, when the server makes them public)."""
+    """ASGI middleware, before any byte of the body is read: the Host check when the app has
+    one (403); then 401 for any request without the token (constant-time compare), except
+    the paths in ``public`` (health checks, when the server makes them public); with no
+    token, 403 for a browser's cross-origin write (``tokenauth.same_origin_or_script``)."""
 
-    def __init__(self, app: ASGIApp, token: str | None, public: tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, token: str | None, public: tuple[str, ...] = (),
+                 host_allowed: Callable[[str], bool] | None = None):
         self.app, self.token, self.public = app, token, frozenset(public)
+        self.host_allowed = host_allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.token is None or scope["path"] in self.public:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        authorization = Headers(scope=scope).get("authorization")
+        refused = self._refusal(scope)
+        if refused is None:
+            return await self.app(scope, receive, send)
+        await refused(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> Response | None:
+        headers = Headers(scope=scope)
+        if self.host_allowed is not None and not self.host_allowed(headers.get("host", "")):
+            log.warning("Blocking request with non-local 'Host' %s; set allow_remote_access to allow it.",
+                        headers.get("host"))
+            return _error_reply(403, {"error": "The Host header names no local address; remote access is off."},
+                                body_pending=True)
+        if self.token is None:
+            if scope["method"] in ("GET", "HEAD") or tokenauth.same_origin_or_script(headers.get):
+                return None
+            return _error_reply(403, {"error": "Cross-origin request refused."}, body_pending=True)
+        path, root = scope["path"], scope.get("root_path", "")
+        if (path[len(root):] if root and path.startswith(root) else path) in self.public:
+            return None
+        authorization = headers.get("authorization")
         query_token = QueryParams(scope.get("query_string", b"")).get("token")
         if tokenauth.same_token(tokenauth.sent_token(authorization, query_token), self.token):
-            return await self.app(scope, receive, send)
-        refused = _error_reply(401, {"error": tokenauth.refusal(authorization, query_token)})
-        await refused(scope, receive, send)
+            return None
+        return _error_reply(401, {"error": tokenauth.refusal(authorization, query_token)}, body_pending=True)
