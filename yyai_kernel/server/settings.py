@@ -112,6 +112,9 @@ class ServerSettings(ServingConfig):
     rest_http = Enum(["uvicorn", "tornado"], "uvicorn", config=True,
                      help="With --workers: the HTTP server of the front ends' shared port: uvicorn (HTTP parsed "
                      "in C, the default) or tornado (as a single process serves; bench/frontends.py compares them).")
+    rest_loop = Enum(["asyncio", "uvloop"], "asyncio", config=True,
+                     help="With --workers: the event loop of the front ends (uvloop: libuv's; bench/frontends.py "
+                     "compares them).")
 
     # --- the accelerator (runtime/devices.py) --------------------------------------------
     devices = Unicode("", config=True,

@@ -18,6 +18,7 @@ the supervisor, and joins the shared ports.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -157,7 +158,8 @@ class WorkerRole:
         if spec.grpc_port is not None:
             server.grpc_server = await server._start_grpc(server.identity_provider.token, spec.grpc_port,
                                                           reuse_port=True)
-        server.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        server.log.info("Worker %d serves on port %d (%s, %s)%s", spec.index, spec.port, server.rest_http, loop,
                         f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
         if spec.index == 0:  # the dashboard's kernels call the shared port
             server._serve_kernels()
