@@ -15,6 +15,12 @@ whole process tree, psutil). The variants (``--variants``):
   (the default of ``--workers``);
 * ``uvloop``: the same with the front ends on uvloop (``--YyaiServer.rest_loop=uvloop``).
 
+Then, to see the HTTP server's own share, the servers alone (``--servers``, default all
+of them; ``--servers none`` skips it): each one serving a trivial app in its own process
+(read the body, answer a fixed 0.8 kB JSON body) at the same concurrencies: Tornado (a
+``RequestHandler``), uvicorn with httptools on asyncio and on uvloop, and Granian's
+embedded server (experimental; a row only where ``granian`` is importable).
+
 With ``--rounds N`` the variants run N times, interleaved, and each cell is the median of
 its rounds, so that every variant meets the same machine. ``--write-results`` replaces the
 ``## HTTP front ends (bench/frontends.py)`` section of ``bench/RESULTS.md``. Usage::
@@ -51,6 +57,15 @@ VARIANTS = {
     "uvicorn": ("--workers 2, uvicorn + httptools (asyncio loop)", []),
     "uvloop": ("--workers 2, uvicorn + httptools on uvloop", ["--YyaiServer.rest_loop=uvloop"]),
 }
+SERVERS = {
+    "tornado": "Tornado RequestHandler",
+    "uvicorn": "uvicorn + httptools, asyncio",
+    "uvicorn-uvloop": "uvicorn + httptools, uvloop",
+    "granian": "Granian (embedded, ASGI)",
+}
+TRIVIAL_BODY = json.dumps({"model_name": "digits", "model_version": "2",
+                           "outputs": [{"name": "output", "datatype": "FP32", "shape": [1, 60],
+                                        "data": [0.0123] * 60}]}).encode()
 SERVES_LINE = re.compile(r"Worker \d+ serves on port \d+ \(([^)]*)\)")
 
 
@@ -90,6 +105,109 @@ def run_variant(name: str, store: Path, model: str, args, reference: dict | None
         server.stop()
 
 
+# --------------------------------------------------------------------------- the servers alone
+
+
+async def trivial_app(scope, receive, send) -> None:
+    """ASGI: read the whole body, answer ``TRIVIAL_BODY``."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(TRIVIAL_BODY))]})
+    await send({"type": "http.response.body", "body": TRIVIAL_BODY})
+
+
+def serve_trivial(kind: str, port: int) -> None:
+    """Run one server of the trivial app on 127.0.0.1:port until killed (``--serve``)."""
+    import asyncio
+
+    if kind in ("uvicorn", "uvicorn-uvloop"):
+        import uvicorn
+
+        if kind == "uvicorn-uvloop":
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        config = uvicorn.Config(trivial_app, host="127.0.0.1", port=port, http="httptools", ws="none",
+                                lifespan="off", access_log=False, log_config=None)
+        asyncio.run(uvicorn.Server(config).serve())
+    elif kind == "granian":
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        async def granian_main() -> None:
+            await Server(trivial_app, address="127.0.0.1", port=port, interface=Interfaces.ASGI, websockets=False,
+                         log_enabled=False).serve()
+
+        asyncio.run(granian_main())
+    else:
+        from tornado import web
+
+        class Handler(web.RequestHandler):
+            def post(self) -> None:
+                self.set_header("Content-Type", "application/json")
+                self.finish(TRIVIAL_BODY)
+
+        async def tornado_main() -> None:
+            web.Application([(r"/.*", Handler)]).listen(port, "127.0.0.1")
+            await asyncio.Event().wait()
+
+        asyncio.run(tornado_main())
+
+
+def run_server_alone(kind: str, args) -> list[dict] | None:
+    """The trivial app on one server, in its own process: every concurrency's cell (None: not installed)."""
+    import subprocess
+    import time
+
+    import psutil
+    from benchlib import cpu_seconds, http, percentile
+
+    if kind == "granian":
+        import importlib.util
+
+        if importlib.util.find_spec("granian") is None:
+            log("granian is not installed: no row")
+            return None
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                http("POST", f"http://127.0.0.1:{port}/", b"{}", {}, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{kind}: the server did not start") from None
+                time.sleep(0.1)
+        body = WORK / "bodies" / "trivial.json"
+        body.parent.mkdir(parents=True, exist_ok=True)
+        body.write_bytes(b'{"inputs": []}')
+        target = Target(f"http://127.0.0.1:{port}/v2/models/digits/infer", body, "application/json")
+        run_client(target, 8, args.warmup)
+        server = psutil.Process(proc.pid)
+        cells = []
+        for conc in args.concurrency:
+            cpu0 = cpu_seconds([server])
+            got = run_client(target, conc, args.duration)
+            cpu = cpu_seconds([server]) - cpu0
+            ok = [r[1] for r in got["requests"] if r[2] == 200]
+            rps = len(ok) / got["wall_s"]
+            cells.append({"concurrency": conc, "rps": rps, "p50_ms": percentile(ok, 50), "p99_ms": percentile(ok, 99),
+                          "cpu_ms_per_request": 1000 * cpu / len(ok) if ok else float("nan"),
+                          "client_cpu": got["cpu_s"] / got["wall_s"], "server_cpu": cpu / got["wall_s"],
+                          "errors": len(got["requests"]) - len(ok), "served_by": [], "threads": server.num_threads()})
+            log(f"  {kind} alone c={conc}: {rps:.0f} req/s, p50 {cells[-1]['p50_ms']:.2f} ms, "
+                f"server CPU {cells[-1]['cpu_ms_per_request']:.3f} ms/request, {cells[-1]['threads']} thread(s)")
+        return cells
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def median_cells(rounds: list[list[dict]]) -> list[dict]:
     """Each concurrency's cell as the median of its rounds (errors summed)."""
     merged = []
@@ -115,12 +233,20 @@ def render(results: dict) -> str:
     lines.extend(f"| {VARIANTS[name][0]} | {cell['concurrency']} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} | "
                  f"{cell['rps']:,.0f} | {cell['cpu_ms_per_request']:.3f} | {cell['errors']} |"
                  for name, cells in results["cells"].items() for cell in cells)
+    if results.get("servers"):
+        lines += ["", "The HTTP servers alone, each serving a trivial app (read the body, answer a fixed 0.8 kB JSON) "
+                  "in its own process: what the server itself costs per request.", "",
+                  "| server | c | p50 ms | p99 ms | req/s | server CPU ms/request | threads |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines.extend(f"| {SERVERS[kind]} | {cell['concurrency']} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} | "
+                     f"{cell['rps']:,.0f} | {cell['cpu_ms_per_request']:.3f} | {cell['threads']} |"
+                     for kind, cells in results["servers"].items() for cell in cells)
     return "\n".join(lines) + "\n"
 
 
 def versions() -> dict:
     found = {}
-    for dist in ("tornado", "uvicorn", "httptools", "uvloop", "starlette"):
+    for dist in ("tornado", "uvicorn", "httptools", "uvloop", "starlette", "granian"):
         try:
             found[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -136,11 +262,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured cell")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each variant's cells")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every variant")
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help="the servers alone: a comma list of " + ", ".join(SERVERS) + ", or none")
     parser.add_argument("--write-results", action="store_true", help="replace this bench's section of RESULTS.md")
+    parser.add_argument("--serve", nargs=2, metavar=("SERVER", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if not variants or set(variants) - set(VARIANTS):
-        parser.error(f"--variants: a comma list of {', '.join(VARIANTS)}")
+    if args.serve:
+        serve_trivial(args.serve[0], int(args.serve[1]))
+        return
+    variants = [v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "none"]
+    if set(variants) - set(VARIANTS):
+        parser.error(f"--variants: a comma list of {', '.join(VARIANTS)}, or none")
+    servers = [v.strip() for v in args.servers.split(",") if v.strip() and v.strip() != "none"]
+    if set(servers) - set(SERVERS):
+        parser.error(f"--servers: a comma list of {', '.join(SERVERS)}, or none")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     if not (0 < args.duration <= 600 and 0 < args.warmup <= 600 and 1 <= args.rounds <= 10
             and all(0 < c <= 256 for c in args.concurrency)):
@@ -162,6 +297,13 @@ def main() -> None:
     finally:
         shutil.rmtree(store, ignore_errors=True)
     results["cells"] = {name: median_cells(r) for name, r in rounds.items()}
+    alone = {}
+    for kind in servers:
+        log(f"{kind} alone")
+        cells = run_server_alone(kind, args)
+        if cells is not None:
+            alone[kind] = cells
+    results["servers"] = alone
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "frontends.json").write_text(json.dumps(results, indent=1, default=str))
     section = render(results)

@@ -1,17 +1,23 @@
 """The ASGI adapter of the endpoint table: yyai's REST API as a Starlette app.
 
-What: :func:`make_app` serves an :class:`~yyai_kernel.api.context.Api`'s endpoints (each Ray
-replica serves the table less what cannot run across replicas, ``ray_app/http.py``). Each
-route reads the request into a :class:`~yyai_kernel.api.body.BodySink` (the one body rule
-that the Tornado adapter feeds too), builds a :class:`~yyai_kernel.api.call.Call`, awaits
-the endpoint and writes its :class:`~yyai_kernel.api.call.Reply`. The token rule is
-``tokenauth``'s, checked in constant time by :class:`TokenAuth`; errors are the same JSON
-(``api.call.error_body``), so the two servers answer the same request with the same status
-and body. Nothing here imports Tornado or Ray.
+What: :func:`make_app` serves an :class:`~yyai_kernel.api.context.Api`'s endpoints: on the
+shared port of each ``--workers`` front end (under uvicorn, ``server/workers/restport.py``)
+and in each Ray replica (the table less what cannot run across replicas,
+``ray_app/http.py``). Each route reads the request into a
+:class:`~yyai_kernel.api.body.BodySink` (the one body rule that the Tornado adapter feeds
+too), builds a :class:`~yyai_kernel.api.call.Call`, awaits the endpoint and writes its
+:class:`~yyai_kernel.api.call.Reply`, counting the request in ``Api.in_flight`` (a
+draining stop waits for it) and in the request metrics when the Api has them. Before any
+byte of the body, :class:`TokenAuth` applies ``tokenauth``'s rules: the Host check when
+the server has one, the token in constant time, and with no token the refusal of a
+browser's cross-origin write. Errors are the same JSON (``api.call.error_body``), so the
+servers answer the same request with the same status and body
+(``tests/requesttable.py``). Nothing here imports Tornado or Ray.
 
 Why Starlette rather than FastAPI: no route takes typed parameters or needs generated docs
 (they would bypass the token), and the bodies are the typed results' own JSON. Large
-spooled chunks are written to the upload's file off the event loop.
+spooled chunks are written to the upload's file off the event loop. Event loop only:
+nothing here locks.
 """
 
 from __future__ import annotations
@@ -126,7 +132,7 @@ async def _read_body(api: Api, endpoint: Endpoint, request: Request) -> BodySink
     request.scope[BODY_PENDING] = True  # a refusal now leaves the body unread: see _error_reply
     try:
         sink.declared(request.headers.get("content-length"))
-        request.scope[BODY_PENDING] = False  # within the drain cap: a 413 now is sent after the body is drained
+        request.scope[BODY_PENDING] = False  # within the drain cap: the server drops the rest and keeps the connection
         if sink.too_large:
             raise sink.error()
         async for chunk in request.stream():
