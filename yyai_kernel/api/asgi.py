@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers, QueryParams
@@ -35,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from yyai_kernel.api.body import BodySink
@@ -57,7 +59,6 @@ log = logging.getLogger("yyai.api")
 
 CHUNK_TO_THREAD = 1024 * 1024  # spooled upload chunks at least this large are written off the loop
 BODY_PENDING = "yyai.body_pending"  # in the ASGI scope: True while a refusal would leave the body unread
-PATH_PARAMETERS = {"{sample}": "{sample:path}", "{set}": "{set:path}"}  # names that may hold '/'
 
 
 def make_app(api: Api, token: str | None, *, host_allowed: Callable[[str], bool] | None = None) -> Starlette:
@@ -67,20 +68,45 @@ def make_app(api: Api, token: str | None, *, host_allowed: Callable[[str], bool]
     routes: list[Route] = []
     public: set[str] = set()
     for endpoint_path, methods in by_path(api.endpoints).items():
-        path = endpoint_path
-        for name, spelled in PATH_PARAMETERS.items():
-            path = path.replace(name, spelled)
-        handler = _route(api, methods)
-        routes.append(Route(path, handler, methods=list(methods)))
-        if any(e.trailing_slash for e in methods.values()):
-            routes.append(Route(path + "/", handler, methods=list(methods)))
+        pattern = next(iter(methods.values())).pattern()  # one path: one pattern, whatever the method
+        routes.append(RawPathRoute(pattern, _route(api, methods), methods=list(methods)))
         if all(e.public and getattr(api.config, e.public) for e in methods.values()):
             public.update((endpoint_path, endpoint_path + "/"))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(TokenAuth, token=token, public=tuple(public), host_allowed=host_allowed)],
         exception_handlers={YyaiError: _yyai_error, HTTPException: _http_error, Exception: _unexpected},
     )
+    app.router.redirect_slashes = False  # a path the table does not have is a 404, with or without its '/'
+    return app
+
+
+def raw_route_path(scope: Scope) -> str:
+    """The request's path as sent, percent-escapes kept, less the root path."""
+    raw = scope.get("raw_path")
+    path: str = raw.decode("latin-1") if raw else scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+class RawPathRoute(Route):
+    """A route matched against the path as sent (``Endpoint.pattern``), its parameters
+    unescaped afterwards, as Tornado routes: ``/v2/models/%2e%2e%2fetc/infer`` names the
+    model ``../etc`` (refused as a bad name, 400) rather than being the path ``/v2/models/../etc/infer``."""
+
+    def __init__(self, pattern: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]):
+        super().__init__("/", endpoint, methods=methods)
+        self.raw_pattern = re.compile(pattern)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        found = self.raw_pattern.fullmatch(raw_route_path(scope))
+        if found is None:
+            return Match.NONE, {}
+        child = {"endpoint": self.endpoint,
+                 "path_params": {name: unquote(value) for name, value in found.groupdict().items()}}
+        return (Match.FULL if self.methods is None or scope["method"] in self.methods else Match.PARTIAL), child
 
 
 def _route(api: Api, methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:

@@ -63,7 +63,8 @@ class SharedPort:
                 message["headers"] = [*message.get("headers", ()), self.worker]
             await send(message)
 
-        if self.rest_paths.fullmatch(scope["path"]):
+        raw = scope.get("raw_path")
+        if self.rest_paths.fullmatch(raw.decode("latin-1") if raw else scope["path"]):
             if self.root_path:
                 scope["root_path"] = self.root_path
             await self.rest(scope, receive, named)
