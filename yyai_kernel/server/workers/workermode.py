@@ -4,12 +4,15 @@ Every front end serves the REST API on the shared port (``SO_REUSEPORT``, joined
 reached the model host, or after a second). Worker 0 also serves the whole Voila app, dashboard included, on the
 dashboard port: a dashboard page and its kernel's websocket must reach the one process
 that started the kernel, and ``SO_REUSEPORT`` spreads connections, not pages. So the
-application on the shared port is the REST routes plus :class:`DashboardRedirect`, which
-sends every other path (``/``, ``/voila/...``, ``/login``) to the dashboard port.
+shared port serves the REST routes and sends every other path (``/``, ``/voila/...``,
+``/login``) to the dashboard port: with uvicorn over the ASGI adapter (:func:`rest_port`,
+``restport.py``; the default), or with Tornado (``--YyaiServer.rest_http=tornado``: the
+REST handlers plus :class:`DashboardRedirect`).
 
-:func:`worker_header` is an output transform that adds ``X-Yyai-Worker: <n>`` to every
-reply of an application, Voila's pages included, so that tests and operators can see
-which worker answered (a single server answers as worker 0).
+:func:`worker_header` is a Tornado output transform that adds ``X-Yyai-Worker: <n>`` to every
+reply of an application (``restport.SharedPort`` does the same on uvicorn), Voila's pages
+included, so that tests and operators can see which worker answered (a single server
+answers as worker 0).
 
 :class:`WorkerRole` is a part of :class:`~yyai_kernel.server.app.YyaiServer` (``worker``) when
 it runs as one of those front ends: it takes the supervisor's settings, holds the link to
