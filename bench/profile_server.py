@@ -16,6 +16,9 @@ which a process has over its own children). Usage::
 
     .venv/bin/python bench/profile_server.py --endpoint v2 --concurrency 8 --seconds 15 \\
         --out bench/profiles/v2-c8-after.md --label "after: lean handlers"
+
+With ``--server-args "--workers 2" --subprocesses`` every process of the server is sampled
+(the supervisor, the front ends and the model host), the tables their sum.
 """
 
 from __future__ import annotations
@@ -93,16 +96,27 @@ def table(title: str, counts: collections.Counter, total: int) -> list[str]:
 def profile(server: YyaiServer, target: Target, args, raw: Path) -> dict:
     """Warm up, then load and py-spy side by side for ``args.seconds``."""
     run_client(target, args.concurrency, 2.0)
+    children = ["--subprocesses"] if args.subprocesses else []
     spy = subprocess.Popen([args.py_spy, "record", "--pid", str(server.proc.pid), "--gil", "--rate", str(args.rate),
                             "--format", "raw", "--duration", str(int(args.seconds)), "--output", str(raw),
-                            "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            "--nonblocking", *children], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.5)  # py-spy attaches
+    batches_before = batch_sizes(server, args.model)
     got = run_client(target, args.concurrency, args.seconds)
+    batches = batch_sizes(server, args.model) - batches_before
     _, err = spy.communicate(timeout=args.seconds + 60)
     if spy.returncode != 0 or not raw.exists():
         raise SystemExit(f"py-spy failed ({spy.returncode}): {err[-1000:]}")
     ok = [r[1] for r in got["requests"] if r[2] == 200]
-    return {"rps": len(ok) / got["wall_s"], "p50": percentile(ok, 50), "errors": len(got["requests"]) - len(ok)}
+    return {"rps": len(ok) / got["wall_s"], "p50": percentile(ok, 50), "errors": len(got["requests"]) - len(ok),
+            "batches": batches}
+
+
+def batch_sizes(server: YyaiServer, model: str) -> collections.Counter:
+    """The default version's model calls so far, by rows: ``{rows: calls}``."""
+    status = server.get_json(f"/models/{model}")
+    sizes = status["versions"][str(status["default"])]["batch_sizes"]
+    return collections.Counter({int(rows): calls for rows, calls in sizes.items()})
 
 
 def main() -> None:
@@ -113,6 +127,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--server-args", default="", help="extra yyai serve options, space separated")
+    parser.add_argument("--subprocesses", action="store_true",
+                        help="sample the server's child processes too (--workers N: the front ends and the host)")
     parser.add_argument("--label", default="", help="a line saying what was profiled")
     parser.add_argument("--out", type=Path, help="write the markdown here")
     parser.add_argument("--py-spy", default=str(Path(sys.executable).parent / "py-spy"))
@@ -146,7 +162,14 @@ def main() -> None:
     lines = [f"### {args.label or 'profile'}", "",
              f"`{args.endpoint}` on `{args.model}`, concurrency {args.concurrency}, {args.seconds:g} s, "
              f"py-spy `--gil` at {args.rate} Hz; during the run: {got['rps']:,.0f} req/s, p50 {got['p50']:.2f} ms, "
-             f"{got['errors']} errors. Server options: `{args.server_args or '(defaults)'}`.", ""]
+             f"{got['errors']} errors. Server options: `{args.server_args or '(defaults)'}`"
+             f"{' (every process of the server sampled)' if args.subprocesses else ''}.", ""]
+    calls = sum(got["batches"].values())
+    rows = sum(size * n for size, n in got["batches"].items())
+    if calls:
+        lines += [f"Model calls during the run: {calls:,} for {rows:,} rows ({rows / calls:.2f} rows per call, each a "
+                  f"wake-up of the model thread); by rows: "
+                  + ", ".join(f"{size}: {n:,}" for size, n in sorted(got["batches"].items())) + ".", ""]
     lines += table("Self (the function running)", own, total) + [""]
     lines += table("Inclusive (anywhere on the stack, below the event loop's dispatch)", anywhere, total) + [""]
     lines += table("By package (self samples)", packages, total) + [""]

@@ -62,6 +62,17 @@ class RunningServer:
     def delete(self, path: str, **kwargs) -> requests.Response:
         return self.request("DELETE", path, **kwargs)
 
+    def session_to(self, worker: int | str, tries: int = 200) -> requests.Session:
+        """A session whose kept-alive connection reached front end ``worker`` (``X-Yyai-Worker``; a
+        server alone is worker 0): new connections until one did, as the kernel spreads connections."""
+        for _ in range(tries):
+            session = requests.Session()
+            reply = session.get(self.url + "/v2/health/live", headers=self.headers, timeout=60)
+            if reply.headers.get("X-Yyai-Worker") == str(worker):
+                return session
+            session.close()
+        raise AssertionError(f"{tries} connections never reached front end {worker}")
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

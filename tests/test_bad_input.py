@@ -70,8 +70,18 @@ def jpeg(image: np.ndarray) -> bytes:
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (hidden ones and the state file included) -> its sha256."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+    """Every file under ``folder`` (hidden ones and the state file included) -> its sha256.
+
+    The state file's ``recent`` section is left out: the server rewrites that hint (the
+    versions that answered, most recent first) on its own clock, whenever the order moved."""
+    def content(path: Path) -> bytes:
+        if path.name != ".yyai-state.json":
+            return path.read_bytes()
+        state = json.loads(path.read_bytes())
+        state.pop("recent", None)
+        return json.dumps(state, sort_keys=True).encode()
+
+    return {str(p.relative_to(folder)): hashlib.sha256(content(p)).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 

@@ -1,8 +1,9 @@
-"""A complete CLI (issue #23), run as the real ``python -m yyai_kernel.cli`` on store folders:
+"""A complete CLI (issue #23), on store folders:
 commands grouped by task, ``--version``, upload and remove on a store, load/unload/reload
 refused there with the way to a server, suggestions as yyai commands, ``--help`` in yyai's
 words, ``yyai archive`` with any rational scale and the input shape read from the model,
-and errors that name the real problem.
+and errors that name the real problem. The command list and ``--version`` are read from
+the real ``python -m yyai_kernel.cli``; the other commands run in-process (``clirun.py``).
 
 The same commands on a running server are in ``test_cli_live.py``.
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import yyai
 
 from yyai_kernel.archive import read_manifest
 from yyai_kernel.cli.archive import _number, scaling_formula
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARCHIVES = ROOT / "model_archives"
 
 
-def yyai(*args, check: bool = True, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+def yyai_process(*args, check: bool = True, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     import os
 
     environment = {k: v for k, v in os.environ.items() if k not in ("YYAI_URL", "YYAI_TOKEN", "YYAI_STORE")}
@@ -53,7 +55,7 @@ def store(tmp_path):
 
 
 def test_help_groups_the_commands_by_task_and_version_prints():
-    out = yyai("--help").stdout
+    out = yyai_process("--help").stdout
     panels = [(m.start(), m.group(1)) for m in re.finditer(r"╭─ (\w+) ─", out)]
     assert [name for _, name in panels] == ["Options", "Serve", "Look", "Change", "Measure"], out
     bounds = [start for start, _ in panels] + [len(out)]
@@ -63,7 +65,7 @@ def test_help_groups_the_commands_by_task_and_version_prints():
     assert listed["Change"] == ["archive", "default", "label", "load", "reload", "remove", "traffic", "unload",
                                 "upload"]
     assert listed["Measure"] == ["evaluate", "predict"]
-    assert re.fullmatch(r"yyai \d+\.\d+\.\d+\S*\n", yyai("--version").stdout)
+    assert re.fullmatch(r"yyai \d+\.\d+\.\d+\S*\n", yyai_process("--version").stdout)
 
 
 def test_server_help_promises_a_live_change_only_where_there_is_one():

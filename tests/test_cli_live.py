@@ -2,18 +2,17 @@
 ``reload``, ``remove`` over ``--server``/``--token`` or ``YYAI_URL``/``YYAI_TOKEN``, and each
 interface's words for the same next step: the REST reply names routes, the CLI commands.
 
-One real ``yyai serve`` over a copy of digits v1; the real ``python -m yyai_kernel.cli``.
+One real ``yyai serve`` over a copy of digits v1; the CLI in-process (``clirun.py``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import clirun
 import pytest
 from serving import start_server
 
@@ -32,14 +31,8 @@ def server(tmp_path_factory):
 
 
 def yyai(server, *args, check: bool = True) -> subprocess.CompletedProcess:
-    """``yyai ARGS`` aimed at the server through YYAI_URL and YYAI_TOKEN."""
-    env = {**{k: v for k, v in os.environ.items() if k != "YYAI_STORE"}, "COLUMNS": "200",
-           "YYAI_URL": server.url, "YYAI_TOKEN": server.token}
-    result = subprocess.run([sys.executable, "-m", "yyai_kernel.cli", *map(str, args)], capture_output=True,
-                            text=True, timeout=600, env=env)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    """``yyai ARGS`` aimed at the server through YYAI_URL and YYAI_TOKEN (in-process: ``clirun.py``)."""
+    return clirun.yyai(*args, check=check, env={"YYAI_URL": server.url, "YYAI_TOKEN": server.token})
 
 
 def test_models_upload_and_the_default_on_a_server(server):

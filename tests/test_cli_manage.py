@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from clirun import yyai
 from serving import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVES = ROOT / "model_archives"
 SAMPLES = ARCHIVES / "samples"
-
-
-def yyai(*args, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "yyai_kernel.cli", *map(str, args)],
-                            capture_output=True, text=True, timeout=300)
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 @pytest.fixture

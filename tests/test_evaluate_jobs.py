@@ -16,7 +16,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
+import clirun
 import evalref
 import pytest
 from evalref import (
@@ -217,8 +217,8 @@ def test_bad_requests_get_typed_json_errors(server, ref):
 
 
 def yyai(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "yyai_kernel.cli", "evaluate", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    """``yyai evaluate ARGS``, in-process (``clirun.py``)."""
+    return clirun.yyai("evaluate", *args, check=False)
 
 
 def test_cli_on_a_server_reports_the_reference_and_gates(server, ref, tmp_path):

@@ -12,13 +12,22 @@ archives. The cases:
   the previous pins, no temp file remains and the archive is not visible;
 - a corrupted state file (garbage, truncated, wrong types): the server starts, says so in
   its log and in ``GET /models/_status``, and the latest versions serve;
-- a restart after pins and uploads serves exactly what was served before;
+- a restart after pins, uploads, a label and a shadow serves exactly what was served before;
 - a version deleted (unloaded, and purged) while client threads predict on it and on the
   model's default: every request gets a 200, or a clean JSON 404 or 503; never a 500 or a
   broken connection.
 
+The restart, kill and delete cases run twice: against ``yyai serve`` alone and against
+``yyai serve --workers 2`` (a supervisor, a model host and two front ends). With workers,
+what a server serves is read through each front end (``X-Yyai-Worker`` says which answered)
+and must be the same through both. The kill case first kills the front end that is
+receiving the upload (the supervisor starts it again, the server keeps serving and its
+spool folder is removed), then the model host (its replacement serves the same), then
+the supervisor itself (its host and front ends stop on their own, and the next start
+sweeps what they left).
+
 Server starts cost seconds, so the restart, kill and delete cases share one chain of
-servers over one store, and the state-file and full-disk cases share the tmpfs server.
+servers over one store per mode, and the state-file and full-disk cases share the tmpfs server.
 """
 
 from __future__ import annotations
@@ -31,12 +40,14 @@ import socket
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
+import psutil
 import pytest
 import requests
 from builders import (
@@ -115,7 +126,7 @@ def assert_json_error(response: requests.Response, status: int) -> dict:
     return body
 
 
-def predict(srv, name: str, version: int | None = None) -> tuple[int, list]:
+def predict(srv, name: str, version: int | str | None = None) -> tuple[int, list]:
     path = f"/predictions/{name}" + ("" if version is None else f"/{version}")
     reply = srv.post(path, data=PNG, headers={"Content-Type": "image/png"}, params={"raw": "true"})
     assert reply.status_code == 200, reply.text
@@ -431,6 +442,55 @@ def test_a_full_temporary_folder_refuses_uploads_cleanly(built, tmp_path, monkey
 
 # --- one store, three servers: restart after changes, kill -9 mid-upload, delete under load ---
 
+MODES = {"alone": [], "workers": ["--workers", "2"]}
+WORKER = "X-Yyai-Worker"
+
+
+class FrontEnd:
+    """One front end of a server, over a kept-alive connection that reached it; every reply is
+    checked to come from it. ``yyai serve`` alone is one front end, worker "0"."""
+
+    def __init__(self, srv, worker: str, session: requests.Session):
+        self.srv, self.worker, self.session = srv, worker, session
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 120)
+        headers = {**self.srv.headers, **kwargs.pop("headers", {})}
+        reply = self.session.request(method, self.srv.url + path, headers=headers, **kwargs)
+        assert reply.headers.get(WORKER) == self.worker, (method, path, reply.headers.get(WORKER), self.worker)
+        return reply
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+
+def front_ends(srv, count: int) -> list[FrontEnd]:
+    return [FrontEnd(srv, str(worker), srv.session_to(worker)) for worker in range(count)]
+
+
+def served_through_each(chain, srv, built) -> dict:
+    """What ``srv`` serves (:func:`served`), read through each of its front ends: the same through all."""
+    ends = front_ends(srv, chain.count)
+    try:
+        first = served(ends[0], built)
+        for end in ends[1:]:
+            assert_serves_the_same(served(end, built), first)
+    finally:
+        for end in ends:
+            end.session.close()
+    return first
+
+
+def managed(chain, reply: requests.Response, *codes: int) -> requests.Response:
+    """A management reply: its status, and with workers that both front ends serve the change."""
+    assert reply.status_code in (codes or (200,)), (reply.status_code, reply.text[:500])
+    if chain.count > 1:
+        assert reply.headers["X-Yyai-Applied"] == f"{chain.count}/{chain.count}", reply.headers
+    return reply
+
 
 def served(srv, built) -> dict:
     """What a server serves: each model's versions, default and pin, and every version's output.
@@ -449,9 +509,14 @@ def served(srv, built) -> dict:
             assert srv.post(f"/models/{name}/load", json={"version": v}).status_code == 200
             answers[(name, v)] = predict(srv, name, v)
             np.testing.assert_allclose(answers[(name, v)][1], expected(built, name, v), atol=1e-5)
+        for label, v in status["models"][name]["labels"].items():
+            answers[(name, label)] = predict(srv, name, label)
+            assert answers[(name, label)][0] == v
     return {
         "models": listed,
         "pinned": {n: s["pinned"] for n, s in status["models"].items()},
+        "labels": {n: s["labels"] for n, s in status["models"].items()},
+        "traffic": {n: s["traffic"] for n, s in status["models"].items()},
         "problems": status["problems"],
         "answers": answers,
     }
@@ -460,6 +525,7 @@ def served(srv, built) -> dict:
 def assert_serves_the_same(now: dict, before: dict) -> None:
     assert now["models"] == before["models"]
     assert now["pinned"] == before["pinned"]
+    assert now["labels"] == before["labels"] and now["traffic"] == before["traffic"]
     assert now["problems"] == before["problems"] == []
     assert now["answers"].keys() == before["answers"].keys()
     for key, (version, combined) in before["answers"].items():
@@ -467,19 +533,27 @@ def assert_serves_the_same(now: dict, before: dict) -> None:
         np.testing.assert_allclose(now["answers"][key][1], combined, rtol=0, atol=1e-6, err_msg=str(key))
 
 
-@pytest.fixture(scope="module")
-def chain(built, tmp_path_factory):
-    """A store changed by uploads and pins on server A; B restarted over it; C after B's kill."""
-    root = tmp_path_factory.mktemp("chain")
+@pytest.fixture(scope="module", params=sorted(MODES))
+def chain(request, built, tmp_path_factory):
+    """A store changed by uploads and pins on server A; B restarted over it; C after B's kill.
+
+    Once for ``yyai serve`` alone and once for ``--workers 2`` (``count`` front ends)."""
+    mode = request.param
+    root = tmp_path_factory.mktemp(f"chain-{mode}")
     folder = root / "store"
     folder.mkdir()
     for key in ("alpha1", "gamma1", "gamma2", "delta1", "delta2"):
         install(built[key].path, folder)
     servers = []
+
+    def start():
+        srv = start_server(folder, root / "work", args=MODES[mode])
+        servers.append(srv)
+        return srv
+
     try:
-        a = start_server(folder, root / "work")
-        servers.append(a)
-        yield SimpleNamespace(root=root, store=folder, servers=servers, a=a)
+        yield SimpleNamespace(root=root, store=folder, servers=servers, start=start, a=start(),
+                              count=2 if mode == "workers" else 1)
     finally:
         for srv in servers:
             if srv.proc.poll() is None:
@@ -490,27 +564,36 @@ def test_restart_after_pins_and_uploads_serves_exactly_the_same(chain, built):
     a = chain.a
     upload = a.post("/models", data=built["gamma3"].path.read_bytes(),
                     headers={"Content-Type": "application/octet-stream"})
-    assert upload.status_code == 201, upload.text
+    managed(chain, upload, 201)
     with open(built["alpha2"].path, "rb") as f:
         upload = a.post("/models", files={"archive": ("alpha-2.yyar", f, "application/octet-stream")})
-    assert upload.status_code == 201, upload.text
-    assert a.request("PUT", "/models/gamma/default", json={"version": 2}).status_code == 200
-    assert a.request("PUT", "/models/delta/default", json={"version": 2}).status_code == 200
-    assert a.request("PUT", "/models/delta/default", json={"version": 1}).status_code == 200
-    before = served(a, built)
+    managed(chain, upload, 201)
+    managed(chain, a.request("PUT", "/models/gamma/default", json={"version": 2}))
+    managed(chain, a.request("PUT", "/models/delta/default", json={"version": 2}))
+    managed(chain, a.request("PUT", "/models/delta/default", json={"version": 1}))
+    managed(chain, a.request("PUT", "/models/gamma/labels/old", json={"version": 1}))
+    managed(chain, a.request("PUT", "/models/gamma/traffic", json={"shadow": {"version": 3, "percent": 100}}))
+    before = served_through_each(chain, a, built)
     assert before["models"] == {"alpha": ([1, 2], 2), "delta": ([1, 2], 1), "gamma": ([1, 2, 3], 2)}
     assert before["pinned"] == {"alpha": False, "delta": True, "gamma": True}
+    assert before["labels"]["gamma"] == {"old": 1} and before["traffic"]["gamma"]["shadow"]["version"] == 3
     assert a.stop() == 0
 
-    b = start_server(chain.store, chain.root / "work")
-    chain.servers.append(b)
+    b = chain.start()
     chain.b, chain.before = b, before
-    assert_serves_the_same(served(b, built), before)
+    assert_serves_the_same(served_through_each(chain, b, built), before)
 
 
-def upload_slowly_then_kill(srv, archive: Path, spool_dir: Path) -> int:
-    """Send the headers and the first half of an upload, wait until the server spooled
-    some of it, then SIGKILL the server. Returns how many bytes it had spooled."""
+def spool_dirs(srv) -> list[Path]:
+    """The folders the server's front ends spool uploads into (each logs its own), those that exist."""
+    logged = [Path(line.split("Temporary files in ", 1)[1].strip())
+              for line in srv.log().splitlines() if "Temporary files in " in line]
+    return [folder for folder in logged if folder.is_dir()]
+
+
+def upload_slowly_then_kill(srv, archive: Path, spool: list[Path], kill) -> Path:
+    """Send the headers and the first half of an upload, wait until a front end spooled some of
+    it into its folder (one of ``spool``), then ``kill(that folder)``. Returns the folder."""
     data = archive.read_bytes()
     url = urlsplit(srv.url)
     head = (f"POST {url.path.rstrip('/')}/models HTTP/1.1\r\nHost: {url.netloc}\r\n"
@@ -523,25 +606,73 @@ def upload_slowly_then_kill(srv, archive: Path, spool_dir: Path) -> int:
             sock.sendall(data[offset:offset + 64 * KiB])
             sent = offset + 64 * KiB
         deadline = time.monotonic() + 30
-        spooled = 0
+        spooled, into = 0, None
         while spooled == 0:
-            parts = list(spool_dir.glob("upload-*.part"))
-            spooled = sum(p.stat().st_size for p in parts if p.exists())
+            for folder in spool:
+                parts = list(folder.glob("upload-*.part"))
+                spooled, into = sum(p.stat().st_size for p in parts if p.exists()), folder
+                if spooled:
+                    break
             assert time.monotonic() < deadline, "the server never spooled the upload"
             time.sleep(0.05)
+        kill(into)
+    assert 0 < spooled <= sent < len(data)
+    return into
+
+
+def kill_server(srv):
+    def kill(_folder: Path) -> None:
         srv.proc.kill()
         srv.proc.wait(30)
-    assert 0 < spooled <= sent < len(data)
-    return spooled
+
+    return kill
+
+
+def kill_the_front_end_spooling(folder: Path) -> None:
+    """SIGKILL the front end whose temporary folder (``worker-<n>-<pid>``) is ``folder``."""
+    victim = psutil.Process(int(folder.name.rsplit("-", 1)[1]))
+    victim.kill()
+    victim.wait(30)
+
+
+def workers_of(srv) -> list[dict]:
+    return srv.get("/models/_status").json()["workers"]
 
 
 def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
     b = chain.b
-    spool_dir = Path(next(line.split("Temporary files in ", 1)[1].strip()
-                          for line in b.log().splitlines() if "Temporary files in " in line))
-    assert spool_dir.is_dir()
     before_files = store_files(chain.store)
-    upload_slowly_then_kill(b, built["big"].path, spool_dir)
+    if chain.count > 1:
+        # the front end that receives the upload dies; the supervisor starts another, B goes on serving
+        pids = {w["worker"]: w["pid"] for w in workers_of(b)}
+        folder = upload_slowly_then_kill(b, built["big"].path, spool_dirs(b), kill_the_front_end_spooling)
+        index = int(folder.name.split("-")[1])
+        deadline = time.monotonic() + 120
+        while not ((w := workers_of(b)[index])["state"] == "serving" and w["pid"] != pids[index]):
+            assert b.proc.poll() is None and time.monotonic() < deadline, "the front end never came back"
+            time.sleep(0.2)
+        assert not folder.exists()  # the dead front end's spool folder went with it
+        assert store_files(chain.store) == before_files
+        assert_serves_the_same(served_through_each(chain, b, built), chain.before)
+        # the model host dies: its replacement serves the same, through each front end
+        host = psutil.Process(b.get("/models/_status").json()["hosts"][0]["pid"])
+        host.kill()
+        host.wait(30)
+        for worker in range(chain.count):
+            deadline = time.monotonic() + 120
+            with b.session_to(worker) as session:
+                while session.get(b.url + "/v2/health/ready", headers=b.headers, timeout=30).status_code != 200:
+                    assert time.monotonic() < deadline, "the model host never came back"
+                    time.sleep(0.2)
+        assert_serves_the_same(served_through_each(chain, b, built), chain.before)
+        # then the supervisor itself: its host and front ends stop on their own
+        family = psutil.Process(b.proc.pid).children(recursive=True)  # with front end 0's dashboard kernel
+        assert sum("yyai_kernel" in " ".join(p.cmdline()) for p in family) == 3, family  # host, 2 front ends
+        spool_dir = upload_slowly_then_kill(b, built["big"].path, spool_dirs(b), kill_server(b)).parent
+        _gone, alive = psutil.wait_procs(family, timeout=60)
+        assert not alive, f"left running after the supervisor died: {alive}"
+    else:
+        spool_dir = upload_slowly_then_kill(b, built["big"].path, spool_dirs(b), kill_server(b))
     assert b.proc.returncode == -9
     assert store_files(chain.store) == before_files  # nothing of the upload reached the store
 
@@ -552,14 +683,13 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
     fresh.write_bytes(partial)
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
 
-    c = start_server(chain.store, chain.root / "work")
-    chain.servers.append(c)
+    c = chain.start()
     chain.c = c
     assert not spool_dir.exists()  # the dead server's spool folder is swept at start
     assert not stale.exists() and fresh.exists()  # a young temp file may be a write in progress
     assert [m["versions"] for m in c.get("/models").json() if m["name"] == "alpha"] == [[1, 2]]
     assert c.get("/models/_status").json()["problems"] == []
-    assert_serves_the_same(served(c, built), chain.before)
+    assert_serves_the_same(served_through_each(chain, c, built), chain.before)
     fresh.unlink()
     assert store_files(chain.store) == before_files
 
@@ -567,9 +697,12 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
 def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     """Threads predict on delta v2 (image and v2 endpoints) and on the default while v2
     (the default) is unloaded and loaded twice, purged, uploaded again and purged again,
-    and then v1 is purged too, so that the model is gone."""
+    and then v1 is purged too, so that the model is gone.
+
+    With workers, half the threads reach each front end; each front end sees every phase,
+    and answers as cleanly as one process does."""
     c = chain.c
-    assert c.request("PUT", "/models/delta/default", json={"version": 2}).status_code == 200
+    managed(chain, c.request("PUT", "/models/delta/default", json={"version": 2}))
     refs = {v: expected(built, "delta", v) for v in (1, 2)}
     v2_body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4, 4, 1], "datatype": "FP32",
                                       "data": X.ravel().tolist()}]})
@@ -580,9 +713,11 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     results: list[tuple] = []
     lock = threading.Lock()
     stop = threading.Event()
+    workers = [str(i) for i in range(chain.count)]
 
     def client(index: int) -> None:
-        session = requests.Session()
+        worker = workers[index % len(workers)]
+        session = c.session_to(worker)
         for i in range(2000):
             if stop.is_set():
                 break
@@ -590,22 +725,26 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
             try:
                 reply = session.request(method, c.url + path, data=data, timeout=30,
                                         headers={**c.headers, "Content-Type": media}, params={"raw": "true"})
-                outcome = (path, reply.status_code, reply.headers.get("Content-Type", ""), reply.text)
+                outcome = (worker, path, reply.status_code, reply.headers.get("Content-Type", ""), reply.text,
+                           reply.headers.get(WORKER), reply.headers.get("Retry-After"))
             except requests.RequestException as error:
-                outcome = (path, "connection error", "", repr(error))
+                outcome = (worker, path, "connection error", "", repr(error), None, None)
             with lock:
                 results.append(outcome)
         session.close()
 
-    def settle(count: int = 12) -> None:
-        """Let the clients finish `count` more requests (bounded in time)."""
+    def answered() -> Counter:
         with lock:
-            target = len(results) + count
+            return Counter(outcome[0] for outcome in results)
+
+    def settle(count: int = 12) -> None:
+        """Let each front end's clients finish `count` more requests (bounded in time)."""
+        target = answered()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with lock:
-                if len(results) >= target:
-                    return
+            now = answered()
+            if all(now[w] >= target[w] + count for w in workers):
+                return
             time.sleep(0.02)
         raise AssertionError("the clients stalled")
 
@@ -621,8 +760,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
                                        "headers": {"Content-Type": "application/octet-stream"}})
         purge1 = ("DELETE", "/models/delta/versions/1", {"params": {"purge": "true"}})  # all 404 then
         for method, path, kwargs in [unload, load, unload, load, purge2, upload2, purge2, purge1]:
-            reply = c.request(method, path, **kwargs)
-            assert reply.status_code in (200, 201), (method, path, reply.text)
+            managed(chain, c.request(method, path, **kwargs), 200, 201)
             settle()
     finally:
         stop.set()
@@ -630,22 +768,30 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
             thread.join(60)
     assert not any(thread.is_alive() for thread in threads)
 
-    codes = {}
-    for path, code, media, text in results:
-        codes.setdefault(code, 0)
-        codes[code] += 1
-        assert code in (200, 404, 503), (path, code, text[:500])
+    codes: dict[str, Counter] = {w: Counter() for w in workers}
+    for worker, path, code, media, text, answered_by, retry_after in results:
+        codes[worker][code] += 1
+        assert code in (200, 404, 503), (worker, path, code, text[:500])
+        assert answered_by == worker, (worker, path, answered_by)  # the connection stayed on its front end
         assert media.startswith("application/json"), (path, code, media, text[:200])
         body = json.loads(text)
         if code != 200:
             assert isinstance(body.get("error"), str) and body["error"], (path, code, text[:500])
-        elif path.startswith("/predictions"):  # a right answer from the version it names
+        if code == 503:  # a version unloaded (waiting does not help), or one loading (retry in a moment)
+            assert "restarting" not in body["error"], (worker, path, text[:500])
+            assert ("loading" in body["error"]) == (retry_after is not None), (worker, path, retry_after, text)
+        elif code == 200 and path.startswith("/predictions"):  # a right answer from the version it names
             row = body["predictions"][0]["raw"]["combined"]
             np.testing.assert_allclose(row, refs[body["version"]], atol=1e-5)
             if path.endswith("/2"):
                 assert body["version"] == 2
-    assert {200, 404, 503} <= set(codes), codes  # each phase was seen by some request
+    for worker in workers:
+        assert {200, 404, 503} <= set(codes[worker]), (worker, codes)  # each phase was seen through it
     assert not (chain.store / "delta-1.yyar").exists() and not (chain.store / "delta-2.yyar").exists()
-    assert "delta" not in [m["name"] for m in c.get("/models").json()]
-    assert predict(c, "gamma")[0] == 2  # the other models still serve
+    for end in front_ends(c, chain.count):  # the final state, through each front end
+        assert "delta" not in [m["name"] for m in end.get("/models").json()]
+        gone = end.get("/models/delta")
+        assert gone.status_code == 404, (end.worker, gone.status_code, gone.text[:1000])
+        assert predict(end, "gamma")[0] == 2  # the other models still serve
+        end.session.close()
     assert "Traceback" not in c.log() and "Uncaught exception" not in c.log()

@@ -16,7 +16,6 @@ import threading
 import grpc
 import numpy as np
 import pytest
-import requests
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from builders import install, pack_models, reference, sample_inputs
@@ -289,29 +288,40 @@ def test_a_message_over_the_body_limit_is_refused(client, server):
 
 
 def test_grpc_and_rest_clients_together_while_the_model_reloads(server, built):
-    """8 gRPC and 8 REST clients, each with its own connection, run until the reloads are
-    done (and at least 10 requests each, at most 2000); every answer must be right."""
+    clients_while_reloading(server, built["alpha"][1])
+
+
+def clients_while_reloading(server, models: list, *, front_ends: int = 1, reloads: int = 4) -> None:
+    """8 gRPC and 8 REST clients, each with its own connection, run until ``reloads`` reloads of
+    alpha are done (and at least 10 requests each, at most 2000); every answer must be right.
+
+    ``test_workers`` runs it against ``--workers 2`` (``front_ends``): the REST clients are
+    spread over the front ends (each reply must come from its client's), every reload
+    reply says that every front end serves it, and each front end says alpha is ready at the end."""
     inputs = [sample_inputs(1 + i % 4, seed=300 + i) for i in range(32)]
-    expected = [reference(built["alpha"][1], x)["combined"] for x in inputs]
-    reloads, done = 4, threading.Event()
+    expected = [reference(models, x)["combined"] for x in inputs]
+    done = threading.Event()
     failures: list[str] = []
     counts: list[int] = []
+    auth = {"authorization": f"token {server.token}"}
 
     def grpc_client(seed: int) -> None:
         triton = grpcclient.InferenceServerClient(server.grpc_address)
         try:
-            loop(seed, lambda x: triton.infer("alpha", _grpc_inputs(x), headers=AUTH).as_numpy("output"))
+            loop(seed, lambda x: triton.infer("alpha", _grpc_inputs(x), headers=auth).as_numpy("output"))
         finally:
             triton.close()
 
     def rest_client(seed: int) -> None:
-        with requests.Session() as session:
+        worker = str(seed % front_ends)
+        with server.session_to(worker) as session:
             def call(x):
                 body = {"inputs": [{"name": "input", "shape": list(x.shape), "datatype": "FP32",
                                     "data": x.ravel().tolist()}], "outputs": [{"name": "output"}]}
                 reply = session.post(f"{server.url}/v2/models/alpha/infer", json=body, timeout=120,
                                      headers=server.headers)
                 assert reply.status_code == 200, reply.text
+                assert reply.headers["X-Yyai-Worker"] == worker, (reply.headers["X-Yyai-Worker"], worker)
                 return np.reshape(reply.json()["outputs"][0]["data"], (len(x), 3))
 
             loop(seed, call)
@@ -334,6 +344,8 @@ def test_grpc_and_rest_clients_together_while_the_model_reloads(server, built):
                 reply = server.post("/models/alpha/reload", timeout=180)
                 if reply.status_code != 200:
                     failures.append(f"reload: {reply.status_code} {reply.text[:200]}")
+                elif front_ends > 1 and reply.headers.get("X-Yyai-Applied") != f"{front_ends}/{front_ends}":
+                    failures.append(f"reload: applied {reply.headers.get('X-Yyai-Applied')}")
         finally:
             done.set()
 
@@ -348,8 +360,10 @@ def test_grpc_and_rest_clients_together_while_the_model_reloads(server, built):
         assert not thread.is_alive()
     assert failures == []
     assert len(counts) == 16 and min(counts) >= 10
-    status = server.get("/models/alpha").json()
-    assert status["versions"]["1"]["state"] == "ready"
+    for worker in range(front_ends):
+        with server.session_to(worker) as session:
+            status = session.get(server.url + "/models/alpha", headers=server.headers, timeout=60).json()
+        assert status["versions"]["1"]["state"] == "ready", (worker, status)
 
 
 # --- SO_REUSEPORT --------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from builders import install, pack_models, reference, sample_inputs
 
-from yyai_kernel.errors import ModelNotReadyError
+from yyai_kernel.errors import ModelNotFoundError, ModelNotReadyError
 from yyai_kernel.registry.registry import Registry
 from yyai_kernel.registry.residency import (
     Budget,
@@ -187,3 +187,29 @@ def test_fit_makes_room_for_the_incoming_cost_and_skips_a_busy_model():
     assert residency.stats.evictions == 2
     assert Budget(max_loaded=2).over(3, 0) and not Budget(max_loaded=2).over(2, 10**12)
     assert not Budget().bounded and Residency(Budget(), lambda: residents, evict).fit(("n", 1), 10**12) == []
+
+
+def test_a_request_that_raced_the_removal_of_its_version_leaves_no_trace(built, tmp_path):
+    """A request resolved a version, then the version (and then the whole model) was purged before
+    it reached the registry: it is answered 404 and leaves no slot behind, so the model's status
+    lists no purged version and a removed model is not found (found under load by test_faults)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    install(built["a"][0], store)
+    install(pack_models(tmp_path / "built", "a", 2, [49])[0], store)
+    registry = Registry(ModelStore(store))
+    try:
+        first, second = registry.resolve(ModelRef("a", 1)), registry.resolve(ModelRef("a", 2))
+        predict(registry, "a")  # v2, the default, serves
+        registry.remove("a", 2, purge=True)  # v1 takes over
+        with pytest.raises(ModelNotFoundError):
+            registry.submit(second, X).result(timeout=120)
+        assert list(registry.status("a").versions) == [1]
+        registry.remove("a", 1, purge=True)  # the model is gone
+        with pytest.raises(ModelNotFoundError):
+            registry.submit(first, X).result(timeout=120)
+        with pytest.raises(ModelNotFoundError):
+            registry.status("a")
+        assert registry.names() == [] and registry.table.versions("a") is None
+    finally:
+        registry.close()

@@ -84,6 +84,27 @@ def test_pin_persists_across_instances(make):
     assert [p.name for p in make.root.iterdir() if p.name.startswith(".tmp-")] == []
 
 
+def test_stores_that_own_different_models_share_one_state_file_without_losing_a_change(make):
+    """Two processes' stores over one folder (a model host per GPU): each indexes only the models
+    it owns, and each state change re-reads the file under the folder's lock, so one store's
+    older picture of the other's models is never written back over them."""
+    for name in ("alpha", "beta"):
+        make(name, 1)
+        make(name, 2)
+    first = ModelStore(make.root, owns=lambda name: name == "alpha")
+    second = ModelStore(make.root, owns=lambda name: name == "beta")
+    assert first.names() == ["alpha"] and second.names() == ["beta"]
+    first.pin("alpha", 1)
+    second.pin("beta", 1)  # second never read the file since alpha's pin
+    second.set_label("beta", "stable", 2)
+    first.unpin("alpha")
+    first.set_recent([("alpha", 2)])
+    state = json.loads((make.root / STATE_FILE).read_text())
+    assert state["pins"] == {"beta": 1} and state["labels"] == {"beta": {"stable": 2}}
+    assert state["recent"] == [["alpha", 2]]
+    assert ModelStore(make.root).names() == ["alpha", "beta"]
+
+
 def test_pin_to_missing_version_falls_back_to_latest(make):
     make("digits", 1)
     old = make("digits", 2)

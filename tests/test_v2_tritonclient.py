@@ -125,11 +125,27 @@ def test_float64_and_int_inputs_are_cast(client, built):
     np.testing.assert_allclose(result.as_numpy("output"), expected["combined"], atol=1e-6)
 
 
-def test_concurrent_infers_all_get_their_own_answer(client, built):
+def test_concurrent_infers_all_get_their_own_answer_and_a_bad_one_fails_alone(client, built):
+    """Requests in flight together are gathered into batches (one hand-over to the batcher per
+    loop iteration or channel message, one wake-up back per batch): each still gets its own
+    rows, binary or JSON, and a malformed request in the crowd gets its own 400."""
     # tritonclient.http runs on gevent: async_infer is its way to keep 8 requests in flight.
     batches = [sample_inputs(1 + i % 3, seed=100 + i) for i in range(24)]
-    pending = [client.async_infer("alpha", _inputs(x, binary=True), headers=_Auth()) for x in batches]
-    for x, request in zip(batches, pending):
+    bad = {5, 17}
+    pending = []
+    for i, x in enumerate(batches):
+        if i in bad:
+            tensor = httpclient.InferInput("input", [1, 16], "FP32")
+            tensor.set_data_from_numpy(x[:1].reshape(1, 16))
+            pending.append(client.async_infer("alpha", [tensor], headers=_Auth()))
+        else:
+            pending.append(client.async_infer("alpha", _inputs(x, binary=i % 2 == 0), headers=_Auth()))
+    for i, (x, request) in enumerate(zip(batches, pending)):
+        if i in bad:
+            with pytest.raises(InferenceServerException) as refused:
+                request.get_result()
+            assert refused.value.status() == "400"
+            continue
         got = request.get_result().as_numpy("output")
         np.testing.assert_allclose(got, reference(built["alpha"][1], x)["combined"], atol=1e-6)
 

@@ -18,7 +18,8 @@ requests on fresh connections until both answered, and asserts what each of them
   comes back serving the current state;
 * ``kill -9`` of the host under 8 clients: no wrong reply; every failure is a 503 with
   ``Retry-After``, only until the new host is ready; it serves what was served (the pin);
-* reloads and default swaps under 8 clients: every reply right, none failed;
+* reloads and default swaps under 8 clients: every reply right, none failed; reloads under
+  8 gRPC and 8 REST clients (half on each front end): the same;
 * under ``--max-loaded 1``, concurrent first requests for a version that is not loaded
   share one load and all succeed (a cold start, said in a header), evicting the other;
 * SIGTERM stops everything: exit status 0, no process left, no temporary folder left.
@@ -254,6 +255,13 @@ def test_grpc_is_served_by_the_workers_and_its_unload_reaches_both(server, built
             assert reply.status_code == 200
     finally:
         client.close()
+
+
+def test_grpc_and_rest_clients_on_both_front_ends_while_the_model_reloads(server, built):
+    """test_grpc's reload under 16 clients, with the REST clients spread over both front ends."""
+    from test_grpc import clients_while_reloading
+
+    clients_while_reloading(server, built["alpha1"][1], front_ends=2)
 
 
 # --- metrics add up over the workers -----------------------------------------------------------

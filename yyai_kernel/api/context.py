@@ -6,7 +6,8 @@ and two bounded thread pools: blocking work never runs on the event loop. Predic
 decode images run on ``predict_pool``; uploads, loads and other management calls on
 ``manage_pool``, so that a slow upload never takes the threads predictions need. A model
 call returns a ``concurrent.futures.Future`` that :meth:`Api.run` awaits without parking a
-thread. The adapters build one Api per server and hand it to every endpoint.
+thread (``runtime.handoff.awaitable``: a batch's answers wake the loop once). The adapters
+build one Api per server and hand it to every endpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from yyai_kernel.plane.dataplane import DataPlane
 from yyai_kernel.plane.evaluations import Evaluations
 from yyai_kernel.plane.planes import Planes
 from yyai_kernel.plane.repository import ModelRepository
+from yyai_kernel.runtime import handoff
 
 T = TypeVar("T")
 PREDICT_THREADS = 32
@@ -73,12 +75,12 @@ class Api:
         pool = self.manage_pool if manage else self.predict_pool
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
-        return await asyncio.wrap_future(result) if isinstance(result, Future) else result
+        return await handoff.awaitable(result) if isinstance(result, Future) else result
 
     async def model_call(self, call: Call, pending: Awaitable[T] | Future[T]) -> T:
         """Await a call on a model (a coroutine, an awaitable or a concurrent Future); once the
         model is known to exist (any outcome but a 404), the metrics may name it."""
-        awaitable = asyncio.wrap_future(pending) if isinstance(pending, Future) else pending
+        awaitable = handoff.awaitable(pending) if isinstance(pending, Future) else pending
         try:
             result = await awaitable
         except ModelNotFoundError:

@@ -8,7 +8,13 @@ crosses is typed values (numpy arrays, ``Prediction``, statuses, typed errors), 
 ends are this same program started by the same supervisor.
 
 Messages: ``(REQUEST, id, kind, payload)``; its ``(REPLY, id, ok, value)`` where ``value``
-is the result or the exception raised; ``(PUSH, kind, payload)``, which needs no reply.
+is the result or the exception raised; ``(PUSH, kind, payload)``, which needs no reply;
+``(BUNDLE, [message, ...])``, several of those in one send. A thread that gathers
+(``runtime/handoff.py``) sends the requests and replies it was asked to gather in one
+bundle: a front end's loop iteration its submits, a host batcher a batch's answers. The
+reader handles each message it reads (a bundle whole), with those already waiting behind
+it, in one gathering, so a bundle of submits reaches each batcher in one hand-over, and a
+bundle of answers wakes the event loop once.
 Many requests may be in flight at once, matched by id; when the other end goes away
 (exit, ``kill -9``) every pending request fails with :class:`ChannelClosed` and ``on_close``
 runs once.
@@ -41,10 +47,13 @@ from typing import Any
 
 import numpy as np
 
+from yyai_kernel.runtime import handoff
+
 log = logging.getLogger("yyai.host")
 
-REQUEST, REPLY, PUSH = 0, 1, 2
+REQUEST, REPLY, PUSH, BUNDLE = 0, 1, 2, 3
 SHARED_MEMORY_BYTES = 2 * 1024 * 1024
+DRAIN_MESSAGES = 64  # messages already waiting that one gathering of the reader takes with the first
 SHM_DIR = "/dev/shm"
 
 
@@ -146,11 +155,14 @@ class Channel:
 
     # --- asking -----------------------------------------------------------------------------
 
-    def request(self, kind: str, payload: Any = None, *, share: np.ndarray | None = None) -> Future[Any]:
+    def request(self, kind: str, payload: Any = None, *, share: np.ndarray | None = None,
+                gather: bool = False) -> Future[Any]:
         """Send a request; a Future of its reply's value (or its exception, or ChannelClosed).
 
         ``share``: an array inside ``payload`` to send in shared memory when it is large
         (the payload then carries a :class:`SharedArray` in its place; see :func:`shareable`).
+        ``gather``: a thread that gathers may hold it and send it with the others; never for a
+        request this thread will wait for.
         """
         pending: Future[Any] = Future()
         with self._lock:
@@ -163,8 +175,11 @@ class Channel:
             payload = tuple(shared if item is share else item for item in payload)
             with self._lock:
                 self._shared[ident] = shared
+        message = (REQUEST, ident, kind, payload)
+        if gather and handoff.hold(self, message):
+            return pending  # a send that fails later: the reader sees the channel close and fails it
         try:
-            self._send((REQUEST, ident, kind, payload))
+            self._send(message)
         except ChannelClosed:
             self._finish(ident)
             raise
@@ -177,16 +192,38 @@ class Channel:
     def push(self, kind: str, payload: object = None) -> None:
         self._send((PUSH, kind, payload))
 
-    def reply(self, ident: int, value: object = None, error: BaseException | None = None) -> None:
+    def reply(self, ident: int, value: object = None, error: BaseException | None = None, *,
+              gather: bool = False) -> None:
         """Answer request ``ident``; a channel that closed meanwhile drops it. An error that is
         neither yyai's nor Python's own (TensorFlow's) crosses as a RuntimeError with its text,
-        so that reading it never imports the library that raised it."""
+        so that reading it never imports the library that raised it. ``gather``: a thread that
+        gathers may hold it and send it with the others (never a reply whose order against
+        pushes matters)."""
         if error is not None and type(error).__module__.split(".")[0] not in ("yyai_kernel", "builtins"):
             error = RuntimeError(f"{type(error).__name__}: {error}")
+        message = (REPLY, ident, error is None, value if error is None else error)
+        if gather and handoff.hold(self, message):
+            return
         try:
-            self._send((REPLY, ident, error is None, value if error is None else error))
+            self._send(message)
         except ChannelClosed:
             pass
+
+    def hand_over(self, messages: list[tuple[object, ...]]) -> None:
+        """Send what a gathering held, in one message (one by one if the bundle cannot be pickled)."""
+        try:
+            if len(messages) == 1:
+                self._send(messages[0])
+                return
+            try:
+                data = pickle.dumps((BUNDLE, messages), protocol=5)
+            except Exception:  # noqa: BLE001 - one unpicklable result: each alone, that one as its error
+                for message in messages:
+                    self._send(message)
+                return
+            self._send_bytes(data)
+        except ChannelClosed:
+            pass  # the reader sees the close and fails the requests still pending
 
     def close(self) -> None:
         try:
@@ -203,6 +240,9 @@ class Channel:
             if message[0] != REPLY:
                 raise
             data = pickle.dumps((REPLY, message[1], False, RuntimeError(f"{type(error).__name__}: {error}")), 5)
+        self._send_bytes(data)
+
+    def _send_bytes(self, data: bytes) -> None:
         try:
             with self._send_lock:
                 self._conn.send_bytes(data)
@@ -212,33 +252,47 @@ class Channel:
     def _read(self) -> None:
         while True:
             try:
-                # S301: both ends are this program, and a peer is admitted only after the HMAC
-                # challenge with the supervisor's random key (see the module docstring)
-                message = pickle.loads(self._conn.recv_bytes())  # noqa: S301
+                with handoff.gathered():  # what one read brings is handed on together
+                    self._dispatch(self._receive())
+                    for _ in range(DRAIN_MESSAGES):  # and the messages already waiting behind it
+                        if not self._conn.poll(0):
+                            break
+                        self._dispatch(self._receive())
             except (EOFError, OSError, ValueError, pickle.UnpicklingError):
                 break
-            tag = message[0]
-            if tag == REPLY:
-                _, ident, ok, value = message
-                pending = self._finish(ident)
-                if pending is not None and not pending.done():
-                    if ok:
-                        pending.set_result(value)
-                    else:
-                        pending.set_exception(value)
-            elif tag == REQUEST and self._handle is not None:
-                _, ident, kind, payload = message
-                try:
-                    self._handle(self, ident, kind, payload)
-                except Exception as error:  # the asker gets it; this end carries on
-                    log.exception("Handling %s failed", kind)
-                    self.reply(ident, error=error)
-            elif tag == PUSH and self._on_push is not None:
-                try:
-                    self._on_push(self, message[1], message[2])
-                except Exception:
-                    log.exception("Handling the push %s failed", message[1])
         self._closed()
+
+    def _receive(self) -> tuple[Any, ...]:
+        # S301: both ends are this program, and a peer is admitted only after the HMAC
+        # challenge with the supervisor's random key (see the module docstring)
+        message: tuple[Any, ...] = pickle.loads(self._conn.recv_bytes())  # noqa: S301
+        return message
+
+    def _dispatch(self, message: tuple[Any, ...]) -> None:
+        tag = message[0]
+        if tag == BUNDLE:
+            for each in message[1]:
+                self._dispatch(each)
+        elif tag == REPLY:
+            _, ident, ok, value = message
+            pending = self._finish(ident)
+            if pending is not None and not pending.done():
+                if ok:
+                    pending.set_result(value)
+                else:
+                    pending.set_exception(value)
+        elif tag == REQUEST and self._handle is not None:
+            _, ident, kind, payload = message
+            try:
+                self._handle(self, ident, kind, payload)
+            except Exception as error:  # the asker gets it; this end carries on
+                log.exception("Handling %s failed", kind)
+                self.reply(ident, error=error)
+        elif tag == PUSH and self._on_push is not None:
+            try:
+                self._on_push(self, message[1], message[2])
+            except Exception:
+                log.exception("Handling the push %s failed", message[1])
 
     def _finish(self, ident: int) -> Future[Any] | None:
         with self._lock:

@@ -2,8 +2,9 @@
 
 In order, so that front ends can connect at once and TensorFlow loads while they start:
 
-1. read its :class:`~yyai_kernel.host.spec.HostSpec`, scan the store, build the registry
-   (no TensorFlow yet) and mark its warm set as loading;
+1. read its :class:`~yyai_kernel.host.spec.HostSpec`, scan the store (with a host per
+   GPU, only the models this host owns: ``placement.py``), build the registry (no
+   TensorFlow yet) and mark its warm set as loading;
 2. listen on its socket: front ends connect, get every model's view and answer requests
    (a request for a model waits for its load, bounded, as a cold start);
 3. import TensorFlow, set up the GPU it sees (memory growth or a fraction) before anything
@@ -26,6 +27,7 @@ from multiprocessing.connection import Listener
 from typing import TYPE_CHECKING
 
 from yyai_kernel.config import ServingConfig
+from yyai_kernel.host.placement import Placement
 from yyai_kernel.host.service import HostService
 from yyai_kernel.host.spec import HostSpec
 
@@ -49,7 +51,9 @@ def run(spec: HostSpec) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     config = ServingConfig(**spec.config)
-    registry = Registry(ModelStore(spec.store), config=config, observer=ServerMetrics())
+    placement = Placement.of(spec.devices)
+    owns = placement.owns(spec.index) if placement.hosts > 1 else None  # the models this host serves
+    registry = Registry(ModelStore(spec.store, owns=owns), config=config, observer=ServerMetrics())
     service = HostService(registry, spec.front_ends, ack_timeout=spec.ack_timeout)
     warm = registry.warm_set()
     grouped: dict[str, list[int]] = {}
@@ -66,7 +70,8 @@ def run(spec: HostSpec) -> int:
     service.serve(listener)
     supervisor = Link(spec.fd, lambda message: {"ok": False, "error": "nothing to ask"}, name="host-supervisor",
                       on_close=stop.set)
-    log.info("Model host %d listening; %d model(s) in %s", spec.index, len(registry.names()), spec.store)
+    log.info("Model host %d listening%s; %d model(s) in %s", spec.index,
+             f" (device {spec.cuda_visible_devices})" if owns is not None else "", len(registry.names()), spec.store)
     threading.Thread(target=_start_models, args=(spec, registry, service, supervisor, stop), name="yyai-start",
                      daemon=True).start()
     stop.wait()

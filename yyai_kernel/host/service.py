@@ -7,8 +7,10 @@ What a front end asks, and how the host answers it:
 * ``submit``: a resolved version and its input tensor. Handled on the channel's reader
   thread, which only queues it on the version's batcher (or starts its cold load), so
   requests from every front end meet in one batcher: batches form across front ends. The
-  reply goes out from the batcher's thread when the batch ran. With batching off the model
-  runs on the host's pool instead.
+  submits of one message (a front end's bundle) reach each batcher in one hand-over; the
+  replies go out from the batcher's thread when the batch ran, a batch's replies to one
+  front end in one send (``runtime/handoff.py``). With batching off the model runs on the
+  host's pool instead.
 * ``explain``, ``call`` (the registry's reads: status, list): on the host's pool.
 * ``manage``: an :class:`~yyai_kernel.plane.operations.Operation`, led here once
   (:func:`~yyai_kernel.plane.operations.lead`) on the one registry, which writes the store.
@@ -129,7 +131,7 @@ class HostService:
             try:
                 self._submit(channel, ident, name, version, inputs, finite)
             except YyaiError as error:  # 404, not ready, bad input: the asker's answer, not a fault here
-                channel.reply(ident, error=error)
+                channel.reply(ident, error=error, gather=True)
         elif kind == "hello":
             self._hello(channel, ident, payload)
         elif kind == "explain":
@@ -282,6 +284,6 @@ def _array(value: np.ndarray | SharedArray) -> np.ndarray:
 def _answer(channel: Channel, ident: int, done: Future[Any]) -> None:
     error = done.exception()
     if error is not None:
-        channel.reply(ident, error=error)
+        channel.reply(ident, error=error, gather=True)
     else:
-        channel.reply(ident, done.result())
+        channel.reply(ident, done.result(), gather=True)

@@ -22,7 +22,7 @@ MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes; past this an abstract address
 class HostSpec:
     """A model host's settings: its socket and key, the store, the serving settings, its GPU."""
 
-    index: int  # which host (one per device under --devices)
+    index: int  # which host (one per device under --devices; see placement.py)
     address: str  # a Unix socket path, or an abstract name starting with a NUL
     authkey: str  # hex; front ends prove they know it
     store: str
@@ -33,6 +33,7 @@ class HostSpec:
     gpu_memory_fraction: float | None = None
     verbose: bool = False
     ack_timeout: float = 10.0  # seconds a management call waits for each front end to confirm
+    devices: list[str] = field(default_factory=list)  # every host's device, by index (placement.py); [] or one: all
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -216,8 +216,16 @@ class Registry:
 
     def _cold_start(self, target: Target, run: Callable[[ModelVersions], Future[_T]]) -> Future[_T]:
         """Load the version (or join its load), then ``run(model)``; a Future of the Prediction,
-        which says how long it waited. Bounded by ``cold_start_timeout`` (then 503, retry)."""
-        model = self.table.ensure(target.name, create=True)
+        which says how long it waited. Bounded by ``cold_start_timeout`` (then 503, retry).
+
+        The version is looked up again first: a request that resolved it before it was purged
+        (or its whole model removed) gets the 404 a request now would, and creates no slot (a
+        slot for a version the store lacks would list it in the model's status)."""
+        view = self.table.view(target.name)
+        if view is None:
+            raise self.table.unknown(target.name)
+        view.target(target.version)  # 404 when the store no longer holds it
+        model = self.table.ensure(target.name)
         started = time.monotonic()
         loading, start = model.demand(target.version)
         if start:
@@ -277,6 +285,12 @@ class Registry:
             if slot.state is VersionState.LOADING:
                 slot.state = VersionState.AVAILABLE
             model.settle(slot, error or ModelNotReadyError(f"Model {model.name!r} version {version} did not load."))
+        view = self.table.view(model.name)
+        if error is not None and (view is None or version not in view.records):
+            with model.load_lock:  # purged while it was asked for: forget the slot the request made
+                slot = model.slots.get(version)
+                if slot is not None and slot.serving is None and slot.pending is None:
+                    model.slots.pop(version, None)
 
     # --- managing -----------------------------------------------------------------------
 

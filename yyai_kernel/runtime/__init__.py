@@ -4,6 +4,8 @@
   (the TensorFlow 2 form of one graph/session pair per model);
 - ``feed.py``: how the runtime's one input array reaches models with several inputs;
 - ``batching.py``: DynamicBatcher, concurrent requests stacked into one call;
+- ``handoff.py``: hand-offs between threads gathered (requests to a batcher, answers to an
+  event loop or a channel), one wake-up per batch each way;
 - ``images.py``: decode (pixel limit checked from the header) and preprocess per manifest;
 - ``tabular.py``: records (JSON, CSV rows) and numbers fitted to a table's or a tensor's input;
 - ``gradcam.py``: Grad-CAM per member, traced beside the serving function;

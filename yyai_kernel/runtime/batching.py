@@ -7,6 +7,15 @@ the first arrived for the batch to fill, runs the call once and hands each calle
 own rows. Inputs are validated before they are queued, so a bad request fails alone;
 should a batched call fail anyway, its requests are retried one by one so that only the
 faulty one sees the error.
+
+Requests and answers cross threads in gatherings (``handoff.py``): a thread that gathers
+(an event loop iteration, a channel reader's message) hands its requests over in one
+:meth:`DynamicBatcher.hand_over`, one lock and at most one wake-up of the worker, and the
+worker makes each batch's answers inside one gathering, so they wake their event loop (or
+go down their channel) once per batch. A request held by a gathering is *reserved*: the
+batcher, closed meanwhile, still runs it, and its worker does not stop before it arrived.
+
+Locking: ``_cond`` guards the queue, its row count, the reservations and ``_closed``.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from concurrent.futures import Future
 from typing import Generic, TypeVar
 
 import numpy as np
+
+from yyai_kernel.runtime import handoff
 
 
 class BatcherClosed(RuntimeError):
@@ -54,29 +65,49 @@ class DynamicBatcher(Generic[Out]):
         self._pending: deque[_Item[Out]] = deque()
         self._rows = 0
         self._last_batch_rows = 0
+        self._reserved = 0  # held by gatherings, not handed over yet
         self._closed = False
         self._cond = threading.Condition()
         self._worker = threading.Thread(target=self._run, name=f"yyai-{name}", daemon=True)
         self._worker.start()
 
     def submit(self, batch: np.ndarray) -> Future[Out]:
-        """Queue a validated ``[n, ...]`` array; the Future resolves to its own output."""
+        """Queue a validated ``[n, ...]`` array; the Future resolves to its own output. A thread
+        that gathers (``handoff.py``) holds it and hands it over with the others it gathered."""
         future: Future[Out] = Future()
+        item = (batch, future, time.monotonic())
         with self._cond:
             if self._closed:
                 raise BatcherClosed("This runtime is no longer serving.")
-            self._pending.append((batch, future, time.monotonic()))
-            self._rows += len(batch)
-            # Wake the worker only when it has something new to do: the first request of
-            # a batch, or a full batch. While it waits for company it wakes at the deadline
-            # anyway, and waking it for every arrival costs a thread switch (and a GIL
-            # hand-off) per request.
-            if len(self._pending) == 1 or self._rows >= self.max_batch_size:
-                self._cond.notify()
+            if handoff.hold(self, item):
+                self._reserved += 1
+            else:
+                self._queue([item])
         return future
 
+    def hand_over(self, items: list[_Item[Out]]) -> None:
+        """Queue requests a gathering held (reserved by :meth:`submit`), under one lock."""
+        with self._cond:
+            self._reserved -= len(items)
+            self._queue(items)
+
+    def _queue(self, items: list[_Item[Out]]) -> None:
+        """Append to the queue; caller holds ``_cond``."""
+        was_idle = not self._pending
+        self._pending.extend(items)
+        for item in items:
+            self._rows += len(item[0])
+        # Wake the worker only when it has something new to do: the first requests of a
+        # batch, or a full batch. While it waits for company it wakes at the deadline
+        # anyway, and waking it for every arrival costs a thread switch (and a GIL
+        # hand-off) per request.
+        if was_idle or self._rows >= self.max_batch_size:
+            self._cond.notify()
+
     def close(self, wait: bool = True) -> None:
-        """Stop taking requests; those already queued still run. Optionally join the worker."""
+        """Stop taking requests; those already queued (or held by a gathering) still run.
+        Optionally join the worker: never from a thread whose gathering still holds requests
+        for it (the server's threads close with ``wait=False``)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -87,7 +118,7 @@ class DynamicBatcher(Generic[Out]):
         """Block until a batch is ready (full, or its first request waited long enough)."""
         with self._cond:
             while not self._pending:
-                if self._closed:
+                if self._closed and not self._reserved:
                     return None
                 self._cond.wait()
             deadline = self._pending[0][2] + self.max_delay_s
@@ -112,7 +143,8 @@ class DynamicBatcher(Generic[Out]):
             taken = self._take_batch()
             if taken is None:
                 return
-            self._execute(taken)
+            with handoff.gathered():  # the batch's answers leave together
+                self._execute(taken)
             del taken  # drop references to inputs and futures before waiting again
 
     def _execute(self, taken: list[_Item[Out]]) -> None:

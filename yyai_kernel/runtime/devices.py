@@ -6,7 +6,7 @@ model host, ``host/``; front ends never import TensorFlow) and, before anything 
 on it, either lets its memory grow as needed (the default) or caps it at a fraction of the
 device's memory (``--gpu-memory-fraction``), so that the budget (``registry/residency.py``)
 and other tenants of the card can plan. Which GPU a host sees is ``CUDA_VISIBLE_DEVICES``,
-set by the supervisor from ``--devices`` (one host serves every GPU listed).
+set by the supervisor from ``--devices`` (one host per GPU listed, each seeing its own).
 
 Not tested here: this project's machines have no GPU with TensorFlow (README, "On a GPU").
 With no GPU visible, :func:`configure` does nothing.

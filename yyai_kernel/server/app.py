@@ -58,6 +58,7 @@ from voila.app import Voila
 
 from yyai_kernel.api.context import Api
 from yyai_kernel.config import MiB
+from yyai_kernel.runtime import handoff
 from yyai_kernel.server import __version__, pages
 from yyai_kernel.server.auth import YyaiIdentityProvider
 from yyai_kernel.server.cmdline import UnknownOptionError, check_argv
@@ -265,10 +266,11 @@ class YyaiServer(Voila, ServerSettings):
 
     def _front_end_registry(self, spec):
         """A front end of ``--workers N``: the model host's registry, over its socket."""
+        from yyai_kernel.host.placement import Placement
         from yyai_kernel.host.remote import HostRegistry
 
-        return HostRegistry(spec.host_address, bytes.fromhex(spec.host_key), self, index=spec.index,
-                            on_ready=self._host_ready)
+        return HostRegistry(spec.host_addresses, bytes.fromhex(spec.host_key), self, index=spec.index,
+                            on_ready=self._host_ready, placement=Placement.of(spec.devices))
 
     def start(self):
         """Serve: alone, as a supervisor of N workers (``--workers``), or as one of those workers."""
@@ -281,11 +283,12 @@ class YyaiServer(Voila, ServerSettings):
         if spec is None:
             try:
                 count = worker_count(self.workers)
+                devices = self.device_list()
             except ValueError as error:
                 self.log.critical("yyai: %s", error)
                 self.exit(2)
             sweep_stale_temp_dirs(self.log)
-            if count > 1:
+            if count > 1 or len(devices) > 1:  # several GPUs: one model host each, so the supervisor's layout
                 from yyai_kernel.server.workers.supervisor import become
 
                 become(self, self._argv, count)  # this process becomes the supervisor: it never returns
@@ -360,11 +363,15 @@ class YyaiServer(Voila, ServerSettings):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopper.on_signal, sig)
         self.ioloop.add_callback(self._load_models)
+        # Requests decoded on this loop reach their batcher once per loop iteration, all
+        # together (runtime/handoff.py): nothing on this loop waits on a model call.
+        handoff.gather_on_loop(loop)
         try:
             self.ioloop.start()
         except KeyboardInterrupt:
             self.log.info("Interrupted")
         finally:
+            handoff.stop_gathering_here()
             self.stop()
 
     async def _start_grpc(self, token: str | None, port: int, *, reuse_port: bool = False):

@@ -10,7 +10,7 @@ It runs on grpcio's asyncio server, on the same asyncio loop as Tornado, and sha
 REST handlers' :class:`~yyai_kernel.server.rest.base.ServerState`: the same registry (so gRPC
 and REST requests for one version batch together), the same thread pools and limits.
 Nothing here waits on a thread: a prediction is the batcher's ``Future``, awaited through
-``asyncio.wrap_future``. Decoding follows REST's rule (``v2.decode_inline``): a small
+``runtime.handoff.awaitable``. Decoding follows REST's rule (``v2.decode_inline``): a small
 request for a batching version is decoded on the loop, anything bigger on the predict
 pool. Calls that may wait on the registry's locks (metadata, readiness, the index) run on
 the predict pool, loads and unloads on the manage pool, as over REST.
@@ -51,6 +51,7 @@ from yyai_kernel.plane.repository import repository_load_op
 from yyai_kernel.protocol import v2grpc
 from yyai_kernel.protocol.tokenauth import authorization_matches
 from yyai_kernel.protocol.v2codec import decode_inline
+from yyai_kernel.runtime import handoff
 from yyai_kernel.types import STICKY_HEADER, ModelRef
 
 log = logging.getLogger("yyai.server.grpc")
@@ -233,7 +234,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
         inline = decode_inline(dataplane.batches(target), v2grpc.payload_bytes(request))
         pending = await self._run(submit, inline=inline)
-        result = await asyncio.wrap_future(pending)
+        result = await handoff.awaitable(pending)
         return await self._run(v2grpc.encode_result, result, inline=inline)
 
     # --- the repository extension ----------------------------------------------------

@@ -118,13 +118,21 @@ class ServerSettings(ServingConfig):
 
     # --- the accelerator (runtime/devices.py) --------------------------------------------
     devices = Unicode("", config=True,
-                      help="The GPUs the model host may use (CUDA_VISIBLE_DEVICES numbers: '0,1'); empty or 'all': "
-                      "what CUDA_VISIBLE_DEVICES shows. One host serves them all (one host per GPU is not done yet).")
+                      help="The GPUs to serve on (CUDA_VISIBLE_DEVICES ids: '0,1'), one model host each, every model "
+                      "owned by one of them; 'all': each id CUDA_VISIBLE_DEVICES lists. Empty: one host that sees what "
+                      "CUDA_VISIBLE_DEVICES shows. Several imply the supervisor (--workers, at least one front end).")
+
+    def device_list(self) -> list[str]:
+        """The device ids named, one model host each (``host/placement.py``); ValueError for a bad list."""
+        from yyai_kernel.host.placement import device_list
+
+        return device_list(self.devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
 
     def visible_devices(self) -> str | None:
-        """What the model host's CUDA_VISIBLE_DEVICES is set to (None: left as it is)."""
+        """What a single model host's CUDA_VISIBLE_DEVICES is set to (None: left as it is)."""
         value = self.devices.strip()
         return None if value in ("", "all") else value
+
     gpu_memory_fraction = Float(None, allow_none=True, min=0.01, max=1.0, config=True,
                                 help="Share of each GPU's memory TensorFlow may take (default: grow as needed).")
 

@@ -13,10 +13,17 @@ forgiving. An unreadable archive is reported and skipped while the others still 
 two archives claiming the same name and version are both reported and neither is
 chosen; a corrupt state file is logged and the latest versions serve. Scanning reads
 only manifests, so it never imports Keras.
+
+Several processes may share one store folder (a model host per GPU, each owning some of
+the models: ``owns`` keeps only those in its index; ``yyai default --store`` beside a
+server). Each change of the state file is a read-modify-write of the file under an
+exclusive ``flock`` of the store folder, so a process that changes one model's pin never
+writes back another process's older picture of the others.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -98,9 +105,11 @@ class ModelStore:
         store.pin("digits", 1)        # survives a restart
     """
 
-    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None, *, create: bool = False):
+    def __init__(self, root: str | os.PathLike[str], limits: Limits | None = None, *, create: bool = False,
+                 owns: Callable[[str], bool] | None = None):
         self.root = Path(root)
         self.limits = limits or Limits()
+        self.owns = owns  # the model names this store serves (None: all); the others are left to their owners
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         if not self.root.is_dir():
@@ -133,6 +142,8 @@ class ModelStore:
                     problems.append(StoreProblem(path, _message(exc), StoreProblemKind.UNREADABLE))
                     continue
                 cache[path] = self._cache[path]
+                if self.owns is not None and not self.owns(record.name):
+                    continue
                 found.setdefault((record.name, record.version), []).append(record)
             records = {}
             for key, group in found.items():
@@ -224,13 +235,12 @@ class ModelStore:
         """Make `version` the default of `name` and persist it (survives restarts)."""
         with self._lock:
             self.record(name, version)
-            self._write_state(self._state.with_pin(name, version))
+            self._update_state(lambda state: state.with_pin(name, version))
 
     def unpin(self, name: str) -> None:
         """Forget the pin of `name`, so the latest version is the default again."""
         with self._lock:
-            if name in self._state.pins:
-                self._write_state(self._state.with_pin(name, None))
+            self._update_state(lambda state: state.with_pin(name, None) if name in state.pins else state)
 
     def labels(self, name: str) -> dict[str, int]:
         """The version labels of `name`, {label: version}."""
@@ -248,13 +258,13 @@ class ModelStore:
         """Point `label` of `name` at `version` (which the store must hold) and persist it."""
         with self._lock:
             self.record(name, version)
-            self._write_state(self._state.with_label(name, label, version))
+            self._update_state(lambda state: state.with_label(name, label, version))
 
     def delete_label(self, name: str, label: str) -> None:
         """Forget `label` of `name`. ModelNotFoundError when there is no such label."""
         with self._lock:
             self.label(name, label)
-            self._write_state(self._state.with_label(name, label, None))
+            self._update_state(lambda state: state.with_label(name, label, None))
 
     def traffic(self, name: str) -> TrafficPolicy | None:
         """The traffic policy (canary and shadow) of `name`, or None."""
@@ -265,8 +275,8 @@ class ModelStore:
         with self._lock:
             for version in (policy.versions().values() if policy is not None else ()):
                 self.record(name, version)
-            if policy is not None or name in self._state.traffic:
-                self._write_state(self._state.with_traffic(name, policy))
+            self._update_state(lambda state: state.with_traffic(name, policy)
+                               if policy is not None or name in state.traffic else state)
 
     def recent(self) -> list[tuple[str, int]]:
         """The versions that answered requests before, most recently used first (a hint for warming)."""
@@ -277,9 +287,7 @@ class ModelStore:
         unchanged. The file is read again first, so that a pin or label another process wrote
         meanwhile (``yyai default --store``) is kept, never overwritten by this periodic write."""
         with self._lock:
-            self._load_state()
-            if tuple(recent) != self._state.recent:
-                self._write_state(self._state.with_recent(recent))
+            self._update_state(lambda state: state if tuple(recent) == state.recent else state.with_recent(recent))
 
     def _load_state(self) -> None:
         path = self.root / STATE_FILE
@@ -302,6 +310,19 @@ class ModelStore:
         if why != previous:  # once per distinct problem, not at every scan
             log.warning("ignoring the store state file, in part or whole (%s); the latest versions serve "
                         "until a pin is set again", why)
+
+    def _update_state(self, change: Callable[[StoreState], StoreState]) -> None:
+        """Read the state file again, apply ``change`` and write the result (when it changed), all
+        under the folder's exclusive flock: other processes' changes meanwhile are kept."""
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._load_state()
+            state = change(self._state)
+            if state is not self._state:
+                self._write_state(state)
+        finally:
+            os.close(fd)  # releases the flock
 
     def _write_state(self, state: StoreState) -> None:
         data = state.to_bytes()
@@ -390,8 +411,8 @@ class ModelStore:
         with self._lock:
             record = self.record(name, version)
             self.check_removable(name, version)
-            if self._state.pins.get(name) == int(version):
-                self._write_state(self._state.with_pin(name, None))
+            self._update_state(lambda state: state.with_pin(name, None)
+                               if state.pins.get(name) == int(version) else state)
             try:
                 record.path.unlink()
             except FileNotFoundError:

@@ -195,6 +195,19 @@ class ResidencyStatus(JsonView):
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
 
     @classmethod
+    def summed(cls, parts: list[ResidencyStatus]) -> ResidencyStatus | None:
+        """Several registries' as one (a model host per GPU): every field added up, the budgets
+        too (each host has its own; a budget is unset when any host has none)."""
+        if not parts:
+            return None
+        fields = [key for key in cls.__dataclass_fields__ if key not in ("budget_bytes", "max_loaded")]
+        budgets = [p.budget_bytes for p in parts]
+        counts = [p.max_loaded for p in parts]
+        return cls(budget_bytes=None if None in budgets else sum(b for b in budgets if b is not None),
+                   max_loaded=None if None in counts else sum(c for c in counts if c is not None),
+                   **{key: sum(getattr(p, key) for p in parts) for key in fields})
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> ResidencyStatus:
         return cls(**{key: d[key] for key in cls.__dataclass_fields__ if key in d})
 
@@ -220,6 +233,7 @@ class ModelStatus(JsonView):
     labels: dict[str, int] = field(default_factory=dict)
     traffic: TrafficPolicy | None = None
     rollout: RolloutStats | None = None
+    device: str | None = None  # the GPU of the model host that serves it (--devices, several); None: the only one
 
     def version(self, version: int) -> VersionStatus | None:
         return self.versions.get(version)
@@ -244,6 +258,7 @@ class ModelStatus(JsonView):
             "labels": dict(sorted(self.labels.items())),
             "traffic": None if self.traffic is None else self.traffic.to_json(),
             "rollout": None if self.rollout is None else self.rollout.to_json(),
+            **({} if self.device is None else {"device": self.device}),
         }
 
     @classmethod
@@ -258,6 +273,7 @@ class ModelStatus(JsonView):
             labels={str(k): int(v) for k, v in (d.get("labels") or {}).items()},
             traffic=TrafficPolicy.from_json(d["traffic"]) if d.get("traffic") else None,
             rollout=RolloutStats.from_json(d["rollout"]) if d.get("rollout") else None,
+            device=d.get("device"),
         )
 
 
@@ -269,14 +285,15 @@ class ModelSummary(JsonView):
     versions: tuple[int, ...]
     default: int | None
     loaded: tuple[int, ...]
+    device: str | None = None  # as ModelStatus.device
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "versions": list(self.versions), "default": self.default,
-                "loaded": list(self.loaded)}
+                "loaded": list(self.loaded), **({} if self.device is None else {"device": self.device})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelSummary:
-        return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())))
+        return cls(d["name"], tuple(d["versions"]), d.get("default"), tuple(d.get("loaded", ())), d.get("device"))
 
 
 class StoreProblemKind(StrEnum):

@@ -1,4 +1,4 @@
-"""The supervisor of ``yyai serve --workers N``: one model host and N front ends, kept alive.
+"""The supervisor of ``yyai serve --workers N``: the model host(s) and N front ends, kept alive.
 
 What: the process that ``yyai serve --workers N`` runs (N > 1) loads no model and serves
 no request. It reserves the ports, starts the model host (``python -m yyai_kernel.host``:
@@ -19,6 +19,11 @@ and on SIGTERM (or Ctrl-C) drains and stops them all, removing its private tempo
   replies once every front end acknowledged the new state. If it dies, front ends answer
   503 with ``Retry-After`` until its replacement listens again; the replacement reloads
   what the store says serves (defaults, labels, traffic sides: the warm set first).
+* **One host per GPU.** With several ``--devices`` ids there is a host per id, each
+  started with ``CUDA_VISIBLE_DEVICES`` set to its id and its own socket, each the owner
+  of the models ``host/placement.py`` gives it; each is restarted on its own, and while
+  one is away only its models answer 503. Several ids imply this supervisor even
+  without ``--workers`` (one front end).
 * **The dashboard** lives on front end 0, on its own port (``--dashboard-port``, default
   the REST port + 1): a page and its kernel's websocket are separate connections, and
   only the front end that started a kernel knows it. On the shared port the dashboard's
@@ -80,8 +85,9 @@ class WorkerSpec:
     grpc_port: int | None
     token: str | None
     tmp_root: str
-    host_address: str
+    host_addresses: list[str]  # one per model host, by index (one per device under --devices)
     host_key: str
+    devices: list[str]  # each host's device id, by index (host/placement.py); [] with one host
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -110,7 +116,8 @@ class SupervisorSettings:
     version: str
     base_url: str
     serving: dict  # the ServingConfig traits, for the host
-    devices: str | None
+    devices: str | None  # CUDA_VISIBLE_DEVICES of a single host (None: as it is)
+    device_ids: list[str]  # one host each, when several (host/placement.py)
     gpu_memory_fraction: float | None
     verbose: bool
     ack_timeout: float
@@ -120,7 +127,8 @@ class SupervisorSettings:
         return cls(list(argv), count, app.ip, app.port, app.dashboard_port, app.grpc_port, app.token,
                    bool(app.auto_token), os.path.abspath(app.store_dir), app.version, app.base_url,
                    {name: getattr(app, name) for name in ServingConfig.class_own_traits(config=True)},
-                   app.visible_devices(), app.gpu_memory_fraction, bool(app.verbose), float(app.worker_sync_timeout))
+                   app.visible_devices(), app.device_list(), app.gpu_memory_fraction, bool(app.verbose),
+                   float(app.worker_sync_timeout))
 
 
 def become(app, argv: list[str], count: int) -> None:
@@ -205,7 +213,8 @@ class Supervisor:
         self.log = log
         app = settings
         self.slots = [Slot(i) for i in range(self.count)]
-        self.hosts = [Slot(0, role="host")]
+        self.devices = list(settings.device_ids) if len(settings.device_ids) > 1 else []
+        self.hosts = [Slot(i, role="host") for i in range(max(1, len(self.devices)))]
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._all_ready = threading.Event()
@@ -215,7 +224,7 @@ class Supervisor:
         os.mkdir(self.metrics_dir)
         self.token = app.token if app.token is not None else (secrets.token_hex(24) if app.auto_token else "")
         self.host_key = new_key()
-        self.host_address = host_address(self.tmp, 0)
+        self.host_addresses = [host_address(self.tmp, slot.index) for slot in self.hosts]
 
     # --- the whole life ------------------------------------------------------------------------
 
@@ -239,8 +248,9 @@ class Supervisor:
             self.log.critical("yyai: cannot listen on %s port %s: %s", self.app.ip, self.app.port, error)
             shutil.rmtree(self.tmp, ignore_errors=True)
             return 1
-        self.log.info("Starting the model host and %d workers on port %d (dashboard on worker 0, port %d)",
-                      self.count, self.port, self.dashboard_port)
+        self.log.info("Starting %s and %d workers on port %d (dashboard on worker 0, port %d)",
+                      f"{len(self.hosts)} model hosts (devices {', '.join(self.devices)})" if self.devices
+                      else "the model host", self.count, self.port, self.dashboard_port)
         try:
             for slot in [*self.hosts, *self.slots]:
                 self._spawn(slot)
@@ -276,7 +286,8 @@ class Supervisor:
             cmd = [sys.executable, "-m", "yyai_kernel.host"]
         else:
             spec = WorkerSpec(slot.index, self.count, theirs.fileno(), self.port, self.dashboard_port,
-                              self.grpc_port, self.token, self.tmp, self.host_address, self.host_key)
+                              self.grpc_port, self.token, self.tmp, self.host_addresses, self.host_key,
+                              self.devices)
             env[WORKER_ENV] = spec.to_env()
             cmd = [sys.executable, "-m", "yyai_kernel.server.app", *self.argv]
         with self._lock:
@@ -289,8 +300,9 @@ class Supervisor:
 
     def _host_spec(self, slot: Slot, fd: int) -> HostSpec:
         app = self.app
-        return HostSpec(slot.index, self.host_address, self.host_key, app.store_dir, self.count, fd, app.serving,
-                        app.devices, app.gpu_memory_fraction, app.verbose, app.ack_timeout)
+        device = self.devices[slot.index] if self.devices else app.devices
+        return HostSpec(slot.index, self.host_addresses[slot.index], self.host_key, app.store_dir, self.count, fd,
+                        app.serving, device, app.gpu_memory_fraction, app.verbose, app.ack_timeout, self.devices)
 
     def _died(self, slot: Slot) -> None:
         code = slot.proc.returncode
@@ -377,8 +389,9 @@ class Supervisor:
         host = f"[{host}]" if ":" in host else host
         url = f"http://{host}:{self.port}{app.base_url}"
         dashboard = f"http://{host}:{self.dashboard_port}{app.base_url}"
-        self.log.info("yyai %s: %d workers and a model host serving %d model(s) from %s: %s", app.version,
-                      self.count, len(models), os.path.abspath(app.store_dir), ", ".join(models) or "(none)")
+        self.log.info("yyai %s: %d workers and %s serving %d model(s) from %s: %s", app.version,
+                      self.count, f"{len(self.hosts)} model hosts" if self.devices else "a model host", len(models),
+                      os.path.abspath(app.store_dir), ", ".join(models) or "(none)")
         self.log.info("yyai is serving at %s", url)
         self.log.info("The dashboard (worker 0) is at %s", dashboard)
         if self.grpc_port is not None:

@@ -4,6 +4,7 @@
 operation to the model host (``host/remote.py``), which leads it and replies once every
 front end serves the new state; ``gather`` asks the supervisor for every process (front
 ends and the host: pid, state, memory, restarts) and adds what the host has loaded.
+With ``--devices`` there is a host per GPU, and each lists the models it owns.
 ``ready`` tells the supervisor this front end serves on the shared port.
 
 When the supervisor goes away, ``on_lost`` runs (the server stops: a front end never
@@ -45,12 +46,15 @@ class WorkerLink:
         except (LinkClosed, TimeoutError):
             return [WorkerInfo(self.spec.index, os.getpid(), "serving")]
         processes = [WorkerInfo.from_json(w) for w in reply["workers"]]
+        return [WorkerInfo(p.worker, p.pid, p.state, p.rss_bytes, p.restarts, self._hosted(p.worker), p.role)
+                if p.role == "host" else p for p in processes]
+
+    def _hosted(self, host: int) -> dict[str, PlacedModel]:
+        """The models host ``host`` holds (one per device under --devices); none while it restarts."""
         try:
-            models = {m.name: PlacedModel(default=m.default, loaded=list(m.loaded)) for m in self.host.list()}
-        except YyaiError:  # the host is restarting
-            models = {}
-        return [WorkerInfo(p.worker, p.pid, p.state, p.rss_bytes, p.restarts, models, p.role) if p.role == "host"
-                else p for p in processes]
+            return {m.name: PlacedModel(default=m.default, loaded=list(m.loaded)) for m in self.host.hosted(host)}
+        except (YyaiError, IndexError):  # the host is restarting
+            return {}
 
     # --- telling the supervisor -------------------------------------------------------------------
 
