@@ -6,13 +6,20 @@ A client sends the token as ``Authorization: token T`` (or ``Bearer T``) or as `
 constant time and refuse with the same 401 body, ``{"error": ...}``, and the same
 ``WWW-Authenticate`` header, so a client cannot tell the two servers apart by their refusals.
 
-Pure functions, no state. Imports only the standard library.
+The two other checks of a request that comes before its body is read live here too, for the
+same reason: the Host check against DNS rebinding (:func:`host_check`) and, with auth off,
+the refusal of a browser's cross-origin write (:func:`same_origin_or_script`).
+
+Pure functions; :func:`host_check` remembers its answers in a bounded memo. Imports only
+the standard library.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
+from collections.abc import Callable, Iterable
 
 # jupyter_server's own pattern (IdentityProvider.auth_header_pat), so both servers read one header alike
 AUTH_HEADER = re.compile(r"(token|bearer)\s+(.+)", re.IGNORECASE)
@@ -45,3 +52,48 @@ def authorization_matches(authorization: str | None, token: str | None) -> bool:
 def refusal(authorization: str | None, query_token: str | None) -> str:
     """The 401 message: a wrong token and a missing one need different fixes."""
     return INVALID if (authorization or query_token) else MISSING
+
+
+def same_origin_or_script(headers: Callable[[str], str | None]) -> bool:
+    """With auth off: scripts (no browser headers) and same-origin browser requests pass.
+
+    ``headers`` reads one request header by name (``request.headers.get``).
+    """
+    site = headers("Sec-Fetch-Site")
+    if site in ("same-origin", "none"):
+        return True
+    origin = headers("Origin")
+    if site is None and origin is None:
+        return True  # not a browser
+    if origin is None:
+        return False
+    return origin.split("://", 1)[-1].rstrip("/") == (headers("Host") or "")
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header: ``[::1]:8866`` -> ``::1``, ``Localhost:80`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_check(names: Iterable[str] = ("localhost",)) -> Callable[[str], bool]:
+    """The DNS-rebinding check: whether a Host header names this machine (a loopback address or
+    one of ``names``), jupyter_server's ``check_host`` rule, with each answer remembered."""
+    local = frozenset(names)
+    seen: dict[str, bool] = {}
+
+    def allowed(host: str) -> bool:
+        answer = seen.get(host)
+        if answer is None:
+            name = host_name(host)
+            try:
+                answer = ipaddress.ip_address(name).is_loopback
+            except ValueError:
+                answer = name in local
+            if len(seen) < 256:  # a bounded memo: clients choose the Host header
+                seen[host] = answer
+        return answer
+
+    return allowed

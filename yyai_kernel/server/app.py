@@ -294,6 +294,10 @@ class YyaiServer(Voila, ServerSettings):
                 become(self, self._argv, count)  # this process becomes the supervisor: it never returns
             self.tmp_dir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
         else:
+            if self.rest_loop == "uvloop":  # before the loop exists: listen() makes it
+                import uvloop
+
+                asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
             self.worker = WorkerRole(self, spec)
         self.log.info("Temporary files in %s", self.tmp_dir)
         try:

@@ -12,7 +12,7 @@ import base64
 import os
 
 from jupyter_client.manager import KernelManager
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Enum, Float, Integer, Unicode
 from traitlets.config import Config
 
 from yyai_kernel.config import ServingConfig
@@ -109,6 +109,12 @@ class ServerSettings(ServingConfig):
                                 help="With --workers: seconds a management call waits for every front end to "
                                 "confirm the new state before it replies (it names any that did not).")
     drain_timeout = Float(20.0, config=True, help="On SIGTERM, seconds to let requests in flight finish.")
+    rest_http = Enum(["uvicorn", "tornado"], "uvicorn", config=True,
+                     help="With --workers: the HTTP server of the front ends' shared port: uvicorn (HTTP parsed "
+                     "in C, the default) or tornado (as a single process serves; bench/frontends.py compares them).")
+    rest_loop = Enum(["asyncio", "uvloop"], "asyncio", config=True,
+                     help="With --workers: the event loop of the front ends (uvloop: libuv's; bench/frontends.py "
+                     "compares them).")
 
     # --- the accelerator (runtime/devices.py) --------------------------------------------
     devices = Unicode("", config=True,

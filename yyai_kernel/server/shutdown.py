@@ -10,6 +10,7 @@ runs on the server's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 from jupyter_core.utils import ensure_async
@@ -40,10 +41,14 @@ class GracefulStop:
             http_server.stop()
         if server.grpc_server is not None:
             await server.grpc_server.stop(grace=5)
+        deadline = IOLoop.current().time() + server.drain_timeout
         if server.rest_api is not None:
-            deadline = IOLoop.current().time() + server.drain_timeout
             while server.rest_api.in_flight and IOLoop.current().time() < deadline:  # noqa: ASYNC110 - a counter
                 await asyncio.sleep(0.05)
+        rest_port = server.worker.rest_port if server.worker is not None else None
+        if rest_port is not None:  # uvicorn's connections: the replies being written, then closed
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(rest_port.closed(), max(0.1, deadline - IOLoop.current().time()))
         try:
             await asyncio.wait_for(ensure_async(server.kernel_manager.shutdown_all()), timeout=20)
         except Exception as error:  # noqa: BLE001 - shut-down goes on; the failure is logged

@@ -33,9 +33,9 @@ call or takes a lock that a disk write can hold.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -221,43 +221,24 @@ def unauthorized(request) -> web.HTTPError:
 
 def same_origin_or_script(request) -> bool:
     """With auth off: scripts (no browser headers) and same-origin browser requests pass."""
-    site = request.headers.get("Sec-Fetch-Site")
-    if site in ("same-origin", "none"):
-        return True
-    origin = request.headers.get("Origin")
-    if site is None and origin is None:
-        return True  # not a browser
-    if origin is None:
-        return False
-    host = request.headers.get("Host", "")
-    return origin.split("://", 1)[-1].rstrip("/") == host
+    return tokenauth.same_origin_or_script(request.headers.get)
 
 
-_HOSTS_SEEN: dict[tuple[str, tuple], bool] = {}
+_HOST_CHECKS: dict[tuple, Callable[[str], bool]] = {}
 
 
 def host_allowed(request, settings: dict) -> bool:
-    """The DNS-rebinding check: unless remote access is allowed, the Host must be loopback.
-
-    The same rule as jupyter_server's ``check_host`` (a loopback address or one of
-    ``local_hostnames``), with the answer remembered per Host value.
-    """
+    """The DNS-rebinding check (``tokenauth.host_check``): unless remote access is allowed,
+    the Host must name a loopback address or one of ``local_hostnames``."""
     if settings.get("allow_remote_access", False):
         return True
     names = tuple(settings.get("local_hostnames", ["localhost"]))
-    key = (request.host, names)
-    allowed = _HOSTS_SEEN.get(key)
-    if allowed is None:
-        host = request.host_name.strip("[]")
-        try:
-            allowed = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            allowed = host in names
-        if len(_HOSTS_SEEN) < 256:  # a bounded memo: clients choose the Host header
-            _HOSTS_SEEN[key] = allowed
-        if not allowed:
-            log.warning("Blocking request with non-local 'Host' %s; set allow_remote_access to allow it.",
-                        request.host)
+    check = _HOST_CHECKS.get(names)
+    if check is None:
+        check = _HOST_CHECKS[names] = tokenauth.host_check(names)
+    allowed = check(request.host)
+    if not allowed:
+        log.warning("Blocking request with non-local 'Host' %s; set allow_remote_access to allow it.", request.host)
     return allowed
 
 

@@ -4,12 +4,15 @@ Every front end serves the REST API on the shared port (``SO_REUSEPORT``, joined
 reached the model host, or after a second). Worker 0 also serves the whole Voila app, dashboard included, on the
 dashboard port: a dashboard page and its kernel's websocket must reach the one process
 that started the kernel, and ``SO_REUSEPORT`` spreads connections, not pages. So the
-application on the shared port is the REST routes plus :class:`DashboardRedirect`, which
-sends every other path (``/``, ``/voila/...``, ``/login``) to the dashboard port.
+shared port serves the REST routes and sends every other path (``/``, ``/voila/...``,
+``/login``) to the dashboard port: with uvicorn over the ASGI adapter (:func:`rest_port`,
+``restport.py``; the default), or with Tornado (``--YyaiServer.rest_http=tornado``: the
+REST handlers plus :class:`DashboardRedirect`).
 
-:func:`worker_header` is an output transform that adds ``X-Yyai-Worker: <n>`` to every
-reply of an application, Voila's pages included, so that tests and operators can see
-which worker answered (a single server answers as worker 0).
+:func:`worker_header` is a Tornado output transform that adds ``X-Yyai-Worker: <n>`` to every
+reply of an application (``restport.SharedPort`` does the same on uvicorn), Voila's pages
+included, so that tests and operators can see which worker answered (a single server
+answers as worker 0).
 
 :class:`WorkerRole` is a part of :class:`~yyai_kernel.server.app.YyaiServer` (``worker``) when
 it runs as one of those front ends: it takes the supervisor's settings, holds the link to
@@ -18,13 +21,18 @@ the supervisor, and joins the shared ports.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import re
+import secrets
 import signal
 
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
+
+from yyai_kernel.server.rest.handlers import REST_PREFIXES
 
 WORKER_HEADER = "X-Yyai-Worker"
 
@@ -72,6 +80,32 @@ def serve_on(app: web.Application, host: str, port: int, max_body_bytes: int) ->
     return server
 
 
+def rest_paths(endpoints, base: str) -> re.Pattern[str]:
+    """Every path the REST app answers under ``base``: the table's and, for a JSON 404, the REST prefixes."""
+    patterns = [re.sub(r"\(\?P<\w+>", "(?:", e.pattern()) for e in endpoints]
+    return re.compile(re.escape(base.rstrip("/")) + "(?:" + "|".join([*patterns, *REST_PREFIXES]) + ")")
+
+
+def rest_port(server, spec):
+    """The shared port on uvicorn (``restport.py``): the ASGI adapter of the table behind the token
+    and the Host check, the worker header and the redirect to the dashboard port."""
+    from yyai_kernel.api.asgi import make_app
+    from yyai_kernel.protocol import tokenauth
+    from yyai_kernel.server.workers.restport import RestPort, SharedPort
+
+    settings = server.app.settings
+    provider = server.identity_provider
+    # with auth on, a token nobody sent (a password-only set-up): a request without the token is refused
+    token = (provider.token or secrets.token_hex(32)) if provider.auth_enabled else None
+    hosts = None if settings.get("allow_remote_access") else tokenauth.host_check(settings["local_hostnames"])
+    base = server.server_url or server.base_url
+    api = server.rest_api
+    app = SharedPort(make_app(api, token, host_allowed=hosts), rest_paths(api.endpoints, base),
+                     worker=(WORKER_HEADER, str(spec.index)), dashboard_port=spec.dashboard_port, log=server.log,
+                     root_path=base.rstrip("/"))
+    return RestPort(app, bind_sockets(spec.port, server.ip, reuse_port=True), drain_timeout=server.drain_timeout)
+
+
 class _WorkerName(logging.Filter):
     """Adds `` w<n>`` to the logger name of every record a worker logs, to tell workers apart."""
 
@@ -106,6 +140,7 @@ class WorkerRole:
         os.mkdir(server.tmp_dir)
         tag_log(server.log, spec.index)
         self.link = WorkerLink(spec, on_lost=self._supervisor_lost)
+        self.rest_port = None  # the uvicorn server of the shared port, once joined (restport.py)
 
     def _supervisor_lost(self) -> None:
         server = self.server
@@ -116,12 +151,18 @@ class WorkerRole:
     async def join_shared_port(self) -> None:
         """Start serving on the ports this worker shares with the others (REST, and gRPC if asked)."""
         server, spec = self.server, self.spec
-        app = shared_application(dict(server.app.settings), server.rest_handlers(), spec.dashboard_port, spec.index)
-        server.http_servers.append(serve_on(app, server.ip, spec.port, server.max_body_bytes))
+        if server.rest_http == "tornado":
+            app = shared_application(dict(server.app.settings), server.rest_handlers(), spec.dashboard_port,
+                                     spec.index)
+            server.http_servers.append(serve_on(app, server.ip, spec.port, server.max_body_bytes))
+        else:
+            self.rest_port = rest_port(server, spec)
+            server.http_servers.append(self.rest_port)
         if spec.grpc_port is not None:
             server.grpc_server = await server._start_grpc(server.identity_provider.token, spec.grpc_port,
                                                           reuse_port=True)
-        server.log.info("Worker %d serves on port %d%s", spec.index, spec.port,
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+        server.log.info("Worker %d serves on port %d (%s, %s)%s", spec.index, spec.port, server.rest_http, loop,
                         f" (gRPC {spec.grpc_port})" if spec.grpc_port is not None else "")
         if spec.index == 0:  # the dashboard's kernels call the shared port
             server._serve_kernels()
