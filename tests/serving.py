@@ -143,14 +143,22 @@ def start_server(store: Path, work_dir: Path, *, token: str | None = "test-token
             time.sleep(0.2)
     server = RunningServer(url=url, token=token or "", proc=proc, log_path=log_path)
     if wait_ready:
-        while True:
-            try:
-                if server.get("/v2/health/ready", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                raise AssertionError(f"server never became ready:\n{server.log()[-3000:]}")
-            time.sleep(0.3)
+        try:
+            wait_until_ready(server, deadline)
+        except AssertionError:
+            server.stop()
+            raise
     return server
+
+
+def wait_until_ready(server: RunningServer, deadline: float) -> None:
+    """Poll ``/v2/health/ready`` until it answers 200, the process exits, or ``deadline`` (monotonic) passes."""
+    while True:
+        try:
+            if server.get("/v2/health/ready", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"server never became ready:\n{server.log()[-3000:]}")
+        time.sleep(0.3)

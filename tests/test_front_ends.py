@@ -14,24 +14,11 @@ from __future__ import annotations
 import time
 
 import pytest
-import requests
 from builders import demo_store
 from requesttable import LIMIT, bad_cases, good_cases, same, send
-from serving import start_server
+from serving import start_server, wait_until_ready
 
 TOKEN = "front-ends-token"
-
-
-def wait_until_ready(server, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if server.get("/v2/health/ready", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        assert server.proc.poll() is None and time.monotonic() < deadline, server.log()[-3000:]
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +31,7 @@ def servers(tmp_path_factory):
             started.append(start_server(store, tmp_path_factory.mktemp(f"front-{name}"), token=TOKEN,
                                         args=["--max-body-bytes", str(LIMIT), *args], wait_ready=False))
         for server in started:
-            wait_until_ready(server)
+            wait_until_ready(server, time.monotonic() + 300)
             assert server.post("/models/digits/load", json={"version": 1}).status_code == 200
         yield tuple(started)
     finally:
