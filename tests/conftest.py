@@ -121,21 +121,26 @@ def packed(models, tmp_path_factory):
                 out_dir=tmp_path_factory.mktemp("packed"))
 
 
-from raycluster import ray_session  # noqa: E402,F401 - the one local Ray of the session (Ray tests)
+import raycluster  # noqa: E402,F401 - sets Ray's environment before any test imports ray
 
-RAY_MODULES = ("test_ray", "test_ray_ingress", "test_ray_launch")
+GROUPS = ("on_ray", "browser")  # test packages whose modules share one worker, in this order
+# The longest modules after the groups (measured 2026-12-08, 30 to 100 s each on two cores): a
+# long module handed out last would leave the other workers idle while it ends.
+LONG_MODULES = ("test_faults", "test_workers", "test_cli", "test_notebooks", "test_registry",
+                "test_rollout_server", "test_server", "test_bad_input", "test_devices", "test_v2_tritonclient")
 
 
 class ModuleScheduling(LoadScopeScheduling):
     """Under ``pytest -n N --dist loadgroup`` (``make test``), each test module runs in one worker, so
-    that its module-scoped servers start once, and the Ray modules share one worker, and with it
-    the session's one local Ray cluster.
+    that its module-scoped servers start once, and each package of :data:`GROUPS` runs in one
+    worker, so that its package-scoped fixtures start once: ``tests/on_ray/`` shares one local
+    Ray cluster, ``tests/browser/`` one Chromium and one dashboard server.
 
     A scheduler, not ``xdist_group`` marks: xdist groups marked tests by renaming their node ids,
     which pytest 9 no longer lets a plugin do (the marks are read and then ignored).
 
-    Scopes are handed out in collection order, where the Ray group comes first (it is the longest
-    by far: started last, it would leave the other worker idle at the end)."""
+    Scopes are handed out in collection order, where the groups come first and the long modules
+    next (see ``pytest_collection_modifyitems``)."""
 
     def __init__(self, config, log=None):
         config.option.loadscopereorder = False  # xdist would order scopes by test count instead
@@ -143,12 +148,25 @@ class ModuleScheduling(LoadScopeScheduling):
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
-        return "ray" if Path(path).stem in RAY_MODULES else path
+        return group_of(path) or path
+
+
+def group_of(path: str) -> str | None:
+    """The group of :data:`GROUPS` that the test file ``path`` belongs to, if any."""
+    package = Path(path).parent.name
+    return package if package in GROUPS else None
 
 
 def pytest_collection_modifyitems(items):
-    """The Ray modules first (see ``ModuleScheduling``); the rest keep their order."""
-    items.sort(key=lambda item: Path(str(item.fspath)).stem not in RAY_MODULES)
+    """The groups first, in their order, then :data:`LONG_MODULES` in theirs (see ``ModuleScheduling``);
+    the rest keep their order."""
+    rank = {name: index for index, name in enumerate(GROUPS + LONG_MODULES)}
+
+    def order(item) -> int:
+        path = str(item.fspath)
+        return rank.get(group_of(path) or Path(path).stem, len(rank))
+
+    items.sort(key=order)
 
 
 @pytest.hookimpl(tryfirst=True)

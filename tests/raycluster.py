@@ -1,13 +1,17 @@
-"""One local Ray cluster for the whole test session: two nodes on loopback, token auth on.
+"""One local Ray cluster for the Ray tests (``tests/on_ray/``): two nodes on loopback, token auth on.
 
 Starting Ray costs tens of seconds on two cores, so ``ray_session`` starts it once and every
 Ray test module shares it; each module deploys its own application and deletes it when it
-ends. The cluster is two Ray nodes on this machine (``ray.cluster_utils.Cluster``: a head
-and a worker node, each its own raylet, 2 logical CPUs and one unit of the custom resource
+ends. The fixture is package-scoped (``tests/on_ray/conftest.py``): the cluster stops when the
+last Ray test ends, since an idle two-node cluster still costs about a tenth of a core.
+
+The cluster is two Ray nodes on this machine (``ray.cluster_utils.Cluster``: a head and a
+worker node, each its own raylet, 2 logical CPUs and one unit of the custom resource
 :data:`NODE_RESOURCE`), so a deployment whose replicas ask for one unit gets one replica on
 each node, and the store (a temporary folder) is a path both nodes see, as a shared mount
 is on a real cluster. The Ray dashboard runs on 127.0.0.1 (a free port) because
-``serve deploy`` talks to its REST API. ``conftest.py`` imports the fixture from here.
+``serve deploy`` talks to its REST API. ``tests/conftest.py`` imports this module first, for
+the environment below; ``tests/on_ray/conftest.py`` imports the fixture.
 """
 
 from __future__ import annotations
@@ -107,9 +111,9 @@ def start_cluster(ray, attempts: int = 3):
                 raise
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_session():
-    """One local two-node Ray cluster and Serve for the session; every address on 127.0.0.1."""
+    """One local two-node Ray cluster and Serve for the Ray tests; every address on 127.0.0.1."""
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # in the environment, not ~/.ray
     with pytest.MonkeyPatch.context() as env:
         for key, value in auth.items():

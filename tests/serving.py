@@ -107,11 +107,14 @@ class RunningServer:
 
 def start_server(store: Path, work_dir: Path, *, token: str | None = "test-token", args=(),
                  wait_ready: bool = True, timeout: float = 180, env_extra: dict | None = None,
-                 token_arg: bool = True) -> RunningServer:
+                 token_arg: bool = True, dashboard: bool = False) -> RunningServer:
     """Start ``yyai serve`` on a free loopback port over ``store``; wait until it is ready.
 
     ``env_extra`` adds environment variables; ``token_arg=False`` leaves ``--token`` off the
     command line (the server then finds the token elsewhere, such as ``YYAI_TOKEN`` in ``env_extra``).
+    Without ``dashboard`` the server keeps no dashboard kernel waiting (``--pool_size 0``): a kernel
+    costs a process start on the suite's two cores, and only the dashboard's tests open pages
+    often enough to need one ready (a page still opens without it, after its kernel starts).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / f"server-{time.monotonic_ns()}.log"
@@ -121,6 +124,8 @@ def start_server(store: Path, work_dir: Path, *, token: str | None = "test-token
     elif token_arg:
         cmd += ["--token", token]
     cmd += list(args)
+    if not dashboard:
+        cmd += ["--pool_size", "0"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     env.pop("YYAI_URL", None)
     env.pop("YYAI_TOKEN", None)

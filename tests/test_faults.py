@@ -22,9 +22,9 @@ The restart, kill and delete cases run twice: against ``yyai serve`` alone and a
 what a server serves is read through each front end (``X-Yyai-Worker`` says which answered)
 and must be the same through both. The kill case first kills the front end that is
 receiving the upload (the supervisor starts it again, the server keeps serving and its
-spool folder is removed), then the model host (its replacement serves the same), then
-the supervisor itself (its host and front ends stop on their own, and the next start
-sweeps what they left).
+spool folder is removed), then the supervisor itself (its host and front ends stop on
+their own, and the next start sweeps what they left). The model host's own kill -9 is
+``test_workers.py``'s, under 8 clients.
 
 Server starts cost seconds, so the restart, kill and delete cases share one chain of
 servers over one store per mode, and the state-file and full-disk cases share the tmpfs server.
@@ -110,8 +110,22 @@ def expected(built, name: str, version: int) -> np.ndarray:
 
 
 def store_files(folder: Path) -> dict:
-    """{file name: bytes} of a store folder's plain files."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    """{file name: bytes} of a store folder's plain files. The state file's ``recent`` section is
+    left out: the server rewrites that hint (the versions that answered, most recent first) on
+    its own clock, whenever the order moved (a corrupt state file stays as its bytes)."""
+    def content(path: Path) -> bytes:
+        data = path.read_bytes()
+        if path.name != STATE_FILE:
+            return data
+        try:
+            state = json.loads(data)
+        except ValueError:
+            return data
+        if isinstance(state, dict):
+            state.pop("recent", None)
+        return json.dumps(state, sort_keys=True).encode()
+
+    return {p.name: content(p) for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def temp_files(folder: Path) -> list[str]:
@@ -654,17 +668,7 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
         assert not folder.exists()  # the dead front end's spool folder went with it
         assert store_files(chain.store) == before_files
         assert_serves_the_same(served_through_each(chain, b, built), chain.before)
-        # the model host dies: its replacement serves the same, through each front end
-        host = psutil.Process(b.get("/models/_status").json()["hosts"][0]["pid"])
-        host.kill()
-        host.wait(30)
-        for worker in range(chain.count):
-            deadline = time.monotonic() + 120
-            with b.session_to(worker) as session:
-                while session.get(b.url + "/v2/health/ready", headers=b.headers, timeout=30).status_code != 200:
-                    assert time.monotonic() < deadline, "the model host never came back"
-                    time.sleep(0.2)
-        assert_serves_the_same(served_through_each(chain, b, built), chain.before)
+        # (the model host's kill -9 and its replacement: test_workers.py, under 8 clients)
         # then the supervisor itself: its host and front ends stop on their own
         family = psutil.Process(b.proc.pid).children(recursive=True)  # with front end 0's dashboard kernel
         assert sum("yyai_kernel" in " ".join(p.cmdline()) for p in family) == 3, family  # host, 2 front ends

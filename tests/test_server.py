@@ -594,7 +594,8 @@ def test_dashboard_kernel_reaches_the_rest_api_and_sigterm_cleans_up(tmp_path):
     store.mkdir()
     notebook = tmp_path / "check.ipynb"
     notebook.write_text(json.dumps(KERNEL_CHECK))
-    srv = start_server(store, tmp_path / "work", token="kernel-token", args=["--notebook", str(notebook)])
+    srv = start_server(store, tmp_path / "work", token="kernel-token", args=["--notebook", str(notebook)],
+                       dashboard=True)
     try:
         page = srv.get("/", auth=False, params={"token": "kernel-token"})
         assert page.status_code == 200

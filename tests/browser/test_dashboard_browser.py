@@ -36,7 +36,7 @@ from serving import start_server
 
 from yyai_kernel.client import YyaiClient
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "model_archives"
 SAMPLES = DEMO / "samples"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -75,9 +75,12 @@ def expected_label(archive: str, sample: str) -> str:
 
 
 def demo_server(tmp_path_factory):
-    """A server over a copy of the demo archives, stopped cleanly at the end (a fixture's body)."""
+    """A server over a copy of the demo archives, stopped cleanly at the end (a fixture's body): the
+    browser package's ``demo_dashboard``, shared by its modules."""
     store = demo_store(tmp_path_factory.mktemp("browser-store"))
-    srv = start_server(store, tmp_path_factory.mktemp("browser-work"), token=TOKEN)
+    srv = start_server(store, tmp_path_factory.mktemp("browser-work"), token=TOKEN, dashboard=True,
+                       args=["--YyaiServer.kernel_closed_grace=3"])  # test_dashboard_kernels waits on it
+    srv.store = store
     yield srv
     assert srv.stop() == 0
 
@@ -92,13 +95,8 @@ def headless_chromium():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from demo_server(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from headless_chromium()
+def server(demo_dashboard):
+    return demo_dashboard
 
 
 def watch(page, server) -> SimpleNamespace:

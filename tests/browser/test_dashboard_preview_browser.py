@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from test_dashboard_browser import (
+
+from browser.test_dashboard_browser import (
     DOCS,
     HEADERS,
     INTERACTIVE_PROBE,
@@ -28,8 +29,6 @@ from test_dashboard_browser import (
     TOKEN,
     WAIT_MS,
     choose_source,
-    demo_server,
-    headless_chromium,
     interactive,
     select_option_starting,
     shot,
@@ -38,13 +37,8 @@ from test_dashboard_browser import (
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from demo_server(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from headless_chromium()
+def server(demo_dashboard):
+    return demo_dashboard
 
 
 def visit(browser, server):

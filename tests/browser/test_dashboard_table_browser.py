@@ -20,7 +20,8 @@ import pytest
 import requests
 from builders import DEMO, table_models
 from serving import start_server
-from test_dashboard_browser import (
+
+from browser.test_dashboard_browser import (
     DOCS,
     HEADERS,
     INTERACTIVE_PROBE,
@@ -28,7 +29,6 @@ from test_dashboard_browser import (
     WAIT_MS,
     choose_files,
     choose_source,
-    headless_chromium,
     interactive,
     shot,
     watch,
@@ -45,14 +45,9 @@ def server(tmp_path_factory):
     built = table_models(tmp_path_factory.mktemp("table-browser-models"))
     for name in ("churn", "signal"):
         shutil.copyfile(built[name][0], store / built[name][0].name)
-    srv = start_server(store, tmp_path_factory.mktemp("table-browser-work"), token=TOKEN)
+    srv = start_server(store, tmp_path_factory.mktemp("table-browser-work"), token=TOKEN, dashboard=True)
     yield srv
     assert srv.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from headless_chromium()
 
 
 def rest(server, path: str, **kwargs) -> list[dict]:

@@ -22,38 +22,34 @@ import evalref
 import numpy as np
 import pytest
 import requests
-from builders import demo_store
 from evalref import expected_disagreements
-from serving import start_server
-from test_dashboard_browser import (  # noqa: F401
+
+from browser.test_dashboard_browser import (
     ARTIFACTS,
     DOCS,
     HEADERS,
     TOKEN,
     WAIT_MS,
-    browser,
     choose_files,
-    open_dashboard,  # browser: the same Chromium fixture
+    open_dashboard,
     open_tab,
     watch,
 )
-
 from yyai_kernel.client import YyaiClient
 
 PADDING_BYTES = 50 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return demo_store(tmp_path_factory.mktemp("eval-browser-store"), ("digits-1.yyar", "digits-2.yyar"))
+def store(server):
+    return server.store
 
 
 @pytest.fixture(scope="module")
-def server(store, tmp_path_factory):
-    srv = start_server(store, tmp_path_factory.mktemp("eval-browser-work"), token=TOKEN)
-    requests.post(f"{srv.url}/models/digits/load", json={"version": 1}, headers=HEADERS, timeout=120).raise_for_status()
-    yield srv
-    assert srv.stop() == 0
+def server(demo_dashboard):
+    requests.post(f"{demo_dashboard.url}/models/digits/load", json={"version": 1}, headers=HEADERS,
+                  timeout=120).raise_for_status()
+    return demo_dashboard
 
 
 def large_zip(ref: dict, path: Path) -> Path:
@@ -65,7 +61,7 @@ def large_zip(ref: dict, path: Path) -> Path:
     return path
 
 
-def test_evaluate_tab_in_a_browser(browser, server, store, tmp_path):  # noqa: F811 - browser is the imported fixture
+def test_evaluate_tab_in_a_browser(browser, server, store, tmp_path):
     from playwright.sync_api import expect
 
     ref = evalref.digits_reference(store)

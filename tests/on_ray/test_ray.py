@@ -18,7 +18,7 @@ from builders import install, pack_models, reference, sample_inputs
 
 X = sample_inputs(6)
 APP = "yyai-models"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

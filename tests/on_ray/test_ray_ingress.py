@@ -144,7 +144,7 @@ def local(app, store_dir, tmp_path_factory):
     notebook.write_text(json.dumps(CLIENT_CHECK))
     server = start_server(store, work, token=TOKEN,
                           args=["--max-body-bytes", str(LIMIT), "--public-health", "--dashboard-api", app.url,
-                                "--notebook", str(notebook)])
+                                "--notebook", str(notebook)], dashboard=True)
     endpoint = Endpoint(server.url, TOKEN)
     endpoint.json("POST", "/models/digits/load", json={"version": 1})  # Ray loads any version on demand
     yield endpoint

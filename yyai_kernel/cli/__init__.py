@@ -15,7 +15,7 @@ as ``yyai`` commands (`words.py`), never as the REST routes the server's own rep
 One module per group of commands: `archive.py` (archive, inspect), `models.py` (models,
 default), `manage.py` (upload, remove, load, unload, reload), `rollout.py` (label,
 traffic), `predict.py` (predict), `evaluate.py` (evaluate), `serve.py` (serve), `ray.py`
-(ray). Each registers on `app` here, in a help panel of :data:`PANELS` (serve, look,
+(ray, whose work is `raylaunch.py`). Each registers on `app` here, in a help panel of :data:`PANELS` (serve, look,
 change, measure); ``yyai --help`` lists the panels in that order.
 """
 
@@ -103,8 +103,11 @@ def usage_error(message: str, ctx: typer.Context) -> Exception:
     return usage(message, ctx)
 
 
-def main() -> None:  # pragma: no cover - `python -m yyai_kernel.cli`
-    """Run the CLI."""
+def main() -> None:  # pragma: no cover - the `yyai` console script and `python -m yyai_kernel.cli`
+    """Run the CLI in a process of its own: Keras's unused extras stay out of it (``runtime/prime.py``)."""
+    from yyai_kernel.runtime.prime import skip_serving_extras
+
+    skip_serving_extras()
     app()
 
 

@@ -1,7 +1,7 @@
 """`yyai ray`: the store served by Ray Serve, the REST API of `yyai serve` on a Ray cluster.
 
 Typer parses and refuses options (an unknown one exits 2 before Ray is imported); the
-work is `yyai_kernel.ray_app.launch.serve_on_ray`, which joins or starts Ray and runs the
+work is `yyai_kernel.cli.raylaunch.serve_on_ray`, which joins or starts Ray and runs the
 application until Ctrl-C or SIGTERM.
 """
 
@@ -41,7 +41,7 @@ def ray_cmd(
 
         yyai ray --store model_archives --replicas 2 --port 8000
     """
-    from yyai_kernel.ray_app.launch import RayOptions, parse_autoscale, serve_on_ray
+    from yyai_kernel.cli.raylaunch import RayOptions, parse_autoscale, serve_on_ray
 
     if replicas is not None and autoscale is not None:
         raise usage_error("--replicas and --autoscale exclude each other: give one.", ctx)

@@ -7,10 +7,11 @@ with ``--replicas N`` fixed model replicas or ``--autoscale MIN:MAX``; print the
 when it was generated, the token; serve until Ctrl-C or SIGTERM, then delete the
 application (and stop the Ray it started).
 
-Why a module outside ``ray_app``: deciding whether to start Ray on loopback must happen
-before ``ray`` is imported (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is read at import), and
-importing ``ray_app`` imports Ray. The CLI (``cli.py``) only parses options and calls
-:func:`serve_on_ray`.
+Why a module of ``cli`` and not of ``ray_app``: deciding whether to start Ray on loopback must
+happen before ``ray`` is imported (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is read at import),
+and importing anything of the ``ray_app`` package imports Ray (its ``__init__`` is the
+builder that Ray's own tools import). So this module imports Ray only inside
+:func:`serve_on_ray`, and the command (``ray.py``) refuses bad options before that.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from yyai_kernel.config import ServingConfig
 from yyai_kernel.host.placement import Placement
 from yyai_kernel.host.service import HostService
 from yyai_kernel.host.spec import HostSpec
+from yyai_kernel.runtime.prime import skip_serving_extras
 
 if TYPE_CHECKING:
     from yyai_kernel.registry.registry import Registry
@@ -117,6 +118,7 @@ def _start_models(spec: HostSpec, registry: Registry, service: HostService, supe
 
 
 def main() -> None:
+    skip_serving_extras()  # before TensorFlow and Keras are imported
     spec = HostSpec.from_env()
     if spec is None:
         print("yyai_kernel.host is started by `yyai serve --workers N`, not by hand.", file=sys.stderr)

@@ -5,7 +5,7 @@ What: ``build_app`` is the application builder that Ray's own tools call:
     serve run yyai_kernel.ray_app:build_app store=/mnt/yyai-store
     serve deploy deploy/ray/serve_config.yaml
 
-and ``yyai ray`` (``launch.py``) calls it too. The application is one deployment,
+and ``yyai ray`` (``cli/raylaunch.py``) calls it too. The application is one deployment,
 ``YyaiModels`` (``deployment.py``): each replica serves yyai's REST API over the data plane
 and runs the archives' runtimes itself (``models.py``: multiplexed by model id, batched), so
 a request crosses Ray's proxy and one replica. The ``args`` (``key=value`` on the command

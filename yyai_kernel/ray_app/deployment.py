@@ -58,6 +58,7 @@ from yyai_kernel.ray_app.models import (
 )
 from yyai_kernel.ray_app.registry import RayRegistry, StateChange
 from yyai_kernel.ray_app.replicas import Replicas
+from yyai_kernel.runtime.prime import skip_serving_extras
 from yyai_kernel.runtime.runtime import RuntimeOutput
 
 log = logging.getLogger("yyai.ray")
@@ -76,6 +77,7 @@ class Replica:
                        max_models: int = DEFAULT_MAX_MODELS, max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
                        batch_wait_s: float = DEFAULT_BATCH_WAIT_S, hot_requests: int = DEFAULT_HOT_REQUESTS):
         # (Ray awaits an async constructor: the defaults load before the replica takes traffic.)
+        skip_serving_extras()  # a replica's own process, before its first load imports Keras
         keep_replica_grpc_on_loopback()
         context = serve.get_replica_context()
         config = ServingConfig(**(serving or {}))

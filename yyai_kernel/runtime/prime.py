@@ -8,11 +8,21 @@ load, whichever archive came first, so the first version's measured cost
 by loading ``primer.yyar``, a 6 KB archive shipped with the package (made by
 ``scripts/make_primer_archive.py``), the way every archive is loaded
 (:meth:`ArchiveRuntime.load`), and dropping it.
+
+Keras also imports, whenever they are installed, libraries for integrations that a process
+which only serves never uses (:data:`SERVING_SKIPS`): scikit-learn for its estimator
+wrappers, pyplot for image galleries, pandas for DataFrame inputs. Measured on this
+project's 2-core machine that was about 1.9 s of a start's CPU (sklearn 0.9 s, pyplot
+0.5 s, pandas 0.5 s), and ``make serve`` installs scikit-learn with the test extras.
+:func:`skip_serving_extras` makes those imports fail in yyai's own processes (the CLI, the
+server, the model host, Ray replicas), and Keras goes on without them (it guards each with
+``except ImportError``).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +33,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("yyai.runtime")
 
 PRIMER = Path(__file__).resolve().parent / "primer.yyar"
+# What Keras imports when installed and a serving process never uses (see the module docstring).
+# matplotlib itself stays: evaluation plots draw with its Figure and Agg canvas, not pyplot.
+SERVING_SKIPS = ("sklearn", "matplotlib.pyplot", "pandas")
+
+
+def skip_serving_extras() -> None:
+    """Make :data:`SERVING_SKIPS` unimportable in this process, so that Keras skips them.
+
+    For the entry points of yyai's own processes, which run no user code (the ``yyai`` command,
+    ``yyai serve``, the model host, a Ray replica), before Keras is imported; never in a library
+    call, since a notebook or a test process that imports yyai must keep pandas. A module
+    imported already stays.
+    """
+    for name in SERVING_SKIPS:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None: "import fails", by design
 
 
 def prime(warmup_sizes: list[int]) -> float:

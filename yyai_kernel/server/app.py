@@ -517,6 +517,9 @@ def main(argv: list[str] | None = None) -> None:
     ``--Class.trait=value`` sets a setting. An option it does not know exits with status 2
     before anything starts (see :func:`yyai_kernel.server.cmdline.check_argv`).
     """
+    from yyai_kernel.runtime.prime import skip_serving_extras
+
+    skip_serving_extras()  # before TensorFlow and Keras are imported (start_models)
     logging.getLogger("yyai").setLevel(logging.INFO)
     YyaiServer.launch_instance(argv)
 
