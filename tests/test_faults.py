@@ -17,17 +17,21 @@ archives. The cases:
   model's default: every request gets a 200, or a clean JSON 404 or 503; never a 500 or a
   broken connection.
 
-The restart, kill and delete cases run twice: against ``yyai serve`` alone and against
-``yyai serve --workers 2`` (a supervisor, a model host and two front ends). With workers,
-what a server serves is read through each front end (``X-Yyai-Worker`` says which answered)
-and must be the same through both. The kill case first kills the front end that is
-receiving the upload (the supervisor starts it again, the server keeps serving and its
-spool folder is removed), then the supervisor itself (its host and front ends stop on
-their own, and the next start sweeps what they left). The model host's own kill -9 is
-``test_workers.py``'s, under 8 clients.
+The restart, kill and delete cases share one chain of servers over one store, alternating
+the two ways to serve: A is ``yyai serve`` alone, B ``yyai serve --workers 2`` (a supervisor,
+a model host and two front ends) restarted over what A left, C alone again over what B's
+kill left. So a restart is tried in both directions across the modes, the kill case
+against the workers (the richer one: first the front end that is receiving the upload,
+which the supervisor starts again while the server keeps serving and its spool folder is
+removed, then the supervisor itself, whose host and front ends stop on their own, and the
+next start sweeps what they left), and the delete case against one process. With workers,
+what a server serves is read through each front end (``X-Yyai-Worker`` says which
+answered) and must be the same through both. The model host's own kill -9 is
+``test_workers.py``'s, under 8 clients, and deletes under load through two front ends are
+its reloads and default swaps under 8 clients.
 
-Server starts cost seconds, so the restart, kill and delete cases share one chain of
-servers over one store per mode, and the state-file and full-disk cases share the tmpfs server.
+Server starts cost seconds, so these cases share the one chain, and the state-file and
+full-disk cases share the tmpfs server.
 """
 
 from __future__ import annotations
@@ -457,6 +461,7 @@ def test_a_full_temporary_folder_refuses_uploads_cleanly(built, tmp_path, monkey
 # --- one store, three servers: restart after changes, kill -9 mid-upload, delete under load ---
 
 MODES = {"alone": [], "workers": ["--workers", "2"]}
+CHAIN = ("alone", "workers", "alone")  # the modes of servers A, B and C
 WORKER = "X-Yyai-Worker"
 
 
@@ -485,9 +490,9 @@ def front_ends(srv, count: int) -> list[FrontEnd]:
     return [FrontEnd(srv, str(worker), srv.session_to(worker)) for worker in range(count)]
 
 
-def served_through_each(chain, srv, built) -> dict:
+def served_through_each(srv, built) -> dict:
     """What ``srv`` serves (:func:`served`), read through each of its front ends: the same through all."""
-    ends = front_ends(srv, chain.count)
+    ends = front_ends(srv, srv.count)
     try:
         first = served(ends[0], built)
         for end in ends[1:]:
@@ -498,11 +503,11 @@ def served_through_each(chain, srv, built) -> dict:
     return first
 
 
-def managed(chain, reply: requests.Response, *codes: int) -> requests.Response:
-    """A management reply: its status, and with workers that both front ends serve the change."""
+def managed(srv, reply: requests.Response, *codes: int) -> requests.Response:
+    """A management reply of ``srv``: its status, and with workers that both front ends serve the change."""
     assert reply.status_code in (codes or (200,)), (reply.status_code, reply.text[:500])
-    if chain.count > 1:
-        assert reply.headers["X-Yyai-Applied"] == f"{chain.count}/{chain.count}", reply.headers
+    if srv.count > 1:
+        assert reply.headers["X-Yyai-Applied"] == f"{srv.count}/{srv.count}", reply.headers
     return reply
 
 
@@ -547,13 +552,12 @@ def assert_serves_the_same(now: dict, before: dict) -> None:
         np.testing.assert_allclose(now["answers"][key][1], combined, rtol=0, atol=1e-6, err_msg=str(key))
 
 
-@pytest.fixture(scope="module", params=sorted(MODES))
-def chain(request, built, tmp_path_factory):
+@pytest.fixture(scope="module")
+def chain(built, tmp_path_factory):
     """A store changed by uploads and pins on server A; B restarted over it; C after B's kill.
 
-    Once for ``yyai serve`` alone and once for ``--workers 2`` (``count`` front ends)."""
-    mode = request.param
-    root = tmp_path_factory.mktemp(f"chain-{mode}")
+    Each server is started in the next mode of :data:`CHAIN`; ``srv.count`` is its front ends."""
+    root = tmp_path_factory.mktemp("chain")
     folder = root / "store"
     folder.mkdir()
     for key in ("alpha1", "gamma1", "gamma2", "delta1", "delta2"):
@@ -561,13 +565,14 @@ def chain(request, built, tmp_path_factory):
     servers = []
 
     def start():
+        mode = CHAIN[len(servers)]
         srv = start_server(folder, root / "work", args=MODES[mode])
+        srv.count = 2 if mode == "workers" else 1
         servers.append(srv)
         return srv
 
     try:
-        yield SimpleNamespace(root=root, store=folder, servers=servers, start=start, a=start(),
-                              count=2 if mode == "workers" else 1)
+        yield SimpleNamespace(root=root, store=folder, servers=servers, start=start, a=start())
     finally:
         for srv in servers:
             if srv.proc.poll() is None:
@@ -578,16 +583,16 @@ def test_restart_after_pins_and_uploads_serves_exactly_the_same(chain, built):
     a = chain.a
     upload = a.post("/models", data=built["gamma3"].path.read_bytes(),
                     headers={"Content-Type": "application/octet-stream"})
-    managed(chain, upload, 201)
+    managed(a, upload, 201)
     with open(built["alpha2"].path, "rb") as f:
         upload = a.post("/models", files={"archive": ("alpha-2.yyar", f, "application/octet-stream")})
-    managed(chain, upload, 201)
-    managed(chain, a.request("PUT", "/models/gamma/default", json={"version": 2}))
-    managed(chain, a.request("PUT", "/models/delta/default", json={"version": 2}))
-    managed(chain, a.request("PUT", "/models/delta/default", json={"version": 1}))
-    managed(chain, a.request("PUT", "/models/gamma/labels/old", json={"version": 1}))
-    managed(chain, a.request("PUT", "/models/gamma/traffic", json={"shadow": {"version": 3, "percent": 100}}))
-    before = served_through_each(chain, a, built)
+    managed(a, upload, 201)
+    managed(a, a.request("PUT", "/models/gamma/default", json={"version": 2}))
+    managed(a, a.request("PUT", "/models/delta/default", json={"version": 2}))
+    managed(a, a.request("PUT", "/models/delta/default", json={"version": 1}))
+    managed(a, a.request("PUT", "/models/gamma/labels/old", json={"version": 1}))
+    managed(a, a.request("PUT", "/models/gamma/traffic", json={"shadow": {"version": 3, "percent": 100}}))
+    before = served_through_each(a, built)
     assert before["models"] == {"alpha": ([1, 2], 2), "delta": ([1, 2], 1), "gamma": ([1, 2, 3], 2)}
     assert before["pinned"] == {"alpha": False, "delta": True, "gamma": True}
     assert before["labels"]["gamma"] == {"old": 1} and before["traffic"]["gamma"]["shadow"]["version"] == 3
@@ -595,7 +600,7 @@ def test_restart_after_pins_and_uploads_serves_exactly_the_same(chain, built):
 
     b = chain.start()
     chain.b, chain.before = b, before
-    assert_serves_the_same(served_through_each(chain, b, built), before)
+    assert_serves_the_same(served_through_each(b, built), before)
 
 
 def spool_dirs(srv) -> list[Path]:
@@ -656,7 +661,7 @@ def workers_of(srv) -> list[dict]:
 def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
     b = chain.b
     before_files = store_files(chain.store)
-    if chain.count > 1:
+    if b.count > 1:
         # the front end that receives the upload dies; the supervisor starts another, B goes on serving
         pids = {w["worker"]: w["pid"] for w in workers_of(b)}
         folder = upload_slowly_then_kill(b, built["big"].path, spool_dirs(b), kill_the_front_end_spooling)
@@ -667,7 +672,7 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
             time.sleep(0.2)
         assert not folder.exists()  # the dead front end's spool folder went with it
         assert store_files(chain.store) == before_files
-        assert_serves_the_same(served_through_each(chain, b, built), chain.before)
+        assert_serves_the_same(served_through_each(b, built), chain.before)
         # (the model host's kill -9 and its replacement: test_workers.py, under 8 clients)
         # then the supervisor itself: its host and front ends stop on their own
         family = psutil.Process(b.proc.pid).children(recursive=True)  # with front end 0's dashboard kernel
@@ -693,7 +698,7 @@ def test_kill_during_an_upload_leaves_no_partial_archive(chain, built):
     assert not stale.exists() and fresh.exists()  # a young temp file may be a write in progress
     assert [m["versions"] for m in c.get("/models").json() if m["name"] == "alpha"] == [[1, 2]]
     assert c.get("/models/_status").json()["problems"] == []
-    assert_serves_the_same(served_through_each(chain, c, built), chain.before)
+    assert_serves_the_same(served_through_each(c, built), chain.before)
     fresh.unlink()
     assert store_files(chain.store) == before_files
 
@@ -706,7 +711,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     With workers, half the threads reach each front end; each front end sees every phase,
     and answers as cleanly as one process does."""
     c = chain.c
-    managed(chain, c.request("PUT", "/models/delta/default", json={"version": 2}))
+    managed(c, c.request("PUT", "/models/delta/default", json={"version": 2}))
     refs = {v: expected(built, "delta", v) for v in (1, 2)}
     v2_body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4, 4, 1], "datatype": "FP32",
                                       "data": X.ravel().tolist()}]})
@@ -717,7 +722,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     results: list[tuple] = []
     lock = threading.Lock()
     stop = threading.Event()
-    workers = [str(i) for i in range(chain.count)]
+    workers = [str(i) for i in range(c.count)]
 
     def client(index: int) -> None:
         worker = workers[index % len(workers)]
@@ -764,7 +769,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
                                        "headers": {"Content-Type": "application/octet-stream"}})
         purge1 = ("DELETE", "/models/delta/versions/1", {"params": {"purge": "true"}})  # all 404 then
         for method, path, kwargs in [unload, load, unload, load, purge2, upload2, purge2, purge1]:
-            managed(chain, c.request(method, path, **kwargs), 200, 201)
+            managed(c, c.request(method, path, **kwargs), 200, 201)
             settle()
     finally:
         stop.set()
@@ -792,7 +797,7 @@ def test_deleting_a_version_under_load_answers_cleanly(chain, built):
     for worker in workers:
         assert {200, 404, 503} <= set(codes[worker]), (worker, codes)  # each phase was seen through it
     assert not (chain.store / "delta-1.yyar").exists() and not (chain.store / "delta-2.yyar").exists()
-    for end in front_ends(c, chain.count):  # the final state, through each front end
+    for end in front_ends(c, c.count):  # the final state, through each front end
         assert "delta" not in [m["name"] for m in end.get("/models").json()]
         gone = end.get("/models/delta")
         assert gone.status_code == 404, (end.worker, gone.status_code, gone.text[:1000])

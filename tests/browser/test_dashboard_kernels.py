@@ -1,8 +1,8 @@
 """Dashboard kernels end with their pages, on a server with traffic, and the log stays calm.
 
 The package's demo dashboard server (``conftest.py``; a short ``kernel_closed_grace``, so the
-test waits seconds, not a minute) and headless Chromium: four page visits, each holding a kernel, are closed while a
-REST client predicts every 2 s; the kernels of the closed pages are shut down and the
+test waits seconds, not a minute) and headless Chromium: two page visits, each holding a
+kernel, are closed while a REST client predicts every 2 s; the kernels of the closed pages are shut down and the
 number of kernel processes returns to the preheated pool's size (one), which still serves
 the next visit. Every wait polls with a bounded deadline; nothing asserts a duration.
 
@@ -29,7 +29,7 @@ from browser.test_dashboard_browser import (
 )
 
 POOL_SIZE = 1  # VOILA_CONFIGURATION["default_pool_size"]
-VISITS = 4
+VISITS = 2
 DEADLINE_S = 180  # generous: kernels start and stop on two shared cores
 
 
@@ -96,7 +96,7 @@ def test_closed_pages_kernels_end_under_traffic_and_the_pool_stays(server, brows
     with Traffic(server) as traffic:
         pages = [open_dashboard(browser, server)[0] for _ in range(VISITS)]
         # every open page holds a kernel, and the pool is refilled behind them
-        wait_for_kernels(server, lambda n: n == VISITS + POOL_SIZE, "four open pages and the pool")
+        wait_for_kernels(server, lambda n: n == VISITS + POOL_SIZE, "the open pages and the pool")
         for page in pages:
             page.close()
         wait_for_kernels(server, lambda n: n == POOL_SIZE, "the pages closed, with traffic")
