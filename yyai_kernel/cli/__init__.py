@@ -15,8 +15,8 @@ as ``yyai`` commands (`words.py`), never as the REST routes the server's own rep
 One module per group of commands: `archive.py` (archive, inspect), `models.py` (models,
 default), `manage.py` (upload, remove, load, unload, reload), `rollout.py` (label,
 traffic), `predict.py` (predict), `evaluate.py` (evaluate), `serve.py` (serve), `ray.py`
-(ray, whose work is `raylaunch.py`). Each registers on `app` here, in a help panel of :data:`PANELS` (serve, look,
-change, measure); ``yyai --help`` lists the panels in that order.
+(ray, whose work is `raylaunch.py`). Each registers on `app` here, in a help panel of
+:data:`PANELS` (serve, look, change, measure); ``yyai --help`` lists the panels in that order.
 """
 
 from __future__ import annotations
