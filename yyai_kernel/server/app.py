@@ -477,8 +477,12 @@ class YyaiServer(Voila, ServerSettings):
             super().stop()  # removes the connection folder and shuts remaining kernels down
         except Exception as error:  # noqa: BLE001 - shut-down goes on; the failure is logged
             self.log.warning("Voila shut-down: %s", error)
-        if getattr(self, "tmp_dir", None):
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        # Voila removes its connection folder before it shuts the kernels down, so a pool kernel
+        # that was starting meanwhile writes its connection file there again: remove it once more,
+        # now that every kernel is down.
+        for folder in (getattr(self, "connection_dir", None), getattr(self, "tmp_dir", None)):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
         self.log.info("yyai stopped.")
 
 
