@@ -119,6 +119,17 @@ def interactive(page) -> float:
     return page.evaluate("window.__yyaiInteractive")
 
 
+def watched_visit(browser, server, width: int = 1400, height: int = 1000):
+    """A fresh page on the dashboard, watched from its first request (:func:`watch`), once it is
+    interactive; ``(page, seen)``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.add_init_script(INTERACTIVE_PROBE)
+    seen = watch(page, server)
+    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
+    interactive(page)
+    return page, seen
+
+
 def open_dashboard(browser, server):
     """A fresh page on the dashboard (token in the URL), and its visit-to-interactive time in ms."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})

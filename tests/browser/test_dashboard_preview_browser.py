@@ -24,15 +24,12 @@ import requests
 from browser.test_dashboard_browser import (
     DOCS,
     HEADERS,
-    INTERACTIVE_PROBE,
     SAMPLES,
-    TOKEN,
     WAIT_MS,
     choose_source,
-    interactive,
     select_option_starting,
     shot,
-    watch,
+    watched_visit,
 )
 
 
@@ -41,14 +38,17 @@ def server(demo_dashboard):
     return demo_dashboard
 
 
-def visit(browser, server):
-    """A fresh page on the dashboard, watched from its first request, once it is interactive."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.add_init_script(INTERACTIVE_PROBE)
-    seen = watch(page, server)
-    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
-    interactive(page)
-    return page, seen
+def explain_digit_3(page) -> None:
+    """Predict the bundled digit-3.png with digits v2, Explain ticked, and wait for the answer."""
+    from playwright.sync_api import expect
+
+    page.select_option(".yyai-model-select select", label="digits")
+    expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
+    choose_source(page, "Bundled sample")
+    page.locator(".yyai-sample-select select").select_option(label="digit-3.png")
+    page.locator(".yyai-explain-toggle input").check()
+    page.locator(".yyai-predict-button").click()
+    expect(page.locator(".yyai-predict-message")).to_contain_text("1 image predicted", timeout=WAIT_MS)
 
 
 def rest_prediction(server, png: bytes, *, explain: bool = False) -> dict:
@@ -72,14 +72,8 @@ def shown_png(locator) -> np.ndarray:
 def test_gradcam_overlay_in_preview(browser, server):
     from playwright.sync_api import expect
 
-    page, seen = visit(browser, server)
-    page.select_option(".yyai-model-select select", label="digits")
-    expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
-    choose_source(page, "Bundled sample")
-    page.locator(".yyai-sample-select select").select_option(label="digit-3.png")
-    page.locator(".yyai-explain-toggle input").check()
-    page.locator(".yyai-predict-button").click()
-    expect(page.locator(".yyai-predict-message")).to_contain_text("1 image predicted", timeout=WAIT_MS)
+    page, seen = watched_visit(browser, server)
+    explain_digit_3(page)
 
     # what REST says for the same image: which members explain, on which layer, with which overlay
     explained = rest_prediction(server, (SAMPLES / "digit-3.png").read_bytes(), explain=True)["explanations"]
@@ -115,7 +109,7 @@ def test_drawing_pad_predicts(browser, server):
     from yyai_kernel.dashboard.drawpad import PAD_PX, DrawingPad
     from yyai_kernel.types import InputSpec
 
-    page, seen = visit(browser, server)
+    page, seen = watched_visit(browser, server)
     page.select_option(".yyai-model-select select", label="digits")
     expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
     choose_source(page, "Draw")
@@ -215,18 +209,8 @@ def test_an_ensembles_results_fit_common_widths(browser, server, width):
     no sideways scroll anywhere, and every image, chart and table inside the window."""
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.add_init_script(INTERACTIVE_PROBE)
-    seen = watch(page, server)
-    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
-    interactive(page)
-    page.select_option(".yyai-model-select select", label="digits")
-    expect(page.locator(".yyai-version-select select")).to_contain_text("v2 (default, ready)", timeout=WAIT_MS)
-    choose_source(page, "Bundled sample")
-    page.locator(".yyai-sample-select select").select_option(label="digit-3.png")
-    page.locator(".yyai-explain-toggle input").check()
-    page.locator(".yyai-predict-button").click()
-    expect(page.locator(".yyai-predict-message")).to_contain_text("1 image predicted", timeout=WAIT_MS)
+    page, seen = watched_visit(browser, server, width=width, height=900)
+    explain_digit_3(page)
     assert_results_fit(page, width, versions=1, overlays=2)  # cnn_a and cnn_wide
     shot(page, f"08-fit-{width}")
 

@@ -24,14 +24,12 @@ from serving import start_server
 from browser.test_dashboard_browser import (
     DOCS,
     HEADERS,
-    INTERACTIVE_PROBE,
     TOKEN,
     WAIT_MS,
     choose_files,
     choose_source,
-    interactive,
     shot,
-    watch,
+    watched_visit,
 )
 
 WINE_ROWS = (DEMO / "samples" / "wine-rows.csv").read_text()
@@ -68,11 +66,7 @@ def answer_of(row: dict) -> str:
 def test_table_and_tensor_models_in_preview(browser, server, tmp_path):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.add_init_script(INTERACTIVE_PROBE)
-    seen = watch(page, server)
-    page.goto(f"{server.url}/?token={TOKEN}", wait_until="commit")
-    interactive(page)
+    page, seen = watched_visit(browser, server)
 
     # 1. the wine form, pre-filled from the bundled sample's first row; a person changes two fields
     page.select_option(".yyai-model-select select", label="wine")
